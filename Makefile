@@ -1,0 +1,36 @@
+# loyalty: PGXS build.  See README.md for the two commands that install
+# PostgreSQL, build, install and test in a throwaway cluster.
+
+EXTENSION  = loyalty
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" loyalty.control)
+
+MODULE_big = loyalty
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is assembled from one fragment per concern, in name order
+# (src/sql/NN_concern.sql), as pg_partman does; released scripts are frozen by
+# copying them to update/ before the next version changes a fragment.
+SQL_PARTS  = $(sort $(wildcard src/sql/*.sql))
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA       = $(wildcard update/$(EXTENSION)--*.sql)
+
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=loyalty
+ISOLATION      = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --load-extension=loyalty
+
+# PostgreSQL's headers are system headers to us: our own code is held to
+# -Wall -Wextra, theirs (unused parameters in inline functions) is not ours.
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS   = -Wall -Wextra $(EXTRA_CFLAGS)
+
+EXTRA_CLEAN = $(DATA_built)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+$(OBJS): src/loyalty.h

@@ -1,0 +1,65 @@
+# Shared by tools/demo.sh and tools/test.sh: install what is missing from
+# Debian's packages, build, install.  Sourced, not run.
+set -euo pipefail
+
+PGVER=15
+PGBIN=/usr/lib/postgresql/$PGVER/bin
+PG_CONFIG=$PGBIN/pg_config
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PG_CONFIG
+
+# Debian packages the build and the tests need.
+PACKAGES=(
+	make gcc libc6-dev
+	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
+	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
+)
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Install whatever of PACKAGES is not installed yet (nothing when all are).
+ensure_packages() {
+	local missing=() p
+	for p in "${PACKAGES[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		say "installing from Debian: ${missing[*]}"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		# Debian's postgresql-common would otherwise create and start a
+		# "main" cluster; we only ever use throwaway clusters.
+		as_root mkdir -p /etc/postgresql-common/createcluster.d
+		echo 'create_main_cluster = false' |
+			as_root tee /etc/postgresql-common/createcluster.d/loyalty-no-main.conf >/dev/null
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	fi
+}
+
+# Build warning-free (gcc -Werror, then a clang syntax pass) and install.
+build_and_install() {
+	say "building loyalty (gcc -Wall -Wextra -Werror)"
+	cd "$ROOT"
+	make -s clean >/dev/null
+	make -s -j"$(nproc)" EXTRA_CFLAGS=-Werror
+	if command -v clang-14 >/dev/null; then
+		say "checking warnings with clang-14 -Wall -Wextra"
+		clang-14 -fsyntax-only -Wall -Wextra -Werror \
+			-isystem "$($PG_CONFIG --includedir-server)" -Isrc src/*.c
+	fi
+	say "installing into $($PG_CONFIG --pkglibdir)"
+	as_root make -s install PG_CONFIG="$PG_CONFIG"
+}
+
+# Run "$@" inside a throwaway cluster (Debian's pg_virtualenv), removed after.
+# As root the cluster runs as user postgres; otherwise as the caller.
+in_throwaway_cluster() {
+	pg_virtualenv -v "$PGVER" \
+		-o "max_prepared_transactions=10" \
+		-o "shared_preload_libraries=" \
+		"$@"
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The demo: install what is missing from Debian, build, install, then run
+# tools/demo.sql in a throwaway cluster (removed afterwards) and show results.
+source "$(dirname "$0")/common.sh"
+ensure_packages
+build_and_install
+say "running the demo in a throwaway PostgreSQL $PGVER cluster"
+export LOYALTY_DATA=${LOYALTY_DATA:-$ROOT/../shared/data}
+in_throwaway_cluster sh -c "createdb loyalty_demo && psql -X -v ON_ERROR_STOP=1 -d loyalty_demo -f '$ROOT/tools/demo.sql'"
