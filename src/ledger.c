@@ -1,0 +1,1604 @@
+/*
+ * ledger.c
+ *		The write path of the ledger: earn, award, redeem, hold, capture,
+ *		release, reverse and adjust.
+ *
+ * Every call follows one protocol, which is what makes the invariants hold
+ * under concurrency:
+ *	1. lock the member's account row (FOR UPDATE): all writers of a member
+ *	   serialise there, in one fixed order, so nothing is lost or overspent
+ *	   and two members are only ever locked in member_id order (merge);
+ *	2. with an idempotency key, look the key up after the lock, so a racing
+ *	   replay sees the first call's committed result and returns it;
+ *	3. write one ledger row, move lots (credit creates a lot, debit consumes
+ *	   lots first-to-expire-first and records allocations), and update the
+ *	   account with the same deltas.
+ * Statements are prepared once per backend and kept (SPI_keepplan).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "loyalty.h"
+#include "points.h"
+
+/* Domain SQLSTATEs (class LY), documented in the README. */
+#define ERRCODE_LOYALTY_INSUFFICIENT_POINTS	MAKE_SQLSTATE('L','Y','0','0','1')
+#define ERRCODE_LOYALTY_IDEMPOTENCY_CONFLICT	MAKE_SQLSTATE('L','Y','0','0','2')
+#define ERRCODE_LOYALTY_HOLD_NOT_ACTIVE		MAKE_SQLSTATE('L','Y','0','0','3')
+#define ERRCODE_LOYALTY_OVER_REVERSAL		MAKE_SQLSTATE('L','Y','0','0','4')
+
+/* Operators spelled out so that no search_path can redirect them. */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define LT " OPERATOR(pg_catalog.<) "
+#define LE " OPERATOR(pg_catalog.<=) "
+#define GT " OPERATOR(pg_catalog.>) "
+#define GE " OPERATOR(pg_catalog.>=) "
+#define PLUS " OPERATOR(pg_catalog.+) "
+#define MINUS " OPERATOR(pg_catalog.-) "
+#define I8 "::pg_catalog.int8"
+#define PTS "::loyalty.points"
+
+PG_FUNCTION_INFO_V1(loyalty_earn);
+PG_FUNCTION_INFO_V1(loyalty_award);
+PG_FUNCTION_INFO_V1(loyalty_redeem);
+PG_FUNCTION_INFO_V1(loyalty_hold);
+PG_FUNCTION_INFO_V1(loyalty_capture);
+PG_FUNCTION_INFO_V1(loyalty_release);
+PG_FUNCTION_INFO_V1(loyalty_reverse);
+PG_FUNCTION_INFO_V1(loyalty_adjust);
+PG_FUNCTION_INFO_V1(loyalty_release_expired);
+
+/* The statements of the write path, prepared once per backend. */
+typedef enum LedgerStmt
+{
+	S_LOCK,
+	S_IDEM_GET,
+	S_IDEM_PUT,
+	S_LEDGER_INS,
+	S_LOT_INS,
+	S_AVAILABLE,
+	S_CONSUME,
+	S_RETURN,
+	S_ACCOUNT_UPD,
+	S_PURCHASE_DAY,
+	S_ENTRY_GET,
+	S_LOT_OF_ENTRY,
+	S_LOT_TAKE,
+	S_ALLOC_INS,
+	S_OPEN_ALLOC,
+	S_HOLD_GET,
+	S_HOLD_MEMBER,
+	S_HOLD_RESOLVE,
+	S_HOLD_INS,
+	S_EXPIRED_HOLDS,
+	NUM_STMTS
+} LedgerStmt;
+
+typedef struct StmtDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[14];
+} StmtDef;
+
+static const StmtDef stmt_defs[NUM_STMTS] = {
+	[S_LOCK] = {
+		"SELECT a.program_id, m.status, a.balance" I8 ", a.held" I8 ", a.debt" I8 ","
+		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
+		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), m.merged_into"
+		" FROM loyalty.accounts a"
+		" JOIN loyalty.members m ON m.member_id" EQ "a.member_id"
+		" JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
+		" WHERE a.member_id" EQ "$1 FOR UPDATE OF a",
+	1, {INT8OID}},
+	[S_IDEM_GET] = {
+		"SELECT operation, request_hash, result, entry_id FROM loyalty.idempotency_keys"
+		" WHERE member_id" EQ "$1 AND idempotency_key" EQ "$2",
+	2, {INT8OID, TEXTOID}},
+	[S_IDEM_PUT] = {
+		"INSERT INTO loyalty.idempotency_keys"
+		" (member_id, idempotency_key, operation, request_hash, result, entry_id)"
+		" VALUES ($1, $2, $3, $4, $5, $6)",
+	6, {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}},
+	[S_LEDGER_INS] = {
+		"INSERT INTO loyalty.ledger (member_id, program_id, kind, points, held_delta, amount,"
+		" channel, reference, reason, source_entry, hold_id, idempotency_key, occurred_at, details)"
+		" VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", $6, $7, $8, $9, $10, $11, $12, $13, $14::pg_catalog.jsonb)"
+		" RETURNING entry_id",
+	14, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID}},
+	[S_LOT_INS] = {
+		"INSERT INTO loyalty.lots (member_id, entry_id, original, remaining, vests_at, expires_at)"
+		" VALUES ($1, $2, $3" PTS ", $6" PTS ", $4, $5)",
+	6, {INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}},
+	[S_AVAILABLE] = {
+		"SELECT COALESCE(pg_catalog.sum(remaining" I8 "), 0)" I8
+		" FROM loyalty.lots WHERE member_id" EQ "$1"
+		" AND remaining OPERATOR(loyalty.>) '0'" PTS
+		" AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)",
+	2, {INT8OID, TIMESTAMPTZOID}},
+	/* first-to-expire-first: take from lots in expiry order until $2 is met */
+	[S_CONSUME] = {
+		"WITH c AS ("
+		"  SELECT lot_id, remaining" I8 " AS rem,"
+		"   pg_catalog.sum(remaining" I8 ") OVER (ORDER BY expires_at NULLS LAST, created_at, lot_id) AS cum"
+		"  FROM loyalty.lots WHERE member_id" EQ "$1 AND remaining OPERATOR(loyalty.>) '0'" PTS
+		"  AND vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3)"
+		"), t AS ("
+		"  SELECT lot_id, LEAST(rem, $2" MINUS "(cum" MINUS "rem))" I8 " AS take FROM c"
+		"  WHERE cum" MINUS "rem" LT "$2"
+		"), u AS ("
+		"  UPDATE loyalty.lots l SET remaining = (l.remaining" I8 MINUS "t.take)" PTS
+		"  FROM t WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "t.lot_id"
+		"  RETURNING l.lot_id, t.take"
+		") INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)"
+		" SELECT $1, $4, lot_id, take" PTS " FROM u RETURNING points" I8,
+	4, {INT8OID, INT8OID, TIMESTAMPTZOID, INT8OID}},
+	/* give $3 points back to the lots entry $2 took them from, latest-expiring first */
+	[S_RETURN] = {
+		"WITH c AS ("
+		"  SELECT a.lot_id, (a.points" I8 MINUS "a.returned" I8 ") AS open,"
+		"   pg_catalog.sum(a.points" I8 MINUS "a.returned" I8 ") OVER"
+		"    (ORDER BY l.expires_at DESC NULLS FIRST, l.created_at DESC, l.lot_id DESC) AS cum"
+		"  FROM loyalty.allocations a JOIN loyalty.lots l"
+		"   ON l.member_id" EQ "a.member_id AND l.lot_id" EQ "a.lot_id"
+		"  WHERE a.member_id" EQ "$1 AND a.entry_id" EQ "$2 AND a.returned OPERATOR(loyalty.<) a.points"
+		"), t AS ("
+		"  SELECT lot_id, LEAST(open, $3" MINUS "(cum" MINUS "open))" I8 " AS give FROM c"
+		"  WHERE cum" MINUS "open" LT "$3"
+		"), ua AS ("
+		"  UPDATE loyalty.allocations a SET returned = (a.returned" I8 PLUS "t.give)" PTS
+		"  FROM t WHERE a.member_id" EQ "$1 AND a.entry_id" EQ "$2 AND a.lot_id" EQ "t.lot_id"
+		"  RETURNING a.lot_id, t.give"
+		") UPDATE loyalty.lots l SET remaining = (l.remaining" I8 PLUS "ua.give)" PTS
+		" FROM ua WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "ua.lot_id RETURNING ua.give",
+	3, {INT8OID, INT8OID, INT8OID}},
+	[S_ACCOUNT_UPD] = {
+		"UPDATE loyalty.accounts SET"
+		" balance = (balance" I8 PLUS "$2)" PTS ","
+		" held = (held" I8 PLUS "$3)" PTS ","
+		" debt = (debt" I8 PLUS "$4)" PTS ","
+		" lifetime_earned = (lifetime_earned" I8 PLUS "$5)" PTS ","
+		" lifetime_redeemed = (lifetime_redeemed" I8 PLUS "$6)" PTS ","
+		" lifetime_expired = (lifetime_expired" I8 PLUS "$7)" PTS ","
+		" first_purchase_at = LEAST(first_purchase_at, $8),"
+		" last_purchase_at = GREATEST(last_purchase_at, $8),"
+		" purchase_count = purchase_count" PLUS "$9,"
+		" purchase_days = purchase_days" PLUS "$10,"
+		" purchase_amount = purchase_amount" PLUS "$11,"
+		" updated_at = pg_catalog.now()"
+		" WHERE member_id" EQ "$1",
+	11, {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
+	INT8OID, INT8OID, NUMERICOID}},
+	[S_PURCHASE_DAY] = {
+		"SELECT EXISTS (SELECT 1 FROM loyalty.ledger WHERE member_id" EQ "$1"
+		" AND kind" EQ "'earn' AND occurred_at" GE "$2 AND occurred_at" LT "$3)",
+	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}},
+	[S_ENTRY_GET] = {
+		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
+		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+	[S_LOT_OF_ENTRY] = {
+		"SELECT lot_id, original" I8 ", remaining" I8 ", reversed" I8 ", reversed_amount,"
+		" (vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3))"
+		" FROM loyalty.lots WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
+	3, {INT8OID, INT8OID, TIMESTAMPTZOID}},
+	[S_LOT_TAKE] = {
+		"UPDATE loyalty.lots SET remaining = (remaining" I8 MINUS "$3)" PTS ","
+		" reversed = (reversed" I8 PLUS "$4)" PTS ", reversed_amount = reversed_amount" PLUS "$5"
+		" WHERE member_id" EQ "$1 AND lot_id" EQ "$2",
+	5, {INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID}},
+	[S_ALLOC_INS] = {
+		"INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)"
+		" VALUES ($1, $2, $3, $4" PTS ")",
+	4, {INT8OID, INT8OID, INT8OID, INT8OID}},
+	[S_OPEN_ALLOC] = {
+		"SELECT COALESCE(pg_catalog.sum(points" I8 MINUS "returned" I8 "), 0)" I8
+		" FROM loyalty.allocations WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+	[S_HOLD_GET] = {
+		"SELECT entry_id, points" I8 ", status, expires_at" LE "pg_catalog.now()"
+		" FROM loyalty.holds WHERE member_id" EQ "$1 AND hold_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+	[S_HOLD_MEMBER] = {
+		"SELECT member_id FROM loyalty.holds WHERE hold_id" EQ "$1",
+	1, {INT8OID}},
+	[S_HOLD_RESOLVE] = {
+		"UPDATE loyalty.holds SET status = $3, captured = $4" PTS ","
+		" resolved_at = pg_catalog.now(), resolved_entry = $5"
+		" WHERE member_id" EQ "$1 AND hold_id" EQ "$2",
+	5, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID}},
+	[S_HOLD_INS] = {
+		"INSERT INTO loyalty.holds (member_id, entry_id, points, channel, reference, expires_at)"
+		" VALUES ($1, $2, $3" PTS ", $4, $5, pg_catalog.now()" PLUS "$6) RETURNING hold_id",
+	6, {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INTERVALOID}},
+	[S_EXPIRED_HOLDS] = {
+		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
+		" AND status" EQ "'active' AND expires_at" LE "pg_catalog.now() ORDER BY hold_id",
+	1, {INT8OID}},
+};
+
+static SPIPlanPtr plans[NUM_STMTS];
+
+/* What a write needs to know about the locked member and its program. */
+typedef struct Member
+{
+	int64		member_id;
+	int64		program_id;
+	char		status[16];
+	Points		balance;
+	Points		held;
+	Points		debt;
+	Datum		earn_rate;		/* numeric, copied to the caller's context */
+	PointsRounding rounding;
+	bool		has_expiry;
+	Interval	expiry;
+	Interval	pending;
+	bool		refund_debt;
+	Interval	max_hold_ttl;
+	bool		has_closed;
+	TimestampTz closed_through;
+	TimestampTz now;
+} Member;
+
+/* Deltas applied to the account row in one UPDATE. */
+typedef struct AccountDelta
+{
+	int64		balance;
+	int64		held;
+	int64		debt;
+	int64		earned;
+	int64		redeemed;
+	int64		expired;
+	bool		purchase;
+	TimestampTz purchase_at;
+	int64		purchase_count;
+	int64		purchase_days;
+	Datum		purchase_amount;	/* numeric or 0 */
+} AccountDelta;
+
+/* Arguments of one ledger row. */
+typedef struct Entry
+{
+	const char *kind;
+	int64		points;
+	int64		held_delta;
+	Datum		amount;			/* numeric, or 0 for NULL */
+	text	   *channel;
+	text	   *reference;
+	text	   *reason;
+	int64		source_entry;	/* 0: none */
+	int64		hold_id;		/* 0: none */
+	text	   *idem_key;
+	TimestampTz occurred_at;
+	const char *details;		/* jsonb text or NULL */
+} Entry;
+
+/* Execute a kept plan, preparing it on first use. */
+static int
+ExecStmt(LedgerStmt s, Datum *values, const char *nulls, bool read_only, long tcount)
+{
+	int			rc;
+
+	if (plans[s] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(stmt_defs[s].sql, stmt_defs[s].nargs,
+									   (Oid *) stmt_defs[s].argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "loyalty: SPI_prepare failed for statement %d: %s",
+				 (int) s, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "loyalty: SPI_keepplan failed");
+		plans[s] = plan;
+	}
+	rc = SPI_execute_plan(plans[s], values, nulls, read_only, tcount);
+	if (rc < 0)
+		elog(ERROR, "loyalty: statement %d failed: %s", (int) s, SPI_result_code_string(rc));
+	return rc;
+}
+
+/* Column `col` (1-based) of row `row` of the last result; *isnull set. */
+static Datum
+Col(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* An int8 column that cannot be NULL. */
+static int64
+ColInt8(int row, int col)
+{
+	bool		isnull;
+	Datum		d = Col(row, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* Refuse a NULL for a required argument, naming it. */
+static void
+RequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/* An optional text argument, or NULL. */
+static text *
+OptText(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_TEXT_PP(argno);
+}
+
+/* Points argument that must be > 0. */
+static Points
+PositivePoints(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	Points		p;
+
+	RequireArg(fcinfo, argno, name);
+	p = PG_GETARG_POINTS(argno);
+	if (p <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a positive number of points", name),
+				 errdetail("Got %lld.", (long long) p)));
+	return p;
+}
+
+/* Copy an interval column into *out. */
+static void
+ColInterval(int row, int col, Interval *out, bool *isnull)
+{
+	Datum		d = Col(row, col, isnull);
+
+	if (!*isnull)
+		memcpy(out, DatumGetIntervalP(d), sizeof(Interval));
+}
+
+/*
+ * Lock the member's account and load what the write needs.  Unknown members
+ * raise P0002; `need_active` refuses suspended and closed members (55000).
+ */
+static void
+LockMember(int64 member_id, Member *m, bool need_active)
+{
+	Datum		values[1];
+	bool		isnull;
+	char	   *s;
+
+	values[0] = Int64GetDatum(member_id);
+	ExecStmt(S_LOCK, values, NULL, false, 0);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("member %lld does not exist", (long long) member_id),
+				 errhint("Enroll the member first with loyalty.enroll(), or look it up with loyalty.member_id().")));
+
+	memset(m, 0, sizeof(*m));
+	m->member_id = member_id;
+	m->program_id = ColInt8(0, 1);
+	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	strlcpy(m->status, s, sizeof(m->status));
+	m->balance = ColInt8(0, 3);
+	m->held = ColInt8(0, 4);
+	m->debt = ColInt8(0, 5);
+	m->earn_rate = SPI_datumTransfer(Col(0, 6, &isnull), false, -1);
+	m->rounding = points_rounding_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
+	ColInterval(0, 8, &m->expiry, &isnull);
+	m->has_expiry = !isnull;
+	ColInterval(0, 9, &m->pending, &isnull);
+	m->refund_debt = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10), "debt") == 0;
+	ColInterval(0, 11, &m->max_hold_ttl, &isnull);
+	m->closed_through = DatumGetTimestampTz(Col(0, 12, &isnull));
+	m->has_closed = !isnull;
+	m->now = DatumGetTimestampTz(Col(0, 13, &isnull));
+
+	if (need_active && strcmp(m->status, "active") != 0)
+	{
+		bool		merged;
+		int64		survivor = DatumGetInt64(Col(0, 14, &merged));
+
+		merged = !merged;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("member %lld is %s", (long long) member_id, m->status),
+				 errdetail("Only active members can earn, redeem or hold points."),
+				 merged ? errhint("The member was merged into member %lld; use that one.", (long long) survivor)
+				 : errhint("Reactivate the member with loyalty.set_member_status() first.")));
+	}
+}
+
+/* Business time of a call: now when not given; never ahead, never closed. */
+static TimestampTz
+OccurredAt(FunctionCallInfo fcinfo, int argno, Member *m)
+{
+	TimestampTz ts;
+
+	if (PG_ARGISNULL(argno))
+		return m->now;
+	ts = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("occurred_at must be a finite time")));
+	if (ts > m->now + (int64) loyalty_max_future_seconds * USECS_PER_SEC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("occurred_at %s lies in the future", timestamptz_to_str(ts)),
+				 errdetail("The database time is %s; loyalty.max_future_seconds allows %d seconds of clock skew.",
+						   timestamptz_to_str(m->now), loyalty_max_future_seconds),
+				 errhint("Send the time the event happened, from a synchronised clock.")));
+	if (m->has_closed && ts <= m->closed_through)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("occurred_at %s lies in a closed period", timestamptz_to_str(ts)),
+				 errdetail("The program's books are closed through %s.", timestamptz_to_str(m->closed_through)),
+				 errhint("Post the correction with the current time instead.")));
+	return ts;
+}
+
+/* timestamptz + interval, through the built-in operator. */
+static TimestampTz
+AddInterval(TimestampTz ts, Interval *iv)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(ts),
+												   IntervalPGetDatum(iv)));
+}
+
+/*
+ * A 64-bit fingerprint of a call's payload, so a replay with the same key
+ * but other arguments can be told apart from a true replay.
+ */
+static int64
+RequestHash(const char *op, FunctionCallInfo fcinfo, const char *kinds)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, op);
+	/* kinds[i] describes argument i: i int8/points, n numeric, t text, z timestamptz, v interval, - skip */
+	for (i = 0; kinds[i]; i++)
+	{
+		Datum		d = PG_GETARG_DATUM(i);
+
+		if (kinds[i] == '-')
+			continue;
+		appendStringInfoChar(&buf, '|');
+		if (PG_ARGISNULL(i))
+		{
+			appendStringInfoString(&buf, "\\N");
+			continue;
+		}
+		switch (kinds[i])
+		{
+			case 'i':
+				appendStringInfo(&buf, INT64_FORMAT, DatumGetInt64(d));
+				break;
+			case 'n':
+				/* normalized, so 10 and 10.00 are the same request */
+				appendStringInfoString(&buf, numeric_normalize(DatumGetNumeric(d)));
+				break;
+			case 't':
+				appendBinaryStringInfo(&buf, VARDATA_ANY(DatumGetTextPP(d)),
+									   VARSIZE_ANY_EXHDR(DatumGetTextPP(d)));
+				break;
+			case 'z':
+				appendStringInfo(&buf, INT64_FORMAT, (int64) DatumGetTimestampTz(d));
+				break;
+			case 'v':
+				{
+					Interval   *iv = DatumGetIntervalP(d);
+
+					appendStringInfo(&buf, INT64_FORMAT ":%d:%d", (int64) iv->time, iv->day, iv->month);
+				}
+				break;
+		}
+	}
+	return (int64) hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+}
+
+/*
+ * Look an idempotency key up (after the account lock).  Returns true with the
+ * first call's result when it is a replay; raises LY002 when the key was used
+ * for another operation or payload.
+ */
+static bool
+IdemLookup(Member *m, text *key, const char *op, int64 hash, int64 *result)
+{
+	Datum		values[2];
+	char	   *prev_op;
+
+	if (key == NULL)
+		return false;
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = PointerGetDatum(key);
+	ExecStmt(S_IDEM_GET, values, NULL, true, 1);
+	if (SPI_processed == 0)
+		return false;
+	prev_op = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(prev_op, op) != 0 || ColInt8(0, 2) != hash)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_IDEMPOTENCY_CONFLICT),
+				 errmsg("idempotency key \"%s\" was already used for a different request",
+						text_to_cstring(key)),
+				 errdetail("The key was first used by loyalty.%s() with other arguments.", prev_op),
+				 errhint("Use a new key for a new request; replay a request only with identical arguments.")));
+	*result = ColInt8(0, 3);
+	return true;
+}
+
+/* Record the first result of a keyed call. */
+static void
+IdemStore(Member *m, text *key, const char *op, int64 hash, int64 result, int64 entry_id)
+{
+	Datum		values[6];
+
+	if (key == NULL)
+		return;
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = PointerGetDatum(key);
+	values[2] = CStringGetTextDatum(op);
+	values[3] = Int64GetDatum(hash);
+	values[4] = Int64GetDatum(result);
+	values[5] = Int64GetDatum(entry_id);
+	ExecStmt(S_IDEM_PUT, values, NULL, false, 0);
+}
+
+/* Append one ledger row; returns its entry_id. */
+static int64
+InsertEntry(Member *m, Entry *e)
+{
+	Datum		values[14];
+	char		nulls[14];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(m->program_id);
+	values[2] = CStringGetTextDatum(e->kind);
+	values[3] = Int64GetDatum(e->points);
+	values[4] = Int64GetDatum(e->held_delta);
+	values[5] = e->amount;
+	nulls[5] = e->amount ? ' ' : 'n';
+	values[6] = PointerGetDatum(e->channel);
+	nulls[6] = e->channel ? ' ' : 'n';
+	values[7] = PointerGetDatum(e->reference);
+	nulls[7] = e->reference ? ' ' : 'n';
+	values[8] = PointerGetDatum(e->reason);
+	nulls[8] = e->reason ? ' ' : 'n';
+	values[9] = Int64GetDatum(e->source_entry);
+	nulls[9] = e->source_entry ? ' ' : 'n';
+	values[10] = Int64GetDatum(e->hold_id);
+	nulls[10] = e->hold_id ? ' ' : 'n';
+	values[11] = PointerGetDatum(e->idem_key);
+	nulls[11] = e->idem_key ? ' ' : 'n';
+	values[12] = TimestampTzGetDatum(e->occurred_at ? e->occurred_at : m->now);
+	values[13] = e->details ? CStringGetTextDatum(e->details) : (Datum) 0;
+	nulls[13] = e->details ? ' ' : 'n';
+	ExecStmt(S_LEDGER_INS, values, nulls, false, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "loyalty: ledger insert returned %llu rows", (unsigned long long) SPI_processed);
+	return ColInt8(0, 1);
+}
+
+/* Apply deltas to the locked account row (int8 overflow raises 22003). */
+static void
+UpdateAccount(Member *m, AccountDelta *d)
+{
+	Datum		values[11];
+	char		nulls[11];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(d->balance);
+	values[2] = Int64GetDatum(d->held);
+	values[3] = Int64GetDatum(d->debt);
+	values[4] = Int64GetDatum(d->earned);
+	values[5] = Int64GetDatum(d->redeemed);
+	values[6] = Int64GetDatum(d->expired);
+	values[7] = TimestampTzGetDatum(d->purchase_at);
+	nulls[7] = d->purchase ? ' ' : 'n';
+	values[8] = Int64GetDatum(d->purchase_count);
+	values[9] = Int64GetDatum(d->purchase_days);
+	values[10] = d->purchase_amount ? d->purchase_amount
+		: NumericGetDatum(int64_to_numeric(0));
+	ExecStmt(S_ACCOUNT_UPD, values, nulls, false, 0);
+	m->balance = points_add_checked(m->balance, d->balance);
+	m->held = points_add_checked(m->held, d->held);
+	m->debt = points_add_checked(m->debt, d->debt);
+}
+
+/*
+ * Spendable points at time `at`: vested, unexpired lot remainders, less any
+ * open debt (lots that vest while a debt is open do not make it spendable).
+ */
+static Points
+Available(Member *m, TimestampTz at)
+{
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = TimestampTzGetDatum(at);
+	ExecStmt(S_AVAILABLE, values, NULL, true, 1);
+	return points_sub_checked(ColInt8(0, 1), m->debt);
+}
+
+/*
+ * Credit `points` under entry `entry_id` as a lot vesting and expiring by the
+ * program's policy.  An open debt is repaid first: the lot then starts with
+ * less remaining than its original, which keeps reversals of this credit
+ * bounded by what it credited.  Returns the debt repaid.
+ */
+static Points
+CreditLot(Member *m, int64 entry_id, Points points, TimestampTz occurred_at,
+		  TimestampTz expires_override)
+{
+	Points		repay = Min(points, m->debt);
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(entry_id);
+	values[2] = Int64GetDatum(points);
+	values[3] = TimestampTzGetDatum(AddInterval(occurred_at, &m->pending));
+	if (expires_override)
+		values[4] = TimestampTzGetDatum(expires_override);
+	else if (m->has_expiry)
+		values[4] = TimestampTzGetDatum(AddInterval(occurred_at, &m->expiry));
+	else
+		nulls[4] = 'n';
+	values[5] = Int64GetDatum(points - repay);
+	ExecStmt(S_LOT_INS, values, nulls, false, 0);
+	return repay;
+}
+
+/* Raise LY001 for a debit larger than what can be spent. */
+static void
+InsufficientPoints(Member *m, Points wanted, Points available)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
+			 errmsg("insufficient points: member %lld has %lld spendable, %lld requested",
+					(long long) m->member_id, (long long) available, (long long) wanted),
+			 errdetail("Pending, expired and held points cannot be spent."),
+			 errhint("Redeem at most the available balance shown by loyalty.balance().")));
+}
+
+/* Consume `points` first-to-expire-first for entry `entry_id`. */
+static void
+ConsumeLots(Member *m, int64 entry_id, Points points)
+{
+	Datum		values[4];
+	Points		taken = 0;
+	uint64		i;
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(points);
+	values[2] = TimestampTzGetDatum(m->now);
+	values[3] = Int64GetDatum(entry_id);
+	ExecStmt(S_CONSUME, values, NULL, false, 0);
+	for (i = 0; i < SPI_processed; i++)
+		taken = points_add_checked(taken, ColInt8(i, 1));
+	if (taken != points)
+		elog(ERROR, "loyalty: lot consumption took %lld of %lld points",
+			 (long long) taken, (long long) points);
+}
+
+/* Give `points` back to the lots that entry `source` consumed. */
+static void
+ReturnToLots(Member *m, int64 source, Points points)
+{
+	Datum		values[3];
+	Points		given = 0;
+	uint64		i;
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(source);
+	values[2] = Int64GetDatum(points);
+	ExecStmt(S_RETURN, values, NULL, false, 0);
+	for (i = 0; i < SPI_processed; i++)
+		given = points_add_checked(given, ColInt8(i, 1));
+	if (given != points)
+		elog(ERROR, "loyalty: returned %lld of %lld points to lots",
+			 (long long) given, (long long) points);
+}
+
+/* Open (not yet given back) points of a debit entry's allocations. */
+static Points
+OpenAllocations(Member *m, int64 entry_id)
+{
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(entry_id);
+	ExecStmt(S_OPEN_ALLOC, values, NULL, true, 1);
+	return ColInt8(0, 1);
+}
+
+/* Mark a hold resolved. */
+static void
+ResolveHold(Member *m, int64 hold_id, const char *status, Points captured, int64 entry_id)
+{
+	Datum		values[5];
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(hold_id);
+	values[2] = CStringGetTextDatum(status);
+	values[3] = Int64GetDatum(captured);
+	values[4] = Int64GetDatum(entry_id);
+	ExecStmt(S_HOLD_RESOLVE, values, NULL, false, 0);
+}
+
+/*
+ * Release `points` of hold `hold_id` (whose hold entry is `hold_entry`) back
+ * to its lots with a 'release' entry; the hold's status is set by the caller.
+ */
+static int64
+ReleaseHoldPoints(Member *m, int64 hold_id, int64 hold_entry, Points points,
+				  text *idem_key, const char *reason)
+{
+	Entry		e = {0};
+	AccountDelta d = {0};
+	int64		entry_id;
+
+	e.kind = "release";
+	e.points = points;
+	e.held_delta = -points;
+	e.source_entry = hold_entry;
+	e.hold_id = hold_id;
+	e.idem_key = idem_key;
+	e.reason = reason ? cstring_to_text(reason) : NULL;
+	entry_id = InsertEntry(m, &e);
+	if (points > 0)
+		ReturnToLots(m, hold_entry, points);
+	d.balance = points;
+	d.held = -points;
+	UpdateAccount(m, &d);
+	return entry_id;
+}
+
+/*
+ * Holds expire on database time: before any write on a member, release its
+ * holds whose time is up, so their points are spendable again.
+ */
+static void
+ReleaseExpiredHolds(Member *m)
+{
+	Datum		values[2];
+	int64	   *ids;
+	uint64		n,
+				i;
+
+	if (m->held <= 0)
+		return;
+	values[0] = Int64GetDatum(m->member_id);
+	ExecStmt(S_EXPIRED_HOLDS, values, NULL, true, 0);
+	n = SPI_processed;
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(int64) * n);
+	for (i = 0; i < n; i++)
+		ids[i] = ColInt8(i, 1);
+	for (i = 0; i < n; i++)
+	{
+		int64		hold_entry;
+		Points		points;
+		int64		entry_id;
+
+		CHECK_FOR_INTERRUPTS();
+		values[1] = Int64GetDatum(ids[i]);
+		ExecStmt(S_HOLD_GET, values, NULL, true, 1);
+		hold_entry = ColInt8(0, 1);
+		points = ColInt8(0, 2);
+		entry_id = ReleaseHoldPoints(m, ids[i], hold_entry, points, NULL, "hold expired");
+		ResolveHold(m, ids[i], "expired", 0, entry_id);
+	}
+}
+
+/* UTC day [start, end) containing ts, for counting purchase days. */
+static bool
+PurchaseDayExists(Member *m, TimestampTz ts)
+{
+	Datum		values[3];
+	int64		day = ts / USECS_PER_DAY - (ts % USECS_PER_DAY < 0 ? 1 : 0);
+	bool		isnull;
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = TimestampTzGetDatum(day * USECS_PER_DAY);
+	values[2] = TimestampTzGetDatum((day + 1) * USECS_PER_DAY);
+	ExecStmt(S_PURCHASE_DAY, values, NULL, true, 1);
+	return DatumGetBool(Col(0, 1, &isnull));
+}
+
+/* Refuse NaN, infinite, zero and negative money amounts. */
+static Numeric
+PositiveAmount(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	Numeric		amount;
+
+	RequireArg(fcinfo, argno, name);
+	amount = PG_GETARG_NUMERIC(argno);
+	if (numeric_is_nan(amount) || numeric_is_inf(amount) ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
+										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a positive, finite number", name),
+				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
+				 errhint("Refunds are loyalty.reverse() calls, not negative amounts.")));
+	return amount;
+}
+
+/* Open SPI; every entry point pairs it with SPI_finish. */
+static void
+Connect(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+}
+
+/*
+ * loyalty.earn(member, amount, channel, reference, idempotency_key, occurred_at)
+ * Credit points for a purchase at the program's base rate; returns points.
+ */
+Datum
+loyalty_earn(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	Numeric		amount;
+	Member		m;
+	Entry		e = {0};
+	AccountDelta d = {0};
+	int64		hash = 0;
+	int64		result;
+	Points		points;
+	int64		entry_id;
+	bool		same_day;
+
+	RequireArg(fcinfo, 0, "member");
+	member_id = PG_GETARG_INT64(0);
+	amount = PositiveAmount(fcinfo, 1, "amount");
+	e.channel = OptText(fcinfo, 2);
+	e.reference = OptText(fcinfo, 3);
+	e.idem_key = OptText(fcinfo, 4);
+	if (e.idem_key)
+		hash = RequestHash("earn", fcinfo, "-ntt-z");
+
+	Connect();
+	LockMember(member_id, &m, true);
+	if (IdemLookup(&m, e.idem_key, "earn", hash, &result))
+	{
+		SPI_finish();
+		PG_RETURN_POINTS(result);
+	}
+	ReleaseExpiredHolds(&m);
+	e.occurred_at = OccurredAt(fcinfo, 5, &m);
+
+	points = points_from_numeric_rounded(DirectFunctionCall2(numeric_mul, NumericGetDatum(amount),
+															 m.earn_rate), m.rounding);
+	same_day = PurchaseDayExists(&m, e.occurred_at);
+
+	e.kind = "earn";
+	e.points = points;
+	e.amount = NumericGetDatum(amount);
+	entry_id = InsertEntry(&m, &e);
+	if (points > 0)
+		d.debt = -CreditLot(&m, entry_id, points, e.occurred_at, 0);
+	d.balance = points;
+	d.earned = points;
+	d.purchase = true;
+	d.purchase_at = e.occurred_at;
+	d.purchase_count = 1;
+	d.purchase_days = same_day ? 0 : 1;
+	d.purchase_amount = NumericGetDatum(amount);
+	UpdateAccount(&m, &d);
+	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
+	SPI_finish();
+	PG_RETURN_POINTS(points);
+}
+
+/*
+ * Shared body of award (non-purchase credit) and positive adjust: one
+ * credit entry and its lot.  Returns the entry id.
+ */
+static int64
+CreditEntry(Member *m, const char *kind, Points points, Entry *e, TimestampTz expires_at)
+{
+	AccountDelta d = {0};
+	int64		entry_id;
+
+	e->kind = kind;
+	e->points = points;
+	entry_id = InsertEntry(m, e);
+	d.debt = -CreditLot(m, entry_id, points, e->occurred_at, expires_at);
+	d.balance = points;
+	d.earned = points;
+	UpdateAccount(m, &d);
+	return entry_id;
+}
+
+/* Shared body of redeem and negative adjust: one debit entry, FEFO. */
+static int64
+DebitEntry(Member *m, const char *kind, Points points, Entry *e, bool counts_as_redeemed)
+{
+	AccountDelta d = {0};
+	Points		available = Available(m, m->now);
+	int64		entry_id;
+
+	if (available < points)
+		InsufficientPoints(m, points, available);
+	e->kind = kind;
+	e->points = -points;
+	entry_id = InsertEntry(m, e);
+	ConsumeLots(m, entry_id, points);
+	d.balance = -points;
+	d.redeemed = counts_as_redeemed ? points : 0;
+	UpdateAccount(m, &d);
+	return entry_id;
+}
+
+/*
+ * loyalty.award(member, points, reason, channel, reference, idempotency_key,
+ * occurred_at, expires_at): credit points for a non-purchase reason.
+ */
+Datum
+loyalty_award(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	Points		points;
+	Member		m;
+	Entry		e = {0};
+	int64		hash = 0;
+	int64		entry_id;
+	TimestampTz expires_at = 0;
+
+	RequireArg(fcinfo, 0, "member");
+	member_id = PG_GETARG_INT64(0);
+	points = PositivePoints(fcinfo, 1, "points");
+	RequireArg(fcinfo, 2, "reason");
+	e.reason = PG_GETARG_TEXT_PP(2);
+	e.channel = OptText(fcinfo, 3);
+	e.reference = OptText(fcinfo, 4);
+	e.idem_key = OptText(fcinfo, 5);
+	if (!PG_ARGISNULL(7))
+		expires_at = PG_GETARG_TIMESTAMPTZ(7);
+	if (e.idem_key)
+		hash = RequestHash("award", fcinfo, "-ittt-zz");
+
+	Connect();
+	LockMember(member_id, &m, true);
+	if (IdemLookup(&m, e.idem_key, "award", hash, &entry_id))
+	{
+		SPI_finish();
+		PG_RETURN_INT64(entry_id);
+	}
+	ReleaseExpiredHolds(&m);
+	e.occurred_at = OccurredAt(fcinfo, 6, &m);
+	if (expires_at && expires_at <= m.now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_at must lie in the future")));
+	entry_id = CreditEntry(&m, "award", points, &e, expires_at);
+	IdemStore(&m, e.idem_key, "award", hash, entry_id, entry_id);
+	SPI_finish();
+	PG_RETURN_INT64(entry_id);
+}
+
+/*
+ * loyalty.redeem(member, points, channel, reference, idempotency_key,
+ * occurred_at): spend points at once; returns the ledger entry id.
+ */
+Datum
+loyalty_redeem(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	Points		points;
+	Member		m;
+	Entry		e = {0};
+	int64		hash = 0;
+	int64		entry_id;
+
+	RequireArg(fcinfo, 0, "member");
+	member_id = PG_GETARG_INT64(0);
+	points = PositivePoints(fcinfo, 1, "points");
+	e.channel = OptText(fcinfo, 2);
+	e.reference = OptText(fcinfo, 3);
+	e.idem_key = OptText(fcinfo, 4);
+	if (e.idem_key)
+		hash = RequestHash("redeem", fcinfo, "-itt-z");
+
+	Connect();
+	LockMember(member_id, &m, true);
+	if (IdemLookup(&m, e.idem_key, "redeem", hash, &entry_id))
+	{
+		SPI_finish();
+		PG_RETURN_INT64(entry_id);
+	}
+	ReleaseExpiredHolds(&m);
+	e.occurred_at = OccurredAt(fcinfo, 5, &m);
+	entry_id = DebitEntry(&m, "redeem", points, &e, true);
+	IdemStore(&m, e.idem_key, "redeem", hash, entry_id, entry_id);
+	SPI_finish();
+	PG_RETURN_INT64(entry_id);
+}
+
+/*
+ * loyalty.hold(member, points, ttl, channel, reference, idempotency_key):
+ * reserve points (taken from lots FEFO) until captured, released or expired.
+ * Returns the hold id.
+ */
+Datum
+loyalty_hold(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	Points		points;
+	Interval   *ttl;
+	Member		m;
+	Entry		e = {0};
+	AccountDelta d = {0};
+	int64		hash = 0;
+	int64		hold_id;
+	int64		entry_id;
+	Points		available;
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	RequireArg(fcinfo, 0, "member");
+	member_id = PG_GETARG_INT64(0);
+	points = PositivePoints(fcinfo, 1, "points");
+	RequireArg(fcinfo, 2, "ttl");
+	ttl = PG_GETARG_INTERVAL_P(2);
+	e.channel = OptText(fcinfo, 3);
+	e.reference = OptText(fcinfo, 4);
+	e.idem_key = OptText(fcinfo, 5);
+	if (e.idem_key)
+		hash = RequestHash("hold", fcinfo, "-ivtt");
+
+	Connect();
+	LockMember(member_id, &m, true);
+	if (IdemLookup(&m, e.idem_key, "hold", hash, &hold_id))
+	{
+		SPI_finish();
+		PG_RETURN_INT64(hold_id);
+	}
+	{
+		TimestampTz until = AddInterval(m.now, ttl);
+
+		if (until <= m.now || until > AddInterval(m.now, &m.max_hold_ttl))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("hold ttl must be positive and at most the program's max_hold_ttl"),
+					 errhint("Hold for a shorter time, or raise loyalty.programs.max_hold_ttl.")));
+	}
+	ReleaseExpiredHolds(&m);
+	available = Available(&m, m.now);
+	if (available < points)
+		InsufficientPoints(&m, points, available);
+
+	e.kind = "hold";
+	e.points = -points;
+	e.held_delta = points;
+	e.occurred_at = m.now;
+	entry_id = InsertEntry(&m, &e);
+	ConsumeLots(&m, entry_id, points);
+
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(entry_id);
+	values[2] = Int64GetDatum(points);
+	values[3] = PointerGetDatum(e.channel);
+	nulls[3] = e.channel ? ' ' : 'n';
+	values[4] = PointerGetDatum(e.reference);
+	nulls[4] = e.reference ? ' ' : 'n';
+	values[5] = IntervalPGetDatum(ttl);
+	ExecStmt(S_HOLD_INS, values, nulls, false, 0);
+	hold_id = ColInt8(0, 1);
+
+	d.balance = -points;
+	d.held = points;
+	UpdateAccount(&m, &d);
+	IdemStore(&m, e.idem_key, "hold", hash, hold_id, entry_id);
+	SPI_finish();
+	PG_RETURN_INT64(hold_id);
+}
+
+/* Find a hold's member (holds are addressed by id alone) or raise P0002. */
+static int64
+HoldMember(int64 hold_id)
+{
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(hold_id);
+	ExecStmt(S_HOLD_MEMBER, values, NULL, true, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("hold %lld does not exist", (long long) hold_id)));
+	return ColInt8(0, 1);
+}
+
+/*
+ * Load an active hold of a locked member; raise LY003 when it is resolved
+ * or expired.  Returns the hold's entry id and its points.
+ */
+static void
+ActiveHold(Member *m, int64 hold_id, int64 *hold_entry, Points *points)
+{
+	Datum		values[2];
+	bool		isnull;
+	char	   *status;
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(hold_id);
+	ExecStmt(S_HOLD_GET, values, NULL, true, 1);
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	*hold_entry = ColInt8(0, 1);
+	*points = ColInt8(0, 2);
+	if (strcmp(status, "active") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOLD_NOT_ACTIVE),
+				 errmsg("hold %lld is already %s", (long long) hold_id, status),
+				 errdetail("A hold resolves exactly once.")));
+	if (DatumGetBool(Col(0, 4, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOLD_NOT_ACTIVE),
+				 errmsg("hold %lld has expired", (long long) hold_id),
+				 errdetail("Expired holds give their points back to the member."),
+				 errhint("Place a new hold.")));
+}
+
+/*
+ * loyalty.capture(hold, points, idempotency_key): turn a hold into a
+ * redemption of `points` (default: all of it); any rest goes back to lots.
+ * Returns the capture's entry id.
+ */
+Datum
+loyalty_capture(PG_FUNCTION_ARGS)
+{
+	int64		hold_id;
+	Member		m;
+	Entry		e = {0};
+	AccountDelta d = {0};
+	int64		hash = 0;
+	int64		hold_entry;
+	Points		held;
+	Points		take;
+	int64		entry_id;
+	text	   *key;
+
+	RequireArg(fcinfo, 0, "hold");
+	hold_id = PG_GETARG_INT64(0);
+	key = OptText(fcinfo, 2);
+	if (key)
+		hash = RequestHash("capture", fcinfo, "ii");
+
+	Connect();
+	LockMember(HoldMember(hold_id), &m, false);
+	if (IdemLookup(&m, key, "capture", hash, &entry_id))
+	{
+		SPI_finish();
+		PG_RETURN_INT64(entry_id);
+	}
+	ActiveHold(&m, hold_id, &hold_entry, &held);
+	take = PG_ARGISNULL(1) ? held : PositivePoints(fcinfo, 1, "points");
+	if (take > held)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot capture %lld points from hold %lld of %lld points",
+						(long long) take, (long long) hold_id, (long long) held),
+				 errhint("Capture at most the held points.")));
+
+	e.kind = "capture";
+	e.points = 0;
+	e.held_delta = -take;
+	e.source_entry = hold_entry;
+	e.hold_id = hold_id;
+	e.idem_key = key;
+	entry_id = InsertEntry(&m, &e);
+	d.held = -take;
+	d.redeemed = take;
+	UpdateAccount(&m, &d);
+	if (take < held)
+		ReleaseHoldPoints(&m, hold_id, hold_entry, held - take, NULL, "rest of a partial capture");
+	ResolveHold(&m, hold_id, "captured", take, entry_id);
+	IdemStore(&m, key, "capture", hash, entry_id, entry_id);
+	SPI_finish();
+	PG_RETURN_INT64(entry_id);
+}
+
+/*
+ * loyalty.release(hold, idempotency_key): cancel a hold, giving its points
+ * back to the lots they came from.  Returns the points released.
+ */
+Datum
+loyalty_release(PG_FUNCTION_ARGS)
+{
+	int64		hold_id;
+	Member		m;
+	int64		hash = 0;
+	int64		hold_entry;
+	Points		held;
+	int64		entry_id;
+	int64		result;
+	text	   *key;
+
+	RequireArg(fcinfo, 0, "hold");
+	hold_id = PG_GETARG_INT64(0);
+	key = OptText(fcinfo, 1);
+	if (key)
+		hash = RequestHash("release", fcinfo, "i");
+
+	Connect();
+	LockMember(HoldMember(hold_id), &m, false);
+	if (IdemLookup(&m, key, "release", hash, &result))
+	{
+		SPI_finish();
+		PG_RETURN_POINTS(result);
+	}
+	ActiveHold(&m, hold_id, &hold_entry, &held);
+	entry_id = ReleaseHoldPoints(&m, hold_id, hold_entry, held, key, NULL);
+	ResolveHold(&m, hold_id, "released", 0, entry_id);
+	IdemStore(&m, key, "release", hash, held, entry_id);
+	SPI_finish();
+	PG_RETURN_POINTS(held);
+}
+
+/*
+ * Take back `want` points credited by entry `source` (its lot `lot_id`):
+ * first what is left of that lot, then other spendable points, and what
+ * cannot be found is forgiven or becomes debt by the program's policy.
+ */
+static Points
+ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_spendable,
+			  Points want, Datum amount)
+{
+	AccountDelta d = {0};
+	Points		own = Min(lot_remaining, want);
+	Points		others_avail;
+	Points		others;
+	Points		shortfall;
+	Points		debited;
+	int64		entry_id;
+	Datum		values[5];
+	StringInfoData details;
+
+	others_avail = Available(m, m->now) - (lot_spendable ? own : 0);
+	others = Min(want - own, Max(others_avail, 0));
+	shortfall = want - own - others;
+	debited = own + others + (m->refund_debt ? shortfall : 0);
+
+	initStringInfo(&details);
+	appendStringInfo(&details, "{\"requested\": %lld, \"from_source_lot\": %lld, \"from_other_lots\": %lld, "
+					 "\"shortfall\": %lld, \"policy\": \"%s\"}",
+					 (long long) want, (long long) own, (long long) others, (long long) shortfall,
+					 m->refund_debt ? "debt" : "forgive");
+	e->kind = "reverse";
+	e->points = -debited;
+	e->details = details.data;
+	entry_id = InsertEntry(m, e);
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(lot_id);
+	values[2] = Int64GetDatum(own);
+	values[3] = Int64GetDatum(want);
+	values[4] = amount ? amount : NumericGetDatum(int64_to_numeric(0));
+	ExecStmt(S_LOT_TAKE, values, NULL, false, 0);
+	if (own > 0)
+	{
+		Datum		av[4];
+
+		av[0] = Int64GetDatum(m->member_id);
+		av[1] = Int64GetDatum(entry_id);
+		av[2] = Int64GetDatum(lot_id);
+		av[3] = Int64GetDatum(own);
+		ExecStmt(S_ALLOC_INS, av, NULL, false, 0);
+	}
+	if (others > 0)
+		ConsumeLots(m, entry_id, others);
+
+	d.balance = -debited;
+	d.debt = m->refund_debt ? shortfall : 0;
+	d.earned = -want;
+	UpdateAccount(m, &d);
+	return want;
+}
+
+/*
+ * loyalty.reverse(member, entry, points, amount, reference, reason,
+ * idempotency_key): undo an entry fully or in part.  A credit (earn, award,
+ * positive adjust) is taken back, by points or in proportion to a refunded
+ * amount; a debit (redeem, capture, negative adjust) is given back to the
+ * lots it used.  Reversals never exceed their source.  Returns the points
+ * reversed.
+ */
+Datum
+loyalty_reverse(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	int64		source;
+	Member		m;
+	Entry		e = {0};
+	int64		hash = 0;
+	int64		result;
+	char	   *kind;
+	Points		src_points;
+	Datum		src_amount = 0;
+	bool		isnull;
+	Points		want = 0;
+	Numeric		amount = NULL;
+	int64		src_source;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "entry");
+	member_id = PG_GETARG_INT64(0);
+	source = PG_GETARG_INT64(1);
+	if (!PG_ARGISNULL(2) && !PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("give either points or amount to reverse, not both")));
+	if (!PG_ARGISNULL(2))
+		want = PositivePoints(fcinfo, 2, "points");
+	if (!PG_ARGISNULL(3))
+		amount = PositiveAmount(fcinfo, 3, "amount");
+	e.reference = OptText(fcinfo, 4);
+	e.reason = OptText(fcinfo, 5);
+	e.idem_key = OptText(fcinfo, 6);
+	if (e.idem_key)
+		hash = RequestHash("reverse", fcinfo, "-iintt");
+
+	Connect();
+	LockMember(member_id, &m, false);
+	if (IdemLookup(&m, e.idem_key, "reverse", hash, &result))
+	{
+		SPI_finish();
+		PG_RETURN_POINTS(result);
+	}
+	ReleaseExpiredHolds(&m);
+
+	{
+		Datum		values[2];
+
+		values[0] = Int64GetDatum(member_id);
+		values[1] = Int64GetDatum(source);
+		ExecStmt(S_ENTRY_GET, values, NULL, true, 1);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("ledger entry %lld of member %lld does not exist",
+							(long long) source, (long long) member_id)));
+		kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		src_points = ColInt8(0, 2);
+		src_source = ColInt8(0, 4);
+		src_amount = Col(0, 3, &isnull);
+		if (isnull)
+			src_amount = 0;
+		else
+			src_amount = SPI_datumTransfer(src_amount, false, -1);
+	}
+	e.source_entry = source;
+	e.occurred_at = m.now;
+
+	if (src_points > 0 && (strcmp(kind, "earn") == 0 || strcmp(kind, "award") == 0 ||
+						   strcmp(kind, "adjust") == 0))
+	{
+		/* a credit: take points back from its lot */
+		Datum		values[3];
+		int64		lot_id;
+		Points		original,
+					remaining,
+					reversed;
+		Datum		rev_amount;
+		bool		spendable;
+
+		values[0] = Int64GetDatum(member_id);
+		values[1] = Int64GetDatum(source);
+		values[2] = TimestampTzGetDatum(m.now);
+		ExecStmt(S_LOT_OF_ENTRY, values, NULL, true, 1);
+		if (SPI_processed != 1)
+			elog(ERROR, "loyalty: credit entry %lld has no lot", (long long) source);
+		lot_id = ColInt8(0, 1);
+		original = ColInt8(0, 2);
+		remaining = ColInt8(0, 3);
+		reversed = ColInt8(0, 4);
+		rev_amount = SPI_datumTransfer(Col(0, 5, &isnull), false, -1);
+		spendable = DatumGetBool(Col(0, 6, &isnull));
+
+		if (amount)
+		{
+			Datum		total_amount;
+			Datum		target;
+			Points		target_points;
+
+			if (!src_amount)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("entry %lld has no purchase amount to refund against", (long long) source),
+						 errhint("Reverse it by points instead.")));
+			total_amount = DirectFunctionCall2(numeric_add, rev_amount, NumericGetDatum(amount));
+			if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, total_amount, src_amount)) > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
+						 errmsg("refund exceeds the purchase: %s of %s already refunded, %s more requested",
+								DatumGetCString(DirectFunctionCall1(numeric_out, rev_amount)),
+								DatumGetCString(DirectFunctionCall1(numeric_out, src_amount)),
+								DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount))))));
+			/* cumulative, so partial refunds add up to exactly the original */
+			target = DirectFunctionCall2(numeric_div,
+										 DirectFunctionCall2(numeric_mul,
+															 NumericGetDatum(int64_to_numeric(original)),
+															 total_amount),
+										 src_amount);
+			target_points = points_from_numeric_rounded(target, m.rounding);
+			if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, total_amount, src_amount)) == 0)
+				target_points = original;
+			want = Max(target_points - reversed, 0);
+		}
+		else if (want == 0)
+			want = original - reversed;
+
+		if (want > original - reversed)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
+					 errmsg("cannot reverse %lld points of entry %lld: only %lld of its %lld are left to reverse",
+							(long long) want, (long long) source, (long long) (original - reversed),
+							(long long) original),
+					 errdetail("Reversals of an entry never exceed it.")));
+		if (want == 0 && !amount)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
+					 errmsg("entry %lld is already fully reversed", (long long) source)));
+		if (amount)
+			e.amount = NumericGetDatum(amount);
+		if (want > 0 || amount)
+			result = ReverseCredit(&m, &e, lot_id, remaining, spendable, want,
+								   amount ? NumericGetDatum(amount) : 0);
+		else
+			result = 0;
+		if (amount && strcmp(kind, "earn") == 0)
+		{
+			AccountDelta d = {0};
+
+			/* a refund lowers the purchase statistics too */
+			d.purchase_amount = DirectFunctionCall1(numeric_uminus, NumericGetDatum(amount));
+			d.purchase_count =
+				DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+												  DirectFunctionCall2(numeric_add, rev_amount, NumericGetDatum(amount)),
+												  src_amount)) == 0 ? -1 : 0;
+			UpdateAccount(&m, &d);
+		}
+	}
+	else if (src_points <= 0 && (strcmp(kind, "redeem") == 0 || strcmp(kind, "capture") == 0 ||
+								 strcmp(kind, "adjust") == 0))
+	{
+		/* a debit: give points back to the lots it used */
+		AccountDelta d = {0};
+		int64		alloc_source = source;
+		Points		open;
+
+		if (amount)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a %s entry is reversed by points, not by amount", kind)));
+		/* a capture's points left the lots with its hold entry */
+		if (strcmp(kind, "capture") == 0)
+			alloc_source = src_source;
+		open = OpenAllocations(&m, alloc_source);
+		if (want == 0)
+			want = open;
+		if (want == 0 || want > open)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
+					 errmsg("cannot give back %lld points of entry %lld: %lld are left to give back",
+							(long long) want, (long long) source, (long long) open),
+					 errdetail("Reversals of an entry never exceed it.")));
+		e.kind = "reverse";
+		e.points = want;
+		InsertEntry(&m, &e);
+		ReturnToLots(&m, alloc_source, want);
+		d.balance = want;
+		d.redeemed = strcmp(kind, "adjust") == 0 ? 0 : -want;
+		UpdateAccount(&m, &d);
+		result = want;
+	}
+	else if (src_points == 0 && strcmp(kind, "earn") == 0)
+		result = 0;				/* a purchase that earned nothing: nothing to take back */
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a %s entry cannot be reversed", kind),
+				 errhint("Reverse earn, award, redeem, capture and adjust entries; release holds with loyalty.release().")));
+
+	IdemStore(&m, e.idem_key, "reverse", hash, result, 0);
+	SPI_finish();
+	PG_RETURN_POINTS(result);
+}
+
+/*
+ * loyalty.adjust(member, points, reason, idempotency_key, reference): an
+ * administrator's signed correction; a positive one is a credit with a lot,
+ * a negative one a FEFO debit.  Returns the entry id.
+ */
+Datum
+loyalty_adjust(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	Points		points;
+	Member		m;
+	Entry		e = {0};
+	int64		hash = 0;
+	int64		entry_id;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "points");
+	RequireArg(fcinfo, 2, "reason");
+	member_id = PG_GETARG_INT64(0);
+	points = PG_GETARG_POINTS(1);
+	if (points == 0 || points == PG_INT64_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an adjustment must change the balance by a non-zero number of points")));
+	e.reason = PG_GETARG_TEXT_PP(2);
+	if (VARSIZE_ANY_EXHDR(e.reason) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an adjustment needs a reason"),
+				 errhint("Say why, for the audit trail.")));
+	e.idem_key = OptText(fcinfo, 3);
+	e.reference = OptText(fcinfo, 4);
+	if (e.idem_key)
+		hash = RequestHash("adjust", fcinfo, "-it-t");
+
+	Connect();
+	LockMember(member_id, &m, false);
+	if (IdemLookup(&m, e.idem_key, "adjust", hash, &entry_id))
+	{
+		SPI_finish();
+		PG_RETURN_INT64(entry_id);
+	}
+	ReleaseExpiredHolds(&m);
+	e.occurred_at = m.now;
+	if (points > 0)
+		entry_id = CreditEntry(&m, "adjust", points, &e, 0);
+	else
+		entry_id = DebitEntry(&m, "adjust", -points, &e, false);
+	IdemStore(&m, e.idem_key, "adjust", hash, entry_id, entry_id);
+	SPI_finish();
+	PG_RETURN_INT64(entry_id);
+}
+
+/*
+ * loyalty.release_expired(member): release the member's holds whose time is
+ * up (the batch procedure calls this per member).  Returns how many.
+ */
+Datum
+loyalty_release_expired(PG_FUNCTION_ARGS)
+{
+	Member		m;
+	Datum		values[1];
+	int64		n;
+
+	RequireArg(fcinfo, 0, "member");
+	Connect();
+	LockMember(PG_GETARG_INT64(0), &m, false);
+	values[0] = Int64GetDatum(m.member_id);
+	ExecStmt(S_EXPIRED_HOLDS, values, NULL, true, 0);
+	n = (int64) SPI_processed;
+	ReleaseExpiredHolds(&m);
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}

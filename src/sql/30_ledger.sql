@@ -1,0 +1,221 @@
+-- ---------------------------------------------------------------------------
+-- The ledger core: programs, members, identities, accounts, the append-only
+-- ledger, lots, allocations, holds and idempotency keys (src/ledger.c).
+-- ---------------------------------------------------------------------------
+-- Sharding-ready keys: every per-member table has member_id first in its
+-- primary key and unique constraints; ids are bigint identities and nothing
+-- depends on their order (FEFO ties break on created_at, then lot_id only to
+-- be deterministic).
+
+CREATE TABLE loyalty.programs (
+    program_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name            text NOT NULL UNIQUE CHECK (name <> ''),
+    currency        text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    point_value     numeric NOT NULL DEFAULT 0.01 CHECK (point_value >= 0 AND point_value < 'Infinity'),
+    earn_rate       numeric NOT NULL DEFAULT 1 CHECK (earn_rate >= 0 AND earn_rate < 'Infinity'),
+    rounding        text NOT NULL DEFAULT 'floor' CHECK (rounding = ANY (ARRAY['floor', 'round', 'ceil', 'trunc'])),
+    expiry_period   interval CHECK (expiry_period > interval '0'),
+    pending_period  interval NOT NULL DEFAULT interval '0' CHECK (pending_period >= interval '0'),
+    refund_policy   text NOT NULL DEFAULT 'forgive' CHECK (refund_policy = ANY (ARRAY['forgive', 'debt'])),
+    max_hold_ttl    interval NOT NULL DEFAULT interval '1 day' CHECK (max_hold_ttl > interval '0'),
+    closed_through  timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE loyalty.programs IS 'Loyalty programs: currency, value of a point, base earn rate and policies';
+COMMENT ON COLUMN loyalty.programs.point_value IS 'Money value of one point in the program currency (liability = points x point_value)';
+COMMENT ON COLUMN loyalty.programs.earn_rate IS 'Base points per currency unit of purchase amount';
+COMMENT ON COLUMN loyalty.programs.rounding IS 'How fractional earned points become whole points: floor, round (half away from zero), ceil, trunc';
+COMMENT ON COLUMN loyalty.programs.expiry_period IS 'Earned points expire this long after they were earned; NULL: never';
+COMMENT ON COLUMN loyalty.programs.pending_period IS 'Earned points vest (become spendable) this long after the purchase, e.g. the return window';
+COMMENT ON COLUMN loyalty.programs.refund_policy IS 'When a refund takes back points already spent: forgive (write the shortfall off) or debt (the member owes it; later earnings repay it first)';
+COMMENT ON COLUMN loyalty.programs.max_hold_ttl IS 'Longest time a hold may reserve points';
+COMMENT ON COLUMN loyalty.programs.closed_through IS 'Business time up to which the books are closed: nothing may be posted with occurred_at at or before it';
+
+CREATE TABLE loyalty.members (
+    member_id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    program_id      bigint NOT NULL REFERENCES loyalty.programs,
+    status          text NOT NULL DEFAULT 'active' CHECK (status = ANY (ARRAY['active', 'suspended', 'closed'])),
+    joined_at       timestamptz NOT NULL DEFAULT now(),
+    source_channel  text,
+    region          text,
+    birthday        date,
+    merged_into     bigint,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX members_program_idx ON loyalty.members (program_id);
+COMMENT ON TABLE loyalty.members IS 'Loyalty members; one per person per program (identities map channel ids to them)';
+COMMENT ON COLUMN loyalty.members.merged_into IS 'For a member absorbed by loyalty.merge_members: the surviving member';
+
+-- A global lookup (channel identity -> member): keyed by the identity, not by
+-- member, because that is how it is found.
+CREATE TABLE loyalty.identities (
+    program_id      bigint NOT NULL REFERENCES loyalty.programs,
+    channel         text NOT NULL CHECK (channel <> ''),
+    external_id     text NOT NULL CHECK (external_id <> ''),
+    -- deferred: enroll() claims the identity before it creates the member
+    member_id       bigint NOT NULL REFERENCES loyalty.members DEFERRABLE INITIALLY DEFERRED,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (program_id, channel, external_id)
+);
+CREATE INDEX identities_member_idx ON loyalty.identities (member_id);
+COMMENT ON TABLE loyalty.identities IS 'Channel identities (POS card, web account, app id, e-mail...) of members, unique per program';
+
+CREATE TABLE loyalty.accounts (
+    member_id           bigint PRIMARY KEY REFERENCES loyalty.members,
+    program_id          bigint NOT NULL REFERENCES loyalty.programs,
+    balance             loyalty.points NOT NULL DEFAULT '0',
+    held                loyalty.points NOT NULL DEFAULT '0',
+    debt                loyalty.points NOT NULL DEFAULT '0',
+    lifetime_earned     loyalty.points NOT NULL DEFAULT '0',
+    lifetime_redeemed   loyalty.points NOT NULL DEFAULT '0',
+    lifetime_expired    loyalty.points NOT NULL DEFAULT '0',
+    first_purchase_at   timestamptz,
+    last_purchase_at    timestamptz,
+    purchase_count      bigint NOT NULL DEFAULT 0,
+    purchase_days       bigint NOT NULL DEFAULT 0,
+    purchase_amount     numeric NOT NULL DEFAULT 0,
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- balance = sum(lots.remaining) - debt, so it is below zero only while a
+    -- debt is open (refund_policy = 'debt')
+    CHECK (balance OPERATOR(loyalty.>=) '0'::loyalty.points OR debt OPERATOR(loyalty.>) '0'::loyalty.points),
+    CHECK (held OPERATOR(loyalty.>=) '0'::loyalty.points),
+    CHECK (debt OPERATOR(loyalty.>=) '0'::loyalty.points)
+);
+COMMENT ON TABLE loyalty.accounts IS 'Per-member balances and purchase statistics, kept in step with the ledger in the same transaction';
+COMMENT ON COLUMN loyalty.accounts.balance IS 'Sum of the ledger = sum of lot remainders - debt (pending and not-yet-written-down expired points included)';
+COMMENT ON COLUMN loyalty.accounts.held IS 'Points reserved by active holds (already taken out of lots)';
+COMMENT ON COLUMN loyalty.accounts.debt IS 'Points owed after a refund under the debt policy; repaid first from later credits';
+COMMENT ON COLUMN loyalty.accounts.purchase_days IS 'Distinct days with a purchase (the frequency measure of RFM and BG/NBD)';
+
+-- The append-only ledger.  points moves the balance (= lots); held_delta moves
+-- the held bucket (hold +, capture/release -).  Every row is final.
+CREATE TABLE loyalty.ledger (
+    member_id       bigint NOT NULL,
+    entry_id        bigint GENERATED ALWAYS AS IDENTITY,
+    program_id      bigint NOT NULL,
+    kind            text NOT NULL CHECK (kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture',
+                        'release', 'reverse', 'expire', 'adjust', 'merge'])),
+    points          loyalty.points NOT NULL,
+    held_delta      loyalty.points NOT NULL DEFAULT '0',
+    amount          numeric,
+    channel         text,
+    reference       text,
+    reason          text,
+    actor           text NOT NULL DEFAULT current_user,
+    source_entry    bigint,
+    hold_id         bigint,
+    idempotency_key text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    occurred_at     timestamptz NOT NULL DEFAULT now(),
+    details         jsonb,
+    PRIMARY KEY (member_id, entry_id)
+);
+CREATE INDEX ledger_member_time_idx ON loyalty.ledger (member_id, created_at);
+CREATE INDEX ledger_purchases_idx ON loyalty.ledger (member_id, occurred_at) WHERE kind = 'earn';
+CREATE INDEX ledger_reference_idx ON loyalty.ledger (member_id, reference) WHERE reference IS NOT NULL;
+COMMENT ON TABLE loyalty.ledger IS 'Append-only ledger: one immutable row per change of a balance; balances are derived from it';
+COMMENT ON COLUMN loyalty.ledger.points IS 'Signed change of the balance (lots): + earn/award/release/reverse of a debit, - redeem/hold/expire/reverse of a credit';
+COMMENT ON COLUMN loyalty.ledger.held_delta IS 'Signed change of held points: + hold, - capture or release';
+COMMENT ON COLUMN loyalty.ledger.source_entry IS 'For reversals, captures, releases and merges: the entry this one undoes or completes';
+COMMENT ON COLUMN loyalty.ledger.created_at IS 'Recording time: the database clock at commit-time transaction start, never the client';
+COMMENT ON COLUMN loyalty.ledger.occurred_at IS 'Business time given by the client, bounded: not in the future, not in a closed period';
+
+-- Lots: one per credit; debits consume them first-to-expire-first.
+CREATE TABLE loyalty.lots (
+    member_id       bigint NOT NULL,
+    lot_id          bigint GENERATED ALWAYS AS IDENTITY,
+    entry_id        bigint NOT NULL,
+    original        loyalty.points NOT NULL,
+    remaining       loyalty.points NOT NULL,
+    reversed        loyalty.points NOT NULL DEFAULT '0',
+    reversed_amount numeric NOT NULL DEFAULT 0,
+    vests_at        timestamptz NOT NULL,
+    expires_at      timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (member_id, lot_id),
+    FOREIGN KEY (member_id, entry_id) REFERENCES loyalty.ledger (member_id, entry_id),
+    CHECK (original OPERATOR(loyalty.>) '0'::loyalty.points),
+    CHECK (remaining OPERATOR(loyalty.>=) '0'::loyalty.points),
+    CHECK (remaining OPERATOR(loyalty.<=) original),
+    CHECK (reversed OPERATOR(loyalty.>=) '0'::loyalty.points AND reversed OPERATOR(loyalty.<=) original)
+);
+CREATE INDEX lots_open_idx ON loyalty.lots (member_id, expires_at, created_at) WHERE remaining OPERATOR(loyalty.>) '0'::loyalty.points;
+CREATE INDEX lots_expiry_idx ON loyalty.lots (expires_at) WHERE remaining OPERATOR(loyalty.>) '0'::loyalty.points AND expires_at IS NOT NULL;
+CREATE INDEX lots_entry_idx ON loyalty.lots (member_id, entry_id);
+COMMENT ON TABLE loyalty.lots IS 'Credited points as lots with vesting and expiry; remaining is what is left unspent';
+
+-- Which lots a debit (redeem, hold, expire, reverse of a credit, merge out) used,
+-- so that undoing it restores exactly those lots.
+CREATE TABLE loyalty.allocations (
+    member_id       bigint NOT NULL,
+    entry_id        bigint NOT NULL,
+    lot_id          bigint NOT NULL,
+    points          loyalty.points NOT NULL CHECK (points OPERATOR(loyalty.>) '0'::loyalty.points),
+    returned        loyalty.points NOT NULL DEFAULT '0',
+    PRIMARY KEY (member_id, entry_id, lot_id),
+    FOREIGN KEY (member_id, lot_id) REFERENCES loyalty.lots (member_id, lot_id),
+    CHECK (returned OPERATOR(loyalty.>=) '0'::loyalty.points AND returned OPERATOR(loyalty.<=) points)
+);
+COMMENT ON TABLE loyalty.allocations IS 'Lots consumed by each debit entry, and how much of each was given back';
+
+CREATE TABLE loyalty.holds (
+    member_id       bigint NOT NULL,
+    hold_id         bigint GENERATED ALWAYS AS IDENTITY,
+    entry_id        bigint NOT NULL,
+    points          loyalty.points NOT NULL CHECK (points OPERATOR(loyalty.>) '0'::loyalty.points),
+    captured        loyalty.points NOT NULL DEFAULT '0',
+    status          text NOT NULL DEFAULT 'active' CHECK (status = ANY (ARRAY['active', 'captured', 'released', 'expired'])),
+    channel         text,
+    reference       text,
+    expires_at      timestamptz NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    resolved_at     timestamptz,
+    resolved_entry  bigint,
+    PRIMARY KEY (member_id, hold_id),
+    CHECK (captured OPERATOR(loyalty.<=) points)
+);
+CREATE INDEX holds_hold_idx ON loyalty.holds (hold_id);
+CREATE INDEX holds_active_idx ON loyalty.holds (expires_at) WHERE status = 'active';
+COMMENT ON TABLE loyalty.holds IS 'Two-phase redemptions: points reserved until captured, released, or expired (database time)';
+
+CREATE TABLE loyalty.idempotency_keys (
+    member_id       bigint NOT NULL,
+    idempotency_key text NOT NULL CHECK (idempotency_key <> ''),
+    operation       text NOT NULL,
+    request_hash    bigint NOT NULL,
+    result          bigint,
+    entry_id        bigint,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (member_id, idempotency_key)
+);
+COMMENT ON TABLE loyalty.idempotency_keys IS 'First result of every keyed call; a replay returns it and changes nothing (keys are scoped per member)';
+
+-- The ledger is append-only for everybody, the owner included.
+CREATE FUNCTION loyalty.ledger_refuse_change() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'the loyalty ledger is append-only'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('%s on loyalty.ledger is refused.', TG_OP),
+              HINT = 'Correct an entry with a new one: loyalty.reverse() or loyalty.adjust().';
+END $$;
+CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON loyalty.ledger
+    FOR EACH ROW EXECUTE FUNCTION loyalty.ledger_refuse_change();
+CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON loyalty.ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.ledger_refuse_change();
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.programs', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.members', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.identities', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.lots', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.allocations', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.idempotency_keys', '');
+-- identity sequences too, or a restored database would hand out used ids again
+SELECT pg_catalog.pg_extension_config_dump('loyalty.programs_program_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.members_member_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.ledger_entry_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.lots_lot_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.holds_hold_id_seq', '');

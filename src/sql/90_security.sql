@@ -1,0 +1,87 @@
+-- ---------------------------------------------------------------------------
+-- Roles and privileges.  Three NOLOGIN roles; grant them to login roles.
+--   loyalty_admin    configuration, adjustments, merges, batch jobs, verify
+--   loyalty_app      the write/read API that channels call, nothing else
+--   loyalty_analyst  read-only views (the BI views arrive with analytics)
+-- Tables are reachable only through the API (SECURITY DEFINER functions).
+-- ---------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_admin') THEN
+        CREATE ROLE loyalty_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_app') THEN
+        CREATE ROLE loyalty_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_analyst') THEN
+        CREATE ROLE loyalty_analyst NOLOGIN;
+    END IF;
+END $$;
+
+GRANT USAGE ON SCHEMA loyalty TO loyalty_admin, loyalty_app, loyalty_analyst;
+REVOKE ALL ON ALL TABLES IN SCHEMA loyalty FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA loyalty FROM PUBLIC;
+
+-- API functions: nobody by default...
+REVOKE ALL ON FUNCTION
+    loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval),
+    loyalty.enroll(bigint, text, text, timestamptz, text, text, date),
+    loyalty.member_id(bigint, text, text),
+    loyalty.link_identity(bigint, text, text),
+    loyalty.set_member_status(bigint, text),
+    loyalty.earn(bigint, numeric, text, text, text, timestamptz),
+    loyalty.award(bigint, loyalty.points, text, text, text, text, timestamptz, timestamptz),
+    loyalty.redeem(bigint, loyalty.points, text, text, text, timestamptz),
+    loyalty.hold(bigint, loyalty.points, interval, text, text, text),
+    loyalty.capture(bigint, loyalty.points, text),
+    loyalty.release(bigint, text),
+    loyalty.reverse(bigint, bigint, loyalty.points, numeric, text, text, text),
+    loyalty.adjust(bigint, loyalty.points, text, text, text),
+    loyalty.release_expired(bigint),
+    loyalty.merge_members(bigint, bigint, text),
+    loyalty.expire_member(bigint, timestamptz),
+    loyalty.expire_batch(timestamptz, integer),
+    loyalty.release_expired_batch(integer),
+    loyalty.balance(bigint),
+    loyalty.balance_at(bigint, timestamptz),
+    loyalty.history(bigint, timestamptz, integer),
+    loyalty.verify(),
+    loyalty.ledger_refuse_change()
+FROM PUBLIC;
+REVOKE ALL ON PROCEDURE loyalty.expire_points(timestamptz, integer),
+    loyalty.release_expired_holds(integer) FROM PUBLIC;
+
+-- ...the channels' API to the application role...
+GRANT EXECUTE ON FUNCTION
+    loyalty.enroll(bigint, text, text, timestamptz, text, text, date),
+    loyalty.member_id(bigint, text, text),
+    loyalty.link_identity(bigint, text, text),
+    loyalty.earn(bigint, numeric, text, text, text, timestamptz),
+    loyalty.award(bigint, loyalty.points, text, text, text, text, timestamptz, timestamptz),
+    loyalty.redeem(bigint, loyalty.points, text, text, text, timestamptz),
+    loyalty.hold(bigint, loyalty.points, interval, text, text, text),
+    loyalty.capture(bigint, loyalty.points, text),
+    loyalty.release(bigint, text),
+    loyalty.reverse(bigint, bigint, loyalty.points, numeric, text, text, text),
+    loyalty.balance(bigint),
+    loyalty.balance_at(bigint, timestamptz),
+    loyalty.history(bigint, timestamptz, integer)
+TO loyalty_app, loyalty_admin;
+
+-- ...and configuration, corrections and batch jobs to the administrator.
+GRANT EXECUTE ON FUNCTION
+    loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval),
+    loyalty.set_member_status(bigint, text),
+    loyalty.adjust(bigint, loyalty.points, text, text, text),
+    loyalty.release_expired(bigint),
+    loyalty.merge_members(bigint, bigint, text),
+    loyalty.expire_member(bigint, timestamptz),
+    loyalty.expire_batch(timestamptz, integer),
+    loyalty.release_expired_batch(integer),
+    loyalty.verify()
+TO loyalty_admin;
+GRANT EXECUTE ON PROCEDURE loyalty.expire_points(timestamptz, integer),
+    loyalty.release_expired_holds(integer) TO loyalty_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA loyalty TO loyalty_admin;
+GRANT UPDATE (name, point_value, earn_rate, rounding, expiry_period, pending_period, refund_policy,
+              max_hold_ttl, closed_through) ON loyalty.programs TO loyalty_admin;
