@@ -58,7 +58,7 @@ build_and_install() {
 # Run "$@" inside a throwaway cluster (Debian's pg_virtualenv), removed after.
 # As root the cluster runs as user postgres; otherwise as the caller.
 in_throwaway_cluster() {
-	pg_virtualenv -v "$PGVER" \
+	pg_virtualenv -t -v "$PGVER" \
 		-o "max_prepared_transactions=10" \
 		-o "shared_preload_libraries=" \
 		"$@"
