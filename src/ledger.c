@@ -286,9 +286,14 @@ typedef struct Entry
 	const char *details;		/* jsonb text or NULL */
 } Entry;
 
-/* Execute a kept plan, preparing it on first use. */
+/*
+ * Execute a kept plan, preparing it on first use.  Never read-only: a
+ * read-only SPI call would reuse the calling statement's snapshot, and after
+ * waiting for a member's lock every read must see what the previous holder
+ * of the lock committed (READ COMMITTED takes a fresh snapshot per call).
+ */
 static int
-ExecStmt(LedgerStmt s, Datum *values, const char *nulls, bool read_only, long tcount)
+ExecStmt(LedgerStmt s, Datum *values, const char *nulls, long tcount)
 {
 	int			rc;
 
@@ -304,7 +309,7 @@ ExecStmt(LedgerStmt s, Datum *values, const char *nulls, bool read_only, long tc
 			elog(ERROR, "loyalty: SPI_keepplan failed");
 		plans[s] = plan;
 	}
-	rc = SPI_execute_plan(plans[s], values, nulls, read_only, tcount);
+	rc = SPI_execute_plan(plans[s], values, nulls, false, tcount);
 	if (rc < 0)
 		elog(ERROR, "loyalty: statement %d failed: %s", (int) s, SPI_result_code_string(rc));
 	return rc;
@@ -382,7 +387,7 @@ LockMember(int64 member_id, Member *m, bool need_active)
 	char	   *s;
 
 	values[0] = Int64GetDatum(member_id);
-	ExecStmt(S_LOCK, values, NULL, false, 0);
+	ExecStmt(S_LOCK, values, NULL, 0);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -529,7 +534,7 @@ IdemLookup(Member *m, text *key, const char *op, int64 hash, int64 *result)
 		return false;
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = PointerGetDatum(key);
-	ExecStmt(S_IDEM_GET, values, NULL, true, 1);
+	ExecStmt(S_IDEM_GET, values, NULL, 1);
 	if (SPI_processed == 0)
 		return false;
 	prev_op = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -558,7 +563,7 @@ IdemStore(Member *m, text *key, const char *op, int64 hash, int64 result, int64 
 	values[3] = Int64GetDatum(hash);
 	values[4] = Int64GetDatum(result);
 	values[5] = Int64GetDatum(entry_id);
-	ExecStmt(S_IDEM_PUT, values, NULL, false, 0);
+	ExecStmt(S_IDEM_PUT, values, NULL, 0);
 }
 
 /* Append one ledger row; returns its entry_id. */
@@ -591,7 +596,7 @@ InsertEntry(Member *m, Entry *e)
 	values[12] = TimestampTzGetDatum(e->occurred_at ? e->occurred_at : m->now);
 	values[13] = e->details ? CStringGetTextDatum(e->details) : (Datum) 0;
 	nulls[13] = e->details ? ' ' : 'n';
-	ExecStmt(S_LEDGER_INS, values, nulls, false, 0);
+	ExecStmt(S_LEDGER_INS, values, nulls, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "loyalty: ledger insert returned %llu rows", (unsigned long long) SPI_processed);
 	return ColInt8(0, 1);
@@ -618,7 +623,7 @@ UpdateAccount(Member *m, AccountDelta *d)
 	values[9] = Int64GetDatum(d->purchase_days);
 	values[10] = d->purchase_amount ? d->purchase_amount
 		: NumericGetDatum(int64_to_numeric(0));
-	ExecStmt(S_ACCOUNT_UPD, values, nulls, false, 0);
+	ExecStmt(S_ACCOUNT_UPD, values, nulls, 0);
 	m->balance = points_add_checked(m->balance, d->balance);
 	m->held = points_add_checked(m->held, d->held);
 	m->debt = points_add_checked(m->debt, d->debt);
@@ -635,7 +640,7 @@ Available(Member *m, TimestampTz at)
 
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = TimestampTzGetDatum(at);
-	ExecStmt(S_AVAILABLE, values, NULL, true, 1);
+	ExecStmt(S_AVAILABLE, values, NULL, 1);
 	return points_sub_checked(ColInt8(0, 1), m->debt);
 }
 
@@ -664,7 +669,7 @@ CreditLot(Member *m, int64 entry_id, Points points, TimestampTz occurred_at,
 	else
 		nulls[4] = 'n';
 	values[5] = Int64GetDatum(points - repay);
-	ExecStmt(S_LOT_INS, values, nulls, false, 0);
+	ExecStmt(S_LOT_INS, values, nulls, 0);
 	return repay;
 }
 
@@ -692,7 +697,7 @@ ConsumeLots(Member *m, int64 entry_id, Points points)
 	values[1] = Int64GetDatum(points);
 	values[2] = TimestampTzGetDatum(m->now);
 	values[3] = Int64GetDatum(entry_id);
-	ExecStmt(S_CONSUME, values, NULL, false, 0);
+	ExecStmt(S_CONSUME, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
 		taken = points_add_checked(taken, ColInt8(i, 1));
 	if (taken != points)
@@ -711,7 +716,7 @@ ReturnToLots(Member *m, int64 source, Points points)
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = Int64GetDatum(source);
 	values[2] = Int64GetDatum(points);
-	ExecStmt(S_RETURN, values, NULL, false, 0);
+	ExecStmt(S_RETURN, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
 		given = points_add_checked(given, ColInt8(i, 1));
 	if (given != points)
@@ -727,7 +732,7 @@ OpenAllocations(Member *m, int64 entry_id)
 
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = Int64GetDatum(entry_id);
-	ExecStmt(S_OPEN_ALLOC, values, NULL, true, 1);
+	ExecStmt(S_OPEN_ALLOC, values, NULL, 1);
 	return ColInt8(0, 1);
 }
 
@@ -742,7 +747,7 @@ ResolveHold(Member *m, int64 hold_id, const char *status, Points captured, int64
 	values[2] = CStringGetTextDatum(status);
 	values[3] = Int64GetDatum(captured);
 	values[4] = Int64GetDatum(entry_id);
-	ExecStmt(S_HOLD_RESOLVE, values, NULL, false, 0);
+	ExecStmt(S_HOLD_RESOLVE, values, NULL, 0);
 }
 
 /*
@@ -788,7 +793,7 @@ ReleaseExpiredHolds(Member *m)
 	if (m->held <= 0)
 		return;
 	values[0] = Int64GetDatum(m->member_id);
-	ExecStmt(S_EXPIRED_HOLDS, values, NULL, true, 0);
+	ExecStmt(S_EXPIRED_HOLDS, values, NULL, 0);
 	n = SPI_processed;
 	if (n == 0)
 		return;
@@ -803,7 +808,7 @@ ReleaseExpiredHolds(Member *m)
 
 		CHECK_FOR_INTERRUPTS();
 		values[1] = Int64GetDatum(ids[i]);
-		ExecStmt(S_HOLD_GET, values, NULL, true, 1);
+		ExecStmt(S_HOLD_GET, values, NULL, 1);
 		hold_entry = ColInt8(0, 1);
 		points = ColInt8(0, 2);
 		entry_id = ReleaseHoldPoints(m, ids[i], hold_entry, points, NULL, "hold expired");
@@ -822,7 +827,7 @@ PurchaseDayExists(Member *m, TimestampTz ts)
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = TimestampTzGetDatum(day * USECS_PER_DAY);
 	values[2] = TimestampTzGetDatum((day + 1) * USECS_PER_DAY);
-	ExecStmt(S_PURCHASE_DAY, values, NULL, true, 1);
+	ExecStmt(S_PURCHASE_DAY, values, NULL, 1);
 	return DatumGetBool(Col(0, 1, &isnull));
 }
 
@@ -1106,7 +1111,7 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	values[4] = PointerGetDatum(e.reference);
 	nulls[4] = e.reference ? ' ' : 'n';
 	values[5] = IntervalPGetDatum(ttl);
-	ExecStmt(S_HOLD_INS, values, nulls, false, 0);
+	ExecStmt(S_HOLD_INS, values, nulls, 0);
 	hold_id = ColInt8(0, 1);
 
 	d.balance = -points;
@@ -1124,7 +1129,7 @@ HoldMember(int64 hold_id)
 	Datum		values[1];
 
 	values[0] = Int64GetDatum(hold_id);
-	ExecStmt(S_HOLD_MEMBER, values, NULL, true, 1);
+	ExecStmt(S_HOLD_MEMBER, values, NULL, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -1145,7 +1150,7 @@ ActiveHold(Member *m, int64 hold_id, int64 *hold_entry, Points *points)
 
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = Int64GetDatum(hold_id);
-	ExecStmt(S_HOLD_GET, values, NULL, true, 1);
+	ExecStmt(S_HOLD_GET, values, NULL, 1);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	*hold_entry = ColInt8(0, 1);
 	*points = ColInt8(0, 2);
@@ -1297,7 +1302,7 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 	values[2] = Int64GetDatum(own);
 	values[3] = Int64GetDatum(want);
 	values[4] = amount ? amount : NumericGetDatum(int64_to_numeric(0));
-	ExecStmt(S_LOT_TAKE, values, NULL, false, 0);
+	ExecStmt(S_LOT_TAKE, values, NULL, 0);
 	if (own > 0)
 	{
 		Datum		av[4];
@@ -1306,7 +1311,7 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 		av[1] = Int64GetDatum(entry_id);
 		av[2] = Int64GetDatum(lot_id);
 		av[3] = Int64GetDatum(own);
-		ExecStmt(S_ALLOC_INS, av, NULL, false, 0);
+		ExecStmt(S_ALLOC_INS, av, NULL, 0);
 	}
 	if (others > 0)
 		ConsumeLots(m, entry_id, others);
@@ -1375,7 +1380,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 
 		values[0] = Int64GetDatum(member_id);
 		values[1] = Int64GetDatum(source);
-		ExecStmt(S_ENTRY_GET, values, NULL, true, 1);
+		ExecStmt(S_ENTRY_GET, values, NULL, 1);
 		if (SPI_processed != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
@@ -1408,7 +1413,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 		values[0] = Int64GetDatum(member_id);
 		values[1] = Int64GetDatum(source);
 		values[2] = TimestampTzGetDatum(m.now);
-		ExecStmt(S_LOT_OF_ENTRY, values, NULL, true, 1);
+		ExecStmt(S_LOT_OF_ENTRY, values, NULL, 1);
 		if (SPI_processed != 1)
 			elog(ERROR, "loyalty: credit entry %lld has no lot", (long long) source);
 		lot_id = ColInt8(0, 1);
@@ -1596,7 +1601,7 @@ loyalty_release_expired(PG_FUNCTION_ARGS)
 	Connect();
 	LockMember(PG_GETARG_INT64(0), &m, false);
 	values[0] = Int64GetDatum(m.member_id);
-	ExecStmt(S_EXPIRED_HOLDS, values, NULL, true, 0);
+	ExecStmt(S_EXPIRED_HOLDS, values, NULL, 0);
 	n = (int64) SPI_processed;
 	ReleaseExpiredHolds(&m);
 	SPI_finish();
