@@ -1,0 +1,211 @@
+#!/bin/bash
+# bench/ledger.sh: pgbench benchmark of the loyalty write path (earn/redeem mix)
+# against pgbench's TPC-B, SELECT 1 and a hand-written PL/pgSQL ledger, each
+# with synchronous_commit on and off.  See bench/README.md.
+#
+#   pg_virtualenv -t -v 15 bench/ledger.sh
+#
+# Runs against the server given by the standard PG* variables; creates its own
+# database and drops it at the end (BENCH_KEEP=1 keeps it).
+set -euo pipefail
+
+BENCH_SECONDS=${BENCH_SECONDS:-20}      # duration of each pgbench run
+BENCH_CLIENTS=${BENCH_CLIENTS:-2}       # pgbench -c and -j
+BENCH_MEMBERS=${BENCH_MEMBERS:-100000}  # members in each ledger
+BENCH_SCALE=${BENCH_SCALE:-10}          # pgbench -i scale for TPC-B
+BENCH_DB=${BENCH_DB:-loyalty_bench}
+BENCH_KEEP=${BENCH_KEEP:-0}
+# earn/redeem mix as pgbench weights
+BENCH_EARN_WEIGHT=${BENCH_EARN_WEIGHT:-8}
+BENCH_REDEEM_WEIGHT=${BENCH_REDEEM_WEIGHT:-2}
+# initial purchase per member: 1 point per unit, so every member starts with
+# this many points and 1..10-point redemptions never hit LY001
+SEED_AMOUNT=1000000
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+die() { echo "ledger.sh: $*" >&2; exit 1; }
+
+for v in BENCH_SECONDS BENCH_CLIENTS BENCH_MEMBERS BENCH_SCALE BENCH_EARN_WEIGHT BENCH_REDEEM_WEIGHT; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+done
+[[ $BENCH_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DB must be a plain lower-case identifier, got '$BENCH_DB'"
+command -v psql >/dev/null || die "psql not found"
+command -v pgbench >/dev/null || die "pgbench not found"
+
+# maintenance database to create/drop the benchmark database from
+ADMIN_DB=${PGDATABASE:-postgres}
+[[ $ADMIN_DB == "$BENCH_DB" ]] && ADMIN_DB=postgres
+
+TMP=$(mktemp -d -t loyalty-bench.XXXXXX)
+CREATED=0
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [[ $CREATED == 1 ]]; then
+        if [[ $BENCH_KEEP == 1 ]]; then
+            echo "kept database $BENCH_DB (BENCH_KEEP=1)"
+        else
+            psql -X -q -d "$ADMIN_DB" -v ON_ERROR_STOP=1 -v db="$BENCH_DB" >/dev/null 2>&1 <<'SQL'
+DROP DATABASE IF EXISTS :"db" WITH (FORCE);
+SQL
+            if [[ $? == 0 ]]; then echo "dropped database $BENCH_DB"; else echo "could not drop database $BENCH_DB" >&2; fi
+        fi
+    fi
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# psql against the benchmark database, stopping at the first error
+q() { psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" "$@"; }
+# one value
+q1() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "$1"; }
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# --- database -----------------------------------------------------------------
+exists=$(psql -X -A -t -v ON_ERROR_STOP=1 -d "$ADMIN_DB" -v db="$BENCH_DB" <<'SQL'
+SELECT count(*) FROM pg_database WHERE datname = :'db';
+SQL
+)
+[[ $exists == 0 ]] || die "database $BENCH_DB already exists; drop it or set BENCH_DB (this script only drops what it created)"
+avail=$(psql -X -A -t -v ON_ERROR_STOP=1 -d "$ADMIN_DB" -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'loyalty'")
+[[ $avail == 1 ]] || die "extension loyalty is not installed on this server (make && make install)"
+
+psql -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_DB" -v db="$BENCH_DB" <<'SQL'
+CREATE DATABASE :"db";
+SQL
+CREATED=1
+
+echo "== loyalty ledger benchmark =="
+q1 "SELECT version()"
+q -A -t <<'SQL'
+SELECT format('server: fsync=%s synchronous_commit=%s shared_buffers=%s max_wal_size=%s wal_level=%s',
+              current_setting('fsync'), current_setting('synchronous_commit'),
+              current_setting('shared_buffers'), current_setting('max_wal_size'),
+              current_setting('wal_level'));
+SQL
+echo "runs: ${BENCH_SECONDS}s each, -c $BENCH_CLIENTS -j $BENCH_CLIENTS -M prepared;" \
+     "$BENCH_MEMBERS members; mix earn@$BENCH_EARN_WEIGHT redeem@$BENCH_REDEEM_WEIGHT; TPC-B scale $BENCH_SCALE"
+if [[ $(q1 "SELECT current_setting('fsync')") == off ]]; then
+    echo "WARNING: fsync=off on this server (pg_virtualenv's default): a commit never waits for the disk," \
+         "so synchronous_commit on vs off is no disk-flush comparison (off can even be slower: async commits" \
+         "keep waking the WAL writer). Use pg_virtualenv -o fsync=on for a meaningful comparison."
+fi
+
+# --- setup ----------------------------------------------------------------------
+t0=$(now)
+q -c "CREATE EXTENSION loyalty"
+q -f "$HERE/plpgsql_ledger.sql"
+
+# loyalty: one program, members enrolled set-based, one purchase each
+q -v members="$BENCH_MEMBERS" -v seed="$SEED_AMOUNT" <<'SQL'
+SELECT loyalty.create_program('bench', expiry_period => interval '2 years') AS program \gset
+SELECT count(loyalty.enroll(:program, 'bench', g::text)) AS enrolled
+FROM generate_series(1, :members) g \gset
+SELECT count(loyalty.earn(m.member_id, :seed, 'bench', 'seed'))
+FROM loyalty.members m WHERE m.program_id = :program \gset
+SQL
+read -r base nmembers span < <(q1 "SELECT min(member_id) - 1, count(*), max(member_id) - min(member_id) + 1 FROM loyalty.members" | tr '|' ' ')
+[[ $nmembers == "$BENCH_MEMBERS" && $span == "$BENCH_MEMBERS" ]] \
+    || die "expected $BENCH_MEMBERS consecutive loyalty member ids, got $nmembers over a span of $span"
+
+# PL/pgSQL ledger: the same members, one purchase each through its earn()
+q -v members="$BENCH_MEMBERS" -v seed="$SEED_AMOUNT" <<'SQL'
+INSERT INTO bench_plpgsql.accounts (member_id) SELECT g FROM generate_series(1, :members) g;
+SELECT count(bench_plpgsql.earn(g, :seed)) FROM generate_series(1, :members) g \gset
+SQL
+
+# TPC-B tables, initialised once
+pgbench -i -q -s "$BENCH_SCALE" "$BENCH_DB" >"$TMP/init.log" 2>&1 || { cat "$TMP/init.log" >&2; die "pgbench -i failed"; }
+
+q -c "VACUUM ANALYZE" -c "CHECKPOINT"
+echo "setup: $(elapsed "$t0")s ($BENCH_MEMBERS loyalty members + $BENCH_MEMBERS PL/pgSQL accounts seeded, pgbench -i -s $BENCH_SCALE)"
+
+# --- runs -----------------------------------------------------------------------
+declare -A TPS LAT
+RESULTS=()
+
+# run NAME SYNC pgbench-args...
+run() {
+    local name=$1 sync=$2 out="$TMP/$1-$2.out" rc=0
+    shift 2
+    q -c "CHECKPOINT"
+    PGOPTIONS="${PGOPTIONS:-} -c synchronous_commit=$sync" \
+        pgbench -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -M prepared -T "$BENCH_SECONDS" "$@" "$BENCH_DB" \
+        >"$out" 2>&1 || rc=$?
+    local tps lat failed aborted
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
+    aborted=$(grep -c 'aborted in command\|Run was aborted' "$out" || true)
+    if [[ $rc != 0 || -z $tps || -z $lat || $aborted != 0 || ${failed:-0} != 0 ]]; then
+        cat "$out" >&2
+        die "pgbench run $name (synchronous_commit=$sync) failed (exit $rc)"
+    fi
+    TPS[$name,$sync]=$tps
+    LAT[$name,$sync]=$lat
+    RESULTS+=("$name,$sync")
+    printf '  %-8s sync=%-3s tps %10.1f  latency %7.3f ms\n' "$name" "$sync" "$tps" "$lat"
+}
+
+MIX_LOYALTY=(-n -D base="$base" -D members="$BENCH_MEMBERS"
+             -f "$HERE/loyalty_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/loyalty_redeem.sql@$BENCH_REDEEM_WEIGHT")
+MIX_PLPGSQL=(-n -D members="$BENCH_MEMBERS"
+             -f "$HERE/plpgsql_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/plpgsql_redeem.sql@$BENCH_REDEEM_WEIGHT")
+
+t0=$(now)
+for sync in on off; do
+    run select1 "$sync" -n -f "$HERE/select1.sql"
+    run tpcb "$sync"            # built-in TPC-B-like script; vacuums its tables first
+    # alternate the order of the two ledgers so neither always runs after the other
+    if [[ $sync == on ]]; then
+        run loyalty "$sync" "${MIX_LOYALTY[@]}"
+        run plpgsql "$sync" "${MIX_PLPGSQL[@]}"
+    else
+        run plpgsql "$sync" "${MIX_PLPGSQL[@]}"
+        run loyalty "$sync" "${MIX_LOYALTY[@]}"
+    fi
+done
+echo "runs: $(elapsed "$t0")s"
+
+# --- results --------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
+
+echo
+printf '%-9s %-5s %11s %12s %10s %10s %15s\n' workload sync tps "latency ms" "/SELECT 1" "/TPC-B" "loyalty/plpgsql"
+for key in "${RESULTS[@]}"; do
+    name=${key%,*}; sync=${key#*,}
+    lp=""
+    [[ $name == loyalty ]] && lp=$(ratio "${TPS[loyalty,$sync]}" "${TPS[plpgsql,$sync]}")
+    printf '%-9s %-5s %11.1f %12.3f %10s %10s %15s\n' "$name" "$sync" "${TPS[$key]}" "${LAT[$key]}" \
+        "$(ratio "${TPS[$key]}" "${TPS[select1,$sync]}")" "$(ratio "${TPS[$key]}" "${TPS[tpcb,$sync]}")" "$lp"
+done
+echo
+for sync in on off; do
+    echo "ratio loyalty/plpgsql (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[plpgsql,$sync]}")"
+    echo "ratio loyalty/tpcb (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[tpcb,$sync]}")"
+    echo "ratio loyalty/select1 (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[select1,$sync]}")"
+    echo "ratio plpgsql/tpcb (sync=$sync): $(ratio "${TPS[plpgsql,$sync]}" "${TPS[tpcb,$sync]}")"
+done
+for name in select1 tpcb loyalty plpgsql; do
+    echo "ratio $name sync off/on: $(ratio "${TPS[$name,off]}" "${TPS[$name,on]}")"
+done
+
+# --- integrity ------------------------------------------------------------------
+echo
+echo "ledger rows: $(q1 "SELECT string_agg(kind || ' ' || n, ', ' ORDER BY kind) FROM (SELECT kind, count(*) n FROM loyalty.ledger GROUP BY kind) s") (loyalty);" \
+     "$(q1 "SELECT count(*) FILTER (WHERE delta > 0) || ' credits, ' || count(*) FILTER (WHERE delta < 0) || ' debits' FROM bench_plpgsql.ledger") (plpgsql)"
+broken=$(q1 "SELECT count(*) FROM loyalty.verify()")
+echo "loyalty.verify() rows: $broken"
+pl_broken=$(q1 "SELECT count(*) FROM bench_plpgsql.accounts a LEFT JOIN (SELECT member_id, sum(delta) s FROM bench_plpgsql.ledger GROUP BY member_id) l USING (member_id) WHERE a.balance <> coalesce(l.s, 0) OR a.balance < 0")
+echo "plpgsql balance <> sum(ledger) rows: $pl_broken"
+if [[ $broken != 0 || $pl_broken != 0 ]]; then
+    q -c "SELECT * FROM loyalty.verify() LIMIT 20" >&2 || true
+    die "ledger invariants broken after the benchmark: the results are worthless"
+fi
+echo "OK"

@@ -1,0 +1,4 @@
+-- hand-written PL/pgSQL ledger: same redemption as loyalty_redeem.sql
+\set m random(1, :members)
+\set points random(1, 10)
+SELECT bench_plpgsql.redeem(:m, :points);

@@ -1,0 +1,2 @@
+-- baseline: the cheapest round trip (parse/bind/execute of a constant query)
+SELECT 1;
