@@ -64,6 +64,7 @@ PG_FUNCTION_INFO_V1(loyalty_release_expired);
 typedef enum LedgerStmt
 {
 	S_LOCK,
+	S_MEMBER,
 	S_IDEM_GET,
 	S_IDEM_PUT,
 	S_LEDGER_INS,
@@ -94,14 +95,23 @@ typedef struct StmtDef
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
+	/*
+	 * The lock is taken on the account row alone: after waiting for it,
+	 * READ COMMITTED re-fetches only the locked row, so the member's status
+	 * must be read by a second statement with a fresh snapshot (a joined
+	 * members row would be the stale one, and an earn could slip onto a
+	 * member that a concurrent merge just closed).
+	 */
 	[S_LOCK] = {
-		"SELECT a.program_id, m.status, a.balance" I8 ", a.held" I8 ", a.debt" I8 ","
-		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
-		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), m.merged_into"
-		" FROM loyalty.accounts a"
-		" JOIN loyalty.members m ON m.member_id" EQ "a.member_id"
-		" JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
-		" WHERE a.member_id" EQ "$1 FOR UPDATE OF a",
+		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8
+		" FROM loyalty.accounts a WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE",
+	1, {INT8OID}},
+	[S_MEMBER] = {
+		"SELECT m.program_id, m.status, p.earn_rate, p.rounding, p.expiry_period,"
+		" p.pending_period, p.refund_policy, p.max_hold_ttl, p.closed_through,"
+		" pg_catalog.now(), m.merged_into"
+		" FROM loyalty.members m JOIN loyalty.programs p ON p.program_id" EQ "m.program_id"
+		" WHERE m.member_id" EQ "$1",
 	1, {INT8OID}},
 	[S_IDEM_GET] = {
 		"SELECT operation, request_hash, result, entry_id FROM loyalty.idempotency_keys"
@@ -396,27 +406,31 @@ LockMember(int64 member_id, Member *m, bool need_active)
 
 	memset(m, 0, sizeof(*m));
 	m->member_id = member_id;
+	m->balance = ColInt8(0, 1);
+	m->held = ColInt8(0, 2);
+	m->debt = ColInt8(0, 3);
+
+	ExecStmt(S_MEMBER, values, NULL, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "loyalty: account %lld has no member row", (long long) member_id);
 	m->program_id = ColInt8(0, 1);
 	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	strlcpy(m->status, s, sizeof(m->status));
-	m->balance = ColInt8(0, 3);
-	m->held = ColInt8(0, 4);
-	m->debt = ColInt8(0, 5);
-	m->earn_rate = SPI_datumTransfer(Col(0, 6, &isnull), false, -1);
-	m->rounding = points_rounding_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
-	ColInterval(0, 8, &m->expiry, &isnull);
+	m->earn_rate = SPI_datumTransfer(Col(0, 3, &isnull), false, -1);
+	m->rounding = points_rounding_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
+	ColInterval(0, 5, &m->expiry, &isnull);
 	m->has_expiry = !isnull;
-	ColInterval(0, 9, &m->pending, &isnull);
-	m->refund_debt = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10), "debt") == 0;
-	ColInterval(0, 11, &m->max_hold_ttl, &isnull);
-	m->closed_through = DatumGetTimestampTz(Col(0, 12, &isnull));
+	ColInterval(0, 6, &m->pending, &isnull);
+	m->refund_debt = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7), "debt") == 0;
+	ColInterval(0, 8, &m->max_hold_ttl, &isnull);
+	m->closed_through = DatumGetTimestampTz(Col(0, 9, &isnull));
 	m->has_closed = !isnull;
-	m->now = DatumGetTimestampTz(Col(0, 13, &isnull));
+	m->now = DatumGetTimestampTz(Col(0, 10, &isnull));
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{
 		bool		merged;
-		int64		survivor = DatumGetInt64(Col(0, 14, &merged));
+		int64		survivor = DatumGetInt64(Col(0, 11, &merged));
 
 		merged = !merged;
 		ereport(ERROR,
