@@ -242,8 +242,12 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 
 static SPIPlanPtr plans[NUM_STMTS];
 
+typedef struct Member Member;
+static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op,
+					   int64 hash, Member *m, int64 *replayed);
+
 /* What a write needs to know about the locked member and its program. */
-typedef struct Member
+struct Member
 {
 	int64		member_id;
 	int64		program_id;
@@ -261,7 +265,7 @@ typedef struct Member
 	bool		has_closed;
 	TimestampTz closed_through;
 	TimestampTz now;
-} Member;
+};
 
 /* Deltas applied to the account row in one UPDATE. */
 typedef struct AccountDelta
@@ -899,13 +903,8 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	if (e.idem_key)
 		hash = RequestHash("earn", fcinfo, "-ntt-z");
 
-	Connect();
-	LockMember(member_id, &m, true);
-	if (IdemLookup(&m, e.idem_key, "earn", hash, &result))
-	{
-		SPI_finish();
+	if (BeginWrite(member_id, false, true, e.idem_key, "earn", hash, &m, &result))
 		PG_RETURN_POINTS(result);
-	}
 	ReleaseExpiredHolds(&m);
 	e.occurred_at = OccurredAt(fcinfo, 5, &m);
 
@@ -1000,13 +999,8 @@ loyalty_award(PG_FUNCTION_ARGS)
 	if (e.idem_key)
 		hash = RequestHash("award", fcinfo, "-ittt-zz");
 
-	Connect();
-	LockMember(member_id, &m, true);
-	if (IdemLookup(&m, e.idem_key, "award", hash, &entry_id))
-	{
-		SPI_finish();
+	if (BeginWrite(member_id, false, true, e.idem_key, "award", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
-	}
 	ReleaseExpiredHolds(&m);
 	e.occurred_at = OccurredAt(fcinfo, 6, &m);
 	if (expires_at && expires_at <= m.now)
@@ -1042,13 +1036,8 @@ loyalty_redeem(PG_FUNCTION_ARGS)
 	if (e.idem_key)
 		hash = RequestHash("redeem", fcinfo, "-itt-z");
 
-	Connect();
-	LockMember(member_id, &m, true);
-	if (IdemLookup(&m, e.idem_key, "redeem", hash, &entry_id))
-	{
-		SPI_finish();
+	if (BeginWrite(member_id, false, true, e.idem_key, "redeem", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
-	}
 	ReleaseExpiredHolds(&m);
 	e.occurred_at = OccurredAt(fcinfo, 5, &m);
 	entry_id = DebitEntry(&m, "redeem", points, &e, true);
@@ -1089,13 +1078,8 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	if (e.idem_key)
 		hash = RequestHash("hold", fcinfo, "-ivtt");
 
-	Connect();
-	LockMember(member_id, &m, true);
-	if (IdemLookup(&m, e.idem_key, "hold", hash, &hold_id))
-	{
-		SPI_finish();
+	if (BeginWrite(member_id, false, true, e.idem_key, "hold", hash, &m, &hold_id))
 		PG_RETURN_INT64(hold_id);
-	}
 	{
 		TimestampTz until = AddInterval(m.now, ttl);
 
@@ -1149,6 +1133,26 @@ HoldMember(int64 hold_id)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("hold %lld does not exist", (long long) hold_id)));
 	return ColInt8(0, 1);
+}
+
+/*
+ * The prologue of every writer: open SPI, lock the member (given, or found
+ * through a hold when by_hold), and look the idempotency key up.  Returns
+ * true (with SPI closed and the first result in *replayed) when the call is
+ * a replay, which the caller returns as is.
+ */
+static bool
+BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op, int64 hash,
+		   Member *m, int64 *replayed)
+{
+	Connect();
+	LockMember(by_hold ? HoldMember(id) : id, m, need_active);
+	if (IdemLookup(m, key, op, hash, replayed))
+	{
+		SPI_finish();
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -1206,13 +1210,8 @@ loyalty_capture(PG_FUNCTION_ARGS)
 	if (key)
 		hash = RequestHash("capture", fcinfo, "ii");
 
-	Connect();
-	LockMember(HoldMember(hold_id), &m, false);
-	if (IdemLookup(&m, key, "capture", hash, &entry_id))
-	{
-		SPI_finish();
+	if (BeginWrite(hold_id, true, false, key, "capture", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
-	}
 	ActiveHold(&m, hold_id, &hold_entry, &held);
 	take = PG_ARGISNULL(1) ? held : PositivePoints(fcinfo, 1, "points");
 	if (take > held)
@@ -1262,13 +1261,8 @@ loyalty_release(PG_FUNCTION_ARGS)
 	if (key)
 		hash = RequestHash("release", fcinfo, "i");
 
-	Connect();
-	LockMember(HoldMember(hold_id), &m, false);
-	if (IdemLookup(&m, key, "release", hash, &result))
-	{
-		SPI_finish();
+	if (BeginWrite(hold_id, true, false, key, "release", hash, &m, &result))
 		PG_RETURN_POINTS(result);
-	}
 	ActiveHold(&m, hold_id, &hold_entry, &held);
 	entry_id = ReleaseHoldPoints(&m, hold_id, hold_entry, held, key, NULL);
 	ResolveHold(&m, hold_id, "released", 0, entry_id);
@@ -1380,13 +1374,8 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	if (e.idem_key)
 		hash = RequestHash("reverse", fcinfo, "-iintt");
 
-	Connect();
-	LockMember(member_id, &m, false);
-	if (IdemLookup(&m, e.idem_key, "reverse", hash, &result))
-	{
-		SPI_finish();
+	if (BeginWrite(member_id, false, false, e.idem_key, "reverse", hash, &m, &result))
 		PG_RETURN_POINTS(result);
-	}
 	ReleaseExpiredHolds(&m);
 
 	{
@@ -1582,13 +1571,8 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 	if (e.idem_key)
 		hash = RequestHash("adjust", fcinfo, "-it-t");
 
-	Connect();
-	LockMember(member_id, &m, false);
-	if (IdemLookup(&m, e.idem_key, "adjust", hash, &entry_id))
-	{
-		SPI_finish();
+	if (BeginWrite(member_id, false, false, e.idem_key, "adjust", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
-	}
 	ReleaseExpiredHolds(&m);
 	e.occurred_at = m.now;
 	if (points > 0)
