@@ -68,12 +68,10 @@ typedef enum LedgerStmt
 	S_IDEM_GET,
 	S_IDEM_PUT,
 	S_LEDGER_INS,
-	S_LOT_INS,
 	S_AVAILABLE,
 	S_CONSUME,
 	S_RETURN,
 	S_ACCOUNT_UPD,
-	S_PURCHASE_DAY,
 	S_ENTRY_GET,
 	S_LOT_OF_ENTRY,
 	S_LOT_TAKE,
@@ -91,7 +89,7 @@ typedef struct StmtDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[14];
+	Oid			argtypes[20];
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
@@ -122,17 +120,26 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" (member_id, idempotency_key, operation, request_hash, result, entry_id)"
 		" VALUES ($1, $2, $3, $4, $5, $6)",
 	6, {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}},
+	/*
+	 * One statement writes the ledger row, the lot of a credit ($15 > 0) and
+	 * tells an earn whether its UTC day already had a purchase ($19/$20 the
+	 * day's bounds; the snapshot does not include the row being inserted).
+	 */
 	[S_LEDGER_INS] = {
-		"INSERT INTO loyalty.ledger (member_id, program_id, kind, points, held_delta, amount,"
+		"WITH e AS ("
+		" INSERT INTO loyalty.ledger (member_id, program_id, kind, points, held_delta, amount,"
 		" channel, reference, reason, source_entry, hold_id, idempotency_key, occurred_at, details)"
 		" VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", $6, $7, $8, $9, $10, $11, $12, $13, $14::pg_catalog.jsonb)"
-		" RETURNING entry_id",
-	14, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
-	INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID}},
-	[S_LOT_INS] = {
-		"INSERT INTO loyalty.lots (member_id, entry_id, original, remaining, vests_at, expires_at)"
-		" VALUES ($1, $2, $3" PTS ", $6" PTS ", $4, $5)",
-	6, {INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}},
+		" RETURNING entry_id"
+		"), l AS ("
+		" INSERT INTO loyalty.lots (member_id, entry_id, original, remaining, vests_at, expires_at)"
+		" SELECT $1, e.entry_id, $15" PTS ", $16" PTS ", $17, $18 FROM e WHERE $15" GT "0"
+		") SELECT e.entry_id, ($19 IS NOT NULL AND EXISTS (SELECT 1 FROM loyalty.ledger x"
+		"  WHERE x.member_id" EQ "$1 AND x.kind" EQ "'earn'"
+		"  AND x.occurred_at" GE "$19 AND x.occurred_at" LT "$20)) FROM e",
+	20, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
+		INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
+	INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}},
 	[S_AVAILABLE] = {
 		"SELECT COALESCE(pg_catalog.sum(remaining" I8 "), 0)" I8
 		" FROM loyalty.lots WHERE member_id" EQ "$1"
@@ -192,10 +199,6 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" WHERE member_id" EQ "$1",
 	11, {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
 	INT8OID, INT8OID, NUMERICOID}},
-	[S_PURCHASE_DAY] = {
-		"SELECT EXISTS (SELECT 1 FROM loyalty.ledger WHERE member_id" EQ "$1"
-		" AND kind" EQ "'earn' AND occurred_at" GE "$2 AND occurred_at" LT "$3)",
-	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}},
 	[S_ENTRY_GET] = {
 		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
@@ -298,6 +301,13 @@ typedef struct Entry
 	text	   *idem_key;
 	TimestampTz occurred_at;
 	const char *details;		/* jsonb text or NULL */
+	/* a credit's lot, written by the same statement (lot_original 0: none) */
+	Points		lot_original;
+	Points		lot_remaining;
+	TimestampTz lot_vests_at;
+	TimestampTz lot_expires_at;	/* 0: never */
+	bool		purchase;		/* an earn: report whether its day was counted */
+	bool		same_day;		/* out: the day already had a purchase */
 } Entry;
 
 /*
@@ -588,8 +598,8 @@ IdemStore(Member *m, text *key, const char *op, int64 hash, int64 result, int64 
 static int64
 InsertEntry(Member *m, Entry *e)
 {
-	Datum		values[14];
-	char		nulls[14];
+	Datum		values[20];
+	char		nulls[20];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(m->member_id);
@@ -614,9 +624,29 @@ InsertEntry(Member *m, Entry *e)
 	values[12] = TimestampTzGetDatum(e->occurred_at ? e->occurred_at : m->now);
 	values[13] = e->details ? CStringGetTextDatum(e->details) : (Datum) 0;
 	nulls[13] = e->details ? ' ' : 'n';
+	values[14] = Int64GetDatum(e->lot_original);
+	values[15] = Int64GetDatum(e->lot_remaining);
+	values[16] = TimestampTzGetDatum(e->lot_vests_at);
+	values[17] = TimestampTzGetDatum(e->lot_expires_at);
+	nulls[17] = e->lot_expires_at ? ' ' : 'n';
+	if (e->purchase)
+	{
+		TimestampTz ts = e->occurred_at;
+		int64		day = ts / USECS_PER_DAY - (ts % USECS_PER_DAY < 0 ? 1 : 0);
+
+		values[18] = TimestampTzGetDatum(day * USECS_PER_DAY);
+		values[19] = TimestampTzGetDatum((day + 1) * USECS_PER_DAY);
+	}
+	else
+		nulls[18] = nulls[19] = 'n';
 	ExecStmt(S_LEDGER_INS, values, nulls, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "loyalty: ledger insert returned %llu rows", (unsigned long long) SPI_processed);
+	{
+		bool		isnull;
+
+		e->same_day = DatumGetBool(Col(0, 2, &isnull));
+	}
 	return ColInt8(0, 1);
 }
 
@@ -663,31 +693,24 @@ Available(Member *m, TimestampTz at)
 }
 
 /*
- * Credit `points` under entry `entry_id` as a lot vesting and expiring by the
- * program's policy.  An open debt is repaid first: the lot then starts with
- * less remaining than its original, which keeps reversals of this credit
- * bounded by what it credited.  Returns the debt repaid.
+ * Describe the lot of a credit of `points` (vesting and expiring by the
+ * program's policy) for InsertEntry to write with the ledger row.  An open
+ * debt is repaid first: the lot then starts with less remaining than its
+ * original, which keeps reversals of this credit bounded by what it
+ * credited.  Returns the debt repaid.
  */
 static Points
-CreditLot(Member *m, int64 entry_id, Points points, TimestampTz occurred_at,
-		  TimestampTz expires_override)
+PrepareLot(Member *m, Entry *e, Points points, TimestampTz expires_override)
 {
 	Points		repay = Min(points, m->debt);
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = Int64GetDatum(entry_id);
-	values[2] = Int64GetDatum(points);
-	values[3] = TimestampTzGetDatum(AddInterval(occurred_at, &m->pending));
+	e->lot_original = points;
+	e->lot_remaining = points - repay;
+	e->lot_vests_at = AddInterval(e->occurred_at, &m->pending);
 	if (expires_override)
-		values[4] = TimestampTzGetDatum(expires_override);
+		e->lot_expires_at = expires_override;
 	else if (m->has_expiry)
-		values[4] = TimestampTzGetDatum(AddInterval(occurred_at, &m->expiry));
-	else
-		nulls[4] = 'n';
-	values[5] = Int64GetDatum(points - repay);
-	ExecStmt(S_LOT_INS, values, nulls, 0);
+		e->lot_expires_at = AddInterval(e->occurred_at, &m->expiry);
 	return repay;
 }
 
@@ -834,21 +857,6 @@ ReleaseExpiredHolds(Member *m)
 	}
 }
 
-/* UTC day [start, end) containing ts, for counting purchase days. */
-static bool
-PurchaseDayExists(Member *m, TimestampTz ts)
-{
-	Datum		values[3];
-	int64		day = ts / USECS_PER_DAY - (ts % USECS_PER_DAY < 0 ? 1 : 0);
-	bool		isnull;
-
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = TimestampTzGetDatum(day * USECS_PER_DAY);
-	values[2] = TimestampTzGetDatum((day + 1) * USECS_PER_DAY);
-	ExecStmt(S_PURCHASE_DAY, values, NULL, 1);
-	return DatumGetBool(Col(0, 1, &isnull));
-}
-
 /* Refuse NaN, infinite, zero and negative money amounts. */
 static Numeric
 PositiveAmount(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -892,7 +900,6 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	int64		result;
 	Points		points;
 	int64		entry_id;
-	bool		same_day;
 
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
@@ -910,20 +917,19 @@ loyalty_earn(PG_FUNCTION_ARGS)
 
 	points = points_from_numeric_rounded(DirectFunctionCall2(numeric_mul, NumericGetDatum(amount),
 															 m.earn_rate), m.rounding);
-	same_day = PurchaseDayExists(&m, e.occurred_at);
-
 	e.kind = "earn";
 	e.points = points;
 	e.amount = NumericGetDatum(amount);
-	entry_id = InsertEntry(&m, &e);
+	e.purchase = true;
 	if (points > 0)
-		d.debt = -CreditLot(&m, entry_id, points, e.occurred_at, 0);
+		d.debt = -PrepareLot(&m, &e, points, 0);
+	entry_id = InsertEntry(&m, &e);
 	d.balance = points;
 	d.earned = points;
 	d.purchase = true;
 	d.purchase_at = e.occurred_at;
 	d.purchase_count = 1;
-	d.purchase_days = same_day ? 0 : 1;
+	d.purchase_days = e.same_day ? 0 : 1;
 	d.purchase_amount = NumericGetDatum(amount);
 	UpdateAccount(&m, &d);
 	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
@@ -943,8 +949,8 @@ CreditEntry(Member *m, const char *kind, Points points, Entry *e, TimestampTz ex
 
 	e->kind = kind;
 	e->points = points;
+	d.debt = -PrepareLot(m, e, points, expires_at);
 	entry_id = InsertEntry(m, e);
-	d.debt = -CreditLot(m, entry_id, points, e->occurred_at, expires_at);
 	d.balance = points;
 	d.earned = points;
 	UpdateAccount(m, &d);
