@@ -517,6 +517,10 @@ BEGIN
     IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF v_as_of OPERATOR(pg_catalog.>) pg_catalog.now() THEN
+        RAISE EXCEPTION 'cannot expire points as of a future time %', v_as_of
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Expiry only writes down what has already happened.';
+    END IF;
     LOOP
         SELECT * INTO v_step FROM loyalty.expire_batch(v_as_of, batch_size);
         EXIT WHEN v_step.members OPERATOR(pg_catalog.=) 0;
@@ -525,7 +529,7 @@ BEGIN
         COMMIT;
         RAISE NOTICE 'loyalty.expire_points: % members, % points expired so far', v_members, v_points;
     END LOOP;
-    RAISE NOTICE 'loyalty.expire_points: done as of %: % members, % points expired', v_as_of, v_members, v_points;
+    RAISE NOTICE 'loyalty.expire_points: done: % members, % points expired', v_members, v_points;
 END $$;
 COMMENT ON PROCEDURE loyalty.expire_points(timestamptz, integer) IS
     'Batch job: write off expired lots as of a time, committing every batch_size members and reporting progress; safe to rerun';
