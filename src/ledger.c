@@ -64,7 +64,8 @@ PG_FUNCTION_INFO_V1(loyalty_release_expired);
 typedef enum LedgerStmt
 {
 	S_LOCK,
-	S_MEMBER,
+	S_MERGED,
+	S_SAME_DAY,
 	S_IDEM_GET,
 	S_IDEM_PUT,
 	S_LEDGER_INS,
@@ -89,28 +90,33 @@ typedef struct StmtDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[20];
+	Oid			argtypes[32];
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
 	/*
-	 * The lock is taken on the account row alone: after waiting for it,
-	 * READ COMMITTED re-fetches only the locked row, so the member's status
-	 * must be read by a second statement with a fresh snapshot (a joined
-	 * members row would be the stale one, and an earn could slip onto a
-	 * member that a concurrent merge just closed).
+	 * The account row is the member's lock, and it carries the member's
+	 * status: after waiting for the lock, READ COMMITTED re-fetches only the
+	 * locked row, so anything a concurrent merge or status change wrote must
+	 * be on that row to be seen (a joined members row would be the stale
+	 * one).  The program row may be a moment old, as if the call had come
+	 * just before a program change.
 	 */
 	[S_LOCK] = {
-		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8
-		" FROM loyalty.accounts a WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE",
+		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
+		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
+		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at"
+		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
+		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
 	1, {INT8OID}},
-	[S_MEMBER] = {
-		"SELECT m.program_id, m.status, p.earn_rate, p.rounding, p.expiry_period,"
-		" p.pending_period, p.refund_policy, p.max_hold_ttl, p.closed_through,"
-		" pg_catalog.now(), m.merged_into"
-		" FROM loyalty.members m JOIN loyalty.programs p ON p.program_id" EQ "m.program_id"
-		" WHERE m.member_id" EQ "$1",
+	[S_MERGED] = {
+		"SELECT merged_into FROM loyalty.members WHERE member_id" EQ "$1",
 	1, {INT8OID}},
+	/* a back-dated purchase: did its UTC day already have one? */
+	[S_SAME_DAY] = {
+		"SELECT EXISTS (SELECT 1 FROM loyalty.ledger x WHERE x.member_id" EQ "$1"
+		" AND x.kind" EQ "'earn' AND x.occurred_at" GE "$2 AND x.occurred_at" LT "$3)",
+	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}},
 	[S_IDEM_GET] = {
 		"SELECT operation, request_hash, result, entry_id FROM loyalty.idempotency_keys"
 		" WHERE member_id" EQ "$1 AND idempotency_key" EQ "$2",
@@ -121,9 +127,10 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" VALUES ($1, $2, $3, $4, $5, $6)",
 	6, {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}},
 	/*
-	 * One statement writes the ledger row, the lot of a credit ($15 > 0) and
-	 * tells an earn whether its UTC day already had a purchase ($19/$20 the
-	 * day's bounds; the snapshot does not include the row being inserted).
+	 * One statement writes the ledger row, the lot of a credit ($15 > 0,
+	 * numbered by its entry) and, when $19, the account deltas $20..$29
+	 * (as S_ACCOUNT_UPD): each statement costs an executor start-up, so the
+	 * common calls (earn, award) are this one statement after the lock.
 	 */
 	[S_LEDGER_INS] = {
 		"WITH e AS ("
@@ -132,14 +139,29 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", $6, $7, $8, $9, $10, $11, $12, $13, $14::pg_catalog.jsonb)"
 		" RETURNING entry_id"
 		"), l AS ("
-		" INSERT INTO loyalty.lots (member_id, entry_id, original, remaining, vests_at, expires_at)"
-		" SELECT $1, e.entry_id, $15" PTS ", $16" PTS ", $17, $18 FROM e WHERE $15" GT "0"
-		") SELECT e.entry_id, ($19 IS NOT NULL AND EXISTS (SELECT 1 FROM loyalty.ledger x"
-		"  WHERE x.member_id" EQ "$1 AND x.kind" EQ "'earn'"
-		"  AND x.occurred_at" GE "$19 AND x.occurred_at" LT "$20)) FROM e",
-	20, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
+		" INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at, expires_at)"
+		" SELECT $1, e.entry_id, e.entry_id, $15" PTS ", $16" PTS ", $17, $18 FROM e WHERE $15" GT "0"
+		"), a AS ("
+		" UPDATE loyalty.accounts SET"
+		" balance = (balance" I8 PLUS "$20)" PTS ","
+		" held = (held" I8 PLUS "$21)" PTS ","
+		" debt = (debt" I8 PLUS "$22)" PTS ","
+		" lifetime_earned = (lifetime_earned" I8 PLUS "$23)" PTS ","
+		" lifetime_redeemed = (lifetime_redeemed" I8 PLUS "$24)" PTS ","
+		" lifetime_expired = (lifetime_expired" I8 PLUS "$25)" PTS ","
+		" first_purchase_at = LEAST(first_purchase_at, $26),"
+		" last_purchase_at = GREATEST(last_purchase_at, $26),"
+		" purchase_count = purchase_count" PLUS "$27,"
+		" purchase_days = purchase_days" PLUS "$28,"
+		" purchase_amount = purchase_amount" PLUS "$29,"
+		" updated_at = pg_catalog.now()"
+		" WHERE $19 AND member_id" EQ "$1"
+		") SELECT e.entry_id FROM e",
+	29, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
 		INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
-	INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}},
+		INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		BOOLOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
+	INT8OID, INT8OID, NUMERICOID}},
 	[S_AVAILABLE] = {
 		"SELECT COALESCE(pg_catalog.sum(remaining" I8 "), 0)" I8
 		" FROM loyalty.lots WHERE member_id" EQ "$1"
@@ -206,7 +228,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_LOT_OF_ENTRY] = {
 		"SELECT lot_id, original" I8 ", remaining" I8 ", reversed" I8 ", reversed_amount,"
 		" (vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3))"
-		" FROM loyalty.lots WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
+		" FROM loyalty.lots WHERE member_id" EQ "$1 AND lot_id" EQ "$2",
 	3, {INT8OID, INT8OID, TIMESTAMPTZOID}},
 	[S_LOT_TAKE] = {
 		"UPDATE loyalty.lots SET remaining = (remaining" I8 MINUS "$3)" PTS ","
@@ -268,6 +290,8 @@ struct Member
 	bool		has_closed;
 	TimestampTz closed_through;
 	TimestampTz now;
+	TimestampTz first_purchase_at;	/* 0: no purchase yet */
+	TimestampTz last_purchase_at;
 };
 
 /* Deltas applied to the account row in one UPDATE. */
@@ -306,8 +330,6 @@ typedef struct Entry
 	Points		lot_remaining;
 	TimestampTz lot_vests_at;
 	TimestampTz lot_expires_at;	/* 0: never */
-	bool		purchase;		/* an earn: report whether its day was counted */
-	bool		same_day;		/* out: the day already had a purchase */
 } Entry;
 
 /*
@@ -423,30 +445,37 @@ LockMember(int64 member_id, Member *m, bool need_active)
 	m->balance = ColInt8(0, 1);
 	m->held = ColInt8(0, 2);
 	m->debt = ColInt8(0, 3);
-
-	ExecStmt(S_MEMBER, values, NULL, 0);
-	if (SPI_processed != 1)
-		elog(ERROR, "loyalty: account %lld has no member row", (long long) member_id);
-	m->program_id = ColInt8(0, 1);
-	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	strlcpy(m->status, s, sizeof(m->status));
-	m->earn_rate = SPI_datumTransfer(Col(0, 3, &isnull), false, -1);
-	m->rounding = points_rounding_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
-	ColInterval(0, 5, &m->expiry, &isnull);
+	m->program_id = ColInt8(0, 5);
+	m->earn_rate = SPI_datumTransfer(Col(0, 6, &isnull), false, -1);
+	m->rounding = points_rounding_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
+	ColInterval(0, 8, &m->expiry, &isnull);
 	m->has_expiry = !isnull;
-	ColInterval(0, 6, &m->pending, &isnull);
-	m->refund_debt = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7), "debt") == 0;
-	ColInterval(0, 8, &m->max_hold_ttl, &isnull);
-	m->closed_through = DatumGetTimestampTz(Col(0, 9, &isnull));
+	ColInterval(0, 9, &m->pending, &isnull);
+	m->refund_debt = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10), "debt") == 0;
+	ColInterval(0, 11, &m->max_hold_ttl, &isnull);
+	m->closed_through = DatumGetTimestampTz(Col(0, 12, &isnull));
 	m->has_closed = !isnull;
-	m->now = DatumGetTimestampTz(Col(0, 10, &isnull));
+	m->now = DatumGetTimestampTz(Col(0, 13, &isnull));
+	m->first_purchase_at = DatumGetTimestampTz(Col(0, 14, &isnull));
+	if (isnull)
+		m->first_purchase_at = 0;
+	m->last_purchase_at = DatumGetTimestampTz(Col(0, 15, &isnull));
+	if (isnull)
+		m->last_purchase_at = 0;
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{
-		bool		merged;
-		int64		survivor = DatumGetInt64(Col(0, 11, &merged));
+		bool		merged = false;
+		int64		survivor = 0;
 
-		merged = !merged;
+		ExecStmt(S_MERGED, values, NULL, 1);
+		if (SPI_processed == 1)
+		{
+			survivor = DatumGetInt64(Col(0, 1, &isnull));
+			merged = !isnull;
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("member %lld is %s", (long long) member_id, m->status),
@@ -594,12 +623,82 @@ IdemStore(Member *m, text *key, const char *op, int64 hash, int64 result, int64 
 	ExecStmt(S_IDEM_PUT, values, NULL, 0);
 }
 
-/* Append one ledger row; returns its entry_id. */
+/* UTC day number of a time (purchase days are counted in UTC days). */
 static int64
-InsertEntry(Member *m, Entry *e)
+UtcDay(TimestampTz ts)
 {
-	Datum		values[20];
-	char		nulls[20];
+	return ts / USECS_PER_DAY - (ts % USECS_PER_DAY < 0 ? 1 : 0);
+}
+
+/*
+ * Whether a purchase at `ts` falls on a UTC day that already has one.  The
+ * account's first and last purchase times answer it for every purchase but
+ * a back-dated one between them, which asks the ledger.
+ */
+static bool
+PurchaseDaySeen(Member *m, TimestampTz ts)
+{
+	int64		day = UtcDay(ts);
+	Datum		values[3];
+	bool		isnull;
+
+	if (m->last_purchase_at == 0)
+		return false;
+	if (day == UtcDay(m->last_purchase_at) || day == UtcDay(m->first_purchase_at))
+		return true;
+	if (day > UtcDay(m->last_purchase_at) || day < UtcDay(m->first_purchase_at))
+		return false;
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = TimestampTzGetDatum(day * USECS_PER_DAY);
+	values[2] = TimestampTzGetDatum((day + 1) * USECS_PER_DAY);
+	ExecStmt(S_SAME_DAY, values, NULL, 1);
+	return DatumGetBool(Col(0, 1, &isnull));
+}
+
+/* Keep the cached account in step with deltas just written. */
+static void
+ApplyDelta(Member *m, AccountDelta *d)
+{
+	m->balance = points_add_checked(m->balance, d->balance);
+	m->held = points_add_checked(m->held, d->held);
+	m->debt = points_add_checked(m->debt, d->debt);
+	if (d->purchase)
+	{
+		if (m->first_purchase_at == 0 || d->purchase_at < m->first_purchase_at)
+			m->first_purchase_at = d->purchase_at;
+		if (m->last_purchase_at == 0 || d->purchase_at > m->last_purchase_at)
+			m->last_purchase_at = d->purchase_at;
+	}
+}
+
+/* Fill parameters first..first+10 with the account deltas of S_ACCOUNT_UPD order. */
+static void
+DeltaParams(AccountDelta *d, Datum *values, char *nulls)
+{
+	values[0] = Int64GetDatum(d->balance);
+	values[1] = Int64GetDatum(d->held);
+	values[2] = Int64GetDatum(d->debt);
+	values[3] = Int64GetDatum(d->earned);
+	values[4] = Int64GetDatum(d->redeemed);
+	values[5] = Int64GetDatum(d->expired);
+	values[6] = TimestampTzGetDatum(d->purchase_at);
+	nulls[6] = d->purchase ? ' ' : 'n';
+	values[7] = Int64GetDatum(d->purchase_count);
+	values[8] = Int64GetDatum(d->purchase_days);
+	values[9] = d->purchase_amount ? d->purchase_amount
+		: NumericGetDatum(int64_to_numeric(0));
+}
+
+/*
+ * Append one ledger row (with its lot, for a credit) and, when `d` is given,
+ * apply the account deltas in the same statement; returns its entry_id.
+ */
+static int64
+InsertEntry(Member *m, Entry *e, AccountDelta *d)
+{
+	Datum		values[29];
+	char		nulls[29];
+	AccountDelta none = {0};
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(m->member_id);
@@ -629,24 +728,13 @@ InsertEntry(Member *m, Entry *e)
 	values[16] = TimestampTzGetDatum(e->lot_vests_at);
 	values[17] = TimestampTzGetDatum(e->lot_expires_at);
 	nulls[17] = e->lot_expires_at ? ' ' : 'n';
-	if (e->purchase)
-	{
-		TimestampTz ts = e->occurred_at;
-		int64		day = ts / USECS_PER_DAY - (ts % USECS_PER_DAY < 0 ? 1 : 0);
-
-		values[18] = TimestampTzGetDatum(day * USECS_PER_DAY);
-		values[19] = TimestampTzGetDatum((day + 1) * USECS_PER_DAY);
-	}
-	else
-		nulls[18] = nulls[19] = 'n';
+	values[18] = BoolGetDatum(d != NULL);
+	DeltaParams(d ? d : &none, values + 19, nulls + 19);
 	ExecStmt(S_LEDGER_INS, values, nulls, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "loyalty: ledger insert returned %llu rows", (unsigned long long) SPI_processed);
-	{
-		bool		isnull;
-
-		e->same_day = DatumGetBool(Col(0, 2, &isnull));
-	}
+	if (d)
+		ApplyDelta(m, d);
 	return ColInt8(0, 1);
 }
 
@@ -659,22 +747,9 @@ UpdateAccount(Member *m, AccountDelta *d)
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(m->member_id);
-	values[1] = Int64GetDatum(d->balance);
-	values[2] = Int64GetDatum(d->held);
-	values[3] = Int64GetDatum(d->debt);
-	values[4] = Int64GetDatum(d->earned);
-	values[5] = Int64GetDatum(d->redeemed);
-	values[6] = Int64GetDatum(d->expired);
-	values[7] = TimestampTzGetDatum(d->purchase_at);
-	nulls[7] = d->purchase ? ' ' : 'n';
-	values[8] = Int64GetDatum(d->purchase_count);
-	values[9] = Int64GetDatum(d->purchase_days);
-	values[10] = d->purchase_amount ? d->purchase_amount
-		: NumericGetDatum(int64_to_numeric(0));
+	DeltaParams(d, values + 1, nulls + 1);
 	ExecStmt(S_ACCOUNT_UPD, values, nulls, 0);
-	m->balance = points_add_checked(m->balance, d->balance);
-	m->held = points_add_checked(m->held, d->held);
-	m->debt = points_add_checked(m->debt, d->debt);
+	ApplyDelta(m, d);
 }
 
 /*
@@ -726,8 +801,11 @@ InsufficientPoints(Member *m, Points wanted, Points available)
 			 errhint("Redeem at most the available balance shown by loyalty.balance().")));
 }
 
-/* Consume `points` first-to-expire-first for entry `entry_id`. */
-static void
+/*
+ * Consume up to `points` first-to-expire-first for entry `entry_id`;
+ * returns what the spendable lots gave (all of them when short).
+ */
+static Points
 ConsumeLots(Member *m, int64 entry_id, Points points)
 {
 	Datum		values[4];
@@ -741,9 +819,51 @@ ConsumeLots(Member *m, int64 entry_id, Points points)
 	ExecStmt(S_CONSUME, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
 		taken = points_add_checked(taken, ColInt8(i, 1));
+	return taken;
+}
+
+/* Consume exactly `points` that are known to be there. */
+static void
+ConsumeLotsExact(Member *m, int64 entry_id, Points points)
+{
+	Points		taken = ConsumeLots(m, entry_id, points);
+
 	if (taken != points)
 		elog(ERROR, "loyalty: lot consumption took %lld of %lld points",
 			 (long long) taken, (long long) points);
+}
+
+/*
+ * Before a debit writes anything: refuse one that cannot be covered when
+ * that is clear without reading lots (without debt, the posted balance
+ * bounds what lots can give).  Returns the debt to subtract from what
+ * DebitLots finds.
+ */
+static Points
+PrecheckDebit(Member *m, Points points)
+{
+	if (m->debt > 0 || points > m->balance)
+	{
+		Points		available = Available(m, m->now);
+
+		if (available < points)
+			InsufficientPoints(m, points, available);
+	}
+	return m->debt;
+}
+
+/*
+ * Take a debit's points from lots.  The common case needs no separate
+ * availability query: the consumption itself finds a shortfall, and the
+ * error then rolls back the entry already written.
+ */
+static void
+DebitLots(Member *m, int64 entry_id, Points points, Points debt)
+{
+	Points		taken = ConsumeLots(m, entry_id, points);
+
+	if (taken != points)
+		InsufficientPoints(m, points, Max(taken - debt, 0));
 }
 
 /* Give `points` back to the lots that entry `source` consumed. */
@@ -810,12 +930,11 @@ ReleaseHoldPoints(Member *m, int64 hold_id, int64 hold_entry, Points points,
 	e.hold_id = hold_id;
 	e.idem_key = idem_key;
 	e.reason = reason ? cstring_to_text(reason) : NULL;
-	entry_id = InsertEntry(m, &e);
-	if (points > 0)
-		ReturnToLots(m, hold_entry, points);
 	d.balance = points;
 	d.held = -points;
-	UpdateAccount(m, &d);
+	entry_id = InsertEntry(m, &e, &d);
+	if (points > 0)
+		ReturnToLots(m, hold_entry, points);
 	return entry_id;
 }
 
@@ -920,18 +1039,16 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	e.kind = "earn";
 	e.points = points;
 	e.amount = NumericGetDatum(amount);
-	e.purchase = true;
 	if (points > 0)
 		d.debt = -PrepareLot(&m, &e, points, 0);
-	entry_id = InsertEntry(&m, &e);
 	d.balance = points;
 	d.earned = points;
 	d.purchase = true;
 	d.purchase_at = e.occurred_at;
 	d.purchase_count = 1;
-	d.purchase_days = e.same_day ? 0 : 1;
+	d.purchase_days = PurchaseDaySeen(&m, e.occurred_at) ? 0 : 1;
 	d.purchase_amount = NumericGetDatum(amount);
-	UpdateAccount(&m, &d);
+	entry_id = InsertEntry(&m, &e, &d);
 	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
 	SPI_finish();
 	PG_RETURN_POINTS(points);
@@ -945,16 +1062,13 @@ static int64
 CreditEntry(Member *m, const char *kind, Points points, Entry *e, TimestampTz expires_at)
 {
 	AccountDelta d = {0};
-	int64		entry_id;
 
 	e->kind = kind;
 	e->points = points;
 	d.debt = -PrepareLot(m, e, points, expires_at);
-	entry_id = InsertEntry(m, e);
 	d.balance = points;
 	d.earned = points;
-	UpdateAccount(m, &d);
-	return entry_id;
+	return InsertEntry(m, e, &d);
 }
 
 /* Shared body of redeem and negative adjust: one debit entry, FEFO. */
@@ -962,18 +1076,15 @@ static int64
 DebitEntry(Member *m, const char *kind, Points points, Entry *e, bool counts_as_redeemed)
 {
 	AccountDelta d = {0};
-	Points		available = Available(m, m->now);
+	Points		debt = PrecheckDebit(m, points);
 	int64		entry_id;
 
-	if (available < points)
-		InsufficientPoints(m, points, available);
 	e->kind = kind;
 	e->points = -points;
-	entry_id = InsertEntry(m, e);
-	ConsumeLots(m, entry_id, points);
 	d.balance = -points;
 	d.redeemed = counts_as_redeemed ? points : 0;
-	UpdateAccount(m, &d);
+	entry_id = InsertEntry(m, e, &d);
+	DebitLots(m, entry_id, points, debt);
 	return entry_id;
 }
 
@@ -1069,7 +1180,7 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	int64		hash = 0;
 	int64		hold_id;
 	int64		entry_id;
-	Points		available;
+	Points		debt;
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
@@ -1096,16 +1207,16 @@ loyalty_hold(PG_FUNCTION_ARGS)
 					 errhint("Hold for a shorter time, or raise loyalty.programs.max_hold_ttl.")));
 	}
 	ReleaseExpiredHolds(&m);
-	available = Available(&m, m.now);
-	if (available < points)
-		InsufficientPoints(&m, points, available);
+	debt = PrecheckDebit(&m, points);
 
 	e.kind = "hold";
 	e.points = -points;
 	e.held_delta = points;
 	e.occurred_at = m.now;
-	entry_id = InsertEntry(&m, &e);
-	ConsumeLots(&m, entry_id, points);
+	d.balance = -points;
+	d.held = points;
+	entry_id = InsertEntry(&m, &e, &d);
+	DebitLots(&m, entry_id, points, debt);
 
 	values[0] = Int64GetDatum(member_id);
 	values[1] = Int64GetDatum(entry_id);
@@ -1117,10 +1228,6 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	values[5] = IntervalPGetDatum(ttl);
 	ExecStmt(S_HOLD_INS, values, nulls, 0);
 	hold_id = ColInt8(0, 1);
-
-	d.balance = -points;
-	d.held = points;
-	UpdateAccount(&m, &d);
 	IdemStore(&m, e.idem_key, "hold", hash, hold_id, entry_id);
 	SPI_finish();
 	PG_RETURN_INT64(hold_id);
@@ -1233,10 +1340,9 @@ loyalty_capture(PG_FUNCTION_ARGS)
 	e.source_entry = hold_entry;
 	e.hold_id = hold_id;
 	e.idem_key = key;
-	entry_id = InsertEntry(&m, &e);
 	d.held = -take;
 	d.redeemed = take;
-	UpdateAccount(&m, &d);
+	entry_id = InsertEntry(&m, &e, &d);
 	if (take < held)
 		ReleaseHoldPoints(&m, hold_id, hold_entry, held - take, NULL, "rest of a partial capture");
 	ResolveHold(&m, hold_id, "captured", take, entry_id);
@@ -1309,7 +1415,10 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 	e->kind = "reverse";
 	e->points = -debited;
 	e->details = details.data;
-	entry_id = InsertEntry(m, e);
+	d.balance = -debited;
+	d.debt = m->refund_debt ? shortfall : 0;
+	d.earned = -want;
+	entry_id = InsertEntry(m, e, &d);
 
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = Int64GetDatum(lot_id);
@@ -1328,12 +1437,7 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 		ExecStmt(S_ALLOC_INS, av, NULL, 0);
 	}
 	if (others > 0)
-		ConsumeLots(m, entry_id, others);
-
-	d.balance = -debited;
-	d.debt = m->refund_debt ? shortfall : 0;
-	d.earned = -want;
-	UpdateAccount(m, &d);
+		ConsumeLotsExact(m, entry_id, others);
 	return want;
 }
 
@@ -1522,11 +1626,10 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 					 errdetail("Reversals of an entry never exceed it.")));
 		e.kind = "reverse";
 		e.points = want;
-		InsertEntry(&m, &e);
-		ReturnToLots(&m, alloc_source, want);
 		d.balance = want;
 		d.redeemed = strcmp(kind, "adjust") == 0 ? 0 : -want;
-		UpdateAccount(&m, &d);
+		InsertEntry(&m, &e, &d);
+		ReturnToLots(&m, alloc_source, want);
 		result = want;
 	}
 	else if (src_points == 0 && strcmp(kind, "earn") == 0)

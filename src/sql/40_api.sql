@@ -200,6 +200,10 @@ BEGIN
     PERFORM FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) set_member_status.member FOR UPDATE;
     UPDATE loyalty.members m SET status = set_member_status.status
     WHERE m.member_id OPERATOR(pg_catalog.=) set_member_status.member AND m.merged_into IS NULL;
+    IF FOUND THEN
+        UPDATE loyalty.accounts a SET status = set_member_status.status, updated_at = now()
+        WHERE a.member_id OPERATOR(pg_catalog.=) set_member_status.member;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'member % does not exist or was merged away', member USING ERRCODE = 'no_data_found';
     END IF;
@@ -389,8 +393,11 @@ BEGIN
         VALUES (absorbed, v_out, v_lot.lot_id, v_lot.remaining);
         UPDATE loyalty.lots l SET remaining = '0'::loyalty.points
         WHERE l.member_id OPERATOR(pg_catalog.=) absorbed AND l.lot_id OPERATOR(pg_catalog.=) v_lot.lot_id;
-        INSERT INTO loyalty.lots (member_id, entry_id, original, remaining, vests_at, expires_at)
-        VALUES (survivor, v_in, v_lot.remaining, v_lot.remaining, v_lot.vests_at, v_lot.expires_at);
+        -- one merge entry brings many lots: they number from the ledger's
+        -- sequence, so they never collide with a credit's lot (= its entry_id)
+        INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at, expires_at)
+        VALUES (survivor, pg_catalog.nextval('loyalty.ledger_entry_id_seq'::pg_catalog.regclass), v_in,
+                v_lot.remaining, v_lot.remaining, v_lot.vests_at, v_lot.expires_at);
     END LOOP;
 
     UPDATE loyalty.accounts s SET
@@ -409,7 +416,7 @@ BEGIN
     UPDATE loyalty.accounts a SET
         balance = '0', debt = '0', lifetime_earned = '0', lifetime_redeemed = '0', lifetime_expired = '0',
         first_purchase_at = NULL, last_purchase_at = NULL, purchase_count = 0, purchase_days = 0,
-        purchase_amount = 0, updated_at = now()
+        purchase_amount = 0, status = 'closed', updated_at = now()
     WHERE a.member_id OPERATOR(pg_catalog.=) absorbed;
 
     UPDATE loyalty.identities i SET member_id = survivor WHERE i.member_id OPERATOR(pg_catalog.=) absorbed;
@@ -710,6 +717,29 @@ AS $$
           WHERE x.kind = 'reverse' AND x.points::bigint > 0 GROUP BY 1, 2) r
       ON r.member_id = l.member_id AND r.source_entry = l.entry_id
     WHERE r.back > -l.points::bigint AND l.kind <> 'capture'
+    UNION ALL
+    SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
+           format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)
+    FROM loyalty.lots l
+    WHERE NOT (l.original::bigint > 0 AND l.remaining::bigint >= 0 AND l.remaining::bigint <= l.original::bigint
+               AND l.reversed::bigint >= 0 AND l.reversed::bigint <= l.original::bigint)
+    UNION ALL
+    SELECT 'a lot belongs to a ledger entry', l.member_id, format('lot %s, entry %s', l.lot_id, l.entry_id)
+    FROM loyalty.lots l
+    WHERE NOT EXISTS (SELECT 1 FROM loyalty.ledger x WHERE x.member_id = l.member_id AND x.entry_id = l.entry_id)
+    UNION ALL
+    SELECT 'allocation bounds: 0 <= returned <= points, points > 0', a.member_id,
+           format('entry %s lot %s: points %s, returned %s', a.entry_id, a.lot_id, a.points, a.returned)
+    FROM loyalty.allocations a
+    WHERE NOT (a.points::bigint > 0 AND a.returned::bigint >= 0 AND a.returned::bigint <= a.points::bigint)
+    UNION ALL
+    SELECT 'an allocation names a lot of its member', a.member_id, format('entry %s, lot %s', a.entry_id, a.lot_id)
+    FROM loyalty.allocations a
+    WHERE NOT EXISTS (SELECT 1 FROM loyalty.lots l WHERE l.member_id = a.member_id AND l.lot_id = a.lot_id)
+    UNION ALL
+    SELECT 'account status = member status', a.member_id, format('account %s, member %s', a.status, m.status)
+    FROM loyalty.accounts a JOIN loyalty.members m USING (member_id)
+    WHERE a.status <> m.status
     UNION ALL
     SELECT 'at most one effect per idempotency key', l.member_id,
            format('key %s used by %s entries', l.idempotency_key, count(*))

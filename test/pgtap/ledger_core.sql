@@ -2,7 +2,7 @@
 -- pending and expiry, holds, reversals, idempotency, merge, verify, roles.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(83);
+SELECT plan(91);
 
 -- programs ------------------------------------------------------------------
 SELECT throws_ok($$SELECT loyalty.create_program('')$$, '22023', NULL, 'empty program name refused');
@@ -44,6 +44,15 @@ SELECT is((SELECT purchase_count FROM loyalty.accounts WHERE member_id = pg_temp
           '... but still counts as a purchase');
 SELECT is((SELECT purchase_days FROM loyalty.accounts WHERE member_id = pg_temp.id('r')), 1::bigint,
           'two purchases on one day are one purchase day');
+-- purchase days, back-dated: before the first day, on it, between first and last
+SELECT loyalty.earn(pg_temp.id('r'), 1, occurred_at => date_trunc('day', now(), 'UTC') - interval '10 days' + interval '1 hour');
+SELECT loyalty.earn(pg_temp.id('r'), 1, occurred_at => date_trunc('day', now(), 'UTC') - interval '10 days' + interval '23 hours');
+SELECT is((SELECT purchase_days FROM loyalty.accounts WHERE member_id = pg_temp.id('r')), 2::bigint,
+          'a back-dated purchase day counts once');
+SELECT loyalty.earn(pg_temp.id('r'), 1, occurred_at => date_trunc('day', now(), 'UTC') - interval '5 days' + interval '2 hours');
+SELECT loyalty.earn(pg_temp.id('r'), 1, occurred_at => date_trunc('day', now(), 'UTC') - interval '5 days' + interval '20 hours');
+SELECT is((SELECT purchase_days FROM loyalty.accounts WHERE member_id = pg_temp.id('r')), 3::bigint,
+          'a day between the first and last purchase is found in the ledger, and counted once');
 
 CREATE TEMP TABLE n AS SELECT count(*) AS c FROM loyalty.ledger;
 SELECT throws_ok(format('SELECT loyalty.earn(%s, 0)', pg_temp.id('a')), '22023', NULL, 'zero amount refused');
@@ -60,7 +69,22 @@ SELECT is((SELECT count(*) FROM loyalty.ledger), (SELECT c FROM n), 'refused cal
 SELECT is(loyalty.earn(pg_temp.id('a'), 50)::bigint, 50::bigint, 'a fresh purchase earns 50');
 SELECT results_eq(format('SELECT available::bigint, pending::bigint, balance::bigint FROM loyalty.balance(%s)', pg_temp.id('a')),
                    $$VALUES (99::bigint, 50::bigint, 149::bigint)$$, 'fresh points are pending for 30 days, older ones available');
-SELECT throws_ok(format($$SELECT loyalty.redeem(%s, '100')$$, pg_temp.id('a')), 'LY001', NULL, 'pending points cannot be spent');
+CREATE TEMP TABLE n2 AS SELECT (SELECT count(*) FROM loyalty.ledger) AS entries,
+    (SELECT sum(remaining::bigint) FROM loyalty.lots WHERE member_id = pg_temp.id('a')) AS lots;
+SELECT throws_ok(format($$SELECT loyalty.redeem(%s, '100')$$, pg_temp.id('a')), 'LY001',
+                 format('insufficient points: member %s has 99 spendable, 100 requested', pg_temp.id('a')),
+                 'pending points cannot be spent; the error names what is spendable');
+SELECT is((SELECT (SELECT count(*) FROM loyalty.ledger) = n2.entries
+              AND (SELECT sum(remaining::bigint) FROM loyalty.lots WHERE member_id = pg_temp.id('a')) = n2.lots FROM n2),
+          true, 'a refused redemption leaves ledger and lots as they were');
+SELECT throws_ok(format($$SELECT loyalty.redeem(%s, '150')$$, pg_temp.id('a')), 'LY001',
+                 format('insufficient points: member %s has 99 spendable, 150 requested', pg_temp.id('a')),
+                 'a redemption above the posted balance is refused before any write');
+SELECT loyalty.set_member_status(pg_temp.id('a'), 'suspended');
+SELECT throws_ok(format($$SELECT loyalty.earn(%s, 1)$$, pg_temp.id('a')), '55000', NULL, 'a suspended member cannot earn');
+SELECT loyalty.set_member_status(pg_temp.id('a'), 'active');
+SELECT lives_ok(format($$SELECT loyalty.release(loyalty.hold(%s, '1', '1 minute'))$$, pg_temp.id('a')),
+               'a reactivated member can spend again');
 
 -- expiry exact at read time, FEFO ------------------------------------------
 SELECT loyalty.earn(pg_temp.id('b'), 10, reference => 'old', occurred_at => now() - interval '400 days');
@@ -181,6 +205,25 @@ RESET ROLE;
 SET LOCAL ROLE loyalty_admin;
 SELECT ok(loyalty.adjust(pg_temp.id('a'), '5', 'goodwill') > 0, 'the admin role can adjust');
 RESET ROLE;
+
+-- verify() catches what no constraint on the write path checks ---------------
+SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books are sound before tampering');
+SAVEPOINT tamper;
+UPDATE loyalty.lots SET remaining = (original::bigint + 1)::loyalty.points
+WHERE member_id = pg_temp.id('a') AND lot_id = (SELECT min(lot_id) FROM loyalty.lots WHERE member_id = pg_temp.id('a'));
+UPDATE loyalty.allocations SET returned = (points::bigint + 1)::loyalty.points
+WHERE (member_id, entry_id, lot_id) = (SELECT member_id, entry_id, lot_id FROM loyalty.allocations LIMIT 1);
+UPDATE loyalty.accounts SET status = 'suspended' WHERE member_id = pg_temp.id('b');
+INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points) VALUES (pg_temp.id('b'), -1, -1, '1');
+INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at) VALUES (pg_temp.id('b'), -2, -2, '1', '0', now());
+SELECT bag_has('SELECT invariant FROM loyalty.verify()',
+               $$VALUES ('lot bounds: 0 <= reversed, remaining <= original'),
+                        ('allocation bounds: 0 <= returned <= points, points > 0'),
+                        ('account status = member status'),
+                        ('an allocation names a lot of its member'),
+                        ('a lot belongs to a ledger entry')$$,
+               'verify() reports broken lot and allocation bounds, orphans and a stale account status');
+ROLLBACK TO SAVEPOINT tamper;
 
 SELECT * FROM finish();
 ROLLBACK;
