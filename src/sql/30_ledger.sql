@@ -98,8 +98,9 @@ CREATE TABLE loyalty.ledger (
     member_id       bigint NOT NULL,
     entry_id        bigint GENERATED ALWAYS AS IDENTITY,
     program_id      bigint NOT NULL,
-    kind            text NOT NULL CHECK (kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture',
-                        'release', 'reverse', 'expire', 'adjust', 'merge'])),
+    -- earn, award, redeem, hold, capture, release, reverse, expire, adjust or
+    -- merge: written only by the extension, checked by loyalty.verify()
+    kind            text NOT NULL,
     points          loyalty.points NOT NULL,
     held_delta      loyalty.points NOT NULL DEFAULT '0',
     amount          numeric,

@@ -718,6 +718,10 @@ AS $$
       ON r.member_id = l.member_id AND r.source_entry = l.entry_id
     WHERE r.back > -l.points::bigint AND l.kind <> 'capture'
     UNION ALL
+    SELECT 'a ledger entry has a known kind', l.member_id, format('entry %s has kind %s', l.entry_id, l.kind)
+    FROM loyalty.ledger l
+    WHERE NOT l.kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture', 'release', 'reverse',
+                                  'expire', 'adjust', 'merge'])    UNION ALL
     SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
            format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)
     FROM loyalty.lots l

@@ -216,10 +216,14 @@ WHERE (member_id, entry_id, lot_id) = (SELECT member_id, entry_id, lot_id FROM l
 UPDATE loyalty.accounts SET status = 'suspended' WHERE member_id = pg_temp.id('b');
 INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points) VALUES (pg_temp.id('b'), -1, -1, '1');
 INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at) VALUES (pg_temp.id('b'), -2, -2, '1', '0', now());
+ALTER TABLE loyalty.ledger DISABLE TRIGGER ledger_append_only;
+UPDATE loyalty.ledger SET kind = 'gift' WHERE entry_id = (SELECT min(entry_id) FROM loyalty.ledger WHERE kind = 'merge');
+ALTER TABLE loyalty.ledger ENABLE TRIGGER ledger_append_only;
 SELECT bag_has('SELECT invariant FROM loyalty.verify()',
                $$VALUES ('lot bounds: 0 <= reversed, remaining <= original'),
                         ('allocation bounds: 0 <= returned <= points, points > 0'),
                         ('account status = member status'),
+                        ('a ledger entry has a known kind'),
                         ('an allocation names a lot of its member'),
                         ('a lot belongs to a ledger entry')$$,
                'verify() reports broken lot and allocation bounds, orphans and a stale account status');
