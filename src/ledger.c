@@ -20,6 +20,7 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -105,7 +106,8 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_LOCK] = {
 		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
-		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at"
+		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
+		" 'points.earned'" EQ "ANY (p.event_kinds)"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
 	1, {INT8OID}},
@@ -156,12 +158,17 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" purchase_amount = purchase_amount" PLUS "$29,"
 		" updated_at = pg_catalog.now()"
 		" WHERE $19 AND member_id" EQ "$1"
-		") SELECT e.entry_id FROM e",
-	29, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
+		"), ev AS ("
+		" INSERT INTO loyalty.events (member_id, program_id, kind, payload)"
+		" SELECT $1, $2, 'points.earned', pg_catalog.jsonb_build_object('entry_id', e.entry_id,"
+		"  'points', $4" I8 ", 'amount', $6, 'channel', $7, 'reference', $8)"
+		" FROM e WHERE $30 RETURNING event_id"
+		") SELECT e.entry_id, (SELECT event_id FROM ev) FROM e",
+	30, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
 		INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
 		INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 		BOOLOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
-	INT8OID, INT8OID, NUMERICOID}},
+	INT8OID, INT8OID, NUMERICOID, BOOLOID}},
 	[S_AVAILABLE] = {
 		"SELECT COALESCE(pg_catalog.sum(remaining" I8 "), 0)" I8
 		" FROM loyalty.lots WHERE member_id" EQ "$1"
@@ -292,6 +299,7 @@ struct Member
 	TimestampTz now;
 	TimestampTz first_purchase_at;	/* 0: no purchase yet */
 	TimestampTz last_purchase_at;
+	bool		emits_earned;	/* the program writes points.earned events */
 };
 
 /* Deltas applied to the account row in one UPDATE. */
@@ -330,6 +338,7 @@ typedef struct Entry
 	Points		lot_remaining;
 	TimestampTz lot_vests_at;
 	TimestampTz lot_expires_at;	/* 0: never */
+	bool		purchase_event;	/* a purchase: write points.earned */
 } Entry;
 
 /*
@@ -464,6 +473,7 @@ LockMember(int64 member_id, Member *m, bool need_active)
 	m->last_purchase_at = DatumGetTimestampTz(Col(0, 15, &isnull));
 	if (isnull)
 		m->last_purchase_at = 0;
+	m->emits_earned = DatumGetBool(Col(0, 16, &isnull));
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{
@@ -696,9 +706,11 @@ DeltaParams(AccountDelta *d, Datum *values, char *nulls)
 static int64
 InsertEntry(Member *m, Entry *e, AccountDelta *d)
 {
-	Datum		values[29];
-	char		nulls[29];
+	Datum		values[30];
+	char		nulls[30];
 	AccountDelta none = {0};
+	bool		emit = e->purchase_event && m->emits_earned;
+	int64		entry_id;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(m->member_id);
@@ -730,12 +742,24 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 	nulls[17] = e->lot_expires_at ? ' ' : 'n';
 	values[18] = BoolGetDatum(d != NULL);
 	DeltaParams(d ? d : &none, values + 19, nulls + 19);
+	values[29] = BoolGetDatum(emit);
 	ExecStmt(S_LEDGER_INS, values, nulls, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "loyalty: ledger insert returned %llu rows", (unsigned long long) SPI_processed);
 	if (d)
 		ApplyDelta(m, d);
-	return ColInt8(0, 1);
+	entry_id = ColInt8(0, 1);
+	if (emit)
+	{
+		char		payload[128];
+
+		/* delivered at commit only, like the outbox row; same text as emit_event's */
+		snprintf(payload, sizeof(payload),
+				 "{\"kind\": \"points.earned\", \"event_id\": " INT64_FORMAT ", \"member_id\": " INT64_FORMAT "}",
+				 ColInt8(0, 2), m->member_id);
+		Async_Notify("loyalty_events", payload);
+	}
+	return entry_id;
 }
 
 /* Apply deltas to the locked account row (int8 overflow raises 22003). */
@@ -1048,6 +1072,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	d.purchase_count = 1;
 	d.purchase_days = PurchaseDaySeen(&m, e.occurred_at) ? 0 : 1;
 	d.purchase_amount = NumericGetDatum(amount);
+	e.purchase_event = true;
 	entry_id = InsertEntry(&m, &e, &d);
 	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
 	SPI_finish();

@@ -7,3 +7,21 @@
 -- Nothing in it is usable by PUBLIC; the roles below get exactly what they need.
 REVOKE ALL ON SCHEMA loyalty FROM PUBLIC;
 
+
+-- The three roles (privileges in 90_security.sql and at the end of each
+-- fragment):
+--   loyalty_admin    configuration, adjustments, merges, batch jobs, verify
+--   loyalty_app      the write/read API that channels call, nothing else
+--   loyalty_analyst  read-only views
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_admin') THEN
+        CREATE ROLE loyalty_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_app') THEN
+        CREATE ROLE loyalty_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_analyst') THEN
+        CREATE ROLE loyalty_analyst NOLOGIN;
+    END IF;
+END $$;

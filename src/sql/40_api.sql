@@ -128,6 +128,9 @@ BEGIN
     OVERRIDING SYSTEM VALUE
     VALUES (v_id, program, coalesce(joined_at, now()), coalesce(source_channel, channel), region, birthday);
     INSERT INTO loyalty.accounts (member_id, program_id) VALUES (v_id, program);
+    PERFORM loyalty.emit_event(v_id, 'member.enrolled',
+        pg_catalog.jsonb_build_object('channel', channel, 'external_id', external_id,
+                                      'source_channel', coalesce(source_channel, channel)));
     RETURN v_id;
 END $$;
 COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, date) IS

@@ -4,19 +4,9 @@
 --   loyalty_app      the write/read API that channels call, nothing else
 --   loyalty_analyst  read-only views (the BI views arrive with analytics)
 -- Tables are reachable only through the API (SECURITY DEFINER functions).
+-- The roles are created in 00_schema.sql; fragments after 40_api.sql revoke
+-- and grant their own functions at their end, in the same way.
 -- ---------------------------------------------------------------------------
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_admin') THEN
-        CREATE ROLE loyalty_admin NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_app') THEN
-        CREATE ROLE loyalty_app NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'loyalty_analyst') THEN
-        CREATE ROLE loyalty_analyst NOLOGIN;
-    END IF;
-END $$;
 
 GRANT USAGE ON SCHEMA loyalty TO loyalty_admin, loyalty_app, loyalty_analyst;
 REVOKE ALL ON ALL TABLES IN SCHEMA loyalty FROM PUBLIC;
