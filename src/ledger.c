@@ -84,6 +84,7 @@ typedef enum LedgerStmt
 	S_HOLD_RESOLVE,
 	S_HOLD_INS,
 	S_EXPIRED_HOLDS,
+	S_REFERRAL,
 	NUM_STMTS
 } LedgerStmt;
 
@@ -107,7 +108,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
 		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
-		" 'points.earned'" EQ "ANY (p.event_kinds)"
+		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
 	1, {INT8OID}},
@@ -266,6 +267,10 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"INSERT INTO loyalty.holds (member_id, entry_id, points, channel, reference, expires_at)"
 		" VALUES ($1, $2, $3" PTS ", $4, $5, pg_catalog.now()" PLUS "$6) RETURNING hold_id",
 	6, {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INTERVALOID}},
+	/* rare: only while the member's referral waits for a qualifying purchase */
+	[S_REFERRAL] = {
+		"SELECT loyalty.referral_purchase($1, $2, $3)",
+	3, {INT8OID, INT8OID, NUMERICOID}},
 	[S_EXPIRED_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' AND expires_at" LE "pg_catalog.now() ORDER BY hold_id",
@@ -300,6 +305,7 @@ struct Member
 	TimestampTz first_purchase_at;	/* 0: no purchase yet */
 	TimestampTz last_purchase_at;
 	bool		emits_earned;	/* the program writes points.earned events */
+	bool		referral_pending;	/* a purchase may settle a referral */
 };
 
 /* Deltas applied to the account row in one UPDATE. */
@@ -474,6 +480,7 @@ LockMember(int64 member_id, Member *m, bool need_active)
 	if (isnull)
 		m->last_purchase_at = 0;
 	m->emits_earned = DatumGetBool(Col(0, 16, &isnull));
+	m->referral_pending = DatumGetBool(Col(0, 17, &isnull));
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{
@@ -1074,6 +1081,15 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	d.purchase_amount = NumericGetDatum(amount);
 	e.purchase_event = true;
 	entry_id = InsertEntry(&m, &e, &d);
+	if (m.referral_pending)
+	{
+		Datum		rv[3];
+
+		rv[0] = Int64GetDatum(member_id);
+		rv[1] = Int64GetDatum(entry_id);
+		rv[2] = NumericGetDatum(amount);
+		ExecStmt(S_REFERRAL, rv, NULL, 0);
+	}
 	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
 	SPI_finish();
 	PG_RETURN_POINTS(points);

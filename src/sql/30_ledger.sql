@@ -75,6 +75,8 @@ CREATE TABLE loyalty.accounts (
     purchase_days       bigint NOT NULL DEFAULT 0,
     purchase_amount     numeric NOT NULL DEFAULT 0,
     status              text NOT NULL DEFAULT 'active',
+    tier                loyalty.tier,
+    referral_pending    boolean NOT NULL DEFAULT false,
     updated_at          timestamptz NOT NULL DEFAULT now(),
     -- balance = sum(lots.remaining) - debt, so it is below zero only while a
     -- debt is open (refund_policy = 'debt').  One constraint, not three: the
@@ -90,6 +92,8 @@ COMMENT ON COLUMN loyalty.accounts.balance IS 'Sum of the ledger = sum of lot re
 COMMENT ON COLUMN loyalty.accounts.held IS 'Points reserved by active holds (already taken out of lots)';
 COMMENT ON COLUMN loyalty.accounts.debt IS 'Points owed after a refund under the debt policy; repaid first from later credits';
 COMMENT ON COLUMN loyalty.accounts.status IS 'Copy of members.status, changed under the account lock, so a write learns it from the row it locks';
+COMMENT ON COLUMN loyalty.accounts.tier IS 'The member''s current tier (NULL: none); gates rewards and scales earning';
+COMMENT ON COLUMN loyalty.accounts.referral_pending IS 'The member was referred and its qualifying purchase has not happened yet (earn then settles the referral)';
 COMMENT ON COLUMN loyalty.accounts.purchase_days IS 'Distinct days with a purchase (the frequency measure of RFM and BG/NBD)';
 
 -- The append-only ledger.  points moves the balance (= lots); held_delta moves
