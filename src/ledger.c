@@ -28,11 +28,13 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "loyalty.h"
 #include "points.h"
+#include "rules.h"
 
 /* Domain SQLSTATEs (class LY), documented in the README. */
 #define ERRCODE_LOYALTY_INSUFFICIENT_POINTS	MAKE_SQLSTATE('L','Y','0','0','1')
@@ -40,18 +42,9 @@
 #define ERRCODE_LOYALTY_HOLD_NOT_ACTIVE		MAKE_SQLSTATE('L','Y','0','0','3')
 #define ERRCODE_LOYALTY_OVER_REVERSAL		MAKE_SQLSTATE('L','Y','0','0','4')
 
-/* Operators spelled out so that no search_path can redirect them. */
-#define EQ " OPERATOR(pg_catalog.=) "
-#define LT " OPERATOR(pg_catalog.<) "
-#define LE " OPERATOR(pg_catalog.<=) "
-#define GT " OPERATOR(pg_catalog.>) "
-#define GE " OPERATOR(pg_catalog.>=) "
-#define PLUS " OPERATOR(pg_catalog.+) "
-#define MINUS " OPERATOR(pg_catalog.-) "
-#define I8 "::pg_catalog.int8"
-#define PTS "::loyalty.points"
 
 PG_FUNCTION_INFO_V1(loyalty_earn);
+PG_FUNCTION_INFO_V1(loyalty_preview_earn);
 PG_FUNCTION_INFO_V1(loyalty_award);
 PG_FUNCTION_INFO_V1(loyalty_redeem);
 PG_FUNCTION_INFO_V1(loyalty_hold);
@@ -65,6 +58,7 @@ PG_FUNCTION_INFO_V1(loyalty_release_expired);
 typedef enum LedgerStmt
 {
 	S_LOCK,
+	S_PEEK,
 	S_MERGED,
 	S_SAME_DAY,
 	S_IDEM_GET,
@@ -108,9 +102,20 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
 		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
-		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending"
+		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
+		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
+	1, {INT8OID}},
+	/* the same without the lock, for previews */
+	[S_PEEK] = {
+		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
+		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
+		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
+		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
+		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment"
+		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
+		" WHERE a.member_id" EQ "$1",
 	1, {INT8OID}},
 	[S_MERGED] = {
 		"SELECT merged_into FROM loyalty.members WHERE member_id" EQ "$1",
@@ -306,6 +311,11 @@ struct Member
 	TimestampTz last_purchase_at;
 	bool		emits_earned;	/* the program writes points.earned events */
 	bool		referral_pending;	/* a purchase may settle a referral */
+	char		time_zone[64];
+	const char *rounding_name;
+	int64		rules_version;
+	int32		tier_rank;		/* -1: no tier */
+	text	   *segment;
 };
 
 /* Deltas applied to the account row in one UPDATE. */
@@ -441,14 +451,14 @@ ColInterval(int row, int col, Interval *out, bool *isnull)
  * raise P0002; `need_active` refuses suspended and closed members (55000).
  */
 static void
-LockMember(int64 member_id, Member *m, bool need_active)
+LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
 {
 	Datum		values[1];
 	bool		isnull;
 	char	   *s;
 
 	values[0] = Int64GetDatum(member_id);
-	ExecStmt(S_LOCK, values, NULL, 0);
+	ExecStmt(stmt, values, NULL, 0);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -481,6 +491,17 @@ LockMember(int64 member_id, Member *m, bool need_active)
 		m->last_purchase_at = 0;
 	m->emits_earned = DatumGetBool(Col(0, 16, &isnull));
 	m->referral_pending = DatumGetBool(Col(0, 17, &isnull));
+	strlcpy(m->time_zone, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18), sizeof(m->time_zone));
+	m->rules_version = ColInt8(0, 19);
+	m->tier_rank = DatumGetInt32(Col(0, 20, &isnull));
+	if (isnull)
+		m->tier_rank = -1;
+	{
+		Datum		seg = Col(0, 21, &isnull);
+
+		m->segment = isnull ? NULL : DatumGetTextPCopy(seg);
+	}
+	m->rounding_name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{
@@ -500,6 +521,12 @@ LockMember(int64 member_id, Member *m, bool need_active)
 				 merged ? errhint("The member was merged into member %lld; use that one.", (long long) survivor)
 				 : errhint("Reactivate the member with loyalty.set_member_status() first.")));
 	}
+}
+
+static void
+LockMember(int64 member_id, Member *m, bool need_active)
+{
+	LoadMember(S_LOCK, member_id, m, need_active);
 }
 
 /* Business time of a call: now when not given; never ahead, never closed. */
@@ -552,7 +579,10 @@ RequestHash(const char *op, FunctionCallInfo fcinfo, const char *kinds)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, op);
-	/* kinds[i] describes argument i: i int8/points, n numeric, t text, z timestamptz, v interval, - skip */
+	/*
+	 * kinds[i] describes argument i: i int8/points, n numeric, t text,
+	 * z timestamptz, v interval, j jsonb, - skip
+	 */
 	for (i = 0; kinds[i]; i++)
 	{
 		Datum		d = PG_GETARG_DATUM(i);
@@ -580,6 +610,14 @@ RequestHash(const char *op, FunctionCallInfo fcinfo, const char *kinds)
 				break;
 			case 'z':
 				appendStringInfo(&buf, INT64_FORMAT, (int64) DatumGetTimestampTz(d));
+				break;
+			case 'j':
+				{
+					Jsonb	   *jb = DatumGetJsonbP(d);
+
+					/* jsonb's text form is canonical (key order, spacing) */
+					appendStringInfoString(&buf, JsonbToCString(NULL, &jb->root, VARSIZE(jb)));
+				}
 				break;
 			case 'v':
 				{
@@ -1035,6 +1073,42 @@ Connect(void)
 }
 
 /*
+ * Points of a purchase.  A program without earning rules, for a purchase
+ * without lines, takes the short way (amount x rate, rounded; no details);
+ * otherwise the rules engine computes the points and explains them in *why.
+ * *base gets the earn base (the sum of the lines).
+ */
+static Points
+EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
+		   TimestampTz at, Numeric *base, StringInfo why)
+{
+	EarnContext ctx = {0};
+
+	if (lines == NULL && rules_active_count(m->program_id, m->rules_version) == 0)
+	{
+		*base = amount;
+		return points_from_numeric_rounded(DirectFunctionCall2(numeric_mul, NumericGetDatum(amount),
+															   m->earn_rate), m->rounding);
+	}
+	ctx.member_id = m->member_id;
+	ctx.program_id = m->program_id;
+	ctx.rules_version = m->rules_version;
+	ctx.earn_rate = m->earn_rate;
+	ctx.rounding = m->rounding;
+	ctx.rounding_name = m->rounding_name;
+	ctx.time_zone = m->time_zone;
+	ctx.occurred_at = at;
+	ctx.channel = channel;
+	ctx.store = store;
+	ctx.tier_rank = m->tier_rank;
+	ctx.segment = m->segment;
+	ctx.first_purchase = m->last_purchase_at == 0;
+	ctx.amount = amount;
+	ctx.lines = lines;
+	return rules_earn_points(&ctx, base, why);
+}
+
+/*
  * loyalty.earn(member, amount, channel, reference, idempotency_key, occurred_at)
  * Credit points for a purchase at the program's base rate; returns points.
  */
@@ -1042,7 +1116,8 @@ Datum
 loyalty_earn(PG_FUNCTION_ARGS)
 {
 	int64		member_id;
-	Numeric		amount;
+	Numeric		amount = NULL;
+	Jsonb	   *lines = NULL;
 	Member		m;
 	Entry		e = {0};
 	AccountDelta d = {0};
@@ -1050,26 +1125,31 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	int64		result;
 	Points		points;
 	int64		entry_id;
+	StringInfoData why;
 
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
-	amount = PositiveAmount(fcinfo, 1, "amount");
+	if (!PG_ARGISNULL(6))
+		lines = PG_GETARG_JSONB_P(6);
+	if (!PG_ARGISNULL(1) || lines == NULL)
+		amount = PositiveAmount(fcinfo, 1, "amount");
 	e.channel = OptText(fcinfo, 2);
 	e.reference = OptText(fcinfo, 3);
 	e.idem_key = OptText(fcinfo, 4);
 	if (e.idem_key)
-		hash = RequestHash("earn", fcinfo, "-ntt-z");
+		hash = RequestHash("earn", fcinfo, "-ntt-zjt");
 
 	if (BeginWrite(member_id, false, true, e.idem_key, "earn", hash, &m, &result))
 		PG_RETURN_POINTS(result);
 	ReleaseExpiredHolds(&m);
 	e.occurred_at = OccurredAt(fcinfo, 5, &m);
 
-	points = points_from_numeric_rounded(DirectFunctionCall2(numeric_mul, NumericGetDatum(amount),
-															 m.earn_rate), m.rounding);
+	initStringInfo(&why);
+	points = EarnPoints(&m, amount, lines, e.channel, OptText(fcinfo, 7), e.occurred_at, &amount, &why);
 	e.kind = "earn";
 	e.points = points;
 	e.amount = NumericGetDatum(amount);
+	e.details = why.len ? why.data : NULL;
 	if (points > 0)
 		d.debt = -PrepareLot(&m, &e, points, 0);
 	d.balance = points;
@@ -1093,6 +1173,49 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
 	SPI_finish();
 	PG_RETURN_POINTS(points);
+}
+
+/*
+ * loyalty.preview_earn(member, amount, lines, channel, store, occurred_at):
+ * the points a purchase would earn now and why, writing nothing.
+ */
+Datum
+loyalty_preview_earn(PG_FUNCTION_ARGS)
+{
+	int64		member_id;
+	Numeric		amount = NULL;
+	Jsonb	   *lines = NULL;
+	Member		m;
+	TimestampTz at;
+	StringInfoData why;
+	Datum		result;
+
+	RequireArg(fcinfo, 0, "member");
+	member_id = PG_GETARG_INT64(0);
+	if (!PG_ARGISNULL(2))
+		lines = PG_GETARG_JSONB_P(2);
+	if (!PG_ARGISNULL(1) || lines == NULL)
+		amount = PositiveAmount(fcinfo, 1, "amount");
+	Connect();
+	LoadMember(S_PEEK, member_id, &m, false);
+	at = OccurredAt(fcinfo, 5, &m);
+	initStringInfo(&why);
+	(void) EarnPoints(&m, amount, lines, OptText(fcinfo, 3), OptText(fcinfo, 4), at, &amount, &why);
+	if (why.len == 0)
+	{
+		/* no rules and no lines: the base rate alone */
+		Points		p = points_from_numeric_rounded(DirectFunctionCall2(numeric_mul, NumericGetDatum(amount),
+																		m.earn_rate), m.rounding);
+
+		appendStringInfo(&why, "{\"earn_base\": %s, \"earn_rate\": %s, \"rounding\": \"%s\", "
+						 "\"bonus\": 0, \"points\": " INT64_FORMAT ", \"rules\": []}",
+						 DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount))),
+						 DatumGetCString(DirectFunctionCall1(numeric_out, m.earn_rate)),
+						 m.rounding_name, p);
+	}
+	SPI_finish();
+	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(why.data));
+	PG_RETURN_DATUM(result);
 }
 
 /*

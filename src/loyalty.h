@@ -15,4 +15,15 @@
 /* GUC-backed settings, defined in loyalty.c */
 extern int	loyalty_max_future_seconds;
 
+/* SQL operators spelled out so that no search_path can redirect them. */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define LT " OPERATOR(pg_catalog.<) "
+#define LE " OPERATOR(pg_catalog.<=) "
+#define GT " OPERATOR(pg_catalog.>) "
+#define GE " OPERATOR(pg_catalog.>=) "
+#define PLUS " OPERATOR(pg_catalog.+) "
+#define MINUS " OPERATOR(pg_catalog.-) "
+#define I8 "::pg_catalog.int8"
+#define PTS "::loyalty.points"
+
 #endif							/* LOYALTY_H */

@@ -219,12 +219,13 @@ COMMENT ON FUNCTION loyalty.set_member_status(bigint, text) IS
 CREATE FUNCTION loyalty.earn(
     member bigint, amount numeric,
     channel text DEFAULT NULL, reference text DEFAULT NULL,
-    idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL)
+    idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL,
+    lines jsonb DEFAULT NULL, store text DEFAULT NULL)
 RETURNS loyalty.points
 AS 'MODULE_PATHNAME', 'loyalty_earn'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz) IS
-    'Credit points for a purchase of amount (program rate and rounding); records purchase statistics; returns the points credited';
+COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, jsonb, text) IS
+    'Credit points for a purchase of amount, or of order lines (jsonb [{category, product, quantity, amount}]), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 
 CREATE FUNCTION loyalty.award(
     member bigint, points loyalty.points, reason text,

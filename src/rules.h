@@ -1,0 +1,43 @@
+/*
+ * rules.h
+ *		Earning rules: points of a purchase from the program's rules.
+ */
+#ifndef LOYALTY_RULES_H
+#define LOYALTY_RULES_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "points.h"
+
+/* What the rules look at; filled by the caller (ledger.c). */
+typedef struct EarnContext
+{
+	int64		member_id;
+	int64		program_id;
+	int64		rules_version;
+	Datum		earn_rate;		/* numeric */
+	PointsRounding rounding;
+	const char *rounding_name;
+	const char *time_zone;
+	TimestampTz occurred_at;
+	text	   *channel;		/* may be NULL */
+	text	   *store;			/* may be NULL */
+	int32		tier_rank;		/* -1: no tier */
+	text	   *segment;		/* may be NULL */
+	bool		first_purchase;
+	Numeric		amount;			/* the purchase total, or NULL with lines */
+	Jsonb	   *lines;			/* order lines, or NULL */
+} EarnContext;
+
+/*
+ * Points of a purchase; *base_amount gets the earn base (sum of the lines),
+ * and details (if not NULL) the JSON explanation.  Needs an SPI connection.
+ */
+extern int	rules_active_count(int64 program_id, int64 rules_version);
+extern Points rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details);
+
+#endif							/* LOYALTY_RULES_H */
