@@ -362,3 +362,18 @@ REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, jsonb, text, text, 
 GRANT EXECUTE ON FUNCTION loyalty.record_activity(bigint, text, text, text),
     loyalty.preview_earn(bigint, numeric, jsonb, text, text, timestamptz),
     loyalty.earn_explanation(bigint, bigint) TO loyalty_app, loyalty_admin;
+
+-- The channel trigger --------------------------------------------------------
+
+-- SECURITY DEFINER: the trigger runs in the application's transaction as the
+-- role that writes the orders table, which has no rights on the extension's
+-- tables; the function only ever earns and reverses through the ledger API.
+-- Only loyalty_admin may attach it (EXECUTE is checked at CREATE TRIGGER).
+CREATE FUNCTION loyalty.order_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'loyalty_order_trigger'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.order_trigger() IS
+    'AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW trigger for an application''s orders table: order_trigger(member_col, amount_col, reference_col, status_col [, channel_col, occurred_at_col] [, ''cancel=s1,s2''] [, ''earn=s1,s2'']); earns on insert, reverses on cancel status, lowered amount or delete; idempotent by order reference';
+REVOKE ALL ON FUNCTION loyalty.order_trigger() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.order_trigger() TO loyalty_admin;

@@ -1,0 +1,479 @@
+/*
+ * trigger.c
+ *		loyalty.order_trigger: earn and reverse from an application's own
+ *		orders table, in the sale's transaction.
+ *
+ *	CREATE TRIGGER orders_loyalty AFTER INSERT OR UPDATE OR DELETE ON shop.orders
+ *	  FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger(
+ *	      'member_id', 'total', 'id', 'status'           -- required
+ *	      [, 'channel_column' | '', 'occurred_at_column' | '']
+ *	      [, 'cancel=refunded,cancelled'] [, 'earn=paid,shipped']);
+ *
+ * An order earns when its status is an earning one (any status that is not
+ * a cancel status, unless earn= lists them) and it has a member; it is
+ * idempotent by order reference (key 'order:<ref>'), so a replayed import
+ * never credits twice.  A cancel status, a delete, or a lowered amount
+ * takes back points in proportion to the amount no longer paid (reverse by
+ * amount, restoring the right lots).  A raised amount earns nothing more,
+ * and a cancelled order that comes back earns nothing again: an order earns
+ * once, on its first amount.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "parser/parse_relation.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "loyalty.h"
+#include "points.h"
+
+PG_FUNCTION_INFO_V1(loyalty_order_trigger);
+
+extern Datum loyalty_earn(PG_FUNCTION_ARGS);
+extern Datum loyalty_reverse(PG_FUNCTION_ARGS);
+
+#define MAX_STATUSES 16
+
+/* The trigger's configuration, resolved against the table once. */
+typedef struct OrderConfig
+{
+	Oid			trigger_oid;
+	Oid			relid;
+	AttrNumber	member_att;
+	AttrNumber	amount_att;
+	AttrNumber	ref_att;
+	AttrNumber	status_att;
+	AttrNumber	channel_att;	/* 0: none */
+	AttrNumber	occurred_att;	/* 0: none */
+	Oid			amount_type;
+	int			ncancel;
+	char	   *cancel[MAX_STATUSES];
+	int			nearn;			/* 0: every non-cancel status earns */
+	char	   *earn[MAX_STATUSES];
+} OrderConfig;
+
+static const char *const arg_names[] = {"member", "amount", "reference", "status", "channel", "occurred_at"};
+
+static AttrNumber
+find_column(Relation rel, const char *col, int argno, bool optional)
+{
+	AttrNumber	att;
+
+	if (optional && col[0] == '\0')
+		return 0;
+	att = attnameAttNum(rel, col, false);
+	if (att == InvalidAttrNumber || att < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("loyalty.order_trigger: argument %d (%s) names column \"%s\", which table \"%s\" does not have",
+						argno + 1, arg_names[argno], col, RelationGetRelationName(rel)),
+				 errhint("The arguments are: member, amount, reference and status columns, then optionally channel and occurred_at columns ('' to skip).")));
+	return att;
+}
+
+static void
+require_type(Relation rel, AttrNumber att, int argno, const Oid *ok, int nok, const char *expected)
+{
+	Oid			typ = TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid;
+	int			i;
+
+	for (i = 0; i < nok; i++)
+		if (typ == ok[i])
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("loyalty.order_trigger: argument %d (%s) names column \"%s\" of type %s; %s expected",
+					argno + 1, arg_names[argno], NameStr(TupleDescAttr(RelationGetDescr(rel), att - 1)->attname),
+					format_type_be(typ), expected)));
+}
+
+static int
+split_statuses(char *list, char **out, const char *what)
+{
+	int			n = 0;
+	char	   *tok;
+	char	   *save = NULL;
+
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		if (n == MAX_STATUSES)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("loyalty.order_trigger: at most %d %s statuses", MAX_STATUSES, what)));
+		out[n++] = tok;
+	}
+	return n;
+}
+
+static OrderConfig *
+configure(TriggerData *td, MemoryContext cxt)
+{
+	Trigger    *tg = td->tg_trigger;
+	Relation	rel = td->tg_relation;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	OrderConfig *c = palloc0(sizeof(OrderConfig));
+	static const Oid member_types[] = {INT8OID, INT4OID, INT2OID};
+	static const Oid amount_types[] = {NUMERICOID, INT8OID, INT4OID, INT2OID};
+	static const Oid time_types[] = {TIMESTAMPTZOID};
+	int			i;
+	int			ncols;
+
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("loyalty.order_trigger must be fired AFTER ... FOR EACH ROW")));
+	if (tg->tgnargs < 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("loyalty.order_trigger needs at least 4 arguments, got %d", tg->tgnargs),
+				 errhint("EXECUTE FUNCTION loyalty.order_trigger('member_col', 'amount_col', 'reference_col', 'status_col').")));
+
+	c->trigger_oid = tg->tgoid;
+	c->relid = RelationGetRelid(rel);
+	c->cancel[0] = "refunded";
+	c->cancel[1] = "cancelled";
+	c->cancel[2] = "canceled";
+	c->ncancel = 3;
+
+	/* positional column names, then key=value options */
+	for (ncols = 0; ncols < tg->tgnargs && ncols < 6 && strchr(tg->tgargs[ncols], '=') == NULL; ncols++)
+		;
+	if (ncols < 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("loyalty.order_trigger: the first 4 arguments must be column names")));
+	c->member_att = find_column(rel, tg->tgargs[0], 0, false);
+	c->amount_att = find_column(rel, tg->tgargs[1], 1, false);
+	c->ref_att = find_column(rel, tg->tgargs[2], 2, false);
+	c->status_att = find_column(rel, tg->tgargs[3], 3, false);
+	if (ncols > 4)
+		c->channel_att = find_column(rel, tg->tgargs[4], 4, true);
+	if (ncols > 5)
+		c->occurred_att = find_column(rel, tg->tgargs[5], 5, true);
+	require_type(rel, c->member_att, 0, member_types, lengthof(member_types), "bigint, integer or smallint");
+	require_type(rel, c->amount_att, 1, amount_types, lengthof(amount_types), "numeric or an integer type");
+	if (c->occurred_att)
+		require_type(rel, c->occurred_att, 5, time_types, lengthof(time_types), "timestamp with time zone");
+	c->amount_type = TupleDescAttr(RelationGetDescr(rel), c->amount_att - 1)->atttypid;
+
+	for (i = ncols; i < tg->tgnargs; i++)
+	{
+		char	   *opt = pstrdup(tg->tgargs[i]);
+		char	   *eq = strchr(opt, '=');
+
+		if (eq == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("loyalty.order_trigger: argument %d (\"%s\") is neither a column nor an option", i + 1, opt)));
+		*eq = '\0';
+		if (strcmp(opt, "cancel") == 0)
+			c->ncancel = split_statuses(eq + 1, c->cancel, "cancel");
+		else if (strcmp(opt, "earn") == 0)
+			c->nearn = split_statuses(eq + 1, c->earn, "earn");
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("loyalty.order_trigger: unknown option \"%s\" in argument %d", opt, i + 1),
+					 errhint("Options are cancel=<status,...> and earn=<status,...>.")));
+	}
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/* What a row version says about the order. */
+typedef struct OrderRow
+{
+	bool		has_member;
+	int64		member;
+	Numeric		amount;			/* NULL: none */
+	char	   *reference;		/* NULL: none */
+	char	   *status;
+	text	   *channel;
+	bool		has_occurred;
+	TimestampTz occurred_at;
+	bool		earning;
+} OrderRow;
+
+static bool
+in_list(char **list, int n, const char *s)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return true;
+	return false;
+}
+
+static OrderRow
+read_row(OrderConfig *c, Relation rel, HeapTuple tup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	OrderRow	r = {0};
+	bool		isnull;
+	Datum		d;
+
+	d = heap_getattr(tup, c->member_att, desc, &isnull);
+	if (!isnull)
+	{
+		Oid			t = TupleDescAttr(desc, c->member_att - 1)->atttypid;
+
+		r.has_member = true;
+		r.member = t == INT8OID ? DatumGetInt64(d) : t == INT4OID ? DatumGetInt32(d) : DatumGetInt16(d);
+	}
+	d = heap_getattr(tup, c->amount_att, desc, &isnull);
+	if (!isnull)
+	{
+		switch (c->amount_type)
+		{
+			case NUMERICOID:
+				r.amount = DatumGetNumeric(d);
+				break;
+			case INT8OID:
+				r.amount = int64_to_numeric(DatumGetInt64(d));
+				break;
+			case INT4OID:
+				r.amount = int64_to_numeric(DatumGetInt32(d));
+				break;
+			default:
+				r.amount = int64_to_numeric(DatumGetInt16(d));
+				break;
+		}
+	}
+	r.reference = SPI_getvalue(tup, desc, c->ref_att);
+	r.status = SPI_getvalue(tup, desc, c->status_att);
+	if (c->channel_att)
+	{
+		char	   *ch = SPI_getvalue(tup, desc, c->channel_att);
+
+		r.channel = ch ? cstring_to_text(ch) : NULL;
+	}
+	if (c->occurred_att)
+	{
+		d = heap_getattr(tup, c->occurred_att, desc, &isnull);
+		r.has_occurred = !isnull;
+		if (!isnull)
+			r.occurred_at = DatumGetTimestampTz(d);
+	}
+	r.earning = r.has_member && r.amount && r.reference && r.status &&
+		!in_list(c->cancel, c->ncancel, r.status) &&
+		(c->nearn == 0 || in_list(c->earn, c->nearn, r.status)) &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(r.amount),
+										  NumericGetDatum(int64_to_numeric(0)))) > 0;
+	return r;
+}
+
+/* Earn for the order, keyed by its reference. */
+static void
+order_earn(OrderRow *r, Numeric amount, const char *key)
+{
+	LOCAL_FCINFO(fc, 8);
+
+	InitFunctionCallInfoData(*fc, NULL, 8, InvalidOid, NULL, NULL);
+	fc->args[0].value = Int64GetDatum(r->member);
+	fc->args[0].isnull = false;
+	fc->args[1].value = NumericGetDatum(amount);
+	fc->args[1].isnull = false;
+	fc->args[2].value = PointerGetDatum(r->channel);
+	fc->args[2].isnull = r->channel == NULL;
+	fc->args[3].value = CStringGetTextDatum(r->reference);
+	fc->args[3].isnull = false;
+	fc->args[4].value = CStringGetTextDatum(key);
+	fc->args[4].isnull = false;
+	fc->args[5].value = TimestampTzGetDatum(r->occurred_at);
+	fc->args[5].isnull = !r->has_occurred;
+	fc->args[6].isnull = true;
+	fc->args[7].isnull = true;
+	(void) loyalty_earn(fc);
+}
+
+/*
+ * The order's earn entry and the amount it still stands for (its purchase
+ * amount less what was refunded); false if the order never earned.
+ */
+static bool
+order_state(int64 member, const char *reference, int64 *entry, Numeric *standing)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	bool		isnull;
+	int			rc;
+
+	if (plan == NULL)
+	{
+		Oid			types[2] = {INT8OID, TEXTOID};
+		SPIPlanPtr	p = SPI_prepare("SELECT k.entry_id, l.amount" MINUS "coalesce(lo.reversed_amount, 0)"
+									" FROM loyalty.idempotency_keys k"
+									" JOIN loyalty.ledger l ON l.member_id" EQ "k.member_id AND l.entry_id" EQ "k.entry_id"
+									" LEFT JOIN loyalty.lots lo ON lo.member_id" EQ "l.member_id AND lo.lot_id" EQ "l.entry_id"
+									" WHERE k.member_id" EQ "$1 AND k.idempotency_key" EQ "$2",
+									2, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "loyalty: cannot prepare the order lookup");
+		plan = p;
+	}
+	values[0] = Int64GetDatum(member);
+	values[1] = CStringGetTextDatum(psprintf("order:%s", reference));
+	rc = SPI_execute_plan(plan, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "loyalty: order lookup failed");
+	if (SPI_processed == 0)
+		return false;
+	*entry = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*standing = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return true;
+}
+
+/* Whether the order already earned (an order earns once). */
+static bool
+order_earned(OrderRow *r)
+{
+	int64		entry;
+	Numeric		standing;
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	found = order_state(r->member, r->reference, &entry, &standing);
+	SPI_finish();
+	return found;
+}
+
+/* Bring the order's credit down to `target` (0: all of it). */
+static void
+order_reduce(OrderRow *r, Numeric target, const char *why)
+{
+	int64		entry;
+	Numeric		standing;
+	Numeric		diff;
+	LOCAL_FCINFO(fc, 7);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	if (!order_state(r->member, r->reference, &entry, &standing))
+	{
+		SPI_finish();
+		return;
+	}
+	SPI_finish();
+	diff = DatumGetNumeric(DirectFunctionCall2(numeric_sub, NumericGetDatum(standing), NumericGetDatum(target)));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(diff),
+										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+		return;
+
+	InitFunctionCallInfoData(*fc, NULL, 7, InvalidOid, NULL, NULL);
+	fc->args[0].value = Int64GetDatum(r->member);
+	fc->args[0].isnull = false;
+	fc->args[1].value = Int64GetDatum(entry);
+	fc->args[1].isnull = false;
+	fc->args[2].isnull = true;
+	fc->args[3].value = NumericGetDatum(diff);
+	fc->args[3].isnull = false;
+	fc->args[4].value = CStringGetTextDatum(r->reference);
+	fc->args[4].isnull = false;
+	fc->args[5].value = CStringGetTextDatum(why);
+	fc->args[5].isnull = false;
+	/* one key per target amount: replaying the same change is harmless */
+	fc->args[6].value = CStringGetTextDatum(psprintf("order:%s:to:%s", r->reference,
+													 DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(target)))));
+	fc->args[6].isnull = false;
+	(void) loyalty_reverse(fc);
+}
+
+static Numeric
+zero(void)
+{
+	return int64_to_numeric(0);
+}
+
+Datum
+loyalty_order_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	OrderConfig *c;
+	OrderRow	old_row = {0},
+				new_row = {0};
+	HeapTuple	result = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("loyalty.order_trigger can only be called as a trigger")));
+
+	c = (OrderConfig *) fcinfo->flinfo->fn_extra;
+	if (c == NULL || c->trigger_oid != td->tg_trigger->tgoid || c->relid != RelationGetRelid(td->tg_relation))
+	{
+		c = configure(td, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = c;
+	}
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
+		new_row = read_row(c, td->tg_relation, td->tg_trigtuple);
+		result = td->tg_trigtuple;
+		if (new_row.earning)
+			order_earn(&new_row, new_row.amount, psprintf("order:%s", new_row.reference));
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		old_row = read_row(c, td->tg_relation, td->tg_trigtuple);
+		result = td->tg_trigtuple;
+		if (old_row.has_member && old_row.reference)
+			order_reduce(&old_row, zero(), "order deleted");
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		old_row = read_row(c, td->tg_relation, td->tg_trigtuple);
+		new_row = read_row(c, td->tg_relation, td->tg_newtuple);
+		result = td->tg_newtuple;
+		if (old_row.has_member && new_row.has_member && old_row.member == new_row.member &&
+			old_row.reference && new_row.reference && strcmp(old_row.reference, new_row.reference) == 0)
+		{
+			if (!new_row.earning)
+			{
+				if (old_row.earning)
+					order_reduce(&old_row, zero(),
+								 psprintf("order %s", new_row.status ? new_row.status : "cancelled"));
+			}
+			else if (!old_row.earning && !order_earned(&new_row))
+				order_earn(&new_row, new_row.amount, psprintf("order:%s", new_row.reference));
+			else
+			{
+				int			cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(new_row.amount),
+																	NumericGetDatum(old_row.amount)));
+
+				/*
+				 * A lowered amount is a partial refund.  A raised amount earns
+				 * nothing more: the order earned once, on its first amount
+				 * (a new purchase is a new order).
+				 */
+				if (cmp < 0)
+					order_reduce(&new_row, new_row.amount, "order amount lowered");
+			}
+		}
+		else
+		{
+			/* the order moved to another member or reference: undo, then redo */
+			if (old_row.has_member && old_row.reference)
+				order_reduce(&old_row, zero(), "order reassigned");
+			if (new_row.earning)
+				order_earn(&new_row, new_row.amount, psprintf("order:%s", new_row.reference));
+		}
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("loyalty.order_trigger handles INSERT, UPDATE and DELETE only")));
+
+	return PointerGetDatum(result);
+}
