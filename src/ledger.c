@@ -370,17 +370,10 @@ ExecStmt(LedgerStmt s, Datum *values, const char *nulls, long tcount)
 
 	if (plans[s] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(stmt_defs[s].sql, stmt_defs[s].nargs,
-									   (Oid *) stmt_defs[s].argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "loyalty: SPI_prepare failed for statement %d: %s",
-				 (int) s, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "loyalty: SPI_keepplan failed");
-		plans[s] = plan;
+		plans[s] = loyalty_prepare(stmt_defs[s].sql, stmt_defs[s].nargs,
+								   (Oid *) stmt_defs[s].argtypes);
 	}
-	rc = SPI_execute_plan(plans[s], values, nulls, false, tcount);
+	rc = loyalty_execute(plans[s], values, nulls, false, tcount);
 	if (rc < 0)
 		elog(ERROR, "loyalty: statement %d failed: %s", (int) s, SPI_result_code_string(rc));
 	return rc;

@@ -6,8 +6,12 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
+#include "executor/spi_priv.h"
 #include "fmgr.h"
+#include "nodes/parsenodes.h"
 #include "utils/guc.h"
+#include "utils/plancache.h"
 
 #include "loyalty.h"
 
@@ -32,4 +36,49 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("loyalty");
+}
+
+/*
+ * Prepare and keep a statement of a hot path.  Always the generic plan: no
+ * planning per call, and (see loyalty_execute) a plan that keeps using the
+ * member indexes however small the tables were when it was made.
+ */
+SPIPlanPtr
+loyalty_prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "loyalty: SPI_prepare failed: %s (%s)", SPI_result_code_string(SPI_result), sql);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "loyalty: SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * Execute a kept plan.  When its plan is (re)built, sequential scans are
+ * switched off: a plan made while a table is tiny or freshly analysed empty
+ * (a new installation, or the first bulk import in one transaction) would
+ * otherwise scan the whole table on every call as the table grows, which
+ * turns a million-row import quadratic.  Every statement here looks rows up
+ * by member, through an index.
+ */
+int
+loyalty_execute(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long tcount)
+{
+	CachedPlanSource *ps = (CachedPlanSource *) linitial(plan->plancache_list);
+	int			rc;
+
+	if (ps->is_valid && ps->gplan != NULL && ps->gplan->is_valid)
+		return SPI_execute_plan(plan, values, nulls, read_only, tcount);
+	else
+	{
+		int			level = NewGUCNestLevel();
+
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		rc = SPI_execute_plan(plan, values, nulls, read_only, tcount);
+		AtEOXact_GUC(true, level);
+		return rc;
+	}
 }

@@ -10,10 +10,15 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "fmgr.h"
 
 /* GUC-backed settings, defined in loyalty.c */
 extern int	loyalty_max_future_seconds;
+
+/* Kept SPI plans of the hot paths (loyalty.c). */
+extern SPIPlanPtr loyalty_prepare(const char *sql, int nargs, Oid *argtypes);
+extern int	loyalty_execute(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long tcount);
 
 /* SQL operators spelled out so that no search_path can redirect them. */
 #define EQ " OPERATOR(pg_catalog.=) "

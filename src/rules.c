@@ -175,7 +175,7 @@ load_rules(int64 program_id, int64 version)
 	if (load_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT8OID};
-		SPIPlanPtr	plan = SPI_prepare(
+		SPIPlanPtr	plan = loyalty_prepare(
 									   "SELECT name, effect, multiplier, bonus_points" I8 ", stacking, stop,"
 									   " valid_from, valid_until, weekdays, hour_from, hour_to,"
 									   " channels, stores, categories, products,"
@@ -184,13 +184,10 @@ load_rules(int64 program_id, int64 version)
 									   " ORDER BY priority, name COLLATE \"C\"",
 									   1, argtypes);
 
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "loyalty: cannot prepare the earning rules query: %s",
-				 SPI_result_code_string(SPI_result));
 		load_plan = plan;
 	}
 	values[0] = Int64GetDatum(program_id);
-	if (SPI_execute_plan(load_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (loyalty_execute(load_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
 
 	old = MemoryContextSwitchTo(rules_cxt);
@@ -353,15 +350,11 @@ member_birthday(int64 member_id, int *month, int *day)
 	if (birthday_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT8OID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT birthday FROM loyalty.members WHERE member_id" EQ "$1",
-									   1, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "loyalty: cannot prepare the birthday query");
-		birthday_plan = plan;
+		birthday_plan = loyalty_prepare("SELECT birthday FROM loyalty.members WHERE member_id" EQ "$1",
+										1, argtypes);
 	}
 	values[0] = Int64GetDatum(member_id);
-	if (SPI_execute_plan(birthday_plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (loyalty_execute(birthday_plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		return false;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)

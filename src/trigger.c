@@ -311,20 +311,18 @@ order_state(int64 member, const char *reference, int64 *entry, Numeric *standing
 	if (plan == NULL)
 	{
 		Oid			types[2] = {INT8OID, TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT k.entry_id, l.amount" MINUS "coalesce(lo.reversed_amount, 0)"
+		SPIPlanPtr	p = loyalty_prepare("SELECT k.entry_id, l.amount" MINUS "coalesce(lo.reversed_amount, 0)"
 									" FROM loyalty.idempotency_keys k"
 									" JOIN loyalty.ledger l ON l.member_id" EQ "k.member_id AND l.entry_id" EQ "k.entry_id"
 									" LEFT JOIN loyalty.lots lo ON lo.member_id" EQ "l.member_id AND lo.lot_id" EQ "l.entry_id"
 									" WHERE k.member_id" EQ "$1 AND k.idempotency_key" EQ "$2",
 									2, types);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "loyalty: cannot prepare the order lookup");
 		plan = p;
 	}
 	values[0] = Int64GetDatum(member);
 	values[1] = CStringGetTextDatum(psprintf("order:%s", reference));
-	rc = SPI_execute_plan(plan, values, NULL, false, 1);
+	rc = loyalty_execute(plan, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: order lookup failed");
 	if (SPI_processed == 0)

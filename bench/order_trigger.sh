@@ -1,0 +1,119 @@
+#!/bin/bash
+# bench/order_trigger.sh: COPY of orders into an application table with
+# loyalty.order_trigger, against the same COPY without a trigger and with a
+# PL/pgSQL trigger doing the same job (earn per order, idempotent by order
+# reference).  See bench/README.md.
+#
+#   pg_virtualenv -t -v 15 bench/order_trigger.sh
+#   BENCH_ORDERS=100000 pg_virtualenv -t -v 15 bench/order_trigger.sh   # quicker
+set -euo pipefail
+
+BENCH_ORDERS=${BENCH_ORDERS:-1000000}
+BENCH_MEMBERS=${BENCH_MEMBERS:-100000}
+BENCH_DB=${BENCH_DB:-loyalty_bench_orders}
+
+die() { echo "order_trigger.sh: $*" >&2; exit 1; }
+for v in BENCH_ORDERS BENCH_MEMBERS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+done
+[[ $BENCH_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DB must be a plain lower-case identifier"
+ADMIN_DB=${PGDATABASE:-postgres}
+[[ $ADMIN_DB == "$BENCH_DB" ]] && ADMIN_DB=postgres
+
+TMP=$(mktemp -d -t loyalty-orders.XXXXXX)
+CREATED=0
+cleanup() {
+    local rc=$?
+    set +e
+    [[ $CREATED == 1 ]] && psql -X -q -d "$ADMIN_DB" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+
+q() { psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" "$@"; }
+q1() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "$1"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+[[ $(psql -X -A -t -d "$ADMIN_DB" -c "SELECT count(*) FROM pg_database WHERE datname = '$BENCH_DB'") == 0 ]] \
+    || die "database $BENCH_DB exists; drop it or set BENCH_DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_DB" -c "CREATE DATABASE $BENCH_DB"
+CREATED=1
+
+echo "== loyalty order trigger benchmark: COPY of $BENCH_ORDERS orders over $BENCH_MEMBERS members =="
+q1 "SELECT version()"
+q1 "SELECT format('server: fsync=%s synchronous_commit=%s shared_buffers=%s', current_setting('fsync'), current_setting('synchronous_commit'), current_setting('shared_buffers'))"
+
+q -v members="$BENCH_MEMBERS" <<'SQL'
+CREATE EXTENSION loyalty;
+SELECT loyalty.create_program('bench', expiry_period => interval '2 years') AS program \gset
+-- no outbox events: neither reference writes any
+UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :program;
+SELECT count(loyalty.enroll(:program, 'bench', g::text)) FROM generate_series(1, :members) g \gset
+
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders_plain (id bigint PRIMARY KEY, customer bigint, total numeric(12,2) NOT NULL, status text NOT NULL);
+CREATE TABLE shop.orders_c (LIKE shop.orders_plain INCLUDING ALL);
+CREATE TABLE shop.orders_plpgsql (LIKE shop.orders_plain INCLUDING ALL);
+
+CREATE TRIGGER loyalty_c AFTER INSERT OR UPDATE OR DELETE ON shop.orders_c
+    FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
+
+-- What a user would write instead: the same earn per order, keyed by the
+-- order reference, from PL/pgSQL (insert path only: the one COPY measures).
+CREATE FUNCTION shop.orders_loyalty() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.customer IS NOT NULL AND NEW.total > 0
+       AND NEW.status NOT IN ('refunded', 'cancelled', 'canceled') THEN
+        PERFORM loyalty.earn(NEW.customer, NEW.total, NULL, NEW.id::text, 'order:' || NEW.id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER loyalty_plpgsql AFTER INSERT ON shop.orders_plpgsql
+    FOR EACH ROW EXECUTE FUNCTION shop.orders_loyalty();
+SQL
+base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
+
+# four order files with disjoint ids (the runs must not replay each other)
+for run in 0 1 2 3; do
+    q -c "\\copy (SELECT $run * $BENCH_ORDERS + g, $base + 1 + g % $BENCH_MEMBERS, (1 + g % 200)::numeric(12,2), 'paid' FROM generate_series(1, $BENCH_ORDERS) g) TO '$TMP/orders$run.tsv'"
+done
+q -c "VACUUM ANALYZE" -c "CHECKPOINT"
+
+load() {
+    local table=$1 file=$2 t0 t1
+    q -c "CHECKPOINT"
+    t0=$(now)
+    q -c "\\copy shop.$table FROM '$file'"
+    t1=$(now)
+    secs "$t0" "$t1"
+}
+
+T_PLAIN=$(load orders_plain "$TMP/orders0.tsv")
+echo "  COPY without trigger        ${T_PLAIN}s"
+# Both ledgers grow with each run, so the two trigger runs go in both orders
+# and each is charged its mean.
+T_PLPGSQL1=$(load orders_plpgsql "$TMP/orders1.tsv")
+echo "  COPY with PL/pgSQL trigger  ${T_PLPGSQL1}s (first)"
+T_C1=$(load orders_c "$TMP/orders0.tsv")
+echo "  COPY with order_trigger     ${T_C1}s (second)"
+q -c "TRUNCATE shop.orders_c, shop.orders_plpgsql"   # no trigger on TRUNCATE: the ledger keeps its entries
+T_C2=$(load orders_c "$TMP/orders2.tsv")
+echo "  COPY with order_trigger     ${T_C2}s (third)"
+T_PLPGSQL2=$(load orders_plpgsql "$TMP/orders3.tsv")
+echo "  COPY with PL/pgSQL trigger  ${T_PLPGSQL2}s (fourth)"
+T_C=$(awk -v a="$T_C1" -v b="$T_C2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+T_PLPGSQL=$(awk -v a="$T_PLPGSQL1" -v b="$T_PLPGSQL2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+
+earned=$(q1 "SELECT count(*) FROM loyalty.ledger WHERE kind = 'earn'")
+[[ $earned == $((4 * BENCH_ORDERS)) ]] || die "expected $((4 * BENCH_ORDERS)) earn entries, found $earned"
+bad=$(q1 "SELECT count(*) FROM loyalty.verify()")
+echo "earn entries: $earned; loyalty.verify() rows: $bad"
+[[ $bad == 0 ]] || die "the books do not balance"
+
+awk -v c="$T_C" -v p="$T_PLAIN" -v s="$T_PLPGSQL" 'BEGIN {
+    printf "ratio order_trigger/no trigger (time): %.2f\n", c / p;
+    printf "ratio order_trigger/plpgsql trigger (time): %.3f\n", c / s;
+    printf "orders per second: no trigger %.0f, plpgsql trigger %.0f, order_trigger %.0f\n", '"$BENCH_ORDERS"' / p, '"$BENCH_ORDERS"' / s, '"$BENCH_ORDERS"' / c }'
