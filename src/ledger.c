@@ -79,6 +79,7 @@ typedef enum LedgerStmt
 	S_HOLD_INS,
 	S_EXPIRED_HOLDS,
 	S_REFERRAL,
+	S_TIER,
 	NUM_STMTS
 } LedgerStmt;
 
@@ -103,7 +104,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
 		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
 		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
-		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment"
+		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
 	1, {INT8OID}},
@@ -113,7 +114,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
 		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
 		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
-		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment"
+		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1",
 	1, {INT8OID}},
@@ -276,6 +277,10 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_REFERRAL] = {
 		"SELECT loyalty.referral_purchase($1, $2, $3)",
 	3, {INT8OID, INT8OID, NUMERICOID}},
+	/* programs with tiers: upgrade after an earn, maybe demote after a refund */
+	[S_TIER] = {
+		"SELECT loyalty.tier_after_write($1, $2)",
+	2, {INT8OID, TEXTOID}},
 	[S_EXPIRED_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' AND expires_at" LE "pg_catalog.now() ORDER BY hold_id",
@@ -316,6 +321,7 @@ struct Member
 	int64		rules_version;
 	int32		tier_rank;		/* -1: no tier */
 	text	   *segment;
+	bool		has_tiers;		/* the program has a tier policy */
 };
 
 /* Deltas applied to the account row in one UPDATE. */
@@ -494,6 +500,7 @@ LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
 
 		m->segment = isnull ? NULL : DatumGetTextPCopy(seg);
 	}
+	m->has_tiers = DatumGetBool(Col(0, 22, &isnull));
 	m->rounding_name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
 
 	if (need_active && strcmp(m->status, "active") != 0)
@@ -1065,6 +1072,19 @@ Connect(void)
 		elog(ERROR, "loyalty: SPI_connect failed");
 }
 
+/* Let the tier rules look at the member after a write (programs with tiers). */
+static void
+TierAfterWrite(Member *m, const char *cause)
+{
+	Datum		values[2];
+
+	if (!m->has_tiers)
+		return;
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = CStringGetTextDatum(cause);
+	ExecStmt(S_TIER, values, NULL, 0);
+}
+
 /*
  * Points of a purchase.  A program without earning rules, for a purchase
  * without lines, takes the short way (amount x rate, rounded; no details);
@@ -1163,6 +1183,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 		rv[2] = NumericGetDatum(amount);
 		ExecStmt(S_REFERRAL, rv, NULL, 0);
 	}
+	TierAfterWrite(&m, "earn");
 	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
 	SPI_finish();
 	PG_RETURN_POINTS(points);
@@ -1797,6 +1818,8 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 				 errmsg("a %s entry cannot be reversed", kind),
 				 errhint("Reverse earn, award, redeem, capture and adjust entries; release holds with loyalty.release().")));
 
+	if (src_points > 0)
+		TierAfterWrite(&m, "refund");
 	IdemStore(&m, e.idem_key, "reverse", hash, result, 0);
 	SPI_finish();
 	PG_RETURN_POINTS(result);

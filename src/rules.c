@@ -83,6 +83,17 @@ static int64 cached_version = -1;
 static EarnRule *rules = NULL;
 static int	nrules = 0;
 static SPIPlanPtr load_plan = NULL;
+static SPIPlanPtr tiers_plan = NULL;
+
+/* Tier earn multipliers of the cached program (tiers with a multiplier <> 1). */
+typedef struct TierMultiplier
+{
+	int32		rank;
+	char	   *name;
+	Numeric		multiplier;
+} TierMultiplier;
+static TierMultiplier *tier_mults = NULL;
+static int	ntier_mults = 0;
 static SPIPlanPtr birthday_plan = NULL;
 
 static Numeric
@@ -170,6 +181,8 @@ load_rules(int64 program_id, int64 version)
 	MemoryContextReset(rules_cxt);
 	rules = NULL;
 	nrules = 0;
+	tier_mults = NULL;
+	ntier_mults = 0;
 	cached_program = -1;
 
 	if (load_plan == NULL)
@@ -249,6 +262,29 @@ load_rules(int64 program_id, int64 version)
 		r->min_amount = isnull ? NULL : DatumGetNumericCopy(d);
 	}
 	nrules = (int) SPI_processed;
+	MemoryContextSwitchTo(old);
+
+	if (tiers_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8OID};
+
+		tiers_plan = loyalty_prepare("SELECT rank, name, earn_multiplier FROM loyalty.tiers"
+									 " WHERE program_id" EQ "$1 AND earn_multiplier <> 1",
+									 1, argtypes);
+	}
+	if (loyalty_execute(tiers_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "loyalty: reading tier multipliers failed");
+	old = MemoryContextSwitchTo(rules_cxt);
+	tier_mults = palloc0(sizeof(TierMultiplier) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		tier_mults[i].rank = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		tier_mults[i].name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		tier_mults[i].multiplier = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	ntier_mults = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
 	cached_program = program_id;
 	cached_version = version;
@@ -459,7 +495,7 @@ rules_active_count(int64 program_id, int64 rules_version)
 {
 	if (rules_version != cached_version || program_id != cached_program)
 		load_rules(program_id, rules_version);
-	return nrules;
+	return nrules + ntier_mults;
 }
 
 static const char *
@@ -522,6 +558,19 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 
 	lt = local_time(ctx->occurred_at, ctx->time_zone);
 	initStringInfo(&rbuf);
+
+	/* the member's tier benefit: a multiplier on every line, before the rules */
+	for (j = 0; j < ntier_mults; j++)
+		if (tier_mults[j].rank == ctx->tier_rank)
+		{
+			for (i = 0; i < nlines; i++)
+				lines[i].mul = num_mul(lines[i].mul, tier_mults[j].multiplier);
+			appendStringInfoString(&rbuf, "{\"rule\": ");
+			json_str(&rbuf, psprintf("tier %s", tier_mults[j].name));
+			appendStringInfo(&rbuf, ", \"effect\": \"x%s\", \"stacking\": \"multiply\", \"lines\": \"all\"}",
+							 num_str(tier_mults[j].multiplier));
+			first_rule = false;
+		}
 
 	for (j = 0; j < nrules && !all_stopped; j++)
 	{

@@ -1,0 +1,496 @@
+-- ---------------------------------------------------------------------------
+-- Tiers: ladders, qualification windows, upgrades at once, downgrades at
+-- review with grace, benefits, history.
+-- ---------------------------------------------------------------------------
+-- A program with a tier policy (programs.tier_metric not NULL) has a ladder
+-- in loyalty.tiers.  The qualifying metric is computed from the ledger and
+-- lots over the program's window:
+--   spend   purchase amounts less refunded amounts (earn entries)
+--   points  points earned by purchases less their reversals (never the
+--           spendable balance; awards and adjustments do not qualify)
+--   visits  distinct UTC days with a purchase not fully refunded
+-- A purchase counts while its occurred_at lies inside the window; for a
+-- rolling window of N months it ages out exactly N months after it happened
+-- (window = (as_of - N months, as_of]).
+--
+-- Upgrades happen in the transaction of the qualifying earn (the C earn path
+-- calls loyalty.tier_after_write).  Downgrades happen only at review
+-- (loyalty.review_tiers), after the grace period, by one step or to the
+-- qualified tier as the program says; manual assignments with an end date
+-- and invitation-only tiers are kept until that date.
+
+ALTER TABLE loyalty.programs
+    ADD COLUMN tier_metric text CHECK (tier_metric IN ('spend', 'points', 'visits')),
+    ADD COLUMN tier_window text NOT NULL DEFAULT 'rolling' CHECK (tier_window IN ('rolling', 'calendar', 'anniversary')),
+    ADD COLUMN tier_window_months integer NOT NULL DEFAULT 12 CHECK (tier_window_months BETWEEN 1 AND 120),
+    ADD COLUMN tier_downgrade text NOT NULL DEFAULT 'one_step' CHECK (tier_downgrade IN ('one_step', 'to_qualified')),
+    ADD COLUMN tier_grace interval NOT NULL DEFAULT interval '0' CHECK (tier_grace >= interval '0'),
+    ADD COLUMN tier_refund_demotes boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN loyalty.programs.tier_metric IS 'Tier qualification metric: spend, points (earned by purchases) or visits (purchase days); NULL: no tiers';
+COMMENT ON COLUMN loyalty.programs.tier_window IS 'rolling (the last N months), calendar (N-month periods from 1 January) or anniversary (N-month periods from the join date)';
+COMMENT ON COLUMN loyalty.programs.tier_downgrade IS 'At review, a member who no longer qualifies falls one_step or to_qualified';
+COMMENT ON COLUMN loyalty.programs.tier_grace IS 'A member who stops qualifying keeps the tier this long before a review may lower it';
+COMMENT ON COLUMN loyalty.programs.tier_refund_demotes IS 'Whether a refund that lowers the metric can demote at once (otherwise only at review)';
+
+CREATE TABLE loyalty.tiers (
+    program_id      bigint NOT NULL REFERENCES loyalty.programs,
+    rank            integer NOT NULL CHECK (rank BETWEEN 0 AND 32767),
+    name            text NOT NULL,
+    threshold       numeric NOT NULL CHECK (threshold >= 0 AND threshold < 'Infinity'),
+    earn_multiplier numeric NOT NULL DEFAULT 1 CHECK (earn_multiplier >= 0 AND earn_multiplier < 100),
+    invitation_only boolean NOT NULL DEFAULT false,
+    benefits        jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (program_id, rank),
+    UNIQUE (program_id, name)
+);
+COMMENT ON TABLE loyalty.tiers IS 'Tier ladders: rank, name, qualification threshold, earn multiplier (applied by the earning rules), invitation-only flag, custom benefits';
+
+ALTER TABLE loyalty.accounts
+    ADD COLUMN tier_since timestamptz,
+    ADD COLUMN tier_locked_until timestamptz,
+    ADD COLUMN tier_grace_until timestamptz;
+COMMENT ON COLUMN loyalty.accounts.tier_locked_until IS 'A manually assigned or invitation tier is kept until then (infinity: until changed by hand)';
+COMMENT ON COLUMN loyalty.accounts.tier_grace_until IS 'The member stopped qualifying; a review may lower the tier from then on';
+
+CREATE TABLE loyalty.tier_history (
+    member_id       bigint NOT NULL,
+    change_id       bigint GENERATED ALWAYS AS IDENTITY,
+    from_tier       loyalty.tier,
+    to_tier         loyalty.tier,
+    reason          text NOT NULL,
+    changed_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (member_id, change_id)
+);
+CREATE INDEX tier_history_time_idx ON loyalty.tier_history (member_id, changed_at);
+COMMENT ON TABLE loyalty.tier_history IS 'Every tier change of a member: from, to, why, when';
+
+-- a tier change moves the earn multiplier the rules engine caches
+CREATE FUNCTION loyalty.tiers_bump() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE loyalty.programs p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
+    WHERE p.program_id OPERATOR(pg_catalog.=) ANY (ARRAY[
+        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN OLD.program_id END,
+        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN NEW.program_id END]);
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION loyalty.tiers_bump() IS 'Trigger: bump programs.rules_version when a tier changes';
+CREATE TRIGGER tiers_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.tiers
+    FOR EACH ROW EXECUTE FUNCTION loyalty.tiers_bump();
+
+CREATE FUNCTION loyalty.set_tier_policy(program bigint, metric text, tier_window text DEFAULT 'rolling',
+    window_months integer DEFAULT 12, downgrade text DEFAULT 'one_step', grace interval DEFAULT interval '0',
+    refund_demotes boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF program IS NULL OR metric IS NULL THEN
+        RAISE EXCEPTION 'program and metric must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tier_window = 'calendar' AND 12 % window_months <> 0 THEN
+        RAISE EXCEPTION 'a calendar window must divide the year (1, 2, 3, 4, 6 or 12 months), got %', window_months
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        UPDATE loyalty.programs p SET tier_metric = metric, tier_window = coalesce(set_tier_policy.tier_window, 'rolling'),
+            tier_window_months = coalesce(window_months, 12), tier_downgrade = coalesce(downgrade, 'one_step'),
+            tier_grace = coalesce(grace, interval '0'), tier_refund_demotes = coalesce(refund_demotes, false)
+        WHERE p.program_id OPERATOR(pg_catalog.=) program;
+    EXCEPTION WHEN check_violation THEN
+        RAISE EXCEPTION 'invalid tier policy: %', SQLERRM USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'metric: spend, points or visits; window: rolling, calendar or anniversary (1..120 months); downgrade: one_step or to_qualified; grace >= 0.';
+    END;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
+    END IF;
+END $$;
+COMMENT ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean) IS
+    'Set how a program''s members qualify for tiers: metric, window, downgrade rule, grace period, refund effect';
+
+CREATE FUNCTION loyalty.define_tier(program bigint, rank integer, name text, threshold numeric,
+    earn_multiplier numeric DEFAULT 1, invitation_only boolean DEFAULT false, benefits jsonb DEFAULT '{}')
+RETURNS loyalty.tier
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_tier loyalty.tier;
+BEGIN
+    IF program IS NULL OR rank IS NULL OR name IS NULL OR threshold IS NULL THEN
+        RAISE EXCEPTION 'program, rank, name and threshold must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_tier := loyalty.tier(rank, name);       -- the tier type's own checks on rank and name
+    BEGIN
+        INSERT INTO loyalty.tiers (program_id, rank, name, threshold, earn_multiplier, invitation_only, benefits)
+        VALUES (define_tier.program, define_tier.rank, define_tier.name, define_tier.threshold,
+                coalesce(define_tier.earn_multiplier, 1), coalesce(define_tier.invitation_only, false),
+                coalesce(define_tier.benefits, '{}'))
+        ON CONFLICT (program_id, rank) DO UPDATE SET name = EXCLUDED.name, threshold = EXCLUDED.threshold,
+            earn_multiplier = EXCLUDED.earn_multiplier, invitation_only = EXCLUDED.invitation_only,
+            benefits = EXCLUDED.benefits;
+    EXCEPTION
+        WHEN check_violation THEN
+            RAISE EXCEPTION 'invalid tier %: %', v_tier, SQLERRM USING ERRCODE = 'invalid_parameter_value';
+        WHEN foreign_key_violation THEN
+            RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
+        WHEN unique_violation THEN
+            RAISE EXCEPTION 'program % already has a tier named "%"', program, name USING ERRCODE = 'unique_violation';
+    END;
+    RETURN v_tier;
+END $$;
+COMMENT ON FUNCTION loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb) IS
+    'Add or change a rung of a program''s tier ladder; returns the tier value';
+
+-- Start of the qualification window ending at as_of.
+CREATE FUNCTION loyalty.tier_window_start(member bigint, as_of timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE p.tier_window
+        WHEN 'rolling' THEN $2 - make_interval(months => p.tier_window_months)
+        WHEN 'calendar' THEN
+            ((date_trunc('year', $2 AT TIME ZONE p.time_zone)
+              + make_interval(months => ((extract(month FROM $2 AT TIME ZONE p.time_zone)::integer - 1)
+                                          / p.tier_window_months) * p.tier_window_months))
+             AT TIME ZONE p.time_zone)
+        ELSE (SELECT m.joined_at + make_interval(months => p.tier_window_months
+                    * floor((extract(year FROM age($2, m.joined_at)) * 12 + extract(month FROM age($2, m.joined_at)))
+                            / p.tier_window_months)::integer))
+    END
+    FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
+    WHERE m.member_id = $1
+$$;
+COMMENT ON FUNCTION loyalty.tier_window_start(bigint, timestamptz) IS
+    'Start of the member''s qualification window ending at as_of (rolling: exclusive; calendar and anniversary: inclusive)';
+
+CREATE FUNCTION loyalty.tier_metric(member bigint, as_of timestamptz DEFAULT NULL)
+RETURNS numeric
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH w AS (
+        SELECT p.tier_metric AS metric, p.tier_window AS kind,
+               loyalty.tier_window_start($1, coalesce($2, now())) AS start, coalesce($2, now()) AS stop
+        FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
+        WHERE m.member_id = $1
+    ), e AS (
+        SELECT l.occurred_at, coalesce(l.amount, 0) - coalesce(lo.reversed_amount, 0) AS spend,
+               coalesce(lo.original::bigint, 0) - coalesce(lo.reversed::bigint, 0) AS points
+        FROM w, loyalty.ledger l
+        LEFT JOIN loyalty.lots lo ON lo.member_id = l.member_id AND lo.lot_id = l.entry_id
+        WHERE l.member_id = $1 AND l.kind = 'earn' AND l.occurred_at <= w.stop
+          AND (l.occurred_at > w.start OR (w.kind <> 'rolling' AND l.occurred_at = w.start))
+    )
+    SELECT CASE w.metric
+        WHEN 'spend' THEN coalesce((SELECT sum(spend) FROM e), 0)
+        WHEN 'points' THEN coalesce((SELECT sum(points) FROM e), 0)
+        WHEN 'visits' THEN (SELECT count(DISTINCT (occurred_at AT TIME ZONE 'UTC')::date) FROM e WHERE spend > 0)
+    END
+    FROM w
+$$;
+COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
+    'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now)';
+
+CREATE FUNCTION loyalty.qualified_tier(member bigint, as_of timestamptz DEFAULT NULL)
+RETURNS loyalty.tier
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT loyalty.tier(t.rank, t.name)
+    FROM loyalty.members m JOIN loyalty.tiers t ON t.program_id = m.program_id
+    WHERE m.member_id = $1 AND NOT t.invitation_only AND t.threshold <= loyalty.tier_metric($1, $2)
+    ORDER BY t.rank DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION loyalty.qualified_tier(bigint, timestamptz) IS
+    'The highest tier (not invitation-only) whose threshold the member''s metric reaches at as_of';
+
+-- Internal: record a change on the locked account.
+CREATE FUNCTION loyalty.tier_change(member bigint, new_tier loyalty.tier, reason text,
+                                    locked_until timestamptz DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_old loyalty.tier;
+BEGIN
+    SELECT a.tier INTO v_old FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    -- (IS DISTINCT FROM cannot name the operator's schema)
+    IF (v_old IS NULL AND new_tier IS NULL) OR v_old OPERATOR(loyalty.=) new_tier THEN
+        UPDATE loyalty.accounts a SET tier_locked_until = locked_until, tier_grace_until = NULL
+        WHERE a.member_id OPERATOR(pg_catalog.=) member AND locked_until IS NOT NULL;
+        RETURN false;
+    END IF;
+    UPDATE loyalty.accounts a SET tier = new_tier, tier_since = now(), tier_locked_until = locked_until,
+        tier_grace_until = NULL, updated_at = now()
+    WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    INSERT INTO loyalty.tier_history (member_id, from_tier, to_tier, reason) VALUES (member, v_old, new_tier, reason);
+    PERFORM loyalty.emit_event(member, 'tier.changed',
+        jsonb_build_object('from', v_old::text, 'to', new_tier::text, 'reason', reason));
+    RETURN true;
+END $$;
+COMMENT ON FUNCTION loyalty.tier_change(bigint, loyalty.tier, text, timestamptz) IS
+    'Internal: set the member''s tier (account locked by the caller), write history and the tier.changed event';
+
+-- Internal: called by the C write path after an earn (upgrade) or a refund
+-- (demotion only when the program allows it), with the account locked.
+CREATE FUNCTION loyalty.tier_after_write(member bigint, cause text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_acc loyalty.accounts;
+    v_q loyalty.tier;
+    v_demote boolean;
+BEGIN
+    SELECT * INTO v_acc FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    SELECT p.tier_refund_demotes INTO v_demote FROM loyalty.programs p
+    WHERE p.program_id OPERATOR(pg_catalog.=) v_acc.program_id AND p.tier_metric IS NOT NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    v_q := loyalty.qualified_tier(member);
+    IF v_q IS NOT NULL AND (v_acc.tier IS NULL OR v_q OPERATOR(loyalty.>) v_acc.tier) THEN
+        -- an upgrade never waits, and ends a manual or invitation lock below it
+        RETURN loyalty.tier_change(member, v_q, 'qualified (' || cause || ')');
+    END IF;
+    IF cause = 'refund' AND v_demote AND v_acc.tier IS NOT NULL
+       AND (v_q IS NULL OR v_q OPERATOR(loyalty.<) v_acc.tier)
+       AND (v_acc.tier_locked_until IS NULL OR v_acc.tier_locked_until <= now()) THEN
+        RETURN loyalty.tier_change(member, v_q, 'refund lowered the qualifying metric');
+    END IF;
+    RETURN false;
+END $$;
+COMMENT ON FUNCTION loyalty.tier_after_write(bigint, text) IS
+    'Internal: upgrade at once after an earn; after a refund, demote only if the program says so';
+
+CREATE FUNCTION loyalty.evaluate_tier(member bigint)
+RETURNS TABLE (tier loyalty.tier, qualified_tier loyalty.tier, metric text, value numeric,
+               next_tier loyalty.tier, distance numeric, changed boolean)
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_changed boolean;
+    v_metric text;
+    v_value numeric;
+    v_cur loyalty.tier;
+    v_next record;
+BEGIN
+    PERFORM FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT p.tier_metric INTO v_metric FROM loyalty.members m JOIN loyalty.programs p USING (program_id)
+    WHERE m.member_id OPERATOR(pg_catalog.=) member;
+    IF v_metric IS NULL THEN
+        RAISE EXCEPTION 'the program of member % has no tiers', member USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one with loyalty.set_tier_policy() and loyalty.define_tier().';
+    END IF;
+    v_changed := loyalty.tier_after_write(member, 'evaluation');
+    v_value := loyalty.tier_metric(member);
+    SELECT a.tier INTO v_cur FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    SELECT t.rank, t.name, t.threshold INTO v_next FROM loyalty.tiers t
+    JOIN loyalty.members m ON m.program_id OPERATOR(pg_catalog.=) t.program_id
+    WHERE m.member_id OPERATOR(pg_catalog.=) member AND NOT t.invitation_only
+      AND t.rank OPERATOR(pg_catalog.>) coalesce(loyalty.tier_rank(v_cur), -1)
+    ORDER BY t.rank LIMIT 1;
+    RETURN QUERY SELECT v_cur, loyalty.qualified_tier(member), v_metric, v_value,
+        CASE WHEN v_next.rank IS NOT NULL THEN loyalty.tier(v_next.rank, v_next.name) END,
+        CASE WHEN v_next.rank IS NOT NULL THEN greatest(v_next.threshold OPERATOR(pg_catalog.-) v_value, 0) END,
+        v_changed;
+END $$;
+COMMENT ON FUNCTION loyalty.evaluate_tier(bigint) IS
+    'The member''s tier now, the tier the metric qualifies for, the metric and its value, the next tier and the distance to it; applies an upgrade';
+
+CREATE FUNCTION loyalty.assign_tier(member bigint, tier loyalty.tier, until timestamptz DEFAULT 'infinity', reason text DEFAULT 'assigned')
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF member IS NULL OR tier IS NULL THEN
+        RAISE EXCEPTION 'member and tier must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT EXISTS (SELECT FROM loyalty.tiers t JOIN loyalty.members m ON m.program_id OPERATOR(pg_catalog.=) t.program_id
+                   WHERE m.member_id OPERATOR(pg_catalog.=) member
+                     AND t.rank OPERATOR(pg_catalog.=) loyalty.tier_rank(assign_tier.tier)
+                     AND t.name OPERATOR(pg_catalog.=) loyalty.tier_name(assign_tier.tier)) THEN
+        RAISE EXCEPTION 'tier % is not on the ladder of member %''s program', tier, member
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF until IS NULL OR until <= now() THEN
+        RAISE EXCEPTION 'until must lie in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM loyalty.tier_change(member, tier, coalesce(reason, 'assigned'), until);
+END $$;
+COMMENT ON FUNCTION loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text) IS
+    'Assign a tier by hand (status match, invitation); reviews keep it until the end date';
+
+CREATE FUNCTION loyalty.tier_at(member bigint, at timestamptz)
+RETURNS loyalty.tier
+LANGUAGE sql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h.to_tier FROM loyalty.tier_history h
+    WHERE h.member_id = $1 AND h.changed_at <= $2
+    ORDER BY h.changed_at DESC, h.change_id DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier at a past time (NULL: none then)';
+
+-- Review one member (locking it): downgrade after grace, by the program's rule.
+CREATE FUNCTION loyalty.review_member_tier(member bigint, as_of timestamptz DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_as_of timestamptz := coalesce(as_of, now());
+    v_acc loyalty.accounts;
+    v_p loyalty.programs;
+    v_q loyalty.tier;
+    v_to loyalty.tier;
+BEGIN
+    SELECT * INTO v_acc FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id OPERATOR(pg_catalog.=) v_acc.program_id;
+    IF v_p.tier_metric IS NULL OR v_acc.status OPERATOR(pg_catalog.=) 'closed' THEN
+        RETURN false;
+    END IF;
+    v_q := loyalty.qualified_tier(member, v_as_of);
+    IF v_acc.tier IS NULL OR (v_q IS NOT NULL AND v_q OPERATOR(loyalty.>=) v_acc.tier) THEN
+        IF v_acc.tier_grace_until IS NOT NULL THEN
+            UPDATE loyalty.accounts a SET tier_grace_until = NULL WHERE a.member_id OPERATOR(pg_catalog.=) member;
+        END IF;
+        IF v_q IS NOT NULL AND (v_acc.tier IS NULL OR v_q OPERATOR(loyalty.>) v_acc.tier) THEN
+            RETURN loyalty.tier_change(member, v_q, 'qualified (review)');
+        END IF;
+        RETURN false;
+    END IF;
+    -- below the current tier: respect a manual or invitation lock, then the grace period
+    IF v_acc.tier_locked_until IS NOT NULL AND v_acc.tier_locked_until > v_as_of THEN
+        RETURN false;
+    END IF;
+    IF v_acc.tier_grace_until IS NULL AND v_p.tier_grace > interval '0' THEN
+        UPDATE loyalty.accounts a SET tier_grace_until = v_as_of + v_p.tier_grace
+        WHERE a.member_id OPERATOR(pg_catalog.=) member;
+        RETURN false;
+    END IF;
+    IF v_acc.tier_grace_until IS NOT NULL AND v_acc.tier_grace_until > v_as_of THEN
+        RETURN false;
+    END IF;
+    IF v_p.tier_downgrade OPERATOR(pg_catalog.=) 'to_qualified' THEN
+        v_to := v_q;
+    ELSE
+        SELECT loyalty.tier(t.rank, t.name) INTO v_to FROM loyalty.tiers t
+        WHERE t.program_id OPERATOR(pg_catalog.=) v_acc.program_id AND NOT t.invitation_only
+          AND t.rank OPERATOR(pg_catalog.<) loyalty.tier_rank(v_acc.tier)
+        ORDER BY t.rank DESC LIMIT 1;
+        -- one step down, but never below what the member qualifies for
+        IF v_q IS NOT NULL AND (v_to IS NULL OR v_q OPERATOR(loyalty.>) v_to) THEN
+            v_to := v_q;
+        END IF;
+    END IF;
+    RETURN loyalty.tier_change(member, v_to, 'review: below the threshold');
+END $$;
+COMMENT ON FUNCTION loyalty.review_member_tier(bigint, timestamptz) IS
+    'Review one member''s tier as of a time: upgrade if qualified, start or honour grace, then downgrade by the program''s rule';
+
+CREATE FUNCTION loyalty.review_tiers_batch(program bigint, as_of timestamptz, after_member bigint, batch_size integer)
+RETURNS TABLE (last_member bigint, reviewed bigint, changed bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_m bigint;
+    v_last bigint;
+    v_n bigint := 0;
+    v_c bigint := 0;
+BEGIN
+    FOR v_m IN SELECT a.member_id FROM loyalty.accounts a
+               WHERE a.program_id OPERATOR(pg_catalog.=) program AND a.member_id OPERATOR(pg_catalog.>) after_member
+               ORDER BY a.member_id LIMIT batch_size
+    LOOP
+        IF loyalty.review_member_tier(v_m, as_of) THEN
+            v_c := v_c OPERATOR(pg_catalog.+) 1;
+        END IF;
+        v_n := v_n OPERATOR(pg_catalog.+) 1;
+        v_last := v_m;
+    END LOOP;
+    RETURN QUERY SELECT v_last, v_n, v_c;
+END $$;
+COMMENT ON FUNCTION loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) IS
+    'One step of loyalty.review_tiers: review up to batch_size members after a member id';
+
+-- No SET search_path: the procedure commits (see loyalty.expire_points).
+CREATE PROCEDURE loyalty.review_tiers(program bigint, as_of timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_as_of timestamptz := COALESCE(as_of, pg_catalog.now());
+    v_after bigint := -1;
+    v_step record;
+    v_n bigint := 0;
+    v_c bigint := 0;
+BEGIN
+    IF program IS NULL THEN
+        RAISE EXCEPTION 'program must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        SELECT * INTO v_step FROM loyalty.review_tiers_batch(program, v_as_of, v_after, batch_size);
+        EXIT WHEN v_step.reviewed OPERATOR(pg_catalog.=) 0;
+        v_after := v_step.last_member;
+        v_n := v_n OPERATOR(pg_catalog.+) v_step.reviewed;
+        v_c := v_c OPERATOR(pg_catalog.+) v_step.changed;
+        COMMIT;
+        RAISE NOTICE 'loyalty.review_tiers: % members reviewed, % tiers changed so far', v_n, v_c;
+    END LOOP;
+    RAISE NOTICE 'loyalty.review_tiers: done: % members reviewed, % tiers changed', v_n, v_c;
+END $$;
+COMMENT ON PROCEDURE loyalty.review_tiers(bigint, timestamptz, integer) IS
+    'Batch job: review every member''s tier as of a time (default now), committing every batch_size members and reporting progress; safe to rerun or run concurrently';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.tiers', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.tier_history', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.tier_history_change_id_seq', '');
+
+REVOKE ALL ON FUNCTION loyalty.tiers_bump(),
+    loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean),
+    loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb),
+    loyalty.tier_window_start(bigint, timestamptz),
+    loyalty.tier_metric(bigint, timestamptz),
+    loyalty.qualified_tier(bigint, timestamptz),
+    loyalty.tier_change(bigint, loyalty.tier, text, timestamptz),
+    loyalty.tier_after_write(bigint, text),
+    loyalty.evaluate_tier(bigint),
+    loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text),
+    loyalty.tier_at(bigint, timestamptz),
+    loyalty.review_member_tier(bigint, timestamptz),
+    loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE loyalty.review_tiers(bigint, timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.evaluate_tier(bigint), loyalty.tier_at(bigint, timestamptz),
+    loyalty.tier_metric(bigint, timestamptz), loyalty.qualified_tier(bigint, timestamptz)
+TO loyalty_app, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean),
+    loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb),
+    loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text),
+    loyalty.review_member_tier(bigint, timestamptz),
+    loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer)
+TO loyalty_admin;
+GRANT EXECUTE ON PROCEDURE loyalty.review_tiers(bigint, timestamptz, integer) TO loyalty_admin;
