@@ -35,3 +35,17 @@ SELECT status FROM holds WHERE hold_id = :h;
 SELECT available, held, balance FROM balance(:m1);
 CALL release_expired_holds();
 SELECT count(*) AS violations FROM verify();
+-- tier review: the five members spent 10 400 days ago and 20 today;
+-- evaluating makes them Silver (20 >= 15 over 12 months); as of 13
+-- months from now no purchase is in the window and each falls one step
+SELECT set_tier_policy(:p, 'spend');
+SELECT define_tier(:p, 0, 'Blue', 0), define_tier(:p, 1, 'Silver', 15);
+SELECT e.tier, e.value, count(*) FROM members m, LATERAL evaluate_tier(m.member_id) e
+WHERE m.program_id = :p GROUP BY 1, 2;
+-- two members per batch: three commits, progress reported
+CALL review_tiers(:p, now() + interval '13 months', batch_size => 2);
+SELECT tier, count(*) FROM accounts WHERE program_id = :p GROUP BY tier ORDER BY tier;
+-- a second run changes nothing
+CALL review_tiers(:p, now() + interval '13 months');
+SELECT reason, count(*) FROM tier_history h JOIN members m USING (member_id)
+WHERE m.program_id = :p GROUP BY reason ORDER BY reason;
