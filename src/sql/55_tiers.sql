@@ -349,91 +349,173 @@ AS $$
 $$;
 COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier at a past time (NULL: none then)';
 
--- Review one member (locking it): downgrade after grace, by the program's rule.
-CREATE FUNCTION loyalty.review_member_tier(member bigint, as_of timestamptz DEFAULT NULL)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_as_of timestamptz := coalesce(as_of, now());
-    v_acc loyalty.accounts;
-    v_p loyalty.programs;
-    v_q loyalty.tier;
-    v_to loyalty.tier;
-BEGIN
-    SELECT * INTO v_acc FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id OPERATOR(pg_catalog.=) v_acc.program_id;
-    IF v_p.tier_metric IS NULL OR v_acc.status OPERATOR(pg_catalog.=) 'closed' THEN
-        RETURN false;
-    END IF;
-    v_q := loyalty.qualified_tier(member, v_as_of);
-    IF v_acc.tier IS NULL OR (v_q IS NOT NULL AND v_q OPERATOR(loyalty.>=) v_acc.tier) THEN
-        IF v_acc.tier_grace_until IS NOT NULL THEN
-            UPDATE loyalty.accounts a SET tier_grace_until = NULL WHERE a.member_id OPERATOR(pg_catalog.=) member;
-        END IF;
-        IF v_q IS NOT NULL AND (v_acc.tier IS NULL OR v_q OPERATOR(loyalty.>) v_acc.tier) THEN
-            RETURN loyalty.tier_change(member, v_q, 'qualified (review)');
-        END IF;
-        RETURN false;
-    END IF;
-    -- below the current tier: respect a manual or invitation lock, then the grace period
-    IF v_acc.tier_locked_until IS NOT NULL AND v_acc.tier_locked_until > v_as_of THEN
-        RETURN false;
-    END IF;
-    IF v_acc.tier_grace_until IS NULL AND v_p.tier_grace > interval '0' THEN
-        UPDATE loyalty.accounts a SET tier_grace_until = v_as_of + v_p.tier_grace
-        WHERE a.member_id OPERATOR(pg_catalog.=) member;
-        RETURN false;
-    END IF;
-    IF v_acc.tier_grace_until IS NOT NULL AND v_acc.tier_grace_until > v_as_of THEN
-        RETURN false;
-    END IF;
-    IF v_p.tier_downgrade OPERATOR(pg_catalog.=) 'to_qualified' THEN
-        v_to := v_q;
-    ELSE
-        SELECT loyalty.tier(t.rank, t.name) INTO v_to FROM loyalty.tiers t
-        WHERE t.program_id OPERATOR(pg_catalog.=) v_acc.program_id AND NOT t.invitation_only
-          AND t.rank OPERATOR(pg_catalog.<) loyalty.tier_rank(v_acc.tier)
-        ORDER BY t.rank DESC LIMIT 1;
-        -- one step down, but never below what the member qualifies for
-        IF v_q IS NOT NULL AND (v_to IS NULL OR v_q OPERATOR(loyalty.>) v_to) THEN
-            v_to := v_q;
-        END IF;
-    END IF;
-    RETURN loyalty.tier_change(member, v_to, 'review: below the threshold');
-END $$;
-COMMENT ON FUNCTION loyalty.review_member_tier(bigint, timestamptz) IS
-    'Review one member''s tier as of a time: upgrade if qualified, start or honour grace, then downgrade by the program''s rule';
-
+-- The review, set-based: up to batch_size members of a program after a
+-- member id, locked together (in member_id order), their metric computed in
+-- one query; only members whose tier changes go through tier_change (history
+-- and event).  Returns the last member id reviewed, how many were reviewed
+-- and how many changed tier.
 CREATE FUNCTION loyalty.review_tiers_batch(program bigint, as_of timestamptz, after_member bigint, batch_size integer)
 RETURNS TABLE (last_member bigint, reviewed bigint, changed bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_m bigint;
+    v_p loyalty.programs;
+    v_as_of timestamptz := coalesce(as_of, now());
     v_last bigint;
-    v_n bigint := 0;
+    v_n bigint;
     v_c bigint := 0;
+    r bigint;
 BEGIN
-    FOR v_m IN SELECT a.member_id FROM loyalty.accounts a
-               WHERE a.program_id OPERATOR(pg_catalog.=) program AND a.member_id OPERATOR(pg_catalog.>) after_member
-               ORDER BY a.member_id LIMIT batch_size
-    LOOP
-        IF loyalty.review_member_tier(v_m, as_of) THEN
-            v_c := v_c OPERATOR(pg_catalog.+) 1;
-        END IF;
-        v_n := v_n OPERATOR(pg_catalog.+) 1;
-        v_last := v_m;
-    END LOOP;
+    SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id = program;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_p.tier_metric IS NULL THEN
+        RAISE EXCEPTION 'program % has no tiers', program USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one with loyalty.set_tier_policy() and loyalty.define_tier().';
+    END IF;
+
+    -- the decisions of this batch (a scratch table of the session, gone at commit)
+    IF pg_catalog.to_regclass('pg_temp.loyalty_tier_review') IS NULL THEN
+        CREATE TEMP TABLE loyalty_tier_review (
+            member_id bigint, cur integer, q integer, new_rank integer, grace_until timestamptz, action text
+        ) ON COMMIT DROP;
+    ELSE
+        TRUNCATE loyalty_tier_review;
+    END IF;
+
+    WITH batch AS (
+        SELECT a.member_id, a.tier, a.status, a.tier_locked_until, a.tier_grace_until
+        FROM loyalty.accounts a
+        WHERE a.program_id = program AND a.member_id > after_member
+        ORDER BY a.member_id LIMIT batch_size
+        FOR NO KEY UPDATE OF a
+    ), win AS (
+        SELECT b.*, CASE v_p.tier_window
+            WHEN 'rolling' THEN v_as_of - make_interval(months => v_p.tier_window_months)
+            WHEN 'calendar' THEN
+                ((date_trunc('year', v_as_of AT TIME ZONE v_p.time_zone)
+                  + make_interval(months => ((extract(month FROM v_as_of AT TIME ZONE v_p.time_zone)::integer - 1)
+                                              / v_p.tier_window_months) * v_p.tier_window_months))
+                 AT TIME ZONE v_p.time_zone)
+            ELSE m.joined_at + make_interval(months => v_p.tier_window_months
+                    * floor((extract(year FROM age(v_as_of, m.joined_at)) * 12 + extract(month FROM age(v_as_of, m.joined_at)))
+                            / v_p.tier_window_months)::integer)
+            END AS start
+        FROM batch b JOIN loyalty.members m ON m.member_id = b.member_id
+    ), e AS (
+        SELECT w.member_id, l.occurred_at,
+               coalesce(l.amount, 0) - coalesce(lo.reversed_amount, 0) AS spend,
+               coalesce(lo.original::bigint, 0) - coalesce(lo.reversed::bigint, 0) AS points
+        FROM win w
+        JOIN loyalty.ledger l ON l.member_id = w.member_id AND l.kind = 'earn' AND l.occurred_at <= v_as_of
+             AND (l.occurred_at > w.start OR (v_p.tier_window <> 'rolling' AND l.occurred_at = w.start))
+        LEFT JOIN loyalty.lots lo ON lo.member_id = l.member_id AND lo.lot_id = l.entry_id
+    ), met AS (
+        SELECT w.member_id, CASE v_p.tier_metric
+            WHEN 'spend' THEN coalesce(sum(e.spend), 0)
+            WHEN 'points' THEN coalesce(sum(e.points), 0)
+            ELSE count(DISTINCT (e.occurred_at AT TIME ZONE 'UTC')::date) FILTER (WHERE e.spend > 0)
+            END AS value
+        FROM win w LEFT JOIN e ON e.member_id = w.member_id
+        GROUP BY w.member_id
+    ), d AS (
+        SELECT b.member_id, b.status, b.tier_locked_until, b.tier_grace_until,
+               loyalty.tier_rank(b.tier) AS cur,
+               (SELECT max(t.rank) FROM loyalty.tiers t
+                WHERE t.program_id = program AND NOT t.invitation_only AND t.threshold <= met.value) AS q
+        FROM batch b JOIN met ON met.member_id = b.member_id
+    )
+    INSERT INTO loyalty_tier_review (member_id, cur, q, new_rank, grace_until, action)
+    SELECT d.member_id, d.cur, d.q, x.new_rank, x.grace_until, x.action
+    FROM d, LATERAL (
+        SELECT * FROM (VALUES
+            -- closed members are left alone
+            (d.status = 'closed', NULL::integer, NULL::timestamptz, 'none'),
+            -- qualified for more: up at once; for the same: end any grace
+            (d.q IS NOT NULL AND (d.cur IS NULL OR d.q > d.cur), d.q, NULL, 'change'),
+            (d.cur IS NULL OR (d.q IS NOT NULL AND d.q >= d.cur),
+                NULL, NULL, CASE WHEN d.tier_grace_until IS NOT NULL THEN 'clear_grace' ELSE 'none' END),
+            -- below: a manual or invitation lock holds
+            (d.tier_locked_until > v_as_of, NULL, NULL, 'none'),
+            -- grace starts, or runs
+            (d.tier_grace_until IS NULL AND v_p.tier_grace > interval '0', NULL, v_as_of + v_p.tier_grace, 'start_grace'),
+            (d.tier_grace_until > v_as_of, NULL, NULL, 'none'),
+            -- down: to the qualified tier, or one step (never below the qualified tier)
+            (true,
+                CASE WHEN v_p.tier_downgrade = 'to_qualified' THEN d.q
+                     ELSE greatest(d.q, (SELECT max(t.rank) FROM loyalty.tiers t
+                                         WHERE t.program_id = program AND NOT t.invitation_only AND t.rank < d.cur)) END,
+                NULL, 'change')
+        ) AS v(cond, new_rank, grace_until, action)
+        WHERE v.cond LIMIT 1
+    ) x;
+
+    SELECT count(*), max(t.member_id) INTO v_n, v_last FROM loyalty_tier_review t;
+    UPDATE loyalty.accounts a SET tier_grace_until = t.grace_until
+    FROM loyalty_tier_review t
+    WHERE a.member_id = t.member_id AND t.action IN ('start_grace', 'clear_grace');
+    -- the changes, set-based: accounts, history, and the tier.changed events
+    WITH ch AS (
+        SELECT t.member_id, a.tier AS from_tier,
+               (SELECT loyalty.tier(x.rank, x.name) FROM loyalty.tiers x
+                WHERE x.program_id = program AND x.rank = t.new_rank) AS to_tier,
+               CASE WHEN t.new_rank > coalesce(t.cur, -1) THEN 'qualified (review)'
+                    ELSE 'review: below the threshold' END AS reason
+        FROM loyalty_tier_review t JOIN loyalty.accounts a ON a.member_id = t.member_id
+        WHERE t.action = 'change' AND t.new_rank IS DISTINCT FROM t.cur
+    ), up AS (
+        UPDATE loyalty.accounts a SET tier = ch.to_tier, tier_since = now(), tier_locked_until = NULL,
+            tier_grace_until = NULL, updated_at = now()
+        FROM ch WHERE a.member_id = ch.member_id
+        RETURNING a.member_id
+    ), hist AS (
+        INSERT INTO loyalty.tier_history (member_id, from_tier, to_tier, reason)
+        SELECT ch.member_id, ch.from_tier, ch.to_tier, ch.reason FROM ch
+    ), ev AS (
+        INSERT INTO loyalty.events (member_id, program_id, kind, payload)
+        SELECT ch.member_id, program, 'tier.changed',
+               jsonb_build_object('from', ch.from_tier::text, 'to', ch.to_tier::text, 'reason', ch.reason)
+        FROM ch WHERE 'tier.changed' = ANY (v_p.event_kinds)
+        RETURNING event_id, member_id
+    )
+    SELECT (SELECT count(*) FROM up),
+           (SELECT count(pg_notify('loyalty_events',
+                jsonb_build_object('event_id', ev.event_id, 'member_id', ev.member_id, 'kind', 'tier.changed')::text))
+            FROM ev)
+    INTO v_c, r;
     RETURN QUERY SELECT v_last, v_n, v_c;
 END $$;
 COMMENT ON FUNCTION loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) IS
-    'One step of loyalty.review_tiers: review up to batch_size members after a member id';
+    'One step of loyalty.review_tiers: review up to batch_size members of a program after a member id, set-based';
+
+-- Review one member (locking it): the batch review of just that member.
+CREATE FUNCTION loyalty.review_member_tier(member bigint, as_of timestamptz DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_program bigint;
+    v_metric text;
+    v_changed bigint;
+BEGIN
+    SELECT a.program_id, p.tier_metric INTO v_program, v_metric
+    FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) a.program_id
+    WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_metric IS NULL THEN
+        RETURN false;
+    END IF;
+    SELECT b.changed INTO v_changed
+    FROM loyalty.review_tiers_batch(v_program, as_of, member OPERATOR(pg_catalog.-) 1, 1) b;
+    RETURN v_changed OPERATOR(pg_catalog.>) 0;
+END $$;
+COMMENT ON FUNCTION loyalty.review_member_tier(bigint, timestamptz) IS
+    'Review one member''s tier as of a time: upgrade if qualified, start or honour grace, then downgrade by the program''s rule';
 
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
 CREATE PROCEDURE loyalty.review_tiers(program bigint, as_of timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)

@@ -1,0 +1,120 @@
+#!/bin/bash
+# bench/tier_review.sh: loyalty.review_tiers over BENCH_MEMBERS members
+# against one plain SQL UPDATE computing the same tiers; prints the ratio.
+# See bench/README.md.
+#
+#   pg_virtualenv -t -v 15 bench/tier_review.sh
+#   BENCH_MEMBERS=100000 pg_virtualenv -t -v 15 bench/tier_review.sh   # quicker
+set -euo pipefail
+
+BENCH_MEMBERS=${BENCH_MEMBERS:-1000000}
+BENCH_BATCH=${BENCH_BATCH:-10000}
+BENCH_DB=${BENCH_DB:-loyalty_bench_tiers}
+
+die() { echo "tier_review.sh: $*" >&2; exit 1; }
+for v in BENCH_MEMBERS BENCH_BATCH; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+done
+[[ $BENCH_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DB must be a plain lower-case identifier"
+ADMIN_DB=${PGDATABASE:-postgres}
+[[ $ADMIN_DB == "$BENCH_DB" ]] && ADMIN_DB=postgres
+CREATED=0
+cleanup() {
+    local rc=$?
+    [[ $CREATED == 1 ]] && psql -X -q -d "$ADMIN_DB" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
+    exit $rc
+}
+trap cleanup EXIT
+
+q() { psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" "$@"; }
+q1() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "$1"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+[[ $(psql -X -A -t -d "$ADMIN_DB" -c "SELECT count(*) FROM pg_database WHERE datname = '$BENCH_DB'") == 0 ]] \
+    || die "database $BENCH_DB exists; drop it or set BENCH_DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_DB" -c "CREATE DATABASE $BENCH_DB"
+CREATED=1
+echo "== loyalty tier review benchmark: $BENCH_MEMBERS members, batches of $BENCH_BATCH =="
+q1 "SELECT version()"
+
+t0=$(now)
+# The data is written straight into the tables (as a restore would), in a
+# state loyalty.verify() accepts: 1..5 purchases per member over 20 months,
+# each with its lot.  Members start at the tier of their purchases 20 months
+# ago... simply: everybody starts Gold, so the review has work to do.
+q -o /dev/null -v members="$BENCH_MEMBERS" <<'SQL'
+CREATE EXTENSION loyalty;
+SELECT loyalty.create_program('bench') AS p \gset
+UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :p;
+SELECT loyalty.set_tier_policy(:p, 'spend', downgrade => 'to_qualified');
+SELECT loyalty.define_tier(:p, 0, 'Blue', 0), loyalty.define_tier(:p, 1, 'Silver', 300),
+       loyalty.define_tier(:p, 2, 'Gold', 800);
+ALTER TABLE loyalty.ledger DISABLE TRIGGER USER;
+INSERT INTO loyalty.members (member_id, program_id, joined_at, source_channel)
+OVERRIDING SYSTEM VALUE SELECT g, :p, now() - interval '2 years', 'bench' FROM generate_series(1, :members) g;
+INSERT INTO loyalty.identities (program_id, channel, external_id, member_id)
+SELECT :p, 'bench', g::text, g FROM generate_series(1, :members) g;
+CREATE TEMP TABLE buys AS
+SELECT m AS member_id, k, (50 + (m * 7 + k * 13) % 400)::numeric AS amount,
+       now() - make_interval(days => ((m * 31 + k * 97) % 600)) AS at
+FROM generate_series(1, :members) m, generate_series(1, 1 + m % 5) k;
+INSERT INTO loyalty.ledger (member_id, entry_id, program_id, kind, points, amount, reference, occurred_at)
+OVERRIDING SYSTEM VALUE
+SELECT member_id, member_id * 10 + k, :p, 'earn', floor(amount)::bigint::loyalty.points, amount, 'b' || k, at FROM buys;
+INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at)
+SELECT member_id, member_id * 10 + k, member_id * 10 + k, floor(amount)::bigint::loyalty.points,
+       floor(amount)::bigint::loyalty.points, at FROM buys;
+INSERT INTO loyalty.accounts (member_id, program_id, balance, lifetime_earned, first_purchase_at, last_purchase_at,
+                              purchase_count, purchase_days, purchase_amount, tier, tier_since)
+SELECT member_id, :p, sum(floor(amount))::bigint::loyalty.points, sum(floor(amount))::bigint::loyalty.points,
+       min(at), max(at), count(*), count(DISTINCT at::date), sum(amount), '2:Gold', now() - interval '1 year'
+FROM buys GROUP BY member_id;
+ALTER TABLE loyalty.ledger ENABLE TRIGGER USER;
+SELECT setval('loyalty.ledger_entry_id_seq', (SELECT max(entry_id) FROM loyalty.ledger));
+SELECT setval('loyalty.members_member_id_seq', :members);
+SQL
+q -c "VACUUM ANALYZE" -c "CHECKPOINT"
+rows=$(q1 "SELECT count(*) FROM loyalty.ledger")
+echo "setup: $(secs "$t0" "$(now)")s ($BENCH_MEMBERS members, $rows ledger rows, every member Gold)"
+[[ $(q1 "SELECT count(*) FROM loyalty.verify()") == 0 ]] || die "generated data does not verify"
+
+# the reference: the qualified tier of every member in one statement
+# (no history, events, grace or locks), into a scratch table
+t0=$(now)
+q <<'SQL'
+CREATE UNLOGGED TABLE plain_tiers AS SELECT member_id, tier FROM loyalty.accounts;
+ALTER TABLE plain_tiers ADD PRIMARY KEY (member_id);
+SQL
+t1=$(now)
+q <<'SQL'
+UPDATE plain_tiers pt SET tier = q.tier
+FROM (
+    SELECT a.member_id,
+           (SELECT loyalty.tier(t.rank, t.name) FROM loyalty.tiers t
+            WHERE t.program_id = a.program_id AND t.threshold <= coalesce(s.spend, 0)
+            ORDER BY t.rank DESC LIMIT 1) AS tier
+    FROM loyalty.accounts a
+    LEFT JOIN (SELECT l.member_id, sum(l.amount - coalesce(lo.reversed_amount, 0)) AS spend
+               FROM loyalty.ledger l
+               LEFT JOIN loyalty.lots lo ON lo.member_id = l.member_id AND lo.lot_id = l.entry_id
+               WHERE l.kind = 'earn' AND l.occurred_at > now() - interval '12 months'
+               GROUP BY l.member_id) s ON s.member_id = a.member_id
+) q
+WHERE pt.member_id = q.member_id AND pt.tier::text IS DISTINCT FROM q.tier::text;
+SQL
+T_SQL=$(secs "$t1" "$(now)")
+echo "  plain SQL UPDATE         ${T_SQL}s"
+
+t0=$(now)
+q -c "CALL loyalty.review_tiers(1, now(), $BENCH_BATCH)" 2>&1 | tail -1
+T_REVIEW=$(secs "$t0" "$(now)")
+echo "  loyalty.review_tiers     ${T_REVIEW}s"
+
+diff=$(q1 "SELECT count(*) FROM loyalty.accounts a JOIN plain_tiers p USING (member_id) WHERE a.tier::text IS DISTINCT FROM p.tier::text")
+changed=$(q1 "SELECT count(*) FROM loyalty.tier_history")
+echo "tiers changed: $changed; members whose tier differs between the two: $diff"
+[[ $diff == 0 ]] || die "the review and the plain SQL disagree"
+awk -v r="$T_REVIEW" -v s="$T_SQL" -v n="$BENCH_MEMBERS" 'BEGIN {
+    printf "ratio review_tiers/plain SQL (time): %.2f\n", r / s;
+    printf "members per second: review_tiers %.0f, plain SQL %.0f\n", n / r, n / s }'
