@@ -385,12 +385,18 @@ BEGIN
         TRUNCATE loyalty_tier_review;
     END IF;
 
+    -- Lock the batch first, in its own statement: the next statement then
+    -- reads with a snapshot taken after the locks were granted, so it sees
+    -- what a concurrent earn committed while the review waited for it.
+    INSERT INTO loyalty_tier_review (member_id)
+    SELECT a.member_id FROM loyalty.accounts a
+    WHERE a.program_id = program AND a.member_id > after_member
+    ORDER BY a.member_id LIMIT batch_size
+    FOR NO KEY UPDATE OF a;
+
     WITH batch AS (
         SELECT a.member_id, a.tier, a.status, a.tier_locked_until, a.tier_grace_until
-        FROM loyalty.accounts a
-        WHERE a.program_id = program AND a.member_id > after_member
-        ORDER BY a.member_id LIMIT batch_size
-        FOR NO KEY UPDATE OF a
+        FROM loyalty.accounts a JOIN loyalty_tier_review t ON t.member_id = a.member_id
     ), win AS (
         SELECT b.*, CASE v_p.tier_window
             WHEN 'rolling' THEN v_as_of - make_interval(months => v_p.tier_window_months)
@@ -427,7 +433,7 @@ BEGIN
                 WHERE t.program_id = program AND NOT t.invitation_only AND t.threshold <= met.value) AS q
         FROM batch b JOIN met ON met.member_id = b.member_id
     )
-    INSERT INTO loyalty_tier_review (member_id, cur, q, new_rank, grace_until, action)
+    , res AS (
     SELECT d.member_id, d.cur, d.q, x.new_rank, x.grace_until, x.action
     FROM d, LATERAL (
         SELECT * FROM (VALUES
@@ -450,7 +456,11 @@ BEGIN
                 NULL, 'change')
         ) AS v(cond, new_rank, grace_until, action)
         WHERE v.cond LIMIT 1
-    ) x;
+    ) x
+    )
+    UPDATE loyalty_tier_review t SET cur = res.cur, q = res.q, new_rank = res.new_rank,
+        grace_until = res.grace_until, action = res.action
+    FROM res WHERE t.member_id = res.member_id;
 
     SELECT count(*), max(t.member_id) INTO v_n, v_last FROM loyalty_tier_review t;
     UPDATE loyalty.accounts a SET tier_grace_until = t.grace_until
