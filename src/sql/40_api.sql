@@ -79,7 +79,8 @@ CREATE FUNCTION loyalty.enroll(
     joined_at       timestamptz DEFAULT NULL,
     source_channel  text DEFAULT NULL,
     region          text DEFAULT NULL,
-    birthday        date DEFAULT NULL)
+    birthday        date DEFAULT NULL,
+    referral_code   text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -131,10 +132,13 @@ BEGIN
     PERFORM loyalty.emit_event(v_id, 'member.enrolled',
         pg_catalog.jsonb_build_object('channel', channel, 'external_id', external_id,
                                       'source_channel', coalesce(source_channel, channel)));
+    IF referral_code IS NOT NULL THEN
+        PERFORM loyalty.refer(v_id, referral_code);   -- a refused code fails the enrolment (LY020)
+    END IF;
     RETURN v_id;
 END $$;
-COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, date) IS
-    'Enrol a member under a channel identity; enrolling an existing identity returns the same member (also when two channels race)';
+COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, date, text) IS
+    'Enrol a member under a channel identity (optionally with a referral code); enrolling an existing identity returns the same member (also when two channels race)';
 
 CREATE FUNCTION loyalty.member_id(program bigint, channel text, external_id text)
 RETURNS bigint

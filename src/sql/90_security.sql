@@ -15,7 +15,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA loyalty FROM PUBLIC;
 -- API functions: nobody by default...
 REVOKE ALL ON FUNCTION
     loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval),
-    loyalty.enroll(bigint, text, text, timestamptz, text, text, date),
+    loyalty.enroll(bigint, text, text, timestamptz, text, text, date, text),
     loyalty.member_id(bigint, text, text),
     loyalty.link_identity(bigint, text, text),
     loyalty.set_member_status(bigint, text),
@@ -43,7 +43,7 @@ REVOKE ALL ON PROCEDURE loyalty.expire_points(timestamptz, integer),
 
 -- ...the channels' API to the application role...
 GRANT EXECUTE ON FUNCTION
-    loyalty.enroll(bigint, text, text, timestamptz, text, text, date),
+    loyalty.enroll(bigint, text, text, timestamptz, text, text, date, text),
     loyalty.member_id(bigint, text, text),
     loyalty.link_identity(bigint, text, text),
     loyalty.earn(bigint, numeric, text, text, text, timestamptz, jsonb, text),
