@@ -1,7 +1,7 @@
 -- Earning rules (src/rules.c): every rule kind, conditions, stacking, stop,
 -- order lines, explanation, preview, cache invalidation; activities and caps.
 BEGIN;
-SELECT plan(45);
+SELECT plan(48);
 
 SELECT loyalty.create_program('rules', earn_rate => 1) AS p \gset
 UPDATE loyalty.programs SET time_zone = 'Europe/Paris' WHERE program_id = :p;
@@ -123,13 +123,20 @@ SELECT loyalty.set_activity_rule(:p, 'review', '20', cap_per_day => 2, cap_lifet
 SELECT is(loyalty.record_activity(:m3, 'review')::bigint, 20::bigint, 'a review earns 20');
 SELECT is(loyalty.record_activity(:m3, 'review')::bigint, 20::bigint, 'a second one too');
 SELECT is(loyalty.record_activity(:m3, 'review')::bigint, 0::bigint, 'the third one today is capped');
+SELECT loyalty.set_activity_rule(:p, 'survey', '5', cap_per_week => 1);
+SELECT is(loyalty.record_activity(:m2, 'survey')::bigint + loyalty.record_activity(:m2, 'survey')::bigint, 5::bigint,
+          'a weekly cap of 1 pays the first survey of the week only');
+SELECT loyalty.set_activity_rule(:p, 'custom:quiz', '3', cap_per_month => 2);
+SELECT is(loyalty.record_activity(:m2, 'custom:quiz')::bigint + loyalty.record_activity(:m2, 'custom:quiz')::bigint
+          + loyalty.record_activity(:m2, 'custom:quiz')::bigint, 6::bigint, 'a monthly cap of 2 pays two quizzes');
+SELECT throws_ok(format($$SELECT loyalty.set_activity_rule(%s, 'dance', '3')$$, :p), '22023', NULL, 'an unknown activity kind is refused');
 SELECT loyalty.set_activity_rule(:p, 'signup', '50', budget => '60');
 SELECT is(loyalty.record_activity(:m, 'signup')::bigint + loyalty.record_activity(:m2, 'signup')::bigint, 50::bigint,
           'the program budget pays the first signup and refuses the second');
 SELECT results_eq('SELECT outcome, count(*) FROM loyalty.activities GROUP BY 1 ORDER BY 1',
-                  $$VALUES ('awarded', 3::bigint), ('budget_exhausted', 1::bigint), ('capped', 1::bigint)$$,
+                  $$VALUES ('awarded', 6::bigint), ('budget_exhausted', 1::bigint), ('capped', 3::bigint)$$,
                   'every activity outcome is recorded');
-SELECT throws_ok(format($$SELECT loyalty.record_activity(%s, 'survey')$$, :m), '22023', NULL, 'an activity without a rule is refused');
+SELECT throws_ok(format($$SELECT loyalty.record_activity(%s, 'app_download')$$, :m), '22023', NULL, 'an activity without a rule is refused');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
 SELECT * FROM finish();

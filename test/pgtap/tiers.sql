@@ -3,7 +3,7 @@
 -- multipliers, history and tier_at.
 BEGIN;
 SET LOCAL search_path = public, loyalty;   -- pgTAP compares tiers with the tier operators
-SELECT plan(39);
+SELECT plan(40);
 
 SELECT loyalty.create_program('tiers') AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -87,6 +87,15 @@ SELECT is((SELECT tier FROM loyalty.accounts WHERE member_id = :f), '1:Silver'::
 UPDATE loyalty.programs SET tier_refund_demotes = true WHERE program_id = :p;
 SELECT loyalty.reverse(:f, :fe, amount => 10);
 SELECT is((SELECT tier FROM loyalty.accounts WHERE member_id = :f), '0:Blue'::loyalty.tier, 'with refund_demotes a refund demotes at once');
+
+-- an upgrade through the channel trigger, in the sale's transaction ------------------
+SELECT loyalty.enroll(:p, 'web', 't-5') AS o \gset
+CREATE TEMP TABLE orders (id bigint, member bigint, total numeric, status text);
+CREATE TRIGGER orders_loyalty AFTER INSERT OR UPDATE OR DELETE ON orders
+    FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('member', 'total', 'id', 'status');
+INSERT INTO orders VALUES (1, :o, 120, 'paid');
+SELECT is((SELECT tier FROM loyalty.accounts WHERE member_id = :o), '1:Silver'::loyalty.tier,
+          'an order inserted through the channel trigger upgrades at once');
 
 -- other metrics and windows ----------------------------------------------------------
 SELECT loyalty.create_program('visits') AS v \gset
