@@ -1045,23 +1045,35 @@ ReleaseExpiredHolds(Member *m)
 	}
 }
 
-/* Refuse NaN, infinite, zero and negative money amounts. */
+/*
+ * Refuse NaN, infinite and negative money amounts, and zero unless
+ * allow_zero (a purchase paid in full by a coupon is still a purchase: it
+ * earns nothing but counts as a visit; a refund of nothing is no refund).
+ */
 static Numeric
-PositiveAmount(FunctionCallInfo fcinfo, int argno, const char *name)
+CheckAmount(FunctionCallInfo fcinfo, int argno, const char *name, bool allow_zero)
 {
 	Numeric		amount;
+	int			sign;
 
 	RequireArg(fcinfo, argno, name);
 	amount = PG_GETARG_NUMERIC(argno);
-	if (numeric_is_nan(amount) || numeric_is_inf(amount) ||
+	sign = numeric_is_nan(amount) ? 0 :
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
-										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+										  NumericGetDatum(int64_to_numeric(0))));
+	if (numeric_is_nan(amount) || numeric_is_inf(amount) || sign < 0 || (sign == 0 && !allow_zero))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a positive, finite number", name),
+				 errmsg(allow_zero ? "%s must be a finite number, not negative" : "%s must be a positive, finite number", name),
 				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
 				 errhint("Refunds are loyalty.reverse() calls, not negative amounts.")));
 	return amount;
+}
+
+static Numeric
+PositiveAmount(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	return CheckAmount(fcinfo, argno, name, false);
 }
 
 /* Open SPI; every entry point pairs it with SPI_finish. */
@@ -1145,7 +1157,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(6))
 		lines = PG_GETARG_JSONB_P(6);
 	if (!PG_ARGISNULL(1) || lines == NULL)
-		amount = PositiveAmount(fcinfo, 1, "amount");
+		amount = CheckAmount(fcinfo, 1, "amount", true);
 	e.channel = OptText(fcinfo, 2);
 	e.reference = OptText(fcinfo, 3);
 	e.idem_key = OptText(fcinfo, 4);
@@ -1209,7 +1221,7 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		lines = PG_GETARG_JSONB_P(2);
 	if (!PG_ARGISNULL(1) || lines == NULL)
-		amount = PositiveAmount(fcinfo, 1, "amount");
+		amount = CheckAmount(fcinfo, 1, "amount", true);
 	Connect();
 	LoadMember(S_PEEK, member_id, &m, false);
 	at = OccurredAt(fcinfo, 5, &m);

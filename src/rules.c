@@ -550,10 +550,6 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 				 errmsg("amount %s does not match the sum of the order lines %s",
 						num_str(ctx->amount), num_str(total_amount)),
 				 errhint("Pass the lines alone (amount NULL), or an amount equal to their sum.")));
-	if (num_cmp(total_amount, num_const(0)) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a purchase must have a positive amount")));
 	*base_amount = total_amount;
 
 	lt = local_time(ctx->occurred_at, ctx->time_zone);

@@ -268,7 +268,7 @@ read_row(OrderConfig *c, Relation rel, HeapTuple tup)
 		!in_list(c->cancel, c->ncancel, r.status) &&
 		(c->nearn == 0 || in_list(c->earn, c->nearn, r.status)) &&
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(r.amount),
-										  NumericGetDatum(int64_to_numeric(0)))) > 0;
+										  NumericGetDatum(int64_to_numeric(0)))) >= 0;
 	return r;
 }
 

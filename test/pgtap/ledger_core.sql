@@ -2,7 +2,7 @@
 -- pending and expiry, holds, reversals, idempotency, merge, verify, roles.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(91);
+SELECT plan(93);
 
 -- programs ------------------------------------------------------------------
 SELECT throws_ok($$SELECT loyalty.create_program('')$$, '22023', NULL, 'empty program name refused');
@@ -44,6 +44,9 @@ SELECT is((SELECT purchase_count FROM loyalty.accounts WHERE member_id = pg_temp
           '... but still counts as a purchase');
 SELECT is((SELECT purchase_days FROM loyalty.accounts WHERE member_id = pg_temp.id('r')), 1::bigint,
           'two purchases on one day are one purchase day');
+SELECT is(loyalty.earn(pg_temp.id('r'), 0)::bigint, 0::bigint, 'a zero-amount purchase (a free order) earns nothing...');
+SELECT is((SELECT purchase_count FROM loyalty.accounts WHERE member_id = pg_temp.id('r')), 3::bigint,
+          '... but counts as a purchase');
 -- purchase days, back-dated: before the first day, on it, between first and last
 SELECT loyalty.earn(pg_temp.id('r'), 1, occurred_at => date_trunc('day', now(), 'UTC') - interval '10 days' + interval '1 hour');
 SELECT loyalty.earn(pg_temp.id('r'), 1, occurred_at => date_trunc('day', now(), 'UTC') - interval '10 days' + interval '23 hours');
@@ -55,7 +58,7 @@ SELECT is((SELECT purchase_days FROM loyalty.accounts WHERE member_id = pg_temp.
           'a day between the first and last purchase is found in the ledger, and counted once');
 
 CREATE TEMP TABLE n AS SELECT count(*) AS c FROM loyalty.ledger;
-SELECT throws_ok(format('SELECT loyalty.earn(%s, 0)', pg_temp.id('a')), '22023', NULL, 'zero amount refused');
+SELECT throws_ok(format($$SELECT loyalty.reverse(%s, 1, amount => 0)$$, pg_temp.id('a')), '22023', NULL, 'a refund of zero is refused');
 SELECT throws_ok(format('SELECT loyalty.earn(%s, -5)', pg_temp.id('a')), '22023', NULL, 'negative amount refused');
 SELECT throws_ok(format($$SELECT loyalty.earn(%s, 'NaN')$$, pg_temp.id('a')), '22023', NULL, 'NaN amount refused');
 SELECT throws_ok(format($$SELECT loyalty.earn(%s, 'Infinity')$$, pg_temp.id('a')), '22023', NULL, 'infinite amount refused');

@@ -1,0 +1,730 @@
+/*
+ * btyd.c
+ *		Buy-till-you-die models in C: BG/NBD (Fader, Hardie & Lee 2005) and
+ *		Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV"), fitted by
+ *		maximum likelihood, and the per-customer expectations built on them.
+ *
+ * The fits are aggregates: loyalty.bgnbd_fit(x, t_x, T) and
+ * loyalty.gamma_gamma_fit(x, m_x) collect the customers (identical rows are
+ * merged, so the state stays small) and the final function maximises the
+ * log-likelihood with Nelder-Mead on the logarithms of the parameters,
+ * restarted until it no longer improves.  A fit that the data cannot
+ * identify fails with SQLSTATE LY030 instead of returning numbers.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "loyalty.h"
+
+PG_FUNCTION_INFO_V1(btyd_bgnbd_trans);
+PG_FUNCTION_INFO_V1(btyd_gg_trans);
+PG_FUNCTION_INFO_V1(btyd_combine);
+PG_FUNCTION_INFO_V1(btyd_serialize);
+PG_FUNCTION_INFO_V1(btyd_deserialize);
+PG_FUNCTION_INFO_V1(btyd_bgnbd_final);
+PG_FUNCTION_INFO_V1(btyd_gg_final);
+PG_FUNCTION_INFO_V1(btyd_bgnbd_loglik);
+PG_FUNCTION_INFO_V1(btyd_bgnbd_expected);
+PG_FUNCTION_INFO_V1(btyd_bgnbd_p_alive);
+PG_FUNCTION_INFO_V1(btyd_gg_expected);
+
+#define ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED MAKE_SQLSTATE('L','Y','0','3','0')
+
+/* One distinct customer summary and how many customers share it. */
+typedef struct Obs
+{
+	double		a;				/* x */
+	double		b;				/* t_x (BG/NBD) or m_x (Gamma-Gamma) */
+	double		c;				/* T (BG/NBD) */
+	double		n;				/* weight */
+} Obs;
+
+typedef struct BtydState
+{
+	int			nobs;
+	int			cap;
+	Obs		   *obs;
+	double		total;			/* customers */
+	double		repeaters;		/* customers with x > 0 */
+} BtydState;
+
+static BtydState *
+state_new(MemoryContext cxt)
+{
+	BtydState  *s = MemoryContextAllocZero(cxt, sizeof(BtydState));
+
+	s->cap = 64;
+	s->obs = MemoryContextAlloc(cxt, sizeof(Obs) * s->cap);
+	return s;
+}
+
+/*
+ * Add a row.  Rows are appended; the final function sorts and merges them,
+ * and so does a state that grows past its capacity, so repeated summaries
+ * (most customers of a cohort share small x) cost no memory.
+ */
+static int
+obs_cmp(const void *p, const void *q)
+{
+	const Obs  *x = p,
+			   *y = q;
+
+	if (x->a != y->a)
+		return x->a < y->a ? -1 : 1;
+	if (x->b != y->b)
+		return x->b < y->b ? -1 : 1;
+	if (x->c != y->c)
+		return x->c < y->c ? -1 : 1;
+	return 0;
+}
+
+static void
+state_compact(BtydState *s)
+{
+	int			i,
+				j = 0;
+
+	if (s->nobs < 2)
+		return;
+	qsort(s->obs, s->nobs, sizeof(Obs), obs_cmp);
+	for (i = 1; i < s->nobs; i++)
+	{
+		if (obs_cmp(&s->obs[j], &s->obs[i]) == 0)
+			s->obs[j].n += s->obs[i].n;
+		else
+			s->obs[++j] = s->obs[i];
+	}
+	s->nobs = j + 1;
+}
+
+static void
+state_add(BtydState *s, MemoryContext cxt, double a, double b, double c, double n)
+{
+	if (s->nobs == s->cap)
+	{
+		state_compact(s);
+		if (s->nobs > s->cap / 2)
+		{
+			s->cap *= 2;
+			s->obs = repalloc(s->obs, sizeof(Obs) * s->cap);
+		}
+	}
+	s->obs[s->nobs].a = a;
+	s->obs[s->nobs].b = b;
+	s->obs[s->nobs].c = c;
+	s->obs[s->nobs].n = n;
+	s->nobs++;
+	s->total += n;
+	if (a > 0)
+		s->repeaters += n;
+	(void) cxt;
+}
+
+static double
+arg_double(FunctionCallInfo fcinfo, int i, const char *name)
+{
+	double		v = PG_GETARG_FLOAT8(i);
+
+	if (isnan(v) || isinf(v) || v < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite number, not negative, got %g", name, v)));
+	return v;
+}
+
+Datum
+btyd_bgnbd_trans(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt;
+	BtydState  *s;
+	double		x,
+				tx,
+				T;
+
+	if (!AggCheckCallContext(fcinfo, &cxt))
+		elog(ERROR, "btyd_bgnbd_trans called in non-aggregate context");
+	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_POINTER(s);	/* like other aggregates, rows with NULLs are skipped */
+	x = arg_double(fcinfo, 1, "x");
+	tx = arg_double(fcinfo, 2, "t_x");
+	T = arg_double(fcinfo, 3, "T");
+	if (x != floor(x))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("x (repeat purchases) must be a whole number, got %g", x)));
+	if (tx > T || (x == 0 && tx != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("inconsistent customer summary: x = %g, t_x = %g, T = %g", x, tx, T),
+				 errdetail("t_x (time of the last repeat purchase) lies between 0 and T, and is 0 when x = 0.")));
+	state_add(s, cxt, x, tx, T, 1);
+	PG_RETURN_POINTER(s);
+}
+
+Datum
+btyd_gg_trans(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt;
+	BtydState  *s;
+	double		x,
+				m;
+
+	if (!AggCheckCallContext(fcinfo, &cxt))
+		elog(ERROR, "btyd_gg_trans called in non-aggregate context");
+	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_POINTER(s);
+	x = arg_double(fcinfo, 1, "x");
+	m = arg_double(fcinfo, 2, "m_x");
+	/* Gamma-Gamma is fitted on repeat customers with a positive mean spend */
+	if (x >= 1 && m > 0)
+		state_add(s, cxt, x, m, 0, 1);
+	PG_RETURN_POINTER(s);
+}
+
+Datum
+btyd_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt;
+	BtydState  *a,
+			   *b;
+	int			i;
+
+	if (!AggCheckCallContext(fcinfo, &cxt))
+		elog(ERROR, "btyd_combine called in non-aggregate context");
+	a = PG_ARGISNULL(0) ? NULL : (BtydState *) PG_GETARG_POINTER(0);
+	b = PG_ARGISNULL(1) ? NULL : (BtydState *) PG_GETARG_POINTER(1);
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+		a = state_new(cxt);
+	for (i = 0; i < b->nobs; i++)
+		state_add(a, cxt, b->obs[i].a, b->obs[i].b, b->obs[i].c, b->obs[i].n);
+	PG_RETURN_POINTER(a);
+}
+
+Datum
+btyd_serialize(PG_FUNCTION_ARGS)
+{
+	BtydState  *s = (BtydState *) PG_GETARG_POINTER(0);
+	Size		len;
+	bytea	   *out;
+
+	state_compact(s);
+	len = sizeof(int32) + sizeof(Obs) * s->nobs;
+	out = palloc(VARHDRSZ + len);
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), &s->nobs, sizeof(int32));
+	memcpy(VARDATA(out) + sizeof(int32), s->obs, sizeof(Obs) * s->nobs);
+	PG_RETURN_BYTEA_P(out);
+}
+
+Datum
+btyd_deserialize(PG_FUNCTION_ARGS)
+{
+	bytea	   *in = PG_GETARG_BYTEA_PP(0);
+	MemoryContext cxt;
+	BtydState  *s;
+	int32		n;
+	int			i;
+	const char *p = VARDATA_ANY(in);
+
+	if (!AggCheckCallContext(fcinfo, &cxt))
+		elog(ERROR, "btyd_deserialize called in non-aggregate context");
+	if (VARSIZE_ANY_EXHDR(in) < sizeof(int32))
+		elog(ERROR, "loyalty: corrupt model state");
+	memcpy(&n, p, sizeof(int32));
+	if (n < 0 || VARSIZE_ANY_EXHDR(in) != sizeof(int32) + sizeof(Obs) * (Size) n)
+		elog(ERROR, "loyalty: corrupt model state");
+	s = state_new(cxt);
+	for (i = 0; i < n; i++)
+	{
+		Obs			o;
+
+		memcpy(&o, p + sizeof(int32) + sizeof(Obs) * i, sizeof(Obs));
+		state_add(s, cxt, o.a, o.b, o.c, o.n);
+	}
+	PG_RETURN_POINTER(s);
+}
+
+/* log Beta function */
+static double
+lbeta(double a, double b)
+{
+	return lgamma(a) + lgamma(b) - lgamma(a + b);
+}
+
+/* BG/NBD log-likelihood of one customer (Fader, Hardie & Lee 2005, eq. 6). */
+static double
+bgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	double		A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
+	double		A2 = lbeta(a, b + x) - lbeta(a, b);
+	double		A3 = -(r + x) * log(alpha + T);
+
+	if (x > 0)
+	{
+		double		A4 = log(a) - log(b + x - 1) - (r + x) * log(alpha + tx);
+		double		mx = Max(A3, A4);
+
+		return A1 + A2 + mx + log(exp(A3 - mx) + exp(A4 - mx));
+	}
+	return A1 + A2 + A3;
+}
+
+static double
+bgnbd_ll(BtydState *s, const double *p)
+{
+	double		ll = 0;
+	int			i;
+
+	for (i = 0; i < s->nobs; i++)
+		ll += s->obs[i].n * bgnbd_ll1(p[0], p[1], p[2], p[3], s->obs[i].a, s->obs[i].b, s->obs[i].c);
+	return ll;
+}
+
+/* Gamma-Gamma log-likelihood of one customer with x repeat purchases of mean m. */
+static double
+gg_ll1(double pp, double q, double g, double x, double m)
+{
+	return lgamma(pp * x + q) - lgamma(pp * x) - lgamma(q) + q * log(g)
+		+ (pp * x - 1) * log(m) + pp * x * log(x) - (pp * x + q) * log(g + m * x);
+}
+
+static double
+gg_ll(BtydState *s, const double *p)
+{
+	double		ll = 0;
+	int			i;
+
+	for (i = 0; i < s->nobs; i++)
+		ll += s->obs[i].n * gg_ll1(p[0], p[1], p[2], s->obs[i].a, s->obs[i].b);
+	return ll;
+}
+
+typedef double (*LogLik) (BtydState *s, const double *p);
+
+/* -LL at exp(logp); +inf when not finite, so the simplex steers away. */
+static double
+objective(LogLik f, BtydState *s, const double *logp, int k)
+{
+	double		p[4];
+	double		v;
+	int			i;
+
+	for (i = 0; i < k; i++)
+	{
+		if (logp[i] > 30 || logp[i] < -30)
+			return INFINITY;
+		p[i] = exp(logp[i]);
+	}
+	v = -f(s, p);
+	return isfinite(v) ? v : INFINITY;
+}
+
+/*
+ * Nelder-Mead on k <= 4 log-parameters from `start`; returns the minimum and
+ * leaves the best point in `start`.  Restarted by the caller until it stops
+ * improving, the usual cure for a collapsed simplex.
+ */
+static double
+nelder_mead(LogLik f, BtydState *s, double *start, int k, int max_iter)
+{
+	double		x[5][4];
+	double		fx[5];
+	int			i,
+				j,
+				it;
+
+	for (i = 0; i <= k; i++)
+	{
+		for (j = 0; j < k; j++)
+			x[i][j] = start[j] + (i == j + 1 ? 0.5 : 0);
+		fx[i] = objective(f, s, x[i], k);
+	}
+	for (it = 0; it < max_iter; it++)
+	{
+		int			lo = 0,
+					hi = 0,
+					nh = 0;
+		double		c[4],
+					xr[4],
+					xe[4],
+					xc[4];
+		double		fr,
+					fe,
+					fc;
+
+		CHECK_FOR_INTERRUPTS();
+		for (i = 1; i <= k; i++)
+		{
+			if (fx[i] < fx[lo])
+				lo = i;
+			if (fx[i] > fx[hi])
+				hi = i;
+		}
+		nh = lo;
+		for (i = 0; i <= k; i++)
+			if (i != hi && fx[i] > fx[nh])
+				nh = i;
+		if (fabs(fx[hi] - fx[lo]) <= 1e-12 * (fabs(fx[lo]) + 1e-12))
+		{
+			double		spread = 0;
+
+			for (i = 0; i <= k; i++)
+				for (j = 0; j < k; j++)
+					spread = Max(spread, fabs(x[i][j] - x[lo][j]));
+			if (spread < 1e-9)
+				break;
+		}
+		for (j = 0; j < k; j++)
+		{
+			c[j] = 0;
+			for (i = 0; i <= k; i++)
+				if (i != hi)
+					c[j] += x[i][j];
+			c[j] /= k;
+			xr[j] = c[j] + (c[j] - x[hi][j]);
+		}
+		fr = objective(f, s, xr, k);
+		if (fr < fx[lo])
+		{
+			for (j = 0; j < k; j++)
+				xe[j] = c[j] + 2 * (c[j] - x[hi][j]);
+			fe = objective(f, s, xe, k);
+			if (fe < fr)
+			{
+				memcpy(x[hi], xe, sizeof(double) * k);
+				fx[hi] = fe;
+			}
+			else
+			{
+				memcpy(x[hi], xr, sizeof(double) * k);
+				fx[hi] = fr;
+			}
+			continue;
+		}
+		if (fr < fx[nh])
+		{
+			memcpy(x[hi], xr, sizeof(double) * k);
+			fx[hi] = fr;
+			continue;
+		}
+		for (j = 0; j < k; j++)
+			xc[j] = fr < fx[hi] ? c[j] + 0.5 * (xr[j] - c[j]) : c[j] + 0.5 * (x[hi][j] - c[j]);
+		fc = objective(f, s, xc, k);
+		if (fc < Min(fr, fx[hi]))
+		{
+			memcpy(x[hi], xc, sizeof(double) * k);
+			fx[hi] = fc;
+			continue;
+		}
+		/* shrink towards the best point */
+		for (i = 0; i <= k; i++)
+		{
+			if (i == lo)
+				continue;
+			for (j = 0; j < k; j++)
+				x[i][j] = x[lo][j] + 0.5 * (x[i][j] - x[lo][j]);
+			fx[i] = objective(f, s, x[i], k);
+		}
+	}
+	{
+		int			lo = 0;
+
+		for (i = 1; i <= k; i++)
+			if (fx[i] < fx[lo])
+				lo = i;
+		memcpy(start, x[lo], sizeof(double) * k);
+		return fx[lo];
+	}
+}
+
+/* Maximise; fail loudly when the optimum is not an interior, finite point. */
+static double
+fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *const *names)
+{
+	double		logp[4];
+	double		best = INFINITY;
+	int			round,
+				i;
+
+	for (i = 0; i < k; i++)
+		logp[i] = log(p[i]);
+	for (round = 0; round < 50; round++)
+	{
+		double		v = nelder_mead(f, s, logp, k, 5000);
+
+		if (!(v < best - 1e-10 * (fabs(best) + 1)) && round > 0)
+		{
+			best = Min(best, v);
+			break;
+		}
+		best = Min(best, v);
+	}
+	if (!isfinite(best))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("the %s model cannot be fitted to these data: the likelihood is not finite anywhere searched", model)));
+	for (i = 0; i < k; i++)
+	{
+		p[i] = exp(logp[i]);
+		/* a parameter run off towards 0 or infinity: the data do not pin it down */
+		if (logp[i] > 20 || logp[i] < -15)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+					 errmsg("the data do not identify the %s model: %s runs off to %g", model, names[i], p[i]),
+					 errhint("Fit on more customers, with repeat purchases, over a longer calibration period.")));
+	}
+	return -best;
+}
+
+static Datum
+result_tuple(FunctionCallInfo fcinfo, const double *v, int nv)
+{
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "loyalty: the model fit must return a composite type");
+	desc = BlessTupleDesc(desc);
+	for (i = 0; i < nv; i++)
+		values[i] = Float8GetDatum(v[i]);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+Datum
+btyd_bgnbd_final(PG_FUNCTION_ARGS)
+{
+	BtydState  *s = PG_ARGISNULL(0) ? NULL : (BtydState *) PG_GETARG_POINTER(0);
+	static const char *const names[] = {"r", "alpha", "a", "b"};
+	double		p[4];
+	double		out[6];
+	double		meanT = 0;
+	int			i;
+
+	if (s == NULL || s->total == 0)
+		PG_RETURN_NULL();
+	state_compact(s);
+	if (s->total < 10)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("the BG/NBD model needs at least 10 customers, got %g", s->total)));
+	if (s->repeaters == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("the data do not identify the BG/NBD model: no customer made a repeat purchase")));
+	if (s->repeaters == s->total)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("the data do not identify the BG/NBD model: every customer made a repeat purchase"),
+				 errdetail("Dropout cannot be told from a low purchase rate without customers who did not come back.")));
+	for (i = 0; i < s->nobs; i++)
+		meanT += s->obs[i].n * s->obs[i].c;
+	meanT /= s->total;
+	/* start: r = 1, alpha = mean T, a = b = 1 */
+	p[0] = 1;
+	p[1] = Max(meanT, 1e-3);
+	p[2] = 1;
+	p[3] = 1;
+	out[4] = fit(bgnbd_ll, s, p, 4, "BG/NBD", names);
+	for (i = 0; i < 4; i++)
+		out[i] = p[i];
+	out[5] = s->total;
+	PG_RETURN_DATUM(result_tuple(fcinfo, out, 6));
+}
+
+Datum
+btyd_gg_final(PG_FUNCTION_ARGS)
+{
+	BtydState  *s = PG_ARGISNULL(0) ? NULL : (BtydState *) PG_GETARG_POINTER(0);
+	static const char *const names[] = {"p", "q", "gamma"};
+	double		p[3];
+	double		out[5];
+	double		mean = 0;
+	int			i;
+
+	if (s == NULL || s->total == 0)
+		PG_RETURN_NULL();
+	state_compact(s);
+	if (s->total < 10)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("the Gamma-Gamma model needs at least 10 repeat customers, got %g", s->total)));
+	for (i = 0; i < s->nobs; i++)
+		mean += s->obs[i].n * s->obs[i].b;
+	mean /= s->total;
+	{
+		double		var = 0;
+
+		for (i = 0; i < s->nobs; i++)
+			var += s->obs[i].n * (s->obs[i].b - mean) * (s->obs[i].b - mean);
+		if (var <= 1e-12 * mean * mean)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+					 errmsg("the data do not identify the Gamma-Gamma model: every customer spends the same")));
+	}
+	p[0] = 1;
+	p[1] = 1;
+	p[2] = Max(mean, 1e-3);
+	out[3] = fit(gg_ll, s, p, 3, "Gamma-Gamma", names);
+	for (i = 0; i < 3; i++)
+		out[i] = p[i];
+	out[4] = s->total;
+	PG_RETURN_DATUM(result_tuple(fcinfo, out, 5));
+}
+
+static void
+check_params(FunctionCallInfo fcinfo, int from, int n)
+{
+	int			i;
+
+	for (i = from; i < from + n; i++)
+	{
+		double		v = PG_GETARG_FLOAT8(i);
+
+		if (!(v > 0) || isinf(v))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("model parameters must be positive and finite, got %g", v)));
+	}
+}
+
+/* loyalty.bgnbd_loglik(r, alpha, a, b, x, t_x, T): one customer's log-likelihood */
+Datum
+btyd_bgnbd_loglik(PG_FUNCTION_ARGS)
+{
+	check_params(fcinfo, 0, 4);
+	PG_RETURN_FLOAT8(bgnbd_ll1(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+							   PG_GETARG_FLOAT8(3), PG_GETARG_FLOAT8(4), PG_GETARG_FLOAT8(5),
+							   PG_GETARG_FLOAT8(6)));
+}
+
+/* Gauss hypergeometric 2F1(a, b; c; z) for 0 <= z < 1, by its series. */
+static double
+hyp2f1(double a, double b, double c, double z)
+{
+	double		term = 1,
+				sum = 1;
+	int			j;
+
+	for (j = 0; j < 100000; j++)
+	{
+		term *= (a + j) * (b + j) / ((c + j) * (j + 1)) * z;
+		sum += term;
+		if (fabs(term) < 1e-15 * fabs(sum))
+			return sum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("hypergeometric series did not converge (z = %g)", z)));
+	return sum;					/* keep the compiler quiet */
+}
+
+static void
+summary_args(FunctionCallInfo fcinfo, int from, double *x, double *tx, double *T)
+{
+	*x = PG_GETARG_FLOAT8(from);
+	*tx = PG_GETARG_FLOAT8(from + 1);
+	*T = PG_GETARG_FLOAT8(from + 2);
+	if (!(*x >= 0) || !(*tx >= 0) || !(*T >= *tx) || isinf(*T))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("inconsistent customer summary: x = %g, t_x = %g, T = %g", *x, *tx, *T)));
+}
+
+/* P(alive | x, t_x, T) */
+static double
+p_alive(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	if (x == 0)
+		return 1;
+	return 1 / (1 + (a / (b + x - 1)) * pow((alpha + T) / (alpha + tx), r + x));
+}
+
+/* loyalty.bgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] (eq. 10) */
+Datum
+btyd_bgnbd_expected(PG_FUNCTION_ARGS)
+{
+	double		r,
+				alpha,
+				a,
+				b,
+				x,
+				tx,
+				T,
+				t;
+	double		lead,
+				body;
+
+	check_params(fcinfo, 0, 4);
+	r = PG_GETARG_FLOAT8(0);
+	alpha = PG_GETARG_FLOAT8(1);
+	a = PG_GETARG_FLOAT8(2);
+	b = PG_GETARG_FLOAT8(3);
+	summary_args(fcinfo, 4, &x, &tx, &T);
+	t = PG_GETARG_FLOAT8(7);
+	if (!(t >= 0) || isinf(t))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the horizon must be a finite time, not negative, got %g", t)));
+	/* a = 1 is a removable singularity of the closed form: step beside it */
+	if (fabs(a - 1) < 1e-9)
+		a = 1 + 1e-9;
+	lead = (a + b + x - 1) / (a - 1);
+	body = 1 - pow((alpha + T) / (alpha + T + t), r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t));
+	PG_RETURN_FLOAT8(lead * body * p_alive(r, alpha, a, b, x, tx, T));
+}
+
+/* loyalty.bgnbd_p_alive(r, alpha, a, b, x, t_x, T) */
+Datum
+btyd_bgnbd_p_alive(PG_FUNCTION_ARGS)
+{
+	double		x,
+				tx,
+				T;
+
+	check_params(fcinfo, 0, 4);
+	summary_args(fcinfo, 4, &x, &tx, &T);
+	PG_RETURN_FLOAT8(p_alive(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+							 PG_GETARG_FLOAT8(3), x, tx, T));
+}
+
+/* loyalty.gamma_gamma_expected(p, q, gamma, x, m_x): E[M | x, m_x] (eq. 5) */
+Datum
+btyd_gg_expected(PG_FUNCTION_ARGS)
+{
+	double		p,
+				q,
+				g,
+				x,
+				m;
+
+	check_params(fcinfo, 0, 3);
+	p = PG_GETARG_FLOAT8(0);
+	q = PG_GETARG_FLOAT8(1);
+	g = PG_GETARG_FLOAT8(2);
+	x = PG_GETARG_FLOAT8(3);
+	m = PG_GETARG_FLOAT8(4);
+	if (q <= 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("expected spend needs q > 1, got q = %g", q)));
+	if (!(x >= 0) || !(m >= 0) || isinf(m))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("x and m_x must be finite and not negative")));
+	/* with no repeat purchase the population mean p*gamma/(q-1) */
+	PG_RETURN_FLOAT8((g + m * x) * p / (p * x + q - 1));
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The CDNOW check of the buy-till-you-die models: load CDNOW_sample.txt (the
+# 2,357-customer sample of Fader, Hardie & Lee 2005) as purchases through
+# loyalty.earn, compare every customer's summary (x, t_x, T, mean repeat
+# spend) with the published summary file, fit both models on the calibration
+# period 1997-01-01 .. 1997-09-30 in weeks, and require the published
+# estimates to their printed digits:
+#   BG/NBD       r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4
+#   Gamma-Gamma  p = 6.25,  q = 3.74,  gamma = 15.44
+# Then show that data which cannot identify the model fail with LY030.
+# Runs inside the throwaway cluster of tools/test.sh.  The data live outside
+# the repository: LOYALTY_CDNOW_DIR, default ../shared/data/cdnow.
+set -euo pipefail
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DATA=${LOYALTY_CDNOW_DIR:-$HERE/../shared/data/cdnow}
+DB=loyalty_cdnow
+for f in CDNOW_sample.txt cdnow_customers_summary_with_transactions.csv; do
+    [[ -r $DATA/$f ]] || { echo "cdnow_fit.sh: $DATA/$f not found (set LOYALTY_CDNOW_DIR)" >&2; exit 1; }
+done
+trap '"$PGBIN/dropdb" --if-exists $DB' EXIT
+psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+"$PGBIN/createdb" $DB
+psql -d $DB -o /dev/null <<SQL
+CREATE EXTENSION loyalty;
+CREATE TEMP TABLE raw (line text);
+\\copy raw FROM '$DATA/CDNOW_sample.txt'
+CREATE TABLE cdnow AS
+SELECT split_part(t, ' ', 2)::int AS customer, to_date(split_part(t, ' ', 3), 'YYYYMMDD') AS day,
+       split_part(t, ' ', 5)::numeric AS dollars
+FROM (SELECT regexp_replace(btrim(line), '\s+', ' ', 'g') AS t FROM raw) r;
+CREATE TABLE published (id int, x int, t_x numeric, "T" numeric, zbar numeric);
+\\copy published FROM '$DATA/cdnow_customers_summary_with_transactions.csv' WITH (FORMAT csv, HEADER)
+SQL
+
+# every transaction is a purchase through the API, dated on its day (noon UTC)
+psql -d $DB -o /dev/null <<'SQL'
+SELECT loyalty.create_program('cdnow', currency => 'USD', earn_rate => 1) AS p \gset
+SELECT count(loyalty.enroll(:p, 'cdnow', c::text, joined_at => '1997-01-01')) FROM (SELECT DISTINCT customer AS c FROM cdnow) s;
+SELECT count(loyalty.earn(loyalty.member_id(:p, 'cdnow', customer::text), dollars,
+                          occurred_at => day + time '12:00' AT TIME ZONE 'UTC'))
+FROM cdnow ORDER BY 1;
+SQL
+
+fail=0
+check() {   # name, SQL returning one boolean, SQL describing
+    local ok
+    ok=$(psql -d $DB -A -t -c "$2")
+    if [[ $ok == t ]]; then echo "ok   $1"; else echo "FAIL $1: $(psql -d $DB -A -t -c "$3")"; fail=1; fi
+}
+
+# the summaries, customer by customer ($0 transactions are purchases too)
+psql -d $DB -o /dev/null <<'SQL'
+CREATE TABLE ours AS
+SELECT i.external_id::int AS id, s.x, round(s.t_x, 2) AS t_x, round(s."T", 2) AS "T", round(coalesce(s.m_x, 0), 2) AS zbar
+FROM loyalty.purchase_summary(1, '1997-09-30', 'week') s JOIN loyalty.identities i ON i.member_id = s.member_id;
+SQL
+check "2357 customers summarised" \
+    "SELECT count(*) = 2357 FROM ours" "SELECT count(*) FROM ours"
+check "x, t_x, T and mean repeat spend equal the published summary for every customer" \
+    "SELECT count(*) = 0 FROM ours o JOIN published p USING (id) WHERE (o.x, o.t_x, o.\"T\", o.zbar) IS DISTINCT FROM (p.x, p.t_x, p.\"T\", p.zbar)" \
+    "SELECT string_agg(format('%s: %s/%s', o.id, (o.x, o.t_x, o.\"T\", o.zbar), (p.x, p.t_x, p.\"T\", p.zbar)), '; ') FROM ours o JOIN published p USING (id) WHERE (o.x, o.t_x, o.\"T\", o.zbar) IS DISTINCT FROM (p.x, p.t_x, p.\"T\", p.zbar)"
+
+psql -d $DB -o /dev/null -c "SELECT loyalty.fit_models(1, '1997-09-30', 'week')"
+check "BG/NBD r = 0.243, alpha = 4.414, a = 0.793, b = 2.426" \
+    "SELECT (round((bgnbd).r::numeric, 3), round((bgnbd).alpha::numeric, 3), round((bgnbd).a::numeric, 3), round((bgnbd).b::numeric, 3)) = (0.243, 4.414, 0.793, 2.426) FROM loyalty.models" \
+    "SELECT bgnbd FROM loyalty.models"
+check "BG/NBD log-likelihood -9582.4" \
+    "SELECT round((bgnbd).loglik::numeric, 1) = -9582.4 FROM loyalty.models" "SELECT (bgnbd).loglik FROM loyalty.models"
+check "Gamma-Gamma p = 6.25, q = 3.74, gamma = 15.44 (on the 946 repeat customers)" \
+    "SELECT (round((gamma_gamma).p::numeric, 2), round((gamma_gamma).q::numeric, 2), round((gamma_gamma).gamma::numeric, 2), (gamma_gamma).customers) = (6.25, 3.74, 15.44, 946) FROM loyalty.models" \
+    "SELECT gamma_gamma FROM loyalty.models"
+check "the fit from the published summary file gives the same estimates" \
+    "SELECT (round(r::numeric, 3), round(alpha::numeric, 3), round(a::numeric, 3), round(b::numeric, 3)) = (0.243, 4.414, 0.793, 2.426) FROM (SELECT (loyalty.bgnbd_fit(x, t_x, \"T\")).* FROM published) f" \
+    "SELECT loyalty.bgnbd_fit(x, t_x, \"T\") FROM published"
+check "a parallel plan (partial states combined) fits the same model" \
+    "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
+     SELECT round((loyalty.bgnbd_fit(x, t_x, \"T\")).r::numeric, 3) = 0.243 FROM published" "SELECT 'parallel fit differs'"
+check "predictions: P(alive) in [0, 1], expected purchases >= 0, CLV >= 0 for every customer" \
+    "SELECT bool_and(p_alive >= 0 AND p_alive <= 1 AND expected_purchases_year >= 0 AND clv_year >= 0) AND count(*) = 2357 FROM loyalty.member_predictions" \
+    "SELECT count(*) FROM loyalty.member_predictions"
+check "conditional expectation: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purchases in the next 39 weeks (the paper's example)" \
+    "SELECT round(loyalty.bgnbd_expected((bgnbd).r, (bgnbd).alpha, (bgnbd).a, (bgnbd).b, 2, 30.43, 38.86, 39)::numeric, 3) = 1.226 FROM loyalty.models" \
+    "SELECT loyalty.bgnbd_expected((bgnbd).r, (bgnbd).alpha, (bgnbd).a, (bgnbd).b, 2, 30.43, 38.86, 39) FROM loyalty.models"
+
+# data that cannot identify the model fail loudly
+for case in "no repeat purchase:SELECT loyalty.bgnbd_fit(0, 0, 30) FROM generate_series(1, 100)" \
+            "everyone repeats:SELECT loyalty.bgnbd_fit(3, 10, 30) FROM generate_series(1, 100)" \
+            "too few customers:SELECT loyalty.bgnbd_fit(1, 5, 30) FROM generate_series(1, 5)" \
+            "identical spend:SELECT loyalty.gamma_gamma_fit(2, 10) FROM generate_series(1, 100)"; do
+    name=${case%%:*}; sql=${case#*:}
+    state=$(psql -d $DB -A -t -c "DO \$\$ BEGIN PERFORM ($sql); RAISE NOTICE 'none'; EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%', SQLSTATE; END \$\$" 2>&1 | sed -n 's/.*NOTICE:  //p')
+    if [[ $state == LY030 ]]; then echo "ok   unidentifiable data refused ($name): LY030"; else echo "FAIL unidentifiable data ($name): got '$state'"; fail=1; fi
+done
+exit $fail
