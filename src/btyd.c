@@ -478,8 +478,12 @@ fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *con
 	for (i = 0; i < k; i++)
 	{
 		p[i] = exp(logp[i]);
-		/* a parameter run off towards 0 or infinity: the data do not pin it down */
-		if (logp[i] > 20 || logp[i] < -15)
+		/*
+		 * a parameter run off towards 0 or infinity (beyond 1e-6 .. 1e6):
+		 * the data do not pin it down, and its value is an accident of
+		 * where the search stopped
+		 */
+		if (logp[i] > 13.8 || logp[i] < -13.8)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
 					 errmsg("the data do not identify the %s model: %s runs off to %g", model, names[i], p[i]),

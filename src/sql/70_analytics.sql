@@ -95,6 +95,12 @@ WITH s AS (
            ntile(5) OVER (PARTITION BY a.program_id ORDER BY a.purchase_amount, a.member_id) AS m_score
     FROM loyalty.accounts a
     WHERE a.purchase_count > 0 AND a.status <> 'closed'
+), cells AS MATERIALIZED (
+    -- the mapping resolved once for the 25 (R, FM) cells, then joined
+    SELECT r, fm, (SELECT g.segment FROM loyalty.rfm_segment_map g
+                   WHERE r BETWEEN g.r_min AND g.r_max AND fm BETWEEN g.fm_min AND g.fm_max
+                   ORDER BY g.priority LIMIT 1) AS segment
+    FROM generate_series(1, 5) r, generate_series(1, 5) fm
 )
 SELECT s.program_id, s.member_id,
        s.first_purchase_at::date AS first_purchase, s.last_purchase_at::date AS last_purchase,
@@ -102,11 +108,8 @@ SELECT s.program_id, s.member_id,
        s.purchase_count AS frequency, s.purchase_days AS purchase_days, s.purchase_amount AS monetary,
        s.r_score::bigint AS r_score, s.f_score::bigint AS f_score, s.m_score::bigint AS m_score,
        (s.r_score * 100 + s.f_score * 10 + s.m_score)::text AS rfm_cell,
-       coalesce((SELECT g.segment FROM loyalty.rfm_segment_map g
-                 WHERE s.r_score BETWEEN g.r_min AND g.r_max
-                   AND round((s.f_score + s.m_score) / 2.0) BETWEEN g.fm_min AND g.fm_max
-                 ORDER BY g.priority LIMIT 1), 'Other') AS segment
-FROM s;
+       coalesce(c.segment, 'Other') AS segment
+FROM s JOIN cells c ON c.r = s.r_score AND c.fm = round((s.f_score + s.m_score) / 2.0);
 
 CREATE VIEW loyalty.segment_summary AS
 SELECT r.program_id, r.segment, count(*)::bigint AS members,
