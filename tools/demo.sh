@@ -6,4 +6,4 @@ ensure_packages
 build_and_install
 say "running the demo in a throwaway PostgreSQL $PGVER cluster"
 export LOYALTY_DATA=${LOYALTY_DATA:-$ROOT/../shared/data}
-in_throwaway_cluster sh -c "createdb loyalty_demo && psql -X -v ON_ERROR_STOP=1 -d loyalty_demo -f '$ROOT/tools/demo.sql'"
+in_throwaway_cluster sh -c "createdb loyalty_demo && psql -X -v ON_ERROR_STOP=1 -v LOYALTY_DATA='$LOYALTY_DATA' -d loyalty_demo -f '$ROOT/tools/demo.sql'"

@@ -81,5 +81,60 @@ CALL expire_points();
 SELECT available, expired_unposted, balance, lifetime_expired FROM balance(:ana);
 
 \echo
+\echo '== earning rules: double points at the weekend on books, a welcome bonus; why did ana get what she got?'
+SELECT create_earning_rule(:program, 'books x2', 'multiply', multiplier => 2, categories => ARRAY['books']) AS rule \gset
+SELECT create_earning_rule(:program, 'first purchase +50', 'bonus', bonus_points => '50', first_purchase => true) AS rule2 \gset
+SELECT preview_earn(:ana, NULL, '[{"category": "books", "amount": 12.00}, {"category": "coffee", "amount": 3.50}]') AS preview;
+SELECT earn(:ana, NULL, lines => '[{"category": "books", "amount": 12.00}, {"category": "coffee", "amount": 3.50}]') AS points;
+SELECT jsonb_pretty(earn_explanation(:ana, (SELECT max(entry_id) FROM ledger WHERE member_id = :ana AND kind = 'earn'))) AS why;
+
+\echo
+\echo '== a shop''s own orders table earns through loyalty.order_trigger, in the sale''s transaction'
+CREATE TABLE public.orders (id bigint PRIMARY KEY, customer bigint, total numeric, status text DEFAULT 'paid');
+CREATE TRIGGER orders_loyalty AFTER INSERT OR UPDATE OR DELETE ON public.orders
+    FOR EACH ROW EXECUTE FUNCTION order_trigger('customer', 'total', 'id', 'status');
+INSERT INTO public.orders (id, customer, total) VALUES (1001, :ana, 40.00);
+UPDATE public.orders SET total = 30.00 WHERE id = 1001;      -- a partial refund
+SELECT kind, points, amount, reference FROM history(:ana) WHERE reference = '1001';
+
+\echo
+\echo '== tiers: upgrade at once when a purchase qualifies'
+SELECT set_tier_policy(:program, 'spend');
+SELECT define_tier(:program, 0, 'Bean', 0), define_tier(:program, 1, 'Roast', 50), define_tier(:program, 2, 'Espresso', 500);
+SELECT tier, metric, value, next_tier, distance FROM evaluate_tier(:ana);
+
+\echo
+\echo '== outbox events, in commit order per member'
+SELECT kind, member_id, payload->>'points' AS points FROM events ORDER BY event_id LIMIT 8;
+
+\echo
 \echo '== verify(): one row per broken invariant (none)'
 SELECT count(*) AS violations FROM verify();
+
+\echo
+\echo '== analytics on CDNOW (2,357 customers, 1997-98): load the purchases through earn()'
+SELECT create_program('CDNOW', currency => 'USD') AS cdnow \gset
+CREATE TEMP TABLE raw (line text);
+\set cdnow_file :LOYALTY_DATA '/cdnow/CDNOW_sample.txt'
+COPY raw FROM :'cdnow_file';
+CREATE TEMP TABLE cd AS
+SELECT split_part(t, ' ', 2)::int AS customer, to_date(split_part(t, ' ', 3), 'YYYYMMDD') AS day,
+       split_part(t, ' ', 5)::numeric AS dollars
+FROM (SELECT regexp_replace(btrim(line), '\s+', ' ', 'g') AS t FROM raw) r;
+SELECT count(enroll(:cdnow, 'cdnow', c::text, joined_at => '1997-01-01')) AS customers FROM (SELECT DISTINCT customer c FROM cd) s;
+SELECT count(earn(member_id(:cdnow, 'cdnow', customer::text), dollars, occurred_at => day + time '12:00' AT TIME ZONE 'UTC')) AS purchases
+FROM cd;
+\echo '-- RFM segments (scores as of today: everyone is long gone, so look at the mix)'
+SELECT segment, members, share, avg_frequency, avg_monetary FROM segment_summary WHERE program_id = :cdnow ORDER BY members DESC;
+\echo '-- monthly KPIs'
+SELECT month, active_members, purchases, revenue, avg_order_value, repeat_purchase_rate
+FROM kpi_monthly WHERE program_id = :cdnow ORDER BY month LIMIT 18;
+\echo '-- BG/NBD and Gamma-Gamma fitted in C on 1997-01-01 .. 1997-09-30 (weeks): the published estimates'
+SELECT round((bgnbd).r::numeric, 3) AS r, round((bgnbd).alpha::numeric, 3) AS alpha, round((bgnbd).a::numeric, 3) AS a,
+       round((bgnbd).b::numeric, 3) AS b, round((bgnbd).loglik::numeric, 1) AS loglik,
+       round((gamma_gamma).p::numeric, 2) AS p, round((gamma_gamma).q::numeric, 2) AS q, round((gamma_gamma).gamma::numeric, 2) AS gamma
+FROM fit_models(:cdnow, '1997-09-30', 'week');
+\echo '-- the valuable customers most at risk (as of the end of calibration)'
+SELECT i.external_id AS customer, c.p_alive, c.risk_band, c.expected_purchases_year, c.clv_year, c.purchases
+FROM churn_risk c JOIN identities i USING (member_id)
+WHERE c.program_id = :cdnow AND c.risk_band = 'high' ORDER BY c.clv_year DESC, c.member_id LIMIT 10;
