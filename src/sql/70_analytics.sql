@@ -85,15 +85,29 @@ SELECT * FROM loyalty.rfm_segments_standard WHERE NOT EXISTS (SELECT FROM loyalt
 COMMENT ON VIEW loyalty.rfm_segment_map IS 'The RFM segment mapping in force: loyalty.rfm_segments if it has rows, else the standard one';
 
 CREATE VIEW loyalty.member_rfm AS
-WITH s AS (
-    -- the account keeps every member's purchase statistics up to date:
-    -- no purchase is rescanned here
+WITH q AS MATERIALIZED (
+    -- quintile boundaries per program: three sorts of one narrow column each
+    -- (the account keeps every member's purchase statistics up to date, so
+    -- no purchase is rescanned here)
+    SELECT a.program_id,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY a.last_purchase_at) AS r,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY a.purchase_count) AS f,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY a.purchase_amount) AS m
+    FROM loyalty.accounts a
+    WHERE a.purchase_count > 0 AND a.status <> 'closed'
+    GROUP BY a.program_id
+), s AS (
+    -- score = 1 + the number of quintile boundaries the value lies above,
+    -- so equal values always get equal scores
     SELECT a.program_id, a.member_id, a.first_purchase_at, a.last_purchase_at, a.purchase_count,
            a.purchase_days, a.purchase_amount,
-           ntile(5) OVER (PARTITION BY a.program_id ORDER BY a.last_purchase_at, a.member_id) AS r_score,
-           ntile(5) OVER (PARTITION BY a.program_id ORDER BY a.purchase_count, a.member_id) AS f_score,
-           ntile(5) OVER (PARTITION BY a.program_id ORDER BY a.purchase_amount, a.member_id) AS m_score
-    FROM loyalty.accounts a
+           1 + (a.last_purchase_at > q.r[1])::int + (a.last_purchase_at > q.r[2])::int
+             + (a.last_purchase_at > q.r[3])::int + (a.last_purchase_at > q.r[4])::int AS r_score,
+           1 + (a.purchase_count > q.f[1])::int + (a.purchase_count > q.f[2])::int
+             + (a.purchase_count > q.f[3])::int + (a.purchase_count > q.f[4])::int AS f_score,
+           1 + (a.purchase_amount > q.m[1])::int + (a.purchase_amount > q.m[2])::int
+             + (a.purchase_amount > q.m[3])::int + (a.purchase_amount > q.m[4])::int AS m_score
+    FROM loyalty.accounts a JOIN q ON q.program_id = a.program_id
     WHERE a.purchase_count > 0 AND a.status <> 'closed'
 ), cells AS MATERIALIZED (
     -- the mapping resolved once for the 25 (R, FM) cells, then joined
@@ -429,7 +443,7 @@ DECLARE
     c record;
 BEGIN
     FOR c IN SELECT * FROM (VALUES
-        ('member_rfm', NULL, 'RFM per member from the account''s purchase statistics: scores 1-5 by quintile within the program, and the named segment'),
+        ('member_rfm', NULL, 'RFM per member from the account''s purchase statistics: scores 1-5 by quintile within the program (equal values, equal scores), and the named segment'),
         ('member_rfm', 'program_id', 'Program'), ('member_rfm', 'member_id', 'Member'),
         ('member_rfm', 'first_purchase', 'Date of the first purchase'), ('member_rfm', 'last_purchase', 'Date of the last purchase'),
         ('member_rfm', 'recency_days', 'Days since the last purchase'), ('member_rfm', 'frequency', 'Number of purchases'),
