@@ -58,7 +58,7 @@ FROM kpi_daily WHERE program_id = :p AND day < '2026-06-01' ORDER BY day;
 SELECT month, new_members, active_members, purchases, revenue, avg_order_value, repeat_purchase_rate
 FROM kpi_monthly WHERE program_id = :p AND month < '2026-06-01' ORDER BY month;
 -- 3 members; 2 buyers, 1 of them repeat: 0.5; aov 180/3 = 60; outstanding 180 - 40 = 140 -> 1.40
-SELECT members, repeat_purchase_rate, avg_order_value, points_outstanding, points_issued, points_redeemed,
+SELECT members, repeat_purchase_rate, avg_order_value, points_outstanding, points_pending, points_issued, points_redeemed,
        redemption_rate, breakage, liability
 FROM kpi_summary WHERE program_id = :p;
 SELECT tier, members, share FROM tier_distribution WHERE program_id = :p;
