@@ -256,7 +256,7 @@ COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
     'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify a model';
 
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
-CREATE PROCEDURE loyalty.refresh_models(time_unit text DEFAULT 'week')
+CREATE PROCEDURE loyalty.refresh_models(time_unit text DEFAULT 'week', calibration_end date DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -264,7 +264,8 @@ DECLARE
 BEGIN
     FOR v_program IN SELECT p.program_id FROM loyalty.programs p ORDER BY p.program_id LOOP
         BEGIN
-            PERFORM loyalty.fit_models(v_program, pg_catalog.current_date, time_unit);
+            -- current_date is SQL syntax, not a function a search_path could redirect
+            PERFORM loyalty.fit_models(v_program, COALESCE(calibration_end, current_date), time_unit);
             RAISE NOTICE 'loyalty.refresh_models: program % fitted', v_program;
         EXCEPTION WHEN SQLSTATE 'LY030' THEN
             RAISE NOTICE 'loyalty.refresh_models: program % not fitted: %', v_program, SQLERRM;
@@ -272,8 +273,8 @@ BEGIN
         COMMIT;
     END LOOP;
 END $$;
-COMMENT ON PROCEDURE loyalty.refresh_models(text) IS
-    'Batch job (e.g. nightly with pg_cron): refit the models of every program, one commit per program; programs whose data cannot identify a model are reported and skipped';
+COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
+    'Batch job (e.g. nightly with pg_cron): refit the models of every program on its purchases up to calibration_end (default today), one commit per program; programs whose data cannot identify a model are reported and skipped';
 
 -- CLV over `horizon` time units with a discount rate per unit: expected spend
 -- per purchase times the discounted expected purchases of each unit.
@@ -520,12 +521,12 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.models', '');
 
 REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) FROM PUBLIC;
-REVOKE ALL ON PROCEDURE loyalty.refresh_models(text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE loyalty.refresh_models(text, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
     TO loyalty_analyst;
 GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) TO loyalty_admin;
-GRANT EXECUTE ON PROCEDURE loyalty.refresh_models(text) TO loyalty_admin;
+GRANT EXECUTE ON PROCEDURE loyalty.refresh_models(text, date) TO loyalty_admin;
 -- the analyst reads views, nothing else (the views run with their owner's rights)
 GRANT SELECT ON loyalty.rfm_segment_map, loyalty.member_rfm, loyalty.segment_summary, loyalty.member_predictions, loyalty.churn_risk,
     loyalty.kpi_daily, loyalty.kpi_monthly, loyalty.kpi_summary, loyalty.tier_distribution,
