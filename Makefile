@@ -21,7 +21,8 @@ ISOLATION_OPTS = --load-extension=loyalty
 
 # PostgreSQL's headers are system headers to us: our own code is held to
 # -Wall -Wextra, theirs (unused parameters in inline functions) is not ours.
-PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server) \
+              -DLOYALTY_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS   = -Wall -Wextra $(EXTRA_CFLAGS)
 
 EXTRA_CLEAN = $(DATA_built)
@@ -34,3 +35,14 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
 $(OBJS): src/loyalty.h
+
+# src/loyalty.c carries the version; rebuild it when the control file changes.
+src/loyalty.o: loyalty.control
+
+# The release archive, from git (committed files only), as PGXN wants it:
+# loyalty-<version>.zip with a loyalty-<version>/ prefix.
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
+	@echo "wrote $(EXTENSION)-$(EXTVERSION).zip"
+
+.PHONY: dist

@@ -10,12 +10,27 @@
 #include "executor/spi_priv.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
 
 #include "loyalty.h"
 
 PG_MODULE_MAGIC;
+
+#ifndef LOYALTY_VERSION
+#error "LOYALTY_VERSION must be defined (the Makefile takes it from loyalty.control)"
+#endif
+
+PG_FUNCTION_INFO_V1(loyalty_version);
+
+/* loyalty.version(): the version this library was built as. */
+Datum
+loyalty_version(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_TEXT_P(cstring_to_text(LOYALTY_VERSION));
+}
 
 /* How far in the future a client's business time ("occurred at") may lie. */
 int			loyalty_max_future_seconds = 300;

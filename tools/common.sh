@@ -13,6 +13,7 @@ PACKAGES=(
 	make gcc libc6-dev
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
+	debhelper dpkg-dev postgresql-server-dev-all git python3
 )
 
 say() { printf '\n==> %s\n' "$*" >&2; }
@@ -49,7 +50,8 @@ build_and_install() {
 	if command -v clang-14 >/dev/null; then
 		say "checking warnings with clang-14 -Wall -Wextra"
 		clang-14 -fsyntax-only -Wall -Wextra -Werror \
-			-isystem "$($PG_CONFIG --includedir-server)" -Isrc src/*.c
+			-isystem "$($PG_CONFIG --includedir-server)" -Isrc \
+			-DLOYALTY_VERSION="\"$(sed -n "s/^default_version = '\(.*\)'/\1/p" loyalty.control)\"" src/*.c
 	fi
 	say "installing into $($PG_CONFIG --pkglibdir)"
 	as_root make -s install PG_CONFIG="$PG_CONFIG"

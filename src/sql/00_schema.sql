@@ -25,3 +25,9 @@ BEGIN
         CREATE ROLE loyalty_analyst NOLOGIN;
     END IF;
 END $$;
+
+-- The version of the C library; test/scripts/version_check.sh compares it
+-- with the extension's version and the packaging files.
+CREATE FUNCTION loyalty.version() RETURNS text
+    AS 'MODULE_PATHNAME', 'loyalty_version' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION loyalty.version() IS 'Version of the loyalty library in use';
