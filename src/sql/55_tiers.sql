@@ -365,6 +365,8 @@ DECLARE
     v_last bigint;
     v_n bigint;
     v_c bigint := 0;
+    v_ids bigint[];
+    r2 bigint;
     r bigint;
 BEGIN
     SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id = program;
@@ -376,27 +378,24 @@ BEGIN
             HINT = 'Set one with loyalty.set_tier_policy() and loyalty.define_tier().';
     END IF;
 
-    -- the decisions of this batch (a scratch table of the session, gone at commit)
-    IF pg_catalog.to_regclass('pg_temp.loyalty_tier_review') IS NULL THEN
-        CREATE TEMP TABLE loyalty_tier_review (
-            member_id bigint, cur integer, q integer, new_rank integer, grace_until timestamptz, action text
-        ) ON COMMIT DROP;
-    ELSE
-        TRUNCATE loyalty_tier_review;
-    END IF;
-
     -- Lock the batch first, in its own statement: the next statement then
     -- reads with a snapshot taken after the locks were granted, so it sees
-    -- what a concurrent earn committed while the review waited for it.
-    INSERT INTO loyalty_tier_review (member_id)
-    SELECT a.member_id FROM loyalty.accounts a
-    WHERE a.program_id = program AND a.member_id > after_member
-    ORDER BY a.member_id LIMIT batch_size
-    FOR NO KEY UPDATE OF a;
+    -- what a concurrent earn committed while the review waited for it.  (No
+    -- temporary table: a caller's own pg_temp table of the same name would
+    -- be used by this SECURITY DEFINER function.)
+    SELECT coalesce(array_agg(x.member_id ORDER BY x.member_id), '{}') INTO v_ids
+    FROM (SELECT a.member_id FROM loyalty.accounts a
+          WHERE a.program_id = program AND a.member_id > after_member
+          ORDER BY a.member_id LIMIT batch_size
+          FOR NO KEY UPDATE OF a) x;
+    v_n := cardinality(v_ids);
+    v_last := v_ids[v_n];
 
+    -- one statement: metrics, decisions, grace updates, tier changes,
+    -- history and tier.changed events of the whole batch
     WITH batch AS (
         SELECT a.member_id, a.tier, a.status, a.tier_locked_until, a.tier_grace_until
-        FROM loyalty.accounts a JOIN loyalty_tier_review t ON t.member_id = a.member_id
+        FROM loyalty.accounts a WHERE a.member_id = ANY (v_ids)
     ), win AS (
         SELECT b.*, CASE v_p.tier_window
             WHEN 'rolling' THEN v_as_of - make_interval(months => v_p.tier_window_months)
@@ -458,23 +457,18 @@ BEGIN
         WHERE v.cond LIMIT 1
     ) x
     )
-    UPDATE loyalty_tier_review t SET cur = res.cur, q = res.q, new_rank = res.new_rank,
-        grace_until = res.grace_until, action = res.action
-    FROM res WHERE t.member_id = res.member_id;
-
-    SELECT count(*), max(t.member_id) INTO v_n, v_last FROM loyalty_tier_review t;
-    UPDATE loyalty.accounts a SET tier_grace_until = t.grace_until
-    FROM loyalty_tier_review t
-    WHERE a.member_id = t.member_id AND t.action IN ('start_grace', 'clear_grace');
-    -- the changes, set-based: accounts, history, and the tier.changed events
-    WITH ch AS (
-        SELECT t.member_id, a.tier AS from_tier,
+    , gr AS (
+        UPDATE loyalty.accounts a SET tier_grace_until = res.grace_until
+        FROM res WHERE a.member_id = res.member_id AND res.action IN ('start_grace', 'clear_grace')
+        RETURNING a.member_id
+    ), ch AS (
+        SELECT res.member_id, b.tier AS from_tier,
                (SELECT loyalty.tier(x.rank, x.name) FROM loyalty.tiers x
-                WHERE x.program_id = program AND x.rank = t.new_rank) AS to_tier,
-               CASE WHEN t.new_rank > coalesce(t.cur, -1) THEN 'qualified (review)'
+                WHERE x.program_id = program AND x.rank = res.new_rank) AS to_tier,
+               CASE WHEN res.new_rank > coalesce(res.cur, -1) THEN 'qualified (review)'
                     ELSE 'review: below the threshold' END AS reason
-        FROM loyalty_tier_review t JOIN loyalty.accounts a ON a.member_id = t.member_id
-        WHERE t.action = 'change' AND t.new_rank IS DISTINCT FROM t.cur
+        FROM res JOIN batch b ON b.member_id = res.member_id
+        WHERE res.action = 'change' AND res.new_rank IS DISTINCT FROM res.cur
     ), up AS (
         UPDATE loyalty.accounts a SET tier = ch.to_tier, tier_since = now(), tier_locked_until = NULL,
             tier_grace_until = NULL, updated_at = now()
@@ -493,8 +487,9 @@ BEGIN
     SELECT (SELECT count(*) FROM up),
            (SELECT count(pg_notify('loyalty_events',
                 jsonb_build_object('event_id', ev.event_id, 'member_id', ev.member_id, 'kind', 'tier.changed')::text))
-            FROM ev)
-    INTO v_c, r;
+            FROM ev),
+           (SELECT count(*) FROM gr)
+    INTO v_c, r, r2;
     RETURN QUERY SELECT v_last, v_n, v_c;
 END $$;
 COMMENT ON FUNCTION loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) IS
