@@ -372,6 +372,9 @@ BEGIN
     END IF;
 
     -- open holds of the absorbed member go back to it before its lots move
+    -- (those whose time is up first, as on any write: releasing them by id
+    -- would be refused as expired)
+    PERFORM loyalty.release_expired(absorbed);
     FOR v_hold IN SELECT h.hold_id FROM loyalty.holds h
                   WHERE h.member_id OPERATOR(pg_catalog.=) absorbed AND h.status OPERATOR(pg_catalog.=) 'active'
                   ORDER BY h.hold_id LOOP

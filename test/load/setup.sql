@@ -1,0 +1,82 @@
+-- Setup of the chaos load (test/scripts/chaos_load.sh): 1,000 members with
+-- points, and chaos.op(), which runs one operation and records its outcome.
+CREATE EXTENSION IF NOT EXISTS loyalty;
+CREATE SCHEMA chaos;
+-- one row per client, operation and outcome, so clients never wait for each other here
+CREATE TABLE chaos.outcomes (client integer, op text, code text, n bigint NOT NULL DEFAULT 0, PRIMARY KEY (client, op, code));
+-- errors the API documents for these operations under contention
+CREATE TABLE chaos.expected (code text PRIMARY KEY, meaning text);
+INSERT INTO chaos.expected VALUES
+    ('00000', 'success'), ('LY001', 'insufficient points'), ('LY003', 'hold already resolved or expired'),
+    ('LY004', 'over-reversal'), ('55000', 'member closed by a merge'), ('P0002', 'no such hold or entry');
+
+SELECT loyalty.create_program('chaos', expiry_period => interval '1 year', pending_period => interval '0') AS p \gset
+SELECT count(loyalty.enroll(:p, 'load', g::text)) FROM generate_series(1, 1000) g;
+SELECT count(loyalty.earn(loyalty.member_id(:p, 'load', g::text), 100)) FROM generate_series(1, 1000) g;
+
+CREATE FUNCTION chaos.m(k integer) RETURNS bigint LANGUAGE sql STABLE AS
+    $$ SELECT loyalty.member_id((SELECT program_id FROM loyalty.programs WHERE name = 'chaos'), 'load', k::text) $$;
+
+CREATE FUNCTION chaos.op(k integer, op integer, n integer, client_no integer) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_m bigint := chaos.m(k);
+    v_name text;
+    v_state text := '00000';
+    v_h bigint;
+    v_e bigint;
+BEGIN
+    BEGIN
+        CASE
+        WHEN op <= 30 THEN
+            v_name := 'earn';
+            PERFORM loyalty.earn(v_m, n, 'load', 'o' || client_no || '-' || k || '-' || n,
+                                 idempotency_key => 'e' || client_no || '-' || clock_timestamp());
+        WHEN op <= 50 THEN
+            v_name := 'redeem';
+            PERFORM loyalty.redeem(v_m, n::bigint::loyalty.points);
+        WHEN op <= 60 THEN
+            v_name := 'hold+capture';
+            v_h := loyalty.hold(v_m, n::bigint::loyalty.points, '1 minute');
+            PERFORM loyalty.capture(v_h);
+        WHEN op <= 70 THEN
+            v_name := 'hold+release';
+            v_h := loyalty.hold(v_m, n::bigint::loyalty.points, '1 minute');
+            PERFORM loyalty.release(v_h);
+        WHEN op <= 75 THEN
+            v_name := 'hold (left to expire)';
+            PERFORM loyalty.hold(v_m, (1 + n % 5)::bigint::loyalty.points, '1 second');
+        WHEN op <= 85 THEN
+            v_name := 'reverse';
+            SELECT max(entry_id) INTO v_e FROM loyalty.ledger
+            WHERE member_id = v_m AND kind IN ('earn', 'redeem');
+            IF v_e IS NULL THEN
+                RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
+            END IF;
+            PERFORM loyalty.reverse(v_m, v_e, points => 1::bigint::loyalty.points);
+        WHEN op <= 93 THEN
+            v_name := 'award';
+            PERFORM loyalty.award(v_m, n::bigint::loyalty.points, 'load');
+        WHEN op <= 97 THEN
+            v_name := 'expire';
+            PERFORM loyalty.expire_member(v_m);
+        WHEN op <= 99 THEN
+            v_name := 'release expired';
+            PERFORM loyalty.release_expired(v_m);
+        ELSE
+            v_name := 'merge';
+            -- a rare merge of two hot members (the absorbed one is closed for good)
+            PERFORM loyalty.merge_members(v_m, chaos.m(1 + (k * 7 + n) % 1000));
+        END CASE;
+    EXCEPTION WHEN OTHERS THEN
+        v_state := SQLSTATE;
+        -- 22023 only for a merge that drew the same member twice
+        IF v_state NOT IN (SELECT e.code FROM chaos.expected e)
+           AND NOT (v_name = 'merge' AND v_state = '22023') THEN
+            RAISE;          -- unexpected: the client aborts and the run fails
+        END IF;
+    END;
+    INSERT INTO chaos.outcomes VALUES (client_no, v_name, v_state, 1)
+    ON CONFLICT ON CONSTRAINT outcomes_pkey DO UPDATE SET n = chaos.outcomes.n + 1;
+    RETURN v_state;
+END $$;
