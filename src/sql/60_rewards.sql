@@ -38,12 +38,17 @@ CREATE TABLE loyalty.redemptions (
     channel         text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     cancelled_at    timestamptz,
+    cancel_entry    bigint,
     PRIMARY KEY (member_id, redemption_id),
     UNIQUE (member_id, idempotency_key)
 );
-CREATE INDEX redemptions_voucher_idx ON loyalty.redemptions (voucher);
+-- a voucher is presented at the till: it names one redemption
+CREATE UNIQUE INDEX redemptions_voucher_idx ON loyalty.redemptions (voucher);
 CREATE INDEX redemptions_reward_idx ON loyalty.redemptions (member_id, reward_id) WHERE status = 'issued';
 COMMENT ON TABLE loyalty.redemptions IS 'Rewards redeemed by members, with their voucher code and the redeem ledger entry';
+COMMENT ON COLUMN loyalty.redemptions.voucher IS 'Random voucher code (16 hex digits from gen_random_uuid), unique';
+COMMENT ON COLUMN loyalty.redemptions.entry_id IS 'The redeem ledger entry that paid for the reward';
+COMMENT ON COLUMN loyalty.redemptions.cancel_entry IS 'The reverse ledger entry that gave the points back (cancelled redemptions)';
 
 CREATE TABLE loyalty.redemption_rules (
     program_id          bigint PRIMARY KEY REFERENCES loyalty.programs,
@@ -177,7 +182,11 @@ BEGIN
     END IF;
     v_entry := loyalty.redeem(member, v_r.point_cost, channel, 'reward:' || v_r.code,
                               CASE WHEN idempotency_key IS NOT NULL THEN 'reward:' || idempotency_key END);
-    v_voucher := upper(substr(md5(random()::text || clock_timestamp()::text || member::text), 1, 16));
+    -- 64 bits from the strong random source; the unique index is the last word
+    LOOP
+        v_voucher := upper(substr(md5(gen_random_uuid()::text), 1, 16));
+        EXIT WHEN NOT EXISTS (SELECT FROM loyalty.redemptions x WHERE x.voucher = v_voucher);
+    END LOOP;
     INSERT INTO loyalty.redemptions (member_id, reward_id, points, entry_id, voucher, idempotency_key, channel)
     VALUES (member, reward, v_r.point_cost, v_entry, v_voucher, idempotency_key, channel)
     RETURNING redemptions.redemption_id INTO v_id;
@@ -197,6 +206,7 @@ AS $$
 DECLARE
     v_x loyalty.redemptions;
     v_back loyalty.points;
+    v_cancel bigint;
 BEGIN
     IF member IS NULL OR redemption IS NULL THEN
         RAISE EXCEPTION 'member and redemption must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -212,8 +222,12 @@ BEGIN
     -- the points go back to the lots they came from
     v_back := loyalty.reverse(member, v_x.entry_id, NULL, NULL, 'redemption:' || redemption,
                               coalesce(reason, 'redemption cancelled'));
+    -- the reverse entry just written (a redemption is cancelled once, under the lock)
+    SELECT l.entry_id INTO v_cancel FROM loyalty.ledger l
+    WHERE l.member_id = member AND l.reference = 'redemption:' || redemption
+      AND l.kind = 'reverse' AND l.source_entry = v_x.entry_id;
     UPDATE loyalty.rewards r SET stock = r.stock + 1 WHERE r.reward_id = v_x.reward_id AND r.stock IS NOT NULL;
-    UPDATE loyalty.redemptions x SET status = 'cancelled', cancelled_at = now()
+    UPDATE loyalty.redemptions x SET status = 'cancelled', cancelled_at = now(), cancel_entry = v_cancel
     WHERE x.member_id = member AND x.redemption_id = redemption;
     RETURN v_back;
 END $$;
@@ -280,11 +294,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_discount := points::bigint * v_value;
-    IF v_discount > order_amount
-       OR (v_rules.max_share_of_order IS NOT NULL AND v_discount > order_amount * v_rules.max_share_of_order) THEN
-        RAISE EXCEPTION 'a discount of % exceeds what points may pay of an order of %', v_discount, order_amount
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Points may pay at most %s of the order.', coalesce(v_rules.max_share_of_order, 1));
+    IF v_discount > order_amount THEN
+        RAISE EXCEPTION 'a discount of % exceeds the order amount %', v_discount, order_amount
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Redeem fewer points.';
+    END IF;
+    IF v_rules.max_share_of_order IS NOT NULL AND v_discount > order_amount * v_rules.max_share_of_order THEN
+        RAISE EXCEPTION 'points may pay at most % of an order (% of %), got a discount of %',
+            v_rules.max_share_of_order, order_amount * v_rules.max_share_of_order, order_amount, v_discount
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Redeem fewer points.';
     END IF;
     PERFORM loyalty.redeem(member, points, NULL, reference, idempotency_key);
     RETURN v_discount;
