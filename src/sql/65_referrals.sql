@@ -101,6 +101,35 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION loyalty.referral_code(bigint) IS 'The member''s referral code (8 unambiguous characters), created on first call';
 
+-- Internal: why new_member may not be referred by referrer, or NULL.  Each
+-- reason, once true, stays true (referrals are never deleted, purchases never
+-- uncounted), so refer checks them before it locks anything as well as after.
+CREATE FUNCTION loyalty.referral_refusal(new_member bigint, referrer bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM loyalty.referrals r WHERE r.member_id = new_member) THEN
+        RETURN format('member %s was already referred', new_member);
+    END IF;
+    IF (SELECT a.purchase_count FROM loyalty.accounts a WHERE a.member_id = new_member) > 0 THEN
+        RETURN format('member %s has already made a purchase', new_member);
+    END IF;
+    -- a loop: the referrer was itself referred, directly or further up, by the new member
+    IF EXISTS (WITH RECURSIVE up(m, depth) AS (
+                   SELECT r.referrer, 1 FROM loyalty.referrals r WHERE r.member_id = referral_refusal.referrer
+                   UNION ALL
+                   SELECT r.referrer, up.depth + 1 FROM loyalty.referrals r JOIN up ON r.member_id = up.m
+                   WHERE up.depth < 1000)
+               SELECT FROM up WHERE up.m = new_member) THEN
+        RETURN format('member %s is in the referral chain of member %s', new_member, referrer);
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION loyalty.referral_refusal(bigint, bigint) IS
+    'Internal: the reason a referral of new_member by referrer is refused for good (already referred, already bought, a loop), or NULL';
+
 CREATE FUNCTION loyalty.refer(new_member bigint, code text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -110,8 +139,8 @@ DECLARE
     v_prog bigint;
     v_referrer bigint;
     v_rules loyalty.referral_rules;
-    v_new loyalty.accounts;
     v_n bigint;
+    v_why text;
 BEGIN
     IF new_member IS NULL OR code IS NULL THEN
         RAISE EXCEPTION 'new_member and code must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -123,39 +152,39 @@ BEGIN
     SELECT c.member_id INTO v_referrer FROM loyalty.referral_codes c
     WHERE c.program_id = v_prog AND c.code = upper(refer.code);
     IF NOT FOUND THEN
+        IF EXISTS (SELECT FROM loyalty.referral_codes c WHERE c.code = upper(refer.code)) THEN
+            RAISE EXCEPTION 'referral refused: code "%" belongs to a member of another program', code
+                USING ERRCODE = 'LY020', DETAIL = format('Member %s is in program %s.', new_member, v_prog);
+        END IF;
         RAISE EXCEPTION 'referral refused: no member of program % has code "%"', v_prog, code USING ERRCODE = 'LY020';
     END IF;
     IF v_referrer = new_member THEN
         RAISE EXCEPTION 'referral refused: member % cannot refer itself', new_member USING ERRCODE = 'LY020';
     END IF;
+    -- A refusal for good is raised before any lock: a purchase of a referred
+    -- member locks it, then its referrer, so the reverse pair (the referrer
+    -- entering its referee's code) must not wait for a lock.
+    v_why := loyalty.referral_refusal(new_member, v_referrer);
+    IF v_why IS NOT NULL THEN
+        RAISE EXCEPTION 'referral refused: %', v_why USING ERRCODE = 'LY020';
+    END IF;
     -- both members, in member_id order (no deadlock with another referral)
     PERFORM FROM loyalty.accounts a WHERE a.member_id IN (new_member, v_referrer) ORDER BY a.member_id FOR NO KEY UPDATE;
-    SELECT * INTO v_new FROM loyalty.accounts a WHERE a.member_id = new_member;
     SELECT * INTO v_rules FROM loyalty.referral_rules r WHERE r.program_id = v_prog;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'referral refused: program % has no referral rules', v_prog USING ERRCODE = 'LY020',
             HINT = 'Set them with loyalty.set_referral_rules().';
     END IF;
-    IF EXISTS (SELECT FROM loyalty.referrals r WHERE r.member_id = new_member) THEN
-        RAISE EXCEPTION 'referral refused: member % was already referred', new_member USING ERRCODE = 'LY020';
-    END IF;
-    IF v_new.purchase_count > 0 THEN
-        RAISE EXCEPTION 'referral refused: member % has already made a purchase', new_member USING ERRCODE = 'LY020';
-    END IF;
-    -- a loop: the referrer was itself referred, directly or further up, by the new member
-    IF EXISTS (WITH RECURSIVE up(m, depth) AS (
-                   SELECT r.referrer, 1 FROM loyalty.referrals r WHERE r.member_id = v_referrer
-                   UNION ALL
-                   SELECT r.referrer, up.depth + 1 FROM loyalty.referrals r JOIN up ON r.member_id = up.m
-                   WHERE up.depth < 1000)
-               SELECT FROM up WHERE up.m = new_member) THEN
-        RAISE EXCEPTION 'referral refused: member % is in the referral chain of member %', new_member, v_referrer
-            USING ERRCODE = 'LY020';
+    -- again under the locks: a racing referral or purchase has committed by now
+    v_why := loyalty.referral_refusal(new_member, v_referrer);
+    IF v_why IS NOT NULL THEN
+        RAISE EXCEPTION 'referral refused: %', v_why USING ERRCODE = 'LY020';
     END IF;
     IF v_rules.max_referrals_per_referrer IS NOT NULL THEN
         SELECT count(*) INTO v_n FROM loyalty.referrals r WHERE r.referrer = v_referrer;
         IF v_n >= v_rules.max_referrals_per_referrer THEN
-            RAISE EXCEPTION 'referral refused: member % has reached % referrals', v_referrer, v_n USING ERRCODE = 'LY020';
+            RAISE EXCEPTION 'referral refused: member % has reached % referrals', v_referrer, v_n USING ERRCODE = 'LY020',
+                DETAIL = format('The program allows %s referrals per member.', v_rules.max_referrals_per_referrer);
         END IF;
     END IF;
     INSERT INTO loyalty.referrals (member_id, referrer, code) VALUES (new_member, v_referrer, upper(refer.code));
@@ -209,6 +238,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.referrals', '');
 
 REVOKE ALL ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer),
     loyalty.referral_code(bigint), loyalty.refer(bigint, text),
+    loyalty.referral_refusal(bigint, bigint),
     loyalty.referral_purchase(bigint, bigint, numeric) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.referral_code(bigint), loyalty.refer(bigint, text) TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer) TO loyalty_admin;
