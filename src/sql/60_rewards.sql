@@ -42,11 +42,15 @@ CREATE TABLE loyalty.redemptions (
     PRIMARY KEY (member_id, redemption_id),
     UNIQUE (member_id, idempotency_key)
 );
--- a voucher is presented at the till: it names one redemption
-CREATE UNIQUE INDEX redemptions_voucher_idx ON loyalty.redemptions (voucher);
+-- A voucher is presented at the till, so it is looked up by itself.  Unique
+-- keys of per-member tables include member_id (they must hold on a sharded
+-- cluster, issue 8), so the index on the voucher alone is not UNIQUE: 64
+-- random bits and the check in redeem_reward keep vouchers distinct.
+CREATE UNIQUE INDEX redemptions_member_voucher_idx ON loyalty.redemptions (member_id, voucher);
+CREATE INDEX redemptions_voucher_idx ON loyalty.redemptions (voucher);
 CREATE INDEX redemptions_reward_idx ON loyalty.redemptions (member_id, reward_id) WHERE status = 'issued';
 COMMENT ON TABLE loyalty.redemptions IS 'Rewards redeemed by members, with their voucher code and the redeem ledger entry';
-COMMENT ON COLUMN loyalty.redemptions.voucher IS 'Random voucher code (16 hex digits from gen_random_uuid), unique';
+COMMENT ON COLUMN loyalty.redemptions.voucher IS 'Random voucher code (16 hex digits from gen_random_uuid), distinct across redemptions';
 COMMENT ON COLUMN loyalty.redemptions.entry_id IS 'The redeem ledger entry that paid for the reward';
 COMMENT ON COLUMN loyalty.redemptions.cancel_entry IS 'The reverse ledger entry that gave the points back (cancelled redemptions)';
 

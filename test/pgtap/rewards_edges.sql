@@ -97,9 +97,9 @@ SELECT is((SELECT count(*) FROM loyalty.ledger WHERE member_id = :m) - (SELECT n
           'a redemption writes one ledger entry');
 SELECT is((SELECT count(DISTINCT voucher) FROM loyalty.redemptions), (SELECT count(*) FROM loyalty.redemptions),
           'every voucher is different');
-SELECT throws_ok(format($$INSERT INTO loyalty.redemptions (member_id, reward_id, points, entry_id, voucher)
-                          SELECT %s, reward_id, points, entry_id, voucher FROM loyalty.redemptions LIMIT 1$$, :poor),
-                 '23505', NULL, '... and a voucher can never name two redemptions (unique)');
+SELECT throws_ok($$INSERT INTO loyalty.redemptions (member_id, reward_id, points, entry_id, voucher)
+                   SELECT member_id, reward_id, points, entry_id, voucher FROM loyalty.redemptions LIMIT 1$$,
+                 '23505', NULL, '... and a member''s voucher can never name two of its redemptions (unique with member_id)');
 SELECT results_eq(format($$SELECT (payload->>'reward_id')::bigint, (payload->>'redemption_id')::bigint,
                                   (payload->>'points')::bigint, payload->>'reward_code'
                            FROM loyalty.events WHERE member_id = %s AND kind = 'reward.redeemed'
