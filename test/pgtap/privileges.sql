@@ -1,0 +1,42 @@
+-- Privileges, from the catalog, for every object the extension creates:
+-- pinned search_path on every SECURITY DEFINER function, nothing for PUBLIC
+-- but the types' own functions and operators, the application role limited to
+-- the API, the analyst role limited to the views.
+BEGIN;
+SELECT plan(9);
+
+CREATE TEMP TABLE fns AS
+SELECT p.oid, p.oid::regprocedure::text AS sig, p.prosecdef, p.prokind, p.proconfig
+FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'loyalty';
+
+SELECT cmp_ok((SELECT count(*) FROM fns), '>', 100::bigint, 'the extension''s functions are found');
+SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef
+                  AND NOT coalesce(proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']$$,
+                'every SECURITY DEFINER function pins search_path = pg_catalog, pg_temp');
+SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('public', oid, 'EXECUTE')$$,
+                'PUBLIC may execute no SECURITY DEFINER function');
+SELECT is_empty($$SELECT sig FROM fns WHERE prokind = 'p' AND has_function_privilege('public', oid, 'EXECUTE')$$,
+                'PUBLIC may call no procedure');
+SELECT is_empty($$SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'loyalty' AND c.relkind IN ('r', 'p', 'v')
+                    AND (has_table_privilege('loyalty_app', c.oid, 'SELECT') OR has_table_privilege('loyalty_app', c.oid, 'INSERT')
+                         OR has_table_privilege('loyalty_app', c.oid, 'UPDATE') OR has_table_privilege('loyalty_app', c.oid, 'DELETE'))$$,
+                'the application role can read or write no table or view directly');
+SELECT is_empty($$SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'loyalty' AND c.relkind IN ('r', 'p')
+                    AND (has_table_privilege('loyalty_analyst', c.oid, 'SELECT') OR has_table_privilege('loyalty_analyst', c.oid, 'INSERT'))$$,
+                'the analyst role can read no table');
+SELECT is_empty($$SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'loyalty' AND c.relkind = 'v' AND NOT has_table_privilege('loyalty_analyst', c.oid, 'SELECT')$$,
+                'the analyst role can read every view');
+-- what the analyst may execute among the definer functions: what its views call
+SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_analyst', oid, 'EXECUTE')
+                    AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text)')$$,
+                'the analyst role may execute no writer');
+SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_app', oid, 'EXECUTE')
+                    AND sig ~ '^loyalty\.(adjust|merge_members|expire_|create_|define_|set_|assign_tier|restock|fit_models|review_|verify|emit_event|tier_change|tier_after_write|referral_purchase|referral_refusal|earning_rules_bump|tiers_bump|ledger_refuse)'$$,
+                'the application role may execute no administrator or internal function');
+
+SELECT * FROM finish();
+ROLLBACK;
