@@ -75,9 +75,10 @@ COMMENT ON COLUMN loyalty.earning_rules.min_amount IS 'Spend threshold: the earn
 
 CREATE INDEX earning_rules_program_idx ON loyalty.earning_rules (program_id) WHERE active;
 
--- Every change of a program's rules bumps its version, so each backend's
--- cached copy of the rules is replaced on the next earn.
-CREATE FUNCTION loyalty.earning_rules_bump() RETURNS trigger
+-- Every change of a program's rules (and of its tiers, whose earn multipliers
+-- the rules engine applies) bumps its version, so each backend's cached copy
+-- is replaced on the next earn.
+CREATE FUNCTION loyalty.rules_version_bump() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -88,9 +89,9 @@ BEGIN
         CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN NEW.program_id END]);
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION loyalty.earning_rules_bump() IS 'Trigger: bump programs.rules_version when a rule changes';
+COMMENT ON FUNCTION loyalty.rules_version_bump() IS 'Trigger: bump programs.rules_version when an earning rule or a tier changes';
 CREATE TRIGGER earning_rules_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.earning_rules
-    FOR EACH ROW EXECUTE FUNCTION loyalty.earning_rules_bump();
+    FOR EACH ROW EXECUTE FUNCTION loyalty.rules_version_bump();
 
 CREATE FUNCTION loyalty.create_earning_rule(
     program bigint, name text, effect text,
@@ -345,7 +346,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.activity_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.activities', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.activities_activity_id_seq', '');
 
-REVOKE ALL ON FUNCTION loyalty.earning_rules_bump(),
+REVOKE ALL ON FUNCTION loyalty.rules_version_bump(),
     loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
         timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric),
     loyalty.set_earning_rule_active(bigint, boolean),

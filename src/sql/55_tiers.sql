@@ -65,20 +65,8 @@ CREATE INDEX tier_history_time_idx ON loyalty.tier_history (member_id, changed_a
 COMMENT ON TABLE loyalty.tier_history IS 'Every tier change of a member: from, to, why, when';
 
 -- a tier change moves the earn multiplier the rules engine caches
-CREATE FUNCTION loyalty.tiers_bump() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    UPDATE loyalty.programs p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
-    WHERE p.program_id OPERATOR(pg_catalog.=) ANY (ARRAY[
-        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN OLD.program_id END,
-        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN NEW.program_id END]);
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION loyalty.tiers_bump() IS 'Trigger: bump programs.rules_version when a tier changes';
 CREATE TRIGGER tiers_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.tiers
-    FOR EACH ROW EXECUTE FUNCTION loyalty.tiers_bump();
+    FOR EACH ROW EXECUTE FUNCTION loyalty.rules_version_bump();
 
 CREATE FUNCTION loyalty.set_tier_policy(program bigint, metric text, tier_window text DEFAULT 'rolling',
     window_months integer DEFAULT 12, downgrade text DEFAULT 'one_step', grace interval DEFAULT interval '0',
@@ -557,8 +545,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.tiers', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.tier_history', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.tier_history_change_id_seq', '');
 
-REVOKE ALL ON FUNCTION loyalty.tiers_bump(),
-    loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean),
+REVOKE ALL ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean),
     loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb),
     loyalty.tier_window_start(bigint, timestamptz),
     loyalty.tier_metric(bigint, timestamptz),
