@@ -1097,6 +1097,15 @@ TierAfterWrite(Member *m, const char *cause)
 	ExecStmt(S_TIER, values, NULL, 0);
 }
 
+/* A purchase is an amount, or order lines (then the amount may be NULL). */
+static void
+PurchaseArgs(FunctionCallInfo fcinfo, int amount_arg, int lines_arg, Numeric *amount, Jsonb **lines)
+{
+	*lines = PG_ARGISNULL(lines_arg) ? NULL : PG_GETARG_JSONB_P(lines_arg);
+	*amount = (!PG_ARGISNULL(amount_arg) || *lines == NULL)
+		? CheckAmount(fcinfo, amount_arg, "amount", true) : NULL;
+}
+
 /*
  * Points of a purchase.  A program without earning rules, for a purchase
  * without lines, takes the short way (amount x rate, rounded; no details);
@@ -1154,10 +1163,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
-	if (!PG_ARGISNULL(6))
-		lines = PG_GETARG_JSONB_P(6);
-	if (!PG_ARGISNULL(1) || lines == NULL)
-		amount = CheckAmount(fcinfo, 1, "amount", true);
+	PurchaseArgs(fcinfo, 1, 6, &amount, &lines);
 	e.channel = OptText(fcinfo, 2);
 	e.reference = OptText(fcinfo, 3);
 	e.idem_key = OptText(fcinfo, 4);
@@ -1218,10 +1224,7 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
-	if (!PG_ARGISNULL(2))
-		lines = PG_GETARG_JSONB_P(2);
-	if (!PG_ARGISNULL(1) || lines == NULL)
-		amount = CheckAmount(fcinfo, 1, "amount", true);
+	PurchaseArgs(fcinfo, 1, 2, &amount, &lines);
 	Connect();
 	LoadMember(S_PEEK, member_id, &m, false);
 	at = OccurredAt(fcinfo, 5, &m);
