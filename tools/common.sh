@@ -14,6 +14,7 @@ PACKAGES=(
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	debhelper dpkg-dev postgresql-server-dev-all git python3
+	postgresql-$PGVER-cron
 )
 
 say() { printf '\n==> %s\n' "$*" >&2; }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The batch jobs under pg_cron (Debian's postgresql-15-cron), as the README
+# schedules them: a cluster of our own with pg_cron preloaded, a hold whose
+# time is up and points past their expiry, the two jobs scheduled every
+# minute; within two minutes pg_cron must have run both successfully, the hold
+# must be released, the points expired, and the books sound.
+set -euo pipefail
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+[ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || { echo "pg_cron_jobs.sh: postgresql-15-cron is not installed" >&2; exit 1; }
+TMP=$(mktemp -d -t loyalty-cron.XXXXXX)
+PORT=54395
+if [ "$(id -u)" -eq 0 ]; then chown postgres "$TMP"; RUN="runuser -u postgres --"; else RUN=""; fi
+cleanup() { set +e; $RUN "$PGBIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1; rm -rf "$TMP"; }
+trap cleanup EXIT
+q() { "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$TMP" -p $PORT -U postgres -d postgres "$@"; }
+
+$RUN "$PGBIN/initdb" -D "$TMP/data" -U postgres -A trust >/dev/null
+$RUN "$PGBIN/pg_ctl" -D "$TMP/data" -w -l "$TMP/server.log" -o "-p $PORT -k $TMP -c listen_addresses='' \
+    -c shared_preload_libraries=pg_cron -c cron.database_name=postgres -c cron.host=$TMP" start >/dev/null
+q -o /dev/null <<'SQL'
+CREATE EXTENSION pg_cron;
+CREATE EXTENSION loyalty;
+SELECT loyalty.create_program('cron', expiry_period => interval '1 year') AS p \gset
+SELECT loyalty.enroll(:p, 'pos', 'c1') AS m \gset
+SELECT loyalty.earn(:m, 30, occurred_at => now() - interval '400 days');
+SELECT loyalty.earn(:m, 20);
+SELECT loyalty.hold(:m, '5', interval '1 second');
+SELECT cron.schedule('loyalty-holds', '* * * * *', 'CALL loyalty.release_expired_holds()');
+SELECT cron.schedule('loyalty-expiry', '* * * * *', 'CALL loyalty.expire_points()');
+SQL
+for _ in $(seq 1 130); do
+    done_=$(q -c "SELECT count(DISTINCT jobid) FROM cron.job_run_details WHERE status = 'succeeded'")
+    [ "$done_" = 2 ] && break
+    sleep 1
+done
+q -c "SELECT j.jobname, d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid) ORDER BY d.runid" | sed 's/^/   /'
+fail=0
+check() { if [ "$(q -c "$2")" = t ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+check "pg_cron ran both jobs successfully" "SELECT count(DISTINCT jobid) = 2 FROM cron.job_run_details WHERE status = 'succeeded'"
+check "the hold whose time was up is released" "SELECT status = 'expired' FROM loyalty.holds"
+check "the expired points are written off" "SELECT lifetime_expired::bigint = 30 FROM loyalty.accounts"
+check "the books are sound" "SELECT count(*) = 0 FROM loyalty.verify()"
+exit $fail
