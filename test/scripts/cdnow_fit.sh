@@ -9,11 +9,21 @@
 #   Gamma-Gamma  p = 6.25,  q = 3.74,  gamma = 15.44
 # Then show that data which cannot identify the model fail with LY030.
 # Runs inside the throwaway cluster of tools/test.sh.  The data live outside
-# the repository: LOYALTY_CDNOW_DIR, default ../shared/data/cdnow.
+# the repository: LOYALTY_CDNOW_DIR, default ../shared/data/cdnow (of this
+# checkout, or of the repository it was cloned from).
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DATA=${LOYALTY_CDNOW_DIR:-$HERE/../shared/data/cdnow}
+# the data: LOYALTY_CDNOW_DIR, else next to this checkout, else next to the
+# repository it was cloned from (a fresh clone elsewhere, as CI makes)
+DATA=${LOYALTY_CDNOW_DIR:-}
+if [ -z "$DATA" ]; then
+    origin=$(git -C "$HERE" remote get-url origin 2>/dev/null || true)
+    for d in "$HERE/../shared/data/cdnow" "${origin%/}/../shared/data/cdnow"; do
+        [ -r "$d/CDNOW_sample.txt" ] && { DATA=$d; break; }
+    done
+    DATA=${DATA:-$HERE/../shared/data/cdnow}
+fi
 DB=loyalty_cdnow
 for f in CDNOW_sample.txt cdnow_customers_summary_with_transactions.csv; do
     [[ -r $DATA/$f ]] || { echo "cdnow_fit.sh: $DATA/$f not found (set LOYALTY_CDNOW_DIR)" >&2; exit 1; }
