@@ -18,16 +18,9 @@ BENCH_DB=${BENCH_DB:-loyalty_bench_analytics}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CDNOW=${LOYALTY_CDNOW_DIR:-$HERE/../shared/data/cdnow}
 
-die() { echo "analytics.sh: $*" >&2; exit 1; }
-for v in BENCH_ORDERS BENCH_MEMBERS BENCH_FIT_MEMBERS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
-done
-ADMIN_DB=${PGDATABASE:-postgres}
-[[ $(psql -X -A -t -d "$ADMIN_DB" -c "SELECT count(*) FROM pg_database WHERE datname = '$BENCH_DB'") == 0 ]] \
-    || die "database $BENCH_DB exists"
-psql -X -q -d "$ADMIN_DB" -c "CREATE DATABASE $BENCH_DB"
-trap 'psql -X -q -d "$ADMIN_DB" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1' EXIT
-q() { psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" "$@"; }
+BENCH_NAME=analytics.sh
+source "$HERE/bench/lib.sh"
+bench_setup BENCH_ORDERS BENCH_MEMBERS BENCH_FIT_MEMBERS
 # seconds taken by one statement (the best of 3 runs, so caching is even)
 timed() {
     local best=

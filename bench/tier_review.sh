@@ -11,30 +11,9 @@ BENCH_MEMBERS=${BENCH_MEMBERS:-1000000}
 BENCH_BATCH=${BENCH_BATCH:-10000}
 BENCH_DB=${BENCH_DB:-loyalty_bench_tiers}
 
-die() { echo "tier_review.sh: $*" >&2; exit 1; }
-for v in BENCH_MEMBERS BENCH_BATCH; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
-done
-[[ $BENCH_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DB must be a plain lower-case identifier"
-ADMIN_DB=${PGDATABASE:-postgres}
-[[ $ADMIN_DB == "$BENCH_DB" ]] && ADMIN_DB=postgres
-CREATED=0
-cleanup() {
-    local rc=$?
-    [[ $CREATED == 1 ]] && psql -X -q -d "$ADMIN_DB" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
-    exit $rc
-}
-trap cleanup EXIT
-
-q() { psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" "$@"; }
-q1() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "$1"; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-
-[[ $(psql -X -A -t -d "$ADMIN_DB" -c "SELECT count(*) FROM pg_database WHERE datname = '$BENCH_DB'") == 0 ]] \
-    || die "database $BENCH_DB exists; drop it or set BENCH_DB"
-psql -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_DB" -c "CREATE DATABASE $BENCH_DB"
-CREATED=1
+BENCH_NAME=tier_review.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup BENCH_MEMBERS BENCH_BATCH
 echo "== loyalty tier review benchmark: $BENCH_MEMBERS members, batches of $BENCH_BATCH =="
 q1 "SELECT version()"
 
