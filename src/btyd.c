@@ -508,6 +508,23 @@ result_tuple(FunctionCallInfo fcinfo, const double *v, int nv)
 	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
 
+/*
+ * The start of both final functions: false for no rows (the fit is NULL,
+ * like any aggregate over nothing); too few customers to fit is LY030.
+ */
+static bool
+final_state(BtydState *s, const char *model, const char *what)
+{
+	if (s == NULL || s->total == 0)
+		return false;
+	state_compact(s);
+	if (s->total < 10)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
+				 errmsg("the %s model needs at least 10 %s, got %g", model, what, s->total)));
+	return true;
+}
+
 Datum
 btyd_bgnbd_final(PG_FUNCTION_ARGS)
 {
@@ -518,13 +535,8 @@ btyd_bgnbd_final(PG_FUNCTION_ARGS)
 	double		meanT = 0;
 	int			i;
 
-	if (s == NULL || s->total == 0)
+	if (!final_state(s, "BG/NBD", "customers"))
 		PG_RETURN_NULL();
-	state_compact(s);
-	if (s->total < 10)
-		ereport(ERROR,
-				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
-				 errmsg("the BG/NBD model needs at least 10 customers, got %g", s->total)));
 	if (s->repeaters == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
@@ -559,13 +571,8 @@ btyd_gg_final(PG_FUNCTION_ARGS)
 	double		mean = 0;
 	int			i;
 
-	if (s == NULL || s->total == 0)
+	if (!final_state(s, "Gamma-Gamma", "repeat customers"))
 		PG_RETURN_NULL();
-	state_compact(s);
-	if (s->total < 10)
-		ereport(ERROR,
-				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
-				 errmsg("the Gamma-Gamma model needs at least 10 repeat customers, got %g", s->total)));
 	for (i = 0; i < s->nobs; i++)
 		mean += s->obs[i].n * s->obs[i].b;
 	mean /= s->total;
