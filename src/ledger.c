@@ -32,6 +32,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "direct.h"
 #include "loyalty.h"
 #include "points.h"
 #include "rules.h"
@@ -62,12 +63,10 @@ typedef enum LedgerStmt
 	S_MERGED,
 	S_SAME_DAY,
 	S_IDEM_GET,
-	S_IDEM_PUT,
-	S_LEDGER_INS,
+	S_EVENT_INS,
 	S_AVAILABLE,
 	S_CONSUME,
 	S_RETURN,
-	S_ACCOUNT_UPD,
 	S_ENTRY_GET,
 	S_LOT_OF_ENTRY,
 	S_LOT_TAKE,
@@ -104,7 +103,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
 		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
 		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
-		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL"
+		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL, a.ctid"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
 	1, {INT8OID}},
@@ -114,7 +113,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
 		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
 		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
-		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL"
+		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL, a.ctid"
 		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
 		" WHERE a.member_id" EQ "$1",
 	1, {INT8OID}},
@@ -130,52 +129,11 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT operation, request_hash, result, entry_id FROM loyalty.idempotency_keys"
 		" WHERE member_id" EQ "$1 AND idempotency_key" EQ "$2",
 	2, {INT8OID, TEXTOID}},
-	[S_IDEM_PUT] = {
-		"INSERT INTO loyalty.idempotency_keys"
-		" (member_id, idempotency_key, operation, request_hash, result, entry_id)"
-		" VALUES ($1, $2, $3, $4, $5, $6)",
-	6, {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}},
-	/*
-	 * One statement writes the ledger row, the lot of a credit ($15 > 0,
-	 * numbered by its entry) and, when $19, the account deltas $20..$29
-	 * (as S_ACCOUNT_UPD): each statement costs an executor start-up, so the
-	 * common calls (earn, award) are this one statement after the lock.
-	 */
-	[S_LEDGER_INS] = {
-		"WITH e AS ("
-		" INSERT INTO loyalty.ledger (member_id, program_id, kind, points, held_delta, amount,"
-		" channel, reference, reason, source_entry, hold_id, idempotency_key, occurred_at, details)"
-		" VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", $6, $7, $8, $9, $10, $11, $12, $13, $14::pg_catalog.jsonb)"
-		" RETURNING entry_id"
-		"), l AS ("
-		" INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at, expires_at)"
-		" SELECT $1, e.entry_id, e.entry_id, $15" PTS ", $16" PTS ", $17, $18 FROM e WHERE $15" GT "0"
-		"), a AS ("
-		" UPDATE loyalty.accounts SET"
-		" balance = (balance" I8 PLUS "$20)" PTS ","
-		" held = (held" I8 PLUS "$21)" PTS ","
-		" debt = (debt" I8 PLUS "$22)" PTS ","
-		" lifetime_earned = (lifetime_earned" I8 PLUS "$23)" PTS ","
-		" lifetime_redeemed = (lifetime_redeemed" I8 PLUS "$24)" PTS ","
-		" lifetime_expired = (lifetime_expired" I8 PLUS "$25)" PTS ","
-		" first_purchase_at = LEAST(first_purchase_at, $26),"
-		" last_purchase_at = GREATEST(last_purchase_at, $26),"
-		" purchase_count = purchase_count" PLUS "$27,"
-		" purchase_days = purchase_days" PLUS "$28,"
-		" purchase_amount = purchase_amount" PLUS "$29,"
-		" updated_at = pg_catalog.now()"
-		" WHERE $19 AND member_id" EQ "$1"
-		"), ev AS ("
-		" INSERT INTO loyalty.events (member_id, program_id, kind, payload)"
-		" SELECT $1, $2, 'points.earned', pg_catalog.jsonb_build_object('entry_id', e.entry_id,"
-		"  'points', $4" I8 ", 'amount', $6, 'channel', $7, 'reference', $8)"
-		" FROM e WHERE $30 RETURNING event_id"
-		") SELECT e.entry_id, (SELECT event_id FROM ev) FROM e",
-	30, {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID,
-		INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
-		INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		BOOLOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
-	INT8OID, INT8OID, NUMERICOID, BOOLOID}},
+	[S_EVENT_INS] = {
+		"INSERT INTO loyalty.events (member_id, program_id, kind, payload)"
+		" VALUES ($1, $2, 'points.earned', pg_catalog.jsonb_build_object('entry_id', $3,"
+		"  'points', $4, 'amount', $5, 'channel', $6, 'reference', $7)) RETURNING event_id",
+	7, {INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID}},
 	[S_AVAILABLE] = {
 		"SELECT COALESCE(pg_catalog.sum(remaining" I8 "), 0)" I8
 		" FROM loyalty.lots WHERE member_id" EQ "$1"
@@ -218,23 +176,6 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		") UPDATE loyalty.lots l SET remaining = (l.remaining" I8 PLUS "ua.give)" PTS
 		" FROM ua WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "ua.lot_id RETURNING ua.give",
 	3, {INT8OID, INT8OID, INT8OID}},
-	[S_ACCOUNT_UPD] = {
-		"UPDATE loyalty.accounts SET"
-		" balance = (balance" I8 PLUS "$2)" PTS ","
-		" held = (held" I8 PLUS "$3)" PTS ","
-		" debt = (debt" I8 PLUS "$4)" PTS ","
-		" lifetime_earned = (lifetime_earned" I8 PLUS "$5)" PTS ","
-		" lifetime_redeemed = (lifetime_redeemed" I8 PLUS "$6)" PTS ","
-		" lifetime_expired = (lifetime_expired" I8 PLUS "$7)" PTS ","
-		" first_purchase_at = LEAST(first_purchase_at, $8),"
-		" last_purchase_at = GREATEST(last_purchase_at, $8),"
-		" purchase_count = purchase_count" PLUS "$9,"
-		" purchase_days = purchase_days" PLUS "$10,"
-		" purchase_amount = purchase_amount" PLUS "$11,"
-		" updated_at = pg_catalog.now()"
-		" WHERE member_id" EQ "$1",
-	11, {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
-	INT8OID, INT8OID, NUMERICOID}},
 	[S_ENTRY_GET] = {
 		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
@@ -322,23 +263,8 @@ struct Member
 	int32		tier_rank;		/* -1: no tier */
 	text	   *segment;
 	bool		has_tiers;		/* the program has a tier policy */
+	ItemPointerData tid;		/* where the locked account row was */
 };
-
-/* Deltas applied to the account row in one UPDATE. */
-typedef struct AccountDelta
-{
-	int64		balance;
-	int64		held;
-	int64		debt;
-	int64		earned;
-	int64		redeemed;
-	int64		expired;
-	bool		purchase;
-	TimestampTz purchase_at;
-	int64		purchase_count;
-	int64		purchase_days;
-	Datum		purchase_amount;	/* numeric or 0 */
-} AccountDelta;
 
 /* Arguments of one ledger row. */
 typedef struct Entry
@@ -501,6 +427,7 @@ LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
 		m->segment = isnull ? NULL : DatumGetTextPCopy(seg);
 	}
 	m->has_tiers = DatumGetBool(Col(0, 22, &isnull));
+	m->tid = *(ItemPointer) DatumGetPointer(Col(0, 23, &isnull));
 	m->rounding_name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
 
 	if (need_active && strcmp(m->status, "active") != 0)
@@ -665,17 +592,13 @@ IdemLookup(Member *m, text *key, const char *op, int64 hash, int64 *result)
 static void
 IdemStore(Member *m, text *key, const char *op, int64 hash, int64 result, int64 entry_id)
 {
-	Datum		values[6];
+	DirectWriter *w;
 
 	if (key == NULL)
 		return;
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = PointerGetDatum(key);
-	values[2] = CStringGetTextDatum(op);
-	values[3] = Int64GetDatum(hash);
-	values[4] = Int64GetDatum(result);
-	values[5] = Int64GetDatum(entry_id);
-	ExecStmt(S_IDEM_PUT, values, NULL, 0);
+	w = direct_begin();
+	direct_insert_idempotency(w, m->member_id, key, op, hash, result, entry_id);
+	direct_end(w);
 }
 
 /* UTC day number of a time (purchase days are counted in UTC days). */
@@ -726,82 +649,66 @@ ApplyDelta(Member *m, AccountDelta *d)
 	}
 }
 
-/* Fill parameters first..first+10 with the account deltas of S_ACCOUNT_UPD order. */
-static void
-DeltaParams(AccountDelta *d, Datum *values, char *nulls)
-{
-	values[0] = Int64GetDatum(d->balance);
-	values[1] = Int64GetDatum(d->held);
-	values[2] = Int64GetDatum(d->debt);
-	values[3] = Int64GetDatum(d->earned);
-	values[4] = Int64GetDatum(d->redeemed);
-	values[5] = Int64GetDatum(d->expired);
-	values[6] = TimestampTzGetDatum(d->purchase_at);
-	nulls[6] = d->purchase ? ' ' : 'n';
-	values[7] = Int64GetDatum(d->purchase_count);
-	values[8] = Int64GetDatum(d->purchase_days);
-	values[9] = d->purchase_amount ? d->purchase_amount
-		: NumericGetDatum(int64_to_numeric(0));
-}
-
 /*
  * Append one ledger row (with its lot, for a credit) and, when `d` is given,
- * apply the account deltas in the same statement; returns its entry_id.
+ * apply the account deltas; returns its entry_id.
  */
 static int64
 InsertEntry(Member *m, Entry *e, AccountDelta *d)
 {
-	Datum		values[30];
-	char		nulls[30];
-	AccountDelta none = {0};
-	bool		emit = e->purchase_event && m->emits_earned;
+	LedgerRow	r;
+	DirectWriter *w;
 	int64		entry_id;
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = Int64GetDatum(m->program_id);
-	values[2] = CStringGetTextDatum(e->kind);
-	values[3] = Int64GetDatum(e->points);
-	values[4] = Int64GetDatum(e->held_delta);
-	values[5] = e->amount;
-	nulls[5] = e->amount ? ' ' : 'n';
-	values[6] = PointerGetDatum(e->channel);
-	nulls[6] = e->channel ? ' ' : 'n';
-	values[7] = PointerGetDatum(e->reference);
-	nulls[7] = e->reference ? ' ' : 'n';
-	values[8] = PointerGetDatum(e->reason);
-	nulls[8] = e->reason ? ' ' : 'n';
-	values[9] = Int64GetDatum(e->source_entry);
-	nulls[9] = e->source_entry ? ' ' : 'n';
-	values[10] = Int64GetDatum(e->hold_id);
-	nulls[10] = e->hold_id ? ' ' : 'n';
-	values[11] = PointerGetDatum(e->idem_key);
-	nulls[11] = e->idem_key ? ' ' : 'n';
-	values[12] = TimestampTzGetDatum(e->occurred_at ? e->occurred_at : m->now);
-	values[13] = e->details ? CStringGetTextDatum(e->details) : (Datum) 0;
-	nulls[13] = e->details ? ' ' : 'n';
-	values[14] = Int64GetDatum(e->lot_original);
-	values[15] = Int64GetDatum(e->lot_remaining);
-	values[16] = TimestampTzGetDatum(e->lot_vests_at);
-	values[17] = TimestampTzGetDatum(e->lot_expires_at);
-	nulls[17] = e->lot_expires_at ? ' ' : 'n';
-	values[18] = BoolGetDatum(d != NULL);
-	DeltaParams(d ? d : &none, values + 19, nulls + 19);
-	values[29] = BoolGetDatum(emit);
-	ExecStmt(S_LEDGER_INS, values, nulls, 0);
-	if (SPI_processed != 1)
-		elog(ERROR, "loyalty: ledger insert returned %llu rows", (unsigned long long) SPI_processed);
+	r.member_id = m->member_id;
+	r.program_id = m->program_id;
+	r.kind = e->kind;
+	r.points = e->points;
+	r.held_delta = e->held_delta;
+	r.amount = e->amount;
+	r.channel = e->channel;
+	r.reference = e->reference;
+	r.reason = e->reason;
+	r.source_entry = e->source_entry;
+	r.hold_id = e->hold_id;
+	r.idem_key = e->idem_key;
+	r.occurred_at = e->occurred_at ? e->occurred_at : m->now;
+	r.details = e->details;
+	r.lot_original = e->lot_original;
+	r.lot_remaining = e->lot_remaining;
+	r.lot_vests_at = e->lot_vests_at;
+	r.lot_expires_at = e->lot_expires_at;
+
+	w = direct_begin();
+	entry_id = direct_insert_entry(w, &r);
+	if (d)
+		direct_update_account(w, m->member_id, &m->tid, d);
+	direct_end(w);
 	if (d)
 		ApplyDelta(m, d);
-	entry_id = ColInt8(0, 1);
-	if (emit)
+
+	if (e->purchase_event && m->emits_earned)
 	{
+		Datum		values[7];
+		char		nulls[7];
 		char		payload[128];
 
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = Int64GetDatum(m->member_id);
+		values[1] = Int64GetDatum(m->program_id);
+		values[2] = Int64GetDatum(entry_id);
+		values[3] = Int64GetDatum(e->points);
+		values[4] = e->amount;
+		nulls[4] = e->amount ? ' ' : 'n';
+		values[5] = PointerGetDatum(e->channel);
+		nulls[5] = e->channel ? ' ' : 'n';
+		values[6] = PointerGetDatum(e->reference);
+		nulls[6] = e->reference ? ' ' : 'n';
+		ExecStmt(S_EVENT_INS, values, nulls, 0);
 		/* delivered at commit only, like the outbox row; same text as emit_event's */
 		snprintf(payload, sizeof(payload),
 				 "{\"kind\": \"points.earned\", \"event_id\": " INT64_FORMAT ", \"member_id\": " INT64_FORMAT "}",
-				 ColInt8(0, 2), m->member_id);
+				 ColInt8(0, 1), m->member_id);
 		Async_Notify("loyalty_events", payload);
 	}
 	return entry_id;
@@ -811,13 +718,10 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 static void
 UpdateAccount(Member *m, AccountDelta *d)
 {
-	Datum		values[11];
-	char		nulls[11];
+	DirectWriter *w = direct_begin();
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(m->member_id);
-	DeltaParams(d, values + 1, nulls + 1);
-	ExecStmt(S_ACCOUNT_UPD, values, nulls, 0);
+	direct_update_account(w, m->member_id, &m->tid, d);
+	direct_end(w);
 	ApplyDelta(m, d);
 }
 

@@ -474,3 +474,35 @@ points_value(PG_FUNCTION_ARGS)
 							   NumericGetDatum(int64_to_numeric(p)),
 							   NumericGetDatum(rate));
 }
+
+/*
+ * Comparisons.  Their representation is int8's, but they are C functions of
+ * this module rather than LANGUAGE internal aliases of int8lt & co.: looking
+ * up an internal function whose OID is not a built-in one scans the whole
+ * built-in table by name, and the executor does that lookup for every CHECK
+ * and partial-index predicate of every write statement.
+ */
+#define POINTS_CMP_FN(name, op) \
+PG_FUNCTION_INFO_V1(name); \
+Datum \
+name(PG_FUNCTION_ARGS) \
+{ \
+	PG_RETURN_BOOL(PG_GETARG_INT64(0) op PG_GETARG_INT64(1)); \
+}
+
+POINTS_CMP_FN(points_eq, ==)
+POINTS_CMP_FN(points_ne, !=)
+POINTS_CMP_FN(points_lt, <)
+POINTS_CMP_FN(points_le, <=)
+POINTS_CMP_FN(points_gt, >)
+POINTS_CMP_FN(points_ge, >=)
+
+PG_FUNCTION_INFO_V1(points_cmp);
+Datum
+points_cmp(PG_FUNCTION_ARGS)
+{
+	int64		a = PG_GETARG_INT64(0);
+	int64		b = PG_GETARG_INT64(1);
+
+	PG_RETURN_INT32(a < b ? -1 : (a > b ? 1 : 0));
+}

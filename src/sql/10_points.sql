@@ -27,21 +27,21 @@ CREATE TYPE loyalty.points (
 COMMENT ON TYPE loyalty.points IS
     'Exact signed 64-bit count of loyalty points; arithmetic is overflow-checked (SQLSTATE 22003)';
 
--- comparison: int8's own functions, valid because the representation is int8's
+-- comparison: C functions of this module (see points.c for why not int8's own)
 CREATE FUNCTION loyalty.points_eq(loyalty.points, loyalty.points) RETURNS boolean
-    AS 'int8eq' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_ne(loyalty.points, loyalty.points) RETURNS boolean
-    AS 'int8ne' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_lt(loyalty.points, loyalty.points) RETURNS boolean
-    AS 'int8lt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_le(loyalty.points, loyalty.points) RETURNS boolean
-    AS 'int8le' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_gt(loyalty.points, loyalty.points) RETURNS boolean
-    AS 'int8gt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_ge(loyalty.points, loyalty.points) RETURNS boolean
-    AS 'int8ge' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_cmp(loyalty.points, loyalty.points) RETURNS integer
-    AS 'btint8cmp' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'points_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.points_sortsupport(internal) RETURNS void
     AS 'btint8sortsupport' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION loyalty.points_hash(loyalty.points) RETURNS integer

@@ -1,0 +1,550 @@
+/*
+ * direct.c
+ *		The rows every write makes (ledger entry, lot, account update,
+ *		idempotency key) written through the table AM and the executor's
+ *		row-level routines, as logical replication's apply worker writes them.
+ *
+ * Why: an SPI statement pays for executor start-up and shutdown (plan tree,
+ * expression compilation, CHECK expressions re-read from the catalog), and a
+ * call writes three or four rows whose shape never changes.  The row-level
+ * routines keep everything a statement would do for these rows: NOT NULL and
+ * CHECK constraints, unique indexes, partial-index predicates, row triggers
+ * (user audit triggers still fire), partition routing, WAL and replication.
+ * Only the SQL layer is skipped, and with it the table privileges, which the
+ * SECURITY DEFINER callers hold anyway.
+ *
+ * Columns are found by name and checked against the table once per backend
+ * (and again whenever the table is replaced), so a column the write path does
+ * not know, or one it needs that is gone, is a clear error, not a bad row.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "common/int.h"
+#include "executor/executor.h"
+#include "executor/execPartition.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "direct.h"
+#include "points.h"
+
+typedef enum DirectTable
+{
+	DT_LEDGER,
+	DT_LOTS,
+	DT_ACCOUNTS,
+	DT_IDEM,
+	DT_COUNT
+} DirectTable;
+
+#define MAX_COLS 24
+
+/* What the write path knows of each table: its columns, in our order. */
+typedef struct TableDef
+{
+	const char *name;
+	int			ncols;
+	const char *cols[MAX_COLS];
+} TableDef;
+
+enum
+{
+	L_MEMBER, L_ENTRY, L_PROGRAM, L_KIND, L_POINTS, L_HELD, L_AMOUNT, L_CHANNEL,
+	L_REFERENCE, L_REASON, L_ACTOR, L_SOURCE, L_HOLD, L_IDEM, L_CREATED,
+	L_OCCURRED, L_DETAILS, L_NCOLS
+};
+enum
+{
+	T_MEMBER, T_LOT, T_ENTRY, T_ORIGINAL, T_REMAINING, T_REVERSED,
+	T_REVERSED_AMOUNT, T_VESTS, T_EXPIRES, T_CREATED, T_NCOLS
+};
+enum
+{
+	A_MEMBER, A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
+	A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NCOLS
+};
+enum
+{
+	K_MEMBER, K_KEY, K_OP, K_HASH, K_RESULT, K_ENTRY, K_CREATED, K_NCOLS
+};
+
+static const TableDef table_defs[DT_COUNT] = {
+	[DT_LEDGER] = {"ledger", L_NCOLS,
+		{"member_id", "entry_id", "program_id", "kind", "points", "held_delta", "amount",
+			"channel", "reference", "reason", "actor", "source_entry", "hold_id",
+	"idempotency_key", "created_at", "occurred_at", "details"}},
+	[DT_LOTS] = {"lots", T_NCOLS,
+		{"member_id", "lot_id", "entry_id", "original", "remaining", "reversed",
+	"reversed_amount", "vests_at", "expires_at", "created_at"}},
+	/* only the columns an update changes (and the key it checks) */
+	[DT_ACCOUNTS] = {"accounts", A_NCOLS,
+		{"member_id", "balance", "held", "debt", "lifetime_earned", "lifetime_redeemed",
+			"lifetime_expired", "first_purchase_at", "last_purchase_at", "purchase_count",
+	"purchase_days", "purchase_amount", "updated_at"}},
+	[DT_IDEM] = {"idempotency_keys", K_NCOLS,
+		{"member_id", "idempotency_key", "operation", "request_hash", "result", "entry_id",
+	"created_at"}},
+};
+
+/* Per backend: where our columns are in each table, checked on every use. */
+typedef struct ColumnMap
+{
+	Oid			relid;
+	AttrNumber	attno[MAX_COLS];	/* 0-based index into the tuple */
+	Oid			seqid;			/* ledger: the entry_id identity sequence */
+} ColumnMap;
+
+static ColumnMap maps[DT_COUNT];
+
+struct DirectWriter
+{
+	EState	   *estate;
+	Oid			nspid;
+	Relation	rel[DT_COUNT];
+	ResultRelInfo *rri[DT_COUNT];
+	TupleTableSlot *slot[DT_COUNT];
+	/* partitioned ledger: tuple routing, as COPY and logical replication do */
+	ModifyTableState *mtstate;
+	PartitionTupleRouting *proute;
+};
+
+/* Build or check the column map of an opened table. */
+static void
+CheckColumns(DirectTable t, Relation rel)
+{
+	const TableDef *def = &table_defs[t];
+	ColumnMap  *map = &maps[t];
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		valid = map->relid == RelationGetRelid(rel);
+	int			i;
+
+	for (i = 0; valid && i < def->ncols; i++)
+	{
+		Form_pg_attribute att;
+
+		if (map->attno[i] >= desc->natts)
+		{
+			valid = false;
+			break;
+		}
+		att = TupleDescAttr(desc, map->attno[i]);
+		valid = !att->attisdropped && strcmp(NameStr(att->attname), def->cols[i]) == 0;
+	}
+	if (valid)
+		return;
+
+	map->relid = InvalidOid;
+	for (i = 0; i < def->ncols; i++)
+	{
+		int			a;
+
+		for (a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), def->cols[i]) == 0)
+				break;
+		}
+		if (a == desc->natts)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of table loyalty.%s is missing", def->cols[i], def->name),
+					 errhint("The extension's tables were changed by hand; reinstall or update the extension.")));
+		map->attno[i] = a;
+	}
+	/* an insert must know every column: the rest would silently be NULL */
+	if (t != DT_ACCOUNTS)
+	{
+		int			a;
+
+		for (a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (att->attisdropped)
+				continue;
+			for (i = 0; i < def->ncols; i++)
+				if (map->attno[i] == a)
+					break;
+			if (i == def->ncols)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("column \"%s\" of table loyalty.%s is unknown to the write path",
+								NameStr(att->attname), def->name),
+						 errhint("The extension's tables were changed by hand; reinstall or update the extension.")));
+		}
+	}
+	if (t == DT_LEDGER)
+		map->seqid = getIdentitySequence(RelationGetRelid(rel), map->attno[L_ENTRY] + 1, false);
+	map->relid = RelationGetRelid(rel);
+}
+
+DirectWriter *
+direct_begin(void)
+{
+	DirectWriter *w = palloc0(sizeof(DirectWriter));
+	List	   *rtable = NIL;
+	int			t;
+
+	w->nspid = get_namespace_oid("loyalty", false);
+	w->estate = CreateExecutorState();
+	/* one range-table entry per table, opened on first use */
+	for (t = 0; t < DT_COUNT; t++)
+	{
+		RangeTblEntry *rte = makeNode(RangeTblEntry);
+		Oid			relid = get_relname_relid(table_defs[t].name, w->nspid);
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("table loyalty.%s does not exist", table_defs[t].name)));
+		rte->rtekind = RTE_RELATION;
+		rte->relid = relid;
+		rte->relkind = get_rel_relkind(relid);
+		rte->rellockmode = RowExclusiveLock;
+		rtable = lappend(rtable, rte);
+	}
+	ExecInitRangeTable(w->estate, rtable);
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+	w->estate->es_snapshot = GetActiveSnapshot();
+	AfterTriggerBeginQuery();
+	return w;
+}
+
+/* The table's result relation, opened with its indexes on first use. */
+static ResultRelInfo *
+Open(DirectWriter *w, DirectTable t)
+{
+	if (w->rri[t] == NULL)
+	{
+		RangeTblEntry *rte = exec_rt_fetch(t + 1, w->estate);
+		Relation	rel = table_open(rte->relid, RowExclusiveLock);
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+
+		CheckColumns(t, rel);
+		InitResultRelInfo(rri, rel, t + 1, NULL, 0);
+		w->estate->es_opened_result_relations =
+			lappend(w->estate->es_opened_result_relations, rri);
+		if (rel->rd_rel->relkind == RELKIND_RELATION)
+			ExecOpenIndices(rri, false);
+		w->rel[t] = rel;
+		w->rri[t] = rri;
+		w->slot[t] = table_slot_create(rel, &w->estate->es_tupleTable);
+	}
+	return w->rri[t];
+}
+
+/* A fresh virtual row of the table, all NULL. */
+static TupleTableSlot *
+NewRow(DirectWriter *w, DirectTable t)
+{
+	TupleTableSlot *slot = w->slot[t];
+
+	ExecClearTuple(slot);
+	memset(slot->tts_values, 0, sizeof(Datum) * slot->tts_tupleDescriptor->natts);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	return slot;
+}
+
+static inline void
+Set(TupleTableSlot *slot, DirectTable t, int col, Datum value, bool isnull)
+{
+	AttrNumber	a = maps[t].attno[col];
+
+	slot->tts_values[a] = value;
+	slot->tts_isnull[a] = isnull;
+}
+
+/* Insert the row in `slot`, routing it to its partition when needed. */
+static void
+InsertRow(DirectWriter *w, DirectTable t, TupleTableSlot *slot)
+{
+	ResultRelInfo *rri = w->rri[t];
+
+	ExecStoreVirtualTuple(slot);
+	if (w->rel[t]->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		ResultRelInfo *part;
+		TupleTableSlot *pslot;
+		TupleConversionMap *map;
+		MemoryContext oldcxt;
+
+		if (w->proute == NULL)
+		{
+			w->mtstate = makeNode(ModifyTableState);
+			w->mtstate->ps.plan = NULL;
+			w->mtstate->ps.state = w->estate;
+			w->mtstate->operation = CMD_INSERT;
+			w->mtstate->resultRelInfo = rri;
+			w->mtstate->rootResultRelInfo = rri;
+			w->proute = ExecSetupPartitionTupleRouting(w->estate, w->rel[t]);
+		}
+		oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
+		part = ExecFindPartition(w->mtstate, rri, w->proute, slot, w->estate);
+		MemoryContextSwitchTo(oldcxt);
+		map = part->ri_RootToPartitionMap;
+		pslot = part->ri_PartitionTupleSlot;
+		if (map != NULL)
+			slot = execute_attr_map_slot(map->attrMap, slot, pslot);
+		ExecSimpleRelationInsert(part, w->estate, slot);
+	}
+	else
+		ExecSimpleRelationInsert(rri, w->estate, slot);
+	ResetPerTupleExprContext(w->estate);
+}
+
+/*
+ * Append a ledger row (and the lot of a credit, numbered by its entry);
+ * returns the new entry_id.
+ */
+int64
+direct_insert_entry(DirectWriter *w, const LedgerRow *r)
+{
+	TupleTableSlot *slot;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	int64		entry_id;
+
+	Open(w, DT_LEDGER);
+	entry_id = nextval_internal(maps[DT_LEDGER].seqid, false);
+	slot = NewRow(w, DT_LEDGER);
+	Set(slot, DT_LEDGER, L_MEMBER, Int64GetDatum(r->member_id), false);
+	Set(slot, DT_LEDGER, L_ENTRY, Int64GetDatum(entry_id), false);
+	Set(slot, DT_LEDGER, L_PROGRAM, Int64GetDatum(r->program_id), false);
+	Set(slot, DT_LEDGER, L_KIND, CStringGetTextDatum(r->kind), false);
+	Set(slot, DT_LEDGER, L_POINTS, Int64GetDatum(r->points), false);
+	Set(slot, DT_LEDGER, L_HELD, Int64GetDatum(r->held_delta), false);
+	Set(slot, DT_LEDGER, L_AMOUNT, r->amount, r->amount == (Datum) 0);
+	Set(slot, DT_LEDGER, L_CHANNEL, PointerGetDatum(r->channel), r->channel == NULL);
+	Set(slot, DT_LEDGER, L_REFERENCE, PointerGetDatum(r->reference), r->reference == NULL);
+	Set(slot, DT_LEDGER, L_REASON, PointerGetDatum(r->reason), r->reason == NULL);
+	/* the role that called, not the extension owner the call runs as */
+	Set(slot, DT_LEDGER, L_ACTOR,
+		CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false)), false);
+	Set(slot, DT_LEDGER, L_SOURCE, Int64GetDatum(r->source_entry), r->source_entry == 0);
+	Set(slot, DT_LEDGER, L_HOLD, Int64GetDatum(r->hold_id), r->hold_id == 0);
+	Set(slot, DT_LEDGER, L_IDEM, PointerGetDatum(r->idem_key), r->idem_key == NULL);
+	Set(slot, DT_LEDGER, L_CREATED, TimestampTzGetDatum(now), false);
+	Set(slot, DT_LEDGER, L_OCCURRED, TimestampTzGetDatum(r->occurred_at ? r->occurred_at : now), false);
+	if (r->details)
+		Set(slot, DT_LEDGER, L_DETAILS,
+			DirectFunctionCall1(jsonb_in, CStringGetDatum(r->details)), false);
+	InsertRow(w, DT_LEDGER, slot);
+
+	if (r->lot_original > 0)
+	{
+		Open(w, DT_LOTS);
+		slot = NewRow(w, DT_LOTS);
+		Set(slot, DT_LOTS, T_MEMBER, Int64GetDatum(r->member_id), false);
+		Set(slot, DT_LOTS, T_LOT, Int64GetDatum(entry_id), false);
+		Set(slot, DT_LOTS, T_ENTRY, Int64GetDatum(entry_id), false);
+		Set(slot, DT_LOTS, T_ORIGINAL, Int64GetDatum(r->lot_original), false);
+		Set(slot, DT_LOTS, T_REMAINING, Int64GetDatum(r->lot_remaining), false);
+		Set(slot, DT_LOTS, T_REVERSED, Int64GetDatum(0), false);
+		Set(slot, DT_LOTS, T_REVERSED_AMOUNT, NumericGetDatum(int64_to_numeric(0)), false);
+		Set(slot, DT_LOTS, T_VESTS, TimestampTzGetDatum(r->lot_vests_at), false);
+		Set(slot, DT_LOTS, T_EXPIRES, TimestampTzGetDatum(r->lot_expires_at), r->lot_expires_at == 0);
+		Set(slot, DT_LOTS, T_CREATED, TimestampTzGetDatum(now), false);
+		InsertRow(w, DT_LOTS, slot);
+	}
+	return entry_id;
+}
+
+static int64
+AddInt8(int64 a, int64 b, const char *what)
+{
+	int64		r;
+
+	if (pg_add_s64_overflow(a, b, &r))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("account %s out of range", what)));
+	return r;
+}
+
+/*
+ * The account update checks the table's one CHECK (accounts_sound) in C,
+ * because the executor would re-read and compile it from the catalog for
+ * every call.  Any other CHECK, stored generated column or BEFORE UPDATE row
+ * trigger on accounts takes the executor's general routine instead.
+ */
+static bool
+AccountsFastPath(ResultRelInfo *rri)
+{
+	TupleConstr *constr = RelationGetDescr(rri->ri_RelationDesc)->constr;
+
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_update_before_row)
+		return false;
+	if (constr == NULL)
+		return true;
+	if (constr->has_generated_stored)
+		return false;
+	return constr->num_check == 0 ||
+		(constr->num_check == 1 && strcmp(constr->check[0].ccname, "accounts_sound") == 0);
+}
+
+/* accounts_sound, as 30_ledger.sql defines it */
+static void
+CheckAccountsSound(Relation rel, TupleTableSlot *slot, const AttrNumber *a)
+{
+	int64		balance = DatumGetInt64(slot->tts_values[a[A_BALANCE]]);
+	int64		held = DatumGetInt64(slot->tts_values[a[A_HELD]]);
+	int64		debt = DatumGetInt64(slot->tts_values[a[A_DEBT]]);
+
+	if ((balance >= 0 || debt > 0) && held >= 0 && debt >= 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("new row for relation \"%s\" violates check constraint \"%s\"",
+					RelationGetRelationName(rel), "accounts_sound"),
+			 errdetail("balance %lld, held %lld, debt %lld.",
+					   (long long) balance, (long long) held, (long long) debt),
+			 errtableconstraint(rel, "accounts_sound")));
+}
+
+/*
+ * Apply deltas to a member's account row, which the caller has locked.  `tid`
+ * is where the row was when it was locked; the row's latest version is found
+ * from there (the caller's own statements may have updated it since), and
+ * *tid is set to the new version.
+ */
+void
+direct_update_account(DirectWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
+{
+	ResultRelInfo *rri = Open(w, DT_ACCOUNTS);
+	Relation	rel = w->rel[DT_ACCOUNTS];
+	TupleTableSlot *old = w->slot[DT_ACCOUNTS];
+	TupleTableSlot *new;
+	TableScanDesc scan;
+	Snapshot	snap;
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *v;
+	bool	   *n;
+	const AttrNumber *a = maps[DT_ACCOUNTS].attno;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("loyalty.accounts must be a plain table")));
+	/*
+	 * Usually the row is still where it was locked; after an update by one
+	 * of the caller's own statements, follow its update chain.
+	 */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (!table_tuple_fetch_row_version(rel, tid, snap, old))
+	{
+		scan = table_beginscan_tid(rel, snap);
+		table_tuple_get_latest_tid(scan, tid);
+		table_endscan(scan);
+		if (!table_tuple_fetch_row_version(rel, tid, snap, old))
+			elog(ERROR, "loyalty: account row of member %lld not found", (long long) member_id);
+	}
+	UnregisterSnapshot(snap);
+	slot_getallattrs(old);
+	if (old->tts_isnull[a[A_MEMBER]] || DatumGetInt64(old->tts_values[a[A_MEMBER]]) != member_id)
+		elog(ERROR, "loyalty: account row moved from member %lld", (long long) member_id);
+
+	new = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+	ExecClearTuple(new);
+	v = new->tts_values;
+	n = new->tts_isnull;
+	memcpy(v, old->tts_values, sizeof(Datum) * desc->natts);
+	memcpy(n, old->tts_isnull, sizeof(bool) * desc->natts);
+	v[a[A_BALANCE]] = Int64GetDatum(points_add_checked(DatumGetInt64(v[a[A_BALANCE]]), d->balance));
+	v[a[A_HELD]] = Int64GetDatum(points_add_checked(DatumGetInt64(v[a[A_HELD]]), d->held));
+	v[a[A_DEBT]] = Int64GetDatum(points_add_checked(DatumGetInt64(v[a[A_DEBT]]), d->debt));
+	v[a[A_EARNED]] = Int64GetDatum(points_add_checked(DatumGetInt64(v[a[A_EARNED]]), d->earned));
+	v[a[A_REDEEMED]] = Int64GetDatum(points_add_checked(DatumGetInt64(v[a[A_REDEEMED]]), d->redeemed));
+	v[a[A_EXPIRED]] = Int64GetDatum(points_add_checked(DatumGetInt64(v[a[A_EXPIRED]]), d->expired));
+	if (d->purchase)
+	{
+		if (n[a[A_FIRST]] || d->purchase_at < DatumGetTimestampTz(v[a[A_FIRST]]))
+			v[a[A_FIRST]] = TimestampTzGetDatum(d->purchase_at);
+		if (n[a[A_LAST]] || d->purchase_at > DatumGetTimestampTz(v[a[A_LAST]]))
+			v[a[A_LAST]] = TimestampTzGetDatum(d->purchase_at);
+		n[a[A_FIRST]] = n[a[A_LAST]] = false;
+	}
+	v[a[A_COUNT]] = Int64GetDatum(AddInt8(DatumGetInt64(v[a[A_COUNT]]), d->purchase_count, "purchase count"));
+	v[a[A_DAYS]] = Int64GetDatum(AddInt8(DatumGetInt64(v[a[A_DAYS]]), d->purchase_days, "purchase days"));
+	if (d->purchase_amount)
+		v[a[A_AMOUNT]] = DirectFunctionCall2(numeric_add, v[a[A_AMOUNT]], d->purchase_amount);
+	v[a[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	ExecStoreVirtualTuple(new);
+
+	if (AccountsFastPath(rri))
+	{
+		bool		update_indexes;
+		List	   *recheck = NIL;
+
+		CheckAccountsSound(rel, new, a);
+		simple_table_tuple_update(rel, &old->tts_tid, new, w->estate->es_snapshot, &update_indexes);
+		if (rri->ri_NumIndices > 0 && update_indexes)
+			recheck = ExecInsertIndexTuples(rri, new, w->estate, true, false, NULL, NIL);
+		ExecARUpdateTriggers(w->estate, rri, NULL, NULL, &old->tts_tid, NULL, new,
+							 recheck, NULL, false);
+	}
+	else
+		ExecSimpleRelationUpdate(rri, w->estate, NULL, old, new);
+	*tid = new->tts_tid;
+	ExecDropSingleTupleTableSlot(new);
+	ResetPerTupleExprContext(w->estate);
+}
+
+/* Record the first result of a keyed call. */
+void
+direct_insert_idempotency(DirectWriter *w, int64 member_id, text *key, const char *op,
+						  int64 hash, int64 result, int64 entry_id)
+{
+	TupleTableSlot *slot;
+
+	Open(w, DT_IDEM);
+	slot = NewRow(w, DT_IDEM);
+	Set(slot, DT_IDEM, K_MEMBER, Int64GetDatum(member_id), false);
+	Set(slot, DT_IDEM, K_KEY, PointerGetDatum(key), false);
+	Set(slot, DT_IDEM, K_OP, CStringGetTextDatum(op), false);
+	Set(slot, DT_IDEM, K_HASH, Int64GetDatum(hash), false);
+	Set(slot, DT_IDEM, K_RESULT, Int64GetDatum(result), false);
+	Set(slot, DT_IDEM, K_ENTRY, Int64GetDatum(entry_id), entry_id == 0);
+	Set(slot, DT_IDEM, K_CREATED, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	InsertRow(w, DT_IDEM, slot);
+}
+
+/*
+ * Fire queued AFTER row triggers, close everything, and make the rows
+ * visible to the caller's next statement.
+ */
+void
+direct_end(DirectWriter *w)
+{
+	int			t;
+
+	AfterTriggerEndQuery(w->estate);
+	if (w->proute)
+		ExecCleanupTupleRouting(w->mtstate, w->proute);
+	for (t = 0; t < DT_COUNT; t++)
+	{
+		if (w->rri[t] == NULL)
+			continue;
+		ExecCloseIndices(w->rri[t]);
+		table_close(w->rel[t], NoLock);
+	}
+	ExecResetTupleTable(w->estate->es_tupleTable, false);
+	FreeExecutorState(w->estate);
+	pfree(w);
+	CommandCounterIncrement();
+}

@@ -1,0 +1,64 @@
+/*
+ * direct.h
+ *		Rows of the write path written without planning or executor start-up
+ *		(direct.c).
+ */
+#ifndef LOYALTY_DIRECT_H
+#define LOYALTY_DIRECT_H
+
+#include "postgres.h"
+
+#include "storage/itemptr.h"
+#include "utils/timestamp.h"
+
+/* Deltas applied to a member's account row in one update. */
+typedef struct AccountDelta
+{
+	int64		balance;
+	int64		held;
+	int64		debt;
+	int64		earned;
+	int64		redeemed;
+	int64		expired;
+	bool		purchase;
+	TimestampTz purchase_at;
+	int64		purchase_count;
+	int64		purchase_days;
+	Datum		purchase_amount;	/* numeric, or 0 for none */
+} AccountDelta;
+
+/* One ledger row, and the lot of a credit. */
+typedef struct LedgerRow
+{
+	int64		member_id;
+	int64		program_id;
+	const char *kind;
+	int64		points;
+	int64		held_delta;
+	Datum		amount;			/* numeric, or 0 for NULL */
+	text	   *channel;
+	text	   *reference;
+	text	   *reason;
+	int64		source_entry;	/* 0: none */
+	int64		hold_id;		/* 0: none */
+	text	   *idem_key;
+	TimestampTz occurred_at;
+	const char *details;		/* jsonb text or NULL */
+	int64		lot_original;	/* 0: no lot */
+	int64		lot_remaining;
+	TimestampTz lot_vests_at;
+	TimestampTz lot_expires_at; /* 0: never */
+} LedgerRow;
+
+typedef struct DirectWriter DirectWriter;
+
+extern DirectWriter *direct_begin(void);
+extern int64 direct_insert_entry(DirectWriter *w, const LedgerRow *r);
+extern void direct_update_account(DirectWriter *w, int64 member_id, ItemPointer tid,
+								  const AccountDelta *d);
+extern void direct_insert_idempotency(DirectWriter *w, int64 member_id, text *key,
+									  const char *op, int64 hash, int64 result,
+									  int64 entry_id);
+extern void direct_end(DirectWriter *w);
+
+#endif							/* LOYALTY_DIRECT_H */
