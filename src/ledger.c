@@ -429,6 +429,8 @@ LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
 	m->has_tiers = DatumGetBool(Col(0, 22, &isnull));
 	m->tid = *(ItemPointer) DatumGetPointer(Col(0, 23, &isnull));
 	m->rounding_name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
+	/* before any write or status message: a bound role learns nothing more */
+	access_check_program(m->program_id);
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{

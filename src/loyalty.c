@@ -37,7 +37,7 @@ int			loyalty_max_future_seconds = 300;
 
 void		_PG_init(void);
 
-/* Register the extension's GUCs; nothing else happens at load time. */
+/* Register the extension's GUCs and the program-binding cache callbacks. */
 void
 _PG_init(void)
 {
@@ -51,6 +51,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("loyalty");
+	access_init();
 }
 
 /*

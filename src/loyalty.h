@@ -20,6 +20,11 @@ extern int	loyalty_max_future_seconds;
 extern SPIPlanPtr loyalty_prepare(const char *sql, int nargs, Oid *argtypes);
 extern int	loyalty_execute(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long tcount);
 
+/* Multi-program isolation (access.c). */
+extern void access_init(void);
+extern bool access_program_visible(int64 program_id);
+extern void access_check_program(int64 program_id);
+
 /* SQL operators spelled out so that no search_path can redirect them. */
 #define EQ " OPERATOR(pg_catalog.=) "
 #define LT " OPERATOR(pg_catalog.<) "

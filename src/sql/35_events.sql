@@ -60,6 +60,7 @@ DECLARE
     v_program bigint;
     v_id bigint;
 BEGIN
+    PERFORM loyalty.require_member(emit_event.member);
     SELECT m.program_id INTO v_program FROM loyalty.members m
     JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) m.program_id
     WHERE m.member_id OPERATOR(pg_catalog.=) emit_event.member

@@ -88,6 +88,7 @@ AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    PERFORM loyalty.require_program(enroll.program);
     IF program IS NULL OR channel IS NULL OR external_id IS NULL THEN
         RAISE EXCEPTION 'program, channel and external_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -142,11 +143,11 @@ COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, 
 
 CREATE FUNCTION loyalty.member_id(program bigint, channel text, external_id text)
 RETURNS bigint
-LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL SAFE
+LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT i.member_id FROM loyalty.identities i
-    WHERE i.program_id OPERATOR(pg_catalog.=) $1
+    WHERE i.program_id OPERATOR(pg_catalog.=) loyalty.require_program($1)
       AND i.channel OPERATOR(pg_catalog.=) $2
       AND i.external_id OPERATOR(pg_catalog.=) $3
 $$;
@@ -162,6 +163,7 @@ DECLARE
     v_program bigint;
     v_owner bigint;
 BEGIN
+    PERFORM loyalty.require_member(link_identity.member);
     IF member IS NULL OR channel IS NULL OR external_id IS NULL THEN
         RAISE EXCEPTION 'member, channel and external_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -199,6 +201,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM loyalty.require_member(set_member_status.member);
     IF status IS NULL OR NOT status = ANY (ARRAY['active', 'suspended', 'closed']) THEN
         RAISE EXCEPTION 'unknown member status "%"', coalesce(status, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use active, suspended or closed.';
@@ -324,6 +327,8 @@ DECLARE
     v_hash bigint;
     v_prev record;
 BEGIN
+    PERFORM loyalty.require_member(merge_members.survivor);
+    PERFORM loyalty.require_member(merge_members.absorbed);
     IF survivor IS NULL OR absorbed IS NULL THEN
         RAISE EXCEPTION 'survivor and absorbed must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -458,6 +463,7 @@ DECLARE
     v_total bigint;
     v_entry bigint;
 BEGIN
+    PERFORM loyalty.require_member(expire_member.member);
     IF v_as_of > now() THEN
         RAISE EXCEPTION 'cannot expire points as of a future time %', v_as_of USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -613,7 +619,7 @@ AS $$
             sum(remaining::bigint) FILTER (WHERE expires_at <= now()) AS expired,
             min(expires_at) FILTER (WHERE vests_at <= now() AND expires_at > now()) AS next_expiry
         FROM loyalty.lots
-        WHERE lots.member_id = $1 AND remaining OPERATOR(loyalty.>) '0'::loyalty.points
+        WHERE lots.member_id = loyalty.require_member($1) AND remaining OPERATOR(loyalty.>) '0'::loyalty.points
     ), h AS (
         SELECT sum(h.points::bigint) AS points,
                sum((SELECT sum(al.points::bigint - al.returned::bigint)
@@ -648,7 +654,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(sum(l.points::bigint), 0)::loyalty.points
     FROM loyalty.ledger l
-    WHERE l.member_id = $1 AND l.created_at <= $2
+    WHERE l.member_id = loyalty.require_member($1) AND l.created_at <= $2
 $$;
 COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
     'Posted balance (sum of the ledger) as recorded at a past time; answers disputes and month-end questions from the ledger alone';
@@ -659,7 +665,7 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM loyalty.ledger l
-    WHERE l.member_id = $1 AND l.created_at >= coalesce($2, '-infinity')
+    WHERE l.member_id = loyalty.require_member($1) AND l.created_at >= coalesce($2, '-infinity')
     ORDER BY l.created_at DESC, l.entry_id DESC
     LIMIT coalesce($3, 1000)
 $$;

@@ -110,6 +110,7 @@ AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    PERFORM loyalty.require_program(create_earning_rule.program);
     IF program IS NULL OR name IS NULL OR effect IS NULL THEN
         RAISE EXCEPTION 'program, name and effect must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -212,6 +213,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM loyalty.require_program(set_activity_rule.program);
     IF program IS NULL OR activity IS NULL OR points IS NULL THEN
         RAISE EXCEPTION 'program, activity and points must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -252,6 +254,7 @@ DECLARE
     v_outcome text := 'awarded';
     v_key text;
 BEGIN
+    PERFORM loyalty.require_member(record_activity.member);
     IF member IS NULL OR activity IS NULL THEN
         RAISE EXCEPTION 'member and activity must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -335,7 +338,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(l.details, jsonb_build_object('earn_base', l.amount, 'points', l.points::bigint, 'rules', '[]'::jsonb))
     FROM loyalty.ledger l
-    WHERE l.member_id = $1 AND l.entry_id = $2 AND l.kind = 'earn'
+    WHERE l.member_id = loyalty.require_member($1) AND l.entry_id = $2 AND l.kind = 'earn'
 $$;
 COMMENT ON FUNCTION loyalty.earn_explanation(bigint, bigint) IS
     'Why an earn entry credited what it did: earn base, rate, every rule applied with its effect and lines, rounding and bonuses';

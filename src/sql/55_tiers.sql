@@ -76,6 +76,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM loyalty.require_program(set_tier_policy.program);
     IF program IS NULL OR metric IS NULL THEN
         RAISE EXCEPTION 'program and metric must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -109,6 +110,7 @@ AS $$
 DECLARE
     v_tier loyalty.tier;
 BEGIN
+    PERFORM loyalty.require_program(define_tier.program);
     IF program IS NULL OR rank IS NULL OR name IS NULL OR threshold IS NULL THEN
         RAISE EXCEPTION 'program, rank, name and threshold must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -152,7 +154,7 @@ AS $$
                             / p.tier_window_months)::integer))
     END
     FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
-    WHERE m.member_id = $1
+    WHERE m.member_id = loyalty.require_member($1)
 $$;
 COMMENT ON FUNCTION loyalty.tier_window_start(bigint, timestamptz) IS
     'Start of the member''s qualification window ending at as_of (rolling: exclusive; calendar and anniversary: inclusive)';
@@ -164,7 +166,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     WITH w AS (
         SELECT p.tier_metric AS metric, p.tier_window AS kind,
-               loyalty.tier_window_start($1, coalesce($2, now())) AS start, coalesce($2, now()) AS stop
+               loyalty.tier_window_start(loyalty.require_member($1), coalesce($2, now())) AS start, coalesce($2, now()) AS stop
         FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
         WHERE m.member_id = $1
     ), e AS (
@@ -192,7 +194,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT loyalty.tier(t.rank, t.name)
     FROM loyalty.members m JOIN loyalty.tiers t ON t.program_id = m.program_id
-    WHERE m.member_id = $1 AND NOT t.invitation_only AND t.threshold <= loyalty.tier_metric($1, $2)
+    WHERE m.member_id = loyalty.require_member($1) AND NOT t.invitation_only AND t.threshold <= loyalty.tier_metric($1, $2)
     ORDER BY t.rank DESC LIMIT 1
 $$;
 COMMENT ON FUNCTION loyalty.qualified_tier(bigint, timestamptz) IS
@@ -208,6 +210,7 @@ AS $$
 DECLARE
     v_old loyalty.tier;
 BEGIN
+    PERFORM loyalty.require_member(tier_change.member);
     SELECT a.tier INTO v_old FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member;
     -- (IS DISTINCT FROM cannot name the operator's schema)
     IF (v_old IS NULL AND new_tier IS NULL) OR v_old OPERATOR(loyalty.=) new_tier THEN
@@ -238,6 +241,7 @@ DECLARE
     v_q loyalty.tier;
     v_demote boolean;
 BEGIN
+    PERFORM loyalty.require_member(tier_after_write.member);
     SELECT * INTO v_acc FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member;
     SELECT p.tier_refund_demotes INTO v_demote FROM loyalty.programs p
     WHERE p.program_id OPERATOR(pg_catalog.=) v_acc.program_id AND p.tier_metric IS NOT NULL;
@@ -272,6 +276,7 @@ DECLARE
     v_cur loyalty.tier;
     v_next record;
 BEGIN
+    PERFORM loyalty.require_member(evaluate_tier.member);
     PERFORM FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) member FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
@@ -304,6 +309,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM loyalty.require_member(assign_tier.member);
     IF member IS NULL OR tier IS NULL THEN
         RAISE EXCEPTION 'member and tier must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -332,7 +338,7 @@ LANGUAGE sql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT h.to_tier FROM loyalty.tier_history h
-    WHERE h.member_id = $1 AND h.changed_at <= $2
+    WHERE h.member_id = loyalty.require_member($1) AND h.changed_at <= $2
     ORDER BY h.changed_at DESC, h.change_id DESC LIMIT 1
 $$;
 COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier at a past time (NULL: none then)';
@@ -357,6 +363,7 @@ DECLARE
     r2 bigint;
     r bigint;
 BEGIN
+    PERFORM loyalty.require_program(review_tiers_batch.program);
     SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id = program;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
@@ -494,6 +501,7 @@ DECLARE
     v_metric text;
     v_changed bigint;
 BEGIN
+    PERFORM loyalty.require_member(review_member_tier.member);
     SELECT a.program_id, p.tier_metric INTO v_program, v_metric
     FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) a.program_id
     WHERE a.member_id OPERATOR(pg_catalog.=) member;
@@ -521,6 +529,7 @@ DECLARE
     v_n bigint := 0;
     v_c bigint := 0;
 BEGIN
+    PERFORM loyalty.require_program(review_tiers.program);
     IF program IS NULL THEN
         RAISE EXCEPTION 'program must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;

@@ -74,6 +74,7 @@ AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    PERFORM loyalty.require_program(create_reward.program);
     IF program IS NULL OR code IS NULL OR name IS NULL OR point_cost IS NULL THEN
         RAISE EXCEPTION 'program, code, name and point_cost must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -135,6 +136,7 @@ DECLARE
     v_id bigint;
     v_voucher text;
 BEGIN
+    PERFORM loyalty.require_member(redeem_reward.member);
     IF member IS NULL OR reward IS NULL THEN
         RAISE EXCEPTION 'member and reward must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -212,6 +214,7 @@ DECLARE
     v_back loyalty.points;
     v_cancel bigint;
 BEGIN
+    PERFORM loyalty.require_member(cancel_redemption.member);
     IF member IS NULL OR redemption IS NULL THEN
         RAISE EXCEPTION 'member and redemption must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -246,6 +249,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM loyalty.require_program(set_redemption_rules.program);
     BEGIN
         INSERT INTO loyalty.redemption_rules (program_id, min_points, max_points, max_share_of_order)
         VALUES (set_redemption_rules.program, coalesce(set_redemption_rules.min_points, '1'),
@@ -275,6 +279,7 @@ DECLARE
     v_rules loyalty.redemption_rules;
     v_discount numeric;
 BEGIN
+    PERFORM loyalty.require_member(redeem_for_discount.member);
     IF member IS NULL OR order_amount IS NULL OR points IS NULL THEN
         RAISE EXCEPTION 'member, order_amount and points must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;

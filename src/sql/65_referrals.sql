@@ -48,6 +48,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM loyalty.require_program(set_referral_rules.program);
     IF program IS NULL OR referrer_points IS NULL OR referee_points IS NULL THEN
         RAISE EXCEPTION 'program and both bonuses must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -80,6 +81,7 @@ DECLARE
     -- no 0/O, 1/I/L: codes are read aloud and typed by hand
     c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
 BEGIN
+    PERFORM loyalty.require_member(referral_code.member);
     SELECT a.program_id INTO v_program FROM loyalty.accounts a WHERE a.member_id = member FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
@@ -110,6 +112,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM loyalty.require_member(referral_refusal.new_member);
+    PERFORM loyalty.require_member(referral_refusal.referrer);
     IF EXISTS (SELECT FROM loyalty.referrals r WHERE r.member_id = new_member) THEN
         RETURN format('member %s was already referred', new_member);
     END IF;
@@ -142,6 +146,7 @@ DECLARE
     v_n bigint;
     v_why text;
 BEGIN
+    PERFORM loyalty.require_member(refer.new_member);
     IF new_member IS NULL OR code IS NULL THEN
         RAISE EXCEPTION 'new_member and code must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -204,6 +209,7 @@ DECLARE
     v_ref loyalty.referrals;
     v_rules loyalty.referral_rules;
 BEGIN
+    PERFORM loyalty.require_member(referral_purchase.member);
     SELECT * INTO v_ref FROM loyalty.referrals r WHERE r.member_id = member AND r.status = 'pending';
     IF NOT FOUND THEN
         UPDATE loyalty.accounts a SET referral_pending = false WHERE a.member_id = member;

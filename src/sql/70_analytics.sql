@@ -94,7 +94,7 @@ WITH q AS MATERIALIZED (
            percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY a.purchase_count) AS f,
            percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY a.purchase_amount) AS m
     FROM loyalty.accounts a
-    WHERE a.purchase_count > 0 AND a.status <> 'closed'
+    WHERE a.purchase_count > 0 AND a.status <> 'closed' AND loyalty.program_visible(a.program_id)
     GROUP BY a.program_id
 ), s AS (
     -- score = 1 + the number of quintile boundaries the value lies above,
@@ -194,7 +194,7 @@ AS $$
     WITH days AS (
         SELECT l.member_id, (l.occurred_at AT TIME ZONE p.time_zone)::date AS day, sum(l.amount) AS spend
         FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
-        WHERE l.program_id = $1 AND l.kind = 'earn'
+        WHERE l.program_id = loyalty.require_program($1) AND l.kind = 'earn'
           AND (l.occurred_at AT TIME ZONE p.time_zone)::date <= $2
         GROUP BY 1, 2
     ), f AS (
@@ -231,6 +231,7 @@ AS $$
 DECLARE
     v loyalty.models;
 BEGIN
+    PERFORM loyalty.require_program(fit_models.program);
     IF time_unit IS NULL OR time_unit NOT IN ('day', 'week') THEN
         RAISE EXCEPTION 'time_unit must be day or week' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -295,7 +296,8 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 
 CREATE VIEW loyalty.member_predictions AS
 WITH m AS (
-    SELECT DISTINCT ON (x.program_id) x.* FROM loyalty.models x ORDER BY x.program_id, x.fitted_at DESC
+    SELECT DISTINCT ON (x.program_id) x.* FROM loyalty.models x WHERE loyalty.program_visible(x.program_id)
+    ORDER BY x.program_id, x.fitted_at DESC
 )
 SELECT m.program_id, s.member_id, m.fitted_at, m.time_unit,
        s.x::bigint AS repeat_purchases, round(s.t_x, 2) AS t_x, round(s."T", 2) AS customer_age,
@@ -322,9 +324,11 @@ WITH l AS (
     SELECT l.program_id, (l.occurred_at AT TIME ZONE p.time_zone)::date AS day, l.kind, l.points::bigint AS points,
            l.amount, l.member_id
     FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
+    WHERE loyalty.program_visible(l.program_id)
 ), n AS (
     SELECT m.program_id, (m.joined_at AT TIME ZONE p.time_zone)::date AS day, count(*) AS new_members
-    FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id GROUP BY 1, 2
+    FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
+    WHERE loyalty.program_visible(m.program_id) GROUP BY 1, 2
 ), d AS (
     SELECT l.program_id, l.day,
            count(DISTINCT l.member_id) FILTER (WHERE l.kind = 'earn') AS active_members,
@@ -359,7 +363,7 @@ WITH k AS (
                  min(date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date)
                      OVER (PARTITION BY l.member_id) AS first_month
           FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
-          WHERE l.kind = 'earn') x
+          WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)) x
     GROUP BY 1, 2
 )
 SELECT k.program_id, k.month, k.new_members::bigint AS new_members, coalesce(b.buyers, 0)::bigint AS active_members,
@@ -393,32 +397,34 @@ SELECT p.program_id, p.name AS program, p.currency,
             THEN round(sum(a.lifetime_expired::bigint) * 1.0 / sum(a.lifetime_earned::bigint), 4) END AS breakage,
        round(coalesce(sum(a.balance::bigint + a.held::bigint), 0) * p.point_value, 2) AS liability
 FROM loyalty.programs p LEFT JOIN loyalty.accounts a ON a.program_id = p.program_id AND a.status <> 'closed'
+WHERE loyalty.program_visible(p.program_id)
 GROUP BY p.program_id;
 
 CREATE VIEW loyalty.tier_distribution AS
 SELECT a.program_id, coalesce(loyalty.tier_name(a.tier), 'none') AS tier, loyalty.tier_rank(a.tier)::bigint AS tier_rank,
        count(*)::bigint AS members, round(count(*) * 1.0 / sum(count(*)) OVER (PARTITION BY a.program_id), 4) AS share
-FROM loyalty.accounts a WHERE a.status <> 'closed'
+FROM loyalty.accounts a WHERE a.status <> 'closed' AND loyalty.program_visible(a.program_id)
 GROUP BY a.program_id, a.tier;
 
 CREATE VIEW loyalty.channel_distribution AS
 SELECT l.program_id, coalesce(l.channel, 'unknown') AS channel, count(*)::bigint AS purchases,
        count(DISTINCT l.member_id)::bigint AS members, sum(l.amount) AS revenue,
        sum(l.points::bigint)::bigint AS points_issued
-FROM loyalty.ledger l WHERE l.kind = 'earn'
+FROM loyalty.ledger l WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)
 GROUP BY 1, 2;
 
 CREATE VIEW loyalty.member_mix AS
 SELECT m.program_id, coalesce(m.source_channel, 'unknown') AS source_channel, coalesce(m.region, 'unknown') AS region,
        count(*)::bigint AS members, count(*) FILTER (WHERE a.purchase_count > 0)::bigint AS buyers
 FROM loyalty.members m JOIN loyalty.accounts a ON a.member_id = m.member_id
-WHERE m.status <> 'closed'
+WHERE m.status <> 'closed' AND loyalty.program_visible(m.program_id)
 GROUP BY 1, 2, 3;
 
 CREATE VIEW loyalty.cohort_retention AS
 WITH buys AS (
     SELECT DISTINCT l.program_id, l.member_id, date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date AS month
-    FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id WHERE l.kind = 'earn'
+    FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
+    WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)
 ), c AS (
     SELECT b.*, min(b.month) OVER (PARTITION BY b.member_id) AS cohort FROM buys b
 )
@@ -438,6 +444,7 @@ SELECT r.program_id, r.reward_id, r.code, r.name, count(x.redemption_id)::bigint
        coalesce(sum(x.points::bigint) FILTER (WHERE x.status = 'issued'), 0)::bigint AS points_spent,
        count(DISTINCT x.member_id)::bigint AS members, r.stock
 FROM loyalty.rewards r LEFT JOIN loyalty.redemptions x ON x.reward_id = r.reward_id
+WHERE loyalty.program_visible(r.program_id)
 GROUP BY r.reward_id;
 
 -- Comments on every view column (BI tools show them) --------------------------------

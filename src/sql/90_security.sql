@@ -75,3 +75,30 @@ GRANT EXECUTE ON PROCEDURE loyalty.expire_points(timestamptz, integer),
 GRANT SELECT ON ALL TABLES IN SCHEMA loyalty TO loyalty_admin;
 GRANT UPDATE (name, point_value, earn_rate, rounding, expiry_period, pending_period, refund_policy,
               max_hold_ttl, closed_through) ON loyalty.programs TO loyalty_admin;
+
+-- Row-level security (see 32_access.sql): every table of a program's data
+-- shows a role bound to programs only their rows.  The extension's functions
+-- and views run as the extension owner, who is exempt, and apply the same
+-- test themselves; these policies hold for any role a DBA ever gives direct
+-- table access to.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname,
+               bool_or(a.attname = 'program_id') AS has_program,
+               bool_or(a.attname = 'member_id') AS has_member
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relnamespace = 'loyalty'::regnamespace AND c.relkind IN ('r', 'p')
+        GROUP BY c.relname
+        HAVING bool_or(a.attname IN ('program_id', 'member_id'))
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('ALTER TABLE loyalty.%I ENABLE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('CREATE POLICY program_isolation ON loyalty.%I USING (%s)', t.relname,
+                       CASE WHEN t.has_program THEN 'loyalty.program_visible(program_id)'
+                            ELSE 'loyalty.member_visible(member_id)' END);
+    END LOOP;
+END $$;
