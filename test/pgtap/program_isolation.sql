@@ -3,7 +3,7 @@
 -- API, the views or (given table access) the tables' row-level security.
 -- Roles without a binding, and superusers, are not restricted.
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 
 CREATE ROLE iso_shop_a;
 CREATE ROLE iso_analyst_a;
@@ -51,6 +51,8 @@ SELECT throws_ok(format($$SELECT loyalty.merge_members(%s, %s)$$, :ma, :mb), '42
                  'merging another program''s member refused');
 RESET ROLE;
 SELECT is((SELECT balance::text FROM loyalty.balance(:mb)), '200', 'the refused calls changed nothing');
+SELECT is((SELECT actor FROM loyalty.ledger WHERE member_id = :ma AND points::bigint = 10), 'iso_shop_a',
+          'the ledger records the calling role as actor, not the extension owner');
 SELECT is((SELECT count(*) FROM loyalty.members WHERE program_id = :b), 1::bigint, 'no member was enrolled in B');
 
 -- the bound analyst sees only its program in every view
