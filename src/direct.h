@@ -27,7 +27,7 @@ typedef struct AccountDelta
 	Datum		purchase_amount;	/* numeric, or 0 for none */
 } AccountDelta;
 
-/* One ledger row, and the lot of a credit. */
+/* One ledger row, and the lot of a credit (ledger.c's Entry). */
 typedef struct LedgerRow
 {
 	int64		member_id;
@@ -48,6 +48,7 @@ typedef struct LedgerRow
 	int64		lot_remaining;
 	TimestampTz lot_vests_at;
 	TimestampTz lot_expires_at; /* 0: never */
+	bool		purchase_event; /* a purchase: ledger.c writes points.earned */
 } LedgerRow;
 
 typedef struct DirectWriter DirectWriter;

@@ -266,28 +266,8 @@ struct Member
 	ItemPointerData tid;		/* where the locked account row was */
 };
 
-/* Arguments of one ledger row. */
-typedef struct Entry
-{
-	const char *kind;
-	int64		points;
-	int64		held_delta;
-	Datum		amount;			/* numeric, or 0 for NULL */
-	text	   *channel;
-	text	   *reference;
-	text	   *reason;
-	int64		source_entry;	/* 0: none */
-	int64		hold_id;		/* 0: none */
-	text	   *idem_key;
-	TimestampTz occurred_at;
-	const char *details;		/* jsonb text or NULL */
-	/* a credit's lot, written by the same statement (lot_original 0: none) */
-	Points		lot_original;
-	Points		lot_remaining;
-	TimestampTz lot_vests_at;
-	TimestampTz lot_expires_at;	/* 0: never */
-	bool		purchase_event;	/* a purchase: write points.earned */
-} Entry;
+/* Arguments of one ledger row (and the lot of a credit): direct.h's row. */
+typedef LedgerRow Entry;
 
 /*
  * Execute a kept plan, preparing it on first use.  Never read-only: a
@@ -658,31 +638,15 @@ ApplyDelta(Member *m, AccountDelta *d)
 static int64
 InsertEntry(Member *m, Entry *e, AccountDelta *d)
 {
-	LedgerRow	r;
 	DirectWriter *w;
 	int64		entry_id;
 
-	r.member_id = m->member_id;
-	r.program_id = m->program_id;
-	r.kind = e->kind;
-	r.points = e->points;
-	r.held_delta = e->held_delta;
-	r.amount = e->amount;
-	r.channel = e->channel;
-	r.reference = e->reference;
-	r.reason = e->reason;
-	r.source_entry = e->source_entry;
-	r.hold_id = e->hold_id;
-	r.idem_key = e->idem_key;
-	r.occurred_at = e->occurred_at ? e->occurred_at : m->now;
-	r.details = e->details;
-	r.lot_original = e->lot_original;
-	r.lot_remaining = e->lot_remaining;
-	r.lot_vests_at = e->lot_vests_at;
-	r.lot_expires_at = e->lot_expires_at;
-
+	e->member_id = m->member_id;
+	e->program_id = m->program_id;
+	if (e->occurred_at == 0)
+		e->occurred_at = m->now;
 	w = direct_begin();
-	entry_id = direct_insert_entry(w, &r);
+	entry_id = direct_insert_entry(w, e);
 	if (d)
 		direct_update_account(w, m->member_id, &m->tid, d);
 	direct_end(w);
