@@ -40,7 +40,7 @@ COMMENT ON TABLE loyalty.program_roles IS 'Roles bound to programs: a bound role
 SELECT pg_catalog.pg_extension_config_dump('loyalty.program_roles', '');
 
 CREATE FUNCTION loyalty.program_roles_changed() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'loyalty_program_roles_changed' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'loyalty_program_roles_changed' LANGUAGE C SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION loyalty.program_roles_changed() IS
     'Trigger: makes every session re-read program_roles after a change commits';
 CREATE TRIGGER program_roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON loyalty.program_roles
