@@ -19,11 +19,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_opfamily_d.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -35,11 +37,15 @@
 #include "nodes/makefuncs.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "direct.h"
 #include "points.h"
@@ -50,6 +56,8 @@ typedef enum DirectTable
 	DT_LOTS,
 	DT_ACCOUNTS,
 	DT_IDEM,
+	DT_ALLOC,
+	DT_PROGRAMS,
 	DT_COUNT
 } DirectTable;
 
@@ -77,11 +85,22 @@ enum
 enum
 {
 	A_MEMBER, A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
-	A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NCOLS
+	A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED,
+	/* read when the account is locked */
+	A_PROGRAM, A_STATUS, A_REFERRAL, A_TIER, A_SEGMENT, A_NCOLS
 };
 enum
 {
 	K_MEMBER, K_KEY, K_OP, K_HASH, K_RESULT, K_ENTRY, K_CREATED, K_NCOLS
+};
+enum
+{
+	X_MEMBER, X_ENTRY, X_LOT, X_POINTS, X_RETURNED, X_NCOLS
+};
+enum
+{
+	P_PROGRAM, P_EARN_RATE, P_ROUNDING, P_EXPIRY, P_PENDING, P_REFUND, P_MAX_HOLD,
+	P_CLOSED, P_EVENTS, P_TIME_ZONE, P_RULES_VERSION, P_TIER_METRIC, P_NCOLS
 };
 
 static const TableDef table_defs[DT_COUNT] = {
@@ -92,14 +111,22 @@ static const TableDef table_defs[DT_COUNT] = {
 	[DT_LOTS] = {"lots", T_NCOLS,
 		{"member_id", "lot_id", "entry_id", "original", "remaining", "reversed",
 	"reversed_amount", "vests_at", "expires_at", "created_at"}},
-	/* only the columns an update changes (and the key it checks) */
+	/* only the columns an update changes or a write reads */
 	[DT_ACCOUNTS] = {"accounts", A_NCOLS,
 		{"member_id", "balance", "held", "debt", "lifetime_earned", "lifetime_redeemed",
 			"lifetime_expired", "first_purchase_at", "last_purchase_at", "purchase_count",
-	"purchase_days", "purchase_amount", "updated_at"}},
+			"purchase_days", "purchase_amount", "updated_at", "program_id", "status",
+	"referral_pending", "tier", "segment"}},
 	[DT_IDEM] = {"idempotency_keys", K_NCOLS,
 		{"member_id", "idempotency_key", "operation", "request_hash", "result", "entry_id",
 	"created_at"}},
+	[DT_ALLOC] = {"allocations", X_NCOLS,
+	{"member_id", "entry_id", "lot_id", "points", "returned"}},
+	/* read only: the policies a write follows */
+	[DT_PROGRAMS] = {"programs", P_NCOLS,
+		{"program_id", "earn_rate", "rounding", "expiry_period", "pending_period",
+			"refund_policy", "max_hold_ttl", "closed_through", "event_kinds", "time_zone",
+	"rules_version", "tier_metric"}},
 };
 
 /* Per backend: where our columns are in each table, checked on every use. */
@@ -115,7 +142,6 @@ static ColumnMap maps[DT_COUNT];
 struct DirectWriter
 {
 	EState	   *estate;
-	Oid			nspid;
 	Relation	rel[DT_COUNT];
 	ResultRelInfo *rri[DT_COUNT];
 	TupleTableSlot *slot[DT_COUNT];
@@ -169,7 +195,7 @@ CheckColumns(DirectTable t, Relation rel)
 		map->attno[i] = a;
 	}
 	/* an insert must know every column: the rest would silently be NULL */
-	if (t != DT_ACCOUNTS)
+	if (t != DT_ACCOUNTS && t != DT_PROGRAMS)
 	{
 		int			a;
 
@@ -195,6 +221,50 @@ CheckColumns(DirectTable t, Relation rel)
 	map->relid = RelationGetRelid(rel);
 }
 
+/*
+ * The tables' OIDs, looked up once and forgotten whenever pg_class changes
+ * (a table replaced, the schema renamed), so a call costs no catalog lookup.
+ */
+static Oid	relids[DT_COUNT];
+static bool relids_valid = false;
+static bool relids_callback = false;
+
+static void
+InvalidateRelids(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	relids_valid = false;
+}
+
+static Oid
+TableOid(DirectTable t)
+{
+	if (!relids_valid)
+	{
+		Oid			nspid = get_namespace_oid("loyalty", false);
+		int			i;
+
+		if (!relids_callback)
+		{
+			CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateRelids, (Datum) 0);
+			CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateRelids, (Datum) 0);
+			relids_callback = true;
+		}
+		for (i = 0; i < DT_COUNT; i++)
+		{
+			relids[i] = get_relname_relid(table_defs[i].name, nspid);
+			if (!OidIsValid(relids[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("table loyalty.%s does not exist", table_defs[i].name)));
+		}
+		relids_valid = true;
+	}
+	return relids[t];
+}
+
 DirectWriter *
 direct_begin(void)
 {
@@ -202,22 +272,16 @@ direct_begin(void)
 	List	   *rtable = NIL;
 	int			t;
 
-	w->nspid = get_namespace_oid("loyalty", false);
 	w->estate = CreateExecutorState();
 	/* one range-table entry per table, opened on first use */
 	for (t = 0; t < DT_COUNT; t++)
 	{
 		RangeTblEntry *rte = makeNode(RangeTblEntry);
-		Oid			relid = get_relname_relid(table_defs[t].name, w->nspid);
 
-		if (!OidIsValid(relid))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("table loyalty.%s does not exist", table_defs[t].name)));
 		rte->rtekind = RTE_RELATION;
-		rte->relid = relid;
-		rte->relkind = get_rel_relkind(relid);
-		rte->rellockmode = RowExclusiveLock;
+		rte->relid = TableOid(t);
+		rte->relkind = RELKIND_RELATION;	/* corrected when opened */
+		rte->rellockmode = t == DT_PROGRAMS ? AccessShareLock : RowExclusiveLock;
 		rtable = lappend(rtable, rte);
 	}
 	ExecInitRangeTable(w->estate, rtable);
@@ -237,6 +301,7 @@ Open(DirectWriter *w, DirectTable t)
 		Relation	rel = table_open(rte->relid, RowExclusiveLock);
 		ResultRelInfo *rri = makeNode(ResultRelInfo);
 
+		rte->relkind = rel->rd_rel->relkind;
 		CheckColumns(t, rel);
 		InitResultRelInfo(rri, rel, t + 1, NULL, 0);
 		w->estate->es_opened_result_relations =
@@ -522,6 +587,317 @@ direct_insert_idempotency(DirectWriter *w, int64 member_id, text *key, const cha
 	Set(slot, DT_IDEM, K_ENTRY, Int64GetDatum(entry_id), entry_id == 0);
 	Set(slot, DT_IDEM, K_CREATED, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
 	InsertRow(w, DT_IDEM, slot);
+}
+
+/* The map index of each AccountField and ProgramField. */
+static const int account_fields[AF_COUNT] = {
+	[AF_BALANCE] = A_BALANCE, [AF_HELD] = A_HELD, [AF_DEBT] = A_DEBT,
+	[AF_STATUS] = A_STATUS, [AF_PROGRAM] = A_PROGRAM, [AF_FIRST_PURCHASE] = A_FIRST,
+	[AF_LAST_PURCHASE] = A_LAST, [AF_REFERRAL_PENDING] = A_REFERRAL, [AF_TIER] = A_TIER,
+	[AF_SEGMENT] = A_SEGMENT
+};
+static const int program_fields[PF_COUNT] = {
+	[PF_EARN_RATE] = P_EARN_RATE, [PF_ROUNDING] = P_ROUNDING, [PF_EXPIRY] = P_EXPIRY,
+	[PF_PENDING] = P_PENDING, [PF_REFUND] = P_REFUND, [PF_MAX_HOLD] = P_MAX_HOLD,
+	[PF_CLOSED] = P_CLOSED, [PF_EVENTS] = P_EVENTS, [PF_TIME_ZONE] = P_TIME_ZONE,
+	[PF_RULES_VERSION] = P_RULES_VERSION, [PF_TIER_METRIC] = P_TIER_METRIC
+};
+
+/* The primary key of a table keyed by one bigint column, `col`. */
+static Relation
+OpenKeyIndex(Relation rel, DirectTable t, int col)
+{
+	Oid			idxid = RelationGetPrimaryKeyIndex(rel);
+	Relation	idx;
+
+	if (!OidIsValid(idxid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("table loyalty.%s has no primary key", table_defs[t].name),
+				 errhint("The extension's tables were changed by hand; reinstall or update the extension.")));
+	idx = index_open(idxid, AccessShareLock);
+	if (idx->rd_index->indnkeyatts != 1 ||
+		idx->rd_index->indkey.values[0] != maps[t].attno[col] + 1 ||
+		idx->rd_opfamily[0] != INTEGER_BTREE_FAM_OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the primary key of loyalty.%s is not (%s)", table_defs[t].name, table_defs[t].cols[col]),
+				 errhint("The extension's tables were changed by hand; reinstall or update the extension.")));
+	return idx;
+}
+
+/* The row whose key is `key`, as `snap` sees it, into `slot`. */
+static bool
+FetchByKey(Relation rel, Relation idx, Snapshot snap, int64 key, TupleTableSlot *slot)
+{
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+/* Copy the columns `fields` (map indexes of table t) out of a slot. */
+static void
+CopyFields(TupleTableSlot *slot, DirectTable t, const int *fields, int n, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	int			i;
+
+	slot_getallattrs(slot);
+	for (i = 0; i < n; i++)
+	{
+		AttrNumber	a = maps[t].attno[fields[i]];
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		nulls[i] = slot->tts_isnull[a];
+		values[i] = nulls[i] ? (Datum) 0 :
+			datumCopy(slot->tts_values[a], att->attbyval, att->attlen);
+	}
+}
+
+/*
+ * Find a member's account by its primary key and, when `lock`, lock it FOR
+ * NO KEY UPDATE, as the SQL statement would but without planning it: under
+ * READ COMMITTED the latest version is followed and locked (what the
+ * statement's EvalPlanQual recheck does), under REPEATABLE READ and
+ * SERIALIZABLE a concurrent change is a serialization failure.  Then read
+ * the program's row, with the snapshot the account was found with (the
+ * program may be a moment old, as if the call had come just before a
+ * program change).  Returns false when the member has no account.
+ */
+bool
+direct_read_account(int64 member_id, bool lock, AccountRead *out)
+{
+	Relation	rel,
+				idx,
+				prel,
+				pidx;
+	TupleTableSlot *slot,
+			   *pslot;
+	Snapshot	snap;
+	bool		found;
+	int64		program_id;
+
+	rel = table_open(TableOid(DT_ACCOUNTS), lock ? RowExclusiveLock : AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("loyalty.accounts must be a plain table")));
+	CheckColumns(DT_ACCOUNTS, rel);
+	idx = OpenKeyIndex(rel, DT_ACCOUNTS, A_MEMBER);
+	slot = table_slot_create(rel, NULL);
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	found = FetchByKey(rel, idx, snap, member_id, slot);
+	if (found && lock)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+
+		res = table_tuple_lock(rel, &slot->tts_tid, snap, slot,
+							   GetCurrentCommandId(true), LockTupleNoKeyExclusive,
+							   LockWaitBlock,
+							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							   &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				if (res == TM_Updated)
+					elog(ERROR, "loyalty: unexpected concurrent update of the account of member %lld",
+						 (long long) member_id);
+				found = false;	/* deleted meanwhile */
+				break;
+			case TM_SelfModified:
+				elog(ERROR, "loyalty: the account of member %lld was changed by a later command",
+					 (long long) member_id);
+				break;
+			default:
+				elog(ERROR, "loyalty: could not lock the account of member %lld (%d)",
+					 (long long) member_id, (int) res);
+		}
+	}
+	if (found)
+	{
+		bool		isnull;
+		Datum		key = slot_getattr(slot, maps[DT_ACCOUNTS].attno[A_MEMBER] + 1, &isnull);
+
+		/* the version locked after a wait is still the member's */
+		found = !isnull && DatumGetInt64(key) == member_id;
+	}
+	if (found)
+	{
+		out->tid = slot->tts_tid;
+		CopyFields(slot, DT_ACCOUNTS, account_fields, AF_COUNT, out->acc, out->acc_null);
+		if (out->acc_null[AF_PROGRAM])
+			elog(ERROR, "loyalty: the account of member %lld has no program", (long long) member_id);
+		program_id = DatumGetInt64(out->acc[AF_PROGRAM]);
+
+		prel = table_open(TableOid(DT_PROGRAMS), AccessShareLock);
+		CheckColumns(DT_PROGRAMS, prel);
+		pidx = OpenKeyIndex(prel, DT_PROGRAMS, P_PROGRAM);
+		pslot = table_slot_create(prel, NULL);
+		if (!FetchByKey(prel, pidx, snap, program_id, pslot))
+			elog(ERROR, "loyalty: program %lld of member %lld not found",
+				 (long long) program_id, (long long) member_id);
+		CopyFields(pslot, DT_PROGRAMS, program_fields, PF_COUNT, out->prog, out->prog_null);
+		ExecDropSingleTupleTableSlot(pslot);
+		index_close(pidx, NoLock);
+		table_close(prel, NoLock);
+	}
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/* An open lot a debit may take from, in first-to-expire-first order. */
+typedef struct OpenLot
+{
+	int64		lot_id;
+	int64		remaining;
+	TimestampTz expires_at;		/* DT_NOEND: never */
+	TimestampTz created_at;
+	ItemPointerData tid;
+} OpenLot;
+
+static int
+CompareLots(const void *a, const void *b)
+{
+	const OpenLot *x = a;
+	const OpenLot *y = b;
+
+	if (x->expires_at != y->expires_at)
+		return x->expires_at < y->expires_at ? -1 : 1;
+	if (x->created_at != y->created_at)
+		return x->created_at < y->created_at ? -1 : 1;
+	if (x->lot_id != y->lot_id)
+		return x->lot_id < y->lot_id ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Take up to `points` from the member's spendable lots at time `at`,
+ * first-to-expire-first (ties: older lot, then lower id), recording each
+ * lot taken from in allocations for entry `entry_id`.  Returns what the lots
+ * gave (all they had when short), or -1 when the lots' open-lot index is
+ * missing (the caller then runs the SQL form).  The caller holds the
+ * member's lock, so the lots cannot change underneath.
+ */
+int64
+direct_consume_lots(DirectWriter *w, int64 member_id, int64 entry_id, int64 points, TimestampTz at)
+{
+	ResultRelInfo *rri = Open(w, DT_LOTS);
+	Relation	rel = w->rel[DT_LOTS];
+	Relation	idx = NULL;
+	const AttrNumber *a = maps[DT_LOTS].attno;
+	TupleTableSlot *slot = w->slot[DT_LOTS];
+	TupleTableSlot *new;
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	Snapshot	snap;
+	OpenLot    *lots;
+	int			nlots = 0,
+				maxlots = 16,
+				i;
+	int64		taken = 0;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		return -1;
+	for (i = 0; i < rri->ri_NumIndices; i++)
+	{
+		Relation	r = rri->ri_IndexRelationDescs[i];
+
+		if (strcmp(RelationGetRelationName(r), "lots_open_idx") == 0 &&
+			r->rd_index->indkey.values[0] == a[T_MEMBER] + 1 &&
+			r->rd_opfamily[0] == INTEGER_BTREE_FAM_OID)
+			idx = r;
+	}
+	if (idx == NULL)
+		return -1;
+
+	Open(w, DT_ALLOC);
+	lots = palloc(sizeof(OpenLot) * maxlots);
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		int64		remaining;
+		TimestampTz vests,
+					expires;
+		bool		expires_null;
+
+		slot_getallattrs(slot);
+		if (slot->tts_isnull[a[T_REMAINING]] || slot->tts_isnull[a[T_VESTS]])
+			continue;
+		remaining = DatumGetInt64(slot->tts_values[a[T_REMAINING]]);
+		vests = DatumGetTimestampTz(slot->tts_values[a[T_VESTS]]);
+		expires_null = slot->tts_isnull[a[T_EXPIRES]];
+		expires = expires_null ? DT_NOEND : DatumGetTimestampTz(slot->tts_values[a[T_EXPIRES]]);
+		if (remaining <= 0 || vests > at || (!expires_null && expires <= at))
+			continue;
+		if (nlots == maxlots)
+		{
+			maxlots *= 2;
+			lots = repalloc(lots, sizeof(OpenLot) * maxlots);
+		}
+		lots[nlots].lot_id = DatumGetInt64(slot->tts_values[a[T_LOT]]);
+		lots[nlots].remaining = remaining;
+		lots[nlots].expires_at = expires;
+		lots[nlots].created_at = DatumGetTimestampTz(slot->tts_values[a[T_CREATED]]);
+		lots[nlots].tid = slot->tts_tid;
+		nlots++;
+	}
+	index_endscan(scan);
+	if (nlots > 1)
+		qsort(lots, nlots, sizeof(OpenLot), CompareLots);
+
+	new = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	for (i = 0; i < nlots && taken < points; i++)
+	{
+		int64		take = Min(lots[i].remaining, points - taken);
+		int			natts = RelationGetDescr(rel)->natts;
+		TupleTableSlot *alloc;
+
+		if (!table_tuple_fetch_row_version(rel, &lots[i].tid, snap, slot))
+			elog(ERROR, "loyalty: lot %lld of member %lld vanished",
+				 (long long) lots[i].lot_id, (long long) member_id);
+		slot_getallattrs(slot);
+		ExecClearTuple(new);
+		memcpy(new->tts_values, slot->tts_values, sizeof(Datum) * natts);
+		memcpy(new->tts_isnull, slot->tts_isnull, sizeof(bool) * natts);
+		new->tts_values[a[T_REMAINING]] = Int64GetDatum(lots[i].remaining - take);
+		ExecStoreVirtualTuple(new);
+		ExecSimpleRelationUpdate(rri, w->estate, NULL, slot, new);
+		ResetPerTupleExprContext(w->estate);
+
+		alloc = NewRow(w, DT_ALLOC);
+		Set(alloc, DT_ALLOC, X_MEMBER, Int64GetDatum(member_id), false);
+		Set(alloc, DT_ALLOC, X_ENTRY, Int64GetDatum(entry_id), false);
+		Set(alloc, DT_ALLOC, X_LOT, Int64GetDatum(lots[i].lot_id), false);
+		Set(alloc, DT_ALLOC, X_POINTS, Int64GetDatum(take), false);
+		Set(alloc, DT_ALLOC, X_RETURNED, Int64GetDatum(0), false);
+		InsertRow(w, DT_ALLOC, alloc);
+		taken += take;
+	}
+	ExecDropSingleTupleTableSlot(new);
+	UnregisterSnapshot(snap);
+	pfree(lots);
+	return taken;
 }
 
 /*

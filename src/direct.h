@@ -51,6 +51,41 @@ typedef struct LedgerRow
 	bool		purchase_event; /* a purchase: ledger.c writes points.earned */
 } LedgerRow;
 
+/*
+ * A member's account row, found by member id and (when locked) locked FOR
+ * NO KEY UPDATE, with its program's policies.  By-reference values are
+ * copied into the caller's memory context.
+ */
+typedef enum AccountField
+{
+	AF_BALANCE, AF_HELD, AF_DEBT, AF_STATUS, AF_PROGRAM, AF_FIRST_PURCHASE,
+	AF_LAST_PURCHASE, AF_REFERRAL_PENDING, AF_TIER, AF_SEGMENT, AF_COUNT
+} AccountField;
+
+typedef enum ProgramField
+{
+	PF_EARN_RATE, PF_ROUNDING, PF_EXPIRY, PF_PENDING, PF_REFUND, PF_MAX_HOLD,
+	PF_CLOSED, PF_EVENTS, PF_TIME_ZONE, PF_RULES_VERSION, PF_TIER_METRIC, PF_COUNT
+} ProgramField;
+
+typedef struct AccountRead
+{
+	ItemPointerData tid;		/* the (locked) account row */
+	Datum		acc[AF_COUNT];
+	bool		acc_null[AF_COUNT];
+	Datum		prog[PF_COUNT];
+	bool		prog_null[PF_COUNT];
+} AccountRead;
+
+extern bool direct_read_account(int64 member_id, bool lock, AccountRead *out);
+
+/* One lot a debit took points from. */
+typedef struct LotTake
+{
+	int64		lot_id;
+	int64		points;
+} LotTake;
+
 typedef struct DirectWriter DirectWriter;
 
 extern DirectWriter *direct_begin(void);
@@ -60,6 +95,8 @@ extern void direct_update_account(DirectWriter *w, int64 member_id, ItemPointer 
 extern void direct_insert_idempotency(DirectWriter *w, int64 member_id, text *key,
 									  const char *op, int64 hash, int64 result,
 									  int64 entry_id);
+extern int64 direct_consume_lots(DirectWriter *w, int64 member_id, int64 entry_id,
+								 int64 points, TimestampTz at);
 extern void direct_end(DirectWriter *w);
 
 #endif							/* LOYALTY_DIRECT_H */

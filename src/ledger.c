@@ -26,6 +26,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
@@ -36,6 +37,7 @@
 #include "loyalty.h"
 #include "points.h"
 #include "rules.h"
+#include "tier.h"
 
 /* Domain SQLSTATEs (class LY), documented in the README. */
 #define ERRCODE_LOYALTY_INSUFFICIENT_POINTS	MAKE_SQLSTATE('L','Y','0','0','1')
@@ -58,8 +60,6 @@ PG_FUNCTION_INFO_V1(loyalty_release_expired);
 /* The statements of the write path, prepared once per backend. */
 typedef enum LedgerStmt
 {
-	S_LOCK,
-	S_PEEK,
 	S_MERGED,
 	S_SAME_DAY,
 	S_IDEM_GET,
@@ -90,33 +90,6 @@ typedef struct StmtDef
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
-	/*
-	 * The account row is the member's lock, and it carries the member's
-	 * status: after waiting for the lock, READ COMMITTED re-fetches only the
-	 * locked row, so anything a concurrent merge or status change wrote must
-	 * be on that row to be seen (a joined members row would be the stale
-	 * one).  The program row may be a moment old, as if the call had come
-	 * just before a program change.
-	 */
-	[S_LOCK] = {
-		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
-		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
-		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
-		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
-		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL, a.ctid"
-		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
-		" WHERE a.member_id" EQ "$1 FOR NO KEY UPDATE OF a",
-	1, {INT8OID}},
-	/* the same without the lock, for previews */
-	[S_PEEK] = {
-		"SELECT a.balance" I8 ", a.held" I8 ", a.debt" I8 ", a.status, a.program_id,"
-		" p.earn_rate, p.rounding, p.expiry_period, p.pending_period, p.refund_policy,"
-		" p.max_hold_ttl, p.closed_through, pg_catalog.now(), a.first_purchase_at, a.last_purchase_at,"
-		" 'points.earned'" EQ "ANY (p.event_kinds), a.referral_pending,"
-		" p.time_zone, p.rules_version, loyalty.tier_rank(a.tier), a.segment, p.tier_metric IS NOT NULL, a.ctid"
-		" FROM loyalty.accounts a JOIN loyalty.programs p ON p.program_id" EQ "a.program_id"
-		" WHERE a.member_id" EQ "$1",
-	1, {INT8OID}},
 	[S_MERGED] = {
 		"SELECT merged_into FROM loyalty.members WHERE member_id" EQ "$1",
 	1, {INT8OID}},
@@ -341,30 +314,58 @@ PositivePoints(FunctionCallInfo fcinfo, int argno, const char *name)
 	return p;
 }
 
-/* Copy an interval column into *out. */
+/* A text value as a C string in a fixed buffer. */
 static void
-ColInterval(int row, int col, Interval *out, bool *isnull)
+TextInto(Datum d, char *buf, size_t size)
 {
-	Datum		d = Col(row, col, isnull);
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = Min(VARSIZE_ANY_EXHDR(t), size - 1);
 
-	if (!*isnull)
-		memcpy(out, DatumGetIntervalP(d), sizeof(Interval));
+	memcpy(buf, VARDATA_ANY(t), len);
+	buf[len] = '\0';
+}
+
+/* Whether a text[] holds `value`. */
+static bool
+TextArrayHas(Datum array, const char *value)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		char		buf[64];
+
+		if (nulls[i])
+			continue;
+		TextInto(elems[i], buf, sizeof(buf));
+		if (strcmp(buf, value) == 0)
+			return true;
+	}
+	return false;
 }
 
 /*
- * Lock the member's account and load what the write needs.  Unknown members
- * raise P0002; `need_active` refuses suspended and closed members (55000).
+ * Find the member's account (locked FOR NO KEY UPDATE when `lock`) and load
+ * what the write needs.  Unknown members raise P0002; `need_active` refuses
+ * suspended and closed members (55000).
+ *
+ * The account row is the member's lock, and it carries the member's status:
+ * after waiting for the lock, READ COMMITTED follows the row to its latest
+ * version, so anything a concurrent merge or status change wrote must be on
+ * that row to be seen.
  */
 static void
-LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
+LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 {
-	Datum		values[1];
-	bool		isnull;
-	char	   *s;
+	AccountRead r;
+	char		buf[16];
 
-	values[0] = Int64GetDatum(member_id);
-	ExecStmt(stmt, values, NULL, 0);
-	if (SPI_processed != 1)
+	if (!direct_read_account(member_id, lock, &r))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("member %lld does not exist", (long long) member_id),
@@ -372,51 +373,51 @@ LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
 
 	memset(m, 0, sizeof(*m));
 	m->member_id = member_id;
-	m->balance = ColInt8(0, 1);
-	m->held = ColInt8(0, 2);
-	m->debt = ColInt8(0, 3);
-	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	strlcpy(m->status, s, sizeof(m->status));
-	m->program_id = ColInt8(0, 5);
-	m->earn_rate = SPI_datumTransfer(Col(0, 6, &isnull), false, -1);
-	m->rounding = points_rounding_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
-	ColInterval(0, 8, &m->expiry, &isnull);
-	m->has_expiry = !isnull;
-	ColInterval(0, 9, &m->pending, &isnull);
-	m->refund_debt = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10), "debt") == 0;
-	ColInterval(0, 11, &m->max_hold_ttl, &isnull);
-	m->closed_through = DatumGetTimestampTz(Col(0, 12, &isnull));
-	m->has_closed = !isnull;
-	m->now = DatumGetTimestampTz(Col(0, 13, &isnull));
-	m->first_purchase_at = DatumGetTimestampTz(Col(0, 14, &isnull));
-	if (isnull)
-		m->first_purchase_at = 0;
-	m->last_purchase_at = DatumGetTimestampTz(Col(0, 15, &isnull));
-	if (isnull)
-		m->last_purchase_at = 0;
-	m->emits_earned = DatumGetBool(Col(0, 16, &isnull));
-	m->referral_pending = DatumGetBool(Col(0, 17, &isnull));
-	strlcpy(m->time_zone, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18), sizeof(m->time_zone));
-	m->rules_version = ColInt8(0, 19);
-	m->tier_rank = DatumGetInt32(Col(0, 20, &isnull));
-	if (isnull)
-		m->tier_rank = -1;
-	{
-		Datum		seg = Col(0, 21, &isnull);
+	m->balance = DatumGetInt64(r.acc[AF_BALANCE]);
+	m->held = DatumGetInt64(r.acc[AF_HELD]);
+	m->debt = DatumGetInt64(r.acc[AF_DEBT]);
+	TextInto(r.acc[AF_STATUS], m->status, sizeof(m->status));
+	m->program_id = DatumGetInt64(r.acc[AF_PROGRAM]);
+	m->first_purchase_at = r.acc_null[AF_FIRST_PURCHASE] ? 0 : DatumGetTimestampTz(r.acc[AF_FIRST_PURCHASE]);
+	m->last_purchase_at = r.acc_null[AF_LAST_PURCHASE] ? 0 : DatumGetTimestampTz(r.acc[AF_LAST_PURCHASE]);
+	m->referral_pending = DatumGetBool(r.acc[AF_REFERRAL_PENDING]);
+	m->tier_rank = r.acc_null[AF_TIER] ? -1 : DatumGetTierP(r.acc[AF_TIER])->rank;
+	m->segment = r.acc_null[AF_SEGMENT] ? NULL : DatumGetTextPP(r.acc[AF_SEGMENT]);
+	m->tid = r.tid;
 
-		m->segment = isnull ? NULL : DatumGetTextPCopy(seg);
-	}
-	m->has_tiers = DatumGetBool(Col(0, 22, &isnull));
-	m->tid = *(ItemPointer) DatumGetPointer(Col(0, 23, &isnull));
-	m->rounding_name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7));
+	m->earn_rate = r.prog[PF_EARN_RATE];
+	m->rounding_name = TextDatumGetCString(r.prog[PF_ROUNDING]);
+	m->rounding = points_rounding_from_name(m->rounding_name);
+	m->has_expiry = !r.prog_null[PF_EXPIRY];
+	if (m->has_expiry)
+		m->expiry = *DatumGetIntervalP(r.prog[PF_EXPIRY]);
+	if (!r.prog_null[PF_PENDING])
+		m->pending = *DatumGetIntervalP(r.prog[PF_PENDING]);
+	TextInto(r.prog[PF_REFUND], buf, sizeof(buf));
+	m->refund_debt = strcmp(buf, "debt") == 0;
+	if (!r.prog_null[PF_MAX_HOLD])
+		m->max_hold_ttl = *DatumGetIntervalP(r.prog[PF_MAX_HOLD]);
+	m->has_closed = !r.prog_null[PF_CLOSED];
+	if (m->has_closed)
+		m->closed_through = DatumGetTimestampTz(r.prog[PF_CLOSED]);
+	m->emits_earned = !r.prog_null[PF_EVENTS] && TextArrayHas(r.prog[PF_EVENTS], "points.earned");
+	TextInto(r.prog[PF_TIME_ZONE], m->time_zone, sizeof(m->time_zone));
+	m->rules_version = DatumGetInt64(r.prog[PF_RULES_VERSION]);
+	m->has_tiers = !r.prog_null[PF_TIER_METRIC];
+	/* now(): the transaction's start, as the SQL statements see it */
+	m->now = GetCurrentTransactionStartTimestamp();
+
 	/* before any write or status message: a bound role learns nothing more */
 	access_check_program(m->program_id);
 
 	if (need_active && strcmp(m->status, "active") != 0)
 	{
+		Datum		values[1];
+		bool		isnull;
 		bool		merged = false;
 		int64		survivor = 0;
 
+		values[0] = Int64GetDatum(member_id);
 		ExecStmt(S_MERGED, values, NULL, 1);
 		if (SPI_processed == 1)
 		{
@@ -435,7 +436,7 @@ LoadMember(LedgerStmt stmt, int64 member_id, Member *m, bool need_active)
 static void
 LockMember(int64 member_id, Member *m, bool need_active)
 {
-	LoadMember(S_LOCK, member_id, m, need_active);
+	LoadMember(true, member_id, m, need_active);
 }
 
 /* Business time of a call: now when not given; never ahead, never closed. */
@@ -750,7 +751,15 @@ ConsumeLots(Member *m, int64 entry_id, Points points)
 	Datum		values[4];
 	Points		taken = 0;
 	uint64		i;
+	DirectWriter *w = direct_begin();
 
+	taken = direct_consume_lots(w, m->member_id, entry_id, points, m->now);
+	direct_end(w);
+	if (taken >= 0)
+		return taken;
+
+	/* no open-lot index to walk: the same in SQL */
+	taken = 0;
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = Int64GetDatum(points);
 	values[2] = TimestampTzGetDatum(m->now);
@@ -1096,7 +1105,7 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 	member_id = PG_GETARG_INT64(0);
 	PurchaseArgs(fcinfo, 1, 2, &amount, &lines);
 	Connect();
-	LoadMember(S_PEEK, member_id, &m, false);
+	LoadMember(false, member_id, &m, false);
 	at = OccurredAt(fcinfo, 5, &m);
 	initStringInfo(&why);
 	(void) EarnPoints(&m, amount, lines, OptText(fcinfo, 3), OptText(fcinfo, 4), at, &amount, &why);
@@ -1112,8 +1121,10 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 						 DatumGetCString(DirectFunctionCall1(numeric_out, m.earn_rate)),
 						 m.rounding_name, p);
 	}
-	SPI_finish();
+	/* why.data lives in SPI's context, which SPI_finish frees */
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(why.data));
+	result = SPI_datumTransfer(result, false, -1);
+	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
 
