@@ -25,6 +25,8 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
+#include "catalog/index.h"
 #include "catalog/pg_opfamily_d.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -35,6 +37,7 @@
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -42,6 +45,8 @@
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/relcache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -291,6 +296,140 @@ direct_begin(void)
 	return w;
 }
 
+/*
+ * The IndexInfo of each B-tree index of our tables, built once per backend
+ * with its partial-index predicate already compiled.  ExecOpenIndices would
+ * rebuild them and ExecInsertIndexTuples recompile each predicate (through
+ * the planner's constant folding) for every call, a tenth of an earn's time.
+ * Any relcache invalidation of one of the tables or indexes (or of all)
+ * marks the lot stale.  Indexes of other access methods, or with expressions, get
+ * a fresh IndexInfo per call, as the executor makes them.
+ */
+typedef struct IndexCache
+{
+	bool		valid;
+	Oid			relid;
+	int			n;
+	Oid		   *oids;
+	IndexInfo **infos;			/* NULL: build per call */
+} IndexCache;
+
+static IndexCache icache[DT_COUNT];
+static MemoryContext icache_cxt = NULL;
+
+/*
+ * An invalidation only marks the cache stale: a call may be using the
+ * IndexInfos right now (an invalidation can arrive whenever a lock is
+ * taken), so their memory is freed at the end of the transaction.
+ */
+static bool icache_dirty = false;
+
+static void
+InvalidateIndexCache(Datum arg, Oid relid)
+{
+	int			t,
+				i;
+	bool		hit = false;
+
+	(void) arg;
+	for (t = 0; !hit && t < DT_COUNT; t++)
+	{
+		if (!icache[t].valid)
+			continue;
+		hit = !OidIsValid(relid) || relid == icache[t].relid;
+		for (i = 0; !hit && i < icache[t].n; i++)
+			hit = icache[t].oids[i] == relid;
+	}
+	if (!hit)
+		return;
+	for (t = 0; t < DT_COUNT; t++)
+		icache[t].valid = false;
+	icache_dirty = true;
+}
+
+static void
+IndexCacheXactEnd(XactEvent event, void *arg)
+{
+	(void) arg;
+	if (!icache_dirty || icache_cxt == NULL)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		MemoryContextReset(icache_cxt);
+		memset(icache, 0, sizeof(icache));
+		icache_dirty = false;
+	}
+}
+
+static void
+BuildIndexCache(Relation rel, DirectTable t)
+{
+	IndexCache *c = &icache[t];
+	List	   *oids = RelationGetIndexList(rel);
+	MemoryContext old;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (icache_cxt == NULL)
+	{
+		icache_cxt = AllocSetContextCreate(CacheMemoryContext, "loyalty index cache",
+										   ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(InvalidateIndexCache, (Datum) 0);
+		RegisterXactCallback(IndexCacheXactEnd, NULL);
+	}
+	old = MemoryContextSwitchTo(icache_cxt);
+	c->n = list_length(oids);
+	c->oids = palloc0(sizeof(Oid) * Max(c->n, 1));
+	c->infos = palloc0(sizeof(IndexInfo *) * Max(c->n, 1));
+	foreach(lc, oids)
+	{
+		Oid			idxid = lfirst_oid(lc);
+		Relation	idx = index_open(idxid, RowExclusiveLock);
+
+		c->oids[i] = idxid;
+		if (idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexExpressions(idx) == NIL)
+		{
+			IndexInfo  *ii = BuildIndexInfo(idx);
+
+			if (ii->ii_Predicate != NIL)
+				ii->ii_PredicateState =
+					ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate), NULL);
+			c->infos[i] = ii;
+		}
+		index_close(idx, NoLock);
+		i++;
+	}
+	MemoryContextSwitchTo(old);
+	list_free(oids);
+	c->relid = RelationGetRelid(rel);
+	c->valid = true;
+}
+
+/* ExecOpenIndices, with the cached IndexInfos. */
+static void
+OpenIndices(ResultRelInfo *rri, DirectTable t)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	IndexCache *c = &icache[t];
+	int			i;
+
+	if (!rel->rd_rel->relhasindex)
+		return;
+	if (!c->valid || c->relid != RelationGetRelid(rel))
+		BuildIndexCache(rel, t);
+	rri->ri_NumIndices = c->n;
+	rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(c->n, 1));
+	rri->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * Max(c->n, 1));
+	for (i = 0; i < c->n; i++)
+	{
+		Relation	idx = index_open(c->oids[i], RowExclusiveLock);
+
+		rri->ri_IndexRelationDescs[i] = idx;
+		rri->ri_IndexRelationInfo[i] = c->infos[i] ? c->infos[i] : BuildIndexInfo(idx);
+	}
+}
+
 /* The table's result relation, opened with its indexes on first use. */
 static ResultRelInfo *
 Open(DirectWriter *w, DirectTable t)
@@ -307,7 +446,7 @@ Open(DirectWriter *w, DirectTable t)
 		w->estate->es_opened_result_relations =
 			lappend(w->estate->es_opened_result_relations, rri);
 		if (rel->rd_rel->relkind == RELKIND_RELATION)
-			ExecOpenIndices(rri, false);
+			OpenIndices(rri, t);
 		w->rel[t] = rel;
 		w->rri[t] = rri;
 		w->slot[t] = table_slot_create(rel, &w->estate->es_tupleTable);
@@ -914,9 +1053,19 @@ direct_end(DirectWriter *w)
 		ExecCleanupTupleRouting(w->mtstate, w->proute);
 	for (t = 0; t < DT_COUNT; t++)
 	{
-		if (w->rri[t] == NULL)
+		ResultRelInfo *rri = w->rri[t];
+		int			i;
+
+		if (rri == NULL)
 			continue;
-		ExecCloseIndices(w->rri[t]);
+		/*
+		 * Unlike ExecCloseIndices, keep the index locks to the end of the
+		 * transaction, as for the table: the next call then finds them held
+		 * instead of taking them again.
+		 */
+		for (i = 0; i < rri->ri_NumIndices; i++)
+			if (rri->ri_IndexRelationDescs[i])
+				index_close(rri->ri_IndexRelationDescs[i], NoLock);
 		table_close(w->rel[t], NoLock);
 	}
 	ExecResetTupleTable(w->estate->es_tupleTable, false);

@@ -3,3 +3,7 @@
 
 -- == write path (issue 3) =====================================================
 
+-- Room on each accounts page for HOT updates.  Rows already stored keep their
+-- pages until the table is rewritten (VACUUM FULL or CLUSTER, at a quiet time).
+ALTER TABLE loyalty.accounts SET (fillfactor = 70);
+

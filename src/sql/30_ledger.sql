@@ -86,7 +86,10 @@ CREATE TABLE loyalty.accounts (
         (balance OPERATOR(loyalty.>=) '0'::loyalty.points OR debt OPERATOR(loyalty.>) '0'::loyalty.points)
         AND held OPERATOR(loyalty.>=) '0'::loyalty.points
         AND debt OPERATOR(loyalty.>=) '0'::loyalty.points)
-);
+)
+-- Every write updates its member's row: room on each page lets the update be
+-- a heap-only tuple (HOT) instead of a new index entry and a page split.
+WITH (fillfactor = 70);
 COMMENT ON TABLE loyalty.accounts IS 'Per-member balances and purchase statistics, kept in step with the ledger in the same transaction';
 COMMENT ON COLUMN loyalty.accounts.balance IS 'Sum of the ledger = sum of lot remainders - debt (pending and not-yet-written-down expired points included)';
 COMMENT ON COLUMN loyalty.accounts.held IS 'Points reserved by active holds (already taken out of lots)';

@@ -1,0 +1,52 @@
+-- The C write path (src/direct.c) finds, locks and writes rows without SQL
+-- statements, and keeps each table's index descriptions between calls.
+-- These tests show that it still obeys every index the table has at the time
+-- of the call (one added or dropped in the same session included), that it
+-- takes lots first-to-expire-first exactly as the SQL form does, and that
+-- the account it reads is the latest one.
+BEGIN;
+SELECT plan(12);
+
+SELECT loyalty.create_program('wp', expiry_period => interval '1 year') AS p \gset
+SELECT loyalty.enroll(:p, 'pos', 'wp-1') AS m \gset
+SELECT is(loyalty.earn(:m, 10, reference => 'r1')::bigint, 10::bigint, 'first earn, index descriptions cached');
+
+-- a unique index added after the first call is enforced on the next one
+CREATE UNIQUE INDEX wp_ref_once ON loyalty.ledger (member_id, reference) WHERE reference = 'once';
+SELECT lives_ok(format('SELECT loyalty.earn(%s, 5, reference => %L)', :m, 'once'), 'a first row for the new unique index');
+SELECT throws_ok(format('SELECT loyalty.earn(%s, 5, reference => %L)', :m, 'once'), '23505', NULL,
+                 'the index created in this session is enforced by the next write');
+SELECT is((SELECT count(*) FROM loyalty.ledger WHERE member_id = :m AND reference = 'once'), 1::bigint,
+          'the refused write left nothing');
+-- and once dropped, it is neither used nor opened
+DROP INDEX loyalty.wp_ref_once;
+SELECT lives_ok(format('SELECT loyalty.earn(%s, 5, reference => %L)', :m, 'once'), 'a dropped index is forgotten');
+
+-- first-to-expire-first across lots with different expiries and ages
+SELECT loyalty.enroll(:p, 'pos', 'wp-2') AS m2 \gset
+SELECT loyalty.award(:m2, '30', 'late', expires_at => now() + interval '300 days') AS late \gset
+SELECT loyalty.award(:m2, '20', 'early', expires_at => now() + interval '10 days') AS early \gset
+SELECT loyalty.award(:m2, '40', 'never') AS never \gset
+UPDATE loyalty.lots SET expires_at = NULL WHERE member_id = :m2 AND lot_id = :never;
+SELECT loyalty.redeem(:m2, '35') AS r1 \gset
+SELECT results_eq(format('SELECT lot_id, points::bigint FROM loyalty.allocations WHERE member_id = %s AND entry_id = %s ORDER BY lot_id', :m2, :r1),
+                  format('VALUES (%s::bigint, 15::bigint), (%s, 20)', :late, :early),
+                  'the lot expiring first is emptied first, then the next');
+SELECT loyalty.redeem(:m2, '30') AS r2 \gset
+SELECT results_eq(format('SELECT lot_id, points::bigint FROM loyalty.allocations WHERE member_id = %s AND entry_id = %s ORDER BY lot_id', :m2, :r2),
+                  format('VALUES (%s::bigint, 15::bigint), (%s, 15)', :late, :never),
+                  'a lot that never expires comes last');
+SELECT is((SELECT array_agg(remaining::bigint ORDER BY lot_id) FROM loyalty.lots WHERE member_id = :m2),
+          ARRAY[0, 0, 25]::bigint[], 'remainders after both redemptions');
+SELECT throws_ok(format('SELECT loyalty.redeem(%s, %L)', :m2, '26'), 'LY001', NULL, 'no more than what is left');
+
+-- the account read is the one the previous statement of the transaction wrote
+UPDATE loyalty.accounts SET status = 'suspended' WHERE member_id = :m2;
+SELECT throws_ok(format('SELECT loyalty.redeem(%s, %L)', :m2, '1'), '55000', NULL,
+                 'a status set by an earlier statement of the transaction is seen');
+UPDATE loyalty.accounts SET status = 'active' WHERE member_id = :m2;
+SELECT is(loyalty.earn(:m2, 7)::bigint, 7::bigint, 'and so is its reactivation');
+
+SELECT is((SELECT count(*) FROM loyalty.verify()), 0::bigint, 'verify() finds nothing wrong');
+SELECT * FROM finish();
+ROLLBACK;
