@@ -277,6 +277,8 @@ direct_begin(void)
 	List	   *rtable = NIL;
 	int			t;
 
+	if (loyalty_distributed())
+		return spi_begin();
 	w->estate = CreateExecutorState();
 	/* one range-table entry per table, opened on first use */
 	for (t = 0; t < DT_COUNT; t++)
@@ -524,6 +526,8 @@ direct_insert_entry(DirectWriter *w, const LedgerRow *r)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int64		entry_id;
 
+	if (loyalty_distributed())
+		return spi_insert_entry(w, r);
 	Open(w, DT_LEDGER);
 	entry_id = nextval_internal(maps[DT_LEDGER].seqid, false);
 	slot = NewRow(w, DT_LEDGER);
@@ -627,8 +631,8 @@ CheckAccountsSound(Relation rel, TupleTableSlot *slot, const AttrNumber *a)
  * from there (the caller's own statements may have updated it since), and
  * *tid is set to the new version.
  */
-void
-direct_update_account(DirectWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
+static void
+UpdateAccountLocal(DirectWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
 {
 	ResultRelInfo *rri = Open(w, DT_ACCOUNTS);
 	Relation	rel = w->rel[DT_ACCOUNTS];
@@ -716,6 +720,11 @@ direct_insert_idempotency(DirectWriter *w, int64 member_id, text *key, const cha
 {
 	TupleTableSlot *slot;
 
+	if (loyalty_distributed())
+	{
+		spi_insert_idempotency(w, member_id, key, op, hash, result, entry_id);
+		return;
+	}
 	Open(w, DT_IDEM);
 	slot = NewRow(w, DT_IDEM);
 	Set(slot, DT_IDEM, K_MEMBER, Int64GetDatum(member_id), false);
@@ -823,6 +832,8 @@ direct_read_account(int64 member_id, bool lock, AccountRead *out)
 	bool		found;
 	int64		program_id;
 
+	if (loyalty_distributed())
+		return spi_read_account(member_id, lock, out);
 	rel = table_open(TableOid(DT_ACCOUNTS), lock ? RowExclusiveLock : AccessShareLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
@@ -935,8 +946,8 @@ CompareLots(const void *a, const void *b)
  * missing (the caller then runs the SQL form).  The caller holds the
  * member's lock, so the lots cannot change underneath.
  */
-int64
-direct_consume_lots(DirectWriter *w, int64 member_id, int64 entry_id, int64 points, TimestampTz at)
+static int64
+ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points, TimestampTz at)
 {
 	ResultRelInfo *rri = Open(w, DT_LOTS);
 	Relation	rel = w->rel[DT_LOTS];
@@ -1039,6 +1050,25 @@ direct_consume_lots(DirectWriter *w, int64 member_id, int64 entry_id, int64 poin
 	return taken;
 }
 
+/* Apply deltas to the locked account row (UpdateAccountLocal). */
+void
+direct_update_account(DirectWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
+{
+	if (loyalty_distributed())
+		spi_update_account(w, member_id, d);
+	else
+		UpdateAccountLocal(w, member_id, tid, d);
+}
+
+/* Take a debit's points from lots FEFO (ConsumeLotsLocal). */
+int64
+direct_consume_lots(DirectWriter *w, int64 member_id, int64 entry_id, int64 points, TimestampTz at)
+{
+	if (loyalty_distributed())
+		return spi_consume_lots(w, member_id, entry_id, points, at);
+	return ConsumeLotsLocal(w, member_id, entry_id, points, at);
+}
+
 /*
  * Fire queued AFTER row triggers, close everything, and make the rows
  * visible to the caller's next statement.
@@ -1048,6 +1078,11 @@ direct_end(DirectWriter *w)
 {
 	int			t;
 
+	if (loyalty_distributed())
+	{
+		spi_end(w);
+		return;
+	}
 	AfterTriggerEndQuery(w->estate);
 	if (w->proute)
 		ExecCleanupTupleRouting(w->mtstate, w->proute);

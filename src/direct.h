@@ -99,4 +99,20 @@ extern int64 direct_consume_lots(DirectWriter *w, int64 member_id, int64 entry_i
 								 int64 points, TimestampTz at);
 extern void direct_end(DirectWriter *w);
 
+/*
+ * The same operations by SQL statements, for Citus tables (spiwrite.c): each
+ * direct_* function hands over to its spi_* twin when loyalty_distributed().
+ */
+extern bool loyalty_distributed(void);
+extern bool spi_read_account(int64 member_id, bool lock, AccountRead *out);
+extern DirectWriter *spi_begin(void);
+extern int64 spi_insert_entry(DirectWriter *w, const LedgerRow *r);
+extern void spi_update_account(DirectWriter *w, int64 member_id, const AccountDelta *d);
+extern void spi_insert_idempotency(DirectWriter *w, int64 member_id, text *key,
+								   const char *op, int64 hash, int64 result,
+								   int64 entry_id);
+extern int64 spi_consume_lots(DirectWriter *w, int64 member_id, int64 entry_id,
+							  int64 points, TimestampTz at);
+extern void spi_end(DirectWriter *w);
+
 #endif							/* LOYALTY_DIRECT_H */

@@ -14,6 +14,7 @@
 #include "utils/guc.h"
 #include "utils/plancache.h"
 
+#include "direct.h"
 #include "loyalty.h"
 
 PG_MODULE_MAGIC;
@@ -62,7 +63,14 @@ _PG_init(void)
 SPIPlanPtr
 loyalty_prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	SPIPlanPtr	plan;
+
+	/*
+	 * Under Citus a router query with an unresolved parameter may have no
+	 * generic distributed plan; there the plan cache chooses (spiwrite.c).
+	 */
+	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+							  loyalty_distributed() ? 0 : CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "loyalty: SPI_prepare failed: %s (%s)", SPI_result_code_string(SPI_result), sql);

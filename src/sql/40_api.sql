@@ -606,12 +606,18 @@ RETURNS TABLE (
     expired_unposted loyalty.points, debt loyalty.points, balance loyalty.points,
     lifetime_earned loyalty.points, lifetime_redeemed loyalty.points, lifetime_expired loyalty.points,
     next_expiry timestamptz, next_expiry_points loyalty.points, as_of timestamptz)
-LANGUAGE sql STABLE STRICT SECURITY DEFINER
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
     -- Expiry and hold timeouts are exact at read time: a lot past its expiry
     -- is not available even before the batch runs, and an expired hold's
     -- points are available again before anything releases it.
+    RETURN QUERY
     WITH l AS (
         SELECT
             sum(remaining::bigint) FILTER (WHERE vests_at <= now() AND (expires_at IS NULL OR expires_at > now())) AS avail,
@@ -619,7 +625,7 @@ AS $$
             sum(remaining::bigint) FILTER (WHERE expires_at <= now()) AS expired,
             min(expires_at) FILTER (WHERE vests_at <= now() AND expires_at > now()) AS next_expiry
         FROM loyalty.lots
-        WHERE lots.member_id = loyalty.require_member($1) AND remaining OPERATOR(loyalty.>) '0'::loyalty.points
+        WHERE lots.member_id = v_member AND remaining OPERATOR(loyalty.>) '0'::loyalty.points
     ), h AS (
         SELECT sum(h.points::bigint) AS points,
                sum((SELECT sum(al.points::bigint - al.returned::bigint)
@@ -642,33 +648,45 @@ AS $$
                        AND x.remaining OPERATOR(loyalty.>) '0'::loyalty.points AND x.vests_at <= now()), 0)::loyalty.points,
            now()
     FROM loyalty.accounts a, l, h
-    WHERE a.member_id = $1
-$$;
+    WHERE a.member_id = $1;
+END $$;
 COMMENT ON FUNCTION loyalty.balance(bigint) IS
     'Balances of a member now: available (spendable), pending (vesting), held, expired but not yet written down, debt, posted balance, lifetime totals, next expiry';
 
 CREATE FUNCTION loyalty.balance_at(member bigint, at timestamptz)
 RETURNS loyalty.points
-LANGUAGE sql STABLE STRICT SECURITY DEFINER
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN (
     SELECT coalesce(sum(l.points::bigint), 0)::loyalty.points
     FROM loyalty.ledger l
-    WHERE l.member_id = loyalty.require_member($1) AND l.created_at <= $2
-$$;
+    WHERE l.member_id = v_member AND l.created_at <= $2);
+END $$;
 COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
     'Posted balance (sum of the ledger) as recorded at a past time; answers disputes and month-end questions from the ledger alone';
 
 CREATE FUNCTION loyalty.history(member bigint, since timestamptz DEFAULT '-infinity', max_rows integer DEFAULT 1000)
 RETURNS SETOF loyalty.ledger
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN QUERY
     SELECT * FROM loyalty.ledger l
-    WHERE l.member_id = loyalty.require_member($1) AND l.created_at >= coalesce($2, '-infinity')
+    WHERE l.member_id = v_member AND l.created_at >= coalesce($2, '-infinity')
     ORDER BY l.created_at DESC, l.entry_id DESC
-    LIMIT coalesce($3, 1000)
-$$;
+    LIMIT coalesce($3, 1000);
+END $$;
 COMMENT ON FUNCTION loyalty.history(bigint, timestamptz, integer) IS
     'A member''s ledger entries, newest first';
 

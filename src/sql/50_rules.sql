@@ -333,13 +333,19 @@ COMMENT ON FUNCTION loyalty.preview_earn(bigint, numeric, jsonb, text, text, tim
 -- explanation in the ledger row's details.
 CREATE FUNCTION loyalty.earn_explanation(member bigint, entry bigint)
 RETURNS jsonb
-LANGUAGE sql STABLE STRICT SECURITY DEFINER
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN (
     SELECT coalesce(l.details, jsonb_build_object('earn_base', l.amount, 'points', l.points::bigint, 'rules', '[]'::jsonb))
     FROM loyalty.ledger l
-    WHERE l.member_id = loyalty.require_member($1) AND l.entry_id = $2 AND l.kind = 'earn'
-$$;
+    WHERE l.member_id = v_member AND l.entry_id = $2 AND l.kind = 'earn');
+END $$;
 COMMENT ON FUNCTION loyalty.earn_explanation(bigint, bigint) IS
     'Why an earn entry credited what it did: earn base, rate, every rule applied with its effect and lines, rounding and bonuses';
 

@@ -139,9 +139,15 @@ COMMENT ON FUNCTION loyalty.define_tier(bigint, integer, text, numeric, numeric,
 -- Start of the qualification window ending at as_of.
 CREATE FUNCTION loyalty.tier_window_start(member bigint, as_of timestamptz)
 RETURNS timestamptz
-LANGUAGE sql STABLE STRICT SECURITY DEFINER
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN (
     SELECT CASE p.tier_window
         WHEN 'rolling' THEN $2 - make_interval(months => p.tier_window_months)
         WHEN 'calendar' THEN
@@ -154,19 +160,25 @@ AS $$
                             / p.tier_window_months)::integer))
     END
     FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
-    WHERE m.member_id = loyalty.require_member($1)
-$$;
+    WHERE m.member_id = v_member);
+END $$;
 COMMENT ON FUNCTION loyalty.tier_window_start(bigint, timestamptz) IS
     'Start of the member''s qualification window ending at as_of (rolling: exclusive; calendar and anniversary: inclusive)';
 
 CREATE FUNCTION loyalty.tier_metric(member bigint, as_of timestamptz DEFAULT NULL)
 RETURNS numeric
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN (
     WITH w AS (
         SELECT p.tier_metric AS metric, p.tier_window AS kind,
-               loyalty.tier_window_start(loyalty.require_member($1), coalesce($2, now())) AS start, coalesce($2, now()) AS stop
+               loyalty.tier_window_start(v_member, coalesce($2, now())) AS start, coalesce($2, now()) AS stop
         FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
         WHERE m.member_id = $1
     ), e AS (
@@ -182,21 +194,27 @@ AS $$
         WHEN 'points' THEN coalesce((SELECT sum(points) FROM e), 0)
         WHEN 'visits' THEN (SELECT count(DISTINCT (occurred_at AT TIME ZONE 'UTC')::date) FROM e WHERE spend > 0)
     END
-    FROM w
-$$;
+    FROM w);
+END $$;
 COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
     'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now)';
 
 CREATE FUNCTION loyalty.qualified_tier(member bigint, as_of timestamptz DEFAULT NULL)
 RETURNS loyalty.tier
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN (
     SELECT loyalty.tier(t.rank, t.name)
     FROM loyalty.members m JOIN loyalty.tiers t ON t.program_id = m.program_id
-    WHERE m.member_id = loyalty.require_member($1) AND NOT t.invitation_only AND t.threshold <= loyalty.tier_metric($1, $2)
-    ORDER BY t.rank DESC LIMIT 1
-$$;
+    WHERE m.member_id = v_member AND NOT t.invitation_only AND t.threshold <= loyalty.tier_metric($1, $2)
+    ORDER BY t.rank DESC LIMIT 1);
+END $$;
 COMMENT ON FUNCTION loyalty.qualified_tier(bigint, timestamptz) IS
     'The highest tier (not invitation-only) whose threshold the member''s metric reaches at as_of';
 
@@ -334,13 +352,19 @@ COMMENT ON FUNCTION loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text)
 
 CREATE FUNCTION loyalty.tier_at(member bigint, at timestamptz)
 RETURNS loyalty.tier
-LANGUAGE sql STABLE STRICT SECURITY DEFINER
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    -- checked once, then a constant: Citus routes the query by it
+    v_member bigint := loyalty.require_member($1);
+BEGIN
+    RETURN (
     SELECT h.to_tier FROM loyalty.tier_history h
-    WHERE h.member_id = loyalty.require_member($1) AND h.changed_at <= $2
-    ORDER BY h.changed_at DESC, h.change_id DESC LIMIT 1
-$$;
+    WHERE h.member_id = v_member AND h.changed_at <= $2
+    ORDER BY h.changed_at DESC, h.change_id DESC LIMIT 1);
+END $$;
 COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier at a past time (NULL: none then)';
 
 -- The review, set-based: up to batch_size members of a program after a

@@ -188,9 +188,12 @@ COMMENT ON FUNCTION loyalty.gamma_gamma_expected(float8, float8, float8, float8,
 CREATE FUNCTION loyalty.purchase_summary(program bigint, calibration_end date DEFAULT current_date,
                                          time_unit text DEFAULT 'week')
 RETURNS TABLE (member_id bigint, x bigint, t_x numeric, "T" numeric, m_x numeric, first_purchase date, last_purchase date)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH days AS (
         SELECT l.member_id, (l.occurred_at AT TIME ZONE p.time_zone)::date AS day, sum(l.amount) AS spend
         FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
@@ -207,8 +210,8 @@ AS $$
            min(f.day), max(f.day)
     FROM f, (SELECT CASE $3 WHEN 'day' THEN 1 WHEN 'week' THEN 7 END AS days) u
     WHERE u.days IS NOT NULL
-    GROUP BY f.member_id, u.days
-$$;
+    GROUP BY f.member_id, u.days;
+END $$;
 COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text) IS
     'Per member of a program, as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
 
