@@ -351,7 +351,7 @@ BEGIN
         EXECUTE v_sql;
     END LOOP;
     FOR v_i IN 1 .. coalesce(array_length(v_funcs, 1), 0) LOOP
-        SELECT p.oid, p.proacl, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+        SELECT p.oid, p.proacl, p.proowner, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                                           AND d.refobjid = v_ext AND d.deptype = 'e') AS member
         INTO v_f FROM pg_catalog.pg_proc p WHERE p.oid = v_func_sigs[v_i]::regprocedure;
@@ -364,7 +364,7 @@ BEGIN
         IF v_f.proacl IS NOT NULL THEN
             EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_func_sigs[v_i]);
             FOR v_acl IN SELECT a.grantee, a.is_grantable FROM aclexplode(v_f.proacl) a
-                         WHERE a.grantee <> (SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.oid = v_f.oid) LOOP
+                         WHERE a.grantee <> v_f.proowner LOOP
                 EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', v_func_sigs[v_i],
                                CASE WHEN v_acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_catalog.pg_get_userbyid(v_acl.grantee)) END,
                                CASE WHEN v_acl.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
