@@ -1569,10 +1569,26 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum(source);
 		ExecStmt(S_ENTRY_GET, values, NULL, 1);
 		if (SPI_processed != 1)
+		{
+			/* an entry older than the archive horizon is gone: say so */
+			char	   *horizon = NULL;
+
+			if (SPI_execute("SELECT archived_before::pg_catalog.text FROM loyalty.ledger_partitioning"
+							" WHERE archived_before IS NOT NULL", true, 1) == SPI_OK_SELECT &&
+				SPI_processed == 1)
+				horizon = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			if (horizon)
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("ledger entry %lld of member %lld does not exist or was archived",
+								(long long) source, (long long) member_id),
+						 errdetail("Entries recorded before %s were archived by loyalty.archive_ledger().", horizon),
+						 errhint("An archived entry can no longer be reversed; correct the balance with loyalty.adjust().")));
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("ledger entry %lld of member %lld does not exist",
 							(long long) source, (long long) member_id)));
+		}
 		kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		src_points = ColInt8(0, 2);
 		src_source = ColInt8(0, 4);

@@ -105,8 +105,9 @@ CREATE TABLE loyalty.ledger (
     member_id       bigint NOT NULL,
     entry_id        bigint GENERATED ALWAYS AS IDENTITY,
     program_id      bigint NOT NULL,
-    -- earn, award, redeem, hold, capture, release, reverse, expire, adjust or
-    -- merge: written only by the extension, checked by loyalty.verify()
+    -- earn, award, redeem, hold, capture, release, reverse, expire, adjust,
+    -- merge or carry_forward (loyalty.archive_ledger): written only by the
+    -- extension, checked by loyalty.verify()
     kind            text NOT NULL,
     points          loyalty.points NOT NULL,
     held_delta      loyalty.points NOT NULL DEFAULT '0',
@@ -201,6 +202,18 @@ CREATE TABLE loyalty.idempotency_keys (
 );
 COMMENT ON TABLE loyalty.idempotency_keys IS 'First result of every keyed call; a replay returns it and changes nothing (keys are scoped per member)';
 
+-- How the ledger is partitioned and how far it was archived (one row, or none
+-- while the ledger is a plain table): see 85_partitioning.sql.
+CREATE TABLE loyalty.ledger_partitioning (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    period          interval NOT NULL,
+    partitioned_at  timestamptz NOT NULL DEFAULT now(),
+    archived_before timestamptz
+);
+COMMENT ON TABLE loyalty.ledger_partitioning IS 'Partitioning of loyalty.ledger by created_at (set by loyalty.partition_ledger) and its archive horizon';
+COMMENT ON COLUMN loyalty.ledger_partitioning.period IS 'Range of created_at one partition holds (whole months or whole days, aligned in UTC)';
+COMMENT ON COLUMN loyalty.ledger_partitioning.archived_before IS 'Archive horizon: entries recorded before it were summed into carry_forward entries and detached by loyalty.archive_ledger';
+
 -- The ledger is append-only for everybody, the owner included.
 CREATE FUNCTION loyalty.ledger_refuse_change() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -224,6 +237,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.lots', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.allocations', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.ledger_partitioning', '');
 -- identity sequences too, or a restored database would hand out used ids again
 SELECT pg_catalog.pg_extension_config_dump('loyalty.programs_program_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.members_member_id_seq', '');

@@ -658,15 +658,23 @@ RETURNS loyalty.points
 LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
-    -- checked once, then a constant: Citus routes the query by it
-    v_member bigint := loyalty.require_member($1);
+    v_member bigint := loyalty.require_member(balance_at.member);
+    v_horizon timestamptz;
 BEGIN
-    RETURN (
-    SELECT coalesce(sum(l.points::bigint), 0)::loyalty.points
-    FROM loyalty.ledger l
-    WHERE l.member_id = v_member AND l.created_at <= $2);
+    -- before the archive horizon the entries are gone: no answer is better
+    -- than a wrong one
+    SELECT p.archived_before INTO v_horizon FROM loyalty.ledger_partitioning p;
+    IF at OPERATOR(pg_catalog.<) v_horizon THEN
+        RAISE EXCEPTION 'the ledger before % is archived', v_horizon
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('loyalty.archive_ledger() summed the entries recorded before %s into carry_forward entries.', v_horizon),
+                  HINT = 'Ask for a time at or after the archive horizon (loyalty.ledger_partitioning.archived_before), or read the archived partitions.';
+    END IF;
+    RETURN (SELECT coalesce(pg_catalog.sum(l.points::bigint), 0)::loyalty.points
+            FROM loyalty.ledger l
+            WHERE l.member_id OPERATOR(pg_catalog.=) v_member
+              AND l.created_at OPERATOR(pg_catalog.<=) balance_at.at);
 END $$;
 COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
     'Posted balance (sum of the ledger) as recorded at a past time; answers disputes and month-end questions from the ledger alone';
@@ -756,7 +764,8 @@ AS $$
     SELECT 'a ledger entry has a known kind', l.member_id, format('entry %s has kind %s', l.entry_id, l.kind)
     FROM loyalty.ledger l
     WHERE NOT l.kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture', 'release', 'reverse',
-                                  'expire', 'adjust', 'merge'])    UNION ALL
+                                  'expire', 'adjust', 'merge', 'carry_forward'])
+    UNION ALL
     SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
            format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)
     FROM loyalty.lots l
@@ -765,7 +774,10 @@ AS $$
     UNION ALL
     SELECT 'a lot belongs to a ledger entry', l.member_id, format('lot %s, entry %s', l.lot_id, l.entry_id)
     FROM loyalty.lots l
-    WHERE NOT EXISTS (SELECT 1 FROM loyalty.ledger x WHERE x.member_id = l.member_id AND x.entry_id = l.entry_id)
+    -- (a lot is recorded with its entry: the entries of lots older than the
+    -- archive horizon were archived)
+    WHERE l.created_at >= coalesce((SELECT p.archived_before FROM loyalty.ledger_partitioning p), '-infinity')
+      AND NOT EXISTS (SELECT 1 FROM loyalty.ledger x WHERE x.member_id = l.member_id AND x.entry_id = l.entry_id)
     UNION ALL
     SELECT 'allocation bounds: 0 <= returned <= points, points > 0', a.member_id,
            format('entry %s lot %s: points %s, returned %s', a.entry_id, a.lot_id, a.points, a.returned)

@@ -2,16 +2,20 @@
 # pg_dump a database whose tables use points and tier, restore it into fresh
 # databases (custom format with pg_restore, and plain SQL through psql), and
 # compare every row.  Runs inside the throwaway cluster of tools/test.sh.
+# Then again with the ledger partitioned (loyalty.partition_ledger) half-way
+# through the writes: partitions are not extension members, so the restore
+# must rebuild the partitioned ledger around them.
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-SRC=loyalty_dump_src
+PARTITIONED=${PARTITIONED:-0}
+SRC=loyalty_dump_src$([ "$PARTITIONED" = 1 ] && echo _part || true)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"; for d in $SRC ${SRC}_fc ${SRC}_plain; do "$PGBIN/dropdb" --if-exists "$d"; done' EXIT
 
 psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 "$PGBIN/createdb" $SRC
-psql -d $SRC -o /dev/null <<'SQL'
+psql -d $SRC -o /dev/null -v partitioned=$PARTITIONED <<'SQL'
 CREATE EXTENSION loyalty;
 CREATE TABLE wallet (
     id      bigint PRIMARY KEY,
@@ -42,6 +46,11 @@ SELECT loyalty.redeem(g, '40') FROM generate_series(12, 50, 2) g;
 SELECT loyalty.hold(g, '5', '1 hour') FROM generate_series(20, 30) g;
 SELECT loyalty.reverse(g, (SELECT min(entry_id) FROM loyalty.ledger WHERE member_id = g), amount => 1) FROM generate_series(30, 40) g;
 SELECT loyalty.merge_members(1, 2);
+-- the rest is written into a partitioned ledger (partitioned run)
+\if :partitioned
+SELECT loyalty.partition_ledger('1 month', 2);
+SELECT loyalty.create_ledger_partitions(3);
+\endif
 -- the rest of the program: rules, activities, tiers with history, rewards and
 -- redemptions, referrals, events, a custom segment mapping, a fitted model
 SELECT loyalty.create_earning_rule(1, 'web x2', 'multiply', multiplier => 2, channels => ARRAY['web']);
@@ -85,7 +94,13 @@ snapshot() {
 		-c "SELECT * FROM loyalty.events ORDER BY member_id, event_id" \
 		-c "SELECT * FROM loyalty.rfm_segment_map ORDER BY priority" \
 		-c "SELECT * FROM loyalty.member_rfm ORDER BY member_id" \
-		-c "SELECT 'violations', count(*) FROM loyalty.verify()"
+		-c "SELECT 'violations', count(*) FROM loyalty.verify()" \
+		-c "SELECT partition, lower_bound, upper_bound FROM loyalty.ledger_partitions()" \
+		-c "SELECT indexrelid::regclass::text AS idx, indisvalid, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'loyalty.ledger'::regclass ORDER BY 1" \
+		-c "SELECT tgrelid::regclass::text AS rel, tgname FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'loyalty.ledger%' AND NOT tgisinternal ORDER BY 1, 2" \
+		-c "SELECT schemaname, tablename, policyname, qual FROM pg_policies WHERE tablename LIKE 'ledger%' ORDER BY 1, 2, 3" \
+		-c "SELECT * FROM loyalty.ledger_partitioning" \
+		-c "SELECT count(*) FROM loyalty.ledger_pending_ddl"
 }
 # (programs.rules_version is left out above: the restore's own inserts of rules
 # and tiers bump it, which only makes every backend reload them, as it should)
@@ -116,4 +131,7 @@ lines=$(wc -l <"$TMP/src.txt")
 [ "$lines" -ge 800 ] || { echo "snapshot too small ($lines lines)"; exit 1; }
 diff -u "$TMP/src.txt" "$TMP/fc.txt"
 diff -u "$TMP/src.txt" "$TMP/plain.txt"
-echo "dump/restore: $lines rows identical after custom-format and plain restores"
+echo "dump/restore$([ "$PARTITIONED" = 1 ] && echo ' (partitioned ledger)' || true): $lines rows identical after custom-format and plain restores"
+if [ "$PARTITIONED" = 0 ]; then
+	PARTITIONED=1 bash "${BASH_SOURCE[0]}"
+fi
