@@ -273,12 +273,13 @@ TableOid(DirectTable t)
 DirectWriter *
 direct_begin(void)
 {
-	DirectWriter *w = palloc0(sizeof(DirectWriter));
+	DirectWriter *w;
 	List	   *rtable = NIL;
 	int			t;
 
 	if (loyalty_distributed())
 		return spi_begin();
+	w = palloc0(sizeof(DirectWriter));
 	w->estate = CreateExecutorState();
 	/* one range-table entry per table, opened on first use */
 	for (t = 0; t < DT_COUNT; t++)
