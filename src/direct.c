@@ -39,6 +39,7 @@
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -92,7 +93,7 @@ enum
 	A_MEMBER, A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
 	A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED,
 	/* read when the account is locked */
-	A_PROGRAM, A_STATUS, A_REFERRAL, A_TIER, A_SEGMENT, A_NCOLS
+	A_PROGRAM, A_STATUS, A_REFERRAL, A_TIER, A_SEGMENT, A_NEXT_EXPIRY, A_NCOLS
 };
 enum
 {
@@ -121,7 +122,12 @@ static const TableDef table_defs[DT_COUNT] = {
 		{"member_id", "balance", "held", "debt", "lifetime_earned", "lifetime_redeemed",
 			"lifetime_expired", "first_purchase_at", "last_purchase_at", "purchase_count",
 			"purchase_days", "purchase_amount", "updated_at", "program_id", "status",
-	"referral_pending", "tier", "segment"}},
+	/*
+	 * "?": optional.  Between installing a new library and ALTER EXTENSION
+	 * UPDATE, the old schema lacks the column and writes carry on without it
+	 * (the old schema's expiry job does not need it).
+	 */
+	"referral_pending", "tier", "segment", "?next_expiry_at"}},
 	[DT_IDEM] = {"idempotency_keys", K_NCOLS,
 		{"member_id", "idempotency_key", "operation", "request_hash", "result", "entry_id",
 	"created_at"}},
@@ -138,7 +144,9 @@ static const TableDef table_defs[DT_COUNT] = {
 typedef struct ColumnMap
 {
 	Oid			relid;
-	AttrNumber	attno[MAX_COLS];	/* 0-based index into the tuple */
+	int			natts;			/* columns when mapped (an added one remaps) */
+	AttrNumber	attno[MAX_COLS];	/* 0-based index into the tuple; -1: an
+									 * optional column that is missing */
 	Oid			seqid;			/* ledger: the entry_id identity sequence */
 } ColumnMap;
 
@@ -156,26 +164,35 @@ struct DirectWriter
 };
 
 /* Build or check the column map of an opened table. */
+/* A column's name in table_defs, without the optional mark. */
+static inline const char *
+ColName(const char *col)
+{
+	return col[0] == '?' ? col + 1 : col;
+}
+
 static void
 CheckColumns(DirectTable t, Relation rel)
 {
 	const TableDef *def = &table_defs[t];
 	ColumnMap  *map = &maps[t];
 	TupleDesc	desc = RelationGetDescr(rel);
-	bool		valid = map->relid == RelationGetRelid(rel);
+	bool		valid = map->relid == RelationGetRelid(rel) && map->natts == desc->natts;
 	int			i;
 
 	for (i = 0; valid && i < def->ncols; i++)
 	{
 		Form_pg_attribute att;
 
+		if (map->attno[i] < 0)
+			continue;
 		if (map->attno[i] >= desc->natts)
 		{
 			valid = false;
 			break;
 		}
 		att = TupleDescAttr(desc, map->attno[i]);
-		valid = !att->attisdropped && strcmp(NameStr(att->attname), def->cols[i]) == 0;
+		valid = !att->attisdropped && strcmp(NameStr(att->attname), ColName(def->cols[i])) == 0;
 	}
 	if (valid)
 		return;
@@ -189,10 +206,12 @@ CheckColumns(DirectTable t, Relation rel)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, a);
 
-			if (!att->attisdropped && strcmp(NameStr(att->attname), def->cols[i]) == 0)
+			if (!att->attisdropped && strcmp(NameStr(att->attname), ColName(def->cols[i])) == 0)
 				break;
 		}
-		if (a == desc->natts)
+		if (a == desc->natts && def->cols[i][0] == '?')
+			a = -1;
+		else if (a == desc->natts)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" of table loyalty.%s is missing", def->cols[i], def->name),
@@ -208,7 +227,8 @@ CheckColumns(DirectTable t, Relation rel)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, a);
 
-			if (att->attisdropped)
+			/* generated columns are computed by the executor's routines */
+			if (att->attisdropped || att->attgenerated == ATTRIBUTE_GENERATED_STORED)
 				continue;
 			for (i = 0; i < def->ncols; i++)
 				if (map->attno[i] == a)
@@ -224,6 +244,7 @@ CheckColumns(DirectTable t, Relation rel)
 	if (t == DT_LEDGER)
 		map->seqid = getIdentitySequence(RelationGetRelid(rel), map->attno[L_ENTRY] + 1, false);
 	map->relid = RelationGetRelid(rel);
+	map->natts = desc->natts;
 }
 
 /*
@@ -315,6 +336,9 @@ typedef struct IndexCache
 	int			n;
 	Oid		   *oids;
 	IndexInfo **infos;			/* NULL: build per call */
+	/* stored generated columns: one compiled expression per attribute */
+	ExprState **gen;			/* NULL: none */
+	int			ngen;
 } IndexCache;
 
 static IndexCache icache[DT_COUNT];
@@ -403,6 +427,27 @@ BuildIndexCache(Relation rel, DirectTable t)
 		index_close(idx, NoLock);
 		i++;
 	}
+	/*
+	 * The executor would read, plan and compile each generation expression
+	 * again for every call (ExecInitStoredGenerated); like the predicates
+	 * above, they are compiled once.  They depend on nothing but the row.
+	 */
+	c->gen = NULL;
+	c->ngen = 0;
+	if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		c->gen = palloc0(sizeof(ExprState *) * desc->natts);
+		for (i = 0; i < desc->natts; i++)
+		{
+			if (TupleDescAttr(desc, i)->attgenerated != ATTRIBUTE_GENERATED_STORED)
+				continue;
+			c->gen[i] = ExecInitExpr(expression_planner((Expr *) build_column_default(rel, i + 1)),
+									 NULL);
+			c->ngen++;
+		}
+	}
 	MemoryContextSwitchTo(old);
 	list_free(oids);
 	c->relid = RelationGetRelid(rel);
@@ -417,10 +462,15 @@ OpenIndices(ResultRelInfo *rri, DirectTable t)
 	IndexCache *c = &icache[t];
 	int			i;
 
-	if (!rel->rd_rel->relhasindex)
-		return;
 	if (!c->valid || c->relid != RelationGetRelid(rel))
 		BuildIndexCache(rel, t);
+	if (c->gen)
+	{
+		rri->ri_GeneratedExprs = c->gen;
+		rri->ri_NumGeneratedNeeded = c->ngen;
+	}
+	if (!rel->rd_rel->relhasindex)
+		return;
 	rri->ri_NumIndices = c->n;
 	rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(c->n, 1));
 	rri->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * Max(c->n, 1));
@@ -445,6 +495,13 @@ Open(DirectWriter *w, DirectTable t)
 
 		rte->relkind = rel->rd_rel->relkind;
 		CheckColumns(t, rel);
+		/*
+		 * A debit updates only lots.remaining: say so, as an UPDATE's range
+		 * table entry would, so that the generated is_open is recomputed.
+		 */
+		if (t == DT_LOTS)
+			rte->updatedCols = bms_make_singleton(maps[DT_LOTS].attno[T_REMAINING] + 1 -
+												  FirstLowInvalidHeapAttributeNumber);
 		InitResultRelInfo(rri, rel, t + 1, NULL, 0);
 		w->estate->es_opened_result_relations =
 			lappend(w->estate->es_opened_result_relations, rri);
@@ -693,6 +750,13 @@ UpdateAccountLocal(DirectWriter *w, int64 member_id, ItemPointer tid, const Acco
 	if (d->purchase_amount)
 		v[a[A_AMOUNT]] = DirectFunctionCall2(numeric_add, v[a[A_AMOUNT]], d->purchase_amount);
 	v[a[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	/* only a lower bound moves it: other updates stay HOT */
+	if (d->expiry_floor != 0 && a[A_NEXT_EXPIRY] >= 0 &&
+		(n[a[A_NEXT_EXPIRY]] || d->expiry_floor < DatumGetTimestampTz(v[a[A_NEXT_EXPIRY]])))
+	{
+		v[a[A_NEXT_EXPIRY]] = TimestampTzGetDatum(d->expiry_floor);
+		n[a[A_NEXT_EXPIRY]] = false;
+	}
 	ExecStoreVirtualTuple(new);
 
 	if (AccountsFastPath(rri))
@@ -743,7 +807,7 @@ static const int account_fields[AF_COUNT] = {
 	[AF_BALANCE] = A_BALANCE, [AF_HELD] = A_HELD, [AF_DEBT] = A_DEBT,
 	[AF_STATUS] = A_STATUS, [AF_PROGRAM] = A_PROGRAM, [AF_FIRST_PURCHASE] = A_FIRST,
 	[AF_LAST_PURCHASE] = A_LAST, [AF_REFERRAL_PENDING] = A_REFERRAL, [AF_TIER] = A_TIER,
-	[AF_SEGMENT] = A_SEGMENT
+	[AF_SEGMENT] = A_SEGMENT, [AF_NEXT_EXPIRY] = A_NEXT_EXPIRY
 };
 static const int program_fields[PF_COUNT] = {
 	[PF_EARN_RATE] = P_EARN_RATE, [PF_ROUNDING] = P_ROUNDING, [PF_EXPIRY] = P_EXPIRY,
@@ -802,8 +866,16 @@ CopyFields(TupleTableSlot *slot, DirectTable t, const int *fields, int n, Datum 
 	for (i = 0; i < n; i++)
 	{
 		AttrNumber	a = maps[t].attno[fields[i]];
-		Form_pg_attribute att = TupleDescAttr(desc, a);
+		Form_pg_attribute att;
 
+		if (a < 0)
+		{
+			/* an optional column the table does not have (yet) */
+			nulls[i] = true;
+			values[i] = (Datum) 0;
+			continue;
+		}
+		att = TupleDescAttr(desc, a);
 		nulls[i] = slot->tts_isnull[a];
 		values[i] = nulls[i] ? (Datum) 0 :
 			datumCopy(slot->tts_values[a], att->attbyval, att->attlen);

@@ -25,6 +25,8 @@ typedef struct AccountDelta
 	int64		purchase_count;
 	int64		purchase_days;
 	Datum		purchase_amount;	/* numeric, or 0 for none */
+	TimestampTz expiry_floor;	/* a lot opened that expires then: lower
+								 * next_expiry_at to it (0: none) */
 } AccountDelta;
 
 /* One ledger row, and the lot of a credit (ledger.c's Entry). */
@@ -59,7 +61,7 @@ typedef struct LedgerRow
 typedef enum AccountField
 {
 	AF_BALANCE, AF_HELD, AF_DEBT, AF_STATUS, AF_PROGRAM, AF_FIRST_PURCHASE,
-	AF_LAST_PURCHASE, AF_REFERRAL_PENDING, AF_TIER, AF_SEGMENT, AF_COUNT
+	AF_LAST_PURCHASE, AF_REFERRAL_PENDING, AF_TIER, AF_SEGMENT, AF_NEXT_EXPIRY, AF_COUNT
 } AccountField;
 
 typedef enum ProgramField

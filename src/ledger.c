@@ -110,15 +110,14 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_AVAILABLE] = {
 		"SELECT COALESCE(pg_catalog.sum(remaining" I8 "), 0)" I8
 		" FROM loyalty.lots WHERE member_id" EQ "$1"
-		" AND remaining OPERATOR(loyalty.>) '0'" PTS
-		" AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)",
+		" AND is_open AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)",
 	2, {INT8OID, TIMESTAMPTZOID}},
 	/* first-to-expire-first: take from lots in expiry order until $2 is met */
 	[S_CONSUME] = {
 		"WITH c AS ("
 		"  SELECT lot_id, remaining" I8 " AS rem,"
 		"   pg_catalog.sum(remaining" I8 ") OVER (ORDER BY expires_at NULLS LAST, created_at, lot_id) AS cum"
-		"  FROM loyalty.lots WHERE member_id" EQ "$1 AND remaining OPERATOR(loyalty.>) '0'" PTS
+		"  FROM loyalty.lots WHERE member_id" EQ "$1 AND is_open"
 		"  AND vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3)"
 		"), t AS ("
 		"  SELECT lot_id, LEAST(rem, $2" MINUS "(cum" MINUS "rem))" I8 " AS take FROM c"
@@ -147,7 +146,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"  FROM t WHERE a.member_id" EQ "$1 AND a.entry_id" EQ "$2 AND a.lot_id" EQ "t.lot_id"
 		"  RETURNING a.lot_id, t.give"
 		") UPDATE loyalty.lots l SET remaining = (l.remaining" I8 PLUS "ua.give)" PTS
-		" FROM ua WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "ua.lot_id RETURNING ua.give",
+		" FROM ua WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "ua.lot_id RETURNING ua.give, l.expires_at",
 	3, {INT8OID, INT8OID, INT8OID}},
 	[S_ENTRY_GET] = {
 		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
@@ -236,6 +235,7 @@ struct Member
 	int32		tier_rank;		/* -1: no tier */
 	text	   *segment;
 	bool		has_tiers;		/* the program has a tier policy */
+	TimestampTz next_expiry;	/* accounts.next_expiry_at (0: NULL) */
 	ItemPointerData tid;		/* where the locked account row was */
 };
 
@@ -383,6 +383,7 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	m->referral_pending = DatumGetBool(r.acc[AF_REFERRAL_PENDING]);
 	m->tier_rank = r.acc_null[AF_TIER] ? -1 : DatumGetTierP(r.acc[AF_TIER])->rank;
 	m->segment = r.acc_null[AF_SEGMENT] ? NULL : DatumGetTextPP(r.acc[AF_SEGMENT]);
+	m->next_expiry = r.acc_null[AF_NEXT_EXPIRY] ? 0 : DatumGetTimestampTz(r.acc[AF_NEXT_EXPIRY]);
 	m->tid = r.tid;
 
 	m->earn_rate = r.prog[PF_EARN_RATE];
@@ -630,6 +631,23 @@ ApplyDelta(Member *m, AccountDelta *d)
 		if (m->last_purchase_at == 0 || d->purchase_at > m->last_purchase_at)
 			m->last_purchase_at = d->purchase_at;
 	}
+	if (d->expiry_floor != 0 && (m->next_expiry == 0 || d->expiry_floor < m->next_expiry))
+		m->next_expiry = d->expiry_floor;
+}
+
+/*
+ * A lot that expires at `expires` is open (again): the account's expiry bound
+ * must not lie after it, or the expiry job would not find the member.  Usually
+ * the bound is already earlier (lots expire in the order they are credited),
+ * and the account update stays a HOT one.
+ */
+static inline void
+LowerExpiryBound(Member *m, AccountDelta *d, TimestampTz expires)
+{
+	if (expires == 0 || (m->next_expiry != 0 && m->next_expiry <= expires))
+		return;
+	if (d->expiry_floor == 0 || expires < d->expiry_floor)
+		d->expiry_floor = expires;
 }
 
 /*
@@ -646,6 +664,10 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 	e->program_id = m->program_id;
 	if (e->occurred_at == 0)
 		e->occurred_at = m->now;
+	if (d && e->lot_remaining > 0)
+		LowerExpiryBound(m, d, e->lot_expires_at);
+	else if (e->lot_remaining > 0 && e->lot_expires_at != 0)
+		elog(ERROR, "loyalty: a credit must update its account");
 	w = direct_begin();
 	entry_id = direct_insert_entry(w, e);
 	if (d)
@@ -821,16 +843,28 @@ ReturnToLots(Member *m, int64 source, Points points)
 	Datum		values[3];
 	Points		given = 0;
 	uint64		i;
+	AccountDelta d = {0};
 
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = Int64GetDatum(source);
 	values[2] = Int64GetDatum(points);
 	ExecStmt(S_RETURN, values, NULL, 0);
 	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		expires;
+
 		given = points_add_checked(given, ColInt8(i, 1));
+		expires = Col(i, 2, &isnull);
+		if (!isnull)
+			LowerExpiryBound(m, &d, DatumGetTimestampTz(expires));
+	}
 	if (given != points)
 		elog(ERROR, "loyalty: returned %lld of %lld points to lots",
 			 (long long) given, (long long) points);
+	/* a lot given back to may expire before the bound (rare: a refund) */
+	if (d.expiry_floor != 0)
+		UpdateAccount(m, &d);
 }
 
 /* Open (not yet given back) points of a debit entry's allocations. */

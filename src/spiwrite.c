@@ -145,7 +145,7 @@ typedef struct SpiStmtDef
 /* in AccountField order */
 #define ACCOUNT_COLS \
 	"balance, held, debt, status, program_id, first_purchase_at, last_purchase_at," \
-	" referral_pending, tier, segment"
+	" referral_pending, tier, segment, next_expiry_at"
 /* in ProgramField order */
 #define PROGRAM_COLS \
 	"earn_rate, rounding, expiry_period, pending_period, refund_policy, max_hold_ttl," \
@@ -192,10 +192,12 @@ static const SpiStmtDef spi_defs[NUM_SPI_STMTS] = {
 		" purchase_count = purchase_count" PLUS "$11,"
 		" purchase_days = purchase_days" PLUS "$12,"
 		" purchase_amount = CASE WHEN $13 IS NULL THEN purchase_amount ELSE purchase_amount" PLUS "$13 END,"
-		" updated_at = $8"
+		" updated_at = $8,"
+		/* LEAST ignores NULLs: a NULL $14 keeps the bound, a NULL bound takes $14 */
+		" next_expiry_at = LEAST(next_expiry_at, $14)"
 		" WHERE member_id" EQ "$1",
-		13, {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
-			BOOLOID, TIMESTAMPTZOID, INT8OID, INT8OID, NUMERICOID}},
+		14, {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
+			BOOLOID, TIMESTAMPTZOID, INT8OID, INT8OID, NUMERICOID, TIMESTAMPTZOID}},
 	[W_IDEM_INS] = {
 		"INSERT INTO loyalty.idempotency_keys (member_id, idempotency_key, operation, request_hash,"
 		" result, entry_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -376,8 +378,8 @@ void
 spi_update_account(DirectWriter *w, int64 member_id, const AccountDelta *d)
 {
 	SpiSaved	saved;
-	Datum		values[13];
-	char		nulls[13];
+	Datum		values[14];
+	char		nulls[14];
 
 	(void) w;
 	Save(&saved);
@@ -396,6 +398,8 @@ spi_update_account(DirectWriter *w, int64 member_id, const AccountDelta *d)
 	values[11] = Int64GetDatum(d->purchase_days);
 	values[12] = d->purchase_amount;
 	nulls[12] = d->purchase_amount == (Datum) 0 ? 'n' : ' ';
+	values[13] = TimestampTzGetDatum(d->expiry_floor);
+	nulls[13] = d->expiry_floor == 0 ? 'n' : ' ';
 	Exec(W_ACCOUNT_UPD, values, nulls, SPI_OK_UPDATE);
 	if (SPI_processed != 1)
 		elog(ERROR, "loyalty: account row of member %lld not found", (long long) member_id);

@@ -2,6 +2,406 @@
 \echo Use "ALTER EXTENSION loyalty UPDATE TO '1.3'" to load this file. \quit
 
 -- == write path (issue 3) =====================================================
+-- Lots: the open-lot index is partial on a generated flag instead of on
+-- remaining, so a debit that leaves a lot open is a HOT update; room on each
+-- page for it.  Adding the stored column rewrites loyalty.lots (ACCESS
+-- EXCLUSIVE for the rewrite's duration: plan the update at a quiet time).
+ALTER TABLE loyalty.lots
+    ADD COLUMN is_open boolean NOT NULL GENERATED ALWAYS AS (remaining OPERATOR(loyalty.>) '0'::loyalty.points) STORED;
+ALTER TABLE loyalty.lots SET (fillfactor = 90);
+COMMENT ON COLUMN loyalty.lots.is_open IS 'remaining > 0 (generated): the lot still has points to spend or expire';
+DROP INDEX loyalty.lots_open_idx;
+CREATE INDEX lots_open_idx ON loyalty.lots (member_id, expires_at, created_at) WHERE is_open;
+
+-- The global expiry index of lots (written by every earn) gives way to a
+-- per-member expiry bound on the account, written only when it moves.
+DROP INDEX loyalty.lots_expiry_idx;
+ALTER TABLE loyalty.accounts ADD COLUMN next_expiry_at timestamptz;
+COMMENT ON COLUMN loyalty.accounts.next_expiry_at IS 'No open lot of the member expires before this (NULL: none expires); may lie earlier than the true first expiry until loyalty.expire_member() runs';
+UPDATE loyalty.accounts a SET next_expiry_at = x.first
+FROM (SELECT l.member_id, pg_catalog.min(l.expires_at) AS first FROM loyalty.lots l
+      WHERE l.is_open AND l.expires_at IS NOT NULL GROUP BY l.member_id) x
+WHERE a.member_id OPERATOR(pg_catalog.=) x.member_id;
+CREATE INDEX accounts_next_expiry_idx ON loyalty.accounts (next_expiry_at) WHERE next_expiry_at IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION loyalty.merge_members(survivor bigint, absorbed bigint, idempotency_key text DEFAULT NULL)
+RETURNS loyalty.points
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_prog_s bigint;
+    v_prog_a bigint;
+    v_status text;
+    a_acc loyalty.accounts;
+    v_hold bigint;
+    v_out bigint;
+    v_in bigint;
+    v_moved bigint;
+    v_lot record;
+    v_hash bigint;
+    v_prev record;
+BEGIN
+    PERFORM loyalty.require_member(merge_members.survivor);
+    PERFORM loyalty.require_member(merge_members.absorbed);
+    IF survivor IS NULL OR absorbed IS NULL THEN
+        RAISE EXCEPTION 'survivor and absorbed must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF survivor OPERATOR(pg_catalog.=) absorbed THEN
+        RAISE EXCEPTION 'cannot merge member % into itself', survivor USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- both account rows, always in member_id order, so merges never deadlock
+    PERFORM FROM loyalty.accounts a
+    WHERE a.member_id OPERATOR(pg_catalog.=) ANY (ARRAY[survivor, absorbed])
+    ORDER BY a.member_id FOR UPDATE;
+
+    SELECT m.program_id, m.status INTO v_prog_s, v_status FROM loyalty.members m
+    WHERE m.member_id OPERATOR(pg_catalog.=) survivor;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', survivor USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_status OPERATOR(pg_catalog.=) 'closed' THEN
+        RAISE EXCEPTION 'surviving member % is closed', survivor USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    v_hash := pg_catalog.hashtextextended(pg_catalog.concat_ws('|', 'merge', survivor, absorbed), 0);
+    IF idempotency_key IS NOT NULL THEN
+        SELECT k.operation, k.request_hash, k.result INTO v_prev FROM loyalty.idempotency_keys k
+        WHERE k.member_id OPERATOR(pg_catalog.=) survivor
+          AND k.idempotency_key OPERATOR(pg_catalog.=) merge_members.idempotency_key;
+        IF FOUND THEN
+            IF v_prev.operation OPERATOR(pg_catalog.<>) 'merge' OR v_prev.request_hash OPERATOR(pg_catalog.<>) v_hash THEN
+                RAISE EXCEPTION 'idempotency key "%" was already used for a different request', idempotency_key
+                    USING ERRCODE = 'LY002';
+            END IF;
+            RETURN v_prev.result::loyalty.points;
+        END IF;
+    END IF;
+
+    SELECT m.program_id, m.status INTO v_prog_a, v_status FROM loyalty.members m
+    WHERE m.member_id OPERATOR(pg_catalog.=) absorbed;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', absorbed USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_status OPERATOR(pg_catalog.=) 'closed' THEN
+        RAISE EXCEPTION 'member % is closed (already merged?)', absorbed USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF v_prog_s OPERATOR(pg_catalog.<>) v_prog_a THEN
+        RAISE EXCEPTION 'members % and % belong to different programs', survivor, absorbed
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- open holds of the absorbed member go back to it before its lots move
+    -- (those whose time is up first, as on any write: releasing them by id
+    -- would be refused as expired)
+    PERFORM loyalty.release_expired(absorbed);
+    FOR v_hold IN SELECT h.hold_id FROM loyalty.holds h
+                  WHERE h.member_id OPERATOR(pg_catalog.=) absorbed AND h.status OPERATOR(pg_catalog.=) 'active'
+                  ORDER BY h.hold_id LOOP
+        PERFORM loyalty.release(v_hold);
+    END LOOP;
+
+    SELECT * INTO STRICT a_acc FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) absorbed;
+    v_moved := a_acc.balance::bigint;
+
+    INSERT INTO loyalty.ledger (member_id, program_id, kind, points, reason, source_entry, details)
+    VALUES (absorbed, v_prog_a, 'merge', (OPERATOR(pg_catalog.-) v_moved)::loyalty.points,
+            'merged into member ' || survivor, NULL,
+            pg_catalog.jsonb_build_object('merged_into', survivor, 'debt', a_acc.debt::bigint))
+    RETURNING entry_id INTO v_out;
+    INSERT INTO loyalty.ledger (member_id, program_id, kind, points, reason, source_entry, idempotency_key, details)
+    VALUES (survivor, v_prog_s, 'merge', v_moved::loyalty.points,
+            'merged from member ' || absorbed, v_out, idempotency_key,
+            pg_catalog.jsonb_build_object('merged_from', absorbed, 'debt', a_acc.debt::bigint))
+    RETURNING entry_id INTO v_in;
+
+    -- every open lot moves with its vesting and expiry dates
+    FOR v_lot IN SELECT l.lot_id, l.remaining, l.vests_at, l.expires_at FROM loyalty.lots l
+                 WHERE l.member_id OPERATOR(pg_catalog.=) absorbed AND l.is_open
+                 ORDER BY l.lot_id LOOP
+        INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)
+        VALUES (absorbed, v_out, v_lot.lot_id, v_lot.remaining);
+        UPDATE loyalty.lots l SET remaining = '0'::loyalty.points
+        WHERE l.member_id OPERATOR(pg_catalog.=) absorbed AND l.lot_id OPERATOR(pg_catalog.=) v_lot.lot_id;
+        -- one merge entry brings many lots: they number from the ledger's
+        -- sequence, so they never collide with a credit's lot (= its entry_id)
+        INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at, expires_at)
+        VALUES (survivor, pg_catalog.nextval('loyalty.ledger_entry_id_seq'::pg_catalog.regclass), v_in,
+                v_lot.remaining, v_lot.remaining, v_lot.vests_at, v_lot.expires_at);
+    END LOOP;
+
+    UPDATE loyalty.accounts s SET
+        balance = (s.balance::bigint OPERATOR(pg_catalog.+) a_acc.balance::bigint)::loyalty.points,
+        debt = (s.debt::bigint OPERATOR(pg_catalog.+) a_acc.debt::bigint)::loyalty.points,
+        lifetime_earned = (s.lifetime_earned::bigint OPERATOR(pg_catalog.+) a_acc.lifetime_earned::bigint)::loyalty.points,
+        lifetime_redeemed = (s.lifetime_redeemed::bigint OPERATOR(pg_catalog.+) a_acc.lifetime_redeemed::bigint)::loyalty.points,
+        lifetime_expired = (s.lifetime_expired::bigint OPERATOR(pg_catalog.+) a_acc.lifetime_expired::bigint)::loyalty.points,
+        first_purchase_at = LEAST(s.first_purchase_at, a_acc.first_purchase_at),
+        last_purchase_at = GREATEST(s.last_purchase_at, a_acc.last_purchase_at),
+        purchase_count = s.purchase_count OPERATOR(pg_catalog.+) a_acc.purchase_count,
+        purchase_days = s.purchase_days OPERATOR(pg_catalog.+) a_acc.purchase_days,
+        purchase_amount = s.purchase_amount OPERATOR(pg_catalog.+) a_acc.purchase_amount,
+        -- the moved lots may expire before the survivor's own
+        next_expiry_at = LEAST(s.next_expiry_at,
+                               (SELECT pg_catalog.min(l.expires_at) FROM loyalty.lots l
+                                WHERE l.member_id OPERATOR(pg_catalog.=) survivor
+                                  AND l.entry_id OPERATOR(pg_catalog.=) v_in)),
+        updated_at = now()
+    WHERE s.member_id OPERATOR(pg_catalog.=) survivor;
+    UPDATE loyalty.accounts a SET
+        balance = '0', debt = '0', lifetime_earned = '0', lifetime_redeemed = '0', lifetime_expired = '0',
+        first_purchase_at = NULL, last_purchase_at = NULL, purchase_count = 0, purchase_days = 0,
+        purchase_amount = 0, status = 'closed', next_expiry_at = NULL, updated_at = now()
+    WHERE a.member_id OPERATOR(pg_catalog.=) absorbed;
+
+    UPDATE loyalty.identities i SET member_id = survivor WHERE i.member_id OPERATOR(pg_catalog.=) absorbed;
+    UPDATE loyalty.members m SET status = 'closed', merged_into = survivor
+    WHERE m.member_id OPERATOR(pg_catalog.=) absorbed;
+    -- members merged into the absorbed one now point at the survivor
+    UPDATE loyalty.members m SET merged_into = survivor WHERE m.merged_into OPERATOR(pg_catalog.=) absorbed;
+
+    IF idempotency_key IS NOT NULL THEN
+        INSERT INTO loyalty.idempotency_keys (member_id, idempotency_key, operation, request_hash, result, entry_id)
+        VALUES (survivor, idempotency_key, 'merge', v_hash, v_moved, v_in);
+    END IF;
+    RETURN v_moved::loyalty.points;
+END $$;
+COMMENT ON FUNCTION loyalty.merge_members(bigint, bigint, text) IS
+    'Merge two records of one person: lots (with their expiry), debt, statistics and identities move to the survivor through merge ledger entries; the absorbed member is closed; returns the points moved';
+
+
+CREATE OR REPLACE FUNCTION loyalty.expire_member(member bigint, as_of timestamptz DEFAULT NULL)
+RETURNS loyalty.points
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_as_of timestamptz := coalesce(as_of, now());
+    v_program bigint;
+    v_bound timestamptz;
+    v_next timestamptz;
+    v_total bigint;
+    v_entry bigint;
+BEGIN
+    PERFORM loyalty.require_member(expire_member.member);
+    IF v_as_of > now() THEN
+        RAISE EXCEPTION 'cannot expire points as of a future time %', v_as_of USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.program_id, a.next_expiry_at INTO v_program, v_bound FROM loyalty.accounts a
+    WHERE a.member_id OPERATOR(pg_catalog.=) member FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT pg_catalog.sum(l.remaining::bigint) INTO v_total FROM loyalty.lots l
+    WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.is_open
+      AND l.expires_at OPERATOR(pg_catalog.<=) v_as_of;
+    IF v_total IS NOT NULL THEN
+        INSERT INTO loyalty.ledger (member_id, program_id, kind, points, reason, occurred_at)
+        VALUES (member, v_program, 'expire', (OPERATOR(pg_catalog.-) v_total)::loyalty.points, 'points expired', v_as_of)
+        RETURNING entry_id INTO v_entry;
+        WITH x AS (
+            UPDATE loyalty.lots l SET remaining = '0'::loyalty.points
+            FROM (SELECT l2.lot_id, l2.remaining FROM loyalty.lots l2
+                  WHERE l2.member_id OPERATOR(pg_catalog.=) member AND l2.is_open
+                    AND l2.expires_at OPERATOR(pg_catalog.<=) v_as_of) o
+            WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.lot_id OPERATOR(pg_catalog.=) o.lot_id
+            RETURNING l.lot_id, o.remaining)
+        INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)
+        SELECT member, v_entry, x.lot_id, x.remaining FROM x;
+    END IF;
+    -- The expiry bound becomes exact: the job then leaves this member alone
+    -- until its next lot expires (running twice changes nothing).
+    SELECT pg_catalog.min(l.expires_at) INTO v_next FROM loyalty.lots l
+    WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.is_open AND l.expires_at IS NOT NULL;
+    IF v_total IS NOT NULL OR v_next IS DISTINCT FROM v_bound THEN
+        UPDATE loyalty.accounts a SET
+            balance = (a.balance::bigint OPERATOR(pg_catalog.-) coalesce(v_total, 0))::loyalty.points,
+            lifetime_expired = (a.lifetime_expired::bigint OPERATOR(pg_catalog.+) coalesce(v_total, 0))::loyalty.points,
+            next_expiry_at = v_next,
+            updated_at = CASE WHEN v_total IS NULL THEN a.updated_at ELSE now() END
+        WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    END IF;
+    RETURN coalesce(v_total, 0)::loyalty.points;
+END $$;
+COMMENT ON FUNCTION loyalty.expire_member(bigint, timestamptz) IS
+    'Write off the unspent remainder of the member''s lots expired by as_of (default now); idempotent';
+
+
+CREATE OR REPLACE FUNCTION loyalty.expire_batch(as_of timestamptz, batch_size integer)
+RETURNS TABLE (members bigint, points loyalty.points)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_member bigint;
+    v_n bigint := 0;
+    v_pts bigint := 0;
+BEGIN
+    -- Members whose expiry bound has come: each is expired (or, when the bound
+    -- was only a lower one, has it raised), so the next batch moves on.
+    FOR v_member IN
+        SELECT a.member_id FROM loyalty.accounts a
+        WHERE a.next_expiry_at OPERATOR(pg_catalog.<=) as_of
+        ORDER BY a.next_expiry_at
+        LIMIT batch_size
+    LOOP
+        v_pts := v_pts OPERATOR(pg_catalog.+) loyalty.expire_member(v_member, as_of)::bigint;
+        v_n := v_n OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    RETURN QUERY SELECT v_n, v_pts::loyalty.points;
+END $$;
+COMMENT ON FUNCTION loyalty.expire_batch(timestamptz, integer) IS
+    'Expire the lots of up to batch_size members (one step of loyalty.expire_points)';
+
+
+CREATE OR REPLACE FUNCTION loyalty.notify_expiring(within interval DEFAULT interval '30 days', batch_size integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_n bigint := 0;
+    r record;
+BEGIN
+    IF within IS NULL OR within <= interval '0' THEN
+        RAISE EXCEPTION 'within must be a positive interval' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- one notice per member and expiry day, however often this runs
+    FOR r IN
+        SELECT l.member_id, (l.expires_at AT TIME ZONE 'UTC')::date AS day,
+               sum(l.remaining::bigint) AS points, min(l.expires_at) AS expires_at
+        FROM loyalty.accounts a JOIN loyalty.lots l ON l.member_id = a.member_id
+        -- members whose expiry bound falls in the window, then their open lots
+        WHERE a.next_expiry_at <= now() + within
+          AND l.is_open AND l.expires_at > now() AND l.expires_at <= now() + within
+          AND l.vests_at <= now()
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        LIMIT coalesce(batch_size, 10000)
+    LOOP
+        IF loyalty.emit_event(r.member_id, 'points.expiring',
+                              jsonb_build_object('points', r.points, 'expires_at', r.expires_at),
+                              'expiring:' || r.day) IS NOT NULL THEN
+            v_n := v_n + 1;
+        END IF;
+    END LOOP;
+    RETURN v_n;
+END $$;
+COMMENT ON FUNCTION loyalty.notify_expiring(interval, integer) IS
+    'Emit one points.expiring event per member and expiry day for spendable points expiring within the interval; safe to run repeatedly (schedule daily)';
+
+
+CREATE OR REPLACE FUNCTION loyalty.verify()
+RETURNS TABLE (invariant text, member_id bigint, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH led AS (
+        SELECT l.member_id, sum(l.points::bigint) AS points, sum(l.held_delta::bigint) AS held
+        FROM loyalty.ledger l GROUP BY l.member_id
+    ), lots AS (
+        SELECT l.member_id, sum(l.remaining::bigint) AS remaining
+        FROM loyalty.lots l GROUP BY l.member_id
+    ), holds AS (
+        SELECT h.member_id, sum(h.points::bigint) AS held
+        FROM loyalty.holds h WHERE h.status = 'active' GROUP BY h.member_id
+    ), alloc AS (
+        SELECT a.member_id, a.entry_id, sum(a.points::bigint) AS points
+        FROM loyalty.allocations a GROUP BY a.member_id, a.entry_id
+    )
+    SELECT 'balance = sum(ledger)', a.member_id,
+           format('balance %s, ledger %s', a.balance, coalesce(led.points, 0))
+    FROM loyalty.accounts a LEFT JOIN led USING (member_id)
+    WHERE a.balance::bigint <> coalesce(led.points, 0)
+    UNION ALL
+    SELECT 'balance = sum(lots) - debt', a.member_id,
+           format('balance %s, lots %s, debt %s', a.balance, coalesce(lots.remaining, 0), a.debt)
+    FROM loyalty.accounts a LEFT JOIN lots USING (member_id)
+    WHERE a.balance::bigint <> coalesce(lots.remaining, 0) - a.debt::bigint
+    UNION ALL
+    SELECT 'held = sum(active holds) = sum(ledger.held_delta)', a.member_id,
+           format('held %s, active holds %s, ledger %s', a.held, coalesce(holds.held, 0), coalesce(led.held, 0))
+    FROM loyalty.accounts a LEFT JOIN holds USING (member_id) LEFT JOIN led USING (member_id)
+    WHERE a.held::bigint <> coalesce(holds.held, 0) OR a.held::bigint <> coalesce(led.held, 0)
+    UNION ALL
+    SELECT 'no negative balance without debt', a.member_id, format('balance %s, debt %s', a.balance, a.debt)
+    FROM loyalty.accounts a
+    WHERE a.balance::bigint < 0 AND a.balance::bigint + a.debt::bigint < 0
+    UNION ALL
+    SELECT 'a debit consumed exactly its points from lots', l.member_id,
+           format('entry %s (%s) of %s points, allocations %s', l.entry_id, l.kind, l.points, coalesce(al.points, 0))
+    FROM loyalty.ledger l LEFT JOIN alloc al USING (member_id, entry_id)
+    WHERE l.kind = ANY (ARRAY['redeem', 'hold', 'expire', 'merge', 'adjust'])
+      AND l.points::bigint < 0 AND coalesce(al.points, 0) <> -l.points::bigint
+    UNION ALL
+    SELECT 'a credit has one lot of its points', l.member_id,
+           format('entry %s (%s) of %s points, lots %s', l.entry_id, l.kind, l.points, coalesce(lo.original, 0))
+    FROM loyalty.ledger l
+    LEFT JOIN (SELECT x.member_id, x.entry_id, sum(x.original::bigint) AS original, count(*) AS n
+               FROM loyalty.lots x GROUP BY 1, 2) lo USING (member_id, entry_id)
+    WHERE l.kind = ANY (ARRAY['earn', 'award', 'adjust']) AND l.points::bigint > 0
+      AND (lo.n IS DISTINCT FROM 1 OR lo.original <> l.points::bigint)
+    UNION ALL
+    SELECT 'a resolved hold has a resolving entry', h.member_id, format('hold %s is %s', h.hold_id, h.status)
+    FROM loyalty.holds h
+    WHERE (h.status = 'active') <> (h.resolved_entry IS NULL)
+    UNION ALL
+    SELECT 'reversals of a debit never exceed it', l.member_id,
+           format('entry %s (%s) of %s points, given back %s', l.entry_id, l.kind, l.points, r.back)
+    FROM loyalty.ledger l
+    JOIN (SELECT x.member_id, x.source_entry, sum(x.points::bigint) AS back FROM loyalty.ledger x
+          WHERE x.kind = 'reverse' AND x.points::bigint > 0 GROUP BY 1, 2) r
+      ON r.member_id = l.member_id AND r.source_entry = l.entry_id
+    WHERE r.back > -l.points::bigint AND l.kind <> 'capture'
+    UNION ALL
+    SELECT 'a ledger entry has a known kind', l.member_id, format('entry %s has kind %s', l.entry_id, l.kind)
+    FROM loyalty.ledger l
+    WHERE NOT l.kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture', 'release', 'reverse',
+                                  'expire', 'adjust', 'merge', 'carry_forward'])
+    UNION ALL
+    SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
+           format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)
+    FROM loyalty.lots l
+    WHERE NOT (l.original::bigint > 0 AND l.remaining::bigint >= 0 AND l.remaining::bigint <= l.original::bigint
+               AND l.reversed::bigint >= 0 AND l.reversed::bigint <= l.original::bigint)
+    UNION ALL
+    SELECT 'a lot belongs to a ledger entry', l.member_id, format('lot %s, entry %s', l.lot_id, l.entry_id)
+    FROM loyalty.lots l
+    -- (a lot is recorded with its entry: the entries of lots older than the
+    -- archive horizon were archived)
+    WHERE l.created_at >= coalesce((SELECT p.archived_before FROM loyalty.ledger_partitioning p), '-infinity')
+      AND NOT EXISTS (SELECT 1 FROM loyalty.ledger x WHERE x.member_id = l.member_id AND x.entry_id = l.entry_id)
+    UNION ALL
+    SELECT 'allocation bounds: 0 <= returned <= points, points > 0', a.member_id,
+           format('entry %s lot %s: points %s, returned %s', a.entry_id, a.lot_id, a.points, a.returned)
+    FROM loyalty.allocations a
+    WHERE NOT (a.points::bigint > 0 AND a.returned::bigint >= 0 AND a.returned::bigint <= a.points::bigint)
+    UNION ALL
+    SELECT 'an allocation names a lot of its member', a.member_id, format('entry %s, lot %s', a.entry_id, a.lot_id)
+    FROM loyalty.allocations a
+    WHERE NOT EXISTS (SELECT 1 FROM loyalty.lots l WHERE l.member_id = a.member_id AND l.lot_id = a.lot_id)
+    UNION ALL
+    SELECT 'no open lot expires before the account''s expiry bound', a.member_id,
+           format('next_expiry_at %s, first open lot expires %s', coalesce(a.next_expiry_at::text, 'NULL'), x.first)
+    FROM loyalty.accounts a
+    JOIN (SELECT l.member_id, min(l.expires_at) AS first FROM loyalty.lots l
+          WHERE l.is_open AND l.expires_at IS NOT NULL GROUP BY l.member_id) x USING (member_id)
+    WHERE a.next_expiry_at IS NULL OR x.first < a.next_expiry_at
+    UNION ALL
+    SELECT 'account status = member status', a.member_id, format('account %s, member %s', a.status, m.status)
+    FROM loyalty.accounts a JOIN loyalty.members m USING (member_id)
+    WHERE a.status <> m.status
+    UNION ALL
+    SELECT 'at most one effect per idempotency key', l.member_id,
+           format('key %s used by %s entries', l.idempotency_key, count(*))
+    FROM loyalty.ledger l
+    WHERE l.idempotency_key IS NOT NULL AND l.kind <> 'release'
+    GROUP BY l.member_id, l.idempotency_key
+    HAVING count(*) > 1
+$$;
+COMMENT ON FUNCTION loyalty.verify() IS
+    'Check the ledger invariants; returns one row per violation and no rows when the books are sound';
+
 
 
 -- == Citus (issue 8) ==========================================================

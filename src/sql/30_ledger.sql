@@ -78,6 +78,11 @@ CREATE TABLE loyalty.accounts (
     tier                loyalty.tier,
     referral_pending    boolean NOT NULL DEFAULT false,
     updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- A lower bound of the member's earliest expiry of an open lot (NULL: no
+    -- open lot expires).  Kept low by every write that opens a lot, made exact
+    -- by loyalty.expire_member(); the expiry job finds its members through it,
+    -- so an earn writes no global expiry index (see bench/README.md).
+    next_expiry_at      timestamptz,
     -- balance = sum(lots.remaining) - debt, so it is below zero only while a
     -- debt is open (refund_policy = 'debt').  One constraint, not three: the
     -- executor rebuilds every CHECK expression of a table for each statement
@@ -97,6 +102,9 @@ COMMENT ON COLUMN loyalty.accounts.debt IS 'Points owed after a refund under the
 COMMENT ON COLUMN loyalty.accounts.status IS 'Copy of members.status, changed under the account lock, so a write learns it from the row it locks';
 COMMENT ON COLUMN loyalty.accounts.tier IS 'The member''s current tier (NULL: none); gates rewards and scales earning';
 COMMENT ON COLUMN loyalty.accounts.referral_pending IS 'The member was referred and its qualifying purchase has not happened yet (earn then settles the referral)';
+-- the expiry job's and notify_expiring's way in (written only when the bound moves)
+CREATE INDEX accounts_next_expiry_idx ON loyalty.accounts (next_expiry_at) WHERE next_expiry_at IS NOT NULL;
+COMMENT ON COLUMN loyalty.accounts.next_expiry_at IS 'No open lot of the member expires before this (NULL: none expires); may lie earlier than the true first expiry until loyalty.expire_member() runs';
 COMMENT ON COLUMN loyalty.accounts.purchase_days IS 'Distinct days with a purchase (the frequency measure of RFM and BG/NBD)';
 
 -- The append-only ledger.  points moves the balance (= lots); held_delta moves
@@ -147,15 +155,21 @@ CREATE TABLE loyalty.lots (
     vests_at        timestamptz NOT NULL,
     expires_at      timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    -- The open-lot index is partial on this flag, not on remaining: an update
+    -- of remaining that leaves the lot open then changes no indexed column and
+    -- can be a heap-only (HOT) update, with no new index entries.
+    is_open         boolean NOT NULL GENERATED ALWAYS AS (remaining OPERATOR(loyalty.>) '0'::loyalty.points) STORED,
     PRIMARY KEY (member_id, lot_id)
-);
+)
+-- room on each page for those HOT updates
+WITH (fillfactor = 90);
 -- Lots, allocations and the ledger are written only by the extension's own
 -- functions (no role may write them directly), so their relationships and
 -- bounds are checked by loyalty.verify() rather than by foreign keys and
 -- CHECKs, whose per-statement cost the write path would pay on every call.
-CREATE INDEX lots_open_idx ON loyalty.lots (member_id, expires_at, created_at) WHERE remaining OPERATOR(loyalty.>) '0'::loyalty.points;
-CREATE INDEX lots_expiry_idx ON loyalty.lots (expires_at) WHERE remaining OPERATOR(loyalty.>) '0'::loyalty.points AND expires_at IS NOT NULL;
+CREATE INDEX lots_open_idx ON loyalty.lots (member_id, expires_at, created_at) WHERE is_open;
 COMMENT ON TABLE loyalty.lots IS 'Credited points as lots with vesting and expiry; remaining is what is left unspent';
+COMMENT ON COLUMN loyalty.lots.is_open IS 'remaining > 0 (generated): the lot still has points to spend or expire';
 COMMENT ON COLUMN loyalty.lots.lot_id IS 'The crediting entry''s entry_id (a credit has one lot); lots moved by a merge take fresh numbers from the ledger''s sequence';
 
 -- Which lots a debit (redeem, hold, expire, reverse of a credit, merge out) used,

@@ -135,9 +135,10 @@ BEGIN
     FOR r IN
         SELECT l.member_id, (l.expires_at AT TIME ZONE 'UTC')::date AS day,
                sum(l.remaining::bigint) AS points, min(l.expires_at) AS expires_at
-        FROM loyalty.lots l
-        WHERE l.remaining OPERATOR(loyalty.>) '0'::loyalty.points
-          AND l.expires_at IS NOT NULL AND l.expires_at > now() AND l.expires_at <= now() + within
+        FROM loyalty.accounts a JOIN loyalty.lots l ON l.member_id = a.member_id
+        -- members whose expiry bound falls in the window, then their open lots
+        WHERE a.next_expiry_at <= now() + within
+          AND l.is_open AND l.expires_at > now() AND l.expires_at <= now() + within
           AND l.vests_at <= now()
         GROUP BY 1, 2
         ORDER BY 1, 2

@@ -402,8 +402,7 @@ BEGIN
 
     -- every open lot moves with its vesting and expiry dates
     FOR v_lot IN SELECT l.lot_id, l.remaining, l.vests_at, l.expires_at FROM loyalty.lots l
-                 WHERE l.member_id OPERATOR(pg_catalog.=) absorbed
-                   AND l.remaining OPERATOR(loyalty.>) '0'::loyalty.points
+                 WHERE l.member_id OPERATOR(pg_catalog.=) absorbed AND l.is_open
                  ORDER BY l.lot_id LOOP
         INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)
         VALUES (absorbed, v_out, v_lot.lot_id, v_lot.remaining);
@@ -427,12 +426,17 @@ BEGIN
         purchase_count = s.purchase_count OPERATOR(pg_catalog.+) a_acc.purchase_count,
         purchase_days = s.purchase_days OPERATOR(pg_catalog.+) a_acc.purchase_days,
         purchase_amount = s.purchase_amount OPERATOR(pg_catalog.+) a_acc.purchase_amount,
+        -- the moved lots may expire before the survivor's own
+        next_expiry_at = LEAST(s.next_expiry_at,
+                               (SELECT pg_catalog.min(l.expires_at) FROM loyalty.lots l
+                                WHERE l.member_id OPERATOR(pg_catalog.=) survivor
+                                  AND l.entry_id OPERATOR(pg_catalog.=) v_in)),
         updated_at = now()
     WHERE s.member_id OPERATOR(pg_catalog.=) survivor;
     UPDATE loyalty.accounts a SET
         balance = '0', debt = '0', lifetime_earned = '0', lifetime_redeemed = '0', lifetime_expired = '0',
         first_purchase_at = NULL, last_purchase_at = NULL, purchase_count = 0, purchase_days = 0,
-        purchase_amount = 0, status = 'closed', updated_at = now()
+        purchase_amount = 0, status = 'closed', next_expiry_at = NULL, updated_at = now()
     WHERE a.member_id OPERATOR(pg_catalog.=) absorbed;
 
     UPDATE loyalty.identities i SET member_id = survivor WHERE i.member_id OPERATOR(pg_catalog.=) absorbed;
@@ -460,6 +464,8 @@ AS $$
 DECLARE
     v_as_of timestamptz := coalesce(as_of, now());
     v_program bigint;
+    v_bound timestamptz;
+    v_next timestamptz;
     v_total bigint;
     v_entry bigint;
 BEGIN
@@ -467,37 +473,41 @@ BEGIN
     IF v_as_of > now() THEN
         RAISE EXCEPTION 'cannot expire points as of a future time %', v_as_of USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT a.program_id INTO v_program FROM loyalty.accounts a
+    SELECT a.program_id, a.next_expiry_at INTO v_program, v_bound FROM loyalty.accounts a
     WHERE a.member_id OPERATOR(pg_catalog.=) member FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
     END IF;
     SELECT pg_catalog.sum(l.remaining::bigint) INTO v_total FROM loyalty.lots l
-    WHERE l.member_id OPERATOR(pg_catalog.=) member
-      AND l.remaining OPERATOR(loyalty.>) '0'::loyalty.points
+    WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.is_open
       AND l.expires_at OPERATOR(pg_catalog.<=) v_as_of;
-    IF v_total IS NULL THEN
-        RETURN '0'::loyalty.points;       -- nothing (left) to expire: running twice changes nothing
+    IF v_total IS NOT NULL THEN
+        INSERT INTO loyalty.ledger (member_id, program_id, kind, points, reason, occurred_at)
+        VALUES (member, v_program, 'expire', (OPERATOR(pg_catalog.-) v_total)::loyalty.points, 'points expired', v_as_of)
+        RETURNING entry_id INTO v_entry;
+        WITH x AS (
+            UPDATE loyalty.lots l SET remaining = '0'::loyalty.points
+            FROM (SELECT l2.lot_id, l2.remaining FROM loyalty.lots l2
+                  WHERE l2.member_id OPERATOR(pg_catalog.=) member AND l2.is_open
+                    AND l2.expires_at OPERATOR(pg_catalog.<=) v_as_of) o
+            WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.lot_id OPERATOR(pg_catalog.=) o.lot_id
+            RETURNING l.lot_id, o.remaining)
+        INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)
+        SELECT member, v_entry, x.lot_id, x.remaining FROM x;
     END IF;
-    INSERT INTO loyalty.ledger (member_id, program_id, kind, points, reason, occurred_at)
-    VALUES (member, v_program, 'expire', (OPERATOR(pg_catalog.-) v_total)::loyalty.points, 'points expired', v_as_of)
-    RETURNING entry_id INTO v_entry;
-    WITH x AS (
-        UPDATE loyalty.lots l SET remaining = '0'::loyalty.points
-        FROM (SELECT l2.lot_id, l2.remaining FROM loyalty.lots l2
-              WHERE l2.member_id OPERATOR(pg_catalog.=) member
-                AND l2.remaining OPERATOR(loyalty.>) '0'::loyalty.points
-                AND l2.expires_at OPERATOR(pg_catalog.<=) v_as_of) o
-        WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.lot_id OPERATOR(pg_catalog.=) o.lot_id
-        RETURNING l.lot_id, o.remaining)
-    INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)
-    SELECT member, v_entry, x.lot_id, x.remaining FROM x;
-    UPDATE loyalty.accounts a SET
-        balance = (a.balance::bigint OPERATOR(pg_catalog.-) v_total)::loyalty.points,
-        lifetime_expired = (a.lifetime_expired::bigint OPERATOR(pg_catalog.+) v_total)::loyalty.points,
-        updated_at = now()
-    WHERE a.member_id OPERATOR(pg_catalog.=) member;
-    RETURN v_total::loyalty.points;
+    -- The expiry bound becomes exact: the job then leaves this member alone
+    -- until its next lot expires (running twice changes nothing).
+    SELECT pg_catalog.min(l.expires_at) INTO v_next FROM loyalty.lots l
+    WHERE l.member_id OPERATOR(pg_catalog.=) member AND l.is_open AND l.expires_at IS NOT NULL;
+    IF v_total IS NOT NULL OR v_next IS DISTINCT FROM v_bound THEN
+        UPDATE loyalty.accounts a SET
+            balance = (a.balance::bigint OPERATOR(pg_catalog.-) coalesce(v_total, 0))::loyalty.points,
+            lifetime_expired = (a.lifetime_expired::bigint OPERATOR(pg_catalog.+) coalesce(v_total, 0))::loyalty.points,
+            next_expiry_at = v_next,
+            updated_at = CASE WHEN v_total IS NULL THEN a.updated_at ELSE now() END
+        WHERE a.member_id OPERATOR(pg_catalog.=) member;
+    END IF;
+    RETURN coalesce(v_total, 0)::loyalty.points;
 END $$;
 COMMENT ON FUNCTION loyalty.expire_member(bigint, timestamptz) IS
     'Write off the unspent remainder of the member''s lots expired by as_of (default now); idempotent';
@@ -512,10 +522,12 @@ DECLARE
     v_n bigint := 0;
     v_pts bigint := 0;
 BEGIN
+    -- Members whose expiry bound has come: each is expired (or, when the bound
+    -- was only a lower one, has it raised), so the next batch moves on.
     FOR v_member IN
-        SELECT DISTINCT l.member_id FROM loyalty.lots l
-        WHERE l.remaining OPERATOR(loyalty.>) '0'::loyalty.points
-          AND l.expires_at IS NOT NULL AND l.expires_at OPERATOR(pg_catalog.<=) as_of
+        SELECT a.member_id FROM loyalty.accounts a
+        WHERE a.next_expiry_at OPERATOR(pg_catalog.<=) as_of
+        ORDER BY a.next_expiry_at
         LIMIT batch_size
     LOOP
         v_pts := v_pts OPERATOR(pg_catalog.+) loyalty.expire_member(v_member, as_of)::bigint;
@@ -787,6 +799,13 @@ AS $$
     SELECT 'an allocation names a lot of its member', a.member_id, format('entry %s, lot %s', a.entry_id, a.lot_id)
     FROM loyalty.allocations a
     WHERE NOT EXISTS (SELECT 1 FROM loyalty.lots l WHERE l.member_id = a.member_id AND l.lot_id = a.lot_id)
+    UNION ALL
+    SELECT 'no open lot expires before the account''s expiry bound', a.member_id,
+           format('next_expiry_at %s, first open lot expires %s', coalesce(a.next_expiry_at::text, 'NULL'), x.first)
+    FROM loyalty.accounts a
+    JOIN (SELECT l.member_id, min(l.expires_at) AS first FROM loyalty.lots l
+          WHERE l.is_open AND l.expires_at IS NOT NULL GROUP BY l.member_id) x USING (member_id)
+    WHERE a.next_expiry_at IS NULL OR x.first < a.next_expiry_at
     UNION ALL
     SELECT 'account status = member status', a.member_id, format('account %s, member %s', a.status, m.status)
     FROM loyalty.accounts a JOIN loyalty.members m USING (member_id)
