@@ -1036,6 +1036,8 @@ ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points,
 				maxlots = 16,
 				i;
 	int64		taken = 0;
+	int64		available = 0;
+	bool		ordered = false;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		return -1;
@@ -1046,7 +1048,14 @@ ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points,
 		if (strcmp(RelationGetRelationName(r), "lots_open_idx") == 0 &&
 			r->rd_index->indkey.values[0] == a[T_MEMBER] + 1 &&
 			r->rd_opfamily[0] == INTEGER_BTREE_FAM_OID)
+		{
 			idx = r;
+			/* keyed (member, expiry, creation), ascending, NULLs last */
+			ordered = r->rd_index->indnkeyatts >= 3 &&
+				r->rd_index->indkey.values[1] == a[T_EXPIRES] + 1 &&
+				r->rd_index->indkey.values[2] == a[T_CREATED] + 1 &&
+				r->rd_indoption[1] == 0 && r->rd_indoption[2] == 0;
+		}
 	}
 	if (idx == NULL)
 		return -1;
@@ -1061,16 +1070,28 @@ ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points,
 	{
 		int64		remaining;
 		TimestampTz vests,
-					expires;
+					expires,
+					created;
 		bool		expires_null;
 
 		slot_getallattrs(slot);
+		expires_null = slot->tts_isnull[a[T_EXPIRES]];
+		expires = expires_null ? DT_NOEND : DatumGetTimestampTz(slot->tts_values[a[T_EXPIRES]]);
+		created = DatumGetTimestampTz(slot->tts_values[a[T_CREATED]]);
+
+		/*
+		 * The index returns the lots by (expiry, creation), NULL expiry last:
+		 * first-to-expire-first already, but for the lot id between equal
+		 * keys.  Once the lots collected cover the debit, only lots with the
+		 * same key as the last one can still come before it.
+		 */
+		if (ordered && available >= points && nlots > 0 &&
+			(expires != lots[nlots - 1].expires_at || created != lots[nlots - 1].created_at))
+			break;
 		if (slot->tts_isnull[a[T_REMAINING]] || slot->tts_isnull[a[T_VESTS]])
 			continue;
 		remaining = DatumGetInt64(slot->tts_values[a[T_REMAINING]]);
 		vests = DatumGetTimestampTz(slot->tts_values[a[T_VESTS]]);
-		expires_null = slot->tts_isnull[a[T_EXPIRES]];
-		expires = expires_null ? DT_NOEND : DatumGetTimestampTz(slot->tts_values[a[T_EXPIRES]]);
 		if (remaining <= 0 || vests > at || (!expires_null && expires <= at))
 			continue;
 		if (nlots == maxlots)
@@ -1081,9 +1102,10 @@ ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points,
 		lots[nlots].lot_id = DatumGetInt64(slot->tts_values[a[T_LOT]]);
 		lots[nlots].remaining = remaining;
 		lots[nlots].expires_at = expires;
-		lots[nlots].created_at = DatumGetTimestampTz(slot->tts_values[a[T_CREATED]]);
+		lots[nlots].created_at = created;
 		lots[nlots].tid = slot->tts_tid;
 		nlots++;
+		available = AddInt8(available, remaining, "points");
 	}
 	index_endscan(scan);
 	if (nlots > 1)

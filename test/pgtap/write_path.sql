@@ -5,7 +5,7 @@
 -- takes lots first-to-expire-first exactly as the SQL form does, and that
 -- the account it reads is the latest one.
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 
 SELECT loyalty.create_program('wp', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.enroll(:p, 'pos', 'wp-1') AS m \gset
@@ -39,6 +39,26 @@ SELECT results_eq(format('SELECT lot_id, points::bigint FROM loyalty.allocations
 SELECT is((SELECT array_agg(remaining::bigint ORDER BY lot_id) FROM loyalty.lots WHERE member_id = :m2),
           ARRAY[0, 0, 25]::bigint[], 'remainders after both redemptions');
 SELECT throws_ok(format('SELECT loyalty.redeem(%s, %L)', :m2, '26'), 'LY001', NULL, 'no more than what is left');
+
+-- the open-lot index gives lots in expiry order: a debit reads only the
+-- lots it needs (and those tied with the last one), not all open lots
+SELECT loyalty.enroll(:p, 'pos', 'wp-3') AS m3 \gset
+SELECT count(loyalty.award(:m3, '1', 'many', expires_at => now() + g * interval '1 day')) FROM generate_series(1, 40) g;
+SELECT idx_tup_fetch AS f0 FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lots'::regclass \gset
+SELECT loyalty.redeem(:m3, '1');
+SELECT cmp_ok((SELECT idx_tup_fetch - :f0 FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lots'::regclass),
+              '<=', 3::bigint, 'a 1-point debit reads a couple of its 40 open lots, not all of them');
+-- lots with equal expiry and age go by lot id, whatever their order in the
+-- index: the first lot, emptied and given back, has a newer index entry
+SELECT loyalty.enroll(:p, 'pos', 'wp-4') AS m4 \gset
+SELECT loyalty.earn(:m4, 10) AS t1 \gset
+SELECT max(entry_id) AS l1 FROM loyalty.ledger WHERE member_id = :m4 \gset
+SELECT loyalty.earn(:m4, 10), loyalty.earn(:m4, 10);
+SELECT loyalty.redeem(:m4, '10') AS d1 \gset
+SELECT loyalty.reverse(:m4, :d1);
+SELECT loyalty.redeem(:m4, '1') AS d2 \gset
+SELECT is((SELECT lot_id FROM loyalty.allocations WHERE member_id = :m4 AND entry_id = :d2), :l1::bigint,
+          'among lots tied on expiry and age, the lowest lot id is taken first');
 
 -- the account read is the one the previous statement of the transaction wrote
 UPDATE loyalty.accounts SET status = 'suspended' WHERE member_id = :m2;
