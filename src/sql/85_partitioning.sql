@@ -477,6 +477,8 @@ DECLARE
     v_months integer;
     v_p regclass;
     v_name text;
+    v_lots bigint;
+    v_allocs bigint;
 BEGIN
     IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = 'loyalty.ledger'::regclass) <> 'p' THEN
         RAISE EXCEPTION 'loyalty.ledger is not partitioned'
@@ -507,7 +509,7 @@ BEGIN
     -- active holds (a capture completes them), the tier qualification
     -- window, and rows the DEFAULT partition holds from before the horizon
     SELECT count(*), min(l.created_at) INTO v_n, v_at FROM loyalty.lots l
-    WHERE l.remaining OPERATOR(loyalty.>) '0'::loyalty.points AND l.created_at < v_horizon;
+    WHERE l.is_open AND l.created_at < v_horizon;
     IF v_n > 0 THEN
         RAISE EXCEPTION 'cannot archive the ledger before %: % lots credited before it are still open', v_horizon, v_n
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -554,7 +556,44 @@ BEGIN
     IF archive_schema IS NOT NULL THEN
         EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', archive_schema);
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO loyalty_admin', archive_schema);
+        -- lots and allocations leave with their entries (plain copies: no
+        -- generated column, no index; read them with the archived partitions)
+        EXECUTE format('CREATE TABLE IF NOT EXISTS %I.lots (LIKE loyalty.lots)', archive_schema);
+        EXECUTE format('CREATE TABLE IF NOT EXISTS %I.allocations (LIKE loyalty.allocations)', archive_schema);
+        EXECUTE format('GRANT SELECT ON %I.lots, %I.allocations TO loyalty_admin', archive_schema, archive_schema);
     END IF;
+
+    -- Lots and allocations grow with the ledger: the allocations of archived
+    -- debits go, then the closed lots credited before the horizon that no
+    -- remaining allocation names (a later debit may still be refunded into
+    -- an old lot: that lot stays).  Every old lot is closed (checked above),
+    -- so balances and sum(lots) do not move.
+    SELECT string_agg(format('SELECT member_id, entry_id FROM %s', p), ' UNION ALL ')
+    INTO v_union FROM unnest(v_parts) p;
+    EXECUTE format($q$
+        WITH gone AS (
+            DELETE FROM loyalty.allocations a USING (%s) x
+            WHERE a.member_id OPERATOR(pg_catalog.=) x.member_id AND a.entry_id OPERATOR(pg_catalog.=) x.entry_id
+            RETURNING a.*)%s
+        SELECT count(*) FROM gone$q$,
+        v_union,
+        CASE WHEN archive_schema IS NULL THEN ''
+             ELSE format(', kept AS (INSERT INTO %I.allocations SELECT * FROM gone)', archive_schema) END)
+    INTO v_allocs;
+    EXECUTE format($q$
+        WITH gone AS (
+            DELETE FROM loyalty.lots l
+            WHERE l.created_at OPERATOR(pg_catalog.<) %L AND NOT l.is_open
+              AND NOT EXISTS (SELECT 1 FROM loyalty.allocations a
+                              WHERE a.member_id OPERATOR(pg_catalog.=) l.member_id
+                                AND a.lot_id OPERATOR(pg_catalog.=) l.lot_id)
+            RETURNING l.*)%s
+        SELECT count(*) FROM gone$q$,
+        v_horizon,
+        CASE WHEN archive_schema IS NULL THEN ''
+             ELSE format(', kept AS (INSERT INTO %I.lots SELECT * FROM gone)', archive_schema) END)
+    INTO v_lots;
+
     FOREACH v_p IN ARRAY v_parts LOOP
         SELECT c.relname INTO v_name FROM pg_catalog.pg_class c WHERE c.oid = v_p;
         EXECUTE format('SELECT count(*) FROM %s', v_p) INTO v_n;
@@ -574,10 +613,17 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    archived := CASE WHEN archive_schema IS NULL THEN 'loyalty.lots (deleted)' ELSE format('%I.lots', archive_schema) END;
+    entries := v_lots;
+    carried_members := NULL;
+    RETURN NEXT;
+    archived := CASE WHEN archive_schema IS NULL THEN 'loyalty.allocations (deleted)' ELSE format('%I.allocations', archive_schema) END;
+    entries := v_allocs;
+    RETURN NEXT;
     UPDATE loyalty.ledger_partitioning p SET archived_before = v_horizon;
 END $$;
 COMMENT ON FUNCTION loyalty.archive_ledger(timestamptz, text) IS
-    'Retire the ledger partitions that end at or before a time: one carry_forward entry per member keeps balances and held points, then the partitions are detached into archive_schema (NULL: dropped); refused while an open lot, active hold, tier window or DEFAULT-partition row needs them';
+    'Retire the ledger partitions that end at or before a time: one carry_forward entry per member keeps balances and held points, then the partitions are detached into archive_schema (NULL: dropped), and with them the allocations of archived debits and the closed old lots no later debit names (archive_schema.lots and .allocations); one row per partition, then one for lots and one for allocations (entries = rows moved); refused while an open lot, active hold, tier window or DEFAULT-partition row needs them';
 
 CREATE FUNCTION loyalty.purge_idempotency_keys(older_than interval DEFAULT interval '90 days')
 RETURNS bigint
