@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pg_dump a database whose tables use points and tier, restore it into fresh
-# databases (custom format with pg_restore, and plain SQL through psql), and
+# databases (custom format with pg_restore, serial and with a parallel post-data
+# section, and plain SQL through psql), and
 # compare every row.  Runs inside the throwaway cluster of tools/test.sh.
 # Then again with the ledger partitioned (loyalty.partition_ledger) half-way
 # through the writes: partitions are not extension members, so the restore
@@ -10,7 +11,7 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PARTITIONED=${PARTITIONED:-0}
 SRC=loyalty_dump_src$([ "$PARTITIONED" = 1 ] && echo _part || true)
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"; for d in $SRC ${SRC}_fc ${SRC}_plain; do "$PGBIN/dropdb" --if-exists "$d"; done' EXIT
+trap 'rm -rf "$TMP"; for d in $SRC ${SRC}_fc ${SRC}_par ${SRC}_plain; do "$PGBIN/dropdb" --if-exists "$d"; done' EXIT
 
 psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
@@ -116,13 +117,21 @@ snapshot $SRC >"$TMP/src.txt"
 "$PGBIN/createdb" ${SRC}_fc
 "$PGBIN/pg_restore" --exit-on-error -d ${SRC}_fc "$TMP/dump.fc"
 snapshot ${SRC}_fc >"$TMP/fc.txt"
+# and with the post-data section (indexes, constraints, partition attaches) in
+# parallel.  The data section must load in one session: CREATE EXTENSION makes
+# the foreign keys between its tables before any row arrives, and parallel
+# workers would load the tables in any order (README, Operations).
+"$PGBIN/createdb" ${SRC}_par
+"$PGBIN/pg_restore" --exit-on-error --section=pre-data --section=data -d ${SRC}_par "$TMP/dump.fc"
+"$PGBIN/pg_restore" --exit-on-error --section=post-data -j 2 -d ${SRC}_par "$TMP/dump.fc"
+snapshot ${SRC}_par >"$TMP/par.txt"
 
 "$PGBIN/pg_dump" -Fp -d $SRC -f "$TMP/dump.sql"
 "$PGBIN/createdb" ${SRC}_plain
 psql -d ${SRC}_plain -f "$TMP/dump.sql" >/dev/null
 snapshot ${SRC}_plain >"$TMP/plain.txt"
 
-for db in ${SRC}_fc ${SRC}_plain; do
+for db in ${SRC}_fc ${SRC}_par ${SRC}_plain; do
 	got=$(after_restore_writes $db | tr '\n' ' ')
 	[ "$got" = "t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
 done
@@ -130,8 +139,9 @@ done
 lines=$(wc -l <"$TMP/src.txt")
 [ "$lines" -ge 800 ] || { echo "snapshot too small ($lines lines)"; exit 1; }
 diff -u "$TMP/src.txt" "$TMP/fc.txt"
+diff -u "$TMP/src.txt" "$TMP/par.txt"
 diff -u "$TMP/src.txt" "$TMP/plain.txt"
-echo "dump/restore$([ "$PARTITIONED" = 1 ] && echo ' (partitioned ledger)' || true): $lines rows identical after custom-format and plain restores"
+echo "dump/restore$([ "$PARTITIONED" = 1 ] && echo ' (partitioned ledger)' || true): $lines rows identical after custom-format (serial, and post-data with -j 2) and plain restores"
 if [ "$PARTITIONED" = 0 ]; then
 	PARTITIONED=1 bash "${BASH_SOURCE[0]}"
 fi
