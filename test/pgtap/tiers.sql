@@ -3,7 +3,7 @@
 -- multipliers, history and tier_at.
 BEGIN;
 SET LOCAL search_path = public, loyalty;   -- pgTAP compares tiers with the tier operators
-SELECT plan(40);
+SELECT plan(43);
 
 SELECT loyalty.create_program('tiers') AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -111,5 +111,20 @@ SELECT loyalty.set_tier_policy(:v, 'points', 'anniversary', 12);
 SELECT is(loyalty.tier_metric(:vm, '2026-06-01'), 10::numeric, 'points earned in the current membership year (from the join date at 12:00)');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
+-- an earn reads the qualification window only when the member's lifetime
+-- total could reach a higher tier ------------------------------------------------
+SELECT loyalty.enroll(:p, 'pos', 't-9') AS m9 \gset
+SELECT loyalty.earn(:m9, 10);
+CREATE TEMP VIEW ledger_reads AS
+SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) AS n FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.ledger'::regclass;
+SELECT n AS r0 FROM ledger_reads \gset
+SELECT loyalty.earn(:m9, 10);
+SELECT is((SELECT n FROM ledger_reads) - :r0, 0::bigint,
+          'an earn that cannot reach the next tier (lifetime spend 20 < 100) does not read the window');
+SELECT n AS r1 FROM ledger_reads \gset
+SELECT loyalty.earn(:m9, 85);
+SELECT cmp_ok((SELECT n FROM ledger_reads) - :r1, '>', 0::bigint, 'one that can (105 >= 100) reads it');
+SELECT is((SELECT tier FROM loyalty.accounts WHERE member_id = :m9), '1:Silver'::loyalty.tier, '... and upgrades');
+
 SELECT * FROM finish();
 ROLLBACK;
