@@ -335,10 +335,12 @@ BEGIN
     IF survivor OPERATOR(pg_catalog.=) absorbed THEN
         RAISE EXCEPTION 'cannot merge member % into itself', survivor USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- both account rows, always in member_id order, so merges never deadlock
+    -- both account rows, always in member_id order, so merges never deadlock;
+    -- one statement per member, so that each is routed to its shard on Citus
     PERFORM FROM loyalty.accounts a
-    WHERE a.member_id OPERATOR(pg_catalog.=) ANY (ARRAY[survivor, absorbed])
-    ORDER BY a.member_id FOR UPDATE;
+    WHERE a.member_id OPERATOR(pg_catalog.=) LEAST(survivor, absorbed) FOR UPDATE;
+    PERFORM FROM loyalty.accounts a
+    WHERE a.member_id OPERATOR(pg_catalog.=) GREATEST(survivor, absorbed) FOR UPDATE;
 
     SELECT m.program_id, m.status INTO v_prog_s, v_status FROM loyalty.members m
     WHERE m.member_id OPERATOR(pg_catalog.=) survivor;
