@@ -210,3 +210,102 @@ BEGIN
     RETURN v_moved::loyalty.points;
 END $$;
 
+
+-- The rules-version trigger bumps the node's own copy of loyalty.programs
+-- when it fires on a shard of a Citus reference table;
+-- create_earning_rule() without CASE x WHEN (Citus deparses it wrongly).
+
+CREATE OR REPLACE FUNCTION loyalty.rules_version_bump() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_programs text;
+    v_ids bigint[] := ARRAY[
+        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN OLD.program_id END,
+        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN NEW.program_id END];
+BEGIN
+    IF TG_RELID OPERATOR(pg_catalog.=) ANY (ARRAY['loyalty.earning_rules'::regclass, 'loyalty.tiers'::regclass]::oid[]) THEN
+        UPDATE loyalty.programs p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
+        WHERE p.program_id OPERATOR(pg_catalog.=) ANY (v_ids);
+        RETURN NULL;
+    END IF;
+    -- a shard of a Citus reference table (Citus's catalog is read by EXECUTE:
+    -- it does not exist without Citus)
+    EXECUTE 'SELECT pg_catalog.shard_name(s.logicalrelid, s.shardid) FROM pg_catalog.pg_dist_shard s
+             WHERE s.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.programs''::pg_catalog.regclass'
+        INTO v_programs;
+    IF v_programs IS NULL OR pg_catalog.to_regclass(v_programs) IS NULL THEN
+        RAISE EXCEPTION 'no copy of loyalty.programs on this node to record the change of %.% in', TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Rule and tier changes bump loyalty.programs.rules_version on the node of the changed copy.',
+                  HINT = 'Replicate the reference tables to this node: SELECT replicate_reference_tables().';
+    END IF;
+    EXECUTE pg_catalog.format('UPDATE %s p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
+                               WHERE p.program_id OPERATOR(pg_catalog.=) ANY ($1)', v_programs)
+        USING v_ids;
+    RETURN NULL;
+END $$;
+
+
+CREATE OR REPLACE FUNCTION loyalty.create_earning_rule(
+    program bigint, name text, effect text,
+    multiplier numeric DEFAULT NULL, bonus_points loyalty.points DEFAULT NULL,
+    stacking text DEFAULT NULL, priority integer DEFAULT 100, stop boolean DEFAULT false,
+    valid_from timestamptz DEFAULT NULL, valid_until timestamptz DEFAULT NULL,
+    weekdays integer[] DEFAULT NULL, hour_from integer DEFAULT NULL, hour_to integer DEFAULT NULL,
+    channels text[] DEFAULT NULL, stores text[] DEFAULT NULL,
+    categories text[] DEFAULT NULL, products text[] DEFAULT NULL,
+    min_tier loyalty.tier DEFAULT NULL, segments text[] DEFAULT NULL,
+    birthday text DEFAULT NULL, first_purchase boolean DEFAULT false, min_amount numeric DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    PERFORM loyalty.require_program(create_earning_rule.program);
+    IF program IS NULL OR name IS NULL OR effect IS NULL THEN
+        RAISE EXCEPTION 'program, name and effect must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF effect NOT IN ('multiply', 'bonus') THEN
+        RAISE EXCEPTION 'unknown rule effect "%"', effect USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use multiply (with multiplier) or bonus (with bonus_points).';
+    END IF;
+    IF effect = 'multiply' AND (multiplier IS NULL OR bonus_points IS NOT NULL) THEN
+        RAISE EXCEPTION 'a multiply rule needs a multiplier and no bonus_points' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF effect = 'bonus' AND (bonus_points IS NULL OR multiplier IS NOT NULL OR bonus_points::bigint <= 0) THEN
+        RAISE EXCEPTION 'a bonus rule needs positive bonus_points and no multiplier' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF multiplier IS NOT NULL AND (multiplier = 'NaN' OR multiplier < 0 OR multiplier >= 1000) THEN
+        RAISE EXCEPTION 'multiplier must be between 0 and 1000, got %', multiplier USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF effect = 'bonus' AND coalesce(stacking, 'add') = 'multiply' THEN
+        RAISE EXCEPTION 'a bonus stacks by add or best_of, not multiply' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM loyalty.programs p WHERE p.program_id OPERATOR(pg_catalog.=) program) THEN
+        RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
+    END IF;
+    BEGIN
+        INSERT INTO loyalty.earning_rules (program_id, name, effect, multiplier, bonus_points, stacking, priority,
+            stop, valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores, categories, products,
+            min_tier, segments, birthday, first_purchase, min_amount)
+        VALUES (program, name, effect, multiplier, bonus_points,
+            coalesce(stacking, CASE WHEN effect OPERATOR(pg_catalog.=) 'bonus' THEN 'add' ELSE 'multiply' END), coalesce(priority, 100),
+            coalesce(stop, false), valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores,
+            categories, products, min_tier, segments, birthday, coalesce(first_purchase, false), min_amount)
+        RETURNING rule_id INTO v_id;
+    EXCEPTION
+        WHEN unique_violation THEN
+            RAISE EXCEPTION 'program % already has a rule named "%"', program, name
+                USING ERRCODE = 'unique_violation';
+        WHEN check_violation THEN
+            RAISE EXCEPTION 'invalid earning rule "%": %', name, SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Check stacking, weekdays (1..7), hours (0..24, from < to), the validity window, birthday (day or month).';
+    END;
+    RETURN v_id;
+END $$;
+
