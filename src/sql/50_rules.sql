@@ -78,15 +78,42 @@ CREATE INDEX earning_rules_program_idx ON loyalty.earning_rules (program_id) WHE
 -- Every change of a program's rules (and of its tiers, whose earn multipliers
 -- the rules engine applies) bumps its version, so each backend's cached copy
 -- is replaced on the next earn.
+-- After loyalty.distribute() the three are Citus reference tables: the
+-- trigger fires on every node's copy (shard) of earning_rules or tiers, where
+-- an UPDATE of loyalty.programs would be a distributed query from inside a
+-- shard, which Citus refuses.  There it bumps the copy of programs on its own
+-- node instead (Citus's pattern for triggers between reference tables): every
+-- node applies the same change to its copy of the rules, so every copy of
+-- programs is bumped once, in the same two-phase-committed transaction.
 CREATE FUNCTION loyalty.rules_version_bump() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    UPDATE loyalty.programs p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
-    WHERE p.program_id OPERATOR(pg_catalog.=) ANY (ARRAY[
+DECLARE
+    v_programs text;
+    v_ids bigint[] := ARRAY[
         CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN OLD.program_id END,
-        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN NEW.program_id END]);
+        CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN NEW.program_id END];
+BEGIN
+    IF TG_RELID OPERATOR(pg_catalog.=) ANY (ARRAY['loyalty.earning_rules'::regclass, 'loyalty.tiers'::regclass]::oid[]) THEN
+        UPDATE loyalty.programs p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
+        WHERE p.program_id OPERATOR(pg_catalog.=) ANY (v_ids);
+        RETURN NULL;
+    END IF;
+    -- a shard of a Citus reference table (Citus's catalog is read by EXECUTE:
+    -- it does not exist without Citus)
+    EXECUTE 'SELECT pg_catalog.shard_name(s.logicalrelid, s.shardid) FROM pg_catalog.pg_dist_shard s
+             WHERE s.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.programs''::pg_catalog.regclass'
+        INTO v_programs;
+    IF v_programs IS NULL OR pg_catalog.to_regclass(v_programs) IS NULL THEN
+        RAISE EXCEPTION 'no copy of loyalty.programs on this node to record the change of %.% in', TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Rule and tier changes bump loyalty.programs.rules_version on the node of the changed copy.',
+                  HINT = 'Replicate the reference tables to this node: SELECT replicate_reference_tables().';
+    END IF;
+    EXECUTE pg_catalog.format('UPDATE %s p SET rules_version = p.rules_version OPERATOR(pg_catalog.+) 1
+                               WHERE p.program_id OPERATOR(pg_catalog.=) ANY ($1)', v_programs)
+        USING v_ids;
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION loyalty.rules_version_bump() IS 'Trigger: bump programs.rules_version when an earning rule or a tier changes';
@@ -138,7 +165,7 @@ BEGIN
             stop, valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores, categories, products,
             min_tier, segments, birthday, first_purchase, min_amount)
         VALUES (program, name, effect, multiplier, bonus_points,
-            coalesce(stacking, CASE effect WHEN 'bonus' THEN 'add' ELSE 'multiply' END), coalesce(priority, 100),
+            coalesce(stacking, CASE WHEN effect OPERATOR(pg_catalog.=) 'bonus' THEN 'add' ELSE 'multiply' END), coalesce(priority, 100),
             coalesce(stop, false), valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores,
             categories, products, min_tier, segments, birthday, coalesce(first_purchase, false), min_amount)
         RETURNING rule_id INTO v_id;

@@ -174,27 +174,35 @@ AS $$
 DECLARE
     -- checked once, then a constant: Citus routes the query by it
     v_member bigint := loyalty.require_member($1);
+    v_stop timestamptz := coalesce($2, now());
+    v_metric text;
+    v_kind text;
+    v_start timestamptz;
 BEGIN
+    SELECT p.tier_metric, p.tier_window INTO v_metric, v_kind
+    FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
+    WHERE m.member_id = v_member;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- a statement of its own, not a call inside the query below: on Citus
+    -- that query runs on the member's shard, where a function that queries
+    -- distributed tables itself cannot run
+    v_start := loyalty.tier_window_start(v_member, v_stop);
     RETURN (
-    WITH w AS (
-        SELECT p.tier_metric AS metric, p.tier_window AS kind,
-               loyalty.tier_window_start(v_member, coalesce($2, now())) AS start, coalesce($2, now()) AS stop
-        FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
-        WHERE m.member_id = $1
-    ), e AS (
+    WITH e AS (
         SELECT l.occurred_at, coalesce(l.amount, 0) - coalesce(lo.reversed_amount, 0) AS spend,
                coalesce(lo.original::bigint, 0) - coalesce(lo.reversed::bigint, 0) AS points
-        FROM w, loyalty.ledger l
+        FROM loyalty.ledger l
         LEFT JOIN loyalty.lots lo ON lo.member_id = l.member_id AND lo.lot_id = l.entry_id
-        WHERE l.member_id = $1 AND l.kind = 'earn' AND l.occurred_at <= w.stop
-          AND (l.occurred_at > w.start OR (w.kind <> 'rolling' AND l.occurred_at = w.start))
+        WHERE l.member_id = v_member AND l.kind = 'earn' AND l.occurred_at <= v_stop
+          AND (l.occurred_at > v_start OR (v_kind <> 'rolling' AND l.occurred_at = v_start))
     )
-    SELECT CASE w.metric
-        WHEN 'spend' THEN coalesce((SELECT sum(spend) FROM e), 0)
-        WHEN 'points' THEN coalesce((SELECT sum(points) FROM e), 0)
-        WHEN 'visits' THEN (SELECT count(DISTINCT (occurred_at AT TIME ZONE 'UTC')::date) FROM e WHERE spend > 0)
-    END
-    FROM w);
+    SELECT CASE
+        WHEN v_metric = 'spend' THEN coalesce((SELECT sum(spend) FROM e), 0)
+        WHEN v_metric = 'points' THEN coalesce((SELECT sum(points) FROM e), 0)
+        WHEN v_metric = 'visits' THEN (SELECT count(DISTINCT (occurred_at AT TIME ZONE 'UTC')::date) FROM e WHERE spend > 0)
+    END);
 END $$;
 COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
     'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now)';
@@ -208,11 +216,14 @@ AS $$
 DECLARE
     -- checked once, then a constant: Citus routes the query by it
     v_member bigint := loyalty.require_member($1);
+    v_value numeric;
 BEGIN
+    -- the metric first, in a statement of its own (see tier_metric)
+    v_value := loyalty.tier_metric(v_member, $2);
     RETURN (
     SELECT loyalty.tier(t.rank, t.name)
     FROM loyalty.members m JOIN loyalty.tiers t ON t.program_id = m.program_id
-    WHERE m.member_id = v_member AND NOT t.invitation_only AND t.threshold <= loyalty.tier_metric($1, $2)
+    WHERE m.member_id = v_member AND NOT t.invitation_only AND t.threshold <= v_value
     ORDER BY t.rank DESC LIMIT 1);
 END $$;
 COMMENT ON FUNCTION loyalty.qualified_tier(bigint, timestamptz) IS

@@ -44,13 +44,17 @@ CREATE TABLE loyalty.redemptions (
 );
 -- A voucher is presented at the till, so it is looked up by itself.  Unique
 -- keys of per-member tables include member_id (they must hold on a sharded
--- cluster, issue 8), so the index on the voucher alone is not UNIQUE: 64
--- random bits and the check in redeem_reward keep vouchers distinct.
+-- cluster, issue 8), so the index on the voucher alone is not UNIQUE.  A
+-- voucher starts with its member's id, so vouchers of two members differ by
+-- construction and the unique index below keeps a member's vouchers
+-- distinct; the member id also lets a lookup go to one shard on Citus.
+-- (Vouchers issued before 1.3 are 16 hex digits without the member id,
+-- checked distinct across all members when they were issued.)
 CREATE UNIQUE INDEX redemptions_member_voucher_idx ON loyalty.redemptions (member_id, voucher);
 CREATE INDEX redemptions_voucher_idx ON loyalty.redemptions (voucher);
 CREATE INDEX redemptions_reward_idx ON loyalty.redemptions (member_id, reward_id) WHERE status = 'issued';
 COMMENT ON TABLE loyalty.redemptions IS 'Rewards redeemed by members, with their voucher code and the redeem ledger entry';
-COMMENT ON COLUMN loyalty.redemptions.voucher IS 'Random voucher code (16 hex digits from gen_random_uuid), distinct across redemptions';
+COMMENT ON COLUMN loyalty.redemptions.voucher IS 'Voucher code: the member id in hex, a dash, 16 random hex digits (gen_random_uuid); distinct across redemptions by construction';
 COMMENT ON COLUMN loyalty.redemptions.entry_id IS 'The redeem ledger entry that paid for the reward';
 COMMENT ON COLUMN loyalty.redemptions.cancel_entry IS 'The reverse ledger entry that gave the points back (cancelled redemptions)';
 
@@ -188,10 +192,13 @@ BEGIN
     END IF;
     v_entry := loyalty.redeem(member, v_r.point_cost, channel, 'reward:' || v_r.code,
                               CASE WHEN idempotency_key IS NOT NULL THEN 'reward:' || idempotency_key END);
-    -- 64 bits from the strong random source; the unique index is the last word
+    -- the member id, then 64 bits from the strong random source: distinct from
+    -- every other member's vouchers by the prefix, so only this member's are
+    -- checked (one shard on Citus); the unique index is the last word
     LOOP
-        v_voucher := upper(substr(md5(gen_random_uuid()::text), 1, 16));
-        EXIT WHEN NOT EXISTS (SELECT FROM loyalty.redemptions x WHERE x.voucher = v_voucher);
+        v_voucher := upper(to_hex(member)) || '-' || upper(substr(md5(gen_random_uuid()::text), 1, 16));
+        EXIT WHEN NOT EXISTS (SELECT FROM loyalty.redemptions x
+                              WHERE x.member_id = redeem_reward.member AND x.voucher = v_voucher);
     END LOOP;
     INSERT INTO loyalty.redemptions (member_id, reward_id, points, entry_id, voucher, idempotency_key, channel)
     VALUES (member, reward, v_r.point_cost, v_entry, v_voucher, idempotency_key, channel)

@@ -111,6 +111,9 @@ RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_up bigint := referral_refusal.referrer;
+    v_depth integer := 0;
 BEGIN
     PERFORM loyalty.require_member(referral_refusal.new_member);
     PERFORM loyalty.require_member(referral_refusal.referrer);
@@ -120,15 +123,18 @@ BEGIN
     IF (SELECT a.purchase_count FROM loyalty.accounts a WHERE a.member_id = new_member) > 0 THEN
         RETURN format('member %s has already made a purchase', new_member);
     END IF;
-    -- a loop: the referrer was itself referred, directly or further up, by the new member
-    IF EXISTS (WITH RECURSIVE up(m, depth) AS (
-                   SELECT r.referrer, 1 FROM loyalty.referrals r WHERE r.member_id = referral_refusal.referrer
-                   UNION ALL
-                   SELECT r.referrer, up.depth + 1 FROM loyalty.referrals r JOIN up ON r.member_id = up.m
-                   WHERE up.depth < 1000)
-               SELECT FROM up WHERE up.m = new_member) THEN
-        RETURN format('member %s is in the referral chain of member %s', new_member, referrer);
-    END IF;
+    -- a loop: the referrer was itself referred, directly or further up, by
+    -- the new member.  One lookup per member of the chain (at most 1000), each
+    -- by its member_id: on Citus each is routed to that member's shard, where
+    -- one recursive query across members cannot be planned.
+    LOOP
+        SELECT r.referrer INTO v_up FROM loyalty.referrals r WHERE r.member_id OPERATOR(pg_catalog.=) v_up;
+        EXIT WHEN NOT FOUND OR v_depth OPERATOR(pg_catalog.>=) 1000;
+        IF v_up OPERATOR(pg_catalog.=) new_member THEN
+            RETURN format('member %s is in the referral chain of member %s', new_member, referrer);
+        END IF;
+        v_depth := v_depth OPERATOR(pg_catalog.+) 1;
+    END LOOP;
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION loyalty.referral_refusal(bigint, bigint) IS
@@ -173,8 +179,10 @@ BEGIN
     IF v_why IS NOT NULL THEN
         RAISE EXCEPTION 'referral refused: %', v_why USING ERRCODE = 'LY020';
     END IF;
-    -- both members, in member_id order (no deadlock with another referral)
-    PERFORM FROM loyalty.accounts a WHERE a.member_id IN (new_member, v_referrer) ORDER BY a.member_id FOR NO KEY UPDATE;
+    -- both members, in member_id order (no deadlock with another referral);
+    -- one statement per member, so that each is routed to its shard on Citus
+    PERFORM FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) least(new_member, v_referrer) FOR NO KEY UPDATE;
+    PERFORM FROM loyalty.accounts a WHERE a.member_id OPERATOR(pg_catalog.=) greatest(new_member, v_referrer) FOR NO KEY UPDATE;
     SELECT * INTO v_rules FROM loyalty.referral_rules r WHERE r.program_id = v_prog;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'referral refused: program % has no referral rules', v_prog USING ERRCODE = 'LY020',

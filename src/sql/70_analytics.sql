@@ -389,8 +389,7 @@ SELECT p.program_id, p.name AS program, p.currency,
        CASE WHEN sum(a.purchase_count) > 0 THEN round(sum(a.purchase_amount) / sum(a.purchase_count), 2) END AS avg_order_value,
        coalesce(sum(a.balance::bigint), 0)::bigint AS points_outstanding,
        coalesce(sum(a.held::bigint), 0)::bigint AS points_held,
-       (SELECT coalesce(sum(l.remaining::bigint), 0) FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id = l.member_id
-        WHERE x.program_id = p.program_id AND l.remaining::bigint > 0 AND l.vests_at > now())::bigint AS points_pending,
+       coalesce(max(pp.pending), 0)::bigint AS points_pending,
        coalesce(sum(a.lifetime_earned::bigint), 0)::bigint AS points_issued,
        coalesce(sum(a.lifetime_redeemed::bigint), 0)::bigint AS points_redeemed,
        coalesce(sum(a.lifetime_expired::bigint), 0)::bigint AS points_expired,
@@ -400,6 +399,11 @@ SELECT p.program_id, p.name AS program, p.currency,
             THEN round(sum(a.lifetime_expired::bigint) * 1.0 / sum(a.lifetime_earned::bigint), 4) END AS breakage,
        round(coalesce(sum(a.balance::bigint + a.held::bigint), 0) * p.point_value, 2) AS liability
 FROM loyalty.programs p LEFT JOIN loyalty.accounts a ON a.program_id = p.program_id AND a.status <> 'closed'
+-- points still vesting, per program (a join, not a subquery per program: Citus
+-- cannot plan a correlated subquery beside the programs reference table)
+LEFT JOIN (SELECT x.program_id, sum(l.remaining::bigint) AS pending
+           FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id = l.member_id
+           WHERE l.is_open AND l.vests_at > now() GROUP BY x.program_id) pp ON pp.program_id = p.program_id
 WHERE loyalty.program_visible(p.program_id)
 GROUP BY p.program_id;
 

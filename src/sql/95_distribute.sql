@@ -30,7 +30,9 @@
 --   triggers (ledger_append_only and ledger_no_truncate on the ledger, the
 --     rules-version bumps on earning_rules and tiers, program_roles_changed)
 --     are allowed by citus.enable_unsafe_triggers for the conversion only;
---     they fire on the shard of the row: member-local for the ledger;
+--     they fire on the shard of the row: member-local for the ledger; on
+--     every node's copy for the reference tables, where the rules-version
+--     bump writes that node's copy of programs (loyalty.rules_version_bump);
 --   identity columns get a per-node range on the workers (group id << 48), as
 --     Citus gives tables it creates itself, so ids never collide (and nothing
 --     orders by them);

@@ -30,7 +30,8 @@ SELECT is((SELECT (SELECT count(*) FROM loyalty.ledger) = entries AND
 
 SELECT * INTO TEMP r1 FROM loyalty.redeem_reward(:m, :mug, idempotency_key => 'k-mug');
 SELECT is((SELECT points::bigint FROM r1), 400::bigint, 'the mug costs 400 points');
-SELECT matches((SELECT voucher FROM r1), '^[0-9A-F]{16}$', 'a voucher code is issued');
+SELECT matches((SELECT voucher FROM r1), '^' || upper(to_hex(:m::bigint)) || '-[0-9A-F]{16}$',
+               'a voucher code is issued: the member id in hex, a dash, 16 random hex digits');
 SELECT is((SELECT stock FROM loyalty.rewards WHERE reward_id = :mug), 1::bigint, 'one unit left in stock');
 SELECT results_eq(format($$SELECT lot_id, remaining::bigint FROM loyalty.lots WHERE member_id = %s ORDER BY expires_at$$, :m),
                   format($$VALUES ((SELECT min(lot_id) FROM loyalty.lots WHERE member_id = %s), 0::bigint),

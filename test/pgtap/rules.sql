@@ -1,7 +1,7 @@
 -- Earning rules (src/rules.c): every rule kind, conditions, stacking, stop,
 -- order lines, explanation, preview, cache invalidation; activities and caps.
 BEGIN;
-SELECT plan(48);
+SELECT plan(53);
 
 SELECT loyalty.create_program('rules', earn_rate => 1) AS p \gset
 UPDATE loyalty.programs SET time_zone = 'Europe/Paris' WHERE program_id = :p;
@@ -137,6 +137,29 @@ SELECT results_eq('SELECT outcome, count(*) FROM loyalty.activities GROUP BY 1 O
                   $$VALUES ('awarded', 6::bigint), ('budget_exhausted', 1::bigint), ('capped', 3::bigint)$$,
                   'every activity outcome is recorded');
 SELECT throws_ok(format($$SELECT loyalty.record_activity(%s, 'app_download')$$, :m), '22023', NULL, 'an activity without a rule is refused');
+
+-- every change of the rules or the tiers bumps the program's rules version
+-- (the cache key), through the API and by a direct write alike
+CREATE TEMP TABLE rv (step text, v bigint);
+CREATE FUNCTION pg_temp.rv(step text) RETURNS void LANGUAGE sql AS
+    $$ INSERT INTO rv SELECT step, rules_version FROM loyalty.programs WHERE program_id = current_setting('rv.p')::bigint $$;
+SELECT set_config('rv.p', :'p', true);
+SELECT pg_temp.rv('start');
+SELECT loyalty.create_earning_rule(:p, 'rv rule', 'multiply', multiplier => 1);
+SELECT pg_temp.rv('create_earning_rule');
+SELECT loyalty.set_earning_rule_active(rule_id, false) FROM loyalty.earning_rules WHERE name = 'rv rule';
+SELECT pg_temp.rv('set_earning_rule_active');
+UPDATE loyalty.earning_rules SET priority = 7 WHERE name = 'rv rule';
+SELECT pg_temp.rv('direct UPDATE of earning_rules');
+SELECT loyalty.define_tier(:p, 9, 'RV', 1000000);
+SELECT pg_temp.rv('define_tier');
+DELETE FROM loyalty.tiers WHERE program_id = :p AND rank = 9;
+SELECT pg_temp.rv('direct DELETE from tiers');
+SELECT is((SELECT r.v FROM rv r WHERE r.step = s.step), (SELECT r.v + 1 FROM rv r WHERE r.step = s.prev),
+          s.step || ' bumps rules_version')
+FROM (VALUES ('create_earning_rule', 'start'), ('set_earning_rule_active', 'create_earning_rule'),
+             ('direct UPDATE of earning_rules', 'set_earning_rule_active'),
+             ('define_tier', 'direct UPDATE of earning_rules'), ('direct DELETE from tiers', 'define_tier')) s(step, prev);
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
 SELECT * FROM finish();

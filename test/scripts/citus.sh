@@ -9,6 +9,10 @@
 #     release, reverse, award, adjust), reads (balance, balance_at, history),
 #     and a multi-statement transaction (routed from the coordinator);
 #   - nothing written into the coordinator's shell tables, verify() clean;
+#   - rule and tier changes after distribute() (every copy of programs bumped,
+#     the workers' rule caches follow), tiers on the worker, reward vouchers,
+#     referrals and merges across workers, two concurrent event consumers,
+#     the BI views;
 #   - test/pgtap-citus/*.sql with pg_prove against the coordinator.
 # Exits 77 with "SKIP: ..." when Citus is not installed for $PGBIN.
 #
@@ -176,18 +180,147 @@ CALLS=${CITUS_CALLS:-200}
 mapfile -t M <"$TMP/members"
 for i in $(seq 1 "$CALLS"); do echo "SELECT loyalty.earn(${M[$((i % N))]}, 10);"; done >"$TMP/earn.sql"
 for i in $(seq 1 "$CALLS"); do echo "SELECT loyalty.redeem(${M[$((i % N))]}, '1');"; done >"$TMP/redeem.sql"
-# balance() is slow under Citus (about 0.4 s a call, see README): fewer calls
-for i in $(seq 1 $((CALLS / 10))); do echo "SELECT count(*) FROM loyalty.balance(${M[$((i % N))]});"; done >"$TMP/balance.sql"
+for i in $(seq 1 "$CALLS"); do echo "SELECT count(*) FROM loyalty.balance(${M[$((i % N))]});"; done >"$TMP/balance.sql"
 for i in $(seq 1 $((CALLS / 4))); do echo "SELECT loyalty.capture(loyalty.hold(${M[$((i % N))]}, '1'));"; done >"$TMP/hold.sql"
 timed "Citus, delegated earn" postgres "$TMP/earn.sql" "$CALLS"
 timed "Citus, delegated redeem" postgres "$TMP/redeem.sql" "$CALLS"
-timed "Citus, delegated balance" postgres "$TMP/balance.sql" $((CALLS / 10))
+timed "Citus, balance" postgres "$TMP/balance.sql" "$CALLS"
 timed "Citus, hold (delegated) + capture (coordinator)" postgres "$TMP/hold.sql" $((CALLS / 4))
 qn "$PORT0" -d nocitus -o /dev/null -c "SELECT loyalty.create_program('one node')" \
     -c "SELECT loyalty.enroll(1, 'pos', 'card-' || g) FROM generate_series(1, $N) g"
 mapfile -t L < <(qn "$PORT0" -d nocitus -c "SELECT member_id FROM loyalty.members ORDER BY 1")
 for i in $(seq 1 "$CALLS"); do echo "SELECT loyalty.earn(${L[$((i % N))]}, 10);"; done >"$TMP/earn1.sql"
 timed "one node (same server, no Citus tables), earn" nocitus "$TMP/earn1.sql" "$CALLS"
+
+# --- catalog changes after distribute() ---------------------------------------
+# the rules-version trigger fires on every node's copy of earning_rules and
+# tiers (reference tables) and bumps that node's copy of programs
+W1=$((PORT0 + 1)); W2=$((PORT0 + 2))
+node_of() {   # member -> port of the worker holding it
+    q -c "SELECT n.nodeport FROM pg_dist_placement pl JOIN pg_dist_node n USING (groupid)
+          WHERE pl.shardid = get_shard_id_for_distribution_column('loyalty.members', $1::bigint)"
+}
+fresh_on() {  # external-id prefix, port -> a new member of program $P on that worker
+    local i m
+    for i in $(seq 1 60); do
+        m=$(q -c "SELECT loyalty.enroll($P, 'pos', '$1-$i')") || return 1
+        [ "$(node_of "$m")" = "$2" ] && { echo "$m"; return 0; }
+    done
+    return 1
+}
+versions() {  # program's rules_version on every placement of programs, as "v v v"
+    q -c "SELECT string_agg(result, ' ' ORDER BY nodeport) FROM run_command_on_placements('loyalty.programs',
+          'SELECT rules_version FROM %s WHERE program_id = $P')"
+}
+EA=$(fresh_on rules-a $W1); EB=$(fresh_on rules-b $W2)
+v0=$(versions)
+# one session: its connections to the workers (and their rules caches) stay
+if out=$(q 2>&1 <<SQL
+SELECT loyalty.earn($EA, 10);
+SELECT loyalty.earn($EB, 10);
+SELECT loyalty.create_earning_rule($P, 'double', 'multiply', multiplier => 2) AS r \gset
+SELECT loyalty.earn($EA, 10);
+SELECT loyalty.earn($EB, 10);
+SELECT loyalty.set_earning_rule_active(:r, false);
+SELECT loyalty.earn($EA, 10);
+SELECT loyalty.earn($EB, 10);
+SQL
+) &&
+   [ "$(echo "$out" | grep -v '^$' | tr '\n' ' ')" = "10 10 20 20 10 10 " ]; then
+    ok "create_earning_rule() and set_earning_rule_active() after distribute(); earns on both workers follow at once (10, x2, off)"
+else bad "create_earning_rule() and set_earning_rule_active() after distribute()" "$out"; fi
+if out=$(q -c "SELECT loyalty.set_tier_policy($P, 'spend')" -c "SELECT loyalty.define_tier($P, 1, 'Silver', 100)" \
+           -c "SELECT loyalty.define_tier($P, 2, 'Gold', 1000000, earn_multiplier => 2)" \
+           -c "UPDATE loyalty.tiers SET threshold = 40 WHERE program_id = $P AND rank = 1" 2>&1); then
+    ok "define_tier() and a direct UPDATE of loyalty.tiers after distribute()"
+else bad "define_tier() and a direct UPDATE of loyalty.tiers after distribute()" "$out"; fi
+v1=$(versions)
+if [ "$(echo "$v0" | wc -w)" = 3 ] && [ "$v1" = "$(for v in $v0; do printf '%s ' $((v + 5)); done | sed 's/ $//')" ]; then
+    ok "each of the 5 changes bumped rules_version once on every copy of programs ($v0 -> $v1)"
+else bad "rules_version bumped once per change on every copy of programs" "before: $v0, after: $v1"; fi
+q -o /dev/null -c "SELECT loyalty.earn($EA, 10)" -c "SELECT loyalty.earn($EB, 10)"
+check "their next earn (40 spent) qualifies both members for Silver (tier_after_write on the worker)" \
+    "SELECT count(*) = 0 FROM loyalty.accounts WHERE member_id IN ($EA, $EB) AND (tier IS NULL OR tier::text <> '1:Silver')"
+if out=$(q -c "SELECT tier::text || ' ' || value FROM loyalty.evaluate_tier($EB)" 2>&1) && [ "$out" = "1:Silver 40" ]; then
+    ok "evaluate_tier() (delegated)"
+else bad "evaluate_tier() (delegated)" "$out"; fi
+
+# --- rewards: vouchers ------------------------------------------------------------
+RW=$(q -c "SELECT loyalty.create_reward($P, 'PEN', 'Pen', '5')")
+RS=$(q -c "SELECT loyalty.create_reward($P, 'MUG', 'Mug', '5', stock => 10)")
+if out=$(q -c "SELECT voucher FROM loyalty.redeem_reward($EA, $RW, 'rk-1')" -c "SELECT voucher FROM loyalty.redeem_reward($EA, $RW, 'rk-1')" \
+           -c "SELECT loyalty.redeem_reward($EB, $RS)" 2>&1) &&
+   [ "$(echo "$out" | sed -n 1p)" = "$(echo "$out" | sed -n 2p)" ] &&
+   echo "$out" | head -1 | grep -Eq "^$(printf '%X' "$EA")-[0-9A-F]{16}$"; then
+    ok "redeem_reward() on both workers (delegated): the voucher starts with the member id, a replay returns it"
+else bad "redeem_reward() on both workers" "$out"; fi
+check "the stocked reward lost one unit (a reference table written from a worker)" \
+    "SELECT stock = 9 FROM loyalty.rewards WHERE reward_id = $RS"
+
+# --- referrals ----------------------------------------------------------------------
+q -o /dev/null -c "SELECT loyalty.set_referral_rules($P, '50', '20')"
+RA=$(fresh_on ref-a $W1); RB=$(fresh_on ref-b $W2); RC=$(fresh_on ref-c $W1)
+CA=$(q -c "SELECT loyalty.referral_code($RA)"); CB=$(q -c "SELECT loyalty.referral_code($RB)"); CC=$(q -c "SELECT loyalty.referral_code($RC)")
+if out=$(q -c "SELECT loyalty.refer($RB, '$CA')" -c "SELECT loyalty.refer($RC, '$CB')" 2>&1) &&
+   [ "$(echo "$out" | tr '\n' ' ')" = "$RA $RB " ]; then
+    ok "refer() across workers (delegated): A refers B, B refers C"
+else bad "refer() across workers" "$out"; fi
+if out=$(q -c "SELECT loyalty.refer($RA, '$CC')" 2>&1); then bad "a referral loop over two workers is refused" "$out"
+elif echo "$out" | grep -q "member $RA is in the referral chain of member $RC"; then
+    ok "a referral loop over two workers is refused (C's chain: B, then A)"
+else bad "a referral loop over two workers is refused" "$out"; fi
+q -o /dev/null -c "SELECT loyalty.earn($RB, 100)"
+check "B's first purchase paid both bonuses (B on one worker, A on the other)" \
+    "SELECT (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $RA) = 50
+        AND (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $RB) = 120"
+
+# --- merge_members across workers ---------------------------------------------------
+MS=$(fresh_on merge-s $W1); MA=$(fresh_on merge-a $W2)
+q -o /dev/null -c "SELECT loyalty.earn($MS, 30)" -c "SELECT loyalty.earn($MA, 12)"
+if out=$(q -c "SELECT loyalty.merge_members($MS, $MA, 'mk-1')" -c "SELECT loyalty.merge_members($MS, $MA, 'mk-1')" 2>&1) &&
+   [ "$(echo "$out" | tr '\n' ' ')" = "12 12 " ]; then
+    ok "merge_members() of members on two workers, and its replay"
+else bad "merge_members() of members on two workers" "$out"; fi
+check "after the merge: survivor 42, absorbed closed with 0, its identity moved" \
+    "SELECT (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $MS) = 42
+        AND (SELECT balance::bigint = 0 AND status = 'closed' FROM loyalty.accounts WHERE member_id = $MA)
+        AND (SELECT member_id FROM loyalty.identities WHERE external_id LIKE 'merge-a-%' AND member_id = $MS) IS NOT NULL"
+
+# --- the outbox: claim_events() and ack_events() ------------------------------------
+pending=$(q -c "SELECT count(*) FROM loyalty.events WHERE acked_at IS NULL AND claimed_at IS NULL")
+# consumer 1 claims 3 events and keeps them locked for 4 s; consumer 2 claims
+# everything meanwhile: it must skip consumer 1's rows without waiting
+( q -c "BEGIN" -c "SELECT count(*) FROM loyalty.claim_events(3, 'c1')" -c "SELECT pg_sleep(4)" -c "COMMIT" \
+    >"$TMP/c1.out" 2>&1 ) &
+c1=$!
+sleep 1.5
+t0=$(date +%s%N)
+out2=$(q -c "SELECT count(*) FROM loyalty.claim_events(1000000, 'c2')" 2>&1)
+t1=$(date +%s%N)
+wait $c1
+if [ "$(grep -v '^$' "$TMP/c1.out" | head -1)" = 3 ] && [ "$out2" = $((pending - 3)) ] && [ $(( (t1 - t0) / 1000000 )) -lt 2500 ]; then
+    ok "claim_events(): two consumers at once, the second skips the first's locked rows ($pending pending: 3 + $out2, $(( (t1 - t0) / 1000000 )) ms)"
+else bad "claim_events(): two consumers at once" "pending $pending, c1: $(cat "$TMP/c1.out"), c2: $out2, $(( (t1 - t0) / 1000000 )) ms"; fi
+check "every pending event was claimed once, by one of them" \
+    "SELECT count(*) FILTER (WHERE claimed_by = 'c1') = 3 AND count(*) FILTER (WHERE claimed_by = 'c2') = $((pending - 3))
+            AND count(*) FILTER (WHERE claimed_at IS NULL) = 0
+     FROM loyalty.events WHERE acked_at IS NULL"
+if out=$(q -c "SELECT loyalty.ack_events(ARRAY(SELECT event_id FROM loyalty.events WHERE claimed_by IN ('c1', 'c2')))" \
+           -c "SELECT count(*) FROM loyalty.claim_events(100, 'c3', interval '0')" 2>&1) &&
+   [ "$(echo "$out" | tr '\n' ' ')" = "$pending 0 " ]; then
+    ok "ack_events() acknowledges them all; nothing is handed out again"
+else bad "ack_events()" "$out"; fi
+
+# --- the BI views -------------------------------------------------------------------
+for v in kpi_daily kpi_monthly kpi_summary tier_distribution channel_distribution member_mix cohort_retention \
+         reward_popularity member_rfm segment_summary rfm_segment_map member_predictions churn_risk; do
+    if out=$(q -c "SELECT count(*) FROM loyalty.$v" 2>&1); then echo "ok   view loyalty.$v ($out rows)"
+    else bad "view loyalty.$v" "$out"; fi
+done
+check "kpi_summary counts the program's open members and outstanding points" \
+    "SELECT k.members = (SELECT count(*) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
+        AND k.points_outstanding = (SELECT sum(balance::bigint) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
+     FROM loyalty.kpi_summary k WHERE k.program_id = $P"
 
 # --- pgTAP ----------------------------------------------------------------------
 if command -v pg_prove >/dev/null && [ -d "$ROOT/test/pgtap-citus" ]; then
