@@ -465,6 +465,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_as_of timestamptz := coalesce(as_of, now());
+    v_now timestamptz := now();
     v_program bigint;
     v_bound timestamptz;
     v_next timestamptz;
@@ -506,7 +507,8 @@ BEGIN
             balance = (a.balance::bigint OPERATOR(pg_catalog.-) coalesce(v_total, 0))::loyalty.points,
             lifetime_expired = (a.lifetime_expired::bigint OPERATOR(pg_catalog.+) coalesce(v_total, 0))::loyalty.points,
             next_expiry_at = v_next,
-            updated_at = CASE WHEN v_total IS NULL THEN a.updated_at ELSE now() END
+            -- (a variable, not now(): Citus refuses volatile calls in a CASE)
+            updated_at = CASE WHEN v_total IS NULL THEN a.updated_at ELSE v_now END
         WHERE a.member_id OPERATOR(pg_catalog.=) member;
     END IF;
     RETURN coalesce(v_total, 0)::loyalty.points;

@@ -9,6 +9,8 @@
 #     release, reverse, award, adjust), reads (balance, balance_at, history),
 #     and a multi-statement transaction (routed from the coordinator);
 #   - nothing written into the coordinator's shell tables, verify() clean;
+#   - expiry: back-dated lots on both workers, expire_points() from the
+#     coordinator in batches, the accounts' expiry bounds, notify_expiring();
 #   - rule and tier changes after distribute() (every copy of programs bumped,
 #     the workers' rule caches follow), tiers on the worker, reward vouchers,
 #     referrals and merges across workers, two concurrent event consumers,
@@ -321,6 +323,33 @@ check "kpi_summary counts the program's open members and outstanding points" \
     "SELECT k.members = (SELECT count(*) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
         AND k.points_outstanding = (SELECT sum(balance::bigint) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
      FROM loyalty.kpi_summary k WHERE k.program_id = $P"
+
+# --- expiry: the account's bound, the batch job and notices on the cluster --------
+# (the members of the first section: on both workers, checked there)
+for m in $(cat "$TMP/members"); do
+    echo "SELECT loyalty.earn($m, 7, occurred_at => now() - interval '400 days');"
+done >"$TMP/exp.sql"
+if q -o /dev/null -f "$TMP/exp.sql" 2>"$TMP/err"; then ok "back-dated earns (expired a month ago) on $N members"
+else bad "back-dated earns" "$(cat "$TMP/err")"; fi
+MS=$(paste -sd, "$TMP/members")
+check "each account's expiry bound is its expired lot's (written on the worker)" \
+    "SELECT bool_and(next_expiry_at < now()) AND count(*) = $N FROM loyalty.accounts WHERE member_id IN ($MS)"
+q -A -t -c "SELECT member_id, balance::bigint FROM loyalty.accounts WHERE member_id IN ($MS) ORDER BY 1" >"$TMP/pre_exp"
+if out=$(q -c "CALL loyalty.expire_points(batch_size => 5)" 2>&1); then ok "expire_points() on the coordinator, in batches of 5"
+else bad "expire_points() on the coordinator" "$out"; fi
+q -A -t -c "SELECT member_id, balance::bigint + 7 FROM loyalty.accounts WHERE member_id IN ($MS) ORDER BY 1" >"$TMP/post_exp"
+if diff -q "$TMP/pre_exp" "$TMP/post_exp" >/dev/null; then ok "it wrote off the 7 expired points of each member"
+else bad "it wrote off the 7 expired points of each member" "$(diff "$TMP/pre_exp" "$TMP/post_exp" | head)"; fi
+check "each bound moved past now (to the member's next lot, or none)" \
+    "SELECT bool_and(next_expiry_at IS NULL OR next_expiry_at > now()) FROM loyalty.accounts WHERE member_id IN ($MS)"
+check "no member is left for the expiry job" "SELECT count(*) = 0 FROM loyalty.accounts WHERE next_expiry_at <= now()"
+check "notify_expiring() finds members through their bounds" "SELECT loyalty.notify_expiring(interval '400 days', 1000) > 0"
+check "... one notice per member with points expiring" \
+    "SELECT (SELECT count(*) FROM loyalty.events WHERE kind = 'points.expiring')
+          = (SELECT count(DISTINCT member_id) FROM loyalty.events WHERE kind = 'points.expiring')
+        AND (SELECT count(*) FROM loyalty.events WHERE kind = 'points.expiring')
+          = (SELECT count(*) FROM loyalty.accounts WHERE next_expiry_at IS NOT NULL)"
+check "loyalty.verify() still returns no rows" "SELECT count(*) = 0 FROM loyalty.verify()"
 
 # --- pgTAP ----------------------------------------------------------------------
 if command -v pg_prove >/dev/null && [ -d "$ROOT/test/pgtap-citus" ]; then
