@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench/ledger.sh: pgbench benchmark of the loyalty write path (earn/redeem mix)
-# against pgbench's TPC-B, SELECT 1 and a hand-written PL/pgSQL ledger, each
-# with synchronous_commit on and off.  See bench/README.md.
+# against pgbench's TPC-B, SELECT 1 and two hand-written PL/pgSQL ledgers (a
+# minimal one, and one keeping lots as loyalty does), each with
+# synchronous_commit on and off.  See bench/README.md.
 #
 #   pg_virtualenv -t -v 15 bench/ledger.sh
 #
@@ -10,6 +11,7 @@
 set -euo pipefail
 
 BENCH_SECONDS=${BENCH_SECONDS:-20}      # duration of each pgbench run
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}         # loyalty/PL/pgSQL pairs per sync mode (median reported)
 BENCH_CLIENTS=${BENCH_CLIENTS:-2}       # pgbench -c and -j
 BENCH_MEMBERS=${BENCH_MEMBERS:-100000}  # members in each ledger
 BENCH_SCALE=${BENCH_SCALE:-10}          # pgbench -i scale for TPC-B
@@ -26,7 +28,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 die() { echo "ledger.sh: $*" >&2; exit 1; }
 
-for v in BENCH_SECONDS BENCH_CLIENTS BENCH_MEMBERS BENCH_SCALE BENCH_EARN_WEIGHT BENCH_REDEEM_WEIGHT; do
+for v in BENCH_SECONDS BENCH_ROUNDS BENCH_CLIENTS BENCH_MEMBERS BENCH_SCALE BENCH_EARN_WEIGHT BENCH_REDEEM_WEIGHT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 [[ $BENCH_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DB must be a plain lower-case identifier, got '$BENCH_DB'"
@@ -89,7 +91,7 @@ SELECT format('server: fsync=%s synchronous_commit=%s shared_buffers=%s max_wal_
               current_setting('shared_buffers'), current_setting('max_wal_size'),
               current_setting('wal_level'));
 SQL
-echo "runs: ${BENCH_SECONDS}s each, -c $BENCH_CLIENTS -j $BENCH_CLIENTS -M prepared;" \
+echo "runs: ${BENCH_SECONDS}s each, $BENCH_ROUNDS alternating loyalty/PL/pgSQL pairs per sync mode (medians), -c $BENCH_CLIENTS -j $BENCH_CLIENTS -M prepared;" \
      "$BENCH_MEMBERS members; mix earn@$BENCH_EARN_WEIGHT redeem@$BENCH_REDEEM_WEIGHT; TPC-B scale $BENCH_SCALE"
 if [[ $(q1 "SELECT current_setting('fsync')") == off ]]; then
     echo "WARNING: fsync=off on this server (pg_virtualenv's default): a commit never waits for the disk," \
@@ -101,6 +103,7 @@ fi
 t0=$(now)
 q -c "CREATE EXTENSION loyalty"
 q -f "$HERE/plpgsql_ledger.sql"
+q -f "$HERE/plpgsql_lots_ledger.sql"
 
 # loyalty: one program, members enrolled set-based, one purchase each
 q -v members="$BENCH_MEMBERS" -v seed="$SEED_AMOUNT" <<'SQL'
@@ -121,6 +124,8 @@ read -r base nmembers span < <(q1 "SELECT min(member_id) - 1, count(*), max(memb
 q -v members="$BENCH_MEMBERS" -v seed="$SEED_AMOUNT" <<'SQL'
 INSERT INTO bench_plpgsql.accounts (member_id) SELECT g FROM generate_series(1, :members) g;
 SELECT count(bench_plpgsql.earn(g, :seed)) FROM generate_series(1, :members) g \gset
+INSERT INTO bench_lots.accounts (member_id) SELECT g FROM generate_series(1, :members) g;
+SELECT count(bench_lots.earn(g, :seed)) FROM generate_series(1, :members) g \gset
 SQL
 
 # TPC-B tables, initialised once
@@ -160,42 +165,76 @@ MIX_LOYALTY=(-n -D base="$base" -D members="$BENCH_MEMBERS"
              -f "$HERE/loyalty_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/loyalty_redeem.sql@$BENCH_REDEEM_WEIGHT")
 MIX_PLPGSQL=(-n -D members="$BENCH_MEMBERS"
              -f "$HERE/plpgsql_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/plpgsql_redeem.sql@$BENCH_REDEEM_WEIGHT")
+MIX_LOTS=(-n -D members="$BENCH_MEMBERS"
+          -f "$HERE/lots_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/lots_redeem.sql@$BENCH_REDEEM_WEIGHT")
 
 t0=$(now)
+# median of the numbers given
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A ROUND_RATIOS ROUND_RATIOS_LOTS
 for sync in on off; do
     run select1 "$sync" -n -f "$HERE/select1.sql"
     run tpcb "$sync"            # built-in TPC-B-like script; vacuums its tables first
-    # alternate the order of the two ledgers so neither always runs after the other
-    if [[ $sync == on ]]; then
-        run loyalty "$sync" "${MIX_LOYALTY[@]}"
-        run plpgsql "$sync" "${MIX_PLPGSQL[@]}"
-    else
-        run plpgsql "$sync" "${MIX_PLPGSQL[@]}"
-        run loyalty "$sync" "${MIX_LOYALTY[@]}"
-    fi
+    # The ledgers in rounds, each round in a rotated order (the machine's
+    # speed drifts between runs; a round shares the conditions of its
+    # moment); the median of each ledger is its figure.
+    declare -A T=() L=()
+    for r in $(seq 1 "$BENCH_ROUNDS"); do
+        case $(( r % 3 )) in
+            1) order="loyalty plpgsql lots" ;;
+            2) order="plpgsql lots loyalty" ;;
+            0) order="lots loyalty plpgsql" ;;
+        esac
+        for w in $order; do
+            case $w in
+                loyalty) run loyalty "$sync" "${MIX_LOYALTY[@]}" ;;
+                plpgsql) run plpgsql "$sync" "${MIX_PLPGSQL[@]}" ;;
+                lots) run lots "$sync" "${MIX_LOTS[@]}" ;;
+            esac
+            T[$w]+="${TPS[$w,$sync]} "; L[$w]+="${LAT[$w,$sync]} "
+        done
+        ROUND_RATIOS[$sync]+="$(awk -v a="${TPS[loyalty,$sync]}" -v b="${TPS[plpgsql,$sync]}" 'BEGIN { printf "%.3f ", a / b }')"
+        ROUND_RATIOS_LOTS[$sync]+="$(awk -v a="${TPS[loyalty,$sync]}" -v b="${TPS[lots,$sync]}" 'BEGIN { printf "%.3f ", a / b }')"
+    done
+    for w in loyalty plpgsql lots; do
+        # shellcheck disable=SC2086
+        TPS[$w,$sync]=$(median ${T[$w]})
+        # shellcheck disable=SC2086
+        LAT[$w,$sync]=$(median ${L[$w]})
+    done
 done
+# one line per workload in the table below
+RESULTS=(select1,on tpcb,on loyalty,on plpgsql,on lots,on select1,off tpcb,off loyalty,off plpgsql,off lots,off)
 echo "runs: $(elapsed "$t0")s"
 
 # --- results --------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
 
 echo
-printf '%-9s %-5s %11s %12s %10s %10s %15s\n' workload sync tps "latency ms" "/SELECT 1" "/TPC-B" "loyalty/plpgsql"
+printf '%-9s %-5s %11s %12s %10s %10s %15s %13s\n' workload sync tps "latency ms" "/SELECT 1" "/TPC-B" "loyalty/plpgsql" "loyalty/lots"
 for key in "${RESULTS[@]}"; do
     name=${key%,*}; sync=${key#*,}
-    lp=""
-    [[ $name == loyalty ]] && lp=$(ratio "${TPS[loyalty,$sync]}" "${TPS[plpgsql,$sync]}")
-    printf '%-9s %-5s %11.1f %12.3f %10s %10s %15s\n' "$name" "$sync" "${TPS[$key]}" "${LAT[$key]}" \
-        "$(ratio "${TPS[$key]}" "${TPS[select1,$sync]}")" "$(ratio "${TPS[$key]}" "${TPS[tpcb,$sync]}")" "$lp"
+    lp="" ll=""
+    if [[ $name == loyalty ]]; then
+        lp=$(ratio "${TPS[loyalty,$sync]}" "${TPS[plpgsql,$sync]}")
+        ll=$(ratio "${TPS[loyalty,$sync]}" "${TPS[lots,$sync]}")
+    fi
+    printf '%-9s %-5s %11.1f %12.3f %10s %10s %15s %13s\n' "$name" "$sync" "${TPS[$key]}" "${LAT[$key]}" \
+        "$(ratio "${TPS[$key]}" "${TPS[select1,$sync]}")" "$(ratio "${TPS[$key]}" "${TPS[tpcb,$sync]}")" "$lp" "$ll"
 done
 echo
 for sync in on off; do
+    echo "rounds loyalty/plpgsql (sync=$sync), in run order: ${ROUND_RATIOS[$sync]}"
+    echo "rounds loyalty/lots (sync=$sync), in run order: ${ROUND_RATIOS_LOTS[$sync]}"
+done
+for sync in on off; do
     echo "ratio loyalty/plpgsql (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[plpgsql,$sync]}")"
+    echo "ratio loyalty/lots (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[lots,$sync]}")"
     echo "ratio loyalty/tpcb (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[tpcb,$sync]}")"
     echo "ratio loyalty/select1 (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[select1,$sync]}")"
     echo "ratio plpgsql/tpcb (sync=$sync): $(ratio "${TPS[plpgsql,$sync]}" "${TPS[tpcb,$sync]}")"
 done
-for name in select1 tpcb loyalty plpgsql; do
+for name in select1 tpcb loyalty plpgsql lots; do
     echo "ratio $name sync off/on: $(ratio "${TPS[$name,off]}" "${TPS[$name,on]}")"
 done
 
@@ -207,7 +246,12 @@ broken=$(q1 "SELECT count(*) FROM loyalty.verify()")
 echo "loyalty.verify() rows: $broken"
 pl_broken=$(q1 "SELECT count(*) FROM bench_plpgsql.accounts a LEFT JOIN (SELECT member_id, sum(delta) s FROM bench_plpgsql.ledger GROUP BY member_id) l USING (member_id) WHERE a.balance <> coalesce(l.s, 0) OR a.balance < 0")
 echo "plpgsql balance <> sum(ledger) rows: $pl_broken"
-if [[ $broken != 0 || $pl_broken != 0 ]]; then
+lots_broken=$(q1 "SELECT count(*) FROM bench_lots.accounts a
+    LEFT JOIN (SELECT member_id, sum(points) s FROM bench_lots.ledger GROUP BY member_id) l USING (member_id)
+    LEFT JOIN (SELECT member_id, sum(remaining) r FROM bench_lots.lots GROUP BY member_id) o USING (member_id)
+    WHERE a.balance <> coalesce(l.s, 0) OR a.balance <> coalesce(o.r, 0) OR a.balance < 0")
+echo "lots ledger balance <> sum(ledger) or sum(lots) rows: $lots_broken"
+if [[ $broken != 0 || $pl_broken != 0 || $lots_broken != 0 ]]; then
     q -c "SELECT * FROM loyalty.verify() LIMIT 20" >&2 || true
     die "ledger invariants broken after the benchmark: the results are worthless"
 fi
