@@ -91,7 +91,7 @@ SELECT format('server: fsync=%s synchronous_commit=%s shared_buffers=%s max_wal_
               current_setting('shared_buffers'), current_setting('max_wal_size'),
               current_setting('wal_level'));
 SQL
-echo "runs: ${BENCH_SECONDS}s each, $BENCH_ROUNDS alternating loyalty/PL/pgSQL pairs per sync mode (medians), -c $BENCH_CLIENTS -j $BENCH_CLIENTS -M prepared;" \
+echo "runs: ${BENCH_SECONDS}s each, $BENCH_ROUNDS rounds of the three ledgers per sync mode, rotated (medians), -c $BENCH_CLIENTS -j $BENCH_CLIENTS -M prepared;" \
      "$BENCH_MEMBERS members; mix earn@$BENCH_EARN_WEIGHT redeem@$BENCH_REDEEM_WEIGHT; TPC-B scale $BENCH_SCALE"
 if [[ $(q1 "SELECT current_setting('fsync')") == off ]]; then
     echo "WARNING: fsync=off on this server (pg_virtualenv's default): a commit never waits for the disk," \
@@ -132,7 +132,7 @@ SQL
 pgbench -i -q -s "$BENCH_SCALE" "$BENCH_DB" >"$TMP/init.log" 2>&1 || { cat "$TMP/init.log" >&2; die "pgbench -i failed"; }
 
 q -c "VACUUM ANALYZE" -c "CHECKPOINT"
-echo "setup: $(elapsed "$t0")s ($BENCH_MEMBERS loyalty members + $BENCH_MEMBERS PL/pgSQL accounts seeded, pgbench -i -s $BENCH_SCALE)"
+echo "setup: $(elapsed "$t0")s ($BENCH_MEMBERS members in each of the three ledgers seeded, pgbench -i -s $BENCH_SCALE)"
 
 # --- runs -----------------------------------------------------------------------
 declare -A TPS LAT
