@@ -145,8 +145,7 @@ CROSS JOIN LATERAL (
 ) r;
 
 -- the secondary indexes of the ledger and the lots are built after the load
--- (rows arrive in member order, so the primary keys grow at their right edge;
--- the expiry index would take every lot at a random place)
+-- (rows arrive in member order, so the primary keys grow at their right edge)
 CREATE TEMP TABLE scale_indexes AS
 SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
 FROM pg_index i
@@ -179,12 +178,12 @@ WHERE r.kind = 'redeem';
 
 INSERT INTO loyalty.accounts (member_id, program_id, balance, lifetime_earned, lifetime_redeemed,
                               first_purchase_at, last_purchase_at, purchase_count, purchase_days, purchase_amount,
-                              tier, tier_since, updated_at)
+                              tier, tier_since, updated_at, next_expiry_at)
 SELECT a.member_id, :p, (a.earned - a.redeemed)::loyalty.points, a.earned::loyalty.points, a.redeemed::loyalty.points,
        a.first_at, a.last_at, a.purchases, a.days, a.spend,
        (SELECT loyalty.tier(t.rank, t.name) FROM loyalty.tiers t
         WHERE t.program_id = :p AND t.threshold <= a.spend_12m ORDER BY t.rank DESC LIMIT 1),
-       a.last_at, a.last_at
+       a.last_at, a.last_at, nx.first
 FROM (SELECT member_id,
              coalesce(sum(pts) FILTER (WHERE kind = 'earn'), 0) AS earned,
              coalesce(sum(pts) FILTER (WHERE kind = 'redeem'), 0) AS redeemed,
@@ -193,6 +192,9 @@ FROM (SELECT member_id,
              coalesce(sum(amount) FILTER (WHERE kind = 'earn'), 0) AS spend,
              coalesce(sum(amount) FILTER (WHERE kind = 'earn' AND at > :'t0'::timestamptz - interval '12 months'), 0) AS spend_12m
       FROM scale_rows GROUP BY member_id) a
+-- the expiry bound: the member's first open lot's expiry
+LEFT JOIN (SELECT l.member_id, min(l.expires_at) AS first FROM loyalty.lots l
+           WHERE l.is_open GROUP BY l.member_id) nx ON nx.member_id = a.member_id
 ORDER BY a.member_id;
 
 SELECT def FROM scale_indexes \gexec
