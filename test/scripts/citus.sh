@@ -15,6 +15,9 @@
 #     the workers' rule caches follow), tiers on the worker, reward vouchers,
 #     referrals and merges across workers, two concurrent event consumers,
 #     the BI views;
+#   - tier reviews: review_tiers() in batches of 3 and review_member_tier() on
+#     members of both workers in every state, compared with the same data in
+#     a database without Citus;
 #   - test/pgtap-citus/*.sql with pg_prove against the coordinator.
 # Exits 77 with "SKIP: ..." when Citus is not installed for $PGBIN.
 #
