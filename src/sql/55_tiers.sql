@@ -401,7 +401,8 @@ COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier 
 -- member id, locked together (in member_id order), their metric computed in
 -- one query; only members whose tier changes go through tier_change (history
 -- and event).  Returns the last member id reviewed, how many were reviewed
--- and how many changed tier.
+-- and how many changed tier.  On Citus (a locking query cannot span shards)
+-- the same rules run member by member, each with single-shard statements.
 CREATE FUNCTION loyalty.review_tiers_batch(program bigint, as_of timestamptz, after_member bigint, batch_size integer)
 RETURNS TABLE (last_member bigint, reviewed bigint, changed bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -416,6 +417,18 @@ DECLARE
     v_ids bigint[];
     r2 bigint;
     r bigint;
+    v_citus boolean := false;
+    v_member bigint;
+    v_tier loyalty.tier;
+    v_status text;
+    v_locked timestamptz;
+    v_grace timestamptz;
+    v_value numeric;
+    v_cur integer;
+    v_q integer;
+    v_new integer;
+    v_to loyalty.tier;
+    v_action text;
 BEGIN
     PERFORM loyalty.require_program(review_tiers_batch.program);
     SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id = program;
@@ -425,6 +438,80 @@ BEGIN
     IF v_p.tier_metric IS NULL THEN
         RAISE EXCEPTION 'program % has no tiers', program USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Set one with loyalty.set_tier_policy() and loyalty.define_tier().';
+    END IF;
+
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
+                                WHERE d.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.accounts''::pg_catalog.regclass)'
+            INTO v_citus;
+    END IF;
+    IF v_citus THEN
+        -- On Citus (accounts distributed by member) a locking query cannot
+        -- span shards: the batch's members are listed across the shards (no
+        -- lock), then reviewed one by one in member_id order, each with
+        -- statements filtered by that member (one shard): lock the account,
+        -- then the metric (read after the lock, as below), the same decision
+        -- rules as the set-based statement, and loyalty.tier_change() for a
+        -- change (history and tier.changed event).
+        SELECT coalesce(array_agg(x.member_id ORDER BY x.member_id), '{}') INTO v_ids
+        FROM (SELECT a.member_id FROM loyalty.accounts a
+              WHERE a.program_id = program AND a.member_id > after_member
+              ORDER BY a.member_id LIMIT batch_size) x;
+        v_n := cardinality(v_ids);
+        v_last := v_ids[v_n];
+        FOREACH v_member IN ARRAY v_ids LOOP
+            SELECT a.tier, a.status, a.tier_locked_until, a.tier_grace_until
+            INTO v_tier, v_status, v_locked, v_grace
+            FROM loyalty.accounts a WHERE a.member_id = v_member AND a.program_id = program
+            FOR NO KEY UPDATE;
+            CONTINUE WHEN NOT FOUND;
+            v_value := loyalty.tier_metric(v_member, v_as_of);
+            v_cur := loyalty.tier_rank(v_tier);
+            SELECT max(t.rank) INTO v_q FROM loyalty.tiers t
+            WHERE t.program_id = program AND NOT t.invitation_only AND t.threshold <= v_value;
+            v_new := NULL;
+            v_action := 'none';
+            -- the rules of the set-based statement below, in its order
+            IF v_status = 'closed' THEN
+                NULL;                                   -- closed members are left alone
+            ELSIF v_q IS NOT NULL AND (v_cur IS NULL OR v_q > v_cur) THEN
+                v_new := v_q; v_action := 'change';     -- qualified for more: up at once
+            ELSIF v_cur IS NULL OR (v_q IS NOT NULL AND v_q >= v_cur) THEN
+                IF v_grace IS NOT NULL THEN             -- qualified for the same: end any grace
+                    v_action := 'clear_grace';
+                END IF;
+            ELSIF v_locked > v_as_of THEN
+                NULL;                                   -- a manual or invitation lock holds
+            ELSIF v_grace IS NULL AND v_p.tier_grace > interval '0' THEN
+                v_action := 'start_grace';              -- grace starts
+            ELSIF v_grace > v_as_of THEN
+                NULL;                                   -- grace runs
+            ELSE
+                -- down: to the qualified tier, or one step (never below the qualified tier)
+                v_action := 'change';
+                IF v_p.tier_downgrade = 'to_qualified' THEN
+                    v_new := v_q;
+                ELSE
+                    v_new := greatest(v_q, (SELECT max(t.rank) FROM loyalty.tiers t
+                                            WHERE t.program_id = program AND NOT t.invitation_only AND t.rank < v_cur));
+                END IF;
+            END IF;
+            IF v_action = 'start_grace' THEN
+                UPDATE loyalty.accounts a SET tier_grace_until = v_as_of + v_p.tier_grace WHERE a.member_id = v_member;
+            ELSIF v_action = 'clear_grace' THEN
+                UPDATE loyalty.accounts a SET tier_grace_until = NULL WHERE a.member_id = v_member;
+            ELSIF v_action = 'change' AND v_new IS DISTINCT FROM v_cur THEN
+                SELECT loyalty.tier(t.rank, t.name) INTO v_to FROM loyalty.tiers t
+                WHERE t.program_id = program AND t.rank = v_new;
+                IF loyalty.tier_change(v_member, v_to,
+                                       CASE WHEN v_new > coalesce(v_cur, -1) THEN 'qualified (review)'
+                                            ELSE 'review: below the threshold' END) THEN
+                    v_c := v_c + 1;
+                END IF;
+            END IF;
+        END LOOP;
+        RETURN QUERY SELECT v_last, v_n, v_c;
+        RETURN;
     END IF;
 
     -- Lock the batch first, in its own statement: the next statement then
@@ -542,7 +629,7 @@ BEGIN
     RETURN QUERY SELECT v_last, v_n, v_c;
 END $$;
 COMMENT ON FUNCTION loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) IS
-    'One step of loyalty.review_tiers: review up to batch_size members of a program after a member id, set-based';
+    'One step of loyalty.review_tiers: review up to batch_size members of a program after a member id, set-based (on Citus member by member, same rules)';
 
 -- Review one member (locking it): the batch review of just that member.
 CREATE FUNCTION loyalty.review_member_tier(member bigint, as_of timestamptz DEFAULT NULL)

@@ -15,6 +15,9 @@
 #     the workers' rule caches follow), tiers on the worker, reward vouchers,
 #     referrals and merges across workers, two concurrent event consumers,
 #     the BI views;
+#   - tier reviews: review_tiers() in batches of 3 and review_member_tier() on
+#     members of both workers in every state, compared with the same data in
+#     a database without Citus;
 #   - test/pgtap-citus/*.sql with pg_prove against the coordinator.
 # Exits 77 with "SKIP: ..." when Citus is not installed for $PGBIN.
 #
@@ -349,6 +352,106 @@ check "... one notice per member with points expiring" \
           = (SELECT count(DISTINCT member_id) FROM loyalty.events WHERE kind = 'points.expiring')
         AND (SELECT count(*) FROM loyalty.events WHERE kind = 'points.expiring')
           = (SELECT count(*) FROM loyalty.accounts WHERE next_expiry_at IS NOT NULL)"
+check "loyalty.verify() still returns no rows" "SELECT count(*) = 0 FROM loyalty.verify()"
+
+# --- tier reviews: review_tiers() and review_member_tier() -----------------------
+# The same members and states in the cluster and in the plain database
+# (nocitus): review_tiers() (batches of 3, member by member on Citus) and
+# review_member_tier() must leave the same tiers, grace ends, history and
+# tier.changed events.  Program 1 (spend; Silver 100, Gold 500, Platinum 2000;
+# 30 days' grace, one step down) and program 2 (same ladder, no grace, down to
+# the qualified tier); member: label spend tier grace_until lock status
+TIER_MEMBERS="
+1 up-none 600 - - - -
+1 up-silver 600 1:Silver - - -
+1 up-keep 600 2:Gold - - -
+1 clear-grace 150 1:Silver past - -
+1 start-grace 150 3:Platinum - - -
+1 grace-runs 150 3:Platinum future - -
+1 step-down 150 3:Platinum past - -
+1 step-to-none 0 1:Silver past - -
+1 locked 0 2:Gold - future -
+1 closed 0 1:Silver past - closed
+1 none-none 0 - - - -
+2 q-down 150 3:Platinum - - -
+2 q-none 0 2:Gold - - -
+2 q-up 600 - - - -
+2 q-keep 600 2:Gold past - -"
+AS_OF=$(date -u -d '+1 hour' '+%Y-%m-%d %H:%M:%S+00')
+tier_setup() {   # database -> "label member_id" lines
+    local db=$1 p1 p2 prog label spend tier grace lock status m
+    p1=$(qn "$PORT0" -d "$db" -c "SELECT loyalty.create_program('tiers one step')") || return 1
+    p2=$(qn "$PORT0" -d "$db" -c "SELECT loyalty.create_program('tiers to qualified')") || return 1
+    qn "$PORT0" -d "$db" -o /dev/null \
+        -c "SELECT loyalty.set_tier_policy($p1, 'spend', grace => interval '30 days')" \
+        -c "SELECT loyalty.set_tier_policy($p2, 'spend', downgrade => 'to_qualified')" \
+        -c "SELECT loyalty.define_tier(p, 1, 'Silver', 100), loyalty.define_tier(p, 2, 'Gold', 500),
+                   loyalty.define_tier(p, 3, 'Platinum', 2000) FROM unnest(ARRAY[$p1, $p2]) p" || return 1
+    echo "P $p1"
+    echo "$TIER_MEMBERS" | while read -r prog label spend tier grace lock status; do
+        [ -z "$prog" ] && continue
+        [ "$prog" = 1 ] && prog=$p1 || prog=$p2
+        m=$(qn "$PORT0" -d "$db" -c "SELECT loyalty.enroll($prog, 'pos', 'tier-$label')") || return 1
+        [ "$spend" != 0 ] && { qn "$PORT0" -d "$db" -o /dev/null -c "SELECT loyalty.earn($m, $spend)" || return 1; }
+        qn "$PORT0" -d "$db" -o /dev/null -c "UPDATE loyalty.accounts SET
+            tier = $([ "$tier" = - ] && echo NULL || echo "'$tier'"),
+            tier_grace_until = $(case $grace in past) echo "'$AS_OF'::timestamptz - interval '1 day'" ;;
+                                                 future) echo "'$AS_OF'::timestamptz + interval '5 days'" ;; *) echo NULL ;; esac),
+            tier_locked_until = $([ "$lock" = future ] && echo "'infinity'" || echo NULL)
+            WHERE member_id = $m" || return 1
+        [ "$status" = closed ] && { qn "$PORT0" -d "$db" -o /dev/null -c "SELECT loyalty.set_member_status($m, 'closed')" || return 1; }
+        echo "$label $m"
+    done
+}
+tier_state() {   # database, map file -> one line per member: label, tier, grace end, history, events
+    local label m
+    grep -v '^P ' "$2" | while read -r label m; do
+        qn "$PORT0" -d "$1" -c "SELECT '$label', a.tier, a.tier_grace_until - '$AS_OF'::timestamptz, a.tier_locked_until,
+            (SELECT string_agg(coalesce(h.from_tier::text, '-') || '>' || coalesce(h.to_tier::text, '-') || ' ' || h.reason, '; ' ORDER BY h.changed_at, h.change_id)
+             FROM loyalty.tier_history h WHERE h.member_id = $m),
+            (SELECT string_agg(e.payload::text, '; ' ORDER BY e.created_at, e.event_id) FROM loyalty.events e
+             WHERE e.member_id = $m AND e.kind = 'tier.changed')
+            FROM loyalty.accounts a WHERE a.member_id = $m"
+    done
+}
+tier_review() {  # database, map file -> runs the reviews, prints what they return
+    local p1 m
+    p1=$(grep '^P ' "$2" | cut -d' ' -f2)
+    qn "$PORT0" -d "$1" -c "CALL loyalty.review_tiers($p1, '$AS_OF', batch_size => 3)" 2>&1 | grep -v 'NOTICE' || true
+    for l in q-down q-none q-up q-keep; do
+        m=$(grep "^$l " "$2" | cut -d' ' -f2)
+        qn "$PORT0" -d "$1" -c "SELECT '$l', loyalty.review_member_tier($m, '$AS_OF')" 2>&1
+    done
+}
+if tier_setup postgres >"$TMP/tmap_c" 2>"$TMP/err" && tier_setup nocitus >"$TMP/tmap_1" 2>>"$TMP/err"; then
+    ok "tier programs and $(echo "$TIER_MEMBERS" | grep -c .) members in each state, in the cluster and in the plain database"
+else bad "tier members" "$(cat "$TMP/err")"; fi
+TM1=$(grep -v '^P ' "$TMP/tmap_c" | grep '^[a-z-]* ' | head -11 | cut -d' ' -f2 | paste -sd,)
+check "the program's members are on both workers" \
+    "SELECT count(DISTINCT n.nodeport) = 2 FROM loyalty.members m
+     JOIN pg_dist_placement pl ON pl.shardid = get_shard_id_for_distribution_column('loyalty.members', m.member_id)
+     JOIN pg_dist_node n USING (groupid) WHERE m.member_id IN ($TM1)"
+tier_state postgres "$TMP/tmap_c" >"$TMP/tier_before"
+tier_review postgres "$TMP/tmap_c" >"$TMP/trev_c"
+tier_review nocitus "$TMP/tmap_1" >"$TMP/trev_1"
+if diff "$TMP/trev_c" "$TMP/trev_1" >/dev/null && ! grep -q ERROR "$TMP/trev_c"; then
+    ok "review_tiers(batch_size => 3) on the coordinator and review_member_tier() run, and return what they return without Citus"
+else bad "review_tiers() and review_member_tier() on the cluster" "$(diff "$TMP/trev_c" "$TMP/trev_1" | head -20)"; fi
+tier_state postgres "$TMP/tmap_c" >"$TMP/tier_c"
+tier_state nocitus "$TMP/tmap_1" >"$TMP/tier_1"
+if diff "$TMP/tier_c" "$TMP/tier_1" >/dev/null && ! diff -q "$TMP/tier_before" "$TMP/tier_c" >/dev/null; then
+    ok "tiers, grace ends, locks, tier_history and tier.changed events equal the plain install's"
+else bad "tiers, history and events equal the plain install's" "$(diff "$TMP/tier_c" "$TMP/tier_1" | head -30)"; fi
+tier_is() { grep -q "^$1|$2|" "$TMP/tier_c" && ok "  $1: $2" || bad "  $1: $2" "$(grep "^$1|" "$TMP/tier_c")"; }
+tier_is up-none 2:Gold; tier_is up-silver 2:Gold; tier_is up-keep 2:Gold; tier_is clear-grace "1:Silver|"
+tier_is start-grace "3:Platinum|30 days"; tier_is grace-runs "3:Platinum|5 days"; tier_is step-down "2:Gold|"
+tier_is step-to-none "|"; tier_is locked 2:Gold; tier_is closed 1:Silver; tier_is q-down "1:Silver"; tier_is q-none "|"
+tier_is q-up 2:Gold; tier_is q-keep "2:Gold|"
+# a second run changes nothing
+if out=$(qn "$PORT0" -c "CALL loyalty.review_tiers($(grep '^P ' "$TMP/tmap_c" | cut -d' ' -f2), '$AS_OF', batch_size => 3)" 2>&1) &&
+   echo "$out" | grep -q "done: 11 members reviewed, 0 tiers changed"; then
+    ok "a second review_tiers() reviews 11 members and changes none"
+else bad "a second review_tiers() changes nothing" "$out"; fi
 check "loyalty.verify() still returns no rows" "SELECT count(*) = 0 FROM loyalty.verify()"
 
 # --- pgTAP ----------------------------------------------------------------------
