@@ -42,7 +42,8 @@ CREATE TABLE bench_lots.lots (
     expires_at  timestamptz,
     created_at  timestamptz NOT NULL DEFAULT now(),
     is_open     boolean GENERATED ALWAYS AS (remaining > 0) STORED,
-    PRIMARY KEY (member_id, lot_id)
+    -- keyed as loyalty.lots is: lot first, so a new lot goes to the right edge
+    PRIMARY KEY (lot_id, member_id)
 ) WITH (fillfactor = 90);
 CREATE INDEX lots_open_idx ON bench_lots.lots (member_id, expires_at, created_at) WHERE is_open;
 
@@ -51,7 +52,7 @@ CREATE TABLE bench_lots.allocations (
     entry_id    bigint NOT NULL,
     lot_id      bigint NOT NULL,
     points      bigint NOT NULL,
-    PRIMARY KEY (member_id, entry_id, lot_id)
+    PRIMARY KEY (entry_id, member_id, lot_id)
 );
 
 -- A purchase: floor(amount) points (earn rate 1) in a lot expiring in 2 years.

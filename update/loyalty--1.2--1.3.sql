@@ -12,6 +12,10 @@ ALTER TABLE loyalty.lots SET (fillfactor = 90);
 COMMENT ON COLUMN loyalty.lots.is_open IS 'remaining > 0 (generated): the lot still has points to spend or expire';
 DROP INDEX loyalty.lots_open_idx;
 CREATE INDEX lots_open_idx ON loyalty.lots (member_id, expires_at, created_at) WHERE is_open;
+-- Keys led by the lot's and the debit's own id, so that new rows go to the
+-- right edge of the index instead of a random leaf (30_ledger.sql).
+ALTER TABLE loyalty.lots DROP CONSTRAINT lots_pkey, ADD PRIMARY KEY (lot_id, member_id);
+ALTER TABLE loyalty.allocations DROP CONSTRAINT allocations_pkey, ADD PRIMARY KEY (entry_id, member_id, lot_id);
 
 -- The global expiry index of lots (written by every earn) gives way to a
 -- per-member expiry bound on the account, written only when it moves.
@@ -671,7 +675,7 @@ BEGIN
         next_expiry_at = LEAST(s.next_expiry_at,
                                (SELECT pg_catalog.min(l.expires_at) FROM loyalty.lots l
                                 WHERE l.member_id OPERATOR(pg_catalog.=) survivor
-                                  AND l.entry_id OPERATOR(pg_catalog.=) v_in)),
+                                  AND l.is_open AND l.entry_id OPERATOR(pg_catalog.=) v_in)),
         updated_at = now()
     WHERE s.member_id OPERATOR(pg_catalog.=) survivor;
     UPDATE loyalty.accounts a SET

@@ -432,7 +432,7 @@ BEGIN
         next_expiry_at = LEAST(s.next_expiry_at,
                                (SELECT pg_catalog.min(l.expires_at) FROM loyalty.lots l
                                 WHERE l.member_id OPERATOR(pg_catalog.=) survivor
-                                  AND l.entry_id OPERATOR(pg_catalog.=) v_in)),
+                                  AND l.is_open AND l.entry_id OPERATOR(pg_catalog.=) v_in)),
         updated_at = now()
     WHERE s.member_id OPERATOR(pg_catalog.=) survivor;
     UPDATE loyalty.accounts a SET
