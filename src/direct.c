@@ -818,7 +818,7 @@ static const int program_fields[PF_COUNT] = {
 
 /* The primary key of a table keyed by one bigint column, `col`. */
 static Relation
-OpenKeyIndex(Relation rel, DirectTable t, int col)
+OpenKeyIndex(Relation rel, DirectTable t, int col, LOCKMODE lockmode)
 {
 	Oid			idxid = RelationGetPrimaryKeyIndex(rel);
 	Relation	idx;
@@ -828,7 +828,7 @@ OpenKeyIndex(Relation rel, DirectTable t, int col)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("table loyalty.%s has no primary key", table_defs[t].name),
 				 errhint("The extension's tables were changed by hand; reinstall or update the extension.")));
-	idx = index_open(idxid, AccessShareLock);
+	idx = index_open(idxid, lockmode);
 	if (idx->rd_index->indnkeyatts != 1 ||
 		idx->rd_index->indkey.values[0] != maps[t].attno[col] + 1 ||
 		idx->rd_opfamily[0] != INTEGER_BTREE_FAM_OID)
@@ -913,7 +913,13 @@ direct_read_account(int64 member_id, bool lock, AccountRead *out)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("loyalty.accounts must be a plain table")));
 	CheckColumns(DT_ACCOUNTS, rel);
-	idx = OpenKeyIndex(rel, DT_ACCOUNTS, A_MEMBER);
+	/*
+	 * A locking read is followed by the account's update, which takes
+	 * RowExclusiveLock on every index: take that mode here too, or the key
+	 * index would hold two locks (and use two of the backend's sixteen
+	 * fast-path lock slots).
+	 */
+	idx = OpenKeyIndex(rel, DT_ACCOUNTS, A_MEMBER, lock ? RowExclusiveLock : AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	found = FetchByKey(rel, idx, snap, member_id, slot);
@@ -969,7 +975,7 @@ direct_read_account(int64 member_id, bool lock, AccountRead *out)
 
 		prel = table_open(TableOid(DT_PROGRAMS), AccessShareLock);
 		CheckColumns(DT_PROGRAMS, prel);
-		pidx = OpenKeyIndex(prel, DT_PROGRAMS, P_PROGRAM);
+		pidx = OpenKeyIndex(prel, DT_PROGRAMS, P_PROGRAM, AccessShareLock);
 		pslot = table_slot_create(prel, NULL);
 		if (!FetchByKey(prel, pidx, snap, program_id, pslot))
 			elog(ERROR, "loyalty: program %lld of member %lld not found",
