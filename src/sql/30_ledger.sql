@@ -160,8 +160,8 @@ CREATE TABLE loyalty.lots (
     -- can be a heap-only (HOT) update, with no new index entries.
     is_open         boolean NOT NULL GENERATED ALWAYS AS (remaining OPERATOR(loyalty.>) '0'::loyalty.points) STORED,
     -- Lot id first: a credit's lot then goes to the right edge of the key (ids
-    -- come from one sequence), not to a random leaf of the member, which made
-    -- this key a quarter of an earn's cost.  Lots are found by (lot, member)
+    -- come from one sequence), not to a random leaf of the member (on a
+    -- grown ledger that insertion was a tenth of an earn's time, bench/).  Lots are found by (lot, member)
     -- or, a member's spendable ones, through lots_open_idx; no query reads a
     -- member's closed lots by member alone.  (Only the write cost follows the
     -- ids; no rule does.)

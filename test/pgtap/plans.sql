@@ -29,7 +29,8 @@ SELECT cmp_ok((SELECT idx_scan FROM pg_stat_xact_user_tables WHERE relid = 'loya
 -- The lots and allocations are keyed by their own ids first (lot, debit
 -- entry), so that new rows go to the index's right edge.  Every other way the
 -- API reads them must still have an index: with sequential scans disabled,
--- the planner falls back to one only where no index fits.
+-- the planner falls back to one only where no index fits.  (A full scan of
+-- an index on its second column does not show here.)
 SELECT seq_scan AS lots_before FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lots'::regclass \gset
 SELECT seq_scan AS allocs_before FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.allocations'::regclass \gset
 SET LOCAL enable_seqscan = off;
