@@ -168,6 +168,51 @@ MIX_PLPGSQL=(-n -D members="$BENCH_MEMBERS"
 MIX_LOTS=(-n -D members="$BENCH_MEMBERS"
           -f "$HERE/lots_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/lots_redeem.sql@$BENCH_REDEEM_WEIGHT")
 
+# interleaved SYNC: the three ledgers' scripts in ONE pgbench run, picked at
+# random per transaction by weight, so that every ledger meets the same
+# machine at the same moment (this VM's speed drifts by 10-30% from one
+# minute to the next, which separate runs take as a difference between the
+# ledgers).  pgbench reports each script's average latency; a ledger's figure
+# is its mix (earn and redeem latencies weighted like the mix), and the ratio
+# is plpgsql's latency over loyalty's: above 1 the extension takes less time.
+declare -A ILAT
+interleaved() {
+    local sync=$1 out="$TMP/interleaved-$1.out" rc=0
+    q -c "CHECKPOINT"
+    PGOPTIONS="${PGOPTIONS:-} -c synchronous_commit=$sync" \
+        pgbench -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -M prepared -T "$BENCH_SECONDS" -n \
+        -D base="$base" -D members="$BENCH_MEMBERS" \
+        -f "$HERE/loyalty_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/loyalty_redeem.sql@$BENCH_REDEEM_WEIGHT" \
+        -f "$HERE/plpgsql_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/plpgsql_redeem.sql@$BENCH_REDEEM_WEIGHT" \
+        -f "$HERE/lots_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/lots_redeem.sql@$BENCH_REDEEM_WEIGHT" \
+        "$BENCH_DB" >"$out" 2>&1 || rc=$?
+    local failed aborted
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
+    aborted=$(grep -c 'aborted in command\|Run was aborted' "$out" || true)
+    if [[ $rc != 0 || $aborted != 0 || ${failed:-0} != 0 ]]; then
+        cat "$out" >&2
+        die "interleaved pgbench run (synchronous_commit=$sync) failed (exit $rc)"
+    fi
+    # "SQL script N: .../loyalty_earn.sql" ... " - latency average = 0.123 ms"
+    local script lat
+    while read -r script lat; do
+        ILAT[$script,$sync]=$lat
+    done < <(awk '/^SQL script [0-9]+:/ { n = $NF; sub(/.*\//, "", n); sub(/\.sql$/, "", n) }
+                  /^ - latency average = / && n != "" { print n, $5; n = "" }' "$out")
+    local w
+    for w in loyalty_earn loyalty_redeem plpgsql_earn plpgsql_redeem lots_earn lots_redeem; do
+        [[ -n ${ILAT[$w,$sync]:-} ]] || { cat "$out" >&2; die "no latency of $w in the interleaved run"; }
+    done
+    for w in loyalty plpgsql lots; do
+        ILAT[$w,$sync]=$(awk -v e="${ILAT[${w}_earn,$sync]}" -v r="${ILAT[${w}_redeem,$sync]}" \
+            -v we="$BENCH_EARN_WEIGHT" -v wr="$BENCH_REDEEM_WEIGHT" 'BEGIN { printf "%.4f", (we * e + wr * r) / (we + wr) }')
+    done
+    printf '  interleaved sync=%-3s latency ms: loyalty %s (earn %s, redeem %s), plpgsql %s (%s, %s), lots %s (%s, %s)\n' "$sync" \
+        "${ILAT[loyalty,$sync]}" "${ILAT[loyalty_earn,$sync]}" "${ILAT[loyalty_redeem,$sync]}" \
+        "${ILAT[plpgsql,$sync]}" "${ILAT[plpgsql_earn,$sync]}" "${ILAT[plpgsql_redeem,$sync]}" \
+        "${ILAT[lots,$sync]}" "${ILAT[lots_earn,$sync]}" "${ILAT[lots_redeem,$sync]}"
+}
+
 t0=$(now)
 # median of the numbers given
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -196,6 +241,7 @@ for sync in on off; do
         ROUND_RATIOS[$sync]+="$(awk -v a="${TPS[loyalty,$sync]}" -v b="${TPS[plpgsql,$sync]}" 'BEGIN { printf "%.3f ", a / b }')"
         ROUND_RATIOS_LOTS[$sync]+="$(awk -v a="${TPS[loyalty,$sync]}" -v b="${TPS[lots,$sync]}" 'BEGIN { printf "%.3f ", a / b }')"
     done
+    interleaved "$sync"
     for w in loyalty plpgsql lots; do
         # shellcheck disable=SC2086
         TPS[$w,$sync]=$(median ${T[$w]})
@@ -233,6 +279,14 @@ for sync in on off; do
     echo "ratio loyalty/tpcb (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[tpcb,$sync]}")"
     echo "ratio loyalty/select1 (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[select1,$sync]}")"
     echo "ratio plpgsql/tpcb (sync=$sync): $(ratio "${TPS[plpgsql,$sync]}" "${TPS[tpcb,$sync]}")"
+done
+for sync in on off; do
+    # latency of the reference over loyalty's: the speed ratio, as tps ratios are
+    for op in earn redeem; do
+        echo "ratio interleaved loyalty/plpgsql $op (sync=$sync): $(ratio "${ILAT[plpgsql_$op,$sync]}" "${ILAT[loyalty_$op,$sync]}")"
+    done
+    echo "ratio interleaved loyalty/plpgsql (sync=$sync): $(ratio "${ILAT[plpgsql,$sync]}" "${ILAT[loyalty,$sync]}")"
+    echo "ratio interleaved loyalty/lots (sync=$sync): $(ratio "${ILAT[lots,$sync]}" "${ILAT[loyalty,$sync]}")"
 done
 for name in select1 tpcb loyalty plpgsql lots; do
     echo "ratio $name sync off/on: $(ratio "${TPS[$name,off]}" "${TPS[$name,on]}")"
