@@ -20,6 +20,8 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/itup.h"
+#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -1071,8 +1073,17 @@ ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points,
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
 	scan = index_beginscan(rel, idx, snap, 1, 0);
+	/*
+	 * The index returns the lots by (expiry, creation), NULL expiry last:
+	 * first-to-expire-first already, but for the lot id between equal keys.
+	 * Once the lots collected cover the debit, only lots with the same key as
+	 * the last one can still come before it.  That is decided on the index
+	 * entry, which carries the key: fetching the next lot's row to read it
+	 * there cost every redemption a heap page of another lot (bench/README).
+	 */
+	scan->xs_want_itup = ordered;
 	index_rescan(scan, &skey, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (;;)
 	{
 		int64		remaining;
 		TimestampTz vests,
@@ -1080,20 +1091,28 @@ ConsumeLotsLocal(DirectWriter *w, int64 member_id, int64 entry_id, int64 points,
 					created;
 		bool		expires_null;
 
+		if (index_getnext_tid(scan, ForwardScanDirection) == NULL)
+			break;
+		if (ordered && available >= points && nlots > 0)
+		{
+			bool		cnull;
+			Datum		e = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &expires_null);
+			Datum		c = index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &cnull);
+
+			expires = expires_null ? DT_NOEND : DatumGetTimestampTz(e);
+			if (cnull || expires != lots[nlots - 1].expires_at ||
+				DatumGetTimestampTz(c) != lots[nlots - 1].created_at)
+				break;
+		}
+		/* (an MVCC snapshot sees at most one version per entry) */
+		if (!index_fetch_heap(scan, slot))
+			continue;
+
 		slot_getallattrs(slot);
 		expires_null = slot->tts_isnull[a[T_EXPIRES]];
 		expires = expires_null ? DT_NOEND : DatumGetTimestampTz(slot->tts_values[a[T_EXPIRES]]);
 		created = DatumGetTimestampTz(slot->tts_values[a[T_CREATED]]);
 
-		/*
-		 * The index returns the lots by (expiry, creation), NULL expiry last:
-		 * first-to-expire-first already, but for the lot id between equal
-		 * keys.  Once the lots collected cover the debit, only lots with the
-		 * same key as the last one can still come before it.
-		 */
-		if (ordered && available >= points && nlots > 0 &&
-			(expires != lots[nlots - 1].expires_at || created != lots[nlots - 1].created_at))
-			break;
 		if (slot->tts_isnull[a[T_REMAINING]] || slot->tts_isnull[a[T_VESTS]])
 			continue;
 		remaining = DatumGetInt64(slot->tts_values[a[T_REMAINING]]);
