@@ -150,6 +150,8 @@ typedef struct ColumnMap
 	AttrNumber	attno[MAX_COLS];	/* 0-based index into the tuple; -1: an
 									 * optional column that is missing */
 	Oid			seqid;			/* ledger: the entry_id identity sequence */
+	bool		checked;		/* checked against the table since its last
+								 * relcache invalidation */
 } ColumnMap;
 
 static ColumnMap maps[DT_COUNT];
@@ -179,9 +181,17 @@ CheckColumns(DirectTable t, Relation rel)
 	const TableDef *def = &table_defs[t];
 	ColumnMap  *map = &maps[t];
 	TupleDesc	desc = RelationGetDescr(rel);
-	bool		valid = map->relid == RelationGetRelid(rel) && map->natts == desc->natts;
+	bool		valid;
 	int			i;
 
+	/*
+	 * Any change of the table's columns invalidates its relcache entry,
+	 * which clears `checked` (InvalidateColumnMaps): until then the names
+	 * need not be compared again on every call.
+	 */
+	if (map->checked && map->relid == RelationGetRelid(rel))
+		return;
+	valid = map->relid == RelationGetRelid(rel) && map->natts == desc->natts;
 	for (i = 0; valid && i < def->ncols; i++)
 	{
 		Form_pg_attribute att;
@@ -197,9 +207,13 @@ CheckColumns(DirectTable t, Relation rel)
 		valid = !att->attisdropped && strcmp(NameStr(att->attname), ColName(def->cols[i])) == 0;
 	}
 	if (valid)
+	{
+		map->checked = true;
 		return;
+	}
 
 	map->relid = InvalidOid;
+	map->checked = false;
 	for (i = 0; i < def->ncols; i++)
 	{
 		int			a;
@@ -247,6 +261,18 @@ CheckColumns(DirectTable t, Relation rel)
 		map->seqid = getIdentitySequence(RelationGetRelid(rel), map->attno[L_ENTRY] + 1, false);
 	map->relid = RelationGetRelid(rel);
 	map->natts = desc->natts;
+	map->checked = true;
+}
+
+static void
+InvalidateColumnMaps(Datum arg, Oid relid)
+{
+	int			t;
+
+	(void) arg;
+	for (t = 0; t < DT_COUNT; t++)
+		if (!OidIsValid(relid) || maps[t].relid == relid)
+			maps[t].checked = false;
 }
 
 /*
@@ -278,6 +304,7 @@ TableOid(DirectTable t)
 		{
 			CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateRelids, (Datum) 0);
 			CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateRelids, (Datum) 0);
+			CacheRegisterRelcacheCallback(InvalidateColumnMaps, (Datum) 0);
 			relids_callback = true;
 		}
 		for (i = 0; i < DT_COUNT; i++)

@@ -5,7 +5,7 @@
 -- takes lots first-to-expire-first exactly as the SQL form does, and that
 -- the account it reads is the latest one.
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 
 SELECT loyalty.create_program('wp', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.enroll(:p, 'pos', 'wp-1') AS m \gset
@@ -21,6 +21,18 @@ SELECT is((SELECT count(*) FROM loyalty.ledger WHERE member_id = :m AND referenc
 -- and once dropped, it is neither used nor opened
 DROP INDEX loyalty.wp_ref_once;
 SELECT lives_ok(format('SELECT loyalty.earn(%s, 5, reference => %L)', :m, 'once'), 'a dropped index is forgotten');
+
+-- the columns are checked again after any change of the table: one added,
+-- renamed or dropped after a call is seen by the next call
+ALTER TABLE loyalty.lots ADD COLUMN wp_extra integer;
+SELECT throws_ok(format('SELECT loyalty.earn(%s, 5)', :m), '0A000', NULL,
+                 'a column added to lots after a call is refused by the next write');
+ALTER TABLE loyalty.lots DROP COLUMN wp_extra;
+ALTER TABLE loyalty.ledger RENAME COLUMN reason TO wp_reason;
+SELECT throws_ok(format('SELECT loyalty.earn(%s, 5)', :m), '42703', NULL,
+                 'a ledger column renamed after a call is missed by the next write');
+ALTER TABLE loyalty.ledger RENAME COLUMN wp_reason TO reason;
+SELECT lives_ok(format('SELECT loyalty.earn(%s, 5)', :m), 'the restored tables are written again');
 
 -- first-to-expire-first across lots with different expiries and ages
 SELECT loyalty.enroll(:p, 'pos', 'wp-2') AS m2 \gset
