@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/itup.h"
 #include "access/relscan.h"
 #include "access/table.h"
@@ -42,6 +43,7 @@
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteHandler.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -276,12 +278,40 @@ InvalidateColumnMaps(Datum arg, Oid relid)
 }
 
 /*
+ * The program row of the last account read, kept between calls: every write
+ * read it by its key (an index descent and a heap page, about 5% of an
+ * earn).  Any change of loyalty.programs invalidates the table's relcache
+ * entry in every backend at commit (trigger programs_changed, enabled ALWAYS
+ * so that it fires under session_replication_role = replica too), and the
+ * callback below drops the copy.  A transaction processes invalidations at
+ * its start, so a call never uses a row older than its transaction; within a
+ * READ COMMITTED transaction the row may be a statement old, as a program
+ * change committed during the call would be.
+ */
+static Oid	relids[DT_COUNT];		/* see TableOid() */
+static bool relids_valid = false;
+static bool relids_callback = false;
+
+static bool pcache_valid = false;
+static int64 pcache_program = 0;
+static Datum pcache_values[PF_COUNT];
+static bool pcache_nulls[PF_COUNT];
+static bool pcache_byval[PF_COUNT];
+static int16 pcache_len[PF_COUNT];
+static MemoryContext pcache_cxt = NULL;
+
+static void
+InvalidateProgramCache(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!OidIsValid(relid) || !relids_valid || relid == relids[DT_PROGRAMS])
+		pcache_valid = false;
+}
+
+/*
  * The tables' OIDs, looked up once and forgotten whenever pg_class changes
  * (a table replaced, the schema renamed), so a call costs no catalog lookup.
  */
-static Oid	relids[DT_COUNT];
-static bool relids_valid = false;
-static bool relids_callback = false;
 
 static void
 InvalidateRelids(Datum arg, int cacheid, uint32 hashvalue)
@@ -305,6 +335,7 @@ TableOid(DirectTable t)
 			CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateRelids, (Datum) 0);
 			CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateRelids, (Datum) 0);
 			CacheRegisterRelcacheCallback(InvalidateColumnMaps, (Datum) 0);
+			CacheRegisterRelcacheCallback(InvalidateProgramCache, (Datum) 0);
 			relids_callback = true;
 		}
 		for (i = 0; i < DT_COUNT; i++)
@@ -911,6 +942,84 @@ CopyFields(TupleTableSlot *slot, DirectTable t, const int *fields, int n, Datum 
 	}
 }
 
+PG_FUNCTION_INFO_V1(loyalty_programs_changed);
+
+/*
+ * Trigger on loyalty.programs (after each statement that changes it): every
+ * backend drops its copy of a program row once the change commits.
+ */
+Datum
+loyalty_programs_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("loyalty.programs_changed() must be called as a trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+/* Copy program fields into `cxt`; their types are pcache_byval/len. */
+static void
+CopyProgramInto(MemoryContext cxt, const Datum *from, const bool *from_null, Datum *to, bool *to_null)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	int			i;
+
+	for (i = 0; i < PF_COUNT; i++)
+	{
+		to_null[i] = from_null[i];
+		to[i] = from_null[i] ? (Datum) 0 :
+			datumCopy(from[i], pcache_byval[i], pcache_len[i]);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Note the types of the program fields, as the table's columns have them. */
+static void
+ProgramFieldTypes(TupleDesc desc)
+{
+	int			i;
+
+	for (i = 0; i < PF_COUNT; i++)
+	{
+		AttrNumber	a = maps[DT_PROGRAMS].attno[program_fields[i]];
+
+		/* a missing optional column is always NULL: never copied */
+		pcache_byval[i] = a < 0 ? true : TupleDescAttr(desc, a)->attbyval;
+		pcache_len[i] = a < 0 ? 8 : TupleDescAttr(desc, a)->attlen;
+	}
+}
+
+/*
+ * Whether the row in a buffer slot is its latest version: not updated or
+ * deleted by anybody (a row lock, such as a foreign key check's, is not a
+ * new version), and not written by this transaction (which may still roll
+ * back).  Only such a row is kept: a version replaced before the
+ * invalidation of its change was processed here would otherwise be kept
+ * after it.
+ */
+static bool
+IsLatestVersion(TupleTableSlot *slot)
+{
+	BufferHeapTupleTableSlot *bslot = (BufferHeapTupleTableSlot *) slot;
+	HeapTupleHeader h;
+	bool		latest;
+
+	if (!TTS_IS_BUFFERTUPLE(slot) || !BufferIsValid(bslot->buffer) || bslot->base.tuple == NULL)
+		return false;
+	LockBuffer(bslot->buffer, BUFFER_LOCK_SHARE);
+	h = bslot->base.tuple->t_data;
+	latest = !TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(h)) &&
+		((h->t_infomask & HEAP_XMAX_INVALID) ||
+		 HEAP_XMAX_IS_LOCKED_ONLY(h->t_infomask) ||
+		 !TransactionIdIsValid(HeapTupleHeaderGetRawXmax(h)));
+	LockBuffer(bslot->buffer, BUFFER_LOCK_UNLOCK);
+	return latest;
+}
+
 /*
  * Find a member's account by its primary key and, when `lock`, lock it FOR
  * NO KEY UPDATE, as the SQL statement would but without planning it: under
@@ -1002,17 +1111,40 @@ direct_read_account(int64 member_id, bool lock, AccountRead *out)
 			elog(ERROR, "loyalty: the account of member %lld has no program", (long long) member_id);
 		program_id = DatumGetInt64(out->acc[AF_PROGRAM]);
 
-		prel = table_open(TableOid(DT_PROGRAMS), AccessShareLock);
-		CheckColumns(DT_PROGRAMS, prel);
-		pidx = OpenKeyIndex(prel, DT_PROGRAMS, P_PROGRAM, AccessShareLock);
-		pslot = table_slot_create(prel, NULL);
-		if (!FetchByKey(prel, pidx, snap, program_id, pslot))
-			elog(ERROR, "loyalty: program %lld of member %lld not found",
-				 (long long) program_id, (long long) member_id);
-		CopyFields(pslot, DT_PROGRAMS, program_fields, PF_COUNT, out->prog, out->prog_null);
-		ExecDropSingleTupleTableSlot(pslot);
-		index_close(pidx, NoLock);
-		table_close(prel, NoLock);
+		if (pcache_valid && pcache_program == program_id)
+			CopyProgramInto(CurrentMemoryContext, pcache_values, pcache_nulls, out->prog, out->prog_null);
+		else
+		{
+			bool		latest;
+
+			prel = table_open(TableOid(DT_PROGRAMS), AccessShareLock);
+			CheckColumns(DT_PROGRAMS, prel);
+			pidx = OpenKeyIndex(prel, DT_PROGRAMS, P_PROGRAM, AccessShareLock);
+			pslot = table_slot_create(prel, NULL);
+			if (!FetchByKey(prel, pidx, snap, program_id, pslot))
+				elog(ERROR, "loyalty: program %lld of member %lld not found",
+					 (long long) program_id, (long long) member_id);
+			CopyFields(pslot, DT_PROGRAMS, program_fields, PF_COUNT, out->prog, out->prog_null);
+			latest = IsLatestVersion(pslot);
+			if (latest)
+			{
+				pcache_valid = false;
+				ProgramFieldTypes(RelationGetDescr(prel));
+			}
+			ExecDropSingleTupleTableSlot(pslot);
+			index_close(pidx, NoLock);
+			table_close(prel, NoLock);
+			if (latest)
+			{
+				if (pcache_cxt == NULL)
+					pcache_cxt = AllocSetContextCreate(CacheMemoryContext, "loyalty program row",
+													   ALLOCSET_SMALL_SIZES);
+				MemoryContextReset(pcache_cxt);
+				CopyProgramInto(pcache_cxt, out->prog, out->prog_null, pcache_values, pcache_nulls);
+				pcache_program = program_id;
+				pcache_valid = true;
+			}
+		}
 	}
 	UnregisterSnapshot(snap);
 	ExecDropSingleTupleTableSlot(slot);

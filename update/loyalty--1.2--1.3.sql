@@ -1475,3 +1475,16 @@ BEGIN
         DELETE FROM loyalty.ledger_pending_ddl d WHERE d.seq = v_ddl.seq;
     END LOOP;
 END $$;
+
+-- The C write path keeps the program row of its last call in each backend
+-- (src/direct.c); after any change of programs every backend drops it, at
+-- commit.  ALWAYS: also under session_replication_role = replica (logical
+-- replication's apply, some restores), or a changed rate could go unseen.
+CREATE FUNCTION loyalty.programs_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'loyalty_programs_changed' LANGUAGE C SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.programs_changed() IS
+    'Trigger: makes every session re-read changed program rows after the change commits';
+REVOKE ALL ON FUNCTION loyalty.programs_changed() FROM PUBLIC;
+CREATE TRIGGER programs_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON loyalty.programs
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.programs_changed();
+ALTER TABLE loyalty.programs ENABLE ALWAYS TRIGGER programs_changed;

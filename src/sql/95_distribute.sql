@@ -28,7 +28,8 @@
 --   foreign keys between loyalty tables are dropped first (Citus converts one
 --     table at a time) and re-added afterwards, except identities -> members;
 --   triggers (ledger_append_only and ledger_no_truncate on the ledger, the
---     rules-version bumps on earning_rules and tiers, program_roles_changed)
+--     rules-version bumps on earning_rules and tiers, program_roles_changed,
+--     programs_changed)
 --     are allowed by citus.enable_unsafe_triggers for the conversion only;
 --     they fire on the shard of the row: member-local for the ledger; on
 --     every node's copy for the reference tables, where the rules-version
