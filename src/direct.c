@@ -31,6 +31,7 @@
 #include "catalog/pg_am_d.h"
 #include "catalog/index.h"
 #include "catalog/pg_opfamily_d.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -961,6 +962,35 @@ loyalty_programs_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * Whether changes of loyalty.programs reach InvalidateProgramCache: the
+ * trigger is there, enabled ALWAYS, after each statement of every kind.
+ * Not so while a 1.2 schema runs with this library (before ALTER EXTENSION
+ * UPDATE) or after someone disabled it; then every call reads the row.
+ * (Disabling or dropping it invalidates the relcache entry, and so the copy.)
+ */
+static bool
+ProgramsTriggerPresent(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+	int			i;
+
+	if (td == NULL)
+		return false;
+	for (i = 0; i < td->numtriggers; i++)
+	{
+		Trigger    *t = &td->triggers[i];
+
+		if (strcmp(t->tgname, "programs_changed") == 0 &&
+			t->tgenabled == TRIGGER_FIRES_ALWAYS &&
+			TRIGGER_FOR_AFTER(t->tgtype) && !TRIGGER_FOR_ROW(t->tgtype) &&
+			TRIGGER_FOR_INSERT(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
+			TRIGGER_FOR_DELETE(t->tgtype) && TRIGGER_FOR_TRUNCATE(t->tgtype))
+			return true;
+	}
+	return false;
+}
+
 /* Copy program fields into `cxt`; their types are pcache_byval/len. */
 static void
 CopyProgramInto(MemoryContext cxt, const Datum *from, const bool *from_null, Datum *to, bool *to_null)
@@ -1125,7 +1155,7 @@ direct_read_account(int64 member_id, bool lock, AccountRead *out)
 				elog(ERROR, "loyalty: program %lld of member %lld not found",
 					 (long long) program_id, (long long) member_id);
 			CopyFields(pslot, DT_PROGRAMS, program_fields, PF_COUNT, out->prog, out->prog_null);
-			latest = IsLatestVersion(pslot);
+			latest = ProgramsTriggerPresent(prel) && IsLatestVersion(pslot);
 			if (latest)
 			{
 				pcache_valid = false;
