@@ -301,6 +301,8 @@ static bool pcache_byval[PF_COUNT];
 static int16 pcache_len[PF_COUNT];
 static MemoryContext pcache_cxt = NULL;
 
+static void InvalidateDirectCaches(Datum arg, Oid relid);
+
 static void
 InvalidateProgramCache(Datum arg, Oid relid)
 {
@@ -335,8 +337,11 @@ TableOid(DirectTable t)
 		{
 			CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateRelids, (Datum) 0);
 			CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateRelids, (Datum) 0);
-			CacheRegisterRelcacheCallback(InvalidateColumnMaps, (Datum) 0);
-			CacheRegisterRelcacheCallback(InvalidateProgramCache, (Datum) 0);
+			/*
+			 * One relcache callback for all of this file's caches: a backend
+			 * has ten slots for every library loaded (Citus takes some).
+			 */
+			CacheRegisterRelcacheCallback(InvalidateDirectCaches, (Datum) 0);
 			relids_callback = true;
 		}
 		for (i = 0; i < DT_COUNT; i++)
@@ -436,6 +441,14 @@ InvalidateIndexCache(Datum arg, Oid relid)
 }
 
 static void
+InvalidateDirectCaches(Datum arg, Oid relid)
+{
+	InvalidateColumnMaps(arg, relid);
+	InvalidateProgramCache(arg, relid);
+	InvalidateIndexCache(arg, relid);
+}
+
+static void
 IndexCacheXactEnd(XactEvent event, void *arg)
 {
 	(void) arg;
@@ -463,7 +476,6 @@ BuildIndexCache(Relation rel, DirectTable t)
 	{
 		icache_cxt = AllocSetContextCreate(CacheMemoryContext, "loyalty index cache",
 										   ALLOCSET_SMALL_SIZES);
-		CacheRegisterRelcacheCallback(InvalidateIndexCache, (Datum) 0);
 		RegisterXactCallback(IndexCacheXactEnd, NULL);
 	}
 	old = MemoryContextSwitchTo(icache_cxt);
