@@ -279,9 +279,17 @@ InvalidateColumnMaps(Datum arg, Oid relid)
 }
 
 /*
+ * The tables' OIDs, looked up once and forgotten whenever pg_class changes
+ * (a table replaced, the schema renamed), so a call costs no catalog lookup.
+ */
+static Oid	relids[DT_COUNT];
+static bool relids_valid = false;
+static bool relids_callback = false;
+
+/*
  * The program row of the last account read, kept between calls: every write
  * read it by its key (an index descent and a heap page, about 5% of an
- * earn).  Any change of loyalty.programs invalidates the table's relcache
+ * earn's instructions).  Any change of loyalty.programs invalidates the table's relcache
  * entry in every backend at commit (trigger programs_changed, enabled ALWAYS
  * so that it fires under session_replication_role = replica too), and the
  * callback below drops the copy.  A transaction processes invalidations at
@@ -289,10 +297,6 @@ InvalidateColumnMaps(Datum arg, Oid relid)
  * READ COMMITTED transaction the row may be a statement old, as a program
  * change committed during the call would be.
  */
-static Oid	relids[DT_COUNT];		/* see TableOid() */
-static bool relids_valid = false;
-static bool relids_callback = false;
-
 static bool pcache_valid = false;
 static int64 pcache_program = 0;
 static Datum pcache_values[PF_COUNT];
@@ -310,11 +314,6 @@ InvalidateProgramCache(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || !relids_valid || relid == relids[DT_PROGRAMS])
 		pcache_valid = false;
 }
-
-/*
- * The tables' OIDs, looked up once and forgotten whenever pg_class changes
- * (a table replaced, the schema renamed), so a call costs no catalog lookup.
- */
 
 static void
 InvalidateRelids(Datum arg, int cacheid, uint32 hashvalue)
