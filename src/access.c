@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(loyalty_require_program);
 PG_FUNCTION_INFO_V1(loyalty_require_member);
 PG_FUNCTION_INFO_V1(loyalty_member_visible);
 PG_FUNCTION_INFO_V1(loyalty_program_roles_changed);
+PG_FUNCTION_INFO_V1(loyalty_programs_changed);
 
 static bool cache_valid = false;
 static Oid	cache_role = InvalidOid;
@@ -278,16 +279,35 @@ loyalty_require_member(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(member);
 }
 
-/* Statement trigger on program_roles: every backend drops its cache at commit. */
-Datum
-loyalty_program_roles_changed(PG_FUNCTION_ARGS)
+/*
+ * The statement triggers that tell every backend, at commit, that a table
+ * its caches copy from has changed: a relcache invalidation of the table,
+ * which the caches' callbacks watch for.
+ */
+static Datum
+InvalidateTriggerTable(FunctionCallInfo fcinfo)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("loyalty.program_roles_changed() must be called as a trigger")));
+				 errmsg("loyalty.%s() must be called as a trigger",
+						get_func_name(fcinfo->flinfo->fn_oid))));
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
+}
+
+/* On program_roles: the role bindings cached here. */
+Datum
+loyalty_program_roles_changed(PG_FUNCTION_ARGS)
+{
+	return InvalidateTriggerTable(fcinfo);
+}
+
+/* On programs: the program row kept by the write path (src/direct.c). */
+Datum
+loyalty_programs_changed(PG_FUNCTION_ARGS)
+{
+	return InvalidateTriggerTable(fcinfo);
 }

@@ -954,25 +954,6 @@ CopyFields(TupleTableSlot *slot, DirectTable t, const int *fields, int n, Datum 
 	}
 }
 
-PG_FUNCTION_INFO_V1(loyalty_programs_changed);
-
-/*
- * Trigger on loyalty.programs (after each statement that changes it): every
- * backend drops its copy of a program row once the change commits.
- */
-Datum
-loyalty_programs_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("loyalty.programs_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
-}
-
 /*
  * Whether changes of loyalty.programs reach InvalidateProgramCache: the
  * trigger is there, enabled ALWAYS, after each statement of every kind.

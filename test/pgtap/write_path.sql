@@ -5,7 +5,7 @@
 -- takes lots first-to-expire-first exactly as the SQL form does, and that
 -- the account it reads is the latest one.
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 SELECT loyalty.create_program('wp', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.enroll(:p, 'pos', 'wp-1') AS m \gset
@@ -33,6 +33,9 @@ SELECT throws_ok(format('SELECT loyalty.earn(%s, 5)', :m), '42703', NULL,
                  'a ledger column renamed after a call is missed by the next write');
 ALTER TABLE loyalty.ledger RENAME COLUMN wp_reason TO reason;
 SELECT lives_ok(format('SELECT loyalty.earn(%s, 5)', :m), 'the restored tables are written again');
+-- the trigger that tells the sessions about program changes is only a trigger
+SELECT throws_ok('SELECT loyalty.programs_changed()', '39P01', 'loyalty.programs_changed() must be called as a trigger',
+                 'programs_changed() called directly is refused');
 
 -- first-to-expire-first across lots with different expiries and ages
 SELECT loyalty.enroll(:p, 'pos', 'wp-2') AS m2 \gset
