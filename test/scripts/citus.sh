@@ -63,7 +63,8 @@ OPTS="-c shared_preload_libraries=citus -c max_prepared_transactions=50 -c max_c
 for n in $NODES; do
     $RUN "$PGBIN/initdb" -D "$TMP/$n" -U postgres -A trust >/dev/null || exit 1
     $RUN "$PGBIN/pg_ctl" -D "$TMP/$n" -w -t 60 -l "$TMP/$n.log" \
-        -o "-p $(port $n) -k $TMP -c listen_addresses=127.0.0.1 $OPTS" start >/dev/null || { failed=1; exit 1; }
+        -o "-p $(port $n) -k $TMP -c listen_addresses=127.0.0.1 $OPTS" start >/dev/null \
+        || { echo "citus.sh: node $n (port $(port $n)) did not start:" >&2; tail -n 20 "$TMP/$n.log" >&2; failed=1; exit 1; }
 done
 for n in $NODES; do qn "$(port $n)" -c "CREATE EXTENSION citus" || { failed=1; exit 1; }; done
 
