@@ -22,7 +22,8 @@
 # Exits 77 with "SKIP: ..." when Citus is not installed for $PGBIN.
 #
 #   PGBIN        server binaries (default /usr/lib/postgresql/15/bin)
-#   CITUS_PORT   first of three ports to use (default: three free ports from 54390)
+#   CITUS_PORT   first of three ports to use (default: three free ports just below the
+#                kernel's ephemeral port range)
 set -uo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,15 +33,30 @@ if [ ! -e "$PGBIN/../lib/citus.so" ] && [ ! -e "$("$PGBIN/pg_config" --pkglibdir
     exit 77
 fi
 
-# three free loopback ports
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Three free loopback ports, below the kernel's ephemeral range: a port in
+# that range can be a client socket's local port (psql, pgbench, libpq of
+# an earlier test), which no connect probe sees but which makes the
+# server's bind fail with "Address already in use".  A port counts as free
+# when no socket of any state has it as its local port.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+port_free() {
+    if [ -r /proc/net/tcp ]; then
+        local f files=()
+        for f in /proc/net/tcp /proc/net/tcp6; do [ -r "$f" ] && files+=("$f"); done
+        ! awk -v p="$(printf %04X "$1")" 'FNR > 1 { split($2, a, ":"); if (a[2] == p) f = 1 } END { exit !f }' \
+            "${files[@]}"
+    else
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
 if [ -n "${CITUS_PORT:-}" ]; then
     PORT0=$CITUS_PORT
 else
-    PORT0=54390
+    PORT0=$((EPHEMERAL_LOW > 30000 ? EPHEMERAL_LOW - 3000 : 20000))
+    LAST=$((PORT0 + 900))
     while ! { port_free $PORT0 && port_free $((PORT0 + 1)) && port_free $((PORT0 + 2)); }; do
         PORT0=$((PORT0 + 3))
-        [ $PORT0 -gt 54990 ] && { echo "citus.sh: no free ports" >&2; exit 1; }
+        [ $PORT0 -gt $LAST ] && { echo "citus.sh: no free ports" >&2; exit 1; }
     done
 fi
 
