@@ -143,7 +143,7 @@ q -c "VACUUM (FULL, ANALYZE)" -c "CHECKPOINT"
 echo "setup: $(elapsed "$t0")s ($BENCH_MEMBERS members in each of the three ledgers seeded, pgbench -i -s $BENCH_SCALE)"
 
 # --- runs -----------------------------------------------------------------------
-declare -A TPS LAT
+declare -A TPS LAT WAL
 RESULTS=()
 
 # run NAME SYNC pgbench-args...
@@ -151,10 +151,16 @@ run() {
     local name=$1 sync=$2 out="$TMP/$1-$2.out" rc=0
     shift 2
     q -c "CHECKPOINT"
+    # WAL written during the run, per transaction (the server's other writers,
+    # autovacuum and the checkpointer, are counted too; they are small here)
+    local lsn0
+    lsn0=$(q1 "SELECT pg_current_wal_lsn()")
     PGOPTIONS="${PGOPTIONS:-} -c synchronous_commit=$sync" \
         pgbench -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -M prepared -T "$BENCH_SECONDS" "$@" "$BENCH_DB" \
         >"$out" 2>&1 || rc=$?
-    local tps lat failed aborted
+    local tps lat failed aborted ntx
+    ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
+    [[ ${ntx:-0} -gt 0 ]] && WAL[$name,$sync]=$(q1 "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0') / $ntx)")
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
@@ -166,7 +172,7 @@ run() {
     TPS[$name,$sync]=$tps
     LAT[$name,$sync]=$lat
     RESULTS+=("$name,$sync")
-    printf '  %-8s sync=%-3s tps %10.1f  latency %7.3f ms\n' "$name" "$sync" "$tps" "$lat"
+    printf '  %-8s sync=%-3s tps %10.1f  latency %7.3f ms  WAL %6s bytes/tx\n' "$name" "$sync" "$tps" "$lat" "${WAL[$name,$sync]:-?}"
 }
 
 MIX_LOYALTY=(-n -D base="$base" -D members="$BENCH_MEMBERS"
@@ -231,7 +237,7 @@ for sync in on off; do
     # The ledgers in rounds, each round in a rotated order (the machine's
     # speed drifts between runs; a round shares the conditions of its
     # moment); the median of each ledger is its figure.
-    declare -A T=() L=()
+    declare -A T=() L=() W=()
     for r in $(seq 1 "$BENCH_ROUNDS"); do
         case $(( r % 3 )) in
             1) order="loyalty plpgsql lots" ;;
@@ -244,7 +250,7 @@ for sync in on off; do
                 plpgsql) run plpgsql "$sync" "${MIX_PLPGSQL[@]}" ;;
                 lots) run lots "$sync" "${MIX_LOTS[@]}" ;;
             esac
-            T[$w]+="${TPS[$w,$sync]} "; L[$w]+="${LAT[$w,$sync]} "
+            T[$w]+="${TPS[$w,$sync]} "; L[$w]+="${LAT[$w,$sync]} "; W[$w]+="${WAL[$w,$sync]:-0} "
         done
         ROUND_RATIOS[$sync]+="$(awk -v a="${TPS[loyalty,$sync]}" -v b="${TPS[plpgsql,$sync]}" 'BEGIN { printf "%.3f ", a / b }')"
         ROUND_RATIOS_LOTS[$sync]+="$(awk -v a="${TPS[loyalty,$sync]}" -v b="${TPS[lots,$sync]}" 'BEGIN { printf "%.3f ", a / b }')"
@@ -255,6 +261,8 @@ for sync in on off; do
         TPS[$w,$sync]=$(median ${T[$w]})
         # shellcheck disable=SC2086
         LAT[$w,$sync]=$(median ${L[$w]})
+        # shellcheck disable=SC2086
+        WAL[$w,$sync]=$(median ${W[$w]})
     done
 done
 # one line per workload in the table below
@@ -265,7 +273,7 @@ echo "runs: $(elapsed "$t0")s"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
 
 echo
-printf '%-9s %-5s %11s %12s %10s %10s %15s %13s\n' workload sync tps "latency ms" "/SELECT 1" "/TPC-B" "loyalty/plpgsql" "loyalty/lots"
+printf '%-9s %-5s %11s %12s %10s %10s %15s %13s %9s\n' workload sync tps "latency ms" "/SELECT 1" "/TPC-B" "loyalty/plpgsql" "loyalty/lots" "WAL B/tx"
 for key in "${RESULTS[@]}"; do
     name=${key%,*}; sync=${key#*,}
     lp="" ll=""
@@ -273,8 +281,8 @@ for key in "${RESULTS[@]}"; do
         lp=$(ratio "${TPS[loyalty,$sync]}" "${TPS[plpgsql,$sync]}")
         ll=$(ratio "${TPS[loyalty,$sync]}" "${TPS[lots,$sync]}")
     fi
-    printf '%-9s %-5s %11.1f %12.3f %10s %10s %15s %13s\n' "$name" "$sync" "${TPS[$key]}" "${LAT[$key]}" \
-        "$(ratio "${TPS[$key]}" "${TPS[select1,$sync]}")" "$(ratio "${TPS[$key]}" "${TPS[tpcb,$sync]}")" "$lp" "$ll"
+    printf '%-9s %-5s %11.1f %12.3f %10s %10s %15s %13s %9s\n' "$name" "$sync" "${TPS[$key]}" "${LAT[$key]}" \
+        "$(ratio "${TPS[$key]}" "${TPS[select1,$sync]}")" "$(ratio "${TPS[$key]}" "${TPS[tpcb,$sync]}")" "$lp" "$ll" "${WAL[$key]:-?}"
 done
 echo
 for sync in on off; do
@@ -287,6 +295,9 @@ for sync in on off; do
     echo "ratio loyalty/tpcb (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[tpcb,$sync]}")"
     echo "ratio loyalty/select1 (sync=$sync): $(ratio "${TPS[loyalty,$sync]}" "${TPS[select1,$sync]}")"
     echo "ratio plpgsql/tpcb (sync=$sync): $(ratio "${TPS[plpgsql,$sync]}" "${TPS[tpcb,$sync]}")"
+    # what each transaction leaves in the WAL (full-page images after the
+    # run's CHECKPOINT included): the cost a replica or archive pays
+    echo "ratio WAL bytes per transaction loyalty/plpgsql (sync=$sync): $(ratio "${WAL[loyalty,$sync]:-0}" "${WAL[plpgsql,$sync]:-0}") (${WAL[loyalty,$sync]:-?} against ${WAL[plpgsql,$sync]:-?})"
 done
 for sync in on off; do
     # latency of the reference over loyalty's: the speed ratio, as tps ratios are
