@@ -2,7 +2,9 @@
 # bench/ledger.sh: pgbench benchmark of the loyalty write path (earn/redeem mix)
 # against pgbench's TPC-B, SELECT 1 and two hand-written PL/pgSQL ledgers (a
 # minimal one, and one keeping lots as loyalty does), each with
-# synchronous_commit on and off.  See bench/README.md.
+# synchronous_commit on and off.  When bench/cfloor is installed, the
+# interleaved runs also time the minimal ledger's own work done from C (what
+# C alone buys).  See bench/README.md.
 #
 #   pg_virtualenv -t -v 15 bench/ledger.sh
 #
@@ -104,6 +106,14 @@ t0=$(now)
 q -c "CREATE EXTENSION loyalty"
 q -f "$HERE/plpgsql_ledger.sql"
 q -f "$HERE/plpgsql_lots_ledger.sql"
+# the C reference, if its library is installed (make -C bench/cfloor install)
+CFLOOR=0
+if q -f "$HERE/cfloor/cfloor.sql" 2>"$TMP/cfloor.err"; then
+    CFLOOR=1
+else
+    echo "note: no C reference (bench/cfloor not installed: $(head -1 "$TMP/cfloor.err"));" \
+         "make -C bench/cfloor && sudo make -C bench/cfloor install adds it to the interleaved runs"
+fi
 
 # loyalty: one program, members enrolled set-based, one purchase each
 q -v members="$BENCH_MEMBERS" -v seed="$SEED_AMOUNT" <<'SQL'
@@ -191,7 +201,12 @@ MIX_LOTS=(-n -D members="$BENCH_MEMBERS"
 # is plpgsql's latency over loyalty's: above 1 the extension takes less time.
 declare -A ILAT
 interleaved() {
-    local sync=$1 out="$TMP/interleaved-$1.out" rc=0
+    local sync=$1 out="$TMP/interleaved-$1.out" rc=0 ledgers="loyalty plpgsql lots"
+    local -a cfloor=()
+    if [[ $CFLOOR == 1 ]]; then
+        cfloor=(-f "$HERE/cfloor_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/cfloor_redeem.sql@$BENCH_REDEEM_WEIGHT")
+        ledgers+=" cfloor"
+    fi
     q -c "CHECKPOINT"
     PGOPTIONS="${PGOPTIONS:-} -c synchronous_commit=$sync" \
         pgbench -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -M prepared -T "$BENCH_SECONDS" -n \
@@ -199,7 +214,7 @@ interleaved() {
         -f "$HERE/loyalty_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/loyalty_redeem.sql@$BENCH_REDEEM_WEIGHT" \
         -f "$HERE/plpgsql_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/plpgsql_redeem.sql@$BENCH_REDEEM_WEIGHT" \
         -f "$HERE/lots_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/lots_redeem.sql@$BENCH_REDEEM_WEIGHT" \
-        "$BENCH_DB" >"$out" 2>&1 || rc=$?
+        "${cfloor[@]}" "$BENCH_DB" >"$out" 2>&1 || rc=$?
     local failed aborted
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
     aborted=$(grep -c 'aborted in command\|Run was aborted' "$out" || true)
@@ -213,11 +228,13 @@ interleaved() {
         ILAT[$script,$sync]=$lat
     done < <(awk '/^SQL script [0-9]+:/ { n = $NF; sub(/.*\//, "", n); sub(/\.sql$/, "", n) }
                   /^ - latency average = / && n != "" { print n, $5; n = "" }' "$out")
-    local w
-    for w in loyalty_earn loyalty_redeem plpgsql_earn plpgsql_redeem lots_earn lots_redeem; do
-        [[ -n ${ILAT[$w,$sync]:-} ]] || { cat "$out" >&2; die "no latency of $w in the interleaved run"; }
+    local w op
+    for w in $ledgers; do
+        for op in earn redeem; do
+            [[ -n ${ILAT[${w}_$op,$sync]:-} ]] || { cat "$out" >&2; die "no latency of ${w}_$op in the interleaved run"; }
+        done
     done
-    for w in loyalty plpgsql lots; do
+    for w in $ledgers; do
         ILAT[$w,$sync]=$(awk -v e="${ILAT[${w}_earn,$sync]}" -v r="${ILAT[${w}_redeem,$sync]}" \
             -v we="$BENCH_EARN_WEIGHT" -v wr="$BENCH_REDEEM_WEIGHT" 'BEGIN { printf "%.4f", (we * e + wr * r) / (we + wr) }')
     done
@@ -225,6 +242,10 @@ interleaved() {
         "${ILAT[loyalty,$sync]}" "${ILAT[loyalty_earn,$sync]}" "${ILAT[loyalty_redeem,$sync]}" \
         "${ILAT[plpgsql,$sync]}" "${ILAT[plpgsql_earn,$sync]}" "${ILAT[plpgsql_redeem,$sync]}" \
         "${ILAT[lots,$sync]}" "${ILAT[lots_earn,$sync]}" "${ILAT[lots_redeem,$sync]}"
+    if [[ $CFLOOR == 1 ]]; then
+        printf '  interleaved sync=%-3s latency ms: cfloor %s (earn %s, redeem %s)\n' "$sync" \
+            "${ILAT[cfloor,$sync]}" "${ILAT[cfloor_earn,$sync]}" "${ILAT[cfloor_redeem,$sync]}"
+    fi
 }
 
 t0=$(now)
@@ -306,6 +327,15 @@ for sync in on off; do
     done
     echo "ratio interleaved loyalty/plpgsql (sync=$sync): $(ratio "${ILAT[plpgsql,$sync]}" "${ILAT[loyalty,$sync]}")"
     echo "ratio interleaved loyalty/lots (sync=$sync): $(ratio "${ILAT[lots,$sync]}" "${ILAT[loyalty,$sync]}")"
+    if [[ $CFLOOR == 1 ]]; then
+        # the minimal ledger's work from C against the same in PL/pgSQL: what
+        # C alone buys; and loyalty, doing more, against that C
+        for op in earn redeem; do
+            echo "ratio interleaved cfloor/plpgsql $op (sync=$sync): $(ratio "${ILAT[plpgsql_$op,$sync]}" "${ILAT[cfloor_$op,$sync]}")"
+        done
+        echo "ratio interleaved cfloor/plpgsql (sync=$sync): $(ratio "${ILAT[plpgsql,$sync]}" "${ILAT[cfloor,$sync]}")"
+        echo "ratio interleaved loyalty/cfloor (sync=$sync): $(ratio "${ILAT[cfloor,$sync]}" "${ILAT[loyalty,$sync]}")"
+    fi
 done
 for name in select1 tpcb loyalty plpgsql lots; do
     echo "ratio $name sync off/on: $(ratio "${TPS[$name,off]}" "${TPS[$name,on]}")"
