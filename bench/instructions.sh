@@ -53,6 +53,9 @@ q() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$TMP" -U postgres -d bench "$@"
 q -c "CREATE EXTENSION loyalty"
 q -f "$HERE/plpgsql_ledger.sql"
 q -f "$HERE/plpgsql_lots_ledger.sql"
+# the C reference (bench/cfloor), if its library is installed
+CFLOOR=0
+if q -f "$HERE/cfloor/cfloor.sql" 2>/dev/null; then CFLOOR=1; fi
 q -v members="$INSTR_MEMBERS" >/dev/null <<'SQL'
 SELECT loyalty.create_program('bench', expiry_period => interval '2 years') AS program \gset
 UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :program;
@@ -82,6 +85,8 @@ calls() {
             if (w == "loyalty_redeem") printf "SELECT loyalty.redeem(%d, %s)\n", base + m, "'\''" (1 + int(x * 10)) "'\''";
             if (w == "plpgsql_redeem") printf "SELECT bench_plpgsql.redeem(%d, %d)\n", m, 1 + int(x * 10);
             if (w == "lots_redeem")    printf "SELECT bench_lots.redeem(%d, %d)\n", m, 1 + int(x * 10);
+            if (w == "cfloor_earn")    printf "SELECT bench_plpgsql.cfloor_earn(%d, %d)\n", m, 1 + int(x * 200);
+            if (w == "cfloor_redeem")  printf "SELECT bench_plpgsql.cfloor_redeem(%d, %d)\n", m, 1 + int(x * 10);
         } }'
 }
 
@@ -101,7 +106,13 @@ echo "== instructions per call (callgrind, single-user backend, each call its ow
 "$PGBIN/postgres" --version
 echo "$INSTR_MEMBERS members in each ledger; runs of $INSTR_FEW and $INSTR_MANY calls"
 declare -A PER
-for w in select1 loyalty_earn plpgsql_earn lots_earn loyalty_redeem plpgsql_redeem lots_redeem; do
+WORKLOADS="select1 loyalty_earn plpgsql_earn lots_earn loyalty_redeem plpgsql_redeem lots_redeem"
+if [[ $CFLOOR == 1 ]]; then
+    WORKLOADS+=" cfloor_earn cfloor_redeem"
+else
+    echo "note: no C reference (bench/cfloor not installed; make -C bench/cfloor && sudo make -C bench/cfloor install)"
+fi
+for w in $WORKLOADS; do
     few=$(count "$w" "$INSTR_FEW")
     many=$(count "$w" "$INSTR_MANY")
     PER[$w]=$(( (many - few) / (INSTR_MANY - INSTR_FEW) ))
@@ -121,3 +132,12 @@ done
 mix() { echo $(( 8 * PER[${1}_earn] + 2 * PER[${1}_redeem] )); }
 echo "ratio instructions loyalty/plpgsql (mix 8:2): $(ratio "$(mix loyalty)" "$(mix plpgsql)")"
 echo "ratio instructions loyalty/lots (mix 8:2): $(ratio "$(mix loyalty)" "$(mix lots)")"
+if [[ $CFLOOR == 1 ]]; then
+    # the minimal ledger's work from C: what C alone saves, and what loyalty's extra work adds
+    for op in earn redeem; do
+        echo "ratio instructions cfloor/plpgsql ($op): $(ratio "${PER[cfloor_$op]}" "${PER[plpgsql_$op]}")"
+        echo "ratio instructions loyalty/cfloor ($op): $(ratio "${PER[loyalty_$op]}" "${PER[cfloor_$op]}")"
+    done
+    echo "ratio instructions cfloor/plpgsql (mix 8:2): $(ratio "$(mix cfloor)" "$(mix plpgsql)")"
+    echo "ratio instructions loyalty/cfloor (mix 8:2): $(ratio "$(mix loyalty)" "$(mix cfloor)")"
+fi
