@@ -127,6 +127,7 @@ change_balance(int64 member, int64 delta)
 	TM_Result	res;
 	bool		found;
 	int64		balance,
+				new_balance,
 				id;
 
 	lookup_relations();
@@ -170,6 +171,11 @@ change_balance(int64 member, int64 delta)
 				(errcode(MAKE_SQLSTATE('L', 'Y', '0', '0', '1')),
 				 errmsg("insufficient points: member %lld has %lld, %lld requested",
 						(long long) member, (long long) balance, (long long) -delta)));
+	/* checked before anything is written (the transaction would roll back anyway) */
+	if (pg_add_s64_overflow(balance, delta, &new_balance))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of member %lld out of range", (long long) member)));
 
 	/* INSERT INTO ledger (id from the serial, created_at = now()) */
 	row = ExecInitExtraTupleSlot(estate, RelationGetDescr(ledger_rri->ri_RelationDesc), &TTSOpsVirtual);
@@ -188,11 +194,7 @@ change_balance(int64 member, int64 delta)
 	ExecClearTuple(new);
 	new->tts_values[0] = old->tts_values[0];
 	new->tts_isnull[0] = false;
-	if (pg_add_s64_overflow(balance, delta, &balance))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("balance of member %lld out of range", (long long) member)));
-	new->tts_values[1] = Int64GetDatum(balance);
+	new->tts_values[1] = Int64GetDatum(new_balance);
 	new->tts_isnull[1] = false;
 	ExecStoreVirtualTuple(new);
 	ExecSimpleRelationUpdate(accounts_rri, estate, NULL, old, new);
