@@ -731,19 +731,21 @@ Available(Member *m, TimestampTz at)
 
 /*
  * Describe the lot of a credit of `points` (vesting and expiring by the
- * program's policy) for InsertEntry to write with the ledger row.  An open
+ * program's policy) for InsertEntry to write with the ledger row.  Only a
+ * purchase waits out the pending period (the return window); an award or an
+ * adjustment has nothing to return and is spendable at once.  An open
  * debt is repaid first: the lot then starts with less remaining than its
  * original, which keeps reversals of this credit bounded by what it
  * credited.  Returns the debt repaid.
  */
 static Points
-PrepareLot(Member *m, Entry *e, Points points, TimestampTz expires_override)
+PrepareLot(Member *m, Entry *e, Points points, TimestampTz expires_override, bool purchase)
 {
 	Points		repay = Min(points, m->debt);
 
 	e->lot_original = points;
 	e->lot_remaining = points - repay;
-	e->lot_vests_at = AddInterval(e->occurred_at, &m->pending);
+	e->lot_vests_at = purchase ? AddInterval(e->occurred_at, &m->pending) : e->occurred_at;
 	if (expires_override)
 		e->lot_expires_at = expires_override;
 	else if (m->has_expiry)
@@ -1095,7 +1097,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	e.amount = NumericGetDatum(amount);
 	e.details = why.len ? why.data : NULL;
 	if (points > 0)
-		d.debt = -PrepareLot(&m, &e, points, 0);
+		d.debt = -PrepareLot(&m, &e, points, 0, true);
 	d.balance = points;
 	d.earned = points;
 	d.purchase = true;
@@ -1173,7 +1175,7 @@ CreditEntry(Member *m, const char *kind, Points points, Entry *e, TimestampTz ex
 
 	e->kind = kind;
 	e->points = points;
-	d.debt = -PrepareLot(m, e, points, expires_at);
+	d.debt = -PrepareLot(m, e, points, expires_at, false);
 	d.balance = points;
 	d.earned = points;
 	return InsertEntry(m, e, &d);

@@ -2,7 +2,7 @@
 -- pending and expiry, holds, reversals, idempotency, merge, verify, roles.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(93);
+SELECT plan(95);
 
 -- programs ------------------------------------------------------------------
 SELECT throws_ok($$SELECT loyalty.create_program('')$$, '22023', NULL, 'empty program name refused');
@@ -88,6 +88,16 @@ SELECT throws_ok(format($$SELECT loyalty.earn(%s, 1)$$, pg_temp.id('a')), '55000
 SELECT loyalty.set_member_status(pg_temp.id('a'), 'active');
 SELECT lives_ok(format($$SELECT loyalty.release(loyalty.hold(%s, '1', '1 minute'))$$, pg_temp.id('a')),
                'a reactivated member can spend again');
+-- only a purchase waits out the return window: an award or an adjustment has
+-- nothing to return and is spendable at once
+INSERT INTO ids VALUES ('v', loyalty.enroll(pg_temp.id('p'), 'pos', 'card-vest'));
+SELECT loyalty.earn(pg_temp.id('v'), 40);
+SELECT loyalty.award(pg_temp.id('v'), '500', 'welcome bonus');
+SELECT loyalty.adjust(pg_temp.id('v'), '7', 'goodwill');
+SELECT results_eq(format('SELECT available::bigint, pending::bigint FROM loyalty.balance(%s)', pg_temp.id('v')),
+                  $$VALUES (507::bigint, 40::bigint)$$, 'awards and adjustments vest at once, purchases after pending_period');
+SELECT lives_ok(format($$SELECT loyalty.hold(%s, '300', '5 minutes')$$, pg_temp.id('v')),
+                'an award just made can be held at once');
 
 -- expiry exact at read time, FEFO ------------------------------------------
 SELECT loyalty.earn(pg_temp.id('b'), 10, reference => 'old', occurred_at => now() - interval '400 days');
