@@ -8,11 +8,15 @@ MODULE_big = loyalty
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # The install script is assembled from one fragment per concern, in name order
-# (src/sql/NN_concern.sql), as pg_partman does; released scripts are frozen by
-# copying them to update/ before the next version changes a fragment.
-SQL_PARTS  = $(sort $(wildcard src/sql/*.sql))
-DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA       = $(wildcard update/$(EXTENSION)--*.sql)
+# (src/sql/NN_concern.sql), as pg_partman does; each function, procedure and
+# view is a file of its own, src/sql/udfs/NAME/VERSION.sql, pulled in by an
+# #include line (tools/sqlinclude.py).  Released scripts are frozen by copying
+# them to update/ before the next version changes a fragment.
+SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
+SQL_UDFS    = $(wildcard src/sql/udfs/*/*.sql)
+SQLINCLUDE  = python3 tools/sqlinclude.py -I src/sql
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(wildcard update/$(EXTENSION)--*.sql)
 
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=loyalty
@@ -31,8 +35,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
-	cat $^ > $@
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(SQL_UDFS) tools/sqlinclude.py
+	$(SQLINCLUDE) -o $@ $(SQL_PARTS)
 
 $(OBJS): src/loyalty.h
 

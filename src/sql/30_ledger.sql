@@ -246,14 +246,7 @@ COMMENT ON COLUMN loyalty.ledger_partitioning.period IS 'Range of created_at one
 COMMENT ON COLUMN loyalty.ledger_partitioning.archived_before IS 'Archive horizon: entries recorded before it were summed into carry_forward entries and detached by loyalty.archive_ledger';
 
 -- The ledger is append-only for everybody, the owner included.
-CREATE FUNCTION loyalty.ledger_refuse_change() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'the loyalty ledger is append-only'
-        USING ERRCODE = 'insufficient_privilege',
-              DETAIL = format('%s on loyalty.ledger is refused.', TG_OP),
-              HINT = 'Correct an entry with a new one: loyalty.reverse() or loyalty.adjust().';
-END $$;
+#include "udfs/ledger_refuse_change/1.0.sql"
 CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON loyalty.ledger
     FOR EACH ROW EXECUTE FUNCTION loyalty.ledger_refuse_change();
 CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON loyalty.ledger

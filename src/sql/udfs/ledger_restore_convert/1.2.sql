@@ -1,0 +1,26 @@
+CREATE FUNCTION loyalty.ledger_restore_convert()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cmd record;
+BEGIN
+    -- A Citus node creates shards of the ledger (never restored as
+    -- partitions there), and a query of loyalty.ledger from a shard's DDL is
+    -- refused: look at nothing but the command unless it names a partition.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'citus') THEN
+        RETURN;
+    END IF;
+    FOR v_cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
+        IF v_cmd.object_type = 'table' AND v_cmd.schema_name = 'loyalty'
+           AND v_cmd.object_identity ~ '^loyalty\.ledger_(p[0-9]{8}|default)$' THEN
+            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('loyalty.ledger')) = 'r'
+               AND NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = v_cmd.objid)
+               AND NOT EXISTS (SELECT 1 FROM loyalty.ledger) THEN
+                PERFORM loyalty.ledger_convert(NULL, NULL, true);
+                RETURN;
+            END IF;
+        END IF;
+    END LOOP;
+END $$;
