@@ -7,16 +7,25 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" loyalty.control
 MODULE_big = loyalty
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is assembled from one fragment per concern, in name order
-# (src/sql/NN_concern.sql), as pg_partman does; each function, procedure and
-# view is a file of its own, src/sql/udfs/NAME/VERSION.sql, pulled in by an
-# #include line (tools/sqlinclude.py).  Released scripts are frozen by copying
-# them to update/ before the next version changes a fragment.
+# SQL scripts, every body written once (src/sql/README.md):
+#   src/sql/NN_concern.sql      fragments of the current install script, in name
+#                               order (tables, types, grants, comments ...);
+#   src/sql/udfs/NAME/V.sql     one file per function, procedure or view and per
+#                               version V in which its text changed;
+#   src/sql/updates/*.sql       templates of the released scripts (the 1.0 install
+#                               script and each upgrade), frozen at release.
+# Fragments and templates pull bodies in with #include "udfs/NAME/V.sql", or
+# #include-replace (CREATE OR REPLACE, for upgrade scripts); tools/sqlinclude.py
+# expands them into loyalty--$(EXTVERSION).sql and every loyalty--A[--B].sql here.
+# To change a function in version X.Y: copy udfs/NAME/<newest>.sql to
+# udfs/NAME/X.Y.sql, edit it, include it from the fragment (#include) and from
+# updates/loyalty--W.V--X.Y.sql (#include-replace).  test/scripts/sql_sources.sh
+# checks the released scripts against src/sql/updates/SHA256SUMS.
 SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
+SQL_UPDATES = $(sort $(wildcard src/sql/updates/$(EXTENSION)--*.sql))
 SQL_UDFS    = $(wildcard src/sql/udfs/*/*.sql)
 SQLINCLUDE  = python3 tools/sqlinclude.py -I src/sql
-DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(wildcard update/$(EXTENSION)--*.sql)
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(notdir $(SQL_UPDATES))
 
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=loyalty
@@ -37,6 +46,9 @@ include $(PGXS)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(SQL_UDFS) tools/sqlinclude.py
 	$(SQLINCLUDE) -o $@ $(SQL_PARTS)
+
+$(notdir $(SQL_UPDATES)): $(EXTENSION)--%.sql: src/sql/updates/$(EXTENSION)--%.sql $(SQL_UDFS) tools/sqlinclude.py
+	$(SQLINCLUDE) -o $@ $<
 
 $(OBJS): src/loyalty.h
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Upgrade path: install the oldest released version (update/loyalty--1.0.sql),
-# populate it, ALTER EXTENSION ... UPDATE to the current version, and compare
+# Upgrade path: install the oldest released version (loyalty--1.0.sql, made
+# from src/sql/updates/ by the Makefile), populate it, ALTER EXTENSION ...
+# UPDATE to the current version through every upgrade script, and compare
 # the catalog (every member object's definition, privileges, comments,
 # policies, config-dump registration) with a fresh install of the current
 # version; then check that the data written under the old version is still
@@ -8,14 +9,14 @@
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OLDEST=$(ls "$ROOT"/update/loyalty--*.sql | sed -n 's/.*loyalty--\([0-9.]*\)\.sql$/\1/p' | sort -V | head -1)
+OLDEST=$(ls "$ROOT"/src/sql/updates/loyalty--*.sql | sed -n 's/.*loyalty--\([0-9.]*\)\.sql$/\1/p' | sort -V | head -1)
 CURRENT=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/loyalty.control")
 UP=loyalty_upgrade_old
 FRESH=loyalty_upgrade_fresh
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"; "$PGBIN/dropdb" --if-exists $UP; "$PGBIN/dropdb" --if-exists $FRESH' EXIT
 psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
-[[ -n $OLDEST && $OLDEST != "$CURRENT" ]] || { echo "FAIL no released version older than $CURRENT in update/"; exit 1; }
+[[ -n $OLDEST && $OLDEST != "$CURRENT" ]] || { echo "FAIL no released version older than $CURRENT in src/sql/updates/"; exit 1; }
 echo "upgrade: $OLDEST -> $CURRENT"
 
 "$PGBIN/createdb" $UP

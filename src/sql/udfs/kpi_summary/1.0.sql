@@ -1,0 +1,22 @@
+CREATE VIEW loyalty.kpi_summary AS
+SELECT p.program_id, p.name AS program, p.currency,
+       count(a.member_id)::bigint AS members,
+       count(a.member_id) FILTER (WHERE a.last_purchase_at > now() - interval '90 days')::bigint AS active_members_90d,
+       CASE WHEN count(a.member_id) FILTER (WHERE a.purchase_count > 0) > 0
+            THEN round(count(a.member_id) FILTER (WHERE a.purchase_count > 1) * 1.0
+                       / count(a.member_id) FILTER (WHERE a.purchase_count > 0), 4) END AS repeat_purchase_rate,
+       CASE WHEN sum(a.purchase_count) > 0 THEN round(sum(a.purchase_amount) / sum(a.purchase_count), 2) END AS avg_order_value,
+       coalesce(sum(a.balance::bigint), 0)::bigint AS points_outstanding,
+       coalesce(sum(a.held::bigint), 0)::bigint AS points_held,
+       (SELECT coalesce(sum(l.remaining::bigint), 0) FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id = l.member_id
+        WHERE x.program_id = p.program_id AND l.remaining::bigint > 0 AND l.vests_at > now())::bigint AS points_pending,
+       coalesce(sum(a.lifetime_earned::bigint), 0)::bigint AS points_issued,
+       coalesce(sum(a.lifetime_redeemed::bigint), 0)::bigint AS points_redeemed,
+       coalesce(sum(a.lifetime_expired::bigint), 0)::bigint AS points_expired,
+       CASE WHEN sum(a.lifetime_earned::bigint) > 0
+            THEN round(sum(a.lifetime_redeemed::bigint) * 1.0 / sum(a.lifetime_earned::bigint), 4) END AS redemption_rate,
+       CASE WHEN sum(a.lifetime_earned::bigint) > 0
+            THEN round(sum(a.lifetime_expired::bigint) * 1.0 / sum(a.lifetime_earned::bigint), 4) END AS breakage,
+       round(coalesce(sum(a.balance::bigint + a.held::bigint), 0) * p.point_value, 2) AS liability
+FROM loyalty.programs p LEFT JOIN loyalty.accounts a ON a.program_id = p.program_id AND a.status <> 'closed'
+GROUP BY p.program_id;

@@ -1,0 +1,138 @@
+CREATE FUNCTION loyalty.review_tiers_batch(program bigint, as_of timestamptz, after_member bigint, batch_size integer)
+RETURNS TABLE (last_member bigint, reviewed bigint, changed bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_p loyalty.programs;
+    v_as_of timestamptz := coalesce(as_of, now());
+    v_last bigint;
+    v_n bigint;
+    v_c bigint := 0;
+    v_ids bigint[];
+    r2 bigint;
+    r bigint;
+BEGIN
+    SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id = program;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_p.tier_metric IS NULL THEN
+        RAISE EXCEPTION 'program % has no tiers', program USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one with loyalty.set_tier_policy() and loyalty.define_tier().';
+    END IF;
+
+    -- Lock the batch first, in its own statement: the next statement then
+    -- reads with a snapshot taken after the locks were granted, so it sees
+    -- what a concurrent earn committed while the review waited for it.  (No
+    -- temporary table: a caller's own pg_temp table of the same name would
+    -- be used by this SECURITY DEFINER function.)
+    SELECT coalesce(array_agg(x.member_id ORDER BY x.member_id), '{}') INTO v_ids
+    FROM (SELECT a.member_id FROM loyalty.accounts a
+          WHERE a.program_id = program AND a.member_id > after_member
+          ORDER BY a.member_id LIMIT batch_size
+          FOR NO KEY UPDATE OF a) x;
+    v_n := cardinality(v_ids);
+    v_last := v_ids[v_n];
+
+    -- one statement: metrics, decisions, grace updates, tier changes,
+    -- history and tier.changed events of the whole batch
+    WITH batch AS (
+        SELECT a.member_id, a.tier, a.status, a.tier_locked_until, a.tier_grace_until
+        FROM loyalty.accounts a WHERE a.member_id = ANY (v_ids)
+    ), win AS (
+        SELECT b.*, CASE v_p.tier_window
+            WHEN 'rolling' THEN v_as_of - make_interval(months => v_p.tier_window_months)
+            WHEN 'calendar' THEN
+                ((date_trunc('year', v_as_of AT TIME ZONE v_p.time_zone)
+                  + make_interval(months => ((extract(month FROM v_as_of AT TIME ZONE v_p.time_zone)::integer - 1)
+                                              / v_p.tier_window_months) * v_p.tier_window_months))
+                 AT TIME ZONE v_p.time_zone)
+            ELSE m.joined_at + make_interval(months => v_p.tier_window_months
+                    * floor((extract(year FROM age(v_as_of, m.joined_at)) * 12 + extract(month FROM age(v_as_of, m.joined_at)))
+                            / v_p.tier_window_months)::integer)
+            END AS start
+        FROM batch b JOIN loyalty.members m ON m.member_id = b.member_id
+    ), e AS (
+        SELECT w.member_id, l.occurred_at,
+               coalesce(l.amount, 0) - coalesce(lo.reversed_amount, 0) AS spend,
+               coalesce(lo.original::bigint, 0) - coalesce(lo.reversed::bigint, 0) AS points
+        FROM win w
+        JOIN loyalty.ledger l ON l.member_id = w.member_id AND l.kind = 'earn' AND l.occurred_at <= v_as_of
+             AND (l.occurred_at > w.start OR (v_p.tier_window <> 'rolling' AND l.occurred_at = w.start))
+        LEFT JOIN loyalty.lots lo ON lo.member_id = l.member_id AND lo.lot_id = l.entry_id
+    ), met AS (
+        SELECT w.member_id, CASE v_p.tier_metric
+            WHEN 'spend' THEN coalesce(sum(e.spend), 0)
+            WHEN 'points' THEN coalesce(sum(e.points), 0)
+            ELSE count(DISTINCT (e.occurred_at AT TIME ZONE 'UTC')::date) FILTER (WHERE e.spend > 0)
+            END AS value
+        FROM win w LEFT JOIN e ON e.member_id = w.member_id
+        GROUP BY w.member_id
+    ), d AS (
+        SELECT b.member_id, b.status, b.tier_locked_until, b.tier_grace_until,
+               loyalty.tier_rank(b.tier) AS cur,
+               (SELECT max(t.rank) FROM loyalty.tiers t
+                WHERE t.program_id = program AND NOT t.invitation_only AND t.threshold <= met.value) AS q
+        FROM batch b JOIN met ON met.member_id = b.member_id
+    )
+    , res AS (
+    SELECT d.member_id, d.cur, d.q, x.new_rank, x.grace_until, x.action
+    FROM d, LATERAL (
+        SELECT * FROM (VALUES
+            -- closed members are left alone
+            (d.status = 'closed', NULL::integer, NULL::timestamptz, 'none'),
+            -- qualified for more: up at once; for the same: end any grace
+            (d.q IS NOT NULL AND (d.cur IS NULL OR d.q > d.cur), d.q, NULL, 'change'),
+            (d.cur IS NULL OR (d.q IS NOT NULL AND d.q >= d.cur),
+                NULL, NULL, CASE WHEN d.tier_grace_until IS NOT NULL THEN 'clear_grace' ELSE 'none' END),
+            -- below: a manual or invitation lock holds
+            (d.tier_locked_until > v_as_of, NULL, NULL, 'none'),
+            -- grace starts, or runs
+            (d.tier_grace_until IS NULL AND v_p.tier_grace > interval '0', NULL, v_as_of + v_p.tier_grace, 'start_grace'),
+            (d.tier_grace_until > v_as_of, NULL, NULL, 'none'),
+            -- down: to the qualified tier, or one step (never below the qualified tier)
+            (true,
+                CASE WHEN v_p.tier_downgrade = 'to_qualified' THEN d.q
+                     ELSE greatest(d.q, (SELECT max(t.rank) FROM loyalty.tiers t
+                                         WHERE t.program_id = program AND NOT t.invitation_only AND t.rank < d.cur)) END,
+                NULL, 'change')
+        ) AS v(cond, new_rank, grace_until, action)
+        WHERE v.cond LIMIT 1
+    ) x
+    )
+    , gr AS (
+        UPDATE loyalty.accounts a SET tier_grace_until = res.grace_until
+        FROM res WHERE a.member_id = res.member_id AND res.action IN ('start_grace', 'clear_grace')
+        RETURNING a.member_id
+    ), ch AS (
+        SELECT res.member_id, b.tier AS from_tier,
+               (SELECT loyalty.tier(x.rank, x.name) FROM loyalty.tiers x
+                WHERE x.program_id = program AND x.rank = res.new_rank) AS to_tier,
+               CASE WHEN res.new_rank > coalesce(res.cur, -1) THEN 'qualified (review)'
+                    ELSE 'review: below the threshold' END AS reason
+        FROM res JOIN batch b ON b.member_id = res.member_id
+        WHERE res.action = 'change' AND res.new_rank IS DISTINCT FROM res.cur
+    ), up AS (
+        UPDATE loyalty.accounts a SET tier = ch.to_tier, tier_since = now(), tier_locked_until = NULL,
+            tier_grace_until = NULL, updated_at = now()
+        FROM ch WHERE a.member_id = ch.member_id
+        RETURNING a.member_id
+    ), hist AS (
+        INSERT INTO loyalty.tier_history (member_id, from_tier, to_tier, reason)
+        SELECT ch.member_id, ch.from_tier, ch.to_tier, ch.reason FROM ch
+    ), ev AS (
+        INSERT INTO loyalty.events (member_id, program_id, kind, payload)
+        SELECT ch.member_id, program, 'tier.changed',
+               jsonb_build_object('from', ch.from_tier::text, 'to', ch.to_tier::text, 'reason', ch.reason)
+        FROM ch WHERE 'tier.changed' = ANY (v_p.event_kinds)
+        RETURNING event_id, member_id
+    )
+    SELECT (SELECT count(*) FROM up),
+           (SELECT count(pg_notify('loyalty_events',
+                jsonb_build_object('event_id', ev.event_id, 'member_id', ev.member_id, 'kind', 'tier.changed')::text))
+            FROM ev),
+           (SELECT count(*) FROM gr)
+    INTO v_c, r, r2;
+    RETURN QUERY SELECT v_last, v_n, v_c;
+END $$;
