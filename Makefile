@@ -7,20 +7,14 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" loyalty.control
 MODULE_big = loyalty
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# SQL scripts, every body written once (src/sql/README.md):
-#   src/sql/NN_concern.sql      fragments of the current install script, in name
-#                               order (tables, types, grants, comments ...);
-#   src/sql/udfs/NAME/V.sql     one file per function, procedure or view and per
-#                               version V in which its text changed;
-#   src/sql/updates/*.sql       templates of the released scripts (the 1.0 install
-#                               script and each upgrade), frozen at release.
-# Fragments and templates pull bodies in with #include "udfs/NAME/V.sql", or
-# #include-replace (CREATE OR REPLACE, for upgrade scripts); tools/sqlinclude.py
-# expands them into loyalty--$(EXTVERSION).sql and every loyalty--A[--B].sql here.
-# To change a function in version X.Y: copy udfs/NAME/<newest>.sql to
-# udfs/NAME/X.Y.sql, edit it, include it from the fragment (#include) and from
-# updates/loyalty--W.V--X.Y.sql (#include-replace).  test/scripts/sql_sources.sh
-# checks the released scripts against src/sql/updates/SHA256SUMS.
+# SQL scripts, every body written once (src/sql/README.md): the fragments
+# src/sql/NN_concern.sql (the current install script, in name order) and the
+# templates src/sql/updates/loyalty--A[--B].sql (released scripts, frozen) pull
+# each function, procedure and view from src/sql/udfs/NAME/VERSION.sql with
+# #include "udfs/NAME/VERSION.sql" (#include-replace: as CREATE OR REPLACE);
+# tools/sqlinclude.py writes the scripts here.  To change a function in X.Y:
+# copy its newest udfs file to udfs/NAME/X.Y.sql, edit it, include that from
+# the fragment and (#include-replace) from updates/loyalty--W.V--X.Y.sql.
 SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
 SQL_UPDATES = $(sort $(wildcard src/sql/updates/$(EXTENSION)--*.sql))
 SQL_UDFS    = $(wildcard src/sql/udfs/*/*.sql)
