@@ -49,8 +49,10 @@ static bool cache_restricted = false;
 static int	cache_nallowed = 0;
 static int64 *cache_allowed = NULL;
 
-static SPIPlanPtr bindings_plan = NULL;
-static SPIPlanPtr member_plan = NULL;
+static const Oid oid_arg[1] = {OIDOID};
+static const Oid int8_arg[1] = {INT8OID};
+static KeptPlan bindings_plan;
+static KeptPlan member_plan;
 
 static void
 InvalidateRelcache(Datum arg, Oid relid)
@@ -127,18 +129,12 @@ LoadBindings(Oid role)
 	BecomeOwner(&save_user, &save_sec);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
-	if (bindings_plan == NULL)
-	{
-		Oid			argtypes[1] = {OIDOID};
-
-		bindings_plan = loyalty_prepare(
-										"SELECT DISTINCT r.program_id FROM loyalty.program_roles r"
-										" JOIN pg_catalog.pg_roles x ON x.rolname" EQ "r.role_name"
-										" WHERE pg_catalog.pg_has_role($1, x.oid, 'USAGE')",
-										1, argtypes);
-	}
 	values[0] = ObjectIdGetDatum(role);
-	if (loyalty_execute(bindings_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (loyalty_run(&bindings_plan,
+					"SELECT DISTINCT r.program_id FROM loyalty.program_roles r"
+					" JOIN pg_catalog.pg_roles x ON x.rolname" EQ "r.role_name"
+					" WHERE pg_catalog.pg_has_role($1, x.oid, 'USAGE')",
+					1, oid_arg, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: could not read program_roles");
 	allowed = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (SPI_processed + 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -198,15 +194,9 @@ MemberProgram(int64 member_id)
 	BecomeOwner(&save_user, &save_sec);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
-	if (member_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT8OID};
-
-		member_plan = loyalty_prepare("SELECT program_id FROM loyalty.members WHERE member_id" EQ "$1",
-									  1, argtypes);
-	}
 	values[0] = Int64GetDatum(member_id);
-	loyalty_execute(member_plan, values, NULL, true, 1);
+	loyalty_run(&member_plan, "SELECT program_id FROM loyalty.members WHERE member_id" EQ "$1",
+				1, int8_arg, values, NULL, true, 1);
 	if (SPI_processed == 1)
 		program = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();

@@ -33,10 +33,10 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "direct.h"
 #include "loyalty.h"
 #include "points.h"
 #include "rules.h"
+#include "store.h"
 #include "tier.h"
 
 /* Domain SQLSTATEs (class LY), documented in the README. */
@@ -65,12 +65,8 @@ typedef enum LedgerStmt
 	S_IDEM_GET,
 	S_EVENT_INS,
 	S_AVAILABLE,
-	S_CONSUME,
-	S_RETURN,
 	S_ENTRY_GET,
 	S_LOT_OF_ENTRY,
-	S_LOT_TAKE,
-	S_ALLOC_INS,
 	S_OPEN_ALLOC,
 	S_HOLD_GET,
 	S_HOLD_MEMBER,
@@ -112,42 +108,6 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" FROM loyalty.lots WHERE member_id" EQ "$1"
 		" AND is_open AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)",
 	2, {INT8OID, TIMESTAMPTZOID}},
-	/* first-to-expire-first: take from lots in expiry order until $2 is met */
-	[S_CONSUME] = {
-		"WITH c AS ("
-		"  SELECT lot_id, remaining" I8 " AS rem,"
-		"   pg_catalog.sum(remaining" I8 ") OVER (ORDER BY expires_at NULLS LAST, created_at, lot_id) AS cum"
-		"  FROM loyalty.lots WHERE member_id" EQ "$1 AND is_open"
-		"  AND vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3)"
-		"), t AS ("
-		"  SELECT lot_id, LEAST(rem, $2" MINUS "(cum" MINUS "rem))" I8 " AS take FROM c"
-		"  WHERE cum" MINUS "rem" LT "$2"
-		"), u AS ("
-		"  UPDATE loyalty.lots l SET remaining = (l.remaining" I8 MINUS "t.take)" PTS
-		"  FROM t WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "t.lot_id"
-		"  RETURNING l.lot_id, t.take"
-		") INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)"
-		" SELECT $1, $4, lot_id, take" PTS " FROM u RETURNING points" I8,
-	4, {INT8OID, INT8OID, TIMESTAMPTZOID, INT8OID}},
-	/* give $3 points back to the lots entry $2 took them from, latest-expiring first */
-	[S_RETURN] = {
-		"WITH c AS ("
-		"  SELECT a.lot_id, (a.points" I8 MINUS "a.returned" I8 ") AS open,"
-		"   pg_catalog.sum(a.points" I8 MINUS "a.returned" I8 ") OVER"
-		"    (ORDER BY l.expires_at DESC NULLS FIRST, l.created_at DESC, l.lot_id DESC) AS cum"
-		"  FROM loyalty.allocations a JOIN loyalty.lots l"
-		"   ON l.member_id" EQ "a.member_id AND l.lot_id" EQ "a.lot_id"
-		"  WHERE a.member_id" EQ "$1 AND a.entry_id" EQ "$2 AND a.returned OPERATOR(loyalty.<) a.points"
-		"), t AS ("
-		"  SELECT lot_id, LEAST(open, $3" MINUS "(cum" MINUS "open))" I8 " AS give FROM c"
-		"  WHERE cum" MINUS "open" LT "$3"
-		"), ua AS ("
-		"  UPDATE loyalty.allocations a SET returned = (a.returned" I8 PLUS "t.give)" PTS
-		"  FROM t WHERE a.member_id" EQ "$1 AND a.entry_id" EQ "$2 AND a.lot_id" EQ "t.lot_id"
-		"  RETURNING a.lot_id, t.give"
-		") UPDATE loyalty.lots l SET remaining = (l.remaining" I8 PLUS "ua.give)" PTS
-		" FROM ua WHERE l.member_id" EQ "$1 AND l.lot_id" EQ "ua.lot_id RETURNING ua.give, l.expires_at",
-	3, {INT8OID, INT8OID, INT8OID}},
 	[S_ENTRY_GET] = {
 		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
@@ -157,15 +117,6 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" (vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3))"
 		" FROM loyalty.lots WHERE member_id" EQ "$1 AND lot_id" EQ "$2",
 	3, {INT8OID, INT8OID, TIMESTAMPTZOID}},
-	[S_LOT_TAKE] = {
-		"UPDATE loyalty.lots SET remaining = (remaining" I8 MINUS "$3)" PTS ","
-		" reversed = (reversed" I8 PLUS "$4)" PTS ", reversed_amount = reversed_amount" PLUS "$5"
-		" WHERE member_id" EQ "$1 AND lot_id" EQ "$2",
-	5, {INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID}},
-	[S_ALLOC_INS] = {
-		"INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points)"
-		" VALUES ($1, $2, $3, $4" PTS ")",
-	4, {INT8OID, INT8OID, INT8OID, INT8OID}},
 	[S_OPEN_ALLOC] = {
 		"SELECT COALESCE(pg_catalog.sum(points" I8 MINUS "returned" I8 "), 0)" I8
 		" FROM loyalty.allocations WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
@@ -200,7 +151,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	1, {INT8OID}},
 };
 
-static SPIPlanPtr plans[NUM_STMTS];
+static KeptPlan plans[NUM_STMTS];
 
 typedef struct Member Member;
 static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op,
@@ -237,10 +188,19 @@ struct Member
 	bool		has_tiers;		/* the program has a tier policy */
 	TimestampTz next_expiry;	/* accounts.next_expiry_at (0: NULL) */
 	ItemPointerData tid;		/* where the locked account row was */
+	StoreWriter *w;				/* the call's writes */
 };
 
-/* Arguments of one ledger row (and the lot of a credit): direct.h's row. */
-typedef LedgerRow Entry;
+/* One ledger row and, for a credit, its lot (numbered by the entry). */
+typedef struct Entry
+{
+	LedgerRow	row;
+	int64		lot_original;	/* 0: no lot */
+	int64		lot_remaining;
+	TimestampTz lot_vests_at;
+	TimestampTz lot_expires_at; /* 0: never */
+	bool		purchase_event; /* a purchase: points.earned is emitted */
+} Entry;
 
 /*
  * Execute a kept plan, preparing it on first use.  Never read-only: a
@@ -253,12 +213,8 @@ ExecStmt(LedgerStmt s, Datum *values, const char *nulls, long tcount)
 {
 	int			rc;
 
-	if (plans[s] == NULL)
-	{
-		plans[s] = loyalty_prepare(stmt_defs[s].sql, stmt_defs[s].nargs,
-								   (Oid *) stmt_defs[s].argtypes);
-	}
-	rc = loyalty_execute(plans[s], values, nulls, false, tcount);
+	rc = loyalty_run(&plans[s], stmt_defs[s].sql, stmt_defs[s].nargs, stmt_defs[s].argtypes,
+					 values, nulls, false, tcount);
 	if (rc < 0)
 		elog(ERROR, "loyalty: statement %d failed: %s", (int) s, SPI_result_code_string(rc));
 	return rc;
@@ -364,47 +320,49 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 {
 	AccountRead r;
 	char		buf[16];
+	StoreWriter *w = m->w;
 
-	if (!direct_read_account(member_id, lock, &r))
+	if (!store_read_account(w, member_id, lock, &r))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("member %lld does not exist", (long long) member_id),
 				 errhint("Enroll the member first with loyalty.enroll(), or look it up with loyalty.member_id().")));
 
 	memset(m, 0, sizeof(*m));
+	m->w = w;
 	m->member_id = member_id;
-	m->balance = DatumGetInt64(r.acc[AF_BALANCE]);
-	m->held = DatumGetInt64(r.acc[AF_HELD]);
-	m->debt = DatumGetInt64(r.acc[AF_DEBT]);
-	TextInto(r.acc[AF_STATUS], m->status, sizeof(m->status));
-	m->program_id = DatumGetInt64(r.acc[AF_PROGRAM]);
-	m->first_purchase_at = r.acc_null[AF_FIRST_PURCHASE] ? 0 : DatumGetTimestampTz(r.acc[AF_FIRST_PURCHASE]);
-	m->last_purchase_at = r.acc_null[AF_LAST_PURCHASE] ? 0 : DatumGetTimestampTz(r.acc[AF_LAST_PURCHASE]);
-	m->referral_pending = DatumGetBool(r.acc[AF_REFERRAL_PENDING]);
-	m->tier_rank = r.acc_null[AF_TIER] ? -1 : DatumGetTierP(r.acc[AF_TIER])->rank;
-	m->segment = r.acc_null[AF_SEGMENT] ? NULL : DatumGetTextPP(r.acc[AF_SEGMENT]);
-	m->next_expiry = r.acc_null[AF_NEXT_EXPIRY] ? 0 : DatumGetTimestampTz(r.acc[AF_NEXT_EXPIRY]);
+	m->balance = DatumGetInt64(r.acc[A_BALANCE]);
+	m->held = DatumGetInt64(r.acc[A_HELD]);
+	m->debt = DatumGetInt64(r.acc[A_DEBT]);
+	TextInto(r.acc[A_STATUS], m->status, sizeof(m->status));
+	m->program_id = DatumGetInt64(r.acc[A_PROGRAM]);
+	m->first_purchase_at = r.acc_null[A_FIRST] ? 0 : DatumGetTimestampTz(r.acc[A_FIRST]);
+	m->last_purchase_at = r.acc_null[A_LAST] ? 0 : DatumGetTimestampTz(r.acc[A_LAST]);
+	m->referral_pending = DatumGetBool(r.acc[A_REFERRAL]);
+	m->tier_rank = r.acc_null[A_TIER] ? -1 : DatumGetTierP(r.acc[A_TIER])->rank;
+	m->segment = r.acc_null[A_SEGMENT] ? NULL : DatumGetTextPP(r.acc[A_SEGMENT]);
+	m->next_expiry = r.acc_null[A_NEXT_EXPIRY] ? 0 : DatumGetTimestampTz(r.acc[A_NEXT_EXPIRY]);
 	m->tid = r.tid;
 
-	m->earn_rate = r.prog[PF_EARN_RATE];
-	m->rounding_name = TextDatumGetCString(r.prog[PF_ROUNDING]);
+	m->earn_rate = r.prog[P_EARN_RATE];
+	m->rounding_name = TextDatumGetCString(r.prog[P_ROUNDING]);
 	m->rounding = points_rounding_from_name(m->rounding_name);
-	m->has_expiry = !r.prog_null[PF_EXPIRY];
+	m->has_expiry = !r.prog_null[P_EXPIRY];
 	if (m->has_expiry)
-		m->expiry = *DatumGetIntervalP(r.prog[PF_EXPIRY]);
-	if (!r.prog_null[PF_PENDING])
-		m->pending = *DatumGetIntervalP(r.prog[PF_PENDING]);
-	TextInto(r.prog[PF_REFUND], buf, sizeof(buf));
+		m->expiry = *DatumGetIntervalP(r.prog[P_EXPIRY]);
+	if (!r.prog_null[P_PENDING])
+		m->pending = *DatumGetIntervalP(r.prog[P_PENDING]);
+	TextInto(r.prog[P_REFUND], buf, sizeof(buf));
 	m->refund_debt = strcmp(buf, "debt") == 0;
-	if (!r.prog_null[PF_MAX_HOLD])
-		m->max_hold_ttl = *DatumGetIntervalP(r.prog[PF_MAX_HOLD]);
-	m->has_closed = !r.prog_null[PF_CLOSED];
+	if (!r.prog_null[P_MAX_HOLD])
+		m->max_hold_ttl = *DatumGetIntervalP(r.prog[P_MAX_HOLD]);
+	m->has_closed = !r.prog_null[P_CLOSED];
 	if (m->has_closed)
-		m->closed_through = DatumGetTimestampTz(r.prog[PF_CLOSED]);
-	m->emits_earned = !r.prog_null[PF_EVENTS] && TextArrayHas(r.prog[PF_EVENTS], "points.earned");
-	TextInto(r.prog[PF_TIME_ZONE], m->time_zone, sizeof(m->time_zone));
-	m->rules_version = DatumGetInt64(r.prog[PF_RULES_VERSION]);
-	m->has_tiers = !r.prog_null[PF_TIER_METRIC];
+		m->closed_through = DatumGetTimestampTz(r.prog[P_CLOSED]);
+	m->emits_earned = !r.prog_null[P_EVENTS] && TextArrayHas(r.prog[P_EVENTS], "points.earned");
+	TextInto(r.prog[P_TIME_ZONE], m->time_zone, sizeof(m->time_zone));
+	m->rules_version = DatumGetInt64(r.prog[P_RULES_VERSION]);
+	m->has_tiers = !r.prog_null[P_TIER_METRIC];
 	/* now(): the transaction's start, as the SQL statements see it */
 	m->now = GetCurrentTransactionStartTimestamp();
 
@@ -576,13 +534,9 @@ IdemLookup(Member *m, text *key, const char *op, int64 hash, int64 *result)
 static void
 IdemStore(Member *m, text *key, const char *op, int64 hash, int64 result, int64 entry_id)
 {
-	DirectWriter *w;
-
 	if (key == NULL)
 		return;
-	w = direct_begin();
-	direct_insert_idempotency(w, m->member_id, key, op, hash, result, entry_id);
-	direct_end(w);
+	store_insert_idempotency(m->w, m->member_id, key, op, hash, result, entry_id);
 }
 
 /* UTC day number of a time (purchase days are counted in UTC days). */
@@ -624,13 +578,10 @@ ApplyDelta(Member *m, AccountDelta *d)
 	m->balance = points_add_checked(m->balance, d->balance);
 	m->held = points_add_checked(m->held, d->held);
 	m->debt = points_add_checked(m->debt, d->debt);
-	if (d->purchase)
-	{
-		if (m->first_purchase_at == 0 || d->purchase_at < m->first_purchase_at)
-			m->first_purchase_at = d->purchase_at;
-		if (m->last_purchase_at == 0 || d->purchase_at > m->last_purchase_at)
-			m->last_purchase_at = d->purchase_at;
-	}
+	if (d->purchase_first && (m->first_purchase_at == 0 || d->purchase_first < m->first_purchase_at))
+		m->first_purchase_at = d->purchase_first;
+	if (d->purchase_last && (m->last_purchase_at == 0 || d->purchase_last > m->last_purchase_at))
+		m->last_purchase_at = d->purchase_last;
 	if (d->expiry_floor != 0 && (m->next_expiry == 0 || d->expiry_floor < m->next_expiry))
 		m->next_expiry = d->expiry_floor;
 }
@@ -657,24 +608,35 @@ LowerExpiryBound(Member *m, AccountDelta *d, TimestampTz expires)
 static int64
 InsertEntry(Member *m, Entry *e, AccountDelta *d)
 {
-	DirectWriter *w;
 	int64		entry_id;
 
-	e->member_id = m->member_id;
-	e->program_id = m->program_id;
-	if (e->occurred_at == 0)
-		e->occurred_at = m->now;
+	e->row.member_id = m->member_id;
+	e->row.program_id = m->program_id;
+	if (e->row.occurred_at == 0)
+		e->row.occurred_at = m->now;
 	if (d && e->lot_remaining > 0)
 		LowerExpiryBound(m, d, e->lot_expires_at);
 	else if (e->lot_remaining > 0 && e->lot_expires_at != 0)
 		elog(ERROR, "loyalty: a credit must update its account");
-	w = direct_begin();
-	entry_id = direct_insert_entry(w, e);
+	entry_id = store_insert_entry(m->w, &e->row);
+	if (e->lot_original > 0)
+	{
+		LotRow		lot = {0};
+
+		lot.member_id = m->member_id;
+		lot.lot_id = entry_id;
+		lot.entry_id = entry_id;
+		lot.original = e->lot_original;
+		lot.remaining = e->lot_remaining;
+		lot.vests_at = e->lot_vests_at;
+		lot.expires_at = e->lot_expires_at;
+		store_insert_lot(m->w, &lot);
+	}
 	if (d)
-		direct_update_account(w, m->member_id, &m->tid, d);
-	direct_end(w);
-	if (d)
+	{
+		store_update_account(m->w, m->member_id, &m->tid, d);
 		ApplyDelta(m, d);
+	}
 
 	if (e->purchase_event && m->emits_earned)
 	{
@@ -686,13 +648,13 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 		values[0] = Int64GetDatum(m->member_id);
 		values[1] = Int64GetDatum(m->program_id);
 		values[2] = Int64GetDatum(entry_id);
-		values[3] = Int64GetDatum(e->points);
-		values[4] = e->amount;
-		nulls[4] = e->amount ? ' ' : 'n';
-		values[5] = PointerGetDatum(e->channel);
-		nulls[5] = e->channel ? ' ' : 'n';
-		values[6] = PointerGetDatum(e->reference);
-		nulls[6] = e->reference ? ' ' : 'n';
+		values[3] = Int64GetDatum(e->row.points);
+		values[4] = e->row.amount;
+		nulls[4] = e->row.amount ? ' ' : 'n';
+		values[5] = PointerGetDatum(e->row.channel);
+		nulls[5] = e->row.channel ? ' ' : 'n';
+		values[6] = PointerGetDatum(e->row.reference);
+		nulls[6] = e->row.reference ? ' ' : 'n';
 		ExecStmt(S_EVENT_INS, values, nulls, 0);
 		/* delivered at commit only, like the outbox row; same text as emit_event's */
 		snprintf(payload, sizeof(payload),
@@ -707,10 +669,7 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 static void
 UpdateAccount(Member *m, AccountDelta *d)
 {
-	DirectWriter *w = direct_begin();
-
-	direct_update_account(w, m->member_id, &m->tid, d);
-	direct_end(w);
+	store_update_account(m->w, m->member_id, &m->tid, d);
 	ApplyDelta(m, d);
 }
 
@@ -745,11 +704,11 @@ PrepareLot(Member *m, Entry *e, Points points, TimestampTz expires_override, boo
 
 	e->lot_original = points;
 	e->lot_remaining = points - repay;
-	e->lot_vests_at = purchase ? AddInterval(e->occurred_at, &m->pending) : e->occurred_at;
+	e->lot_vests_at = purchase ? AddInterval(e->row.occurred_at, &m->pending) : e->row.occurred_at;
 	if (expires_override)
 		e->lot_expires_at = expires_override;
 	else if (m->has_expiry)
-		e->lot_expires_at = AddInterval(e->occurred_at, &m->expiry);
+		e->lot_expires_at = AddInterval(e->row.occurred_at, &m->expiry);
 	return repay;
 }
 
@@ -772,26 +731,7 @@ InsufficientPoints(Member *m, Points wanted, Points available)
 static Points
 ConsumeLots(Member *m, int64 entry_id, Points points)
 {
-	Datum		values[4];
-	Points		taken = 0;
-	uint64		i;
-	DirectWriter *w = direct_begin();
-
-	taken = direct_consume_lots(w, m->member_id, entry_id, points, m->now);
-	direct_end(w);
-	if (taken >= 0)
-		return taken;
-
-	/* no open-lot index to walk: the same in SQL */
-	taken = 0;
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = Int64GetDatum(points);
-	values[2] = TimestampTzGetDatum(m->now);
-	values[3] = Int64GetDatum(entry_id);
-	ExecStmt(S_CONSUME, values, NULL, 0);
-	for (i = 0; i < SPI_processed; i++)
-		taken = points_add_checked(taken, ColInt8(i, 1));
-	return taken;
+	return store_consume_lots(m->w, m->member_id, entry_id, points, m->now);
 }
 
 /* Consume exactly `points` that are known to be there. */
@@ -842,28 +782,9 @@ DebitLots(Member *m, int64 entry_id, Points points, Points debt)
 static void
 ReturnToLots(Member *m, int64 source, Points points)
 {
-	Datum		values[3];
-	Points		given = 0;
-	uint64		i;
 	AccountDelta d = {0};
 
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = Int64GetDatum(source);
-	values[2] = Int64GetDatum(points);
-	ExecStmt(S_RETURN, values, NULL, 0);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		expires;
-
-		given = points_add_checked(given, ColInt8(i, 1));
-		expires = Col(i, 2, &isnull);
-		if (!isnull)
-			LowerExpiryBound(m, &d, DatumGetTimestampTz(expires));
-	}
-	if (given != points)
-		elog(ERROR, "loyalty: returned %lld of %lld points to lots",
-			 (long long) given, (long long) points);
+	LowerExpiryBound(m, &d, store_return_to_lots(m->w, m->member_id, source, points));
 	/* a lot given back to may expire before the bound (rare: a refund) */
 	if (d.expiry_floor != 0)
 		UpdateAccount(m, &d);
@@ -907,13 +828,13 @@ ReleaseHoldPoints(Member *m, int64 hold_id, int64 hold_entry, Points points,
 	AccountDelta d = {0};
 	int64		entry_id;
 
-	e.kind = "release";
-	e.points = points;
-	e.held_delta = -points;
-	e.source_entry = hold_entry;
-	e.hold_id = hold_id;
-	e.idem_key = idem_key;
-	e.reason = reason ? cstring_to_text(reason) : NULL;
+	e.row.kind = "release";
+	e.row.points = points;
+	e.row.held_delta = -points;
+	e.row.source_entry = hold_entry;
+	e.row.hold_id = hold_id;
+	e.row.idem_key = idem_key;
+	e.row.reason = reason ? cstring_to_text(reason) : NULL;
 	d.balance = points;
 	d.held = -points;
 	entry_id = InsertEntry(m, &e, &d);
@@ -991,12 +912,22 @@ PositiveAmount(FunctionCallInfo fcinfo, int argno, const char *name)
 	return CheckAmount(fcinfo, argno, name, false);
 }
 
-/* Open SPI; every entry point pairs it with SPI_finish. */
+/* Open SPI and the call's writes; every entry point pairs it with Finish. */
 static void
-Connect(void)
+Connect(Member *m)
 {
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
+	m->w = store_begin();
+}
+
+/* Close the call's writes and SPI. */
+static void
+Finish(Member *m)
+{
+	store_end(m->w);
+	m->w = NULL;
+	SPI_finish();
 }
 
 /* Let the tier rules look at the member after a write (programs with tiers). */
@@ -1079,31 +1010,31 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
 	PurchaseArgs(fcinfo, 1, 6, &amount, &lines);
-	e.channel = OptText(fcinfo, 2);
-	e.reference = OptText(fcinfo, 3);
-	e.idem_key = OptText(fcinfo, 4);
-	if (e.idem_key)
+	e.row.channel = OptText(fcinfo, 2);
+	e.row.reference = OptText(fcinfo, 3);
+	e.row.idem_key = OptText(fcinfo, 4);
+	if (e.row.idem_key)
 		hash = RequestHash("earn", fcinfo, "-ntt-zjt");
 
-	if (BeginWrite(member_id, false, true, e.idem_key, "earn", hash, &m, &result))
+	if (BeginWrite(member_id, false, true, e.row.idem_key, "earn", hash, &m, &result))
 		PG_RETURN_POINTS(result);
 	ReleaseExpiredHolds(&m);
-	e.occurred_at = OccurredAt(fcinfo, 5, &m);
+	e.row.occurred_at = OccurredAt(fcinfo, 5, &m);
 
 	initStringInfo(&why);
-	points = EarnPoints(&m, amount, lines, e.channel, OptText(fcinfo, 7), e.occurred_at, &amount, &why);
-	e.kind = "earn";
-	e.points = points;
-	e.amount = NumericGetDatum(amount);
-	e.details = why.len ? why.data : NULL;
+	points = EarnPoints(&m, amount, lines, e.row.channel, OptText(fcinfo, 7), e.row.occurred_at, &amount, &why);
+	e.row.kind = "earn";
+	e.row.points = points;
+	e.row.amount = NumericGetDatum(amount);
+	e.row.details = why.len ? why.data : NULL;
 	if (points > 0)
 		d.debt = -PrepareLot(&m, &e, points, 0, true);
 	d.balance = points;
 	d.earned = points;
-	d.purchase = true;
-	d.purchase_at = e.occurred_at;
+	d.purchase_first = e.row.occurred_at;
+	d.purchase_last = e.row.occurred_at;
 	d.purchase_count = 1;
-	d.purchase_days = PurchaseDaySeen(&m, e.occurred_at) ? 0 : 1;
+	d.purchase_days = PurchaseDaySeen(&m, e.row.occurred_at) ? 0 : 1;
 	d.purchase_amount = NumericGetDatum(amount);
 	e.purchase_event = true;
 	entry_id = InsertEntry(&m, &e, &d);
@@ -1117,8 +1048,8 @@ loyalty_earn(PG_FUNCTION_ARGS)
 		ExecStmt(S_REFERRAL, rv, NULL, 0);
 	}
 	TierAfterWrite(&m, "earn");
-	IdemStore(&m, e.idem_key, "earn", hash, points, entry_id);
-	SPI_finish();
+	IdemStore(&m, e.row.idem_key, "earn", hash, points, entry_id);
+	Finish(&m);
 	PG_RETURN_POINTS(points);
 }
 
@@ -1140,7 +1071,7 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
 	PurchaseArgs(fcinfo, 1, 2, &amount, &lines);
-	Connect();
+	Connect(&m);
 	LoadMember(false, member_id, &m, false);
 	at = OccurredAt(fcinfo, 5, &m);
 	initStringInfo(&why);
@@ -1160,7 +1091,7 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 	/* why.data lives in SPI's context, which SPI_finish frees */
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(why.data));
 	result = SPI_datumTransfer(result, false, -1);
-	SPI_finish();
+	Finish(&m);
 	PG_RETURN_DATUM(result);
 }
 
@@ -1173,8 +1104,8 @@ CreditEntry(Member *m, const char *kind, Points points, Entry *e, TimestampTz ex
 {
 	AccountDelta d = {0};
 
-	e->kind = kind;
-	e->points = points;
+	e->row.kind = kind;
+	e->row.points = points;
 	d.debt = -PrepareLot(m, e, points, expires_at, false);
 	d.balance = points;
 	d.earned = points;
@@ -1189,8 +1120,8 @@ DebitEntry(Member *m, const char *kind, Points points, Entry *e, bool counts_as_
 	Points		debt = PrecheckDebit(m, points);
 	int64		entry_id;
 
-	e->kind = kind;
-	e->points = -points;
+	e->row.kind = kind;
+	e->row.points = -points;
 	d.balance = -points;
 	d.redeemed = counts_as_redeemed ? points : 0;
 	entry_id = InsertEntry(m, e, &d);
@@ -1217,26 +1148,26 @@ loyalty_award(PG_FUNCTION_ARGS)
 	member_id = PG_GETARG_INT64(0);
 	points = PositivePoints(fcinfo, 1, "points");
 	RequireArg(fcinfo, 2, "reason");
-	e.reason = PG_GETARG_TEXT_PP(2);
-	e.channel = OptText(fcinfo, 3);
-	e.reference = OptText(fcinfo, 4);
-	e.idem_key = OptText(fcinfo, 5);
+	e.row.reason = PG_GETARG_TEXT_PP(2);
+	e.row.channel = OptText(fcinfo, 3);
+	e.row.reference = OptText(fcinfo, 4);
+	e.row.idem_key = OptText(fcinfo, 5);
 	if (!PG_ARGISNULL(7))
 		expires_at = PG_GETARG_TIMESTAMPTZ(7);
-	if (e.idem_key)
+	if (e.row.idem_key)
 		hash = RequestHash("award", fcinfo, "-ittt-zz");
 
-	if (BeginWrite(member_id, false, true, e.idem_key, "award", hash, &m, &entry_id))
+	if (BeginWrite(member_id, false, true, e.row.idem_key, "award", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
 	ReleaseExpiredHolds(&m);
-	e.occurred_at = OccurredAt(fcinfo, 6, &m);
+	e.row.occurred_at = OccurredAt(fcinfo, 6, &m);
 	if (expires_at && expires_at <= m.now)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expires_at must lie in the future")));
 	entry_id = CreditEntry(&m, "award", points, &e, expires_at);
-	IdemStore(&m, e.idem_key, "award", hash, entry_id, entry_id);
-	SPI_finish();
+	IdemStore(&m, e.row.idem_key, "award", hash, entry_id, entry_id);
+	Finish(&m);
 	PG_RETURN_INT64(entry_id);
 }
 
@@ -1257,19 +1188,19 @@ loyalty_redeem(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "member");
 	member_id = PG_GETARG_INT64(0);
 	points = PositivePoints(fcinfo, 1, "points");
-	e.channel = OptText(fcinfo, 2);
-	e.reference = OptText(fcinfo, 3);
-	e.idem_key = OptText(fcinfo, 4);
-	if (e.idem_key)
+	e.row.channel = OptText(fcinfo, 2);
+	e.row.reference = OptText(fcinfo, 3);
+	e.row.idem_key = OptText(fcinfo, 4);
+	if (e.row.idem_key)
 		hash = RequestHash("redeem", fcinfo, "-itt-z");
 
-	if (BeginWrite(member_id, false, true, e.idem_key, "redeem", hash, &m, &entry_id))
+	if (BeginWrite(member_id, false, true, e.row.idem_key, "redeem", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
 	ReleaseExpiredHolds(&m);
-	e.occurred_at = OccurredAt(fcinfo, 5, &m);
+	e.row.occurred_at = OccurredAt(fcinfo, 5, &m);
 	entry_id = DebitEntry(&m, "redeem", points, &e, true);
-	IdemStore(&m, e.idem_key, "redeem", hash, entry_id, entry_id);
-	SPI_finish();
+	IdemStore(&m, e.row.idem_key, "redeem", hash, entry_id, entry_id);
+	Finish(&m);
 	PG_RETURN_INT64(entry_id);
 }
 
@@ -1299,13 +1230,13 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	points = PositivePoints(fcinfo, 1, "points");
 	RequireArg(fcinfo, 2, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(2);
-	e.channel = OptText(fcinfo, 3);
-	e.reference = OptText(fcinfo, 4);
-	e.idem_key = OptText(fcinfo, 5);
-	if (e.idem_key)
+	e.row.channel = OptText(fcinfo, 3);
+	e.row.reference = OptText(fcinfo, 4);
+	e.row.idem_key = OptText(fcinfo, 5);
+	if (e.row.idem_key)
 		hash = RequestHash("hold", fcinfo, "-ivtt");
 
-	if (BeginWrite(member_id, false, true, e.idem_key, "hold", hash, &m, &hold_id))
+	if (BeginWrite(member_id, false, true, e.row.idem_key, "hold", hash, &m, &hold_id))
 		PG_RETURN_INT64(hold_id);
 	{
 		TimestampTz until = AddInterval(m.now, ttl);
@@ -1319,10 +1250,10 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	ReleaseExpiredHolds(&m);
 	debt = PrecheckDebit(&m, points);
 
-	e.kind = "hold";
-	e.points = -points;
-	e.held_delta = points;
-	e.occurred_at = m.now;
+	e.row.kind = "hold";
+	e.row.points = -points;
+	e.row.held_delta = points;
+	e.row.occurred_at = m.now;
 	d.balance = -points;
 	d.held = points;
 	entry_id = InsertEntry(&m, &e, &d);
@@ -1331,15 +1262,15 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(member_id);
 	values[1] = Int64GetDatum(entry_id);
 	values[2] = Int64GetDatum(points);
-	values[3] = PointerGetDatum(e.channel);
-	nulls[3] = e.channel ? ' ' : 'n';
-	values[4] = PointerGetDatum(e.reference);
-	nulls[4] = e.reference ? ' ' : 'n';
+	values[3] = PointerGetDatum(e.row.channel);
+	nulls[3] = e.row.channel ? ' ' : 'n';
+	values[4] = PointerGetDatum(e.row.reference);
+	nulls[4] = e.row.reference ? ' ' : 'n';
 	values[5] = IntervalPGetDatum(ttl);
 	ExecStmt(S_HOLD_INS, values, nulls, 0);
 	hold_id = ColInt8(0, 1);
-	IdemStore(&m, e.idem_key, "hold", hash, hold_id, entry_id);
-	SPI_finish();
+	IdemStore(&m, e.row.idem_key, "hold", hash, hold_id, entry_id);
+	Finish(&m);
 	PG_RETURN_INT64(hold_id);
 }
 
@@ -1368,11 +1299,11 @@ static bool
 BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op, int64 hash,
 		   Member *m, int64 *replayed)
 {
-	Connect();
+	Connect(m);
 	LockMember(by_hold ? HoldMember(id) : id, m, need_active);
 	if (IdemLookup(m, key, op, hash, replayed))
 	{
-		SPI_finish();
+		Finish(m);
 		return true;
 	}
 	return false;
@@ -1444,12 +1375,12 @@ loyalty_capture(PG_FUNCTION_ARGS)
 						(long long) take, (long long) hold_id, (long long) held),
 				 errhint("Capture at most the held points.")));
 
-	e.kind = "capture";
-	e.points = 0;
-	e.held_delta = -take;
-	e.source_entry = hold_entry;
-	e.hold_id = hold_id;
-	e.idem_key = key;
+	e.row.kind = "capture";
+	e.row.points = 0;
+	e.row.held_delta = -take;
+	e.row.source_entry = hold_entry;
+	e.row.hold_id = hold_id;
+	e.row.idem_key = key;
 	d.held = -take;
 	d.redeemed = take;
 	entry_id = InsertEntry(&m, &e, &d);
@@ -1457,7 +1388,7 @@ loyalty_capture(PG_FUNCTION_ARGS)
 		ReleaseHoldPoints(&m, hold_id, hold_entry, held - take, NULL, "rest of a partial capture");
 	ResolveHold(&m, hold_id, "captured", take, entry_id);
 	IdemStore(&m, key, "capture", hash, entry_id, entry_id);
-	SPI_finish();
+	Finish(&m);
 	PG_RETURN_INT64(entry_id);
 }
 
@@ -1489,7 +1420,7 @@ loyalty_release(PG_FUNCTION_ARGS)
 	entry_id = ReleaseHoldPoints(&m, hold_id, hold_entry, held, key, NULL);
 	ResolveHold(&m, hold_id, "released", 0, entry_id);
 	IdemStore(&m, key, "release", hash, held, entry_id);
-	SPI_finish();
+	Finish(&m);
 	PG_RETURN_POINTS(held);
 }
 
@@ -1509,7 +1440,6 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 	Points		shortfall;
 	Points		debited;
 	int64		entry_id;
-	Datum		values[5];
 	StringInfoData details;
 
 	others_avail = Available(m, m->now) - (lot_spendable ? own : 0);
@@ -1522,30 +1452,15 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 					 "\"shortfall\": %lld, \"policy\": \"%s\"}",
 					 (long long) want, (long long) own, (long long) others, (long long) shortfall,
 					 m->refund_debt ? "debt" : "forgive");
-	e->kind = "reverse";
-	e->points = -debited;
-	e->details = details.data;
+	e->row.kind = "reverse";
+	e->row.points = -debited;
+	e->row.details = details.data;
 	d.balance = -debited;
 	d.debt = m->refund_debt ? shortfall : 0;
 	d.earned = -want;
 	entry_id = InsertEntry(m, e, &d);
 
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = Int64GetDatum(lot_id);
-	values[2] = Int64GetDatum(own);
-	values[3] = Int64GetDatum(want);
-	values[4] = amount ? amount : NumericGetDatum(int64_to_numeric(0));
-	ExecStmt(S_LOT_TAKE, values, NULL, 0);
-	if (own > 0)
-	{
-		Datum		av[4];
-
-		av[0] = Int64GetDatum(m->member_id);
-		av[1] = Int64GetDatum(entry_id);
-		av[2] = Int64GetDatum(lot_id);
-		av[3] = Int64GetDatum(own);
-		ExecStmt(S_ALLOC_INS, av, NULL, 0);
-	}
+	store_take_from_lot(m->w, m->member_id, entry_id, lot_id, own, want, amount);
 	if (others > 0)
 		ConsumeLotsExact(m, entry_id, others);
 	return want;
@@ -1588,13 +1503,13 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 		want = PositivePoints(fcinfo, 2, "points");
 	if (!PG_ARGISNULL(3))
 		amount = PositiveAmount(fcinfo, 3, "amount");
-	e.reference = OptText(fcinfo, 4);
-	e.reason = OptText(fcinfo, 5);
-	e.idem_key = OptText(fcinfo, 6);
-	if (e.idem_key)
+	e.row.reference = OptText(fcinfo, 4);
+	e.row.reason = OptText(fcinfo, 5);
+	e.row.idem_key = OptText(fcinfo, 6);
+	if (e.row.idem_key)
 		hash = RequestHash("reverse", fcinfo, "-iintt");
 
-	if (BeginWrite(member_id, false, false, e.idem_key, "reverse", hash, &m, &result))
+	if (BeginWrite(member_id, false, false, e.row.idem_key, "reverse", hash, &m, &result))
 		PG_RETURN_POINTS(result);
 	ReleaseExpiredHolds(&m);
 
@@ -1634,8 +1549,8 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 		else
 			src_amount = SPI_datumTransfer(src_amount, false, -1);
 	}
-	e.source_entry = source;
-	e.occurred_at = m.now;
+	e.row.source_entry = source;
+	e.row.occurred_at = m.now;
 
 	if (src_points > 0 && (strcmp(kind, "earn") == 0 || strcmp(kind, "award") == 0 ||
 						   strcmp(kind, "adjust") == 0))
@@ -1707,7 +1622,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
 					 errmsg("entry %lld is already fully reversed", (long long) source)));
 		if (amount)
-			e.amount = NumericGetDatum(amount);
+			e.row.amount = NumericGetDatum(amount);
 		if (want > 0 || amount)
 			result = ReverseCredit(&m, &e, lot_id, remaining, spendable, want,
 								   amount ? NumericGetDatum(amount) : 0);
@@ -1750,8 +1665,8 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 					 errmsg("cannot give back %lld points of entry %lld: %lld are left to give back",
 							(long long) want, (long long) source, (long long) open),
 					 errdetail("Reversals of an entry never exceed it.")));
-		e.kind = "reverse";
-		e.points = want;
+		e.row.kind = "reverse";
+		e.row.points = want;
 		d.balance = want;
 		d.redeemed = strcmp(kind, "adjust") == 0 ? 0 : -want;
 		InsertEntry(&m, &e, &d);
@@ -1768,8 +1683,8 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 
 	if (src_points > 0)
 		TierAfterWrite(&m, "refund");
-	IdemStore(&m, e.idem_key, "reverse", hash, result, 0);
-	SPI_finish();
+	IdemStore(&m, e.row.idem_key, "reverse", hash, result, 0);
+	Finish(&m);
 	PG_RETURN_POINTS(result);
 }
 
@@ -1797,27 +1712,27 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("an adjustment must change the balance by a non-zero number of points")));
-	e.reason = PG_GETARG_TEXT_PP(2);
-	if (VARSIZE_ANY_EXHDR(e.reason) == 0)
+	e.row.reason = PG_GETARG_TEXT_PP(2);
+	if (VARSIZE_ANY_EXHDR(e.row.reason) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("an adjustment needs a reason"),
 				 errhint("Say why, for the audit trail.")));
-	e.idem_key = OptText(fcinfo, 3);
-	e.reference = OptText(fcinfo, 4);
-	if (e.idem_key)
+	e.row.idem_key = OptText(fcinfo, 3);
+	e.row.reference = OptText(fcinfo, 4);
+	if (e.row.idem_key)
 		hash = RequestHash("adjust", fcinfo, "-it-t");
 
-	if (BeginWrite(member_id, false, false, e.idem_key, "adjust", hash, &m, &entry_id))
+	if (BeginWrite(member_id, false, false, e.row.idem_key, "adjust", hash, &m, &entry_id))
 		PG_RETURN_INT64(entry_id);
 	ReleaseExpiredHolds(&m);
-	e.occurred_at = m.now;
+	e.row.occurred_at = m.now;
 	if (points > 0)
 		entry_id = CreditEntry(&m, "adjust", points, &e, 0);
 	else
 		entry_id = DebitEntry(&m, "adjust", -points, &e, false);
-	IdemStore(&m, e.idem_key, "adjust", hash, entry_id, entry_id);
-	SPI_finish();
+	IdemStore(&m, e.row.idem_key, "adjust", hash, entry_id, entry_id);
+	Finish(&m);
 	PG_RETURN_INT64(entry_id);
 }
 
@@ -1833,12 +1748,12 @@ loyalty_release_expired(PG_FUNCTION_ARGS)
 	int64		n;
 
 	RequireArg(fcinfo, 0, "member");
-	Connect();
+	Connect(&m);
 	LockMember(PG_GETARG_INT64(0), &m, false);
 	values[0] = Int64GetDatum(m.member_id);
 	ExecStmt(S_EXPIRED_HOLDS, values, NULL, 0);
 	n = (int64) SPI_processed;
 	ReleaseExpiredHolds(&m);
-	SPI_finish();
+	Finish(&m);
 	PG_RETURN_INT64(n);
 }

@@ -7,14 +7,12 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
-#include "executor/spi_priv.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/plancache.h"
 
-#include "direct.h"
+#include "store.h"
 #include "loyalty.h"
 
 PG_MODULE_MAGIC;
@@ -51,58 +49,50 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	store_init();
 	MarkGUCPrefixReserved("loyalty");
 	access_init();
 }
 
 /*
- * Prepare and keep a statement of a hot path.  Always the generic plan: no
- * planning per call, and (see loyalty_execute) a plan that keeps using the
- * member indexes however small the tables were when it was made.
- */
-SPIPlanPtr
-loyalty_prepare(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan;
-
-	/*
-	 * Under Citus a router query with an unresolved parameter may have no
-	 * generic distributed plan; there the plan cache chooses (spiwrite.c).
-	 */
-	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-							  loyalty_distributed() ? 0 : CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "loyalty: SPI_prepare failed: %s (%s)", SPI_result_code_string(SPI_result), sql);
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "loyalty: SPI_keepplan failed");
-	return plan;
-}
-
-/*
- * Execute a kept plan.  When its plan is (re)built, sequential scans are
- * switched off: a plan made while a table is tiny or freshly analysed empty
- * (a new installation, or the first bulk import in one transaction) would
- * otherwise scan the whole table on every call as the table grows, which
- * turns a million-row import quadratic.  Every statement here looks rows up
- * by member, through an index.
+ * Execute a kept statement, preparing it on first use.
+ *
+ * Its generic plan is made once and kept until an invalidation (ANALYZE,
+ * DDL) replaces it.  A plan made while a table was tiny (a new installation,
+ * or the first rows of a bulk import in one transaction, when no ANALYZE can
+ * run) may scan the table instead of looking a member up through its index,
+ * and keep doing so as the table grows: a million-row import turns
+ * quadratic.  So the statement is prepared again after 16, 32, 64, ...
+ * executions: each new plan is made with the tables' current sizes (the
+ * planner reads their actual number of pages), a few dozen plans in a
+ * backend's life, and no plan serves more executions than it had seen when
+ * it was made.  The planner scans a table only while that is cheaper than
+ * its index, i.e. while it is a few pages small.
  */
 int
-loyalty_execute(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long tcount)
+loyalty_run(KeptPlan *kp, const char *sql, int nargs, const Oid *argtypes,
+			Datum *values, const char *nulls, bool read_only, long tcount)
 {
-	CachedPlanSource *ps = (CachedPlanSource *) linitial(plan->plancache_list);
-	int			rc;
-
-	if (ps->is_valid && ps->gplan != NULL && ps->gplan->is_valid)
-		return SPI_execute_plan(plan, values, nulls, read_only, tcount);
-	else
+	if (kp->plan != NULL && kp->runs >= 16 && (kp->runs & (kp->runs - 1)) == 0)
 	{
-		int			level = NewGUCNestLevel();
-
-		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		rc = SPI_execute_plan(plan, values, nulls, read_only, tcount);
-		AtEOXact_GUC(true, level);
-		return rc;
+		SPI_freeplan(kp->plan);
+		kp->plan = NULL;
 	}
+	if (kp->plan == NULL)
+	{
+		/*
+		 * Under Citus a router query with an unresolved parameter may have
+		 * no generic distributed plan; there the plan cache chooses.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
+											  loyalty_distributed() ? 0 : CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			elog(ERROR, "loyalty: SPI_prepare failed: %s (%s)", SPI_result_code_string(SPI_result), sql);
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "loyalty: SPI_keepplan failed");
+		kp->plan = plan;
+	}
+	kp->runs++;
+	return SPI_execute_plan(kp->plan, values, nulls, read_only, tcount);
 }

@@ -16,9 +16,18 @@
 /* GUC-backed settings, defined in loyalty.c */
 extern int	loyalty_max_future_seconds;
 
-/* Kept SPI plans of the hot paths (loyalty.c). */
-extern SPIPlanPtr loyalty_prepare(const char *sql, int nargs, Oid *argtypes);
-extern int	loyalty_execute(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long tcount);
+/*
+ * A statement of a hot path, prepared on first use and kept (loyalty.c).
+ * Zero-initialised (static) until then.
+ */
+typedef struct KeptPlan
+{
+	SPIPlanPtr	plan;
+	uint64		runs;			/* executions since it was prepared */
+} KeptPlan;
+
+extern int	loyalty_run(KeptPlan *kp, const char *sql, int nargs, const Oid *argtypes,
+						Datum *values, const char *nulls, bool read_only, long tcount);
 
 /* Multi-program isolation (access.c). */
 extern void access_init(void);

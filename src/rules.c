@@ -82,8 +82,9 @@ static int64 cached_program = -1;
 static int64 cached_version = -1;
 static EarnRule *rules = NULL;
 static int	nrules = 0;
-static SPIPlanPtr load_plan = NULL;
-static SPIPlanPtr tiers_plan = NULL;
+static const Oid int8_arg[1] = {INT8OID};
+static KeptPlan load_plan;
+static KeptPlan tiers_plan;
 
 /* Tier earn multipliers of the cached program (tiers with a multiplier <> 1). */
 typedef struct TierMultiplier
@@ -94,7 +95,7 @@ typedef struct TierMultiplier
 } TierMultiplier;
 static TierMultiplier *tier_mults = NULL;
 static int	ntier_mults = 0;
-static SPIPlanPtr birthday_plan = NULL;
+static KeptPlan birthday_plan;
 
 static Numeric
 num_const(int64 v)
@@ -185,22 +186,15 @@ load_rules(int64 program_id, int64 version)
 	ntier_mults = 0;
 	cached_program = -1;
 
-	if (load_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT8OID};
-		SPIPlanPtr	plan = loyalty_prepare(
-									   "SELECT name, effect, multiplier, bonus_points" I8 ", stacking, stop,"
-									   " valid_from, valid_until, weekdays, hour_from, hour_to,"
-									   " channels, stores, categories, products,"
-									   " loyalty.tier_rank(min_tier), segments, birthday, first_purchase, min_amount"
-									   " FROM loyalty.earning_rules WHERE program_id" EQ "$1 AND active"
-									   " ORDER BY priority, name COLLATE \"C\"",
-									   1, argtypes);
-
-		load_plan = plan;
-	}
 	values[0] = Int64GetDatum(program_id);
-	if (loyalty_execute(load_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (loyalty_run(&load_plan,
+					"SELECT name, effect, multiplier, bonus_points" I8 ", stacking, stop,"
+					" valid_from, valid_until, weekdays, hour_from, hour_to,"
+					" channels, stores, categories, products,"
+					" loyalty.tier_rank(min_tier), segments, birthday, first_purchase, min_amount"
+					" FROM loyalty.earning_rules WHERE program_id" EQ "$1 AND active"
+					" ORDER BY priority, name COLLATE \"C\"",
+					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
 
 	old = MemoryContextSwitchTo(rules_cxt);
@@ -264,15 +258,9 @@ load_rules(int64 program_id, int64 version)
 	nrules = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
 
-	if (tiers_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT8OID};
-
-		tiers_plan = loyalty_prepare("SELECT rank, name, earn_multiplier FROM loyalty.tiers"
-									 " WHERE program_id" EQ "$1 AND earn_multiplier <> 1",
-									 1, argtypes);
-	}
-	if (loyalty_execute(tiers_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (loyalty_run(&tiers_plan, "SELECT rank, name, earn_multiplier FROM loyalty.tiers"
+					" WHERE program_id" EQ "$1 AND earn_multiplier <> 1",
+					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading tier multipliers failed");
 	old = MemoryContextSwitchTo(rules_cxt);
 	tier_mults = palloc0(sizeof(TierMultiplier) * Max(SPI_processed, 1));
@@ -383,14 +371,9 @@ member_birthday(int64 member_id, int *month, int *day)
 	Datum		d;
 	int			y;
 
-	if (birthday_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT8OID};
-		birthday_plan = loyalty_prepare("SELECT birthday FROM loyalty.members WHERE member_id" EQ "$1",
-										1, argtypes);
-	}
 	values[0] = Int64GetDatum(member_id);
-	if (loyalty_execute(birthday_plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (loyalty_run(&birthday_plan, "SELECT birthday FROM loyalty.members WHERE member_id" EQ "$1",
+					1, int8_arg, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		return false;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)

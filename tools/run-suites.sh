@@ -25,37 +25,44 @@ count_regress() {
 	fi
 }
 
-echo "== pg_regress (sql/, expected/)"
-make -s installcheck ISOLATION= >"$LOG/regress.out" 2>&1
-rc=$?
-cat "$LOG/regress.out"
-count_regress "$LOG/regress.out"
-[ $rc -ne 0 ] && [ -f regression.diffs ] && cp regression.diffs "$LOG/regress.diffs" && head -200 regression.diffs
-[ $rc -ne 0 ] && ! grep -qE '\.\.\. FAILED' "$LOG/regress.out" && { failed=$((failed + 1)); failures+=("pg_regress-run"); }
-
-if ls specs/*.spec >/dev/null 2>&1; then
-	echo "== isolation (specs/)"
-	make -s installcheck REGRESS= >"$LOG/isolation.out" 2>&1
+# The suites run once per ledger store: the fast store (the default) and the
+# SQL store (loyalty.fast_store = off); both must give the same results.
+for mode in on off; do
+	export PGOPTIONS="-c loyalty.fast_store=$mode"
+	echo "== pg_regress (sql/, expected/), loyalty.fast_store=$mode"
+	rm -rf regression.diffs output_iso
+	make -s installcheck ISOLATION= >"$LOG/regress-$mode.out" 2>&1
 	rc=$?
-	cat "$LOG/isolation.out"
-	count_regress "$LOG/isolation.out"
-	[ $rc -ne 0 ] && [ -f output_iso/regression.diffs ] && head -200 output_iso/regression.diffs
-	[ $rc -ne 0 ] && ! grep -qE '\.\.\. FAILED' "$LOG/isolation.out" && { failed=$((failed + 1)); failures+=("isolation-run"); }
-fi
+	cat "$LOG/regress-$mode.out"
+	count_regress "$LOG/regress-$mode.out"
+	[ $rc -ne 0 ] && [ -f regression.diffs ] && cp regression.diffs "$LOG/regress-$mode.diffs" && head -200 regression.diffs
+	[ $rc -ne 0 ] && ! grep -qE '\.\.\. FAILED' "$LOG/regress-$mode.out" && { failed=$((failed + 1)); failures+=("pg_regress-run-$mode"); }
 
-if ls test/pgtap/*.sql >/dev/null 2>&1; then
-	echo "== pgTAP (test/pgtap/)"
-	dropdb --if-exists loyalty_tap >/dev/null 2>&1
-	createdb loyalty_tap && psql -qX -d loyalty_tap -v ON_ERROR_STOP=1 \
-		-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION loyalty'
-	for f in test/pgtap/*.sql; do
-		if pg_prove -d loyalty_tap "$f" >"$LOG/$(basename "$f").tap" 2>&1; then
-			passed=$((passed + 1)); echo "ok     $f"
-		else
-			failed=$((failed + 1)); failures+=("$f"); echo "FAILED $f"; cat "$LOG/$(basename "$f").tap"
-		fi
-	done
-fi
+	if ls specs/*.spec >/dev/null 2>&1; then
+		echo "== isolation (specs/), loyalty.fast_store=$mode"
+		make -s installcheck REGRESS= >"$LOG/isolation-$mode.out" 2>&1
+		rc=$?
+		cat "$LOG/isolation-$mode.out"
+		count_regress "$LOG/isolation-$mode.out"
+		[ $rc -ne 0 ] && [ -f output_iso/regression.diffs ] && head -200 output_iso/regression.diffs
+		[ $rc -ne 0 ] && ! grep -qE '\.\.\. FAILED' "$LOG/isolation-$mode.out" && { failed=$((failed + 1)); failures+=("isolation-run-$mode"); }
+	fi
+
+	if ls test/pgtap/*.sql >/dev/null 2>&1; then
+		echo "== pgTAP (test/pgtap/), loyalty.fast_store=$mode"
+		dropdb --if-exists loyalty_tap >/dev/null 2>&1
+		createdb loyalty_tap && psql -qX -d loyalty_tap -v ON_ERROR_STOP=1 \
+			-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION loyalty'
+		for f in test/pgtap/*.sql; do
+			if pg_prove -d loyalty_tap "$f" >"$LOG/$(basename "$f")-$mode.tap" 2>&1; then
+				passed=$((passed + 1)); echo "ok     $f ($mode)"
+			else
+				failed=$((failed + 1)); failures+=("$f($mode)"); echo "FAILED $f ($mode)"; cat "$LOG/$(basename "$f")-$mode.tap"
+			fi
+		done
+	fi
+	unset PGOPTIONS
+done
 
 if ls test/scripts/*.sh >/dev/null 2>&1; then
 	echo "== cluster scripts (test/scripts/)"

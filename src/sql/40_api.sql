@@ -164,3 +164,7 @@ COMMENT ON FUNCTION loyalty.history(bigint, timestamptz, integer) IS
 #include "udfs/verify/1.3.sql"
 COMMENT ON FUNCTION loyalty.verify() IS
     'Check the ledger invariants; returns one row per violation and no rows when the books are sound';
+
+#include "udfs/write_store/1.4.sql"
+COMMENT ON FUNCTION loyalty.write_store() IS
+    'Which store writes each table of the books now (fast: the executor''s row routines; sql: SQL statements) and, for sql, the first reason why';

@@ -68,7 +68,7 @@ COMMENT ON FUNCTION loyalty.ledger_add_partition(timestamptz, timestamptz) IS
 -- Internal: replace the plain ledger by a partitioned one.  restore: during a
 -- restore (called by the event trigger below): no data, no partitions, and
 -- the parent's indexes are left to ledger_restore_indexes().
-#include "udfs/ledger_convert/1.2.sql"
+#include "udfs/ledger_convert/1.4.sql"
 COMMENT ON FUNCTION loyalty.ledger_convert(interval, integer, boolean) IS
     'Internal: replace the plain ledger by a partitioned one with the same rows, identity, indexes, triggers, grants, policies, dependent views and functions';
 

@@ -36,6 +36,7 @@ REVOKE ALL ON FUNCTION
     loyalty.balance_at(bigint, timestamptz),
     loyalty.history(bigint, timestamptz, integer),
     loyalty.verify(),
+    loyalty.write_store(),
     loyalty.ledger_refuse_change()
 FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.expire_points(timestamptz, integer),
@@ -68,7 +69,8 @@ GRANT EXECUTE ON FUNCTION
     loyalty.expire_member(bigint, timestamptz),
     loyalty.expire_batch(timestamptz, integer),
     loyalty.release_expired_batch(integer),
-    loyalty.verify()
+    loyalty.verify(),
+    loyalty.write_store()
 TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.expire_points(timestamptz, integer),
     loyalty.release_expired_holds(integer) TO loyalty_admin;

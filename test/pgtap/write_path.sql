@@ -1,9 +1,10 @@
--- The C write path (src/direct.c) finds, locks and writes rows without SQL
--- statements, and keeps each table's index descriptions between calls.
--- These tests show that it still obeys every index the table has at the time
--- of the call (one added or dropped in the same session included), that it
--- takes lots first-to-expire-first exactly as the SQL form does, and that
--- the account it reads is the latest one.
+-- The write path (src/store*.c) keeps each table's shape, index descriptions
+-- and compiled expressions between calls.  These tests show that it still
+-- obeys every index the table has at the time of the call (one added or
+-- dropped in the same session included), that a column added or renamed is
+-- seen by the next call, that lots go first-to-expire-first, and that the
+-- account it reads is the latest one.  They run with either store
+-- (loyalty.fast_store on and off).
 BEGIN;
 SELECT plan(19);
 
@@ -24,9 +25,10 @@ SELECT lives_ok(format('SELECT loyalty.earn(%s, 5, reference => %L)', :m, 'once'
 
 -- the columns are checked again after any change of the table: one added,
 -- renamed or dropped after a call is seen by the next call
-ALTER TABLE loyalty.lots ADD COLUMN wp_extra integer;
-SELECT throws_ok(format('SELECT loyalty.earn(%s, 5)', :m), '0A000', NULL,
-                 'a column added to lots after a call is refused by the next write');
+ALTER TABLE loyalty.lots ADD COLUMN wp_extra integer DEFAULT 7;
+SELECT loyalty.earn(:m, 5);
+SELECT is((SELECT wp_extra FROM loyalty.lots WHERE member_id = :m ORDER BY lot_id DESC LIMIT 1), 7,
+          'a column added to lots after a call gets its default from the next write');
 ALTER TABLE loyalty.lots DROP COLUMN wp_extra;
 ALTER TABLE loyalty.ledger RENAME COLUMN reason TO wp_reason;
 SELECT throws_ok(format('SELECT loyalty.earn(%s, 5)', :m), '42703', NULL,
@@ -62,8 +64,10 @@ SELECT loyalty.enroll(:p, 'pos', 'wp-3') AS m3 \gset
 SELECT count(loyalty.award(:m3, '1', 'many', expires_at => now() + g * interval '1 day')) FROM generate_series(1, 40) g;
 SELECT idx_tup_fetch AS f0 FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lots'::regclass \gset
 SELECT loyalty.redeem(:m3, '1');
-SELECT is((SELECT idx_tup_fetch - :f0 FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lots'::regclass),
-          1::bigint, 'a 1-point debit reads the one of its 40 open lots it takes from');
+SELECT CASE WHEN (SELECT store FROM loyalty.write_store() WHERE table_name = 'lots') = 'fast'
+            THEN is((SELECT idx_tup_fetch - :f0 FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lots'::regclass),
+                    1::bigint, 'a 1-point debit reads the one of its 40 open lots it takes from')
+            ELSE skip('the SQL store reads every open lot of the member', 1) END;
 -- lots with equal expiry and age go by lot id, whatever their order in the
 -- index: the first lot, emptied and given back, has a newer index entry
 SELECT loyalty.enroll(:p, 'pos', 'wp-4') AS m4 \gset

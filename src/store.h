@@ -1,0 +1,304 @@
+/*
+ * store.h
+ *		The ledger store: every row the books write, behind one interface
+ *		with two implementations.
+ *
+ * The operations of the books (ledger.c) lock and read an account, append
+ * ledger entries and lots, take points from lots and give them back, update
+ * the account and record idempotency keys only through the store_*
+ * functions below (store.c).  For each of them, once the table it touches is
+ * locked, store.c picks one of two implementations:
+ *
+ *	- the SQL store (store_sql.c): prepared SELECT/INSERT/UPDATE statements,
+ *	  which do everything PostgreSQL does for such a statement whatever a DBA
+ *	  did to the table (triggers of every kind, rules, defaults, domains,
+ *	  typmods and coercion, row-level security, privileges, replica identity,
+ *	  partitions, foreign keys).  Always used on Citus, whose shards only a
+ *	  statement reaches, and when loyalty.fast_store is off;
+ *	- the fast store (store_exec.c): the executor's row routines, as COPY
+ *	  and logical replication's apply worker use them, with no statement
+ *	  planned or started per row.  Used only for a table whose shape
+ *	  (store.c) proves that it would do exactly what the statement does.
+ *
+ * Both stores write the same rows in the same order, one row operation at a
+ * time (each one like a statement of its own: its AFTER triggers fire and the
+ * command counter moves on before the next).
+ */
+#ifndef LOYALTY_STORE_H
+#define LOYALTY_STORE_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+#include "storage/itemptr.h"
+#include "utils/acl.h"
+#include "utils/timestamp.h"
+
+/* The tables of the books, and the programs table the writes read. */
+typedef enum StoreTable
+{
+	ST_LEDGER,
+	ST_LOTS,
+	ST_ACCOUNTS,
+	ST_IDEM,
+	ST_ALLOC,
+	ST_PROGRAMS,
+	ST_COUNT
+} StoreTable;
+
+/* The columns each store knows, in store.c's column lists' order. */
+enum
+{
+	L_MEMBER, L_ENTRY, L_PROGRAM, L_KIND, L_POINTS, L_HELD, L_AMOUNT, L_CHANNEL,
+	L_REFERENCE, L_REASON, L_ACTOR, L_SOURCE, L_HOLD, L_IDEM, L_CREATED,
+	L_OCCURRED, L_DETAILS, L_NCOLS
+};
+enum
+{
+	T_MEMBER, T_LOT, T_ENTRY, T_ORIGINAL, T_REMAINING, T_REVERSED,
+	T_REVERSED_AMOUNT, T_VESTS, T_EXPIRES, T_CREATED, T_IS_OPEN, T_NCOLS
+};
+enum
+{
+	A_MEMBER, A_PROGRAM, A_STATUS, A_TIER, A_REFERRAL, A_SEGMENT, A_BALANCE,
+	A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED, A_FIRST, A_LAST, A_COUNT,
+	A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, A_NCOLS
+};
+enum
+{
+	K_MEMBER, K_KEY, K_OP, K_HASH, K_RESULT, K_ENTRY, K_CREATED, K_NCOLS
+};
+enum
+{
+	X_MEMBER, X_ENTRY, X_LOT, X_POINTS, X_RETURNED, X_NCOLS
+};
+enum
+{
+	P_PROGRAM, P_EARN_RATE, P_ROUNDING, P_EXPIRY, P_PENDING, P_REFUND, P_MAX_HOLD,
+	P_CLOSED, P_EVENTS, P_TIME_ZONE, P_RULES_VERSION, P_TIER_METRIC, P_NCOLS
+};
+
+#define STORE_MAX_COLS 20
+
+/* A column a store reads or writes: its name and the type it must have. */
+typedef struct StoreColumn
+{
+	const char *name;
+	const char *type;			/* regtype input: "pg_catalog.int8" */
+	char		generated;		/* ATTRIBUTE_GENERATED_STORED or '\0' */
+	char		identity;		/* ATTRIBUTE_IDENTITY_ALWAYS or '\0' */
+	bool		optional;		/* an older schema may lack it (ALTER
+								 * EXTENSION UPDATE not run yet) */
+} StoreColumn;
+
+typedef struct StoreTableDef
+{
+	const char *name;
+	int			ncols;
+	StoreColumn cols[STORE_MAX_COLS];
+	AclMode		writes;			/* what the writes do to it */
+	bool		others_allowed; /* other columns may exist (an UPDATE keeps
+								 * them; an INSERT would need their
+								 * defaults) */
+} StoreTableDef;
+
+extern const StoreTableDef store_tables[ST_COUNT];
+
+/*
+ * What store.c found out about a table since its last invalidation: where
+ * each known column is and whether the fast store may write it (and if not,
+ * the first reason why).
+ */
+typedef struct TableShape
+{
+	bool		checked;
+	Oid			relid;
+	char		relkind;
+	bool		fast;
+	char		why[192];
+	AttrNumber	attno[STORE_MAX_COLS];	/* 0-based; -1: an optional column
+										 * the table lacks */
+	Oid			col_type[STORE_MAX_COLS];	/* the types expected */
+	int			natts;
+	Oid			key_index;		/* accounts, programs, idempotency keys: the
+								 * valid unique index on the key */
+	Oid			open_lot_index; /* lots: a valid (member, expiry, creation)
+								 * index of the open lots */
+	Oid			entry_seq;		/* ledger: entry_id's identity sequence */
+	int			nrelated;
+	Oid		   *related;		/* partitions and indexes the shape depends on */
+} TableShape;
+
+/*
+ * A member's account row (locked FOR NO KEY UPDATE when asked) and its
+ * program's policies, by column index.  By-reference values live in the
+ * caller's memory context.
+ */
+typedef struct AccountRead
+{
+	ItemPointerData tid;		/* the fast store's row (invalid from SQL) */
+	Datum		acc[A_NCOLS];
+	bool		acc_null[A_NCOLS];
+	Datum		prog[P_NCOLS];
+	bool		prog_null[P_NCOLS];
+} AccountRead;
+
+/* One ledger row. */
+typedef struct LedgerRow
+{
+	int64		member_id;
+	int64		program_id;
+	const char *kind;
+	int64		points;
+	int64		held_delta;
+	Datum		amount;			/* numeric, or 0 for NULL */
+	text	   *channel;
+	text	   *reference;
+	text	   *reason;
+	int64		source_entry;	/* 0: none */
+	int64		hold_id;		/* 0: none */
+	text	   *idem_key;
+	TimestampTz occurred_at;	/* 0: now */
+	const char *details;		/* jsonb text or NULL */
+} LedgerRow;
+
+/* One lot. */
+typedef struct LotRow
+{
+	int64		member_id;
+	int64		lot_id;			/* 0: numbered from the ledger's sequence */
+	int64		entry_id;
+	int64		original;
+	int64		remaining;
+	TimestampTz vests_at;
+	TimestampTz expires_at;		/* 0: never */
+} LotRow;
+
+/*
+ * Changes of a member's account row: deltas added, bounds moved.  The SQL
+ * store's UPDATE sets, and the fast store's row update declares, the same
+ * columns for every change (UPDATE OF triggers see the same column list).
+ */
+typedef struct AccountDelta
+{
+	int64		balance;
+	int64		held;
+	int64		debt;
+	int64		earned;
+	int64		redeemed;
+	int64		expired;
+	TimestampTz purchase_first; /* 0: none; else first_purchase_at takes the
+								 * earlier of the two */
+	TimestampTz purchase_last;	/* 0: none; else last_purchase_at the later */
+	int64		purchase_count;
+	int64		purchase_days;
+	Datum		purchase_amount;	/* numeric to add, or 0 */
+	TimestampTz expiry_floor;	/* a lot opened that expires then: lower
+								 * next_expiry_at to it (0: none) */
+} AccountDelta;
+
+/* A lot a debit may take from (or an expiry write off). */
+typedef struct OpenLot
+{
+	int64		lot_id;
+	int64		remaining;
+	TimestampTz expires_at;		/* DT_NOEND: never */
+	TimestampTz created_at;
+	ItemPointerData tid;		/* the fast store's row */
+} OpenLot;
+
+/* What store_open_lots returns. */
+typedef enum LotFilter
+{
+	LOTS_SPENDABLE,				/* vested and unexpired at the time given */
+	LOTS_EXPIRED,				/* expired at or before the time given */
+	LOTS_ALL_OPEN				/* every lot with points left */
+} LotFilter;
+
+/* A debit's allocation and its lot, for giving points back. */
+typedef struct Allocation
+{
+	int64		lot_id;
+	int64		open;			/* points - returned */
+	TimestampTz lot_expires_at; /* DT_NOEND: never */
+	TimestampTz lot_created_at;
+	ItemPointerData lot_tid;	/* the fast store's row */
+} Allocation;
+
+typedef struct StoreWriter StoreWriter;
+
+/* The implementation of each row operation (store_exec.c, store_sql.c). */
+typedef struct StoreRoutine
+{
+	const char *name;
+	bool		(*read_account) (StoreWriter *w, int64 member_id, bool lock, AccountRead *out);
+	int64		(*insert_entry) (StoreWriter *w, const LedgerRow *r);
+	int64		(*insert_lot) (StoreWriter *w, const LotRow *l);
+	void		(*update_account) (StoreWriter *w, int64 member_id, ItemPointer tid,
+								   const AccountDelta *d);
+	void		(*insert_idempotency) (StoreWriter *w, int64 member_id, text *key, const char *op,
+									   int64 hash, int64 result, int64 entry_id);
+	int			(*open_lots) (StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at,
+							  int64 need, OpenLot **out);
+	void		(*change_lot) (StoreWriter *w, int64 member_id, const OpenLot *lot,
+							   int64 remaining_delta, int64 reversed_delta, Datum reversed_amount);
+	void		(*insert_allocation) (StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
+									  int64 points);
+	int			(*allocations) (StoreWriter *w, int64 member_id, int64 entry_id, Allocation **out);
+	void		(*return_allocation) (StoreWriter *w, int64 member_id, int64 entry_id,
+									  int64 lot_id, int64 points);
+} StoreRoutine;
+
+/*
+ * One API call's writes: which store does each table (chosen when the call
+ * first touches it), and the fast store's executor state.
+ */
+typedef struct StoreChoice
+{
+	const StoreRoutine *store;
+	AclMode		checked;		/* what the fast store was cleared to do */
+} StoreChoice;
+
+struct StoreWriter
+{
+	struct FastState *fast;		/* created on first use */
+	MemoryContext cxt;
+	StoreChoice choices[ST_COUNT];
+};
+
+extern const StoreRoutine fast_store;
+extern const StoreRoutine sql_store;
+
+/* store.c: the interface ledger.c uses */
+extern bool loyalty_fast_store;
+extern void store_init(void);
+extern StoreWriter *store_begin(void);
+extern void store_end(StoreWriter *w);
+extern bool store_read_account(StoreWriter *w, int64 member_id, bool lock, AccountRead *out);
+extern int64 store_insert_entry(StoreWriter *w, const LedgerRow *r);
+extern int64 store_insert_lot(StoreWriter *w, const LotRow *l);
+extern void store_update_account(StoreWriter *w, int64 member_id, ItemPointer tid,
+								 const AccountDelta *d);
+extern void store_insert_idempotency(StoreWriter *w, int64 member_id, text *key, const char *op,
+									 int64 hash, int64 result, int64 entry_id);
+extern int64 store_consume_lots(StoreWriter *w, int64 member_id, int64 entry_id, int64 points,
+								TimestampTz at);
+extern int64 store_take_lots(StoreWriter *w, int64 member_id, int64 entry_id, LotFilter f,
+							 TimestampTz at, TimestampTz *first_expiry);
+extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
+								int64 points, int64 reversed, Datum reversed_amount);
+extern TimestampTz store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry,
+										int64 points);
+
+/* store.c: for the stores */
+extern const TableShape *store_shape(StoreTable t);
+extern Oid	store_lock_table(StoreTable t, LOCKMODE mode);
+extern const char *store_user_name(void);
+
+/* store_sql.c */
+extern bool loyalty_distributed(void);
+
+/* store_exec.c */
+extern void fast_store_end(StoreWriter *w);
+
+#endif							/* LOYALTY_STORE_H */

@@ -1,0 +1,1223 @@
+/*
+ * store_exec.c
+ *		The fast store: the books' rows written through the executor's row
+ *		routines (ExecSimpleRelationInsert/Update), as COPY and logical
+ *		replication's apply worker write them.
+ *
+ * Why: an SQL statement pays for parsing or plan-cache revalidation,
+ * executor start-up and shutdown, and, for every execution, compiling the
+ * table's CHECK constraints, generated columns and partial-index predicates
+ * anew; a call writes three to six rows whose shape never changes.  store.c
+ * sends a table here only when its shape proves that the row routines do
+ * everything the statement would (see there), so what is written, and what
+ * fires, is the same.
+ *
+ * Each row operation is bracketed like a statement of its own: its AFTER
+ * ROW triggers fire at its end, then the command counter moves on, so a
+ * trigger sees the books exactly as it would between the SQL store's
+ * statements.  The executor state of a call lives from its first row to
+ * store_end(), which closes everything the executor itself would close.
+ *
+ * Expressions the executor would compile for every statement (CHECK
+ * constraints, stored generated columns, partial-index predicates) are
+ * compiled once per backend and table and kept until the table's relcache
+ * entry, or any function, changes.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/pg_am_d.h"
+#include "catalog/pg_trigger.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "common/int.h"
+#include "executor/executor.h"
+#include "executor/execPartition.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "points.h"
+#include "store.h"
+
+/* One call's executor state. */
+typedef struct FastState
+{
+	EState	   *estate;
+	ResultRelInfo *rri[ST_COUNT];
+	TupleTableSlot *slot[ST_COUNT];
+	TupleTableSlot *newslot[ST_COUNT];
+	/* a partitioned ledger: tuple routing, as COPY does it */
+	ModifyTableState *mtstate;
+	PartitionTupleRouting *proute;
+#if PG_VERSION_NUM >= 160000
+	RTEPermissionInfo *perm[ST_COUNT];
+#endif
+} FastState;
+
+/*
+ * The expressions of a table compiled once: its indexes' IndexInfos (with
+ * their predicates), its CHECK constraints and its stored generated columns.
+ * An invalidation only marks them stale, because a call may be using them;
+ * their memory is freed at the end of the transaction.
+ */
+typedef struct ExprCache
+{
+	bool		valid;
+	Oid			relid;
+	int			nindexes;
+	Oid		   *index_oids;
+	IndexInfo **index_infos;	/* NULL entry: built per call */
+	int			ncheck;
+	ExprState **checks;			/* NULL: the table has no CHECK */
+	int			ngenerated;
+	ExprState **generated;		/* per attribute; NULL: none */
+} ExprCache;
+
+static ExprCache ecache[ST_COUNT];
+static MemoryContext ecache_cxt = NULL;
+static bool ecache_dirty = false;
+static bool ecache_callbacks = false;
+
+static void
+InvalidateExprCacheRel(Datum arg, Oid relid)
+{
+	int			t,
+				i;
+	bool		hit = false;
+
+	(void) arg;
+	for (t = 0; !hit && t < ST_COUNT; t++)
+	{
+		if (!ecache[t].valid)
+			continue;
+		hit = !OidIsValid(relid) || relid == ecache[t].relid;
+		for (i = 0; !hit && i < ecache[t].nindexes; i++)
+			hit = ecache[t].index_oids[i] == relid;
+	}
+	if (!hit)
+		return;
+	for (t = 0; t < ST_COUNT; t++)
+		ecache[t].valid = false;
+	ecache_dirty = true;
+}
+
+/* A changed function may have been inlined into a compiled expression. */
+static void
+InvalidateExprCacheProc(Datum arg, int cacheid, uint32 hashvalue)
+{
+	int			t;
+
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	for (t = 0; t < ST_COUNT; t++)
+		ecache[t].valid = false;
+	ecache_dirty = true;
+}
+
+static void
+ExprCacheXactEnd(XactEvent event, void *arg)
+{
+	(void) arg;
+	if (!ecache_dirty || ecache_cxt == NULL)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		MemoryContextReset(ecache_cxt);
+		memset(ecache, 0, sizeof(ecache));
+		ecache_dirty = false;
+	}
+}
+
+/* Compile a node the way ExecPrepareExpr would, into the cache. */
+static ExprState *
+CompileExpr(Node *node)
+{
+	return ExecInitExpr(expression_planner((Expr *) node), NULL);
+}
+
+static void
+BuildExprCache(Relation rel, StoreTable t)
+{
+	ExprCache  *c = &ecache[t];
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	List	   *oids;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i = 0;
+
+	if (ecache_cxt == NULL)
+	{
+		ecache_cxt = AllocSetContextCreate(CacheMemoryContext, "loyalty compiled expressions",
+										   ALLOCSET_SMALL_SIZES);
+		RegisterXactCallback(ExprCacheXactEnd, NULL);
+	}
+	if (!ecache_callbacks)
+	{
+		CacheRegisterRelcacheCallback(InvalidateExprCacheRel, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, InvalidateExprCacheProc, (Datum) 0);
+		ecache_callbacks = true;
+	}
+	oids = RelationGetIndexList(rel);
+	old = MemoryContextSwitchTo(ecache_cxt);
+	memset(c, 0, sizeof(*c));
+	c->nindexes = list_length(oids);
+	c->index_oids = palloc0(sizeof(Oid) * Max(c->nindexes, 1));
+	c->index_infos = palloc0(sizeof(IndexInfo *) * Max(c->nindexes, 1));
+	foreach(lc, oids)
+	{
+		Oid			idxid = lfirst_oid(lc);
+		Relation	idx = index_open(idxid, RowExclusiveLock);
+
+		c->index_oids[i] = idxid;
+		/* as ExecOpenIndices and ExecInsertIndexTuples would build them */
+		if (idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexExpressions(idx) == NIL)
+		{
+			IndexInfo  *ii = BuildIndexInfo(idx);
+
+			if (ii->ii_Predicate != NIL)
+				ii->ii_PredicateState = ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate),
+													 NULL);
+			c->index_infos[i] = ii;
+		}
+		index_close(idx, NoLock);
+		i++;
+	}
+	if (constr && constr->num_check > 0)
+	{
+		c->ncheck = constr->num_check;
+		c->checks = palloc0(sizeof(ExprState *) * c->ncheck);
+		for (i = 0; i < c->ncheck; i++)
+			c->checks[i] = CompileExpr(stringToNode(constr->check[i].ccbin));
+	}
+	if (constr && constr->has_generated_stored)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		c->generated = palloc0(sizeof(ExprState *) * desc->natts);
+		for (i = 0; i < desc->natts; i++)
+		{
+			if (TupleDescAttr(desc, i)->attgenerated != ATTRIBUTE_GENERATED_STORED)
+				continue;
+			c->generated[i] = CompileExpr(build_column_default(rel, i + 1));
+			c->ngenerated++;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	list_free(oids);
+	c->relid = RelationGetRelid(rel);
+	c->valid = true;
+}
+
+/*
+ * ExecOpenIndices, with the cached IndexInfos, and the cached CHECK and
+ * generation expressions put where the executor would compile its own.
+ */
+static void
+PrepareResultRel(ResultRelInfo *rri, StoreTable t)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	ExprCache  *c = &ecache[t];
+	int			i;
+
+	if (!c->valid || c->relid != RelationGetRelid(rel))
+		BuildExprCache(rel, t);
+	if (c->checks)
+		rri->ri_ConstraintExprs = c->checks;
+	if (c->generated)
+	{
+#if PG_VERSION_NUM >= 160000
+		rri->ri_GeneratedExprsI = rri->ri_GeneratedExprsU = c->generated;
+		rri->ri_NumGeneratedNeededI = rri->ri_NumGeneratedNeededU = c->ngenerated;
+#else
+		rri->ri_GeneratedExprs = c->generated;
+		rri->ri_NumGeneratedNeeded = c->ngenerated;
+#endif
+	}
+	if (!rel->rd_rel->relhasindex || c->nindexes == 0)
+		return;
+	rri->ri_NumIndices = c->nindexes;
+	rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * c->nindexes);
+	rri->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * c->nindexes);
+	for (i = 0; i < c->nindexes; i++)
+	{
+		/* ExecCloseIndices releases this lock, as for a statement */
+		Relation	idx = index_open(c->index_oids[i], RowExclusiveLock);
+
+		rri->ri_IndexRelationDescs[i] = idx;
+		rri->ri_IndexRelationInfo[i] = c->index_infos[i] ? c->index_infos[i] : BuildIndexInfo(idx);
+	}
+}
+
+/* The columns an UPDATE by the SQL store sets, as a column bitmap. */
+static Bitmapset *
+UpdatedCols(StoreTable t, const TableShape *s)
+{
+	static const int account_cols[] = {A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
+	A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY};
+	static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT};
+	static const int alloc_cols[] = {X_RETURNED};
+	const int  *cols;
+	int			n,
+				i;
+	Bitmapset  *set = NULL;
+
+	switch (t)
+	{
+		case ST_ACCOUNTS:
+			cols = account_cols;
+			n = lengthof(account_cols);
+			break;
+		case ST_LOTS:
+			cols = lot_cols;
+			n = lengthof(lot_cols);
+			break;
+		case ST_ALLOC:
+			cols = alloc_cols;
+			n = lengthof(alloc_cols);
+			break;
+		default:
+			return NULL;
+	}
+	for (i = 0; i < n; i++)
+		if (s->attno[cols[i]] >= 0)
+			set = bms_add_member(set, s->attno[cols[i]] + 1 - FirstLowInvalidHeapAttributeNumber);
+	return set;
+}
+
+/* The call's executor state, created on its first row. */
+static FastState *
+State(StoreWriter *w)
+{
+	FastState  *f;
+	List	   *rtable = NIL;
+	MemoryContext old;
+	int			t;
+#if PG_VERSION_NUM >= 160000
+	List	   *perminfos = NIL;
+#endif
+
+	if (w->fast)
+		return w->fast;
+	old = MemoryContextSwitchTo(w->cxt);
+	f = palloc0(sizeof(FastState));
+	f->estate = CreateExecutorState();
+	/* one range-table entry per table, pointed at the table when opened */
+	for (t = 0; t < ST_COUNT; t++)
+	{
+		RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+		rte->rtekind = RTE_RELATION;
+		rte->relkind = RELKIND_RELATION;
+		rte->rellockmode = RowExclusiveLock;
+#if PG_VERSION_NUM >= 160000
+		f->perm[t] = makeNode(RTEPermissionInfo);
+		f->perm[t]->inh = true;
+		perminfos = lappend(perminfos, f->perm[t]);
+		rte->perminfoindex = list_length(perminfos);
+#endif
+		rtable = lappend(rtable, rte);
+	}
+#if PG_VERSION_NUM >= 160000
+	ExecInitRangeTable(f->estate, rtable, perminfos);
+#else
+	ExecInitRangeTable(f->estate, rtable);
+#endif
+	f->estate->es_output_cid = GetCurrentCommandId(true);
+	f->estate->es_snapshot = GetActiveSnapshot();
+	MemoryContextSwitchTo(old);
+	w->fast = f;
+	return f;
+}
+
+/*
+ * The table's result relation, opened with its indexes on first use.  The
+ * caller (store.c) holds the table's lock.
+ */
+static ResultRelInfo *
+Open(StoreWriter *w, StoreTable t)
+{
+	FastState  *f = State(w);
+
+	if (f->rri[t] == NULL)
+	{
+		const TableShape *s = store_shape(t);
+		RangeTblEntry *rte = exec_rt_fetch(t + 1, f->estate);
+		ResultRelInfo *rri;
+		Relation	rel;
+		MemoryContext old = MemoryContextSwitchTo(f->estate->es_query_cxt);
+
+		rte->relid = s->relid;
+		rte->relkind = s->relkind;
+#if PG_VERSION_NUM >= 160000
+		f->perm[t]->relid = s->relid;
+		f->perm[t]->requiredPerms = store_tables[t].writes;
+		f->perm[t]->updatedCols = UpdatedCols(t, s);
+#else
+		rte->requiredPerms = store_tables[t].writes;
+		rte->updatedCols = UpdatedCols(t, s);
+#endif
+		rri = makeNode(ResultRelInfo);
+		ExecInitResultRelation(f->estate, rri, t + 1);
+		rel = rri->ri_RelationDesc;
+		if (rel->rd_rel->relkind == RELKIND_RELATION)
+			PrepareResultRel(rri, t);
+		f->rri[t] = rri;
+		f->slot[t] = table_slot_create(rel, &f->estate->es_tupleTable);
+		f->newslot[t] = ExecInitExtraTupleSlot(f->estate, RelationGetDescr(rel), &TTSOpsVirtual);
+		MemoryContextSwitchTo(old);
+	}
+	return f->rri[t];
+}
+
+/* Start one row operation, as a statement would start. */
+static void
+OpBegin(FastState *f)
+{
+	AfterTriggerBeginQuery();
+	f->estate->es_output_cid = GetCurrentCommandId(true);
+}
+
+/* End it: its AFTER triggers fire, and the next operation sees its row. */
+static void
+OpEnd(FastState *f)
+{
+	AfterTriggerEndQuery(f->estate);
+	ResetPerTupleExprContext(f->estate);
+	CommandCounterIncrement();
+}
+
+/* A fresh virtual row of the table, all NULL. */
+static TupleTableSlot *
+NewRow(FastState *f, StoreTable t)
+{
+	TupleTableSlot *slot = f->slot[t];
+
+	ExecClearTuple(slot);
+	memset(slot->tts_values, 0, sizeof(Datum) * slot->tts_tupleDescriptor->natts);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	return slot;
+}
+
+static inline void
+Set(TupleTableSlot *slot, const TableShape *s, int col, Datum value, bool isnull)
+{
+	AttrNumber	a = s->attno[col];
+
+	slot->tts_values[a] = value;
+	slot->tts_isnull[a] = isnull;
+}
+
+/* Insert the row in `slot`, routed to its partition when needed. */
+static void
+InsertRow(FastState *f, StoreTable t, TupleTableSlot *slot)
+{
+	ResultRelInfo *rri = f->rri[t];
+
+	ExecStoreVirtualTuple(slot);
+	OpBegin(f);
+	if (rri->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		ResultRelInfo *part;
+		TupleTableSlot *pslot;
+		TupleConversionMap *map;
+		MemoryContext oldcxt;
+
+		if (f->proute == NULL)
+		{
+			oldcxt = MemoryContextSwitchTo(f->estate->es_query_cxt);
+			f->mtstate = makeNode(ModifyTableState);
+			f->mtstate->ps.plan = NULL;
+			f->mtstate->ps.state = f->estate;
+			f->mtstate->operation = CMD_INSERT;
+			f->mtstate->resultRelInfo = rri;
+			f->mtstate->rootResultRelInfo = rri;
+			f->proute = ExecSetupPartitionTupleRouting(f->estate, rri->ri_RelationDesc);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(f->estate));
+		part = ExecFindPartition(f->mtstate, rri, f->proute, slot, f->estate);
+		MemoryContextSwitchTo(oldcxt);
+#if PG_VERSION_NUM >= 160000
+		map = ExecGetRootToChildMap(part, f->estate);
+#else
+		map = part->ri_RootToPartitionMap;
+#endif
+		pslot = part->ri_PartitionTupleSlot;
+		if (map != NULL)
+			slot = execute_attr_map_slot(map->attrMap, slot, pslot);
+		ExecSimpleRelationInsert(part, f->estate, slot);
+	}
+	else
+		ExecSimpleRelationInsert(rri, f->estate, slot);
+	OpEnd(f);
+}
+
+/* The row whose key columns equal `keys`, as `snap` sees it, into `slot`. */
+static bool
+FetchByKey(Relation rel, Oid indexid, Snapshot snap, const Datum *keys, int nkeys,
+		   TupleTableSlot *slot)
+{
+	Relation	idx = index_open(indexid, AccessShareLock);
+	ScanKeyData skey[3];
+	IndexScanDesc scan;
+	bool		found;
+	int			i;
+
+	for (i = 0; i < nkeys; i++)
+		ScanKeyInit(&skey[i], i + 1, BTEqualStrategyNumber, F_INT8EQ, keys[i]);
+	scan = index_beginscan(rel, idx, snap, nkeys, 0);
+	index_rescan(scan, skey, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	return found;
+}
+
+/*
+ * The latest version of a row the caller holds locked (its member's lock),
+ * from where it was last seen, or found by its key when `tid` is invalid.
+ */
+static void
+FetchLatest(Relation rel, StoreTable t, ItemPointer tid, const Datum *keys, int nkeys,
+			TupleTableSlot *slot)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	if (!ItemPointerIsValid(tid) ||
+		!table_tuple_fetch_row_version(rel, tid, snap, slot))
+	{
+		bool		found = false;
+
+		if (ItemPointerIsValid(tid))
+		{
+			/* updated by one of the caller's own statements: follow it */
+			TableScanDesc scan = table_beginscan_tid(rel, snap);
+
+			table_tuple_get_latest_tid(scan, tid);
+			table_endscan(scan);
+			found = table_tuple_fetch_row_version(rel, tid, snap, slot);
+		}
+		if (!found && !FetchByKey(rel, store_shape(t)->key_index, snap, keys, nkeys, slot))
+			elog(ERROR, "loyalty: row of loyalty.%s not found (key %lld)", store_tables[t].name,
+				 (long long) DatumGetInt64(keys[0]));
+	}
+	UnregisterSnapshot(snap);
+	slot_getallattrs(slot);
+}
+
+/* A copy of `old` to change and write back. */
+static TupleTableSlot *
+CopyRow(FastState *f, StoreTable t, TupleTableSlot *old)
+{
+	TupleTableSlot *new = f->newslot[t];
+	int			natts = old->tts_tupleDescriptor->natts;
+
+	ExecClearTuple(new);
+	memcpy(new->tts_values, old->tts_values, sizeof(Datum) * natts);
+	memcpy(new->tts_isnull, old->tts_isnull, sizeof(bool) * natts);
+	return new;
+}
+
+/* Write the changed row `new` over `old`, as an UPDATE of it would. */
+static void
+UpdateRow(FastState *f, StoreTable t, TupleTableSlot *old, TupleTableSlot *new)
+{
+	ExecStoreVirtualTuple(new);
+	OpBegin(f);
+	ExecSimpleRelationUpdate(f->rri[t], f->estate, NULL, old, new);
+	OpEnd(f);
+}
+
+static int64
+AddPoints(int64 a, int64 b)
+{
+	return points_add_checked(a, b);
+}
+
+static int64
+AddInt8(int64 a, int64 b, const char *what)
+{
+	int64		r;
+
+	if (pg_add_s64_overflow(a, b, &r))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("account %s out of range", what)));
+	return r;
+}
+
+/* insert_entry: the ledger row; returns its entry_id. */
+static int64
+FastInsertEntry(StoreWriter *w, const LedgerRow *r)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_LEDGER);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TupleTableSlot *slot;
+	int64		entry_id;
+
+	Open(w, ST_LEDGER);
+	/* what the identity column's default would take */
+	entry_id = nextval_internal(s->entry_seq, false);
+	slot = NewRow(f, ST_LEDGER);
+	Set(slot, s, L_MEMBER, Int64GetDatum(r->member_id), false);
+	Set(slot, s, L_ENTRY, Int64GetDatum(entry_id), false);
+	Set(slot, s, L_PROGRAM, Int64GetDatum(r->program_id), false);
+	Set(slot, s, L_KIND, CStringGetTextDatum(r->kind), false);
+	Set(slot, s, L_POINTS, Int64GetDatum(r->points), false);
+	Set(slot, s, L_HELD, Int64GetDatum(r->held_delta), false);
+	Set(slot, s, L_AMOUNT, r->amount, r->amount == (Datum) 0);
+	Set(slot, s, L_CHANNEL, PointerGetDatum(r->channel), r->channel == NULL);
+	Set(slot, s, L_REFERENCE, PointerGetDatum(r->reference), r->reference == NULL);
+	Set(slot, s, L_REASON, PointerGetDatum(r->reason), r->reason == NULL);
+	Set(slot, s, L_ACTOR, CStringGetTextDatum(store_user_name()), false);
+	Set(slot, s, L_SOURCE, Int64GetDatum(r->source_entry), r->source_entry == 0);
+	Set(slot, s, L_HOLD, Int64GetDatum(r->hold_id), r->hold_id == 0);
+	Set(slot, s, L_IDEM, PointerGetDatum(r->idem_key), r->idem_key == NULL);
+	Set(slot, s, L_CREATED, TimestampTzGetDatum(now), false);
+	Set(slot, s, L_OCCURRED, TimestampTzGetDatum(r->occurred_at ? r->occurred_at : now), false);
+	if (r->details)
+		Set(slot, s, L_DETAILS, DirectFunctionCall1(jsonb_in, CStringGetDatum(r->details)), false);
+	InsertRow(f, ST_LEDGER, slot);
+	return entry_id;
+}
+
+/* insert_lot: a lot (its id given by the caller). */
+static int64
+FastInsertLot(StoreWriter *w, const LotRow *l)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_LOTS);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TupleTableSlot *slot;
+
+	Open(w, ST_LOTS);
+	slot = NewRow(f, ST_LOTS);
+	Set(slot, s, T_MEMBER, Int64GetDatum(l->member_id), false);
+	Set(slot, s, T_LOT, Int64GetDatum(l->lot_id), false);
+	Set(slot, s, T_ENTRY, Int64GetDatum(l->entry_id), false);
+	Set(slot, s, T_ORIGINAL, Int64GetDatum(l->original), false);
+	Set(slot, s, T_REMAINING, Int64GetDatum(l->remaining), false);
+	Set(slot, s, T_REVERSED, Int64GetDatum(0), false);
+	Set(slot, s, T_REVERSED_AMOUNT, NumericGetDatum(int64_to_numeric(0)), false);
+	Set(slot, s, T_VESTS, TimestampTzGetDatum(l->vests_at), false);
+	Set(slot, s, T_EXPIRES, TimestampTzGetDatum(l->expires_at), l->expires_at == 0);
+	Set(slot, s, T_CREATED, TimestampTzGetDatum(now), false);
+	InsertRow(f, ST_LOTS, slot);
+	return l->lot_id;
+}
+
+/* insert_idempotency: the first result of a keyed call. */
+static void
+FastInsertIdempotency(StoreWriter *w, int64 member_id, text *key, const char *op, int64 hash,
+					  int64 result, int64 entry_id)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_IDEM);
+	TupleTableSlot *slot;
+
+	Open(w, ST_IDEM);
+	slot = NewRow(f, ST_IDEM);
+	Set(slot, s, K_MEMBER, Int64GetDatum(member_id), false);
+	Set(slot, s, K_KEY, PointerGetDatum(key), false);
+	Set(slot, s, K_OP, CStringGetTextDatum(op), false);
+	Set(slot, s, K_HASH, Int64GetDatum(hash), false);
+	Set(slot, s, K_RESULT, Int64GetDatum(result), false);
+	Set(slot, s, K_ENTRY, Int64GetDatum(entry_id), entry_id == 0);
+	Set(slot, s, K_CREATED, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	InsertRow(f, ST_IDEM, slot);
+}
+
+/* insert_allocation: which lot a debit took from, and how much. */
+static void
+FastInsertAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id, int64 points)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_ALLOC);
+	TupleTableSlot *slot;
+
+	Open(w, ST_ALLOC);
+	slot = NewRow(f, ST_ALLOC);
+	Set(slot, s, X_MEMBER, Int64GetDatum(member_id), false);
+	Set(slot, s, X_ENTRY, Int64GetDatum(entry_id), false);
+	Set(slot, s, X_LOT, Int64GetDatum(lot_id), false);
+	Set(slot, s, X_POINTS, Int64GetDatum(points), false);
+	Set(slot, s, X_RETURNED, Int64GetDatum(0), false);
+	InsertRow(f, ST_ALLOC, slot);
+}
+
+/* update_account: add the deltas to the member's locked account row. */
+static void
+FastUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_ACCOUNTS);
+	const AttrNumber *a = s->attno;
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	Datum	   *v;
+	bool	   *n;
+	Datum		key = Int64GetDatum(member_id);
+
+	Open(w, ST_ACCOUNTS);
+	old = f->slot[ST_ACCOUNTS];
+	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, tid, &key, 1, old);
+	new = CopyRow(f, ST_ACCOUNTS, old);
+	v = new->tts_values;
+	n = new->tts_isnull;
+	/* as the SQL store's UPDATE computes them */
+	v[a[A_BALANCE]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_BALANCE]]), d->balance));
+	v[a[A_HELD]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_HELD]]), d->held));
+	v[a[A_DEBT]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_DEBT]]), d->debt));
+	v[a[A_EARNED]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_EARNED]]), d->earned));
+	v[a[A_REDEEMED]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_REDEEMED]]), d->redeemed));
+	v[a[A_EXPIRED]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_EXPIRED]]), d->expired));
+	if (d->purchase_first &&
+		(n[a[A_FIRST]] || d->purchase_first < DatumGetTimestampTz(v[a[A_FIRST]])))
+	{
+		v[a[A_FIRST]] = TimestampTzGetDatum(d->purchase_first);
+		n[a[A_FIRST]] = false;
+	}
+	if (d->purchase_last &&
+		(n[a[A_LAST]] || d->purchase_last > DatumGetTimestampTz(v[a[A_LAST]])))
+	{
+		v[a[A_LAST]] = TimestampTzGetDatum(d->purchase_last);
+		n[a[A_LAST]] = false;
+	}
+	v[a[A_COUNT]] = Int64GetDatum(AddInt8(DatumGetInt64(v[a[A_COUNT]]), d->purchase_count, "purchase count"));
+	v[a[A_DAYS]] = Int64GetDatum(AddInt8(DatumGetInt64(v[a[A_DAYS]]), d->purchase_days, "purchase days"));
+	if (d->purchase_amount)
+		v[a[A_AMOUNT]] = DirectFunctionCall2(numeric_add, v[a[A_AMOUNT]], d->purchase_amount);
+	v[a[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	if (d->expiry_floor != 0 && a[A_NEXT_EXPIRY] >= 0 &&
+		(n[a[A_NEXT_EXPIRY]] || d->expiry_floor < DatumGetTimestampTz(v[a[A_NEXT_EXPIRY]])))
+	{
+		v[a[A_NEXT_EXPIRY]] = TimestampTzGetDatum(d->expiry_floor);
+		n[a[A_NEXT_EXPIRY]] = false;
+	}
+	UpdateRow(f, ST_ACCOUNTS, old, new);
+	if (tid)
+		*tid = new->tts_tid;
+}
+
+/*
+ * change_lot: move a lot's remaining, reversed and reversed_amount by the
+ * given amounts (the lot found where it was read, or by its key).
+ */
+static void
+FastChangeLot(StoreWriter *w, int64 member_id, const OpenLot *lot, int64 remaining_delta,
+			  int64 reversed_delta, Datum reversed_amount)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_LOTS);
+	const AttrNumber *a = s->attno;
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid = lot->tid;
+	Datum		keys[2];
+
+	Open(w, ST_LOTS);
+	keys[0] = Int64GetDatum(lot->lot_id);
+	keys[1] = Int64GetDatum(member_id);
+	old = f->slot[ST_LOTS];
+	FetchLatest(f->rri[ST_LOTS]->ri_RelationDesc, ST_LOTS, &tid, keys, 2, old);
+	new = CopyRow(f, ST_LOTS, old);
+	new->tts_values[a[T_REMAINING]] =
+		Int64GetDatum(AddPoints(DatumGetInt64(new->tts_values[a[T_REMAINING]]), remaining_delta));
+	new->tts_values[a[T_REVERSED]] =
+		Int64GetDatum(AddPoints(DatumGetInt64(new->tts_values[a[T_REVERSED]]), reversed_delta));
+	if (reversed_amount)
+		new->tts_values[a[T_REVERSED_AMOUNT]] =
+			DirectFunctionCall2(numeric_add, new->tts_values[a[T_REVERSED_AMOUNT]], reversed_amount);
+	UpdateRow(f, ST_LOTS, old, new);
+}
+
+/* return_allocation: `points` more of a debit's allocation given back. */
+static void
+FastReturnAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id, int64 points)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_ALLOC);
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid;
+	Datum		keys[3];
+
+	Open(w, ST_ALLOC);
+	keys[0] = Int64GetDatum(entry_id);
+	keys[1] = Int64GetDatum(member_id);
+	keys[2] = Int64GetDatum(lot_id);
+	ItemPointerSetInvalid(&tid);
+	old = f->slot[ST_ALLOC];
+	FetchLatest(f->rri[ST_ALLOC]->ri_RelationDesc, ST_ALLOC, &tid, keys, 3, old);
+	new = CopyRow(f, ST_ALLOC, old);
+	new->tts_values[s->attno[X_RETURNED]] =
+		Int64GetDatum(AddPoints(DatumGetInt64(new->tts_values[s->attno[X_RETURNED]]), points));
+	UpdateRow(f, ST_ALLOC, old, new);
+}
+
+/*
+ * open_lots: the member's open lots that match `filter` at `at`.  For
+ * spendable lots with `need` > 0, the walk of the open-lot index, which
+ * returns them by (expiry, creation), NULL expiry last, stops once the lots
+ * collected cover `need` and the next one has a later key: nothing after it
+ * can come first.  That is decided on the index entry, which carries the
+ * key, without reading the next lot's row.
+ */
+static int
+FastOpenLots(StoreWriter *w, int64 member_id, LotFilter filter, TimestampTz at, int64 need,
+			 OpenLot **out)
+{
+	const TableShape *s = store_shape(ST_LOTS);
+	const AttrNumber *a = s->attno;
+	Relation	rel = table_open(s->relid, NoLock);
+	Relation	idx = index_open(s->open_lot_index, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	Snapshot	snap;
+	OpenLot    *lots;
+	int			nlots = 0,
+				maxlots = 16;
+	int64		available = 0;
+	bool		early = filter == LOTS_SPENDABLE && need > 0;
+
+	(void) w;
+	lots = palloc(sizeof(OpenLot) * maxlots);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	scan->xs_want_itup = early;
+	index_rescan(scan, &skey, 1, NULL, 0);
+	for (;;)
+	{
+		int64		remaining;
+		TimestampTz vests,
+					expires,
+					created;
+		bool		expires_null;
+		bool		match;
+
+		CHECK_FOR_INTERRUPTS();
+		if (index_getnext_tid(scan, ForwardScanDirection) == NULL)
+			break;
+		if (early && available >= need && nlots > 0)
+		{
+			bool		cnull;
+			Datum		e = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &expires_null);
+			Datum		c = index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &cnull);
+
+			expires = expires_null ? DT_NOEND : DatumGetTimestampTz(e);
+			if (cnull || expires != lots[nlots - 1].expires_at ||
+				DatumGetTimestampTz(c) != lots[nlots - 1].created_at)
+				break;
+		}
+		/* (an MVCC snapshot sees at most one version per entry) */
+		if (!index_fetch_heap(scan, slot))
+			continue;
+		slot_getallattrs(slot);
+		if (slot->tts_isnull[a[T_REMAINING]] || slot->tts_isnull[a[T_VESTS]] ||
+			slot->tts_isnull[a[T_CREATED]])
+			continue;
+		remaining = DatumGetInt64(slot->tts_values[a[T_REMAINING]]);
+		vests = DatumGetTimestampTz(slot->tts_values[a[T_VESTS]]);
+		expires_null = slot->tts_isnull[a[T_EXPIRES]];
+		expires = expires_null ? DT_NOEND : DatumGetTimestampTz(slot->tts_values[a[T_EXPIRES]]);
+		created = DatumGetTimestampTz(slot->tts_values[a[T_CREATED]]);
+		if (remaining <= 0)
+			continue;
+		switch (filter)
+		{
+			case LOTS_SPENDABLE:
+				match = vests <= at && (expires_null || expires > at);
+				break;
+			case LOTS_EXPIRED:
+				match = !expires_null && expires <= at;
+				break;
+			default:
+				match = true;
+				break;
+		}
+		if (!match)
+			continue;
+		if (nlots == maxlots)
+		{
+			maxlots *= 2;
+			lots = repalloc(lots, sizeof(OpenLot) * maxlots);
+		}
+		lots[nlots].lot_id = DatumGetInt64(slot->tts_values[a[T_LOT]]);
+		lots[nlots].remaining = remaining;
+		lots[nlots].expires_at = expires;
+		lots[nlots].created_at = created;
+		lots[nlots].tid = slot->tts_tid;
+		nlots++;
+		available = AddInt8(available, remaining, "points");
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	*out = lots;
+	return nlots;
+}
+
+/* allocations: a debit's allocations with points not yet given back. */
+static int
+FastAllocations(StoreWriter *w, int64 member_id, int64 entry_id, Allocation **out)
+{
+	const TableShape *s = store_shape(ST_ALLOC);
+	const TableShape *ls;
+	Relation	rel = table_open(s->relid, NoLock);
+	Relation	idx = index_open(s->key_index, AccessShareLock);
+	Relation	lrel;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TupleTableSlot *lslot;
+	ScanKeyData skey[2];
+	IndexScanDesc scan;
+	Snapshot	snap;
+	Allocation *allocs;
+	int			n = 0,
+				max = 8,
+				i;
+
+	(void) w;
+	allocs = palloc(sizeof(Allocation) * max);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(entry_id));
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, skey, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		int64		points,
+					returned;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		points = DatumGetInt64(slot->tts_values[s->attno[X_POINTS]]);
+		returned = DatumGetInt64(slot->tts_values[s->attno[X_RETURNED]]);
+		if (returned >= points)
+			continue;
+		if (n == max)
+		{
+			max *= 2;
+			allocs = repalloc(allocs, sizeof(Allocation) * max);
+		}
+		allocs[n].lot_id = DatumGetInt64(slot->tts_values[s->attno[X_LOT]]);
+		allocs[n].open = points - returned;
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+
+	/* each lot's dates, for the order of giving back */
+	store_lock_table(ST_LOTS, AccessShareLock);
+	ls = store_shape(ST_LOTS);
+	lrel = table_open(ls->relid, NoLock);
+	lslot = table_slot_create(lrel, NULL);
+	for (i = 0; i < n; i++)
+	{
+		Datum		keys[2];
+
+		keys[0] = Int64GetDatum(allocs[i].lot_id);
+		keys[1] = Int64GetDatum(member_id);
+		if (!OidIsValid(ls->key_index) || !FetchByKey(lrel, ls->key_index, snap, keys, 2, lslot))
+			elog(ERROR, "loyalty: lot %lld of member %lld not found",
+				 (long long) allocs[i].lot_id, (long long) member_id);
+		slot_getallattrs(lslot);
+		allocs[i].lot_expires_at = lslot->tts_isnull[ls->attno[T_EXPIRES]] ? DT_NOEND :
+			DatumGetTimestampTz(lslot->tts_values[ls->attno[T_EXPIRES]]);
+		allocs[i].lot_created_at = DatumGetTimestampTz(lslot->tts_values[ls->attno[T_CREATED]]);
+		allocs[i].lot_tid = lslot->tts_tid;
+	}
+	ExecDropSingleTupleTableSlot(lslot);
+	table_close(lrel, NoLock);
+	UnregisterSnapshot(snap);
+	*out = allocs;
+	return n;
+}
+
+/*
+ * The program row of the last account read, kept between calls: every
+ * write reads it by its key (an index descent and a heap page, about 5% of
+ * an earn).  Any change of loyalty.programs invalidates the table's relcache
+ * entry in every backend at commit (the ALWAYS-enabled statement trigger
+ * programs_changed), and the callback below drops the copy.  A copy is kept
+ * only when the row read is also visible to a fresh snapshot, i.e. no change
+ * of it had committed before our read (whose invalidation we could have
+ * processed before reading the older version); a change committed later
+ * sends its invalidation later.
+ */
+static bool pcache_valid = false;
+static bool pcache_callback = false;
+static int64 pcache_program = 0;
+static Datum pcache_values[P_NCOLS];
+static bool pcache_nulls[P_NCOLS];
+static bool pcache_byval[P_NCOLS];
+static int16 pcache_len[P_NCOLS];
+static MemoryContext pcache_cxt = NULL;
+
+static void
+InvalidateProgramCache(Datum arg, Oid relid)
+{
+	(void) arg;
+	(void) relid;
+	pcache_valid = false;
+}
+
+/* Whether the programs_changed trigger is there, enabled ALWAYS. */
+static bool
+ProgramsTriggerPresent(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+	int			i;
+
+	if (td == NULL)
+		return false;
+	for (i = 0; i < td->numtriggers; i++)
+	{
+		Trigger    *t = &td->triggers[i];
+
+		if (strcmp(t->tgname, "programs_changed") == 0 &&
+			t->tgenabled == TRIGGER_FIRES_ALWAYS &&
+			TRIGGER_FOR_AFTER(t->tgtype) && !TRIGGER_FOR_ROW(t->tgtype) &&
+			TRIGGER_FOR_INSERT(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
+			TRIGGER_FOR_DELETE(t->tgtype) && TRIGGER_FOR_TRUNCATE(t->tgtype))
+			return true;
+	}
+	return false;
+}
+
+/* Copy the fields of a slot (by column index of table t) out. */
+static void
+CopyFields(TupleTableSlot *slot, const TableShape *s, int ncols, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	int			i;
+
+	slot_getallattrs(slot);
+	for (i = 0; i < ncols; i++)
+	{
+		AttrNumber	a = s->attno[i];
+		Form_pg_attribute att;
+
+		if (a < 0)
+		{
+			nulls[i] = true;
+			values[i] = (Datum) 0;
+			continue;
+		}
+		att = TupleDescAttr(desc, a);
+		nulls[i] = slot->tts_isnull[a];
+		values[i] = nulls[i] ? (Datum) 0 : datumCopy(slot->tts_values[a], att->attbyval, att->attlen);
+	}
+}
+
+/* The program's policies into out->prog, from the copy or the table. */
+static void
+ReadProgram(int64 program_id, int64 member_id, Snapshot snap, AccountRead *out)
+{
+	const TableShape *s = store_shape(ST_PROGRAMS);
+	Relation	rel;
+	TupleTableSlot *slot;
+	Datum		key = Int64GetDatum(program_id);
+	bool		keep;
+	int			i;
+
+	if (pcache_valid && pcache_program == program_id)
+	{
+		for (i = 0; i < P_NCOLS; i++)
+		{
+			out->prog_null[i] = pcache_nulls[i];
+			out->prog[i] = pcache_nulls[i] ? (Datum) 0 :
+				datumCopy(pcache_values[i], pcache_byval[i], pcache_len[i]);
+		}
+		return;
+	}
+	if (!pcache_callback)
+	{
+		CacheRegisterRelcacheCallback(InvalidateProgramCache, (Datum) 0);
+		pcache_callback = true;
+	}
+	rel = table_open(s->relid, NoLock);
+	slot = table_slot_create(rel, NULL);
+	if (!FetchByKey(rel, s->key_index, snap, &key, 1, slot))
+		elog(ERROR, "loyalty: program %lld of member %lld not found",
+			 (long long) program_id, (long long) member_id);
+	CopyFields(slot, s, P_NCOLS, out->prog, out->prog_null);
+	keep = ProgramsTriggerPresent(rel);
+	if (keep)
+	{
+		Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
+		TupleTableSlot *check = table_slot_create(rel, NULL);
+
+		keep = table_tuple_fetch_row_version(rel, &slot->tts_tid, latest, check);
+		ExecDropSingleTupleTableSlot(check);
+		UnregisterSnapshot(latest);
+	}
+	if (keep)
+	{
+		MemoryContext old;
+
+		if (pcache_cxt == NULL)
+			pcache_cxt = AllocSetContextCreate(CacheMemoryContext, "loyalty program row",
+											   ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(pcache_cxt);
+		old = MemoryContextSwitchTo(pcache_cxt);
+		for (i = 0; i < P_NCOLS; i++)
+		{
+			Form_pg_attribute att = s->attno[i] < 0 ? NULL :
+				TupleDescAttr(RelationGetDescr(rel), s->attno[i]);
+
+			pcache_byval[i] = att ? att->attbyval : true;
+			pcache_len[i] = att ? att->attlen : 8;
+			pcache_nulls[i] = out->prog_null[i];
+			pcache_values[i] = out->prog_null[i] ? (Datum) 0 :
+				datumCopy(out->prog[i], pcache_byval[i], pcache_len[i]);
+		}
+		MemoryContextSwitchTo(old);
+		pcache_program = program_id;
+		pcache_valid = true;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+}
+
+/*
+ * read_account: find the member's account by its key and, when `lock`, lock
+ * it FOR NO KEY UPDATE as the statement would: under READ COMMITTED the
+ * latest version is followed and locked (what the statement's EvalPlanQual
+ * recheck does), under REPEATABLE READ and SERIALIZABLE a concurrent change
+ * is a serialization failure.  Then the program's row, with the snapshot the
+ * account was found with.  False when the member has no account.
+ */
+static bool
+FastReadAccount(StoreWriter *w, int64 member_id, bool lock, AccountRead *out)
+{
+	const TableShape *s = store_shape(ST_ACCOUNTS);
+	Relation	rel = table_open(s->relid, NoLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	Datum		key = Int64GetDatum(member_id);
+	bool		found;
+
+	(void) w;
+	found = FetchByKey(rel, s->key_index, snap, &key, 1, slot);
+	if (found && lock)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+
+		res = table_tuple_lock(rel, &slot->tts_tid, snap, slot,
+							   GetCurrentCommandId(true), LockTupleNoKeyExclusive,
+							   LockWaitBlock,
+							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							   &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				if (res == TM_Updated)
+					elog(ERROR, "loyalty: unexpected concurrent update of the account of member %lld",
+						 (long long) member_id);
+				found = false;	/* deleted meanwhile */
+				break;
+			case TM_SelfModified:
+				elog(ERROR, "loyalty: the account of member %lld was changed by a later command",
+					 (long long) member_id);
+				break;
+			default:
+				elog(ERROR, "loyalty: could not lock the account of member %lld (%d)",
+					 (long long) member_id, (int) res);
+		}
+	}
+	if (found)
+	{
+		bool		isnull;
+		Datum		k = slot_getattr(slot, s->attno[A_MEMBER] + 1, &isnull);
+
+		/* the version locked after a wait is still the member's */
+		found = !isnull && DatumGetInt64(k) == member_id;
+	}
+	if (found)
+	{
+		out->tid = slot->tts_tid;
+		CopyFields(slot, s, A_NCOLS, out->acc, out->acc_null);
+		if (out->acc_null[A_PROGRAM])
+			elog(ERROR, "loyalty: the account of member %lld has no program", (long long) member_id);
+		ReadProgram(DatumGetInt64(out->acc[A_PROGRAM]), member_id, snap, out);
+	}
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * Close what the executor opened for the call, as ExecEndPlan would:
+ * tuple routing, tuple slots, result relations and their indexes, the range
+ * table's relations.
+ */
+void
+fast_store_end(StoreWriter *w)
+{
+	FastState  *f = w->fast;
+
+	if (f == NULL)
+		return;
+	if (f->proute)
+		ExecCleanupTupleRouting(f->mtstate, f->proute);
+	ExecResetTupleTable(f->estate->es_tupleTable, false);
+	ExecCloseResultRelations(f->estate);
+	ExecCloseRangeTableRelations(f->estate);
+	FreeExecutorState(f->estate);
+	pfree(f);
+	w->fast = NULL;
+}
+
+const StoreRoutine fast_store = {
+	.name = "fast",
+	.read_account = FastReadAccount,
+	.insert_entry = FastInsertEntry,
+	.insert_lot = FastInsertLot,
+	.update_account = FastUpdateAccount,
+	.insert_idempotency = FastInsertIdempotency,
+	.open_lots = FastOpenLots,
+	.change_lot = FastChangeLot,
+	.insert_allocation = FastInsertAllocation,
+	.allocations = FastAllocations,
+	.return_allocation = FastReturnAllocation,
+};

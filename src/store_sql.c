@@ -1,0 +1,735 @@
+/*
+ * store_sql.c
+ *		The SQL store: the books' rows written and read by prepared SQL
+ *		statements.
+ *
+ * A statement does everything PostgreSQL does for it, whatever a DBA did to
+ * the table: every kind of trigger and rule, defaults, domains, typmods and
+ * assignment coercion, row-level security, privileges, replica identity,
+ * partition routing, foreign keys.  store.c sends an operation here when
+ * the fast store cannot prove it would do the same, when loyalty.fast_store
+ * is off, and always on Citus: there loyalty.ledger, loyalty.accounts ... are
+ * shell tables whose rows live in shards, usually on another node, and a
+ * statement is what Citus routes (executed locally when the call was
+ * delegated to the member's node, over a connection otherwise).
+ *
+ * The statements name every table, function and operator with its schema,
+ * read every column as the type the books expect (a column whose type a DBA
+ * changed is converted, or the statement says why it cannot be), and name
+ * the same columns whatever the call, so that UPDATE OF triggers see one
+ * column list.  A column an older schema lacks (before ALTER EXTENSION
+ * UPDATE) is left out.  An UPDATE or INSERT that a trigger or rule turned
+ * into nothing is an error: the books would no longer balance.
+ *
+ * The caller is connected to SPI (ledger.c); SPI_tuptable and SPI_processed
+ * are restored on return, so a store call never disturbs the caller's last
+ * result.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/syscache.h"
+
+#include "loyalty.h"
+#include "store.h"
+
+/*
+ * Whether loyalty.accounts is a Citus table, cached per backend.  The cache
+ * is dropped when any relation's cache entry is reset (create_distributed_
+ * table and undistribute_table invalidate the table they convert) and when
+ * pg_class or pg_namespace change (the extension dropped and re-created), so
+ * on a database without Citus a call costs one test of a static variable.
+ */
+static bool dist_valid = false;
+static bool dist_value = false;
+static bool dist_callbacks = false;
+
+static void
+InvalidateDistributedRel(Datum arg, Oid relid)
+{
+	(void) arg;
+	(void) relid;
+	dist_valid = false;
+}
+
+static void
+InvalidateDistributedSys(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	dist_valid = false;
+}
+
+/* Look loyalty.accounts up in Citus's pg_dist_partition, if there is one. */
+static bool
+AccountsIsCitusTable(void)
+{
+	Oid			nspid,
+				accounts,
+				distrel;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return false;
+	nspid = get_namespace_oid("loyalty", true);
+	if (!OidIsValid(nspid))
+		return false;
+	accounts = get_relname_relid("accounts", nspid);
+	distrel = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+	if (!OidIsValid(accounts) || !OidIsValid(distrel))
+		return false;
+
+	/* logicalrelid (regclass) is the table's first column */
+	rel = table_open(distrel, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(accounts));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Whether the books are Citus tables (distributed or reference), on the
+ * coordinator or on a worker: then every row goes through statements.
+ */
+bool
+loyalty_distributed(void)
+{
+	if (!dist_valid)
+	{
+		if (!dist_callbacks)
+		{
+			CacheRegisterRelcacheCallback(InvalidateDistributedRel, (Datum) 0);
+			CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateDistributedSys, (Datum) 0);
+			CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateDistributedSys, (Datum) 0);
+			dist_callbacks = true;
+		}
+		dist_value = AccountsIsCitusTable();
+		dist_valid = true;
+	}
+	return dist_value;
+}
+
+/* The statements, each built once per variant (optional columns present). */
+typedef enum SqlStmt
+{
+	Q_ACCOUNT,
+	Q_ACCOUNT_LOCK,
+	Q_PROGRAM,
+	Q_LEDGER_INS,
+	Q_LOT_INS,
+	Q_ACCOUNT_UPD,
+	Q_IDEM_INS,
+	Q_LOTS_SPENDABLE,
+	Q_LOTS_EXPIRED,
+	Q_LOTS_OPEN,
+	Q_LOT_CHANGE,
+	Q_ALLOC_INS,
+	Q_ALLOCS,
+	Q_ALLOC_RETURN,
+	NUM_SQL_STMTS
+} SqlStmt;
+
+static KeptPlan kept[NUM_SQL_STMTS][2];
+static char *texts[NUM_SQL_STMTS][2];
+
+/* Whether the table has the optional column `col` (the caller locked it). */
+static bool
+HasColumn(StoreTable t, int col)
+{
+	return store_shape(t)->attno[col] >= 0;
+}
+
+/* Append "col::type, ..." for columns 0..ncols-1 of table t. */
+static void
+AppendColumns(StringInfo buf, StoreTable t, const char *alias)
+{
+	const StoreTableDef *def = &store_tables[t];
+	const TableShape *s = store_shape(t);
+	int			i;
+
+	for (i = 0; i < def->ncols; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(buf, ", ");
+		if (s->attno[i] < 0)
+			appendStringInfo(buf, "NULL::%s", def->cols[i].type);
+		else
+			appendStringInfo(buf, "%s%s::%s", alias, quote_identifier(def->cols[i].name),
+							 def->cols[i].type);
+	}
+}
+
+/* "remaining > 0", by the generated flag when the table has it (its index). */
+static const char *
+OpenLotTest(void)
+{
+	return HasColumn(ST_LOTS, T_IS_OPEN) ? "is_open" : "remaining OPERATOR(loyalty.>) '0'::loyalty.points";
+}
+
+/* The text of statement q for the table's present shape. */
+static char *
+BuildText(SqlStmt q)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	switch (q)
+	{
+		case Q_ACCOUNT:
+		case Q_ACCOUNT_LOCK:
+			appendStringInfoString(&b, "SELECT ");
+			AppendColumns(&b, ST_ACCOUNTS, "");
+			appendStringInfoString(&b, " FROM loyalty.accounts WHERE member_id" EQ "$1");
+			if (q == Q_ACCOUNT_LOCK)
+				appendStringInfoString(&b, " FOR NO KEY UPDATE");
+			break;
+		case Q_PROGRAM:
+			/* on Citus a reference table: a local read on every node */
+			appendStringInfoString(&b, "SELECT ");
+			AppendColumns(&b, ST_PROGRAMS, "");
+			appendStringInfoString(&b, " FROM loyalty.programs WHERE program_id" EQ "$1");
+			break;
+		case Q_LEDGER_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.ledger (member_id, program_id, kind, points, held_delta, amount,"
+								   " channel, reference, reason, actor, source_entry, hold_id, idempotency_key,"
+								   " created_at, occurred_at, details)"
+								   " VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", $6, $7, $8, $9, $10, $11, $12, $13,"
+								   " $14, $15, $16) RETURNING entry_id" I8);
+			break;
+		case Q_LOT_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining,"
+								   " reversed, reversed_amount, vests_at, expires_at, created_at)"
+								   " VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", '0'" PTS ", 0, $6, $7, $8)");
+			break;
+		case Q_ACCOUNT_UPD:
+			/* the points operators raise 22003 on overflow; LEAST and GREATEST skip NULLs */
+			appendStringInfoString(&b,
+								   "UPDATE loyalty.accounts SET"
+								   " balance = balance OPERATOR(loyalty.+) $2" PTS ","
+								   " held = held OPERATOR(loyalty.+) $3" PTS ","
+								   " debt = debt OPERATOR(loyalty.+) $4" PTS ","
+								   " lifetime_earned = lifetime_earned OPERATOR(loyalty.+) $5" PTS ","
+								   " lifetime_redeemed = lifetime_redeemed OPERATOR(loyalty.+) $6" PTS ","
+								   " lifetime_expired = lifetime_expired OPERATOR(loyalty.+) $7" PTS ","
+								   " first_purchase_at = LEAST(first_purchase_at, $9),"
+								   " last_purchase_at = GREATEST(last_purchase_at, $10),"
+								   " purchase_count = purchase_count" PLUS "$11,"
+								   " purchase_days = purchase_days" PLUS "$12,"
+								   " purchase_amount = purchase_amount" PLUS "COALESCE($13, 0),"
+								   " updated_at = $8");
+			if (HasColumn(ST_ACCOUNTS, A_NEXT_EXPIRY))
+				appendStringInfoString(&b, ", next_expiry_at = LEAST(next_expiry_at, $14)");
+			appendStringInfoString(&b, " WHERE member_id" EQ "$1");
+			break;
+		case Q_IDEM_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.idempotency_keys (member_id, idempotency_key, operation,"
+								   " request_hash, result, entry_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+			break;
+		case Q_LOTS_SPENDABLE:
+		case Q_LOTS_EXPIRED:
+		case Q_LOTS_OPEN:
+			appendStringInfo(&b,
+							 "SELECT lot_id" I8 ", remaining" I8 ", expires_at, created_at FROM loyalty.lots"
+							 " WHERE member_id" EQ "$1 AND %s", OpenLotTest());
+			if (q == Q_LOTS_SPENDABLE)
+				appendStringInfoString(&b, " AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)");
+			else if (q == Q_LOTS_EXPIRED)
+				appendStringInfoString(&b, " AND expires_at" LE "$2");
+			appendStringInfoString(&b, " ORDER BY expires_at NULLS LAST, created_at, lot_id");
+			break;
+		case Q_LOT_CHANGE:
+			appendStringInfoString(&b,
+								   "UPDATE loyalty.lots SET remaining = remaining OPERATOR(loyalty.+) $3" PTS ","
+								   " reversed = reversed OPERATOR(loyalty.+) $4" PTS ","
+								   " reversed_amount = reversed_amount" PLUS "$5"
+								   " WHERE member_id" EQ "$1 AND lot_id" EQ "$2");
+			break;
+		case Q_ALLOC_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.allocations (member_id, entry_id, lot_id, points, returned)"
+								   " VALUES ($1, $2, $3, $4" PTS ", '0'" PTS ")");
+			break;
+		case Q_ALLOCS:
+			appendStringInfoString(&b,
+								   "SELECT a.lot_id" I8 ", (a.points" I8 MINUS "a.returned" I8 ")" I8 ","
+								   " l.expires_at, l.created_at"
+								   " FROM loyalty.allocations a JOIN loyalty.lots l"
+								   "  ON l.member_id" EQ "a.member_id AND l.lot_id" EQ "a.lot_id"
+								   " WHERE a.member_id" EQ "$1 AND a.entry_id" EQ "$2"
+								   " AND a.returned" I8 LT "a.points" I8);
+			break;
+		case Q_ALLOC_RETURN:
+			appendStringInfoString(&b,
+								   "UPDATE loyalty.allocations SET returned = returned OPERATOR(loyalty.+) $4" PTS
+								   " WHERE member_id" EQ "$1 AND entry_id" EQ "$2 AND lot_id" EQ "$3");
+			break;
+		default:
+			elog(ERROR, "loyalty: unknown statement %d", (int) q);
+	}
+	return MemoryContextStrdup(TopMemoryContext, b.data);
+}
+
+static const Oid q_types[NUM_SQL_STMTS][16] = {
+	[Q_ACCOUNT] = {INT8OID},
+	[Q_ACCOUNT_LOCK] = {INT8OID},
+	[Q_PROGRAM] = {INT8OID},
+	[Q_LEDGER_INS] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID},
+	[Q_LOT_INS] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID},
+	[Q_ACCOUNT_UPD] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, NUMERICOID, TIMESTAMPTZOID},
+	[Q_IDEM_INS] = {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID},
+	[Q_LOTS_SPENDABLE] = {INT8OID, TIMESTAMPTZOID},
+	[Q_LOTS_EXPIRED] = {INT8OID, TIMESTAMPTZOID},
+	[Q_LOTS_OPEN] = {INT8OID, TIMESTAMPTZOID},
+	[Q_LOT_CHANGE] = {INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID},
+	[Q_ALLOC_INS] = {INT8OID, INT8OID, INT8OID, INT8OID},
+	[Q_ALLOCS] = {INT8OID, INT8OID},
+	[Q_ALLOC_RETURN] = {INT8OID, INT8OID, INT8OID, INT8OID},
+};
+static const int q_nargs[NUM_SQL_STMTS] = {
+	[Q_ACCOUNT] = 1, [Q_ACCOUNT_LOCK] = 1, [Q_PROGRAM] = 1, [Q_LEDGER_INS] = 16, [Q_LOT_INS] = 8,
+	[Q_ACCOUNT_UPD] = 14, [Q_IDEM_INS] = 7, [Q_LOTS_SPENDABLE] = 2, [Q_LOTS_EXPIRED] = 2,
+	[Q_LOTS_OPEN] = 2, [Q_LOT_CHANGE] = 5, [Q_ALLOC_INS] = 4, [Q_ALLOCS] = 2, [Q_ALLOC_RETURN] = 4,
+};
+
+/* The table whose optional columns choose a statement's variant. */
+static int
+Variant(SqlStmt q)
+{
+	switch (q)
+	{
+		case Q_ACCOUNT:
+		case Q_ACCOUNT_LOCK:
+		case Q_ACCOUNT_UPD:
+			store_lock_table(ST_ACCOUNTS, q == Q_ACCOUNT ? AccessShareLock :
+							 q == Q_ACCOUNT_LOCK ? RowShareLock : RowExclusiveLock);
+			return HasColumn(ST_ACCOUNTS, A_NEXT_EXPIRY) ? 1 : 0;
+		case Q_LOTS_SPENDABLE:
+		case Q_LOTS_EXPIRED:
+		case Q_LOTS_OPEN:
+		case Q_ALLOCS:
+			store_lock_table(ST_LOTS, AccessShareLock);
+			return HasColumn(ST_LOTS, T_IS_OPEN) ? 1 : 0;
+		case Q_PROGRAM:
+			/* programs' optional columns are read as NULL when missing */
+			store_lock_table(ST_PROGRAMS, AccessShareLock);
+			return 0;
+		default:
+			return 0;
+	}
+}
+
+/* The caller's last SPI result, kept across our statements. */
+typedef struct SpiSaved
+{
+	SPITupleTable *tuptable;
+	uint64		processed;
+} SpiSaved;
+
+static inline void
+Save(SpiSaved *s)
+{
+	s->tuptable = SPI_tuptable;
+	s->processed = SPI_processed;
+}
+
+static inline void
+Restore(const SpiSaved *s)
+{
+	SPI_tuptable = s->tuptable;
+	SPI_processed = s->processed;
+}
+
+/* Execute a statement; returns the SPI code after checking it. */
+static int
+Exec(SqlStmt q, Datum *values, const char *nulls, int expect)
+{
+	int			v = Variant(q);
+	int			rc;
+
+	if (texts[q][v] == NULL)
+		texts[q][v] = BuildText(q);
+	/* never read-only: each statement must see the previous one's rows */
+	rc = loyalty_run(&kept[q][v], texts[q][v], q_nargs[q], q_types[q], values, nulls, false, 0);
+	if (rc != expect)
+		elog(ERROR, "loyalty: statement failed (%s): %s", SPI_result_code_string(rc), texts[q][v]);
+	return rc;
+}
+
+/* A write that a trigger or rule turned into nothing unbalances the books. */
+static void
+RequireOneRow(const char *what, int64 member_id)
+{
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("the %s of member %lld wrote %llu rows, not one", what, (long long) member_id,
+						(unsigned long long) SPI_processed),
+				 errdetail("A trigger or rule on the table changed the row the books need."),
+				 errhint("Triggers and rules on the extension's tables must let its rows through unchanged.")));
+}
+
+/* Copy column `col` (1-based) of result row `row` into context `cxt`. */
+static Datum
+CopyCol(int row, int col, bool *isnull, MemoryContext cxt)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Form_pg_attribute att = TupleDescAttr(desc, col - 1);
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], desc, col, isnull);
+	MemoryContext old;
+
+	if (*isnull)
+		return (Datum) 0;
+	old = MemoryContextSwitchTo(cxt);
+	d = datumCopy(d, att->attbyval, att->attlen);
+	MemoryContextSwitchTo(old);
+	return d;
+}
+
+static int64
+ColInt8(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+static TimestampTz
+ColTime(int row, int col, TimestampTz if_null)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? if_null : DatumGetTimestampTz(d);
+}
+
+static bool
+SqlReadAccount(StoreWriter *w, int64 member_id, bool lock, AccountRead *out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SpiSaved	saved;
+	Datum		values[1];
+	int			i;
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	Exec(lock ? Q_ACCOUNT_LOCK : Q_ACCOUNT, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		Restore(&saved);
+		return false;
+	}
+	ItemPointerSetInvalid(&out->tid);
+	for (i = 0; i < A_NCOLS; i++)
+		out->acc[i] = CopyCol(0, i + 1, &out->acc_null[i], cxt);
+	if (out->acc_null[A_PROGRAM])
+		elog(ERROR, "loyalty: the account of member %lld has no program", (long long) member_id);
+
+	values[0] = out->acc[A_PROGRAM];
+	Exec(Q_PROGRAM, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "loyalty: program %lld of member %lld not found",
+			 (long long) DatumGetInt64(out->acc[A_PROGRAM]), (long long) member_id);
+	for (i = 0; i < P_NCOLS; i++)
+		out->prog[i] = CopyCol(0, i + 1, &out->prog_null[i], cxt);
+	Restore(&saved);
+	return true;
+}
+
+static int64
+SqlInsertEntry(StoreWriter *w, const LedgerRow *r)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	SpiSaved	saved;
+	Datum		values[16];
+	char		nulls[16];
+	int64		entry_id;
+
+	(void) w;
+	Save(&saved);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(r->member_id);
+	values[1] = Int64GetDatum(r->program_id);
+	values[2] = CStringGetTextDatum(r->kind);
+	values[3] = Int64GetDatum(r->points);
+	values[4] = Int64GetDatum(r->held_delta);
+	values[5] = r->amount;
+	nulls[5] = r->amount == (Datum) 0 ? 'n' : ' ';
+	values[6] = PointerGetDatum(r->channel);
+	nulls[6] = r->channel == NULL ? 'n' : ' ';
+	values[7] = PointerGetDatum(r->reference);
+	nulls[7] = r->reference == NULL ? 'n' : ' ';
+	values[8] = PointerGetDatum(r->reason);
+	nulls[8] = r->reason == NULL ? 'n' : ' ';
+	values[9] = CStringGetTextDatum(store_user_name());
+	values[10] = Int64GetDatum(r->source_entry);
+	nulls[10] = r->source_entry == 0 ? 'n' : ' ';
+	values[11] = Int64GetDatum(r->hold_id);
+	nulls[11] = r->hold_id == 0 ? 'n' : ' ';
+	values[12] = PointerGetDatum(r->idem_key);
+	nulls[12] = r->idem_key == NULL ? 'n' : ' ';
+	values[13] = TimestampTzGetDatum(now);
+	values[14] = TimestampTzGetDatum(r->occurred_at ? r->occurred_at : now);
+	values[15] = r->details ? DirectFunctionCall1(jsonb_in, CStringGetDatum(r->details)) : (Datum) 0;
+	nulls[15] = r->details ? ' ' : 'n';
+	Exec(Q_LEDGER_INS, values, nulls, SPI_OK_INSERT_RETURNING);
+	RequireOneRow("ledger entry", r->member_id);
+	entry_id = ColInt8(0, 1);
+	Restore(&saved);
+	return entry_id;
+}
+
+static int64
+SqlInsertLot(StoreWriter *w, const LotRow *l)
+{
+	SpiSaved	saved;
+	Datum		values[8];
+	char		nulls[8];
+
+	(void) w;
+	Save(&saved);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(l->member_id);
+	values[1] = Int64GetDatum(l->lot_id);
+	values[2] = Int64GetDatum(l->entry_id);
+	values[3] = Int64GetDatum(l->original);
+	values[4] = Int64GetDatum(l->remaining);
+	values[5] = TimestampTzGetDatum(l->vests_at);
+	values[6] = TimestampTzGetDatum(l->expires_at);
+	nulls[6] = l->expires_at == 0 ? 'n' : ' ';
+	values[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Exec(Q_LOT_INS, values, nulls, SPI_OK_INSERT);
+	RequireOneRow("lot", l->member_id);
+	Restore(&saved);
+	return l->lot_id;
+}
+
+static void
+SqlUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
+{
+	SpiSaved	saved;
+	Datum		values[14];
+	char		nulls[14];
+
+	(void) w;
+	(void) tid;
+	Save(&saved);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(d->balance);
+	values[2] = Int64GetDatum(d->held);
+	values[3] = Int64GetDatum(d->debt);
+	values[4] = Int64GetDatum(d->earned);
+	values[5] = Int64GetDatum(d->redeemed);
+	values[6] = Int64GetDatum(d->expired);
+	values[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[8] = TimestampTzGetDatum(d->purchase_first);
+	nulls[8] = d->purchase_first == 0 ? 'n' : ' ';
+	values[9] = TimestampTzGetDatum(d->purchase_last);
+	nulls[9] = d->purchase_last == 0 ? 'n' : ' ';
+	values[10] = Int64GetDatum(d->purchase_count);
+	values[11] = Int64GetDatum(d->purchase_days);
+	values[12] = d->purchase_amount;
+	nulls[12] = d->purchase_amount == (Datum) 0 ? 'n' : ' ';
+	values[13] = TimestampTzGetDatum(d->expiry_floor);
+	nulls[13] = d->expiry_floor == 0 ? 'n' : ' ';
+	Exec(Q_ACCOUNT_UPD, values, nulls, SPI_OK_UPDATE);
+	RequireOneRow("account update", member_id);
+	Restore(&saved);
+}
+
+static void
+SqlInsertIdempotency(StoreWriter *w, int64 member_id, text *key, const char *op, int64 hash,
+					 int64 result, int64 entry_id)
+{
+	SpiSaved	saved;
+	Datum		values[7];
+	char		nulls[7];
+
+	(void) w;
+	Save(&saved);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(member_id);
+	values[1] = PointerGetDatum(key);
+	values[2] = CStringGetTextDatum(op);
+	values[3] = Int64GetDatum(hash);
+	values[4] = Int64GetDatum(result);
+	values[5] = Int64GetDatum(entry_id);
+	nulls[5] = entry_id == 0 ? 'n' : ' ';
+	values[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Exec(Q_IDEM_INS, values, nulls, SPI_OK_INSERT);
+	RequireOneRow("idempotency key", member_id);
+	Restore(&saved);
+}
+
+static int
+SqlOpenLots(StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at, int64 need, OpenLot **out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SpiSaved	saved;
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	OpenLot    *lots;
+	uint64		n,
+				i;
+
+	(void) w;
+	(void) need;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = TimestampTzGetDatum(at);
+	if (f == LOTS_ALL_OPEN)
+		nulls[1] = 'n';
+	Exec(f == LOTS_SPENDABLE ? Q_LOTS_SPENDABLE : f == LOTS_EXPIRED ? Q_LOTS_EXPIRED : Q_LOTS_OPEN,
+		 values, nulls, SPI_OK_SELECT);
+	n = SPI_processed;
+	lots = MemoryContextAlloc(cxt, sizeof(OpenLot) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		lots[i].lot_id = ColInt8(i, 1);
+		lots[i].remaining = ColInt8(i, 2);
+		lots[i].expires_at = ColTime(i, 3, DT_NOEND);
+		lots[i].created_at = ColTime(i, 4, 0);
+		ItemPointerSetInvalid(&lots[i].tid);
+	}
+	Restore(&saved);
+	if (n == 0)
+	{
+		pfree(lots);
+		lots = NULL;
+	}
+	*out = lots;
+	return (int) n;
+}
+
+static void
+SqlChangeLot(StoreWriter *w, int64 member_id, const OpenLot *lot, int64 remaining_delta,
+			 int64 reversed_delta, Datum reversed_amount)
+{
+	SpiSaved	saved;
+	Datum		values[5];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(lot->lot_id);
+	values[2] = Int64GetDatum(remaining_delta);
+	values[3] = Int64GetDatum(reversed_delta);
+	values[4] = reversed_amount ? reversed_amount : NumericGetDatum(int64_to_numeric(0));
+	Exec(Q_LOT_CHANGE, values, NULL, SPI_OK_UPDATE);
+	RequireOneRow("lot update", member_id);
+	Restore(&saved);
+}
+
+static void
+SqlInsertAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id, int64 points)
+{
+	SpiSaved	saved;
+	Datum		values[4];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(entry_id);
+	values[2] = Int64GetDatum(lot_id);
+	values[3] = Int64GetDatum(points);
+	Exec(Q_ALLOC_INS, values, NULL, SPI_OK_INSERT);
+	RequireOneRow("allocation", member_id);
+	Restore(&saved);
+}
+
+static int
+SqlAllocations(StoreWriter *w, int64 member_id, int64 entry_id, Allocation **out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SpiSaved	saved;
+	Datum		values[2];
+	Allocation *allocs;
+	uint64		n,
+				i;
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(entry_id);
+	Exec(Q_ALLOCS, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	allocs = MemoryContextAlloc(cxt, sizeof(Allocation) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		allocs[i].lot_id = ColInt8(i, 1);
+		allocs[i].open = ColInt8(i, 2);
+		allocs[i].lot_expires_at = ColTime(i, 3, DT_NOEND);
+		allocs[i].lot_created_at = ColTime(i, 4, 0);
+		ItemPointerSetInvalid(&allocs[i].lot_tid);
+	}
+	Restore(&saved);
+	if (n == 0)
+	{
+		pfree(allocs);
+		allocs = NULL;
+	}
+	*out = allocs;
+	return (int) n;
+}
+
+static void
+SqlReturnAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id, int64 points)
+{
+	SpiSaved	saved;
+	Datum		values[4];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(entry_id);
+	values[2] = Int64GetDatum(lot_id);
+	values[3] = Int64GetDatum(points);
+	Exec(Q_ALLOC_RETURN, values, NULL, SPI_OK_UPDATE);
+	RequireOneRow("allocation update", member_id);
+	Restore(&saved);
+}
+
+const StoreRoutine sql_store = {
+	.name = "sql",
+	.read_account = SqlReadAccount,
+	.insert_entry = SqlInsertEntry,
+	.insert_lot = SqlInsertLot,
+	.update_account = SqlUpdateAccount,
+	.insert_idempotency = SqlInsertIdempotency,
+	.open_lots = SqlOpenLots,
+	.change_lot = SqlChangeLot,
+	.insert_allocation = SqlInsertAllocation,
+	.allocations = SqlAllocations,
+	.return_allocation = SqlReturnAllocation,
+};
