@@ -303,32 +303,34 @@ order_earn(OrderRow *r, Numeric amount, const char *key)
 static bool
 order_state(int64 member, const char *reference, int64 *entry, Numeric *standing)
 {
-	static SPIPlanPtr plan = NULL;
+	static KeptPlan plan;
+	static const Oid types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
 	bool		isnull;
 	int			rc;
 
-	if (plan == NULL)
-	{
-		Oid			types[2] = {INT8OID, TEXTOID};
-		SPIPlanPtr	p = loyalty_prepare("SELECT k.entry_id, l.amount" MINUS "coalesce(lo.reversed_amount, 0)"
-									" FROM loyalty.idempotency_keys k"
-									" JOIN loyalty.ledger l ON l.member_id" EQ "k.member_id AND l.entry_id" EQ "k.entry_id"
-									" LEFT JOIN loyalty.lots lo ON lo.member_id" EQ "l.member_id AND lo.lot_id" EQ "l.entry_id"
-									" WHERE k.member_id" EQ "$1 AND k.idempotency_key" EQ "$2",
-									2, types);
-
-		plan = p;
-	}
 	values[0] = Int64GetDatum(member);
 	values[1] = CStringGetTextDatum(psprintf("order:%s", reference));
-	rc = loyalty_execute(plan, values, NULL, false, 1);
+	rc = loyalty_run(&plan, "SELECT k.entry_id, l.amount" MINUS "coalesce(lo.reversed_amount, 0)"
+					 " FROM loyalty.idempotency_keys k"
+					 " JOIN loyalty.ledger l ON l.member_id" EQ "k.member_id AND l.entry_id" EQ "k.entry_id"
+					 " LEFT JOIN loyalty.lots lo ON lo.member_id" EQ "l.member_id AND lo.lot_id" EQ "l.entry_id"
+					 " WHERE k.member_id" EQ "$1 AND k.idempotency_key" EQ "$2",
+					 2, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: order lookup failed");
 	if (SPI_processed == 0)
 		return false;
 	*entry = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*standing = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	/*
+	 * Into the caller's context (SPI_finish frees SPI's), detoasted first: a
+	 * short-header numeric would otherwise be expanded by DatumGetNumeric
+	 * into SPI's context again.
+	 */
+	*standing = DatumGetNumeric(SPI_datumTransfer(NumericGetDatum(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0],
+																								SPI_tuptable->tupdesc,
+																								2, &isnull))),
+												  false, -1));
 	return true;
 }
 
