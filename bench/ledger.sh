@@ -201,7 +201,7 @@ MIX_LOTS=(-n -D members="$BENCH_MEMBERS"
 # is plpgsql's latency over loyalty's: above 1 the extension takes less time.
 declare -A ILAT
 interleaved() {
-    local sync=$1 out="$TMP/interleaved-$1.out" rc=0 ledgers="loyalty plpgsql lots"
+    local sync=$1 out="$TMP/interleaved-$1.out" rc=0 ledgers="loyalty loyaltysql plpgsql lots"
     local -a cfloor=()
     if [[ $CFLOOR == 1 ]]; then
         cfloor=(-f "$HERE/cfloor_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/cfloor_redeem.sql@$BENCH_REDEEM_WEIGHT")
@@ -212,6 +212,7 @@ interleaved() {
         pgbench -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -M prepared -T "$BENCH_SECONDS" -n \
         -D base="$base" -D members="$BENCH_MEMBERS" \
         -f "$HERE/loyalty_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/loyalty_redeem.sql@$BENCH_REDEEM_WEIGHT" \
+        -f "$HERE/loyaltysql_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/loyaltysql_redeem.sql@$BENCH_REDEEM_WEIGHT" \
         -f "$HERE/plpgsql_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/plpgsql_redeem.sql@$BENCH_REDEEM_WEIGHT" \
         -f "$HERE/lots_earn.sql@$BENCH_EARN_WEIGHT" -f "$HERE/lots_redeem.sql@$BENCH_REDEEM_WEIGHT" \
         "${cfloor[@]}" "$BENCH_DB" >"$out" 2>&1 || rc=$?
@@ -242,6 +243,8 @@ interleaved() {
         "${ILAT[loyalty,$sync]}" "${ILAT[loyalty_earn,$sync]}" "${ILAT[loyalty_redeem,$sync]}" \
         "${ILAT[plpgsql,$sync]}" "${ILAT[plpgsql_earn,$sync]}" "${ILAT[plpgsql_redeem,$sync]}" \
         "${ILAT[lots,$sync]}" "${ILAT[lots_earn,$sync]}" "${ILAT[lots_redeem,$sync]}"
+    printf '  interleaved sync=%-3s latency ms: loyalty through the SQL store %s (earn %s, redeem %s)\n' "$sync" \
+        "${ILAT[loyaltysql,$sync]}" "${ILAT[loyaltysql_earn,$sync]}" "${ILAT[loyaltysql_redeem,$sync]}"
     if [[ $CFLOOR == 1 ]]; then
         printf '  interleaved sync=%-3s latency ms: cfloor %s (earn %s, redeem %s)\n' "$sync" \
             "${ILAT[cfloor,$sync]}" "${ILAT[cfloor_earn,$sync]}" "${ILAT[cfloor_redeem,$sync]}"
@@ -327,6 +330,10 @@ for sync in on off; do
     done
     echo "ratio interleaved loyalty/plpgsql (sync=$sync): $(ratio "${ILAT[plpgsql,$sync]}" "${ILAT[loyalty,$sync]}")"
     echo "ratio interleaved loyalty/lots (sync=$sync): $(ratio "${ILAT[lots,$sync]}" "${ILAT[loyalty,$sync]}")"
+    # the SQL store: what loyalty does for any table a DBA may have altered
+    echo "ratio interleaved loyaltysql/plpgsql (sync=$sync): $(ratio "${ILAT[plpgsql,$sync]}" "${ILAT[loyaltysql,$sync]}")"
+    echo "ratio interleaved loyaltysql/lots (sync=$sync): $(ratio "${ILAT[lots,$sync]}" "${ILAT[loyaltysql,$sync]}")"
+    echo "ratio interleaved loyalty/loyaltysql (sync=$sync): $(ratio "${ILAT[loyaltysql,$sync]}" "${ILAT[loyalty,$sync]}")"
     if [[ $CFLOOR == 1 ]]; then
         # the minimal ledger's work from C against the same in PL/pgSQL: what
         # C alone buys; and loyalty, doing more, against that C
