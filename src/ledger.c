@@ -1,7 +1,9 @@
 /*
  * ledger.c
- *		The write path of the ledger: earn, award, redeem, hold, capture,
- *		release, reverse and adjust.
+ *		The operations of the books (ledger.h): earn, award, redeem, hold,
+ *		capture, release, reverse, adjust, release of expired holds, merge and
+ *		expiry.  The SQL-callable functions (ledger_api.c) and the order
+ *		trigger (trigger.c) call them.
  *
  * Every call follows one protocol, which is what makes the invariants hold
  * under concurrency:
@@ -19,6 +21,7 @@
 
 #include <math.h>
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/hashfn.h"
@@ -33,6 +36,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "ledger.h"
 #include "loyalty.h"
 #include "points.h"
 #include "rules.h"
@@ -46,16 +50,6 @@
 #define ERRCODE_LOYALTY_OVER_REVERSAL		MAKE_SQLSTATE('L','Y','0','0','4')
 
 
-PG_FUNCTION_INFO_V1(loyalty_earn);
-PG_FUNCTION_INFO_V1(loyalty_preview_earn);
-PG_FUNCTION_INFO_V1(loyalty_award);
-PG_FUNCTION_INFO_V1(loyalty_redeem);
-PG_FUNCTION_INFO_V1(loyalty_hold);
-PG_FUNCTION_INFO_V1(loyalty_capture);
-PG_FUNCTION_INFO_V1(loyalty_release);
-PG_FUNCTION_INFO_V1(loyalty_reverse);
-PG_FUNCTION_INFO_V1(loyalty_adjust);
-PG_FUNCTION_INFO_V1(loyalty_release_expired);
 
 /* The statements of the write path, prepared once per backend. */
 typedef enum LedgerStmt
@@ -73,6 +67,10 @@ typedef enum LedgerStmt
 	S_HOLD_RESOLVE,
 	S_HOLD_INS,
 	S_EXPIRED_HOLDS,
+	S_ACTIVE_HOLDS,
+	S_MOVE_IDENTITIES,
+	S_CLOSE_MEMBER,
+	S_REPOINT_MERGED,
 	S_REFERRAL,
 	S_TIER,
 	NUM_STMTS
@@ -145,6 +143,21 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_TIER] = {
 		"SELECT loyalty.tier_after_write($1, $2)",
 	2, {INT8OID, TEXTOID}},
+	[S_ACTIVE_HOLDS] = {
+		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
+		" AND status" EQ "'active' ORDER BY hold_id",
+	1, {INT8OID}},
+	/* a merge: the absorbed member's identities and record */
+	[S_MOVE_IDENTITIES] = {
+		"UPDATE loyalty.identities SET member_id = $1 WHERE member_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+	[S_CLOSE_MEMBER] = {
+		"UPDATE loyalty.members SET status = 'closed', merged_into = $1 WHERE member_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+	/* members merged into the absorbed one now point at the survivor */
+	[S_REPOINT_MERGED] = {
+		"UPDATE loyalty.members SET merged_into = $1 WHERE merged_into" EQ "$2",
+	2, {INT8OID, INT8OID}},
 	[S_EXPIRED_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' AND expires_at" LE "pg_catalog.now() ORDER BY hold_id",
@@ -155,7 +168,7 @@ static KeptPlan plans[NUM_STMTS];
 
 typedef struct Member Member;
 static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op,
-					   int64 hash, Member *m, int64 *replayed);
+					   int64 hash, Member *m, LedgerResult *res);
 
 /* What a write needs to know about the locked member and its program. */
 struct Member
@@ -235,39 +248,6 @@ ColInt8(int row, int col)
 	Datum		d = Col(row, col, &isnull);
 
 	return isnull ? 0 : DatumGetInt64(d);
-}
-
-/* Refuse a NULL for a required argument, naming it. */
-static void
-RequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
-/* An optional text argument, or NULL. */
-static text *
-OptText(FunctionCallInfo fcinfo, int argno)
-{
-	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_TEXT_PP(argno);
-}
-
-/* Points argument that must be > 0. */
-static Points
-PositivePoints(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	Points		p;
-
-	RequireArg(fcinfo, argno, name);
-	p = PG_GETARG_POINTS(argno);
-	if (p <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a positive number of points", name),
-				 errdetail("Got %lld.", (long long) p)));
-	return p;
 }
 
 /* A text value as a C string in a fixed buffer. */
@@ -400,13 +380,13 @@ LockMember(int64 member_id, Member *m, bool need_active)
 
 /* Business time of a call: now when not given; never ahead, never closed. */
 static TimestampTz
-OccurredAt(FunctionCallInfo fcinfo, int argno, Member *m)
+OccurredAt(const OptTime *t, Member *m)
 {
 	TimestampTz ts;
 
-	if (PG_ARGISNULL(argno))
+	if (!t->given)
 		return m->now;
-	ts = PG_GETARG_TIMESTAMPTZ(argno);
+	ts = t->value;
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -440,64 +420,74 @@ AddInterval(TimestampTz ts, Interval *iv)
  * A 64-bit fingerprint of a call's payload, so a replay with the same key
  * but other arguments can be told apart from a true replay.
  */
-static int64
-RequestHash(const char *op, FunctionCallInfo fcinfo, const char *kinds)
+static void
+HashStart(StringInfo b, const char *op)
 {
-	StringInfoData buf;
-	int			i;
+	initStringInfo(b);
+	appendStringInfoString(b, op);
+}
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, op);
-	/*
-	 * kinds[i] describes argument i: i int8/points, n numeric, t text,
-	 * z timestamptz, v interval, j jsonb, - skip
-	 */
-	for (i = 0; kinds[i]; i++)
-	{
-		Datum		d = PG_GETARG_DATUM(i);
+/* Each part is "|value", or "|\N" for NULL (the format keys were stored with). */
+static bool
+HashPart(StringInfo b, bool isnull)
+{
+	appendStringInfoChar(b, '|');
+	if (isnull)
+		appendStringInfoString(b, "\\N");
+	return !isnull;
+}
 
-		if (kinds[i] == '-')
-			continue;
-		appendStringInfoChar(&buf, '|');
-		if (PG_ARGISNULL(i))
-		{
-			appendStringInfoString(&buf, "\\N");
-			continue;
-		}
-		switch (kinds[i])
-		{
-			case 'i':
-				appendStringInfo(&buf, INT64_FORMAT, DatumGetInt64(d));
-				break;
-			case 'n':
-				/* normalized, so 10 and 10.00 are the same request */
-				appendStringInfoString(&buf, numeric_normalize(DatumGetNumeric(d)));
-				break;
-			case 't':
-				appendBinaryStringInfo(&buf, VARDATA_ANY(DatumGetTextPP(d)),
-									   VARSIZE_ANY_EXHDR(DatumGetTextPP(d)));
-				break;
-			case 'z':
-				appendStringInfo(&buf, INT64_FORMAT, (int64) DatumGetTimestampTz(d));
-				break;
-			case 'j':
-				{
-					Jsonb	   *jb = DatumGetJsonbP(d);
+static void
+HashInt(StringInfo b, bool isnull, int64 v)
+{
+	if (HashPart(b, isnull))
+		appendStringInfo(b, INT64_FORMAT, v);
+}
 
-					/* jsonb's text form is canonical (key order, spacing) */
-					appendStringInfoString(&buf, JsonbToCString(NULL, &jb->root, VARSIZE(jb)));
-				}
-				break;
-			case 'v':
-				{
-					Interval   *iv = DatumGetIntervalP(d);
+/* normalized, so 10 and 10.00 are the same request */
+static void
+HashNumeric(StringInfo b, Numeric n)
+{
+	if (HashPart(b, n == NULL))
+		appendStringInfoString(b, numeric_normalize(n));
+}
 
-					appendStringInfo(&buf, INT64_FORMAT ":%d:%d", (int64) iv->time, iv->day, iv->month);
-				}
-				break;
-		}
-	}
-	return (int64) hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+static void
+HashText(StringInfo b, text *t)
+{
+	if (HashPart(b, t == NULL))
+		appendBinaryStringInfo(b, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+static void
+HashTime(StringInfo b, const OptTime *t)
+{
+	if (HashPart(b, !t->given))
+		appendStringInfo(b, INT64_FORMAT, (int64) t->value);
+}
+
+/* jsonb's text form is canonical (key order, spacing) */
+static void
+HashJsonb(StringInfo b, Jsonb *jb)
+{
+	if (HashPart(b, jb == NULL))
+		appendStringInfoString(b, JsonbToCString(NULL, &jb->root, VARSIZE(jb)));
+}
+
+static void
+HashInterval(StringInfo b, Interval *iv)
+{
+	if (HashPart(b, iv == NULL))
+		appendStringInfo(b, INT64_FORMAT ":%d:%d", (int64) iv->time, iv->day, iv->month);
+}
+
+static int64
+HashEnd(StringInfo b)
+{
+	int64		h = (int64) hash_bytes_extended((const unsigned char *) b->data, b->len, 0);
+
+	pfree(b->data);
+	return h;
 }
 
 /*
@@ -506,7 +496,7 @@ RequestHash(const char *op, FunctionCallInfo fcinfo, const char *kinds)
  * for another operation or payload.
  */
 static bool
-IdemLookup(Member *m, text *key, const char *op, int64 hash, int64 *result)
+IdemLookup(Member *m, text *key, const char *op, int64 hash, LedgerResult *res)
 {
 	Datum		values[2];
 	char	   *prev_op;
@@ -526,7 +516,9 @@ IdemLookup(Member *m, text *key, const char *op, int64 hash, int64 *result)
 						text_to_cstring(key)),
 				 errdetail("The key was first used by loyalty.%s() with other arguments.", prev_op),
 				 errhint("Use a new key for a new request; replay a request only with identical arguments.")));
-	*result = ColInt8(0, 3);
+	res->replayed = true;
+	res->points = res->entry_id = res->hold_id = ColInt8(0, 3);
+	res->entry_id = ColInt8(0, 4);
 	return true;
 }
 
@@ -886,14 +878,15 @@ ReleaseExpiredHolds(Member *m)
  * allow_zero (a purchase paid in full by a coupon is still a purchase: it
  * earns nothing but counts as a visit; a refund of nothing is no refund).
  */
-static Numeric
-CheckAmount(FunctionCallInfo fcinfo, int argno, const char *name, bool allow_zero)
+static void
+CheckAmount(Numeric amount, const char *name, bool allow_zero)
 {
-	Numeric		amount;
 	int			sign;
 
-	RequireArg(fcinfo, argno, name);
-	amount = PG_GETARG_NUMERIC(argno);
+	if (amount == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
 	sign = numeric_is_nan(amount) ? 0 :
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(amount),
 										  NumericGetDatum(int64_to_numeric(0))));
@@ -903,13 +896,32 @@ CheckAmount(FunctionCallInfo fcinfo, int argno, const char *name, bool allow_zer
 				 errmsg(allow_zero ? "%s must be a finite number, not negative" : "%s must be a positive, finite number", name),
 				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
 				 errhint("Refunds are loyalty.reverse() calls, not negative amounts.")));
-	return amount;
 }
 
-static Numeric
-PositiveAmount(FunctionCallInfo fcinfo, int argno, const char *name)
+/* Points that must be > 0. */
+static void
+CheckPositivePoints(Points p, const char *name)
 {
-	return CheckAmount(fcinfo, argno, name, false);
+	if (p <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a positive number of points", name),
+				 errdetail("Got %lld.", (long long) p)));
+}
+
+/* A text that must be there and not empty. */
+static void
+CheckText(text *t, const char *name, const char *hint)
+{
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	if (VARSIZE_ANY_EXHDR(t) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name),
+				 hint ? errhint("%s", hint) : 0));
 }
 
 /* Open SPI and the call's writes; every entry point pairs it with Finish. */
@@ -945,11 +957,10 @@ TierAfterWrite(Member *m, const char *cause)
 
 /* A purchase is an amount, or order lines (then the amount may be NULL). */
 static void
-PurchaseArgs(FunctionCallInfo fcinfo, int amount_arg, int lines_arg, Numeric *amount, Jsonb **lines)
+CheckPurchase(const EarnRequest *r)
 {
-	*lines = PG_ARGISNULL(lines_arg) ? NULL : PG_GETARG_JSONB_P(lines_arg);
-	*amount = (!PG_ARGISNULL(amount_arg) || *lines == NULL)
-		? CheckAmount(fcinfo, amount_arg, "amount", true) : NULL;
+	if (r->amount != NULL || r->lines == NULL)
+		CheckAmount(r->amount, "amount", true);
 }
 
 /*
@@ -989,40 +1000,47 @@ EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
 }
 
 /*
- * loyalty.earn(member, amount, channel, reference, idempotency_key, occurred_at)
- * Credit points for a purchase at the program's base rate; returns points.
+ * A purchase: points by the program's rate and earning rules, purchase
+ * statistics, the points.earned event, a waiting referral settled, the tier
+ * looked at.  res->points: the points credited.
  */
-Datum
-loyalty_earn(PG_FUNCTION_ARGS)
+void
+ledger_earn(const EarnRequest *r, LedgerResult *res)
 {
-	int64		member_id;
-	Numeric		amount = NULL;
-	Jsonb	   *lines = NULL;
+	Numeric		amount = r->amount;
 	Member		m;
 	Entry		e = {0};
 	AccountDelta d = {0};
 	int64		hash = 0;
-	int64		result;
 	Points		points;
 	int64		entry_id;
 	StringInfoData why;
 
-	RequireArg(fcinfo, 0, "member");
-	member_id = PG_GETARG_INT64(0);
-	PurchaseArgs(fcinfo, 1, 6, &amount, &lines);
-	e.row.channel = OptText(fcinfo, 2);
-	e.row.reference = OptText(fcinfo, 3);
-	e.row.idem_key = OptText(fcinfo, 4);
+	CheckPurchase(r);
+	e.row.channel = r->channel;
+	e.row.reference = r->reference;
+	e.row.idem_key = r->idempotency_key;
 	if (e.row.idem_key)
-		hash = RequestHash("earn", fcinfo, "-ntt-zjt");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(member_id, false, true, e.row.idem_key, "earn", hash, &m, &result))
-		PG_RETURN_POINTS(result);
+		HashStart(&b, "earn");
+		HashNumeric(&b, r->amount);
+		HashText(&b, r->channel);
+		HashText(&b, r->reference);
+		HashTime(&b, &r->occurred_at);
+		HashJsonb(&b, r->lines);
+		HashText(&b, r->store);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->member_id, false, true, e.row.idem_key, "earn", hash, &m, res))
+		return;
 	ReleaseExpiredHolds(&m);
-	e.row.occurred_at = OccurredAt(fcinfo, 5, &m);
+	e.row.occurred_at = OccurredAt(&r->occurred_at, &m);
 
 	initStringInfo(&why);
-	points = EarnPoints(&m, amount, lines, e.row.channel, OptText(fcinfo, 7), e.row.occurred_at, &amount, &why);
+	points = EarnPoints(&m, amount, r->lines, e.row.channel, r->store, e.row.occurred_at, &amount, &why);
 	e.row.kind = "earn";
 	e.row.points = points;
 	e.row.amount = NumericGetDatum(amount);
@@ -1042,7 +1060,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	{
 		Datum		rv[3];
 
-		rv[0] = Int64GetDatum(member_id);
+		rv[0] = Int64GetDatum(m.member_id);
 		rv[1] = Int64GetDatum(entry_id);
 		rv[2] = NumericGetDatum(amount);
 		ExecStmt(S_REFERRAL, rv, NULL, 0);
@@ -1050,32 +1068,29 @@ loyalty_earn(PG_FUNCTION_ARGS)
 	TierAfterWrite(&m, "earn");
 	IdemStore(&m, e.row.idem_key, "earn", hash, points, entry_id);
 	Finish(&m);
-	PG_RETURN_POINTS(points);
+	res->points = points;
+	res->entry_id = entry_id;
 }
 
 /*
- * loyalty.preview_earn(member, amount, lines, channel, store, occurred_at):
- * the points a purchase would earn now and why, writing nothing.
+ * The points a purchase would earn now and why, writing nothing; the jsonb
+ * lives in the caller's memory context.
  */
-Datum
-loyalty_preview_earn(PG_FUNCTION_ARGS)
+Jsonb *
+ledger_preview_earn(const EarnRequest *r)
 {
-	int64		member_id;
-	Numeric		amount = NULL;
-	Jsonb	   *lines = NULL;
+	Numeric		amount = r->amount;
 	Member		m;
 	TimestampTz at;
 	StringInfoData why;
 	Datum		result;
 
-	RequireArg(fcinfo, 0, "member");
-	member_id = PG_GETARG_INT64(0);
-	PurchaseArgs(fcinfo, 1, 2, &amount, &lines);
+	CheckPurchase(r);
 	Connect(&m);
-	LoadMember(false, member_id, &m, false);
-	at = OccurredAt(fcinfo, 5, &m);
+	LoadMember(false, r->member_id, &m, false);
+	at = OccurredAt(&r->occurred_at, &m);
 	initStringInfo(&why);
-	(void) EarnPoints(&m, amount, lines, OptText(fcinfo, 3), OptText(fcinfo, 4), at, &amount, &why);
+	(void) EarnPoints(&m, amount, r->lines, r->channel, r->store, at, &amount, &why);
 	if (why.len == 0)
 	{
 		/* no rules and no lines: the base rate alone */
@@ -1092,7 +1107,7 @@ loyalty_preview_earn(PG_FUNCTION_ARGS)
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(why.data));
 	result = SPI_datumTransfer(result, false, -1);
 	Finish(&m);
-	PG_RETURN_DATUM(result);
+	return DatumGetJsonbP(result);
 }
 
 /*
@@ -1130,91 +1145,101 @@ DebitEntry(Member *m, const char *kind, Points points, Entry *e, bool counts_as_
 }
 
 /*
- * loyalty.award(member, points, reason, channel, reference, idempotency_key,
- * occurred_at, expires_at): credit points for a non-purchase reason.
+ * A credit for a non-purchase reason (sign-up, review, goodwill...),
+ * spendable at once.  res->entry_id: its entry.
  */
-Datum
-loyalty_award(PG_FUNCTION_ARGS)
+void
+ledger_award(const AwardRequest *r, LedgerResult *res)
 {
-	int64		member_id;
-	Points		points;
 	Member		m;
 	Entry		e = {0};
 	int64		hash = 0;
 	int64		entry_id;
-	TimestampTz expires_at = 0;
+	TimestampTz expires_at = r->expires_at.given ? r->expires_at.value : 0;
 
-	RequireArg(fcinfo, 0, "member");
-	member_id = PG_GETARG_INT64(0);
-	points = PositivePoints(fcinfo, 1, "points");
-	RequireArg(fcinfo, 2, "reason");
-	e.row.reason = PG_GETARG_TEXT_PP(2);
-	e.row.channel = OptText(fcinfo, 3);
-	e.row.reference = OptText(fcinfo, 4);
-	e.row.idem_key = OptText(fcinfo, 5);
-	if (!PG_ARGISNULL(7))
-		expires_at = PG_GETARG_TIMESTAMPTZ(7);
+	CheckPositivePoints(r->points, "points");
+	if (r->reason == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reason must not be null")));
+	e.row.reason = r->reason;
+	e.row.channel = r->channel;
+	e.row.reference = r->reference;
+	e.row.idem_key = r->idempotency_key;
 	if (e.row.idem_key)
-		hash = RequestHash("award", fcinfo, "-ittt-zz");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(member_id, false, true, e.row.idem_key, "award", hash, &m, &entry_id))
-		PG_RETURN_INT64(entry_id);
+		HashStart(&b, "award");
+		HashInt(&b, false, r->points);
+		HashText(&b, r->reason);
+		HashText(&b, r->channel);
+		HashText(&b, r->reference);
+		HashTime(&b, &r->occurred_at);
+		HashTime(&b, &r->expires_at);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->member_id, false, true, e.row.idem_key, "award", hash, &m, res))
+		return;
 	ReleaseExpiredHolds(&m);
-	e.row.occurred_at = OccurredAt(fcinfo, 6, &m);
-	if (expires_at && expires_at <= m.now)
+	e.row.occurred_at = OccurredAt(&r->occurred_at, &m);
+	if (r->expires_at.given && (TIMESTAMP_NOT_FINITE(expires_at) || expires_at <= m.now))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expires_at must lie in the future")));
-	entry_id = CreditEntry(&m, "award", points, &e, expires_at);
+	entry_id = CreditEntry(&m, "award", r->points, &e, expires_at);
 	IdemStore(&m, e.row.idem_key, "award", hash, entry_id, entry_id);
 	Finish(&m);
-	PG_RETURN_INT64(entry_id);
+	res->points = r->points;
+	res->entry_id = entry_id;
 }
 
 /*
- * loyalty.redeem(member, points, channel, reference, idempotency_key,
- * occurred_at): spend points at once; returns the ledger entry id.
+ * Spend points at once, first to expire first.  res->entry_id: its entry.
  */
-Datum
-loyalty_redeem(PG_FUNCTION_ARGS)
+void
+ledger_redeem(const RedeemRequest *r, LedgerResult *res)
 {
-	int64		member_id;
-	Points		points;
 	Member		m;
 	Entry		e = {0};
 	int64		hash = 0;
 	int64		entry_id;
 
-	RequireArg(fcinfo, 0, "member");
-	member_id = PG_GETARG_INT64(0);
-	points = PositivePoints(fcinfo, 1, "points");
-	e.row.channel = OptText(fcinfo, 2);
-	e.row.reference = OptText(fcinfo, 3);
-	e.row.idem_key = OptText(fcinfo, 4);
+	CheckPositivePoints(r->points, "points");
+	e.row.channel = r->channel;
+	e.row.reference = r->reference;
+	e.row.idem_key = r->idempotency_key;
 	if (e.row.idem_key)
-		hash = RequestHash("redeem", fcinfo, "-itt-z");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(member_id, false, true, e.row.idem_key, "redeem", hash, &m, &entry_id))
-		PG_RETURN_INT64(entry_id);
+		HashStart(&b, "redeem");
+		HashInt(&b, false, r->points);
+		HashText(&b, r->channel);
+		HashText(&b, r->reference);
+		HashTime(&b, &r->occurred_at);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->member_id, false, true, e.row.idem_key, "redeem", hash, &m, res))
+		return;
 	ReleaseExpiredHolds(&m);
-	e.row.occurred_at = OccurredAt(fcinfo, 5, &m);
-	entry_id = DebitEntry(&m, "redeem", points, &e, true);
+	e.row.occurred_at = OccurredAt(&r->occurred_at, &m);
+	entry_id = DebitEntry(&m, "redeem", r->points, &e, true);
 	IdemStore(&m, e.row.idem_key, "redeem", hash, entry_id, entry_id);
 	Finish(&m);
-	PG_RETURN_INT64(entry_id);
+	res->points = r->points;
+	res->entry_id = entry_id;
 }
 
 /*
- * loyalty.hold(member, points, ttl, channel, reference, idempotency_key):
- * reserve points (taken from lots FEFO) until captured, released or expired.
- * Returns the hold id.
+ * Reserve points (taken from lots, first to expire first) until captured,
+ * released or expired.  res->hold_id: the hold.
  */
-Datum
-loyalty_hold(PG_FUNCTION_ARGS)
+void
+ledger_hold(const HoldRequest *r, LedgerResult *res)
 {
-	int64		member_id;
-	Points		points;
-	Interval   *ttl;
 	Member		m;
 	Entry		e = {0};
 	AccountDelta d = {0};
@@ -1225,21 +1250,30 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
-	RequireArg(fcinfo, 0, "member");
-	member_id = PG_GETARG_INT64(0);
-	points = PositivePoints(fcinfo, 1, "points");
-	RequireArg(fcinfo, 2, "ttl");
-	ttl = PG_GETARG_INTERVAL_P(2);
-	e.row.channel = OptText(fcinfo, 3);
-	e.row.reference = OptText(fcinfo, 4);
-	e.row.idem_key = OptText(fcinfo, 5);
+	CheckPositivePoints(r->points, "points");
+	if (r->ttl == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ttl must not be null")));
+	e.row.channel = r->channel;
+	e.row.reference = r->reference;
+	e.row.idem_key = r->idempotency_key;
 	if (e.row.idem_key)
-		hash = RequestHash("hold", fcinfo, "-ivtt");
-
-	if (BeginWrite(member_id, false, true, e.row.idem_key, "hold", hash, &m, &hold_id))
-		PG_RETURN_INT64(hold_id);
 	{
-		TimestampTz until = AddInterval(m.now, ttl);
+		StringInfoData b;
+
+		HashStart(&b, "hold");
+		HashInt(&b, false, r->points);
+		HashInterval(&b, r->ttl);
+		HashText(&b, r->channel);
+		HashText(&b, r->reference);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->member_id, false, true, e.row.idem_key, "hold", hash, &m, res))
+		return;
+	{
+		TimestampTz until = AddInterval(m.now, r->ttl);
 
 		if (until <= m.now || until > AddInterval(m.now, &m.max_hold_ttl))
 			ereport(ERROR,
@@ -1248,30 +1282,32 @@ loyalty_hold(PG_FUNCTION_ARGS)
 					 errhint("Hold for a shorter time, or raise loyalty.programs.max_hold_ttl.")));
 	}
 	ReleaseExpiredHolds(&m);
-	debt = PrecheckDebit(&m, points);
+	debt = PrecheckDebit(&m, r->points);
 
 	e.row.kind = "hold";
-	e.row.points = -points;
-	e.row.held_delta = points;
+	e.row.points = -r->points;
+	e.row.held_delta = r->points;
 	e.row.occurred_at = m.now;
-	d.balance = -points;
-	d.held = points;
+	d.balance = -r->points;
+	d.held = r->points;
 	entry_id = InsertEntry(&m, &e, &d);
-	DebitLots(&m, entry_id, points, debt);
+	DebitLots(&m, entry_id, r->points, debt);
 
-	values[0] = Int64GetDatum(member_id);
+	values[0] = Int64GetDatum(m.member_id);
 	values[1] = Int64GetDatum(entry_id);
-	values[2] = Int64GetDatum(points);
+	values[2] = Int64GetDatum(r->points);
 	values[3] = PointerGetDatum(e.row.channel);
 	nulls[3] = e.row.channel ? ' ' : 'n';
 	values[4] = PointerGetDatum(e.row.reference);
 	nulls[4] = e.row.reference ? ' ' : 'n';
-	values[5] = IntervalPGetDatum(ttl);
+	values[5] = IntervalPGetDatum(r->ttl);
 	ExecStmt(S_HOLD_INS, values, nulls, 0);
 	hold_id = ColInt8(0, 1);
 	IdemStore(&m, e.row.idem_key, "hold", hash, hold_id, entry_id);
 	Finish(&m);
-	PG_RETURN_INT64(hold_id);
+	res->points = r->points;
+	res->hold_id = hold_id;
+	res->entry_id = entry_id;
 }
 
 /* Find a hold's member (holds are addressed by id alone) or raise P0002. */
@@ -1297,11 +1333,12 @@ HoldMember(int64 hold_id)
  */
 static bool
 BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op, int64 hash,
-		   Member *m, int64 *replayed)
+		   Member *m, LedgerResult *res)
 {
 	Connect(m);
 	LockMember(by_hold ? HoldMember(id) : id, m, need_active);
-	if (IdemLookup(m, key, op, hash, replayed))
+	memset(res, 0, sizeof(*res));
+	if (IdemLookup(m, key, op, hash, res))
 	{
 		Finish(m);
 		return true;
@@ -1340,14 +1377,12 @@ ActiveHold(Member *m, int64 hold_id, int64 *hold_entry, Points *points)
 }
 
 /*
- * loyalty.capture(hold, points, idempotency_key): turn a hold into a
- * redemption of `points` (default: all of it); any rest goes back to lots.
- * Returns the capture's entry id.
+ * Turn a hold into a redemption of its points (or of fewer; the rest goes
+ * back to the lots).  res->entry_id: the capture's entry.
  */
-Datum
-loyalty_capture(PG_FUNCTION_ARGS)
+void
+ledger_capture(const CaptureRequest *r, LedgerResult *res)
 {
-	int64		hold_id;
 	Member		m;
 	Entry		e = {0};
 	AccountDelta d = {0};
@@ -1356,72 +1391,81 @@ loyalty_capture(PG_FUNCTION_ARGS)
 	Points		held;
 	Points		take;
 	int64		entry_id;
-	text	   *key;
+	text	   *key = r->idempotency_key;
 
-	RequireArg(fcinfo, 0, "hold");
-	hold_id = PG_GETARG_INT64(0);
-	key = OptText(fcinfo, 2);
+	if (r->has_points)
+		CheckPositivePoints(r->points, "points");
 	if (key)
-		hash = RequestHash("capture", fcinfo, "ii");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(hold_id, true, false, key, "capture", hash, &m, &entry_id))
-		PG_RETURN_INT64(entry_id);
-	ActiveHold(&m, hold_id, &hold_entry, &held);
-	take = PG_ARGISNULL(1) ? held : PositivePoints(fcinfo, 1, "points");
+		HashStart(&b, "capture");
+		HashInt(&b, false, r->hold_id);
+		HashInt(&b, !r->has_points, r->points);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->hold_id, true, false, key, "capture", hash, &m, res))
+		return;
+	ActiveHold(&m, r->hold_id, &hold_entry, &held);
+	take = r->has_points ? r->points : held;
 	if (take > held)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot capture %lld points from hold %lld of %lld points",
-						(long long) take, (long long) hold_id, (long long) held),
+						(long long) take, (long long) r->hold_id, (long long) held),
 				 errhint("Capture at most the held points.")));
 
 	e.row.kind = "capture";
 	e.row.points = 0;
 	e.row.held_delta = -take;
 	e.row.source_entry = hold_entry;
-	e.row.hold_id = hold_id;
+	e.row.hold_id = r->hold_id;
 	e.row.idem_key = key;
 	d.held = -take;
 	d.redeemed = take;
 	entry_id = InsertEntry(&m, &e, &d);
 	if (take < held)
-		ReleaseHoldPoints(&m, hold_id, hold_entry, held - take, NULL, "rest of a partial capture");
-	ResolveHold(&m, hold_id, "captured", take, entry_id);
+		ReleaseHoldPoints(&m, r->hold_id, hold_entry, held - take, NULL, "rest of a partial capture");
+	ResolveHold(&m, r->hold_id, "captured", take, entry_id);
 	IdemStore(&m, key, "capture", hash, entry_id, entry_id);
 	Finish(&m);
-	PG_RETURN_INT64(entry_id);
+	res->points = take;
+	res->entry_id = entry_id;
 }
 
 /*
- * loyalty.release(hold, idempotency_key): cancel a hold, giving its points
- * back to the lots they came from.  Returns the points released.
+ * Cancel a hold, giving its points back to the lots they came from.
+ * res->points: the points released.
  */
-Datum
-loyalty_release(PG_FUNCTION_ARGS)
+void
+ledger_release(const ReleaseRequest *r, LedgerResult *res)
 {
-	int64		hold_id;
 	Member		m;
 	int64		hash = 0;
 	int64		hold_entry;
 	Points		held;
 	int64		entry_id;
-	int64		result;
-	text	   *key;
+	text	   *key = r->idempotency_key;
 
-	RequireArg(fcinfo, 0, "hold");
-	hold_id = PG_GETARG_INT64(0);
-	key = OptText(fcinfo, 1);
 	if (key)
-		hash = RequestHash("release", fcinfo, "i");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(hold_id, true, false, key, "release", hash, &m, &result))
-		PG_RETURN_POINTS(result);
-	ActiveHold(&m, hold_id, &hold_entry, &held);
-	entry_id = ReleaseHoldPoints(&m, hold_id, hold_entry, held, key, NULL);
-	ResolveHold(&m, hold_id, "released", 0, entry_id);
+		HashStart(&b, "release");
+		HashInt(&b, false, r->hold_id);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->hold_id, true, false, key, "release", hash, &m, res))
+		return;
+	ActiveHold(&m, r->hold_id, &hold_entry, &held);
+	entry_id = ReleaseHoldPoints(&m, r->hold_id, hold_entry, held, key, NULL);
+	ResolveHold(&m, r->hold_id, "released", 0, entry_id);
 	IdemStore(&m, key, "release", hash, held, entry_id);
 	Finish(&m);
-	PG_RETURN_POINTS(held);
+	res->points = held;
+	res->entry_id = entry_id;
 }
 
 /*
@@ -1467,18 +1511,16 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 }
 
 /*
- * loyalty.reverse(member, entry, points, amount, reference, reason,
- * idempotency_key): undo an entry fully or in part.  A credit (earn, award,
- * positive adjust) is taken back, by points or in proportion to a refunded
- * amount; a debit (redeem, capture, negative adjust) is given back to the
- * lots it used.  Reversals never exceed their source.  Returns the points
- * reversed.
+ * Undo an entry fully or in part.  A credit (earn, award, positive adjust)
+ * is taken back, by points or in proportion to a refunded amount; a debit
+ * (redeem, capture, negative adjust) is given back to the lots it used.
+ * Reversals never exceed their source.  res->points: the points reversed.
  */
-Datum
-loyalty_reverse(PG_FUNCTION_ARGS)
+void
+ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 {
-	int64		member_id;
-	int64		source;
+	int64		member_id = r->member_id;
+	int64		source = r->entry_id;
 	Member		m;
 	Entry		e = {0};
 	int64		hash = 0;
@@ -1487,30 +1529,36 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	Points		src_points;
 	Datum		src_amount = 0;
 	bool		isnull;
-	Points		want = 0;
-	Numeric		amount = NULL;
+	Points		want = r->has_points ? r->points : 0;
+	Numeric		amount = r->amount;
 	int64		src_source;
 
-	RequireArg(fcinfo, 0, "member");
-	RequireArg(fcinfo, 1, "entry");
-	member_id = PG_GETARG_INT64(0);
-	source = PG_GETARG_INT64(1);
-	if (!PG_ARGISNULL(2) && !PG_ARGISNULL(3))
+	if (r->has_points && r->amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("give either points or amount to reverse, not both")));
-	if (!PG_ARGISNULL(2))
-		want = PositivePoints(fcinfo, 2, "points");
-	if (!PG_ARGISNULL(3))
-		amount = PositiveAmount(fcinfo, 3, "amount");
-	e.row.reference = OptText(fcinfo, 4);
-	e.row.reason = OptText(fcinfo, 5);
-	e.row.idem_key = OptText(fcinfo, 6);
+	if (r->has_points)
+		CheckPositivePoints(r->points, "points");
+	if (r->amount)
+		CheckAmount(r->amount, "amount", false);
+	e.row.reference = r->reference;
+	e.row.reason = r->reason;
+	e.row.idem_key = r->idempotency_key;
 	if (e.row.idem_key)
-		hash = RequestHash("reverse", fcinfo, "-iintt");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(member_id, false, false, e.row.idem_key, "reverse", hash, &m, &result))
-		PG_RETURN_POINTS(result);
+		HashStart(&b, "reverse");
+		HashInt(&b, false, r->entry_id);
+		HashInt(&b, !r->has_points, r->points);
+		HashNumeric(&b, r->amount);
+		HashText(&b, r->reference);
+		HashText(&b, r->reason);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(member_id, false, false, e.row.idem_key, "reverse", hash, &m, res))
+		return;
 	ReleaseExpiredHolds(&m);
 
 	{
@@ -1685,75 +1733,333 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 		TierAfterWrite(&m, "refund");
 	IdemStore(&m, e.row.idem_key, "reverse", hash, result, 0);
 	Finish(&m);
-	PG_RETURN_POINTS(result);
+	res->points = result;
 }
 
 /*
- * loyalty.adjust(member, points, reason, idempotency_key, reference): an
- * administrator's signed correction; a positive one is a credit with a lot,
- * a negative one a FEFO debit.  Returns the entry id.
+ * An administrator's signed correction: a positive one is a credit with a
+ * lot, a negative one a debit, first to expire first.  res->entry_id: its
+ * entry.
  */
-Datum
-loyalty_adjust(PG_FUNCTION_ARGS)
+void
+ledger_adjust(const AdjustRequest *r, LedgerResult *res)
 {
-	int64		member_id;
-	Points		points;
 	Member		m;
 	Entry		e = {0};
 	int64		hash = 0;
 	int64		entry_id;
 
-	RequireArg(fcinfo, 0, "member");
-	RequireArg(fcinfo, 1, "points");
-	RequireArg(fcinfo, 2, "reason");
-	member_id = PG_GETARG_INT64(0);
-	points = PG_GETARG_POINTS(1);
-	if (points == 0 || points == PG_INT64_MIN)
+	if (r->points == 0 || r->points == PG_INT64_MIN)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("an adjustment must change the balance by a non-zero number of points")));
-	e.row.reason = PG_GETARG_TEXT_PP(2);
-	if (VARSIZE_ANY_EXHDR(e.row.reason) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("an adjustment needs a reason"),
-				 errhint("Say why, for the audit trail.")));
-	e.row.idem_key = OptText(fcinfo, 3);
-	e.row.reference = OptText(fcinfo, 4);
+	CheckText(r->reason, "reason", "Say why, for the audit trail.");
+	e.row.reason = r->reason;
+	e.row.idem_key = r->idempotency_key;
+	e.row.reference = r->reference;
 	if (e.row.idem_key)
-		hash = RequestHash("adjust", fcinfo, "-it-t");
+	{
+		StringInfoData b;
 
-	if (BeginWrite(member_id, false, false, e.row.idem_key, "adjust", hash, &m, &entry_id))
-		PG_RETURN_INT64(entry_id);
+		HashStart(&b, "adjust");
+		HashInt(&b, false, r->points);
+		HashText(&b, r->reason);
+		HashText(&b, r->reference);
+		hash = HashEnd(&b);
+	}
+
+	if (BeginWrite(r->member_id, false, false, e.row.idem_key, "adjust", hash, &m, res))
+		return;
 	ReleaseExpiredHolds(&m);
 	e.row.occurred_at = m.now;
-	if (points > 0)
-		entry_id = CreditEntry(&m, "adjust", points, &e, 0);
+	if (r->points > 0)
+		entry_id = CreditEntry(&m, "adjust", r->points, &e, 0);
 	else
-		entry_id = DebitEntry(&m, "adjust", -points, &e, false);
+		entry_id = DebitEntry(&m, "adjust", -r->points, &e, false);
 	IdemStore(&m, e.row.idem_key, "adjust", hash, entry_id, entry_id);
 	Finish(&m);
-	PG_RETURN_INT64(entry_id);
+	res->points = r->points;
+	res->entry_id = entry_id;
 }
 
 /*
- * loyalty.release_expired(member): release the member's holds whose time is
- * up (the batch procedure calls this per member).  Returns how many.
+ * Release the member's holds whose time is up (the batch procedure calls
+ * this per member).  res->count: how many.
  */
-Datum
-loyalty_release_expired(PG_FUNCTION_ARGS)
+void
+ledger_release_expired(int64 member_id, LedgerResult *res)
 {
 	Member		m;
 	Datum		values[1];
-	int64		n;
 
-	RequireArg(fcinfo, 0, "member");
+	memset(res, 0, sizeof(*res));
 	Connect(&m);
-	LockMember(PG_GETARG_INT64(0), &m, false);
+	LockMember(member_id, &m, false);
 	values[0] = Int64GetDatum(m.member_id);
 	ExecStmt(S_EXPIRED_HOLDS, values, NULL, 0);
-	n = (int64) SPI_processed;
+	res->count = (int64) SPI_processed;
 	ReleaseExpiredHolds(&m);
 	Finish(&m);
-	PG_RETURN_INT64(n);
+}
+
+/* Lots by id: the order a merge numbers the moved lots in. */
+static int
+CompareLotIds(const void *a, const void *b)
+{
+	const OpenLot *x = a;
+	const OpenLot *y = b;
+
+	return x->lot_id < y->lot_id ? -1 : x->lot_id > y->lot_id ? 1 : 0;
+}
+
+/* An account column (as locked) as int8, 0 for NULL. */
+static int64
+AccInt8(const AccountRead *a, int col)
+{
+	return a->acc_null[col] ? 0 : DatumGetInt64(a->acc[col]);
+}
+
+/*
+ * Merge two records of one person: the absorbed member's open holds are
+ * released, its lots move to the survivor with their vesting and expiry
+ * dates through a pair of merge entries, its debt and statistics follow,
+ * its identities move, and it is closed.  Both accounts are locked in
+ * member_id order, so opposite merges never deadlock.  The key is the
+ * survivor's.  res->points: the points moved.
+ */
+void
+ledger_merge(const MergeRequest *r, LedgerResult *res)
+{
+	Member		s,
+				a;
+	AccountRead acc;
+	Entry		out = {0};
+	Entry		in = {0};
+	AccountDelta ds = {0};
+	AccountDelta da = {0};
+	OpenLot    *lots;
+	int			nlots,
+				i;
+	int64		hash;
+	int64		moved;
+	int64		debt;
+	int64		out_entry,
+				in_entry;
+	Datum		values[2];
+	uint64		nholds;
+	int64	   *holds;
+	TimestampTz first_expiry = 0;
+
+	if (r->survivor == r->absorbed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot merge member %lld into itself", (long long) r->survivor)));
+	/* as 1.3's merge_members() computed it, so stored keys still match */
+	hash = DatumGetInt64(DirectFunctionCall2Coll(hashtextextended, DEFAULT_COLLATION_OID,
+												 CStringGetTextDatum(psprintf("merge|%lld|%lld",
+																			  (long long) r->survivor,
+																			  (long long) r->absorbed)),
+												 Int64GetDatum(0)));
+	memset(res, 0, sizeof(*res));
+	Connect(&s);
+	a.w = s.w;
+	/* both account rows, always in member_id order */
+	if (r->survivor < r->absorbed)
+	{
+		LockMember(r->survivor, &s, false);
+		LockMember(r->absorbed, &a, false);
+	}
+	else
+	{
+		LockMember(r->absorbed, &a, false);
+		LockMember(r->survivor, &s, false);
+	}
+	if (strcmp(s.status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("surviving member %lld is closed", (long long) r->survivor)));
+	if (IdemLookup(&s, r->idempotency_key, "merge", hash, res))
+	{
+		Finish(&s);
+		return;
+	}
+	if (strcmp(a.status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("member %lld is closed (already merged?)", (long long) r->absorbed)));
+	if (s.program_id != a.program_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("members %lld and %lld belong to different programs",
+						(long long) r->survivor, (long long) r->absorbed)));
+
+	/*
+	 * The absorbed member's open holds go back to it before its lots move
+	 * (those whose time is up first, as on any write).
+	 */
+	ReleaseExpiredHolds(&a);
+	values[0] = Int64GetDatum(a.member_id);
+	ExecStmt(S_ACTIVE_HOLDS, values, NULL, 0);
+	nholds = SPI_processed;
+	holds = palloc(sizeof(int64) * Max(nholds, 1));
+	for (i = 0; i < (int) nholds; i++)
+		holds[i] = ColInt8(i, 1);
+	for (i = 0; i < (int) nholds; i++)
+	{
+		int64		hold_entry;
+		Points		held;
+		int64		entry_id;
+
+		CHECK_FOR_INTERRUPTS();
+		ActiveHold(&a, holds[i], &hold_entry, &held);
+		entry_id = ReleaseHoldPoints(&a, holds[i], hold_entry, held, NULL, NULL);
+		ResolveHold(&a, holds[i], "released", 0, entry_id);
+	}
+
+	/* the absorbed account as it is now */
+	if (!store_read_account(s.w, a.member_id, true, &acc))
+		elog(ERROR, "loyalty: account of member %lld vanished", (long long) a.member_id);
+	moved = AccInt8(&acc, A_BALANCE);
+	debt = AccInt8(&acc, A_DEBT);
+
+	out.row.kind = "merge";
+	out.row.points = -moved;
+	out.row.reason = cstring_to_text(psprintf("merged into member %lld", (long long) s.member_id));
+	out.row.details = psprintf("{\"merged_into\": %lld, \"debt\": %lld}", (long long) s.member_id,
+							   (long long) debt);
+	out_entry = InsertEntry(&a, &out, NULL);
+	in.row.kind = "merge";
+	in.row.points = moved;
+	in.row.reason = cstring_to_text(psprintf("merged from member %lld", (long long) a.member_id));
+	in.row.source_entry = out_entry;
+	in.row.idem_key = r->idempotency_key;
+	in.row.details = psprintf("{\"merged_from\": %lld, \"debt\": %lld}", (long long) a.member_id,
+							  (long long) debt);
+	in_entry = InsertEntry(&s, &in, NULL);
+
+	/* every open lot moves, with its vesting and expiry dates */
+	nlots = store_open_lots(s.w, a.member_id, LOTS_ALL_OPEN, 0, &lots);
+	if (nlots > 1)
+		qsort(lots, nlots, sizeof(OpenLot), CompareLotIds);
+	for (i = 0; i < nlots; i++)
+	{
+		LotRow		lot = {0};
+
+		CHECK_FOR_INTERRUPTS();
+		store_take_lot(s.w, a.member_id, out_entry, &lots[i], lots[i].remaining);
+		/*
+		 * One merge entry brings many lots: they number from the ledger's
+		 * sequence, so they never collide with a credit's lot (its entry_id).
+		 */
+		lot.member_id = s.member_id;
+		lot.lot_id = store_next_entry_id(s.w);
+		lot.entry_id = in_entry;
+		lot.original = lots[i].remaining;
+		lot.remaining = lots[i].remaining;
+		lot.vests_at = lots[i].vests_at;
+		lot.expires_at = lots[i].expires_at == DT_NOEND ? 0 : lots[i].expires_at;
+		store_insert_lot(s.w, &lot);
+		if (lot.expires_at != 0 && (first_expiry == 0 || lot.expires_at < first_expiry))
+			first_expiry = lot.expires_at;
+	}
+
+	/* the survivor takes the absorbed member's books and statistics... */
+	ds.balance = moved;
+	ds.debt = debt;
+	ds.earned = AccInt8(&acc, A_EARNED);
+	ds.redeemed = AccInt8(&acc, A_REDEEMED);
+	ds.expired = AccInt8(&acc, A_EXPIRED);
+	ds.purchase_first = acc.acc_null[A_FIRST] ? 0 : DatumGetTimestampTz(acc.acc[A_FIRST]);
+	ds.purchase_last = acc.acc_null[A_LAST] ? 0 : DatumGetTimestampTz(acc.acc[A_LAST]);
+	ds.purchase_count = AccInt8(&acc, A_COUNT);
+	ds.purchase_days = AccInt8(&acc, A_DAYS);
+	ds.purchase_amount = acc.acc_null[A_AMOUNT] ? (Datum) 0 : acc.acc[A_AMOUNT];
+	LowerExpiryBound(&s, &ds, first_expiry);
+	UpdateAccount(&s, &ds);
+	/* ...and the absorbed account is emptied and closed */
+	da.balance = -moved;
+	da.debt = -debt;
+	da.earned = -ds.earned;
+	da.redeemed = -ds.redeemed;
+	da.expired = -ds.expired;
+	da.purchase_count = -ds.purchase_count;
+	da.purchase_days = -ds.purchase_days;
+	if (ds.purchase_amount)
+		da.purchase_amount = DirectFunctionCall1(numeric_uminus, ds.purchase_amount);
+	da.clear_purchase_dates = true;
+	da.exact_next_expiry = true;
+	UpdateAccount(&a, &da);
+	store_set_status(s.w, a.member_id, "closed");
+
+	values[0] = Int64GetDatum(s.member_id);
+	values[1] = Int64GetDatum(a.member_id);
+	ExecStmt(S_MOVE_IDENTITIES, values, NULL, 0);
+	ExecStmt(S_CLOSE_MEMBER, values, NULL, 0);
+	ExecStmt(S_REPOINT_MERGED, values, NULL, 0);
+
+	IdemStore(&s, r->idempotency_key, "merge", hash, moved, in_entry);
+	Finish(&s);
+	res->points = moved;
+	res->entry_id = in_entry;
+}
+
+/*
+ * Write off the unspent remainder of the member's lots expired by `as_of`
+ * (default now), and make the account's expiry bound exact, so the expiry
+ * job leaves the member alone until its next lot expires (running it twice
+ * changes nothing).  res->points: the points written off.
+ */
+void
+ledger_expire(const ExpireRequest *r, LedgerResult *res)
+{
+	Member		m;
+	OpenLot    *lots;
+	int			nlots,
+				i;
+	int64		total = 0;
+	TimestampTz as_of;
+	TimestampTz next;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	memset(res, 0, sizeof(*res));
+	as_of = r->as_of.given ? r->as_of.value : now;
+	if (TIMESTAMP_NOT_FINITE(as_of) || as_of > now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot expire points as of a future time %s", timestamptz_to_str(as_of))));
+	Connect(&m);
+	LockMember(r->member_id, &m, false);
+	nlots = store_open_lots(m.w, m.member_id, LOTS_EXPIRED, as_of, &lots);
+	for (i = 0; i < nlots; i++)
+		total = points_add_checked(total, lots[i].remaining);
+	if (nlots > 0)
+	{
+		Entry		e = {0};
+		int64		entry_id;
+
+		e.row.kind = "expire";
+		e.row.points = -total;
+		e.row.reason = cstring_to_text("points expired");
+		e.row.occurred_at = as_of;
+		entry_id = InsertEntry(&m, &e, NULL);
+		for (i = 0; i < nlots; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			store_take_lot(m.w, m.member_id, entry_id, &lots[i], lots[i].remaining);
+		}
+	}
+	next = store_first_expiry(m.w, m.member_id);
+	if (nlots > 0 || next != m.next_expiry)
+	{
+		AccountDelta d = {0};
+
+		d.balance = -total;
+		d.expired = total;
+		d.expiry_floor = next;
+		d.exact_next_expiry = true;
+		d.keep_updated_at = nlots == 0;
+		UpdateAccount(&m, &d);
+	}
+	Finish(&m);
+	res->points = total;
 }

@@ -709,46 +709,52 @@ store_consume_lots(StoreWriter *w, int64 member_id, int64 entry_id, int64 points
 }
 
 /*
- * Take everything left of the member's lots that match `f` at `at` (expiry,
- * merges), lot by lot in first-to-expire-first order, for entry `entry_id`.
- * Returns the points taken; *first_expiry gets the earliest expiry of the
- * member's lots still open afterwards (0: none expires).
+ * The member's open lots matching `f` at `at` (LOTS_SPENDABLE: all of them,
+ * unlike store_consume_lots' walk), in no particular order.
  */
-int64
-store_take_lots(StoreWriter *w, int64 member_id, int64 entry_id, LotFilter f, TimestampTz at,
-				TimestampTz *first_expiry)
+int
+store_open_lots(StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at, OpenLot **out)
+{
+	return Choose(w, ST_LOTS, ACL_SELECT)->open_lots(w, member_id, f, at, -1, out);
+}
+
+/* Take `points` of an open lot for debit entry `entry_id` (expiry, merges). */
+void
+store_take_lot(StoreWriter *w, int64 member_id, int64 entry_id, const OpenLot *lot, int64 points)
+{
+	TakeFromLot(w, member_id, entry_id, lot, points, 0, (Datum) 0);
+}
+
+/* The earliest expiry of the member's open lots (0: none expires). */
+TimestampTz
+store_first_expiry(StoreWriter *w, int64 member_id)
 {
 	OpenLot    *lots;
+	TimestampTz first = 0;
 	int			n,
 				i;
-	int64		taken = 0;
 
-	n = Choose(w, ST_LOTS, ACL_SELECT)->open_lots(w, member_id, f, at, -1, &lots);
-	if (n > 1)
-		qsort(lots, n, sizeof(OpenLot), CompareFefo);
+	n = store_open_lots(w, member_id, LOTS_ALL_OPEN, 0, &lots);
 	for (i = 0; i < n; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		TakeFromLot(w, member_id, entry_id, &lots[i], lots[i].remaining, 0, (Datum) 0);
-		if (pg_add_s64_overflow(taken, lots[i].remaining, &taken))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("points out of range")));
-	}
+		if (lots[i].expires_at != DT_NOEND && (first == 0 || lots[i].expires_at < first))
+			first = lots[i].expires_at;
 	if (n > 0)
 		pfree(lots);
-	if (first_expiry)
-	{
-		*first_expiry = 0;
-		n = Choose(w, ST_LOTS, ACL_SELECT)->open_lots(w, member_id, LOTS_ALL_OPEN, 0, -1, &lots);
-		for (i = 0; i < n; i++)
-			if (lots[i].expires_at != DT_NOEND &&
-				(*first_expiry == 0 || lots[i].expires_at < *first_expiry))
-				*first_expiry = lots[i].expires_at;
-		if (n > 0)
-			pfree(lots);
-	}
-	return taken;
+	return first;
+}
+
+/* Set the status a write learns from the member's locked account row. */
+void
+store_set_status(StoreWriter *w, int64 member_id, const char *status)
+{
+	Choose(w, ST_ACCOUNTS, ACL_SELECT | ACL_UPDATE)->set_status(w, member_id, status);
+}
+
+/* A fresh number from the ledger's entry_id sequence (a merge's new lots). */
+int64
+store_next_entry_id(StoreWriter *w)
+{
+	return Choose(w, ST_LEDGER, ACL_INSERT)->next_entry_id(w);
 }
 
 /*

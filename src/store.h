@@ -195,6 +195,10 @@ typedef struct AccountDelta
 	Datum		purchase_amount;	/* numeric to add, or 0 */
 	TimestampTz expiry_floor;	/* a lot opened that expires then: lower
 								 * next_expiry_at to it (0: none) */
+	bool		exact_next_expiry;	/* set next_expiry_at to expiry_floor
+									 * (0: NULL) instead */
+	bool		clear_purchase_dates;	/* first and last purchase become NULL */
+	bool		keep_updated_at;	/* nothing the member sees changed */
 } AccountDelta;
 
 /* A lot a debit may take from (or an expiry write off). */
@@ -202,6 +206,7 @@ typedef struct OpenLot
 {
 	int64		lot_id;
 	int64		remaining;
+	TimestampTz vests_at;
 	TimestampTz expires_at;		/* DT_NOEND: never */
 	TimestampTz created_at;
 	ItemPointerData tid;		/* the fast store's row */
@@ -247,6 +252,8 @@ typedef struct StoreRoutine
 	int			(*allocations) (StoreWriter *w, int64 member_id, int64 entry_id, Allocation **out);
 	void		(*return_allocation) (StoreWriter *w, int64 member_id, int64 entry_id,
 									  int64 lot_id, int64 points);
+	void		(*set_status) (StoreWriter *w, int64 member_id, const char *status);
+	int64		(*next_entry_id) (StoreWriter *w);
 } StoreRoutine;
 
 /*
@@ -283,8 +290,13 @@ extern void store_insert_idempotency(StoreWriter *w, int64 member_id, text *key,
 									 int64 hash, int64 result, int64 entry_id);
 extern int64 store_consume_lots(StoreWriter *w, int64 member_id, int64 entry_id, int64 points,
 								TimestampTz at);
-extern int64 store_take_lots(StoreWriter *w, int64 member_id, int64 entry_id, LotFilter f,
-							 TimestampTz at, TimestampTz *first_expiry);
+extern int	store_open_lots(StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at,
+							OpenLot **out);
+extern void store_take_lot(StoreWriter *w, int64 member_id, int64 entry_id, const OpenLot *lot,
+						   int64 points);
+extern TimestampTz store_first_expiry(StoreWriter *w, int64 member_id);
+extern void store_set_status(StoreWriter *w, int64 member_id, const char *status);
+extern int64 store_next_entry_id(StoreWriter *w);
 extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
 								int64 points, int64 reversed, Datum reversed_amount);
 extern TimestampTz store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry,

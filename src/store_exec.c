@@ -272,37 +272,23 @@ PrepareResultRel(ResultRelInfo *rri, StoreTable t)
 	}
 }
 
-/* The columns an UPDATE by the SQL store sets, as a column bitmap. */
-static Bitmapset *
-UpdatedCols(StoreTable t, const TableShape *s)
-{
-	static const int account_cols[] = {A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
-	A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY};
-	static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT};
-	static const int alloc_cols[] = {X_RETURNED};
-	const int  *cols;
-	int			n,
-				i;
-	Bitmapset  *set = NULL;
+/*
+ * The columns each of the SQL store's UPDATEs sets; the fast store's row
+ * update declares the same, so that UPDATE OF triggers fire alike.
+ */
+static const int account_cols[] = {A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
+A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, -1};
+static const int status_cols[] = {A_STATUS, -1};
+static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT, -1};
+static const int alloc_cols[] = {X_RETURNED, -1};
 
-	switch (t)
-	{
-		case ST_ACCOUNTS:
-			cols = account_cols;
-			n = lengthof(account_cols);
-			break;
-		case ST_LOTS:
-			cols = lot_cols;
-			n = lengthof(lot_cols);
-			break;
-		case ST_ALLOC:
-			cols = alloc_cols;
-			n = lengthof(alloc_cols);
-			break;
-		default:
-			return NULL;
-	}
-	for (i = 0; i < n; i++)
+static Bitmapset *
+ColumnSet(const TableShape *s, const int *cols)
+{
+	Bitmapset  *set = NULL;
+	int			i;
+
+	for (i = 0; cols[i] >= 0; i++)
 		if (s->attno[cols[i]] >= 0)
 			set = bms_add_member(set, s->attno[cols[i]] + 1 - FirstLowInvalidHeapAttributeNumber);
 	return set;
@@ -375,10 +361,8 @@ Open(StoreWriter *w, StoreTable t)
 #if PG_VERSION_NUM >= 160000
 		f->perm[t]->relid = s->relid;
 		f->perm[t]->requiredPerms = store_tables[t].writes;
-		f->perm[t]->updatedCols = UpdatedCols(t, s);
 #else
 		rte->requiredPerms = store_tables[t].writes;
-		rte->updatedCols = UpdatedCols(t, s);
 #endif
 		rri = makeNode(ResultRelInfo);
 		ExecInitResultRelation(f->estate, rri, t + 1);
@@ -542,10 +526,20 @@ CopyRow(FastState *f, StoreTable t, TupleTableSlot *old)
 	return new;
 }
 
-/* Write the changed row `new` over `old`, as an UPDATE of it would. */
+/*
+ * Write the changed row `new` over `old`, as an UPDATE setting the columns
+ * `cols` would.
+ */
 static void
-UpdateRow(FastState *f, StoreTable t, TupleTableSlot *old, TupleTableSlot *new)
+UpdateRow(FastState *f, StoreTable t, TupleTableSlot *old, TupleTableSlot *new, const int *cols)
 {
+	Bitmapset  *set = ColumnSet(store_shape(t), cols);
+
+#if PG_VERSION_NUM >= 160000
+	f->perm[t]->updatedCols = set;
+#else
+	exec_rt_fetch(t + 1, f->estate)->updatedCols = set;
+#endif
 	ExecStoreVirtualTuple(new);
 	OpBegin(f);
 	ExecSimpleRelationUpdate(f->rri[t], f->estate, NULL, old, new);
@@ -696,32 +690,77 @@ FastUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const Accoun
 	v[a[A_EARNED]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_EARNED]]), d->earned));
 	v[a[A_REDEEMED]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_REDEEMED]]), d->redeemed));
 	v[a[A_EXPIRED]] = Int64GetDatum(AddPoints(DatumGetInt64(v[a[A_EXPIRED]]), d->expired));
-	if (d->purchase_first &&
-		(n[a[A_FIRST]] || d->purchase_first < DatumGetTimestampTz(v[a[A_FIRST]])))
+	if (d->clear_purchase_dates)
 	{
-		v[a[A_FIRST]] = TimestampTzGetDatum(d->purchase_first);
-		n[a[A_FIRST]] = false;
+		n[a[A_FIRST]] = n[a[A_LAST]] = true;
+		v[a[A_FIRST]] = v[a[A_LAST]] = (Datum) 0;
 	}
-	if (d->purchase_last &&
-		(n[a[A_LAST]] || d->purchase_last > DatumGetTimestampTz(v[a[A_LAST]])))
+	else
 	{
-		v[a[A_LAST]] = TimestampTzGetDatum(d->purchase_last);
-		n[a[A_LAST]] = false;
+		if (d->purchase_first &&
+			(n[a[A_FIRST]] || d->purchase_first < DatumGetTimestampTz(v[a[A_FIRST]])))
+		{
+			v[a[A_FIRST]] = TimestampTzGetDatum(d->purchase_first);
+			n[a[A_FIRST]] = false;
+		}
+		if (d->purchase_last &&
+			(n[a[A_LAST]] || d->purchase_last > DatumGetTimestampTz(v[a[A_LAST]])))
+		{
+			v[a[A_LAST]] = TimestampTzGetDatum(d->purchase_last);
+			n[a[A_LAST]] = false;
+		}
 	}
 	v[a[A_COUNT]] = Int64GetDatum(AddInt8(DatumGetInt64(v[a[A_COUNT]]), d->purchase_count, "purchase count"));
 	v[a[A_DAYS]] = Int64GetDatum(AddInt8(DatumGetInt64(v[a[A_DAYS]]), d->purchase_days, "purchase days"));
 	if (d->purchase_amount)
 		v[a[A_AMOUNT]] = DirectFunctionCall2(numeric_add, v[a[A_AMOUNT]], d->purchase_amount);
-	v[a[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	if (d->expiry_floor != 0 && a[A_NEXT_EXPIRY] >= 0 &&
-		(n[a[A_NEXT_EXPIRY]] || d->expiry_floor < DatumGetTimestampTz(v[a[A_NEXT_EXPIRY]])))
+	if (!d->keep_updated_at)
+		v[a[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	if (a[A_NEXT_EXPIRY] < 0)
+		 /* an older schema without the bound */ ;
+	else if (d->exact_next_expiry)
+	{
+		n[a[A_NEXT_EXPIRY]] = d->expiry_floor == 0;
+		v[a[A_NEXT_EXPIRY]] = TimestampTzGetDatum(d->expiry_floor);
+	}
+	else if (d->expiry_floor != 0 &&
+			 (n[a[A_NEXT_EXPIRY]] || d->expiry_floor < DatumGetTimestampTz(v[a[A_NEXT_EXPIRY]])))
 	{
 		v[a[A_NEXT_EXPIRY]] = TimestampTzGetDatum(d->expiry_floor);
 		n[a[A_NEXT_EXPIRY]] = false;
 	}
-	UpdateRow(f, ST_ACCOUNTS, old, new);
+	UpdateRow(f, ST_ACCOUNTS, old, new, account_cols);
 	if (tid)
 		*tid = new->tts_tid;
+}
+
+/* set_status: the account's copy of the member's status. */
+static void
+FastSetStatus(StoreWriter *w, int64 member_id, const char *status)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_ACCOUNTS);
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid;
+	Datum		key = Int64GetDatum(member_id);
+
+	Open(w, ST_ACCOUNTS);
+	ItemPointerSetInvalid(&tid);
+	old = f->slot[ST_ACCOUNTS];
+	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, old);
+	new = CopyRow(f, ST_ACCOUNTS, old);
+	new->tts_values[s->attno[A_STATUS]] = CStringGetTextDatum(status);
+	new->tts_isnull[s->attno[A_STATUS]] = false;
+	UpdateRow(f, ST_ACCOUNTS, old, new, status_cols);
+}
+
+/* next_entry_id: what the ledger's identity column would take next. */
+static int64
+FastNextEntryId(StoreWriter *w)
+{
+	(void) w;
+	return nextval_internal(store_shape(ST_LEDGER)->entry_seq, false);
 }
 
 /*
@@ -753,7 +792,7 @@ FastChangeLot(StoreWriter *w, int64 member_id, const OpenLot *lot, int64 remaini
 	if (reversed_amount)
 		new->tts_values[a[T_REVERSED_AMOUNT]] =
 			DirectFunctionCall2(numeric_add, new->tts_values[a[T_REVERSED_AMOUNT]], reversed_amount);
-	UpdateRow(f, ST_LOTS, old, new);
+	UpdateRow(f, ST_LOTS, old, new, lot_cols);
 }
 
 /* return_allocation: `points` more of a debit's allocation given back. */
@@ -777,7 +816,7 @@ FastReturnAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_
 	new = CopyRow(f, ST_ALLOC, old);
 	new->tts_values[s->attno[X_RETURNED]] =
 		Int64GetDatum(AddPoints(DatumGetInt64(new->tts_values[s->attno[X_RETURNED]]), points));
-	UpdateRow(f, ST_ALLOC, old, new);
+	UpdateRow(f, ST_ALLOC, old, new, alloc_cols);
 }
 
 /*
@@ -871,6 +910,7 @@ FastOpenLots(StoreWriter *w, int64 member_id, LotFilter filter, TimestampTz at, 
 		}
 		lots[nlots].lot_id = DatumGetInt64(slot->tts_values[a[T_LOT]]);
 		lots[nlots].remaining = remaining;
+		lots[nlots].vests_at = vests;
 		lots[nlots].expires_at = expires;
 		lots[nlots].created_at = created;
 		lots[nlots].tid = slot->tts_tid;
@@ -1220,4 +1260,6 @@ const StoreRoutine fast_store = {
 	.insert_allocation = FastInsertAllocation,
 	.allocations = FastAllocations,
 	.return_allocation = FastReturnAllocation,
+	.set_status = FastSetStatus,
+	.next_entry_id = FastNextEntryId,
 };

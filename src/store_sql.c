@@ -149,6 +149,8 @@ typedef enum SqlStmt
 	Q_ALLOC_INS,
 	Q_ALLOCS,
 	Q_ALLOC_RETURN,
+	Q_SET_STATUS,
+	Q_NEXT_ENTRY,
 	NUM_SQL_STMTS
 } SqlStmt;
 
@@ -236,14 +238,14 @@ BuildText(SqlStmt q)
 								   " lifetime_earned = lifetime_earned OPERATOR(loyalty.+) $5" PTS ","
 								   " lifetime_redeemed = lifetime_redeemed OPERATOR(loyalty.+) $6" PTS ","
 								   " lifetime_expired = lifetime_expired OPERATOR(loyalty.+) $7" PTS ","
-								   " first_purchase_at = LEAST(first_purchase_at, $9),"
-								   " last_purchase_at = GREATEST(last_purchase_at, $10),"
+								   " first_purchase_at = CASE WHEN $15 THEN NULL ELSE LEAST(first_purchase_at, $9) END,"
+								   " last_purchase_at = CASE WHEN $15 THEN NULL ELSE GREATEST(last_purchase_at, $10) END,"
 								   " purchase_count = purchase_count" PLUS "$11,"
 								   " purchase_days = purchase_days" PLUS "$12,"
 								   " purchase_amount = purchase_amount" PLUS "COALESCE($13, 0),"
-								   " updated_at = $8");
+								   " updated_at = CASE WHEN $16 THEN updated_at ELSE $8 END");
 			if (HasColumn(ST_ACCOUNTS, A_NEXT_EXPIRY))
-				appendStringInfoString(&b, ", next_expiry_at = LEAST(next_expiry_at, $14)");
+				appendStringInfoString(&b, ", next_expiry_at = CASE WHEN $17 THEN $14 ELSE LEAST(next_expiry_at, $14) END");
 			appendStringInfoString(&b, " WHERE member_id" EQ "$1");
 			break;
 		case Q_IDEM_INS:
@@ -255,7 +257,7 @@ BuildText(SqlStmt q)
 		case Q_LOTS_EXPIRED:
 		case Q_LOTS_OPEN:
 			appendStringInfo(&b,
-							 "SELECT lot_id" I8 ", remaining" I8 ", expires_at, created_at FROM loyalty.lots"
+							 "SELECT lot_id" I8 ", remaining" I8 ", expires_at, created_at, vests_at FROM loyalty.lots"
 							 " WHERE member_id" EQ "$1 AND %s", OpenLotTest());
 			if (q == Q_LOTS_SPENDABLE)
 				appendStringInfoString(&b, " AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)");
@@ -289,13 +291,20 @@ BuildText(SqlStmt q)
 								   "UPDATE loyalty.allocations SET returned = returned OPERATOR(loyalty.+) $4" PTS
 								   " WHERE member_id" EQ "$1 AND entry_id" EQ "$2 AND lot_id" EQ "$3");
 			break;
+		case Q_SET_STATUS:
+			appendStringInfoString(&b, "UPDATE loyalty.accounts SET status = $2 WHERE member_id" EQ "$1");
+			break;
+		case Q_NEXT_ENTRY:
+			appendStringInfoString(&b,
+								   "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('loyalty.ledger', 'entry_id'))");
+			break;
 		default:
 			elog(ERROR, "loyalty: unknown statement %d", (int) q);
 	}
 	return MemoryContextStrdup(TopMemoryContext, b.data);
 }
 
-static const Oid q_types[NUM_SQL_STMTS][16] = {
+static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_ACCOUNT] = {INT8OID},
 	[Q_ACCOUNT_LOCK] = {INT8OID},
 	[Q_PROGRAM] = {INT8OID},
@@ -304,7 +313,7 @@ static const Oid q_types[NUM_SQL_STMTS][16] = {
 	[Q_LOT_INS] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	TIMESTAMPTZOID},
 	[Q_ACCOUNT_UPD] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, NUMERICOID, TIMESTAMPTZOID},
+	TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, NUMERICOID, TIMESTAMPTZOID, BOOLOID, BOOLOID, BOOLOID},
 	[Q_IDEM_INS] = {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID},
 	[Q_LOTS_SPENDABLE] = {INT8OID, TIMESTAMPTZOID},
 	[Q_LOTS_EXPIRED] = {INT8OID, TIMESTAMPTZOID},
@@ -313,11 +322,13 @@ static const Oid q_types[NUM_SQL_STMTS][16] = {
 	[Q_ALLOC_INS] = {INT8OID, INT8OID, INT8OID, INT8OID},
 	[Q_ALLOCS] = {INT8OID, INT8OID},
 	[Q_ALLOC_RETURN] = {INT8OID, INT8OID, INT8OID, INT8OID},
+	[Q_SET_STATUS] = {INT8OID, TEXTOID},
 };
 static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ACCOUNT] = 1, [Q_ACCOUNT_LOCK] = 1, [Q_PROGRAM] = 1, [Q_LEDGER_INS] = 16, [Q_LOT_INS] = 8,
-	[Q_ACCOUNT_UPD] = 14, [Q_IDEM_INS] = 7, [Q_LOTS_SPENDABLE] = 2, [Q_LOTS_EXPIRED] = 2,
+	[Q_ACCOUNT_UPD] = 17, [Q_IDEM_INS] = 7, [Q_LOTS_SPENDABLE] = 2, [Q_LOTS_EXPIRED] = 2,
 	[Q_LOTS_OPEN] = 2, [Q_LOT_CHANGE] = 5, [Q_ALLOC_INS] = 4, [Q_ALLOCS] = 2, [Q_ALLOC_RETURN] = 4,
+	[Q_SET_STATUS] = 2, [Q_NEXT_ENTRY] = 0,
 };
 
 /* The table whose optional columns choose a statement's variant. */
@@ -538,8 +549,8 @@ static void
 SqlUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const AccountDelta *d)
 {
 	SpiSaved	saved;
-	Datum		values[14];
-	char		nulls[14];
+	Datum		values[17];
+	char		nulls[17];
 
 	(void) w;
 	(void) tid;
@@ -563,6 +574,9 @@ SqlUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const Account
 	nulls[12] = d->purchase_amount == (Datum) 0 ? 'n' : ' ';
 	values[13] = TimestampTzGetDatum(d->expiry_floor);
 	nulls[13] = d->expiry_floor == 0 ? 'n' : ' ';
+	values[14] = BoolGetDatum(d->clear_purchase_dates);
+	values[15] = BoolGetDatum(d->keep_updated_at);
+	values[16] = BoolGetDatum(d->exact_next_expiry);
 	Exec(Q_ACCOUNT_UPD, values, nulls, SPI_OK_UPDATE);
 	RequireOneRow("account update", member_id);
 	Restore(&saved);
@@ -620,6 +634,7 @@ SqlOpenLots(StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at, int64 
 		lots[i].remaining = ColInt8(i, 2);
 		lots[i].expires_at = ColTime(i, 3, DT_NOEND);
 		lots[i].created_at = ColTime(i, 4, 0);
+		lots[i].vests_at = ColTime(i, 5, 0);
 		ItemPointerSetInvalid(&lots[i].tid);
 	}
 	Restore(&saved);
@@ -720,6 +735,35 @@ SqlReturnAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_i
 	Restore(&saved);
 }
 
+static void
+SqlSetStatus(StoreWriter *w, int64 member_id, const char *status)
+{
+	SpiSaved	saved;
+	Datum		values[2];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = CStringGetTextDatum(status);
+	Exec(Q_SET_STATUS, values, NULL, SPI_OK_UPDATE);
+	RequireOneRow("account status update", member_id);
+	Restore(&saved);
+}
+
+static int64
+SqlNextEntryId(StoreWriter *w)
+{
+	SpiSaved	saved;
+	int64		id;
+
+	(void) w;
+	Save(&saved);
+	Exec(Q_NEXT_ENTRY, NULL, NULL, SPI_OK_SELECT);
+	id = ColInt8(0, 1);
+	Restore(&saved);
+	return id;
+}
+
 const StoreRoutine sql_store = {
 	.name = "sql",
 	.read_account = SqlReadAccount,
@@ -732,4 +776,6 @@ const StoreRoutine sql_store = {
 	.insert_allocation = SqlInsertAllocation,
 	.allocations = SqlAllocations,
 	.return_allocation = SqlReturnAllocation,
+	.set_status = SqlSetStatus,
+	.next_entry_id = SqlNextEntryId,
 };

@@ -33,13 +33,12 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "ledger.h"
 #include "loyalty.h"
 #include "points.h"
 
 PG_FUNCTION_INFO_V1(loyalty_order_trigger);
 
-extern Datum loyalty_earn(PG_FUNCTION_ARGS);
-extern Datum loyalty_reverse(PG_FUNCTION_ARGS);
 
 #define MAX_STATUSES 16
 
@@ -276,24 +275,17 @@ read_row(OrderConfig *c, Relation rel, HeapTuple tup)
 static void
 order_earn(OrderRow *r, Numeric amount, const char *key)
 {
-	LOCAL_FCINFO(fc, 8);
+	EarnRequest req = {0};
+	LedgerResult res;
 
-	InitFunctionCallInfoData(*fc, NULL, 8, InvalidOid, NULL, NULL);
-	fc->args[0].value = Int64GetDatum(r->member);
-	fc->args[0].isnull = false;
-	fc->args[1].value = NumericGetDatum(amount);
-	fc->args[1].isnull = false;
-	fc->args[2].value = PointerGetDatum(r->channel);
-	fc->args[2].isnull = r->channel == NULL;
-	fc->args[3].value = CStringGetTextDatum(r->reference);
-	fc->args[3].isnull = false;
-	fc->args[4].value = CStringGetTextDatum(key);
-	fc->args[4].isnull = false;
-	fc->args[5].value = TimestampTzGetDatum(r->occurred_at);
-	fc->args[5].isnull = !r->has_occurred;
-	fc->args[6].isnull = true;
-	fc->args[7].isnull = true;
-	(void) loyalty_earn(fc);
+	req.member_id = r->member;
+	req.amount = amount;
+	req.channel = r->channel;
+	req.reference = cstring_to_text(r->reference);
+	req.idempotency_key = cstring_to_text(key);
+	req.occurred_at.given = r->has_occurred;
+	req.occurred_at.value = r->occurred_at;
+	ledger_earn(&req, &res);
 }
 
 /*
@@ -356,7 +348,8 @@ order_reduce(OrderRow *r, Numeric target, const char *why)
 	int64		entry;
 	Numeric		standing;
 	Numeric		diff;
-	LOCAL_FCINFO(fc, 7);
+	ReverseRequest req = {0};
+	LedgerResult res;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
@@ -371,23 +364,16 @@ order_reduce(OrderRow *r, Numeric target, const char *why)
 										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
 		return;
 
-	InitFunctionCallInfoData(*fc, NULL, 7, InvalidOid, NULL, NULL);
-	fc->args[0].value = Int64GetDatum(r->member);
-	fc->args[0].isnull = false;
-	fc->args[1].value = Int64GetDatum(entry);
-	fc->args[1].isnull = false;
-	fc->args[2].isnull = true;
-	fc->args[3].value = NumericGetDatum(diff);
-	fc->args[3].isnull = false;
-	fc->args[4].value = CStringGetTextDatum(r->reference);
-	fc->args[4].isnull = false;
-	fc->args[5].value = CStringGetTextDatum(why);
-	fc->args[5].isnull = false;
+	req.member_id = r->member;
+	req.entry_id = entry;
+	req.amount = diff;
+	req.reference = cstring_to_text(r->reference);
+	req.reason = cstring_to_text(why);
 	/* one key per target amount: replaying the same change is harmless */
-	fc->args[6].value = CStringGetTextDatum(psprintf("order:%s:to:%s", r->reference,
-													 DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(target)))));
-	fc->args[6].isnull = false;
-	(void) loyalty_reverse(fc);
+	req.idempotency_key = cstring_to_text(psprintf("order:%s:to:%s", r->reference,
+												   DatumGetCString(DirectFunctionCall1(numeric_out,
+																					   NumericGetDatum(target)))));
+	ledger_reverse(&req, &res);
 }
 
 static Numeric

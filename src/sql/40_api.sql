@@ -117,13 +117,13 @@ COMMENT ON FUNCTION loyalty.release_expired(bigint) IS
 
 -- merge ---------------------------------------------------------------------
 
-#include "udfs/merge_members/1.3.sql"
+#include "udfs/merge_members/1.4.sql"
 COMMENT ON FUNCTION loyalty.merge_members(bigint, bigint, text) IS
     'Merge two records of one person: lots (with their expiry), debt, statistics and identities move to the survivor through merge ledger entries; the absorbed member is closed; returns the points moved';
 
 -- expiry ----------------------------------------------------------------------
 
-#include "udfs/expire_member/1.3.sql"
+#include "udfs/expire_member/1.4.sql"
 COMMENT ON FUNCTION loyalty.expire_member(bigint, timestamptz) IS
     'Write off the unspent remainder of the member''s lots expired by as_of (default now); idempotent';
 

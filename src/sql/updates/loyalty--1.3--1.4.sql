@@ -10,3 +10,7 @@ GRANT EXECUTE ON FUNCTION loyalty.write_store() TO loyalty_admin;
 
 -- partition_ledger() keeps the foreign keys a DBA gave the ledger
 #include-replace "udfs/ledger_convert/1.4.sql"
+
+-- merges and expiry are operations of the C ledger API (src/ledger.c)
+#include-replace "udfs/merge_members/1.4.sql"
+#include-replace "udfs/expire_member/1.4.sql"

@@ -1,0 +1,148 @@
+/*
+ * ledger.h
+ *		The operations of the books, one C function each (ledger.c).
+ *
+ * Every writer calls these: the SQL-callable API (ledger_api.c), the order
+ * trigger (trigger.c), merges and expiry.  Each operation checks its
+ * request, locks the member's account row (merges: both, in member_id
+ * order), looks its idempotency key up after the lock, writes through the
+ * ledger store (store.h) and records the key.  A request's text and numeric
+ * values are not modified.  The caller needs no SPI connection.
+ */
+#ifndef LOYALTY_LEDGER_H
+#define LOYALTY_LEDGER_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "points.h"
+
+/* What an operation did. */
+typedef struct LedgerResult
+{
+	bool		replayed;		/* an idempotent replay: nothing written */
+	Points		points;			/* points the call credited, debited, gave
+								 * back or moved */
+	int64		entry_id;		/* its (first) ledger entry, 0: none */
+	int64		hold_id;		/* hold: the new hold */
+	int64		count;			/* release_expired: holds released */
+} LedgerResult;
+
+/* A time given by the caller, or none (now). */
+typedef struct OptTime
+{
+	bool		given;
+	TimestampTz value;
+} OptTime;
+
+typedef struct EarnRequest
+{
+	int64		member_id;
+	Numeric		amount;			/* NULL: the sum of the lines */
+	Jsonb	   *lines;			/* NULL: none */
+	text	   *channel;
+	text	   *reference;
+	text	   *idempotency_key;
+	OptTime		occurred_at;
+	text	   *store;
+} EarnRequest;
+
+typedef struct AwardRequest
+{
+	int64		member_id;
+	Points		points;
+	text	   *reason;
+	text	   *channel;
+	text	   *reference;
+	text	   *idempotency_key;
+	OptTime		occurred_at;
+	OptTime		expires_at;
+} AwardRequest;
+
+typedef struct RedeemRequest
+{
+	int64		member_id;
+	Points		points;
+	text	   *channel;
+	text	   *reference;
+	text	   *idempotency_key;
+	OptTime		occurred_at;
+} RedeemRequest;
+
+typedef struct HoldRequest
+{
+	int64		member_id;
+	Points		points;
+	Interval   *ttl;
+	text	   *channel;
+	text	   *reference;
+	text	   *idempotency_key;
+} HoldRequest;
+
+typedef struct CaptureRequest
+{
+	int64		hold_id;
+	bool		has_points;		/* false: the whole hold */
+	Points		points;
+	text	   *idempotency_key;
+} CaptureRequest;
+
+typedef struct ReleaseRequest
+{
+	int64		hold_id;
+	text	   *idempotency_key;
+} ReleaseRequest;
+
+typedef struct ReverseRequest
+{
+	int64		member_id;
+	int64		entry_id;
+	bool		has_points;		/* reverse these points... */
+	Points		points;
+	Numeric		amount;			/* ...or in proportion to this refund (NULL) */
+	text	   *reference;
+	text	   *reason;
+	text	   *idempotency_key;
+} ReverseRequest;
+
+typedef struct AdjustRequest
+{
+	int64		member_id;
+	Points		points;			/* signed, not zero */
+	text	   *reason;
+	text	   *idempotency_key;
+	text	   *reference;
+} AdjustRequest;
+
+typedef struct MergeRequest
+{
+	int64		survivor;
+	int64		absorbed;
+	text	   *idempotency_key;
+} MergeRequest;
+
+typedef struct ExpireRequest
+{
+	int64		member_id;
+	OptTime		as_of;
+} ExpireRequest;
+
+extern void ledger_earn(const EarnRequest *r, LedgerResult *res);
+extern void ledger_award(const AwardRequest *r, LedgerResult *res);
+extern void ledger_redeem(const RedeemRequest *r, LedgerResult *res);
+extern void ledger_hold(const HoldRequest *r, LedgerResult *res);
+extern void ledger_capture(const CaptureRequest *r, LedgerResult *res);
+extern void ledger_release(const ReleaseRequest *r, LedgerResult *res);
+extern void ledger_reverse(const ReverseRequest *r, LedgerResult *res);
+extern void ledger_adjust(const AdjustRequest *r, LedgerResult *res);
+extern void ledger_release_expired(int64 member_id, LedgerResult *res);
+extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
+extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);
+
+/* The earn's explanation without writing anything (preview_earn). */
+extern Jsonb *ledger_preview_earn(const EarnRequest *r);
+
+#endif							/* LOYALTY_LEDGER_H */

@@ -1,0 +1,307 @@
+/*
+ * ledger_api.c
+ *		The SQL-callable functions of the books: each turns its arguments
+ *		into a request of ledger.h, calls the operation, and returns what the
+ *		SQL declaration promises.
+ *
+ * Only the arguments' presence is checked here (a NULL where a value is
+ * required); what a value may be is checked by the operation, for every
+ * caller alike.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "ledger.h"
+#include "points.h"
+
+PG_FUNCTION_INFO_V1(loyalty_earn);
+PG_FUNCTION_INFO_V1(loyalty_preview_earn);
+PG_FUNCTION_INFO_V1(loyalty_award);
+PG_FUNCTION_INFO_V1(loyalty_redeem);
+PG_FUNCTION_INFO_V1(loyalty_hold);
+PG_FUNCTION_INFO_V1(loyalty_capture);
+PG_FUNCTION_INFO_V1(loyalty_release);
+PG_FUNCTION_INFO_V1(loyalty_reverse);
+PG_FUNCTION_INFO_V1(loyalty_adjust);
+PG_FUNCTION_INFO_V1(loyalty_release_expired);
+PG_FUNCTION_INFO_V1(loyalty_merge_members);
+PG_FUNCTION_INFO_V1(loyalty_expire_member);
+
+/* Refuse a NULL for a required argument, naming it. */
+static void
+RequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/* An optional text argument, or NULL. */
+static text *
+OptText(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_TEXT_PP(argno);
+}
+
+static Numeric
+OptNumeric(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_NUMERIC(argno);
+}
+
+static OptTime
+OptTimestamp(FunctionCallInfo fcinfo, int argno)
+{
+	OptTime		t = {0};
+
+	if (!PG_ARGISNULL(argno))
+	{
+		t.given = true;
+		t.value = PG_GETARG_TIMESTAMPTZ(argno);
+	}
+	return t;
+}
+
+static void
+EarnArgs(FunctionCallInfo fcinfo, EarnRequest *r, int lines_arg, int channel_arg, int reference_arg,
+		 int key_arg, int occurred_arg, int store_arg)
+{
+	memset(r, 0, sizeof(*r));
+	RequireArg(fcinfo, 0, "member");
+	r->member_id = PG_GETARG_INT64(0);
+	r->amount = OptNumeric(fcinfo, 1);
+	r->lines = PG_ARGISNULL(lines_arg) ? NULL : PG_GETARG_JSONB_P(lines_arg);
+	r->channel = OptText(fcinfo, channel_arg);
+	r->reference = reference_arg >= 0 ? OptText(fcinfo, reference_arg) : NULL;
+	r->idempotency_key = key_arg >= 0 ? OptText(fcinfo, key_arg) : NULL;
+	r->occurred_at = OptTimestamp(fcinfo, occurred_arg);
+	r->store = OptText(fcinfo, store_arg);
+}
+
+/*
+ * loyalty.earn(member, amount, channel, reference, idempotency_key,
+ * occurred_at, lines, store): the points credited.
+ */
+Datum
+loyalty_earn(PG_FUNCTION_ARGS)
+{
+	EarnRequest r;
+	LedgerResult res;
+
+	EarnArgs(fcinfo, &r, 6, 2, 3, 4, 5, 7);
+	ledger_earn(&r, &res);
+	PG_RETURN_POINTS(res.points);
+}
+
+/*
+ * loyalty.preview_earn(member, amount, lines, channel, store, occurred_at):
+ * what the purchase would earn now and why, writing nothing.
+ */
+Datum
+loyalty_preview_earn(PG_FUNCTION_ARGS)
+{
+	EarnRequest r;
+
+	EarnArgs(fcinfo, &r, 2, 3, -1, -1, 5, 4);
+	PG_RETURN_JSONB_P(ledger_preview_earn(&r));
+}
+
+/*
+ * loyalty.award(member, points, reason, channel, reference, idempotency_key,
+ * occurred_at, expires_at): the entry id.
+ */
+Datum
+loyalty_award(PG_FUNCTION_ARGS)
+{
+	AwardRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "points");
+	RequireArg(fcinfo, 2, "reason");
+	r.member_id = PG_GETARG_INT64(0);
+	r.points = PG_GETARG_POINTS(1);
+	r.reason = PG_GETARG_TEXT_PP(2);
+	r.channel = OptText(fcinfo, 3);
+	r.reference = OptText(fcinfo, 4);
+	r.idempotency_key = OptText(fcinfo, 5);
+	r.occurred_at = OptTimestamp(fcinfo, 6);
+	r.expires_at = OptTimestamp(fcinfo, 7);
+	ledger_award(&r, &res);
+	PG_RETURN_INT64(res.entry_id);
+}
+
+/*
+ * loyalty.redeem(member, points, channel, reference, idempotency_key,
+ * occurred_at): the entry id.
+ */
+Datum
+loyalty_redeem(PG_FUNCTION_ARGS)
+{
+	RedeemRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "points");
+	r.member_id = PG_GETARG_INT64(0);
+	r.points = PG_GETARG_POINTS(1);
+	r.channel = OptText(fcinfo, 2);
+	r.reference = OptText(fcinfo, 3);
+	r.idempotency_key = OptText(fcinfo, 4);
+	r.occurred_at = OptTimestamp(fcinfo, 5);
+	ledger_redeem(&r, &res);
+	PG_RETURN_INT64(res.entry_id);
+}
+
+/*
+ * loyalty.hold(member, points, ttl, channel, reference, idempotency_key):
+ * the hold id.
+ */
+Datum
+loyalty_hold(PG_FUNCTION_ARGS)
+{
+	HoldRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "points");
+	RequireArg(fcinfo, 2, "ttl");
+	r.member_id = PG_GETARG_INT64(0);
+	r.points = PG_GETARG_POINTS(1);
+	r.ttl = PG_GETARG_INTERVAL_P(2);
+	r.channel = OptText(fcinfo, 3);
+	r.reference = OptText(fcinfo, 4);
+	r.idempotency_key = OptText(fcinfo, 5);
+	ledger_hold(&r, &res);
+	PG_RETURN_INT64(res.hold_id);
+}
+
+/* loyalty.capture(hold, points, idempotency_key): the capture's entry id. */
+Datum
+loyalty_capture(PG_FUNCTION_ARGS)
+{
+	CaptureRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "hold");
+	r.hold_id = PG_GETARG_INT64(0);
+	r.has_points = !PG_ARGISNULL(1);
+	if (r.has_points)
+		r.points = PG_GETARG_POINTS(1);
+	r.idempotency_key = OptText(fcinfo, 2);
+	ledger_capture(&r, &res);
+	PG_RETURN_INT64(res.entry_id);
+}
+
+/* loyalty.release(hold, idempotency_key): the points released. */
+Datum
+loyalty_release(PG_FUNCTION_ARGS)
+{
+	ReleaseRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "hold");
+	r.hold_id = PG_GETARG_INT64(0);
+	r.idempotency_key = OptText(fcinfo, 1);
+	ledger_release(&r, &res);
+	PG_RETURN_POINTS(res.points);
+}
+
+/*
+ * loyalty.reverse(member, entry, points, amount, reference, reason,
+ * idempotency_key): the points reversed.
+ */
+Datum
+loyalty_reverse(PG_FUNCTION_ARGS)
+{
+	ReverseRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "entry");
+	r.member_id = PG_GETARG_INT64(0);
+	r.entry_id = PG_GETARG_INT64(1);
+	r.has_points = !PG_ARGISNULL(2);
+	if (r.has_points)
+		r.points = PG_GETARG_POINTS(2);
+	r.amount = OptNumeric(fcinfo, 3);
+	r.reference = OptText(fcinfo, 4);
+	r.reason = OptText(fcinfo, 5);
+	r.idempotency_key = OptText(fcinfo, 6);
+	ledger_reverse(&r, &res);
+	PG_RETURN_POINTS(res.points);
+}
+
+/*
+ * loyalty.adjust(member, points, reason, idempotency_key, reference): the
+ * entry id.
+ */
+Datum
+loyalty_adjust(PG_FUNCTION_ARGS)
+{
+	AdjustRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "points");
+	RequireArg(fcinfo, 2, "reason");
+	r.member_id = PG_GETARG_INT64(0);
+	r.points = PG_GETARG_POINTS(1);
+	r.reason = PG_GETARG_TEXT_PP(2);
+	r.idempotency_key = OptText(fcinfo, 3);
+	r.reference = OptText(fcinfo, 4);
+	ledger_adjust(&r, &res);
+	PG_RETURN_INT64(res.entry_id);
+}
+
+/* loyalty.release_expired(member): how many holds were released. */
+Datum
+loyalty_release_expired(PG_FUNCTION_ARGS)
+{
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	ledger_release_expired(PG_GETARG_INT64(0), &res);
+	PG_RETURN_INT64(res.count);
+}
+
+/*
+ * loyalty.merge_members(survivor, absorbed, idempotency_key): the points
+ * moved.
+ */
+Datum
+loyalty_merge_members(PG_FUNCTION_ARGS)
+{
+	MergeRequest r = {0};
+	LedgerResult res;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("survivor and absorbed must not be null")));
+	r.survivor = PG_GETARG_INT64(0);
+	r.absorbed = PG_GETARG_INT64(1);
+	r.idempotency_key = OptText(fcinfo, 2);
+	ledger_merge(&r, &res);
+	PG_RETURN_POINTS(res.points);
+}
+
+/* loyalty.expire_member(member, as_of): the points written off. */
+Datum
+loyalty_expire_member(PG_FUNCTION_ARGS)
+{
+	ExpireRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	r.member_id = PG_GETARG_INT64(0);
+	r.as_of = OptTimestamp(fcinfo, 1);
+	ledger_expire(&r, &res);
+	PG_RETURN_POINTS(res.points);
+}
