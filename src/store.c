@@ -798,13 +798,18 @@ CompareGiveBack(const void *a, const void *b)
 TimestampTz
 store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 points)
 {
+	const StoreRoutine *reader;
 	Allocation *allocs;
 	int			n,
 				i;
 	int64		given = 0;
 	TimestampTz first = 0;
 
-	n = Choose(w, ST_ALLOC, ACL_SELECT)->allocations(w, member_id, source_entry, &allocs);
+	reader = Choose(w, ST_ALLOC, ACL_SELECT);
+	/* the fast read finds each allocation's lot through the lots' key */
+	if (reader == &fast_store && Choose(w, ST_LOTS, ACL_SELECT) != &fast_store)
+		reader = &sql_store;
+	n = reader->allocations(w, member_id, source_entry, &allocs);
 	if (n > 1)
 		qsort(allocs, n, sizeof(Allocation), CompareGiveBack);
 	for (i = 0; i < n && given < points; i++)
