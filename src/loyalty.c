@@ -6,11 +6,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "store.h"
 #include "loyalty.h"
@@ -69,13 +71,45 @@ _PG_init(void)
  * it was made.  The planner scans a table only while that is cheaper than
  * its index, i.e. while it is a few pages small.
  */
+static List *retired_plans = NIL;
+static bool retired_callback = false;
+
+/*
+ * A replaced plan may still be running further up the stack (a trigger
+ * fired by one of our statements calling the API again), so it is freed
+ * only when the transaction ends.
+ */
+static void
+FreeRetiredPlans(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	(void) arg;
+	if (retired_plans == NIL ||
+		!(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		  event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT))
+		return;
+	foreach(lc, retired_plans)
+		SPI_freeplan((SPIPlanPtr) lfirst(lc));
+	list_free(retired_plans);
+	retired_plans = NIL;
+}
+
 int
 loyalty_run(KeptPlan *kp, const char *sql, int nargs, const Oid *argtypes,
 			Datum *values, const char *nulls, bool read_only, long tcount)
 {
 	if (kp->plan != NULL && kp->runs >= 16 && (kp->runs & (kp->runs - 1)) == 0)
 	{
-		SPI_freeplan(kp->plan);
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (!retired_callback)
+		{
+			RegisterXactCallback(FreeRetiredPlans, NULL);
+			retired_callback = true;
+		}
+		retired_plans = lappend(retired_plans, kp->plan);
+		MemoryContextSwitchTo(old);
 		kp->plan = NULL;
 	}
 	if (kp->plan == NULL)
