@@ -56,3 +56,44 @@ dist:
 	@echo "wrote $(EXTENSION)-$(EXTVERSION).zip"
 
 .PHONY: dist
+
+# Layout and static checks (tools only; the build does not use them):
+#   make indent        rewrites src/*.c src/*.h in PostgreSQL's layout:
+#                      tools/indent.sh runs Debian's pg_bsd_indent (package
+#                      pg-bsd-indent) with pgindent's switches and a typedefs
+#                      list read from our objects' debug information
+#   make indent-check  changes nothing; fails when make indent would change a
+#                      file, listing the files and their diff (200 lines at most)
+#   make cppcheck      cppcheck (package cppcheck) on src/*.c; fails on any
+#                      finding.  Suppressed everywhere, as PostgreSQL's headers
+#                      make them noise: missingIncludeSystem; legacyUninitvar
+#                      (ereport(ERROR) is not seen as not returning; uninitvar
+#                      still runs); unusedStructMember (LOCAL_FCINFO's union);
+#                      shadowFunction (fmgrprotos.h declares now(), date() ...).
+#                      A false positive of another kind: a line
+#                      /* cppcheck-suppress ID */ just above it.
+#   make scan-build    clang's static analyzer (package clang-tools-14) over
+#                      the objects, rebuilt; fails on any bug it reports
+INDENT_FILES = $(sort $(wildcard src/*.c src/*.h))
+CPPCHECK   ?= cppcheck
+SCAN_BUILD ?= scan-build-14
+CPPCHECK_FLAGS = --enable=warning,style,performance,portability --std=c99 \
+	--inline-suppr --error-exitcode=1 --quiet -j2 \
+	--template='{file}:{line}: {severity}: {message} [{id}]' \
+	-D__GNUC__ -DLOYALTY_VERSION='"$(EXTVERSION)"' -Isrc -I$(includedir_server) \
+	--suppress=missingIncludeSystem --suppress=legacyUninitvar \
+	--suppress=unusedStructMember --suppress=shadowFunction
+
+indent:
+	tools/indent.sh $(INDENT_FILES) -- $(CC) $(CPPFLAGS)
+
+indent-check:
+	tools/indent.sh --check $(INDENT_FILES) -- $(CC) $(CPPFLAGS)
+
+cppcheck:
+	$(CPPCHECK) $(CPPCHECK_FLAGS) $(sort $(wildcard src/*.c))
+
+scan-build:
+	$(SCAN_BUILD) --status-bugs --use-cc=$(CC) sh -c '$(MAKE) -s -B CC="$$CC" $(OBJS)'
+
+.PHONY: indent indent-check cppcheck scan-build

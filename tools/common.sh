@@ -15,6 +15,7 @@ PACKAGES=(
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	debhelper dpkg-dev postgresql-server-dev-all git python3
 	postgresql-$PGVER-cron
+	pg-bsd-indent cppcheck
 )
 
 say() { printf '\n==> %s\n' "$*" >&2; }
