@@ -295,7 +295,7 @@ loyalty_program_roles_changed(PG_FUNCTION_ARGS)
 	return InvalidateTriggerTable(fcinfo);
 }
 
-/* On programs: the program row kept by the write path (src/direct.c). */
+/* On programs: the program row kept by the fast store (src/store_exec.c). */
 Datum
 loyalty_programs_changed(PG_FUNCTION_ARGS)
 {

@@ -7,7 +7,7 @@
  *
  * Every call follows one protocol, which is what makes the invariants hold
  * under concurrency:
- *	1. lock the member's account row (FOR UPDATE): all writers of a member
+ *	1. lock the member's account row (FOR NO KEY UPDATE): all writers of a member
  *	   serialise there, in one fixed order, so nothing is lost or overspent
  *	   and two members are only ever locked in member_id order (merge);
  *	2. with an idempotency key, look the key up after the lock, so a racing
@@ -15,7 +15,8 @@
  *	3. write one ledger row, move lots (credit creates a lot, debit consumes
  *	   lots first-to-expire-first and records allocations), and update the
  *	   account with the same deltas.
- * Statements are prepared once per backend and kept (SPI_keepplan).
+ * The rows of the books go through the ledger store (store.h); the other
+ * statements are kept plans (loyalty_run).
  */
 #include "postgres.h"
 

@@ -166,7 +166,8 @@ typedef struct LedgerRow
 typedef struct LotRow
 {
 	int64		member_id;
-	int64		lot_id;			/* 0: numbered from the ledger's sequence */
+	int64		lot_id;			/* a credit's: its entry_id; a merge's: a fresh
+								 * number (store_next_entry_id) */
 	int64		entry_id;
 	int64		original;
 	int64		remaining;

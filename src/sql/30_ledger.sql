@@ -253,7 +253,7 @@ CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON loyalty.ledger
     FOR EACH STATEMENT EXECUTE FUNCTION loyalty.ledger_refuse_change();
 
 -- The C write path keeps the program row of its last call in each backend
--- (src/direct.c); after any change of programs every backend drops it, at
+-- (src/store_exec.c); after any change of programs every backend drops it, at
 -- commit.  ALWAYS: also under session_replication_role = replica (logical
 -- replication's apply, some restores), or a changed rate could go unseen.
 CREATE FUNCTION loyalty.programs_changed() RETURNS trigger
