@@ -97,3 +97,19 @@ scan-build:
 	$(SCAN_BUILD) --status-bugs --use-cc=$(CC) sh -c '$(MAKE) -s -B CC="$$CC" $(OBJS)'
 
 .PHONY: indent indent-check cppcheck scan-build
+
+# pgTAP files against a running server (PGHOST, PGPORT, ... as for psql), in
+# a database of their own made for the run and dropped after it:
+#   make prove                              every file of test/pgtap/
+#   make prove TEST=test/pgtap/ledger_core.sql
+#   make prove TEST=... PGOPTIONS='-c loyalty.fast_store=off'
+PROVE_DB ?= loyalty_prove
+TEST     ?= $(sort $(wildcard test/pgtap/*.sql))
+
+prove:
+	dropdb --if-exists $(PROVE_DB)
+	createdb $(PROVE_DB)
+	psql -qX -d $(PROVE_DB) -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION loyalty'
+	pg_prove -d $(PROVE_DB) $(TEST); rc=$$?; dropdb --if-exists $(PROVE_DB); exit $$rc
+
+.PHONY: prove

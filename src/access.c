@@ -252,11 +252,11 @@ Datum
 loyalty_require_member(PG_FUNCTION_ARGS)
 {
 	int64		member = PG_GETARG_INT64(0);
-	int64		program;
 
 	if (Restricted())
 	{
-		program = MemberProgram(member);
+		int64		program = MemberProgram(member);
+
 		if (program >= 0 && !access_program_visible(program))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -153,7 +153,8 @@ btyd_bgnbd_trans(PG_FUNCTION_ARGS)
 		elog(ERROR, "btyd_bgnbd_trans called in non-aggregate context");
 	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
-		PG_RETURN_POINTER(s);	/* like other aggregates, rows with NULLs are skipped */
+		PG_RETURN_POINTER(s);	/* like other aggregates, rows with NULLs are
+								 * skipped */
 	x = arg_double(fcinfo, 1, "x");
 	tx = arg_double(fcinfo, 2, "t_x");
 	T = arg_double(fcinfo, 3, "T");
@@ -358,10 +359,8 @@ nelder_mead(LogLik f, BtydState *s, double *start, int k, int max_iter)
 					nh = 0;
 		double		c[4],
 					xr[4],
-					xe[4],
 					xc[4];
 		double		fr,
-					fe,
 					fc;
 
 		CHECK_FOR_INTERRUPTS();
@@ -372,12 +371,13 @@ nelder_mead(LogLik f, BtydState *s, double *start, int k, int max_iter)
 			if (fx[i] > fx[hi])
 				hi = i;
 		}
+
 		/*
 		 * The best point has a parameter beyond e^+-16, well past the
 		 * e^+-13.8 at which fit() declares the model unidentified: the
-		 * likelihood keeps improving towards 0 or infinity, and following
-		 * it further only costs time (minutes on a million distinct
-		 * customers) before the same error.
+		 * likelihood keeps improving towards 0 or infinity, and following it
+		 * further only costs time (minutes on a million distinct customers)
+		 * before the same error.
 		 */
 		for (j = 0; j < k; j++)
 			if (fabs(x[lo][j]) > 16)
@@ -410,6 +410,9 @@ nelder_mead(LogLik f, BtydState *s, double *start, int k, int max_iter)
 		fr = objective(f, s, xr, k);
 		if (fr < fx[lo])
 		{
+			double		xe[4];
+			double		fe;
+
 			for (j = 0; j < k; j++)
 				xe[j] = c[j] + 2 * (c[j] - x[hi][j]);
 			fe = objective(f, s, xe, k);
@@ -496,10 +499,11 @@ fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *con
 	for (i = 0; i < k; i++)
 	{
 		p[i] = exp(logp[i]);
+
 		/*
-		 * a parameter run off towards 0 or infinity (beyond 1e-6 .. 1e6):
-		 * the data do not pin it down, and its value is an accident of
-		 * where the search stopped
+		 * a parameter run off towards 0 or infinity (beyond 1e-6 .. 1e6): the
+		 * data do not pin it down, and its value is an accident of where the
+		 * search stopped
 		 */
 		if (logp[i] > 13.8 || logp[i] < -13.8)
 			ereport(ERROR,

@@ -649,7 +649,11 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 		values[6] = PointerGetDatum(e->row.reference);
 		nulls[6] = e->row.reference ? ' ' : 'n';
 		ExecStmt(S_EVENT_INS, values, nulls, 0);
-		/* delivered at commit only, like the outbox row; same text as emit_event's */
+
+		/*
+		 * delivered at commit only, like the outbox row; same text as
+		 * emit_event's
+		 */
 		snprintf(payload, sizeof(payload),
 				 "{\"kind\": \"points.earned\", \"event_id\": " INT64_FORMAT ", \"member_id\": " INT64_FORMAT "}",
 				 ColInt8(0, 1), m->member_id);
@@ -1577,6 +1581,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 							" WHERE archived_before IS NOT NULL", true, 1) == SPI_OK_SELECT &&
 				SPI_processed == 1)
 				horizon = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			/* cppcheck-suppress knownConditionTrueFalse */
 			if (horizon)
 				ereport(ERROR,
 						(errcode(ERRCODE_NO_DATA_FOUND),
@@ -1723,7 +1728,8 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 		result = want;
 	}
 	else if (src_points == 0 && strcmp(kind, "earn") == 0)
-		result = 0;				/* a purchase that earned nothing: nothing to take back */
+		result = 0;				/* a purchase that earned nothing: nothing to
+								 * take back */
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1948,6 +1954,7 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 
 		CHECK_FOR_INTERRUPTS();
 		store_take_lot(s.w, a.member_id, out_entry, &lots[i], lots[i].remaining);
+
 		/*
 		 * One merge entry brings many lots: they number from the ledger's
 		 * sequence, so they never collide with a credit's lot (its entry_id).

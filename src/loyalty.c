@@ -115,8 +115,8 @@ loyalty_run(KeptPlan *kp, const char *sql, int nargs, const Oid *argtypes,
 	if (kp->plan == NULL)
 	{
 		/*
-		 * Under Citus a router query with an unresolved parameter may have
-		 * no generic distributed plan; there the plan cache chooses.
+		 * Under Citus a router query with an unresolved parameter may have no
+		 * generic distributed plan; there the plan cache chooses.
 		 */
 		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
 											  loyalty_distributed() ? 0 : CURSOR_OPT_GENERIC_PLAN);

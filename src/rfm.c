@@ -77,7 +77,8 @@ rfm_step(FunctionCallInfo fcinfo, bool with_as_of)
 		s->as_of = PG_GETARG_TIMESTAMPTZ(3);
 	}
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_POINTER(s);	/* a purchase without time or amount is skipped */
+		PG_RETURN_POINTER(s);	/* a purchase without time or amount is
+								 * skipped */
 	ts = PG_GETARG_TIMESTAMPTZ(1);
 	amount = PG_GETARG_NUMERIC(2);
 	if (TIMESTAMP_NOT_FINITE(ts) || numeric_is_nan(amount) || numeric_is_inf(amount))
@@ -166,7 +167,11 @@ rfm_deserialize(PG_FUNCTION_ARGS)
 	if (!AggCheckCallContext(fcinfo, &cxt))
 		elog(ERROR, "rfm_deserialize called in non-aggregate context");
 	s = rfm_new(cxt);
-	/* a read-only view of the bytea (initReadOnlyStringInfo is PostgreSQL 16+) */
+
+	/*
+	 * a read-only view of the bytea (initReadOnlyStringInfo is PostgreSQL
+	 * 16+)
+	 */
 	buf.data = VARDATA_ANY(in);
 	buf.len = VARSIZE_ANY_EXHDR(in);
 	buf.maxlen = buf.len;
@@ -206,7 +211,11 @@ rfm_final(PG_FUNCTION_ARGS)
 	as_of = s->has_as_of ? s->as_of : GetCurrentTransactionStartTimestamp();
 	values[0] = TimestampTzGetDatum(s->first);
 	values[1] = TimestampTzGetDatum(s->last);
-	/* whole days from the last purchase to as_of (negative if as_of is earlier) */
+
+	/*
+	 * whole days from the last purchase to as_of (negative if as_of is
+	 * earlier)
+	 */
 	{
 		int64		diff = as_of - s->last;
 

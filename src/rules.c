@@ -50,7 +50,8 @@ typedef struct EarnRule
 				has_until;
 	TimestampTz valid_from,
 				valid_until;
-	int			weekdays;		/* bit d (1..7) set: ISO weekday d allowed; 0: any */
+	int			weekdays;		/* bit d (1..7) set: ISO weekday d allowed; 0:
+								 * any */
 	int			hour_from,
 				hour_to;		/* -1: any hour */
 	StrList		channels,
@@ -634,7 +635,7 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 		Line	   *l = &lines[i];
 		Numeric		factor = num_add(num_mul(l->mul, l->best), l->add);
 
-		l->base = num_mul(l->base, factor);	/* now the line's exact points */
+		l->base = num_mul(l->base, factor); /* now the line's exact points */
 		exact = num_add(exact, l->base);
 	}
 	points = points_from_numeric_rounded(NumericGetDatum(exact), ctx->rounding);

@@ -288,10 +288,9 @@ CheckTriggers(TableShape *s, Relation rel, AclMode ops)
 	for (i = 0; i < td->numtriggers; i++)
 	{
 		Trigger    *tg = &td->triggers[i];
-		bool		relevant = ((ops & ACL_INSERT) && TRIGGER_FOR_INSERT(tg->tgtype)) ||
-			((ops & ACL_UPDATE) && TRIGGER_FOR_UPDATE(tg->tgtype));
 
-		if (!relevant)
+		if (!((ops & ACL_INSERT) && TRIGGER_FOR_INSERT(tg->tgtype)) &&
+			!((ops & ACL_UPDATE) && TRIGGER_FOR_UPDATE(tg->tgtype)))
 			continue;
 		if (!TRIGGER_FOR_ROW(tg->tgtype))
 			NotFast(s, "statement-level trigger \"%s\" on %s", tg->tgname, RelationGetRelationName(rel));
@@ -339,7 +338,7 @@ FindIndex(TableShape *s, Relation rel, const int *cols, int ncols, bool unique, 
 
 			ok = a >= 0 && ind->indkey.values[k] == a + 1 && idx->rd_indoption[k] == 0 &&
 				idx->rd_opfamily[k] == get_opclass_family(GetDefaultOpClass(s->col_type[cols[k]],
-																			 BTREE_AM_OID));
+																			BTREE_AM_OID));
 		}
 		if (ok)
 		{
@@ -673,7 +672,7 @@ TakeFromLot(StoreWriter *w, int64 member_id, int64 entry_id, const OpenLot *lot,
 			int64 reversed, Datum reversed_amount)
 {
 	Choose(w, ST_LOTS, ACL_SELECT | ACL_UPDATE)->change_lot(w, member_id, lot, -take, reversed,
-															 reversed_amount);
+															reversed_amount);
 	if (take > 0)
 		Choose(w, ST_ALLOC, ACL_INSERT)->insert_allocation(w, member_id, entry_id, lot->lot_id, take);
 }
@@ -821,7 +820,7 @@ store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 
 		if (give <= 0)
 			continue;
 		Choose(w, ST_ALLOC, ACL_SELECT | ACL_UPDATE)->return_allocation(w, member_id, source_entry,
-																		 allocs[i].lot_id, give);
+																		allocs[i].lot_id, give);
 		lot.lot_id = allocs[i].lot_id;
 		lot.tid = allocs[i].lot_tid;
 		Choose(w, ST_LOTS, ACL_SELECT | ACL_UPDATE)->change_lot(w, member_id, &lot, give, 0, (Datum) 0);

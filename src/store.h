@@ -98,8 +98,7 @@ typedef struct StoreTableDef
 	StoreColumn cols[STORE_MAX_COLS];
 	AclMode		writes;			/* what the writes do to it */
 	bool		others_allowed; /* other columns may exist (an UPDATE keeps
-								 * them; an INSERT would need their
-								 * defaults) */
+								 * them; an INSERT would need their defaults) */
 } StoreTableDef;
 
 extern const StoreTableDef store_tables[ST_COUNT];
@@ -116,8 +115,8 @@ typedef struct TableShape
 	char		relkind;
 	bool		fast;
 	char		why[192];
-	AttrNumber	attno[STORE_MAX_COLS];	/* 0-based; -1: an optional column
-										 * the table lacks */
+	AttrNumber	attno[STORE_MAX_COLS];	/* 0-based; -1: an optional column the
+										 * table lacks */
 	Oid			col_type[STORE_MAX_COLS];	/* the types expected */
 	int			natts;
 	Oid			key_index;		/* accounts, programs, idempotency keys: the
@@ -166,8 +165,8 @@ typedef struct LedgerRow
 typedef struct LotRow
 {
 	int64		member_id;
-	int64		lot_id;			/* a credit's: its entry_id; a merge's: a fresh
-								 * number (store_next_entry_id) */
+	int64		lot_id;			/* a credit's: its entry_id; a merge's: a
+								 * fresh number (store_next_entry_id) */
 	int64		entry_id;
 	int64		original;
 	int64		remaining;
@@ -196,8 +195,8 @@ typedef struct AccountDelta
 	Datum		purchase_amount;	/* numeric to add, or 0 */
 	TimestampTz expiry_floor;	/* a lot opened that expires then: lower
 								 * next_expiry_at to it (0: none) */
-	bool		exact_next_expiry;	/* set next_expiry_at to expiry_floor
-									 * (0: NULL) instead */
+	bool		exact_next_expiry;	/* set next_expiry_at to expiry_floor (0:
+									 * NULL) instead */
 	bool		clear_purchase_dates;	/* first and last purchase become NULL */
 	bool		keep_updated_at;	/* nothing the member sees changed */
 } AccountDelta;

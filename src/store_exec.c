@@ -866,6 +866,7 @@ FastOpenLots(StoreWriter *w, int64 member_id, LotFilter filter, TimestampTz at, 
 			break;
 		if (early && available >= need && nlots > 0)
 		{
+			/* cppcheck-suppress unassignedVariable */
 			bool		cnull;
 			Datum		e = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &expires_null);
 			Datum		c = index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &cnull);
@@ -1133,9 +1134,10 @@ ReadProgram(int64 program_id, int64 member_id, Snapshot snap, AccountRead *out)
 		old = MemoryContextSwitchTo(pcache_cxt);
 		for (i = 0; i < P_NCOLS; i++)
 		{
-			Form_pg_attribute att = s->attno[i] < 0 ? NULL :
-				TupleDescAttr(RelationGetDescr(rel), s->attno[i]);
+			Form_pg_attribute att = NULL;
 
+			if (s->attno[i] >= 0)
+				att = TupleDescAttr(RelationGetDescr(rel), s->attno[i]);
 			pcache_byval[i] = att ? att->attbyval : true;
 			pcache_len[i] = att ? att->attlen : 8;
 			pcache_nulls[i] = out->prog_null[i];

@@ -229,7 +229,11 @@ BuildText(SqlStmt q)
 								   " VALUES ($1, $2, $3, $4" PTS ", $5" PTS ", '0'" PTS ", 0, $6, $7, $8)");
 			break;
 		case Q_ACCOUNT_UPD:
-			/* the points operators raise 22003 on overflow; LEAST and GREATEST skip NULLs */
+
+			/*
+			 * the points operators raise 22003 on overflow; LEAST and
+			 * GREATEST skip NULLs
+			 */
 			appendStringInfoString(&b,
 								   "UPDATE loyalty.accounts SET"
 								   " balance = balance OPERATOR(loyalty.+) $2" PTS ","
@@ -325,10 +329,22 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_SET_STATUS] = {INT8OID, TEXTOID},
 };
 static const int q_nargs[NUM_SQL_STMTS] = {
-	[Q_ACCOUNT] = 1, [Q_ACCOUNT_LOCK] = 1, [Q_PROGRAM] = 1, [Q_LEDGER_INS] = 16, [Q_LOT_INS] = 8,
-	[Q_ACCOUNT_UPD] = 17, [Q_IDEM_INS] = 7, [Q_LOTS_SPENDABLE] = 2, [Q_LOTS_EXPIRED] = 2,
-	[Q_LOTS_OPEN] = 2, [Q_LOT_CHANGE] = 5, [Q_ALLOC_INS] = 4, [Q_ALLOCS] = 2, [Q_ALLOC_RETURN] = 4,
-	[Q_SET_STATUS] = 2, [Q_NEXT_ENTRY] = 0,
+	[Q_ACCOUNT] = 1,
+	[Q_ACCOUNT_LOCK] = 1,
+	[Q_PROGRAM] = 1,
+	[Q_LEDGER_INS] = 16,
+	[Q_LOT_INS] = 8,
+	[Q_ACCOUNT_UPD] = 17,
+	[Q_IDEM_INS] = 7,
+	[Q_LOTS_SPENDABLE] = 2,
+	[Q_LOTS_EXPIRED] = 2,
+	[Q_LOTS_OPEN] = 2,
+	[Q_LOT_CHANGE] = 5,
+	[Q_ALLOC_INS] = 4,
+	[Q_ALLOCS] = 2,
+	[Q_ALLOC_RETURN] = 4,
+	[Q_SET_STATUS] = 2,
+	[Q_NEXT_ENTRY] = 0,
 };
 
 /* The table whose optional columns choose a statement's variant. */

@@ -314,6 +314,7 @@ order_state(int64 member, const char *reference, int64 *entry, Numeric *standing
 	if (SPI_processed == 0)
 		return false;
 	*entry = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
 	/*
 	 * Into the caller's context (SPI_finish frees SPI's), detoasted first: a
 	 * short-header numeric would otherwise be expanded by DatumGetNumeric
@@ -387,8 +388,8 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	OrderConfig *c;
-	OrderRow	old_row = {0},
-				new_row = {0};
+	OrderRow	old_row,
+				new_row;
 	HeapTuple	result = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -439,9 +440,9 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 																	NumericGetDatum(old_row.amount)));
 
 				/*
-				 * A lowered amount is a partial refund.  A raised amount earns
-				 * nothing more: the order earned once, on its first amount
-				 * (a new purchase is a new order).
+				 * A lowered amount is a partial refund.  A raised amount
+				 * earns nothing more: the order earned once, on its first
+				 * amount (a new purchase is a new order).
 				 */
 				if (cmp < 0)
 					order_reduce(&new_row, new_row.amount, "order amount lowered");
