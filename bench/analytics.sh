@@ -16,7 +16,7 @@ BENCH_MEMBERS=${BENCH_MEMBERS:-500000}
 BENCH_FIT_MEMBERS=${BENCH_FIT_MEMBERS:-1000000}
 BENCH_DB=${BENCH_DB:-loyalty_bench_analytics}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CDNOW=${LOYALTY_CDNOW_DIR:-$HERE/../shared/data/cdnow}
+CDNOW=${LOYALTY_DATA:-$HERE/data}/cdnow   # shipped in data/; read by psql (\copy)
 
 BENCH_NAME=analytics.sh
 source "$HERE/bench/lib.sh"

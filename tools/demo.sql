@@ -115,8 +115,15 @@ SELECT count(*) AS violations FROM verify();
 \echo '== analytics on CDNOW (2,357 customers, 1997-98): load the purchases through earn()'
 SELECT create_program('CDNOW', currency => 'USD') AS cdnow \gset
 CREATE TEMP TABLE raw (line text);
-\set cdnow_file :LOYALTY_DATA '/cdnow/CDNOW_sample.txt'
-COPY raw FROM :'cdnow_file';
+-- read by psql, the client (\copy), from cdnow_file: a path relative to the
+-- repository root, where tools/demo.sh runs psql
+\if :{?cdnow_file}
+\else
+\set cdnow_file 'data/cdnow/CDNOW_sample.txt'
+\endif
+-- \copy takes its line as written, without psql variables: build the line
+\set copy_raw '\\copy raw FROM ' :'cdnow_file'
+:copy_raw
 CREATE TEMP TABLE cd AS
 SELECT split_part(t, ' ', 2)::int AS customer, to_date(split_part(t, ' ', 3), 'YYYYMMDD') AS day,
        split_part(t, ' ', 5)::numeric AS dollars

@@ -8,40 +8,37 @@
 #   BG/NBD       r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4
 #   Gamma-Gamma  p = 6.25,  q = 3.74,  gamma = 15.44
 # Then show that data which cannot identify the model fail with LY030.
-# Runs inside the throwaway cluster of tools/test.sh.  The data live outside
-# the repository: LOYALTY_CDNOW_DIR, default ../shared/data/cdnow (of this
-# checkout, or of the repository it was cloned from).
+# Runs inside the throwaway cluster of tools/test.sh.  The data ship in the
+# repository (data/cdnow; LOYALTY_DATA may point at another copy of data/)
+# and psql reads them as the client (\copy), never the server.
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# the data: LOYALTY_CDNOW_DIR, else next to this checkout, else next to the
-# repository it was cloned from (a fresh clone elsewhere, as CI makes)
-DATA=${LOYALTY_CDNOW_DIR:-}
-if [ -z "$DATA" ]; then
-    origin=$(git -C "$HERE" remote get-url origin 2>/dev/null || true)
-    for d in "$HERE/../shared/data/cdnow" "${origin%/}/../shared/data/cdnow"; do
-        [ -r "$d/CDNOW_sample.txt" ] && { DATA=$d; break; }
-    done
-    DATA=${DATA:-$HERE/../shared/data/cdnow}
-fi
+# paths relative to the repository root, where psql runs
+cd "$HERE"
+DATA=${LOYALTY_DATA:-data}/cdnow
 DB=loyalty_cdnow
 for f in CDNOW_sample.txt cdnow_customers_summary_with_transactions.csv; do
-    [[ -r $DATA/$f ]] || { echo "cdnow_fit.sh: $DATA/$f not found (set LOYALTY_CDNOW_DIR)" >&2; exit 1; }
+    [[ -r $DATA/$f ]] || { echo "cdnow_fit.sh: $DATA/$f not found (LOYALTY_DATA: a copy of data/)" >&2; exit 1; }
 done
 trap '"$PGBIN/dropdb" --if-exists $DB' EXIT
 psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 "$PGBIN/createdb" $DB
-psql -d $DB -o /dev/null <<SQL
+# \copy takes its line as written, without psql variables: each is built
+psql -d $DB -o /dev/null -v sample="$DATA/CDNOW_sample.txt" \
+     -v summary="$DATA/cdnow_customers_summary_with_transactions.csv" <<'SQL'
 CREATE EXTENSION loyalty;
 CREATE TEMP TABLE raw (line text);
-\\copy raw FROM '$DATA/CDNOW_sample.txt'
+\set copy_raw '\\copy raw FROM ' :'sample'
+:copy_raw
 CREATE TABLE cdnow AS
 SELECT split_part(t, ' ', 2)::int AS customer, to_date(split_part(t, ' ', 3), 'YYYYMMDD') AS day,
        split_part(t, ' ', 5)::numeric AS dollars
 FROM (SELECT regexp_replace(btrim(line), '\s+', ' ', 'g') AS t FROM raw) r;
 CREATE TABLE published (id int, x int, t_x numeric, "T" numeric, zbar numeric);
-\\copy published FROM '$DATA/cdnow_customers_summary_with_transactions.csv' WITH (FORMAT csv, HEADER)
+\set copy_published '\\copy published FROM ' :'summary' ' WITH (FORMAT csv, HEADER)'
+:copy_published
 SQL
 
 # every transaction is a purchase through the API, dated on its day (noon UTC)
