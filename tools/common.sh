@@ -8,9 +8,11 @@ PG_CONFIG=$PGBIN/pg_config
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PG_CONFIG
 
-# Debian packages the build and the tests need.
+# Debian packages the build and the tests need (a minbase Debian has none of
+# them): build-essential is what dpkg-buildpackage checks for, procps gives
+# the scripts pgrep.
 PACKAGES=(
-	make gcc libc6-dev
+	build-essential make gcc libc6-dev procps
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	debhelper dpkg-dev postgresql-server-dev-all git python3
