@@ -87,8 +87,12 @@ SELECT '-9223372036854775808'::points::bigint AS to_int8,
        '9223372036854775807'::points::numeric AS to_numeric,
        '-2147483648'::points::integer AS to_int4;
 SELECT pg_temp.err('SELECT ''2147483648''::loyalty.points::integer');
--- no implicit casts: points does not silently turn into a bigint in expressions
-SELECT pg_temp.err('SELECT ''1''::loyalty.points OPERATOR(pg_catalog.+) 1::bigint');
+-- points never turns into a bigint implicitly; it passes where a numeric
+-- does (an exact widening), and with integers it stays points
+SELECT pg_typeof('1'::loyalty.points OPERATOR(pg_catalog.+) 1::bigint) AS as_numeric,
+       pg_typeof('1'::loyalty.points OPERATOR(loyalty.+) 1) AS with_integer,
+       '9223372036854775807'::loyalty.points OPERATOR(pg_catalog.+) 1 AS numeric_does_not_overflow;
+SELECT pg_temp.err('SELECT ''9223372036854775807''::loyalty.points OPERATOR(loyalty.+) 1');
 SELECT pg_temp.err('SELECT loyalty.points_pl(1::bigint, 1::bigint)');
 -- ...but a value assigned into an int column converts
 CREATE TEMP TABLE ints (i integer, b bigint, n numeric);

@@ -10,8 +10,12 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -40,6 +44,32 @@ RequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * A points argument: declared numeric, so that every driver's integers,
+ * decimals and strings reach it; only a whole number within the points
+ * range is accepted (points_from_numeric says why not).
+ */
+static Points
+ArgPoints(FunctionCallInfo fcinfo, int argno)
+{
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, argno);
+
+	if (!OidIsValid(type))
+	{
+		/* called without an expression: the declaration says */
+		HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+
+		if (!HeapTupleIsValid(tp))
+			elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		type = ((Form_pg_proc) GETSTRUCT(tp))->proargtypes.values[argno];
+		ReleaseSysCache(tp);
+	}
+	/* an older schema (before ALTER EXTENSION UPDATE) declares loyalty.points */
+	if (type != NUMERICOID)
+		return PG_GETARG_POINTS(argno);
+	return DatumGetPoints(DirectFunctionCall1(points_from_numeric, PG_GETARG_DATUM(argno)));
 }
 
 /* An optional text argument, or NULL. */
@@ -126,7 +156,7 @@ loyalty_award(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 1, "points");
 	RequireArg(fcinfo, 2, "reason");
 	r.member_id = PG_GETARG_INT64(0);
-	r.points = PG_GETARG_POINTS(1);
+	r.points = ArgPoints(fcinfo, 1);
 	r.reason = PG_GETARG_TEXT_PP(2);
 	r.channel = OptText(fcinfo, 3);
 	r.reference = OptText(fcinfo, 4);
@@ -150,7 +180,7 @@ loyalty_redeem(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "member");
 	RequireArg(fcinfo, 1, "points");
 	r.member_id = PG_GETARG_INT64(0);
-	r.points = PG_GETARG_POINTS(1);
+	r.points = ArgPoints(fcinfo, 1);
 	r.channel = OptText(fcinfo, 2);
 	r.reference = OptText(fcinfo, 3);
 	r.idempotency_key = OptText(fcinfo, 4);
@@ -173,7 +203,7 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 1, "points");
 	RequireArg(fcinfo, 2, "ttl");
 	r.member_id = PG_GETARG_INT64(0);
-	r.points = PG_GETARG_POINTS(1);
+	r.points = ArgPoints(fcinfo, 1);
 	r.ttl = PG_GETARG_INTERVAL_P(2);
 	r.channel = OptText(fcinfo, 3);
 	r.reference = OptText(fcinfo, 4);
@@ -193,7 +223,7 @@ loyalty_capture(PG_FUNCTION_ARGS)
 	r.hold_id = PG_GETARG_INT64(0);
 	r.has_points = !PG_ARGISNULL(1);
 	if (r.has_points)
-		r.points = PG_GETARG_POINTS(1);
+		r.points = ArgPoints(fcinfo, 1);
 	r.idempotency_key = OptText(fcinfo, 2);
 	ledger_capture(&r, &res);
 	PG_RETURN_INT64(res.entry_id);
@@ -229,7 +259,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	r.entry_id = PG_GETARG_INT64(1);
 	r.has_points = !PG_ARGISNULL(2);
 	if (r.has_points)
-		r.points = PG_GETARG_POINTS(2);
+		r.points = ArgPoints(fcinfo, 2);
 	r.amount = OptNumeric(fcinfo, 3);
 	r.reference = OptText(fcinfo, 4);
 	r.reason = OptText(fcinfo, 5);
@@ -252,7 +282,7 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 1, "points");
 	RequireArg(fcinfo, 2, "reason");
 	r.member_id = PG_GETARG_INT64(0);
-	r.points = PG_GETARG_POINTS(1);
+	r.points = ArgPoints(fcinfo, 1);
 	r.reason = PG_GETARG_TEXT_PP(2);
 	r.idempotency_key = OptText(fcinfo, 3);
 	r.reference = OptText(fcinfo, 4);

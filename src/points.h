@@ -35,5 +35,6 @@ typedef enum PointsRounding
 
 extern Points points_from_numeric_rounded(Datum num, PointsRounding mode);
 extern PointsRounding points_rounding_from_name(const char *name);
+extern Datum points_from_numeric(PG_FUNCTION_ARGS);
 
 #endif							/* LOYALTY_POINTS_H */

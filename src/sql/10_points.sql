@@ -128,6 +128,8 @@ CREATE OPERATOR loyalty.* (LEFTARG = numeric, RIGHTARG = loyalty.points,
 CREATE OPERATOR loyalty./ (LEFTARG = loyalty.points, RIGHTARG = loyalty.points,
     FUNCTION = loyalty.points_div);
 
+#include "parts/points_int8_operators.sql"
+
 COMMENT ON FUNCTION loyalty.points_mul_numeric(loyalty.points, numeric) IS
     'points * numeric: the exact product rounded half away from zero (as numeric round())';
 
@@ -162,7 +164,8 @@ COMMENT ON FUNCTION loyalty.points_value(loyalty.points, numeric) IS
 
 -- casts: into points by assignment (INSERT of an integer works, expressions
 -- stay typed); numeric only explicitly, and only whole numbers; out of points
--- by assignment, so no implicit cast can silently pick a non-points operator.
+-- by assignment, but to numeric implicitly (see below).  The points-bigint
+-- operators above keep points + 1, points = 5 and the like points operators.
 CREATE FUNCTION loyalty.points(numeric) RETURNS loyalty.points
     AS 'MODULE_PATHNAME', 'points_from_numeric' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION loyalty.points(integer) RETURNS loyalty.points
@@ -177,7 +180,10 @@ CREATE CAST (bigint AS loyalty.points) WITHOUT FUNCTION AS ASSIGNMENT;
 CREATE CAST (numeric AS loyalty.points) WITH FUNCTION loyalty.points(numeric);
 CREATE CAST (loyalty.points AS integer) WITH FUNCTION loyalty.points_to_int4(loyalty.points) AS ASSIGNMENT;
 CREATE CAST (loyalty.points AS bigint) WITHOUT FUNCTION AS ASSIGNMENT;
-CREATE CAST (loyalty.points AS numeric) WITH FUNCTION loyalty.points_to_numeric(loyalty.points) AS ASSIGNMENT;
+-- points to numeric implicitly: a points value passes wherever a numeric
+-- does, as every API argument of points does (declared numeric, so that
+-- drivers' integers, decimals and strings all reach it; whole numbers only).
+CREATE CAST (loyalty.points AS numeric) WITH FUNCTION loyalty.points_to_numeric(loyalty.points) AS IMPLICIT;
 
 COMMENT ON FUNCTION loyalty.points(numeric) IS
     'whole numeric to points; a fraction, NaN or infinity is an error, never rounded silently';

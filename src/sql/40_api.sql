@@ -42,43 +42,20 @@ LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, jsonb, text) IS
     'Credit points for a purchase of amount, or of order lines (jsonb [{category, product, quantity, amount}]), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 
-CREATE FUNCTION loyalty.award(
-    member bigint, points loyalty.points, reason text,
-    channel text DEFAULT NULL, reference text DEFAULT NULL,
-    idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL,
-    expires_at timestamptz DEFAULT NULL)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'loyalty_award'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.award(bigint, loyalty.points, text, text, text, text, timestamptz, timestamptz) IS
+#include "udfs/award/1.4.sql"
+COMMENT ON FUNCTION loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz) IS
     'Credit points for a non-purchase reason (sign-up, review, goodwill...); returns the ledger entry id';
 
-CREATE FUNCTION loyalty.redeem(
-    member bigint, points loyalty.points,
-    channel text DEFAULT NULL, reference text DEFAULT NULL,
-    idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'loyalty_redeem'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.redeem(bigint, loyalty.points, text, text, text, timestamptz) IS
+#include "udfs/redeem/1.4.sql"
+COMMENT ON FUNCTION loyalty.redeem(bigint, numeric, text, text, text, timestamptz) IS
     'Spend points now, first-to-expire-first; never below zero (LY001); returns the ledger entry id';
 
-CREATE FUNCTION loyalty.hold(
-    member bigint, points loyalty.points, ttl interval DEFAULT interval '15 minutes',
-    channel text DEFAULT NULL, reference text DEFAULT NULL,
-    idempotency_key text DEFAULT NULL)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'loyalty_hold'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.hold(bigint, loyalty.points, interval, text, text, text) IS
+#include "udfs/hold/1.4.sql"
+COMMENT ON FUNCTION loyalty.hold(bigint, numeric, interval, text, text, text) IS
     'Reserve points for ttl (two-phase redemption); returns the hold id for loyalty.capture() or loyalty.release()';
 
-CREATE FUNCTION loyalty.capture(hold bigint, points loyalty.points DEFAULT NULL,
-                                idempotency_key text DEFAULT NULL)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'loyalty_capture'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.capture(bigint, loyalty.points, text) IS
+#include "udfs/capture/1.4.sql"
+COMMENT ON FUNCTION loyalty.capture(bigint, numeric, text) IS
     'Redeem a hold (all of it, or points of it, the rest returning to the member); returns the ledger entry id';
 
 CREATE FUNCTION loyalty.release(hold bigint, idempotency_key text DEFAULT NULL)
@@ -88,24 +65,12 @@ LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION loyalty.release(bigint, text) IS
     'Cancel a hold, returning its points to the lots they came from; returns the points released';
 
-CREATE FUNCTION loyalty.reverse(
-    member bigint, entry bigint,
-    points loyalty.points DEFAULT NULL, amount numeric DEFAULT NULL,
-    reference text DEFAULT NULL, reason text DEFAULT NULL,
-    idempotency_key text DEFAULT NULL)
-RETURNS loyalty.points
-AS 'MODULE_PATHNAME', 'loyalty_reverse'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, loyalty.points, numeric, text, text, text) IS
+#include "udfs/reverse/1.4.sql"
+COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text) IS
     'Undo an entry fully or partly (by points, or by refunded amount in proportion); never more than the entry; returns points reversed';
 
-CREATE FUNCTION loyalty.adjust(
-    member bigint, points loyalty.points, reason text,
-    idempotency_key text DEFAULT NULL, reference text DEFAULT NULL)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'loyalty_adjust'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.adjust(bigint, loyalty.points, text, text, text) IS
+#include "udfs/adjust/1.4.sql"
+COMMENT ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) IS
     'Administrator correction by a signed number of points, with a reason; returns the ledger entry id';
 
 CREATE FUNCTION loyalty.release_expired(member bigint)

@@ -86,8 +86,8 @@ COMMENT ON FUNCTION loyalty.cancel_redemption(bigint, bigint, text) IS
 COMMENT ON FUNCTION loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric) IS
     'Limits on paying part of an order with points: minimum and maximum points per order, maximum share of the order amount';
 
-#include "udfs/redeem_for_discount/1.1.sql"
-COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, numeric, loyalty.points, text, text) IS
+#include "udfs/redeem_for_discount/1.4.sql"
+COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, numeric, numeric, text, text) IS
     'Pay part of an order with points within the program''s limits; returns the discount (points x point value)';
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rewards', '');
@@ -102,12 +102,12 @@ REVOKE ALL ON FUNCTION
     loyalty.redeem_reward(bigint, bigint, text, text),
     loyalty.cancel_redemption(bigint, bigint, text),
     loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric),
-    loyalty.redeem_for_discount(bigint, numeric, loyalty.points, text, text)
+    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     loyalty.redeem_reward(bigint, bigint, text, text),
     loyalty.cancel_redemption(bigint, bigint, text),
-    loyalty.redeem_for_discount(bigint, numeric, loyalty.points, text, text)
+    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
 TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION
     loyalty.create_reward(bigint, text, text, loyalty.points, bigint, timestamptz, timestamptz, loyalty.tier, integer),

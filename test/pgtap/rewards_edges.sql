@@ -189,7 +189,7 @@ SELECT throws_ok($$SELECT loyalty.set_redemption_rules(-1)$$, 'P0002', NULL, 'ru
 -- 8. who may call what
 SELECT ok(has_function_privilege('loyalty_app', 'loyalty.redeem_reward(bigint, bigint, text, text)', 'EXECUTE')
           AND has_function_privilege('loyalty_app', 'loyalty.cancel_redemption(bigint, bigint, text)', 'EXECUTE')
-          AND has_function_privilege('loyalty_app', 'loyalty.redeem_for_discount(bigint, numeric, loyalty.points, text, text)', 'EXECUTE'),
+          AND has_function_privilege('loyalty_app', 'loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)', 'EXECUTE'),
           'the app may redeem, cancel and pay with points');
 SELECT ok(NOT has_function_privilege('loyalty_app', 'loyalty.create_reward(bigint, text, text, loyalty.points, bigint, timestamptz, timestamptz, loyalty.tier, integer)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.restock_reward(bigint, bigint)', 'EXECUTE')

@@ -14,3 +14,77 @@ GRANT EXECUTE ON FUNCTION loyalty.write_store() TO loyalty_admin;
 -- merges and expiry are operations of the C ledger API (src/ledger.c)
 #include-replace "udfs/merge_members/1.4.sql"
 #include-replace "udfs/expire_member/1.4.sql"
+
+-- == what drivers send ==========================================================
+-- Points arguments are numeric: integers of any width, decimals and strings
+-- all reach them; only whole numbers are accepted.  A signature changes, so
+-- the old functions go (their grants and comments with them) and the new
+-- ones are granted as the install script grants them.
+DROP FUNCTION loyalty.award(bigint, loyalty.points, text, text, text, text, timestamptz, timestamptz);
+DROP FUNCTION loyalty.redeem(bigint, loyalty.points, text, text, text, timestamptz);
+DROP FUNCTION loyalty.hold(bigint, loyalty.points, interval, text, text, text);
+DROP FUNCTION loyalty.capture(bigint, loyalty.points, text);
+DROP FUNCTION loyalty.reverse(bigint, bigint, loyalty.points, numeric, text, text, text);
+DROP FUNCTION loyalty.adjust(bigint, loyalty.points, text, text, text);
+DROP FUNCTION loyalty.redeem_for_discount(bigint, numeric, loyalty.points, text, text);
+#include "udfs/award/1.4.sql"
+#include "udfs/redeem/1.4.sql"
+#include "udfs/hold/1.4.sql"
+#include "udfs/capture/1.4.sql"
+#include "udfs/reverse/1.4.sql"
+#include "udfs/adjust/1.4.sql"
+#include "udfs/redeem_for_discount/1.4.sql"
+COMMENT ON FUNCTION loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz) IS
+    'Credit points for a non-purchase reason (sign-up, review, goodwill...); returns the ledger entry id';
+COMMENT ON FUNCTION loyalty.redeem(bigint, numeric, text, text, text, timestamptz) IS
+    'Spend points now, first-to-expire-first; never below zero (LY001); returns the ledger entry id';
+COMMENT ON FUNCTION loyalty.hold(bigint, numeric, interval, text, text, text) IS
+    'Reserve points for ttl (two-phase redemption); returns the hold id for loyalty.capture() or loyalty.release()';
+COMMENT ON FUNCTION loyalty.capture(bigint, numeric, text) IS
+    'Redeem a hold (all of it, or points of it, the rest returning to the member); returns the ledger entry id';
+COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text) IS
+    'Undo an entry fully or partly (by points, or by refunded amount in proportion); never more than the entry; returns points reversed';
+COMMENT ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) IS
+    'Administrator correction by a signed number of points, with a reason; returns the ledger entry id';
+COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, numeric, numeric, text, text) IS
+    'Pay part of an order with points within the program''s limits; returns the discount (points x point value)';
+REVOKE ALL ON FUNCTION
+    loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz),
+    loyalty.redeem(bigint, numeric, text, text, text, timestamptz),
+    loyalty.hold(bigint, numeric, interval, text, text, text),
+    loyalty.capture(bigint, numeric, text),
+    loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
+    loyalty.adjust(bigint, numeric, text, text, text),
+    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz),
+    loyalty.redeem(bigint, numeric, text, text, text, timestamptz),
+    loyalty.hold(bigint, numeric, interval, text, text, text),
+    loyalty.capture(bigint, numeric, text),
+    loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
+    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
+TO loyalty_app, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) TO loyalty_admin;
+-- a points value passes where a numeric does; points with integers stay points
+DROP CAST (loyalty.points AS numeric);
+CREATE CAST (loyalty.points AS numeric) WITH FUNCTION loyalty.points_to_numeric(loyalty.points) AS IMPLICIT;
+#include "parts/points_int8_operators.sql"
+-- On Citus (after loyalty.distribute()), the re-created member-first
+-- functions are routed by their member again, as distribute() routed them.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        EXECUTE $q$
+            SELECT pg_catalog.create_distributed_function(f::regprocedure, '$1', colocate_with => 'loyalty.members')
+            FROM unnest(ARRAY[
+                'loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz)',
+                'loyalty.redeem(bigint, numeric, text, text, text, timestamptz)',
+                'loyalty.hold(bigint, numeric, interval, text, text, text)',
+                'loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text)',
+                'loyalty.adjust(bigint, numeric, text, text, text)',
+                'loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)']) f
+            WHERE EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
+                          WHERE d.logicalrelid OPERATOR(pg_catalog.=) 'loyalty.accounts'::regclass)$q$;
+    END IF;
+END $$;

@@ -1,0 +1,7 @@
+CREATE FUNCTION loyalty.redeem(
+    member bigint, points numeric,
+    channel text DEFAULT NULL, reference text DEFAULT NULL,
+    idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'loyalty_redeem'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
