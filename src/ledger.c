@@ -70,6 +70,7 @@ typedef enum LedgerStmt
 	S_EXPIRED_HOLDS,
 	S_ACTIVE_HOLDS,
 	S_MOVE_IDENTITIES,
+	S_MEMBER_KEYS,
 	S_CLOSE_MEMBER,
 	S_REPOINT_MERGED,
 	S_REFERRAL,
@@ -148,6 +149,11 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' ORDER BY hold_id",
 	1, {INT8OID}},
+	/* a merge: the absorbed member's keys (carried to the survivor) */
+	[S_MEMBER_KEYS] = {
+		"SELECT idempotency_key, operation, request_hash, result, entry_id"
+		" FROM loyalty.idempotency_keys k WHERE k.member_id" EQ "$1 ORDER BY idempotency_key",
+	1, {INT8OID}},
 	/* a merge: the absorbed member's identities and record */
 	[S_MOVE_IDENTITIES] = {
 		"UPDATE loyalty.identities SET member_id = $1 WHERE member_id" EQ "$2",
@@ -168,6 +174,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 static KeptPlan plans[NUM_STMTS];
 
 typedef struct Member Member;
+static void RequireActive(Member *m);
 static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op,
 					   int64 hash, Member *m, LedgerResult *res);
 
@@ -350,12 +357,24 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	/* before any write or status message: a bound role learns nothing more */
 	access_check_program(m->program_id);
 
-	if (need_active && strcmp(m->status, "active") != 0)
+	if (need_active)
+		RequireActive(m);
+}
+
+/*
+ * Refuse a write on a suspended or closed member (55000); for a member
+ * merged into another, the hint names the survivor.
+ */
+static void
+RequireActive(Member *m)
+{
+	if (strcmp(m->status, "active") != 0)
 	{
 		Datum		values[1];
 		bool		isnull;
 		bool		merged = false;
 		int64		survivor = 0;
+		int64		member_id = m->member_id;
 
 		values[0] = Int64GetDatum(member_id);
 		ExecStmt(S_MERGED, values, NULL, 1);
@@ -1341,13 +1360,20 @@ BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op, 
 		   Member *m, LedgerResult *res)
 {
 	Connect(m);
-	LockMember(by_hold ? HoldMember(id) : id, m, need_active);
+	LockMember(by_hold ? HoldMember(id) : id, m, false);
 	memset(res, 0, sizeof(*res));
+
+	/*
+	 * The key first: a call acknowledged before the member was suspended,
+	 * closed or merged away replays as it did then.
+	 */
 	if (IdemLookup(m, key, op, hash, res))
 	{
 		Finish(m);
 		return true;
 	}
+	if (need_active)
+		RequireActive(m);
 	return false;
 }
 
@@ -1809,6 +1835,53 @@ ledger_release_expired(int64 member_id, LedgerResult *res)
 	Finish(&m);
 }
 
+/*
+ * A merge carries the absorbed member's idempotency keys to the survivor
+ * (those the survivor does not have already), so that a call acknowledged on
+ * the absorbed member replays as it did, on either member, after any number
+ * of merges.  Both members are locked.
+ */
+static void
+CarryKeys(Member *s, Member *a, text *merge_key)
+{
+	Datum		values[2];
+	uint64		n,
+				i;
+	SPITupleTable *keys;
+
+	/* one member per statement: on Citus each goes to its member's shard */
+	values[0] = Int64GetDatum(a->member_id);
+	ExecStmt(S_MEMBER_KEYS, values, NULL, 0);
+	n = SPI_processed;
+	keys = SPI_tuptable;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		text	   *key = DatumGetTextPP(SPI_getbinval(keys->vals[i], keys->tupdesc, 1, &isnull));
+		char	   *op = SPI_getvalue(keys->vals[i], keys->tupdesc, 2);
+		int64		hash = DatumGetInt64(SPI_getbinval(keys->vals[i], keys->tupdesc, 3, &isnull));
+		Datum		result = SPI_getbinval(keys->vals[i], keys->tupdesc, 4, &isnull);
+		Datum		entry;
+		bool		entry_null;
+
+		CHECK_FOR_INTERRUPTS();
+		/* the merge's own key is the merge's */
+		if (merge_key && VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(merge_key) &&
+			memcmp(VARDATA_ANY(key), VARDATA_ANY(merge_key), VARSIZE_ANY_EXHDR(key)) == 0)
+			continue;
+		entry = SPI_getbinval(keys->vals[i], keys->tupdesc, 5, &entry_null);
+		/* a key the survivor used itself stays the survivor's */
+		values[0] = Int64GetDatum(s->member_id);
+		values[1] = PointerGetDatum(key);
+		ExecStmt(S_IDEM_GET, values, NULL, 1);
+		if (SPI_processed > 0)
+			continue;
+		store_insert_idempotency(s->w, s->member_id, key, op, hash,
+								 isnull ? 0 : DatumGetInt64(result),
+								 entry_null ? 0 : DatumGetInt64(entry));
+	}
+}
+
 /* Lots by id: the order a merge numbers the moved lots in. */
 static int
 CompareLotIds(const void *a, const void *b)
@@ -1881,15 +1954,16 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 		LockMember(r->absorbed, &a, false);
 		LockMember(r->survivor, &s, false);
 	}
-	if (strcmp(s.status, "closed") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("surviving member %lld is closed", (long long) r->survivor)));
+	/* a replay first: its survivor may have been merged away since */
 	if (IdemLookup(&s, r->idempotency_key, "merge", hash, res))
 	{
 		Finish(&s);
 		return;
 	}
+	if (strcmp(s.status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("surviving member %lld is closed", (long long) r->survivor)));
 	if (strcmp(a.status, "closed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1998,6 +2072,8 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	da.exact_next_expiry = true;
 	UpdateAccount(&a, &da);
 	store_set_status(s.w, a.member_id, "closed");
+
+	CarryKeys(&s, &a, r->idempotency_key);
 
 	values[0] = Int64GetDatum(s.member_id);
 	values[1] = Int64GetDatum(a.member_id);
