@@ -411,6 +411,13 @@ OccurredAt(const OptTime *t, Member *m)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("occurred_at must be a finite time")));
+	if (ts < m->now - (int64) loyalty_max_past_days * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("occurred_at %s lies too far in the past", timestamptz_to_str(ts)),
+				 errdetail("loyalty.max_past_days allows %d days before the database time %s.",
+						   loyalty_max_past_days, timestamptz_to_str(m->now)),
+				 errhint("Send the time the sale happened; a backfill of older sales raises loyalty.max_past_days.")));
 	if (ts > m->now + (int64) loyalty_max_future_seconds * USECS_PER_SEC)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -979,6 +986,17 @@ TierAfterWrite(Member *m, const char *cause)
 	ExecStmt(S_TIER, values, NULL, 0);
 }
 
+/* An idempotency key, when given, is a non-empty text. */
+static void
+CheckKey(text *key)
+{
+	if (key != NULL && VARSIZE_ANY_EXHDR(key) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency_key must not be empty"),
+				 errhint("Send NULL for a call without a key, or a key that names the request.")));
+}
+
 /* A purchase is an amount, or order lines (then the amount may be NULL). */
 static void
 CheckPurchase(const EarnRequest *r)
@@ -1359,6 +1377,7 @@ static bool
 BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op, int64 hash,
 		   Member *m, LedgerResult *res)
 {
+	CheckKey(key);
 	Connect(m);
 	LockMember(by_hold ? HoldMember(id) : id, m, false);
 	memset(res, 0, sizeof(*res));
@@ -1930,6 +1949,7 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	int64	   *holds;
 	TimestampTz first_expiry = 0;
 
+	CheckKey(r->idempotency_key);
 	if (r->survivor == r->absorbed)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

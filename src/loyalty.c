@@ -36,6 +36,9 @@ loyalty_version(PG_FUNCTION_ARGS)
 /* How far in the future a client's business time ("occurred at") may lie. */
 int			loyalty_max_future_seconds = 300;
 
+/* How far in the past a client's business time may lie. */
+int			loyalty_max_past_days = 18300;
+
 void		_PG_init(void);
 
 /* Register the extension's GUCs and the program-binding cache callbacks. */
@@ -51,6 +54,15 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("loyalty.max_past_days",
+							"How far in the past a client-supplied occurrence time may be.",
+							"Calls whose occurred_at lies further back are refused, so a wrong or "
+							"sentinel date (0001-01-01, 1970-01-01) cannot post points into history; "
+							"raise it for a backfill of older sales.",
+							&loyalty_max_past_days,
+							18300, 1, 36600,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 	store_init();
 	MarkGUCPrefixReserved("loyalty");
 	access_init();

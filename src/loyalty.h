@@ -15,6 +15,7 @@
 
 /* GUC-backed settings, defined in loyalty.c */
 extern int	loyalty_max_future_seconds;
+extern int	loyalty_max_past_days;
 
 /*
  * A statement of a hot path, prepared on first use and kept (loyalty.c).

@@ -13,7 +13,12 @@ COMMENT ON FUNCTION loyalty.create_program(text, text, numeric, numeric, text, i
 
 -- members and identities ----------------------------------------------------
 
-#include "udfs/enroll/1.1.sql"
+#include "udfs/check_identity/1.4.sql"
+COMMENT ON FUNCTION loyalty.check_identity(text, text) IS
+    'Refuses a blank (in any whitespace) or over-long channel or external id (22023, 22001); used by enroll() and link_identity()';
+REVOKE ALL ON FUNCTION loyalty.check_identity(text, text) FROM PUBLIC;
+
+#include "udfs/enroll/1.4.sql"
 COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, date, text) IS
     'Enrol a member under a channel identity (optionally with a referral code); enrolling an existing identity returns the same member (also when two channels race)';
 
@@ -21,7 +26,7 @@ COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, 
 COMMENT ON FUNCTION loyalty.member_id(bigint, text, text) IS
     'The member known under a channel identity, or NULL';
 
-#include "udfs/link_identity/1.1.sql"
+#include "udfs/link_identity/1.4.sql"
 COMMENT ON FUNCTION loyalty.link_identity(bigint, text, text) IS
     'Attach another channel identity to a member; true if added, false if it was already this member''s';
 

@@ -173,11 +173,11 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 
 -- KPI and distribution views --------------------------------------------------------
 
-#include "udfs/kpi_daily/1.1.sql"
+#include "udfs/kpi_daily/1.4.sql"
 
-#include "udfs/kpi_monthly/1.1.sql"
+#include "udfs/kpi_monthly/1.4.sql"
 
-#include "udfs/kpi_summary/1.3.sql"
+#include "udfs/kpi_summary/1.4.sql"
 
 #include "udfs/tier_distribution/1.1.sql"
 

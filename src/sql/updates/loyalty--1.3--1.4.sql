@@ -88,3 +88,43 @@ BEGIN
                           WHERE d.logicalrelid OPERATOR(pg_catalog.=) 'loyalty.accounts'::regclass)$q$;
     END IF;
 END $$;
+
+-- == bounds on what callers send ================================================
+#include "udfs/check_identity/1.4.sql"
+COMMENT ON FUNCTION loyalty.check_identity(text, text) IS
+    'Refuses a blank (in any whitespace) or over-long channel or external id (22023, 22001); used by enroll() and link_identity()';
+REVOKE ALL ON FUNCTION loyalty.check_identity(text, text) FROM PUBLIC;
+#include-replace "udfs/enroll/1.4.sql"
+#include-replace "udfs/link_identity/1.4.sql"
+
+-- == BI views never overflow ====================================================
+-- The KPI views sum points in numeric: their points columns become numeric
+-- (bigint could not hold a sum beyond 2^63).  A view's column types change
+-- only by re-creating it: its comments and grants are kept across.
+CREATE TEMP TABLE loyalty_kpi_comments ON COMMIT DROP AS
+SELECT c.relname, a.attname, d.description
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_class'::regclass
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+WHERE c.relnamespace = 'loyalty'::regnamespace AND c.relname IN ('kpi_summary', 'kpi_daily', 'kpi_monthly');
+DROP VIEW loyalty.kpi_monthly;
+DROP VIEW loyalty.kpi_daily;
+DROP VIEW loyalty.kpi_summary;
+#include "udfs/kpi_daily/1.4.sql"
+#include "udfs/kpi_monthly/1.4.sql"
+#include "udfs/kpi_summary/1.4.sql"
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT * FROM loyalty_kpi_comments LOOP
+        IF r.attname IS NULL THEN
+            EXECUTE format('COMMENT ON VIEW loyalty.%I IS %L', r.relname, r.description);
+        ELSE
+            EXECUTE format('COMMENT ON COLUMN loyalty.%I.%I IS %L', r.relname, r.attname, r.description);
+        END IF;
+    END LOOP;
+END $$;
+DROP TABLE loyalty_kpi_comments;
+REVOKE ALL ON loyalty.kpi_daily, loyalty.kpi_monthly, loyalty.kpi_summary FROM PUBLIC;
+GRANT SELECT ON loyalty.kpi_daily, loyalty.kpi_monthly, loyalty.kpi_summary TO loyalty_analyst, loyalty_admin;
