@@ -61,6 +61,7 @@ typedef enum LedgerStmt
 	S_EVENT_INS,
 	S_AVAILABLE,
 	S_ENTRY_GET,
+	S_PURCHASE_BY_REF,
 	S_LOT_OF_ENTRY,
 	S_OPEN_ALLOC,
 	S_HOLD_GET,
@@ -112,6 +113,14 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
 	2, {INT8OID, INT8OID}},
+	/* a member's purchases under a reference, and what each stands for */
+	[S_PURCHASE_BY_REF] = {
+		"SELECT l.entry_id, l.amount" MINUS "coalesce(lo.reversed_amount, 0)"
+		" FROM loyalty.ledger l LEFT JOIN loyalty.lots lo"
+		"  ON lo.member_id" EQ "l.member_id AND lo.lot_id" EQ "l.entry_id"
+		" WHERE l.member_id" EQ "$1 AND l.reference" EQ "$2 AND l.kind" EQ "'earn'"
+		" ORDER BY l.entry_id LIMIT 2",
+	2, {INT8OID, TEXTOID}},
 	[S_LOT_OF_ENTRY] = {
 		"SELECT lot_id, original" I8 ", remaining" I8 ", reversed" I8 ", reversed_amount,"
 		" (vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3))"
@@ -1786,6 +1795,92 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	IdemStore(&m, e.row.idem_key, "reverse", hash, result, 0);
 	Finish(&m);
 	res->points = result;
+}
+
+/*
+ * Refund a purchase known only by its reference (the order): all that is
+ * left of it, or `amount` of it, taking back points in proportion, as
+ * ledger_reverse does by amount.  The key is the refund's own, so a replay
+ * of "refund the rest" replays rather than finding nothing left.
+ * res->points: the points taken back.
+ */
+void
+ledger_refund(const RefundRequest *r, LedgerResult *res)
+{
+	Member		m;
+	int64		hash = 0;
+	int64		entry_id;
+	Numeric		standing;
+	Datum		standing_datum;
+	ReverseRequest rr = {0};
+	LedgerResult rres;
+	Datum		values[2];
+	bool		isnull;
+
+	if (r->reference == NULL || VARSIZE_ANY_EXHDR(r->reference) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a refund needs the purchase's reference")));
+	if (r->amount)
+		CheckAmount(r->amount, "amount", false);
+	if (r->idempotency_key)
+	{
+		StringInfoData b;
+
+		HashStart(&b, "refund");
+		HashText(&b, r->reference);
+		HashNumeric(&b, r->amount);
+		HashText(&b, r->reason);
+		hash = HashEnd(&b);
+	}
+	if (BeginWrite(r->member_id, false, false, r->idempotency_key, "refund", hash, &m, res))
+		return;
+
+	values[0] = Int64GetDatum(m.member_id);
+	values[1] = PointerGetDatum(r->reference);
+	ExecStmt(S_PURCHASE_BY_REF, values, NULL, 2);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("member %lld has no purchase with reference \"%s\"",
+						(long long) m.member_id, text_to_cstring(r->reference)),
+				 errhint("Refund by the reference the purchase was earned with, or reverse its entry with loyalty.reverse().")));
+	if (SPI_processed > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("member %lld has more than one purchase with reference \"%s\"",
+						(long long) m.member_id, text_to_cstring(r->reference)),
+				 errhint("Reverse the one meant by its entry id with loyalty.reverse().")));
+	entry_id = ColInt8(0, 1);
+	standing_datum = Col(0, 2, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the purchase with reference \"%s\" has no amount to refund", text_to_cstring(r->reference))));
+	/* detoasted, then copied out of SPI's memory, which Finish frees */
+	standing = DatumGetNumeric(SPI_datumTransfer(NumericGetDatum(DatumGetNumeric(standing_datum)), false, -1));
+	if (r->amount == NULL &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(standing),
+										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
+				 errmsg("the purchase with reference \"%s\" is already fully refunded",
+						text_to_cstring(r->reference))));
+	Finish(&m);
+
+	/* the reversal itself, under the lock already held */
+	rr.member_id = r->member_id;
+	rr.entry_id = entry_id;
+	rr.amount = r->amount ? r->amount : standing;
+	rr.reference = r->reference;
+	rr.reason = r->reason;
+	ledger_reverse(&rr, &rres);
+
+	Connect(&m);
+	IdemStore(&m, r->idempotency_key, "refund", hash, rres.points, entry_id);
+	Finish(&m);
+	res->points = rres.points;
+	res->entry_id = entry_id;
 }
 
 /*

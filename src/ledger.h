@@ -108,6 +108,16 @@ typedef struct ReverseRequest
 	text	   *idempotency_key;
 } ReverseRequest;
 
+/* A refund of a purchase known by its reference (the order). */
+typedef struct RefundRequest
+{
+	int64		member_id;
+	text	   *reference;
+	Numeric		amount;			/* NULL: all that is left of the purchase */
+	text	   *reason;
+	text	   *idempotency_key;
+} RefundRequest;
+
 typedef struct AdjustRequest
 {
 	int64		member_id;
@@ -137,6 +147,7 @@ extern void ledger_hold(const HoldRequest *r, LedgerResult *res);
 extern void ledger_capture(const CaptureRequest *r, LedgerResult *res);
 extern void ledger_release(const ReleaseRequest *r, LedgerResult *res);
 extern void ledger_reverse(const ReverseRequest *r, LedgerResult *res);
+extern void ledger_refund(const RefundRequest *r, LedgerResult *res);
 extern void ledger_adjust(const AdjustRequest *r, LedgerResult *res);
 extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);

@@ -31,6 +31,7 @@ PG_FUNCTION_INFO_V1(loyalty_hold);
 PG_FUNCTION_INFO_V1(loyalty_capture);
 PG_FUNCTION_INFO_V1(loyalty_release);
 PG_FUNCTION_INFO_V1(loyalty_reverse);
+PG_FUNCTION_INFO_V1(loyalty_refund);
 PG_FUNCTION_INFO_V1(loyalty_adjust);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
@@ -265,6 +266,27 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	r.reason = OptText(fcinfo, 5);
 	r.idempotency_key = OptText(fcinfo, 6);
 	ledger_reverse(&r, &res);
+	PG_RETURN_POINTS(res.points);
+}
+
+/*
+ * loyalty.refund(member, reference, amount, reason, idempotency_key): the
+ * points taken back.
+ */
+Datum
+loyalty_refund(PG_FUNCTION_ARGS)
+{
+	RefundRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "reference");
+	r.member_id = PG_GETARG_INT64(0);
+	r.reference = PG_GETARG_TEXT_PP(1);
+	r.amount = OptNumeric(fcinfo, 2);
+	r.reason = OptText(fcinfo, 3);
+	r.idempotency_key = OptText(fcinfo, 4);
+	ledger_refund(&r, &res);
 	PG_RETURN_POINTS(res.points);
 }
 

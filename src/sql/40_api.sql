@@ -74,6 +74,10 @@ COMMENT ON FUNCTION loyalty.release(bigint, text) IS
 COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text) IS
     'Undo an entry fully or partly (by points, or by refunded amount in proportion); never more than the entry; returns points reversed';
 
+#include "udfs/refund/1.4.sql"
+COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
+    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it, taking back points in proportion; returns the points taken back';
+
 #include "udfs/adjust/1.4.sql"
 COMMENT ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) IS
     'Administrator correction by a signed number of points, with a reason; returns the ledger entry id';

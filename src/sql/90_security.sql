@@ -26,6 +26,7 @@ REVOKE ALL ON FUNCTION
     loyalty.capture(bigint, numeric, text),
     loyalty.release(bigint, text),
     loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
+    loyalty.refund(bigint, text, numeric, text, text),
     loyalty.adjust(bigint, numeric, text, text, text),
     loyalty.release_expired(bigint),
     loyalty.merge_members(bigint, bigint, text),
@@ -54,6 +55,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.capture(bigint, numeric, text),
     loyalty.release(bigint, text),
     loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
+    loyalty.refund(bigint, text, numeric, text, text),
     loyalty.balance(bigint),
     loyalty.balance_at(bigint, timestamptz),
     loyalty.history(bigint, timestamptz, integer)

@@ -70,6 +70,12 @@ GRANT EXECUTE ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) TO l
 DROP CAST (loyalty.points AS numeric);
 CREATE CAST (loyalty.points AS numeric) WITH FUNCTION loyalty.points_to_numeric(loyalty.points) AS IMPLICIT;
 #include "parts/points_int8_operators.sql"
+-- a refund knows only the order
+#include "udfs/refund/1.4.sql"
+COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
+    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it, taking back points in proportion; returns the points taken back';
+REVOKE ALL ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) TO loyalty_app, loyalty_admin;
 -- On Citus (after loyalty.distribute()), the re-created member-first
 -- functions are routed by their member again, as distribute() routed them.
 DO $$
@@ -82,6 +88,7 @@ BEGIN
                 'loyalty.redeem(bigint, numeric, text, text, text, timestamptz)',
                 'loyalty.hold(bigint, numeric, interval, text, text, text)',
                 'loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text)',
+                'loyalty.refund(bigint, text, numeric, text, text)',
                 'loyalty.adjust(bigint, numeric, text, text, text)',
                 'loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)']) f
             WHERE EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
