@@ -38,6 +38,11 @@ RESET max_parallel_workers_per_gather; RESET parallel_leader_participation;
 SELECT (rfm(t, a, '2025-03-10 12:00+00')).* FROM (VALUES ('2025-03-01 18:00+00'::timestamptz, 10.00), ('2025-02-01', 5.50)) v(t, a);
 SELECT rfm(bought_at, amount) IS NULL AS empty_is_null FROM sales WHERE false;
 SELECT rfm('infinity', 1);
+-- as of a time, later purchases have not happened yet: recency is never
+-- negative; and as_of must be a real time
+SELECT (rfm(t, a, '2025-02-15 00:00+00')).* FROM (VALUES ('2025-03-01 18:00+00'::timestamptz, 10.00), ('2025-02-01', 5.50)) v(t, a);
+SELECT rfm(t, a, '2025-01-01 00:00+00') IS NULL AS nothing_yet FROM (VALUES ('2025-03-01 18:00+00'::timestamptz, 10.00)) v(t, a);
+SELECT rfm(t, a, 'infinity') FROM (VALUES ('2025-03-01 18:00+00'::timestamptz, 10.00)) v(t, a);
 
 -- A small program, checked by hand ---------------------------------------------
 SELECT create_program('kpi', point_value => 0.01) AS p \gset

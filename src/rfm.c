@@ -75,6 +75,11 @@ rfm_step(FunctionCallInfo fcinfo, bool with_as_of)
 	{
 		s->has_as_of = true;
 		s->as_of = PG_GETARG_TIMESTAMPTZ(3);
+		if (TIMESTAMP_NOT_FINITE(s->as_of))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("rfm: as_of must be a finite time"),
+					 errhint("Leave as_of out for now.")));
 	}
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_POINTER(s);	/* a purchase without time or amount is
@@ -85,6 +90,9 @@ rfm_step(FunctionCallInfo fcinfo, bool with_as_of)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rfm: purchase time and amount must be finite")));
+	/* as of a time, the purchases after it have not happened yet */
+	if (s->has_as_of && ts > s->as_of)
+		PG_RETURN_POINTER(s);
 	if (s->count == 0 || ts < s->first)
 		s->first = ts;
 	if (s->count == 0 || ts > s->last)
@@ -213,8 +221,8 @@ rfm_final(PG_FUNCTION_ARGS)
 	values[1] = TimestampTzGetDatum(s->last);
 
 	/*
-	 * whole days from the last purchase to as_of (negative if as_of is
-	 * earlier)
+	 * whole days from the last purchase to as_of (negative only without an
+	 * as_of, for purchases recorded ahead of the database clock)
 	 */
 	{
 		int64		diff = as_of - s->last;
