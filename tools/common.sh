@@ -10,7 +10,10 @@ export PG_CONFIG
 
 # Debian packages the build and the tests need (a minbase Debian has none of
 # them): build-essential is what dpkg-buildpackage checks for, procps gives
-# the scripts pgrep.
+# the scripts pgrep.  The last line is for the real clients of
+# test/scripts/clients.sh: Debian's psycopg2 and psycopg 3, Node.js and npm
+# (node-postgres itself comes from the npm registry), a JDK and Debian's JDBC
+# driver.
 PACKAGES=(
 	build-essential make gcc libc6-dev procps
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
@@ -18,6 +21,7 @@ PACKAGES=(
 	debhelper dpkg-dev postgresql-server-dev-all git python3
 	postgresql-$PGVER-cron
 	pg-bsd-indent cppcheck
+	python3-psycopg2 python3-psycopg nodejs npm default-jdk-headless libpostgresql-jdbc-java
 )
 
 say() { printf '\n==> %s\n' "$*" >&2; }
@@ -28,10 +32,15 @@ as_root() {
 }
 
 # Install whatever of PACKAGES is not installed yet (nothing when all are).
+# A name that an installed package provides counts as installed: NodeSource's
+# nodejs provides npm, and conflicts with Debian's.
 ensure_packages() {
-	local missing=() p
+	local missing=() p provided
+	provided=$(dpkg-query -W -f='${db:Status-Abbrev}|${Provides}\n' 2>/dev/null |
+		sed -n 's/^ii *|//p' | sed 's/([^)]*)//g' | tr ', ' '\n\n' | sed '/^$/d')
 	for p in "${PACKAGES[@]}" "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			grep -qxF "$p" <<<"$provided" || missing+=("$p")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
 		say "installing from Debian: ${missing[*]}"
