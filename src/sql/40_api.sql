@@ -123,11 +123,11 @@ COMMENT ON PROCEDURE loyalty.release_expired_holds(integer) IS
 
 -- reads -----------------------------------------------------------------------
 
-#include "udfs/balance/1.3.sql"
+#include "udfs/balance/1.4.sql"
 COMMENT ON FUNCTION loyalty.balance(bigint) IS
     'Balances of a member now: available (spendable), pending (vesting), held, expired but not yet written down, debt, posted balance, lifetime totals, next expiry';
 
-#include "udfs/balance_at/1.2.sql"
+#include "udfs/balance_at/1.4.sql"
 COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
     'Posted balance (sum of the ledger) as recorded at a past time; answers disputes and month-end questions from the ledger alone';
 

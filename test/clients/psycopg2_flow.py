@@ -87,14 +87,14 @@ entry = one(cur, "SELECT entry_id FROM loyalty.history(%s) WHERE reference = %s 
 reversed_ = one(cur, "SELECT loyalty.reverse(%s, %s, amount => %s)", member, entry, Decimal("11.70"))
 check("reverse(amount => Decimal('11.70')) takes back half", reversed_ == "117", repr(reversed_))
 
-# balance(): points columns are str, timestamptz a datetime
+# balance(): bigint columns are int, timestamptz a datetime
 cur = conn.cursor(cursor_factory=RealDictCursor)
 cur.execute("SELECT available, pending, held, balance, as_of FROM loyalty.balance(%s)", (member,))
 bal = cur.fetchone()
 check("balance(): available 150, pending 537, held 0",
-      (bal["available"], bal["pending"], bal["held"]) == ("150", "537", "0"), dict(bal))
-check("balance() types", types(bal) == {"available": "str", "pending": "str", "held": "str",
-                                         "balance": "str", "as_of": "datetime"}, types(bal))
+      (bal["available"], bal["pending"], bal["held"]) == (150, 537, 0), dict(bal))
+check("balance() types", types(bal) == {"available": "int", "pending": "int", "held": "int",
+                                         "balance": "int", "as_of": "datetime"}, types(bal))
 
 cur.execute("SELECT entry_id, kind, points, amount, created_at, details FROM loyalty.history(%s)", (member,))
 rows = cur.fetchall()

@@ -190,7 +190,7 @@ SELECT throws_ok(format('SELECT loyalty.merge_members(%s, %s)', pg_temp.id('h'),
                  'merging across programs refused');
 
 -- as-of, append-only, verify ---------------------------------------------------
-SELECT is(loyalty.balance_at(pg_temp.id('h'), now()), (SELECT balance FROM loyalty.accounts WHERE member_id = pg_temp.id('h')),
+SELECT is(loyalty.balance_at(pg_temp.id('h'), now()), (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = pg_temp.id('h')),
           'balance_at now is the posted balance');
 SELECT is(loyalty.balance_at(pg_temp.id('h'), now() - interval '1 second')::bigint, 0::bigint, 'nothing was recorded before');
 SELECT throws_ok('UPDATE loyalty.ledger SET points = ''1''', '42501', NULL, 'UPDATE on the ledger refused');

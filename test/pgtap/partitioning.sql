@@ -93,7 +93,7 @@ SELECT is_empty($$SELECT l.entry_id, l.tableoid::regclass FROM loyalty.ledger l
 SELECT cmp_ok((SELECT count(*) FROM loyalty.ledger l WHERE l.entry_id > (SELECT max(entry_id) FROM before_rows)),
               '>=', 10::bigint, 'and there are rows from every writer');
 SELECT is_empty($$SELECT * FROM loyalty.verify()$$, 'verify() is clean after the writes');
-SELECT is(loyalty.balance_at(pg_temp.id('m4'), now()), (SELECT balance FROM loyalty.accounts WHERE member_id = pg_temp.id('m4')),
+SELECT is(loyalty.balance_at(pg_temp.id('m4'), now()), (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = pg_temp.id('m4')),
           'balance_at() now = the balance');
 
 -- append-only ------------------------------------------------------------------
@@ -192,7 +192,7 @@ SELECT set_eq($$SELECT member_id, entry_id, lot_id, points::bigint, returned::bi
 SELECT is_empty($$SELECT * FROM loyalty.verify()$$, 'verify() is clean after archiving');
 SELECT throws_ok($$SELECT loyalty.balance_at(pg_temp.id('m1'), now() - interval '30 months')$$, '55000', NULL,
                  'balance_at() before the horizon is refused');
-SELECT is(loyalty.balance_at(pg_temp.id('m1'), now()), (SELECT balance FROM loyalty.accounts WHERE member_id = pg_temp.id('m1')),
+SELECT is(loyalty.balance_at(pg_temp.id('m1'), now()), (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = pg_temp.id('m1')),
           'balance_at() after the horizon still answers');
 SELECT throws_like(format('SELECT loyalty.reverse(%s, %s)', pg_temp.id('m1'), pg_temp.id('a1')),
                    '%does not exist or was archived', 'reversing an archived entry is a clear error');

@@ -70,6 +70,20 @@ GRANT EXECUTE ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) TO l
 DROP CAST (loyalty.points AS numeric);
 CREATE CAST (loyalty.points AS numeric) WITH FUNCTION loyalty.points_to_numeric(loyalty.points) AS IMPLICIT;
 #include "parts/points_int8_operators.sql"
+-- balances as bigint columns: every driver reads them as its integer type
+-- (a loyalty.points column comes back as text)
+DROP FUNCTION loyalty.balance(bigint);
+DROP FUNCTION loyalty.balance_at(bigint, timestamptz);
+#include "udfs/balance/1.4.sql"
+#include "udfs/balance_at/1.4.sql"
+COMMENT ON FUNCTION loyalty.balance(bigint) IS
+    'Balances of a member now: available (spendable), pending (vesting), held, expired but not yet written down, debt, posted balance, lifetime totals, next expiry';
+COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
+    'Posted balance (sum of the ledger) as recorded at a past time; answers disputes and month-end questions from the ledger alone';
+REVOKE ALL ON FUNCTION loyalty.balance(bigint), loyalty.balance_at(bigint, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.balance(bigint), loyalty.balance_at(bigint, timestamptz)
+    TO loyalty_app, loyalty_admin;
+
 -- a refund knows only the order
 #include "udfs/refund/1.4.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
@@ -89,6 +103,8 @@ BEGIN
                 'loyalty.hold(bigint, numeric, interval, text, text, text)',
                 'loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text)',
                 'loyalty.refund(bigint, text, numeric, text, text)',
+                'loyalty.balance(bigint)',
+                'loyalty.balance_at(bigint, timestamptz)',
                 'loyalty.adjust(bigint, numeric, text, text, text)',
                 'loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)']) f
             WHERE EXISTS (SELECT FROM pg_catalog.pg_dist_partition d

@@ -121,7 +121,7 @@ public class Flow {
         check("balance(): available 150, pending 537, held 0",
             rs.getLong("available") == 150 && rs.getLong("pending") == 537 && rs.getLong("held") == 0,
             rs.getString(1) + " " + rs.getString(2) + " " + rs.getString(3));
-        check("balance() types (getObject)", types(rs).equals("available PGobject, pending PGobject, held PGobject,"
+        check("balance() types (getObject)", types(rs).equals("available Long, pending Long, held Long,"
             + " as_of Timestamp") && rs.getObject("as_of", OffsetDateTime.class) != null, types(rs));
 
         rs = db.createStatement().executeQuery("SELECT entry_id, kind, points, amount, created_at, details"

@@ -66,7 +66,8 @@ async function main () {
   const reversed = await one('SELECT loyalty.reverse($1, $2, amount => $3)', [member, entry, '11.70'])
   check("reverse(amount => '11.70') takes back half", reversed === '117', reversed)
 
-  // balance() and history(): points, bigint and numeric are strings
+  // balance() and history(): bigint, points and numeric are strings (node-postgres
+  // parses no 64-bit integer into a number)
   const bal = (await db.query(`SELECT available, pending, held, balance, as_of
       FROM loyalty.balance($1)`, [member])).rows[0]
   check('balance(): available 150, pending 537, held 0',
