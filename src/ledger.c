@@ -1534,7 +1534,7 @@ ledger_release(const ReleaseRequest *r, LedgerResult *res)
  */
 static Points
 ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_spendable,
-			  Points want, Datum amount)
+			  Points want, Datum amount, int64 *entry_out)
 {
 	AccountDelta d = {0};
 	Points		own = Min(lot_remaining, want);
@@ -1566,6 +1566,7 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 	store_take_from_lot(m->w, m->member_id, entry_id, lot_id, own, want, amount);
 	if (others > 0)
 		ConsumeLotsExact(m, entry_id, others);
+	*entry_out = entry_id;
 	return want;
 }
 
@@ -1573,7 +1574,8 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
  * Undo an entry fully or in part.  A credit (earn, award, positive adjust)
  * is taken back, by points or in proportion to a refunded amount; a debit
  * (redeem, capture, negative adjust) is given back to the lots it used.
- * Reversals never exceed their source.  res->points: the points reversed.
+ * Reversals never exceed their source.  res->points: the points reversed;
+ * res->entry_id: the reversal's entry.
  */
 void
 ledger_reverse(const ReverseRequest *r, LedgerResult *res)
@@ -1591,6 +1593,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	Points		want = r->has_points ? r->points : 0;
 	Numeric		amount = r->amount;
 	int64		src_source;
+	int64		rev_entry = 0;
 
 	if (r->has_points && r->amount)
 		ereport(ERROR,
@@ -1733,7 +1736,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 			e.row.amount = NumericGetDatum(amount);
 		if (want > 0 || amount)
 			result = ReverseCredit(&m, &e, lot_id, remaining, spendable, want,
-								   amount ? NumericGetDatum(amount) : 0);
+								   amount ? NumericGetDatum(amount) : 0, &rev_entry);
 		else
 			result = 0;
 		if (amount && strcmp(kind, "earn") == 0)
@@ -1777,7 +1780,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 		e.row.points = want;
 		d.balance = want;
 		d.redeemed = strcmp(kind, "adjust") == 0 ? 0 : -want;
-		InsertEntry(&m, &e, &d);
+		rev_entry = InsertEntry(&m, &e, &d);
 		ReturnToLots(&m, alloc_source, want);
 		result = want;
 	}
@@ -1792,9 +1795,10 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 
 	if (src_points > 0)
 		TierAfterWrite(&m, "refund");
-	IdemStore(&m, e.row.idem_key, "reverse", hash, result, 0);
+	IdemStore(&m, e.row.idem_key, "reverse", hash, result, rev_entry);
 	Finish(&m);
 	res->points = result;
+	res->entry_id = rev_entry;
 }
 
 /*
@@ -1802,7 +1806,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
  * left of it, or `amount` of it, taking back points in proportion, as
  * ledger_reverse does by amount.  The key is the refund's own, so a replay
  * of "refund the rest" replays rather than finding nothing left.
- * res->points: the points taken back.
+ * res->points: the points taken back; res->entry_id: the reversal's entry.
  */
 void
 ledger_refund(const RefundRequest *r, LedgerResult *res)
@@ -1877,10 +1881,10 @@ ledger_refund(const RefundRequest *r, LedgerResult *res)
 	ledger_reverse(&rr, &rres);
 
 	Connect(&m);
-	IdemStore(&m, r->idempotency_key, "refund", hash, rres.points, entry_id);
+	IdemStore(&m, r->idempotency_key, "refund", hash, rres.points, rres.entry_id);
 	Finish(&m);
 	res->points = rres.points;
-	res->entry_id = entry_id;
+	res->entry_id = rres.entry_id;
 }
 
 /*

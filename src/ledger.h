@@ -156,4 +156,7 @@ extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);
 /* The earn's explanation without writing anything (preview_earn). */
 extern Jsonb *ledger_preview_earn(const EarnRequest *r);
 
+/* for loyalty.last_entry(): the entry a write call wrote */
+extern void ledger_remember_entry(const LedgerResult *res);
+
 #endif							/* LOYALTY_LEDGER_H */

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -36,6 +37,89 @@ PG_FUNCTION_INFO_V1(loyalty_adjust);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
+PG_FUNCTION_INFO_V1(loyalty_last_entry);
+
+/*
+ * The ledger entry of this session's last write call, for loyalty.last_entry()
+ * (as lastval() is for sequences).  Forgotten when the (sub)transaction that
+ * wrote it rolls back, since the entry is gone then.
+ */
+static bool last_entry_known = false;
+static int64 last_entry = 0;
+static SubTransactionId last_entry_subxact = InvalidSubTransactionId;
+static bool last_entry_callbacks = false;
+
+static void
+LastEntryXactCallback(XactEvent event, void *arg)
+{
+	(void) arg;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			/* committed: no later rollback can take it away */
+			last_entry_subxact = InvalidSubTransactionId;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction may still roll back: not this session's */
+			if (last_entry_subxact != InvalidSubTransactionId)
+				last_entry_known = false;
+			last_entry_subxact = InvalidSubTransactionId;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+LastEntrySubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	(void) parentSubid;
+	(void) arg;
+	/* subtransaction ids grow: one rolled back takes its children with it */
+	if (event == SUBXACT_EVENT_ABORT_SUB &&
+		last_entry_subxact != InvalidSubTransactionId && last_entry_subxact >= mySubid)
+	{
+		last_entry_known = false;
+		last_entry_subxact = InvalidSubTransactionId;
+	}
+}
+
+/* Remember the entry a write call wrote (0: none), or replayed. */
+void
+ledger_remember_entry(const LedgerResult *res)
+{
+	if (!last_entry_callbacks)
+	{
+		RegisterXactCallback(LastEntryXactCallback, NULL);
+		RegisterSubXactCallback(LastEntrySubXactCallback, NULL);
+		last_entry_callbacks = true;
+	}
+	last_entry_known = true;
+	last_entry = res->entry_id;
+	last_entry_subxact = GetCurrentSubTransactionId();
+}
+
+/*
+ * loyalty.last_entry(): the ledger entry written (or, for a replay, first
+ * written) by this session's last write call; NULL when that call wrote none.
+ */
+Datum
+loyalty_last_entry(PG_FUNCTION_ARGS)
+{
+	if (!last_entry_known)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("loyalty.last_entry() is not yet defined in this session"),
+				 errdetail("No write call of this session has written an entry that is still there."),
+				 errhint("Call it after loyalty.earn(), award(), redeem(), hold(), capture(), release(), reverse(), refund(), adjust() or merge_members(), or after an order's insert, in the same session.")));
+	if (last_entry == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(last_entry);
+}
 
 /* Refuse a NULL for a required argument, naming it. */
 static void
@@ -127,6 +211,7 @@ loyalty_earn(PG_FUNCTION_ARGS)
 
 	EarnArgs(fcinfo, &r, 6, 2, 3, 4, 5, 7);
 	ledger_earn(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_POINTS(res.points);
 }
 
@@ -165,6 +250,7 @@ loyalty_award(PG_FUNCTION_ARGS)
 	r.occurred_at = OptTimestamp(fcinfo, 6);
 	r.expires_at = OptTimestamp(fcinfo, 7);
 	ledger_award(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.entry_id);
 }
 
@@ -187,6 +273,7 @@ loyalty_redeem(PG_FUNCTION_ARGS)
 	r.idempotency_key = OptText(fcinfo, 4);
 	r.occurred_at = OptTimestamp(fcinfo, 5);
 	ledger_redeem(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.entry_id);
 }
 
@@ -210,6 +297,7 @@ loyalty_hold(PG_FUNCTION_ARGS)
 	r.reference = OptText(fcinfo, 4);
 	r.idempotency_key = OptText(fcinfo, 5);
 	ledger_hold(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.hold_id);
 }
 
@@ -227,6 +315,7 @@ loyalty_capture(PG_FUNCTION_ARGS)
 		r.points = ArgPoints(fcinfo, 1);
 	r.idempotency_key = OptText(fcinfo, 2);
 	ledger_capture(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.entry_id);
 }
 
@@ -241,6 +330,7 @@ loyalty_release(PG_FUNCTION_ARGS)
 	r.hold_id = PG_GETARG_INT64(0);
 	r.idempotency_key = OptText(fcinfo, 1);
 	ledger_release(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_POINTS(res.points);
 }
 
@@ -266,6 +356,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	r.reason = OptText(fcinfo, 5);
 	r.idempotency_key = OptText(fcinfo, 6);
 	ledger_reverse(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_POINTS(res.points);
 }
 
@@ -287,6 +378,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	r.reason = OptText(fcinfo, 3);
 	r.idempotency_key = OptText(fcinfo, 4);
 	ledger_refund(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_POINTS(res.points);
 }
 
@@ -309,6 +401,7 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 	r.idempotency_key = OptText(fcinfo, 3);
 	r.reference = OptText(fcinfo, 4);
 	ledger_adjust(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.entry_id);
 }
 
@@ -341,6 +434,7 @@ loyalty_merge_members(PG_FUNCTION_ARGS)
 	r.absorbed = PG_GETARG_INT64(1);
 	r.idempotency_key = OptText(fcinfo, 2);
 	ledger_merge(&r, &res);
+	ledger_remember_entry(&res);
 	PG_RETURN_POINTS(res.points);
 }
 

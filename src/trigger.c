@@ -286,6 +286,7 @@ order_earn(OrderRow *r, Numeric amount, const char *key)
 	req.occurred_at.given = r->has_occurred;
 	req.occurred_at.value = r->occurred_at;
 	ledger_earn(&req, &res);
+	ledger_remember_entry(&res);
 }
 
 /*

@@ -78,6 +78,13 @@ COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
     'Refund a purchase known by its reference (the order): all that is left of it, or amount of it, taking back points in proportion; returns the points taken back';
 
+CREATE FUNCTION loyalty.last_entry()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'loyalty_last_entry'
+LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.last_entry() IS
+    'The ledger entry id written by this session''s last write call (earn, award, redeem, hold, capture, release, reverse, refund, adjust, merge_members, an order''s insert), as lastval() is for sequences: for a replay, the entry the first call wrote; NULL if that call wrote none; 55000 before any (or after a rollback of it)';
+
 #include "udfs/adjust/1.4.sql"
 COMMENT ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) IS
     'Administrator correction by a signed number of points, with a reason; returns the ledger entry id';

@@ -1,5 +1,5 @@
 -- ---------------------------------------------------------------------------
--- Partitioning and retention of the ledger (issue 8, one node).
+-- Partitioning and retention of the ledger (one node).
 -- ---------------------------------------------------------------------------
 -- loyalty.partition_ledger() turns the ledger into a table RANGE-partitioned
 -- on created_at (recording time, set by the database: a row's partition is

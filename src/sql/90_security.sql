@@ -27,6 +27,7 @@ REVOKE ALL ON FUNCTION
     loyalty.release(bigint, text),
     loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
     loyalty.refund(bigint, text, numeric, text, text),
+    loyalty.last_entry(),
     loyalty.adjust(bigint, numeric, text, text, text),
     loyalty.release_expired(bigint),
     loyalty.merge_members(bigint, bigint, text),
@@ -56,6 +57,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.release(bigint, text),
     loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
     loyalty.refund(bigint, text, numeric, text, text),
+    loyalty.last_entry(),
     loyalty.balance(bigint),
     loyalty.balance_at(bigint, timestamptz),
     loyalty.history(bigint, timestamptz, integer)

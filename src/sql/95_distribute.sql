@@ -1,5 +1,5 @@
 -- ---------------------------------------------------------------------------
--- Scale-out on Citus (issue 8): loyalty.distribute() turns the extension's
+-- Scale-out on Citus: loyalty.distribute() turns the extension's
 -- tables into Citus tables on a coordinator and routes the member-first API
 -- to the member's worker.  README.md, "Scale-out on Citus", is the manual.
 -- ---------------------------------------------------------------------------

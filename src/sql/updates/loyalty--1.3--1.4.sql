@@ -90,6 +90,15 @@ COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
     'Refund a purchase known by its reference (the order): all that is left of it, or amount of it, taking back points in proportion; returns the points taken back';
 REVOKE ALL ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) TO loyalty_app, loyalty_admin;
+-- the entry id of the session's last write call
+CREATE FUNCTION loyalty.last_entry()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'loyalty_last_entry'
+LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.last_entry() IS
+    'The ledger entry id written by this session''s last write call (earn, award, redeem, hold, capture, release, reverse, refund, adjust, merge_members, an order''s insert), as lastval() is for sequences: for a replay, the entry the first call wrote; NULL if that call wrote none; 55000 before any (or after a rollback of it)';
+REVOKE ALL ON FUNCTION loyalty.last_entry() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.last_entry() TO loyalty_app, loyalty_admin;
 -- On Citus (after loyalty.distribute()), the re-created member-first
 -- functions are routed by their member again, as distribute() routed them.
 DO $$
