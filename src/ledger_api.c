@@ -132,18 +132,16 @@ RequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
 }
 
 /*
- * A points argument: declared numeric, so that every driver's integers,
- * decimals and strings reach it; only a whole number within the points
- * range is accepted (points_from_numeric says why not).
+ * The type an argument arrived as: the call's expression says (it is the
+ * resolved type of a polymorphic argument), or else the declaration.
  */
-static Points
-ArgPoints(FunctionCallInfo fcinfo, int argno)
+static Oid
+ArgType(FunctionCallInfo fcinfo, int argno)
 {
 	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, argno);
 
 	if (!OidIsValid(type))
 	{
-		/* called without an expression: the declaration says */
 		HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
 
 		if (!HeapTupleIsValid(tp))
@@ -151,10 +149,79 @@ ArgPoints(FunctionCallInfo fcinfo, int argno)
 		type = ((Form_pg_proc) GETSTRUCT(tp))->proargtypes.values[argno];
 		ReleaseSysCache(tp);
 	}
+	return type;
+}
+
+/*
+ * A points argument: declared numeric, so that every driver's integers,
+ * decimals and strings reach it; only a whole number within the points
+ * range is accepted (points_from_numeric says why not).
+ */
+static Points
+ArgPoints(FunctionCallInfo fcinfo, int argno)
+{
 	/* an older schema (before ALTER EXTENSION UPDATE) declares loyalty.points */
-	if (type != NUMERICOID)
+	if (ArgType(fcinfo, argno) != NUMERICOID)
 		return PG_GETARG_POINTS(argno);
 	return DatumGetPoints(DirectFunctionCall1(points_from_numeric, PG_GETARG_DATUM(argno)));
+}
+
+/*
+ * A money amount, or NULL: numeric, or double precision (the overloads that
+ * take what psycopg 3 and JDBC bind a float as), read as PostgreSQL's own
+ * float8 -> numeric cast reads it, to 15 significant digits, so that 19.99
+ * is 19.99 and 0.1 + 0.2 is 0.3.  NaN and infinities reach the operation's
+ * checks as numeric NaN and infinities, which refuse them.
+ */
+static Numeric
+ArgAmount(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	if (ArgType(fcinfo, argno) == FLOAT8OID)
+		return DatumGetNumeric(DirectFunctionCall1(float8_numeric, PG_GETARG_DATUM(argno)));
+	return PG_GETARG_NUMERIC(argno);
+}
+
+/* Says which argument a JSON syntax error is about, and what to send. */
+static void
+LinesErrorContext(void *arg)
+{
+	(void) arg;
+	errcontext("reading the lines argument, which must be a JSON array of order lines "
+			   "(node-postgres: JSON.stringify(lines), not the array itself)");
+}
+
+/*
+ * Order lines, or NULL: declared anycompatible so that jsonb, json and text
+ * (what psycopg's Json(), JDBC's setString and node-postgres's strings
+ * bind) all reach it without a cast; json and text are parsed as jsonb.
+ */
+static Jsonb *
+ArgLines(FunctionCallInfo fcinfo, int argno)
+{
+	Oid			type;
+	Datum		parsed;
+	ErrorContextCallback errcb;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	type = ArgType(fcinfo, argno);
+	/* a call without an expression (none in the extension) passes jsonb */
+	if (type == JSONBOID || type == ANYCOMPATIBLEOID)
+		return PG_GETARG_JSONB_P(argno);
+	if (type != JSONOID && type != TEXTOID && type != VARCHAROID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("lines must be json, jsonb or text, not %s", format_type_be(type)),
+				 errhint("Send the order lines as a JSON array: [{\"category\": ..., \"product\": ..., \"quantity\": ..., \"amount\": ...}].")));
+	errcb.callback = LinesErrorContext;
+	errcb.arg = NULL;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	parsed = DirectFunctionCall1(jsonb_in, CStringGetDatum(TextDatumGetCString(PG_GETARG_DATUM(argno))));
+	error_context_stack = errcb.previous;
+	return DatumGetJsonbP(parsed);
 }
 
 /* An optional text argument, or NULL. */
@@ -162,12 +229,6 @@ static text *
 OptText(FunctionCallInfo fcinfo, int argno)
 {
 	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_TEXT_PP(argno);
-}
-
-static Numeric
-OptNumeric(FunctionCallInfo fcinfo, int argno)
-{
-	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_NUMERIC(argno);
 }
 
 static OptTime
@@ -190,8 +251,8 @@ EarnArgs(FunctionCallInfo fcinfo, EarnRequest *r, int lines_arg, int channel_arg
 	memset(r, 0, sizeof(*r));
 	RequireArg(fcinfo, 0, "member");
 	r->member_id = PG_GETARG_INT64(0);
-	r->amount = OptNumeric(fcinfo, 1);
-	r->lines = PG_ARGISNULL(lines_arg) ? NULL : PG_GETARG_JSONB_P(lines_arg);
+	r->amount = ArgAmount(fcinfo, 1);
+	r->lines = ArgLines(fcinfo, lines_arg);
 	r->channel = OptText(fcinfo, channel_arg);
 	r->reference = reference_arg >= 0 ? OptText(fcinfo, reference_arg) : NULL;
 	r->idempotency_key = key_arg >= 0 ? OptText(fcinfo, key_arg) : NULL;
@@ -351,7 +412,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	r.has_points = !PG_ARGISNULL(2);
 	if (r.has_points)
 		r.points = ArgPoints(fcinfo, 2);
-	r.amount = OptNumeric(fcinfo, 3);
+	r.amount = ArgAmount(fcinfo, 3);
 	r.reference = OptText(fcinfo, 4);
 	r.reason = OptText(fcinfo, 5);
 	r.idempotency_key = OptText(fcinfo, 6);
@@ -374,7 +435,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 1, "reference");
 	r.member_id = PG_GETARG_INT64(0);
 	r.reference = PG_GETARG_TEXT_PP(1);
-	r.amount = OptNumeric(fcinfo, 2);
+	r.amount = ArgAmount(fcinfo, 2);
 	r.reason = OptText(fcinfo, 3);
 	r.idempotency_key = OptText(fcinfo, 4);
 	ledger_refund(&r, &res);

@@ -36,16 +36,12 @@ COMMENT ON FUNCTION loyalty.set_member_status(bigint, text) IS
 
 -- the write path (C, src/ledger.c) -------------------------------------------
 
-CREATE FUNCTION loyalty.earn(
-    member bigint, amount numeric,
-    channel text DEFAULT NULL, reference text DEFAULT NULL,
-    idempotency_key text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL,
-    lines jsonb DEFAULT NULL, store text DEFAULT NULL)
-RETURNS loyalty.points
-AS 'MODULE_PATHNAME', 'loyalty_earn'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, jsonb, text) IS
-    'Credit points for a purchase of amount, or of order lines (jsonb [{category, product, quantity, amount}]), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+#include "udfs/earn/1.4.sql"
+#include "udfs/earn/1.4-float8.sql"
+COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text) IS
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+COMMENT ON FUNCTION loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) IS
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 
 #include "udfs/award/1.4.sql"
 COMMENT ON FUNCTION loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz) IS
@@ -75,8 +71,11 @@ COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text
     'Undo an entry fully or partly (by points, or by refunded amount in proportion); never more than the entry; returns points reversed';
 
 #include "udfs/refund/1.4.sql"
+#include "udfs/refund/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
-    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it, taking back points in proportion; returns the points taken back';
+    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+COMMENT ON FUNCTION loyalty.refund(bigint, text, double precision, text, text) IS
+    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
 
 CREATE FUNCTION loyalty.last_entry()
 RETURNS bigint

@@ -139,14 +139,12 @@ COMMENT ON FUNCTION loyalty.set_activity_rule(bigint, text, loyalty.points, inte
 COMMENT ON FUNCTION loyalty.record_activity(bigint, text, text, text) IS
     'Record a non-purchase activity (signup, review, survey...); awards its points unless a cap or the budget is reached (then 0); the outcome is kept in loyalty.activities';
 
-CREATE FUNCTION loyalty.preview_earn(member bigint, amount numeric DEFAULT NULL, lines jsonb DEFAULT NULL,
-                                     channel text DEFAULT NULL, store text DEFAULT NULL,
-                                     occurred_at timestamptz DEFAULT NULL)
-RETURNS jsonb
-AS 'MODULE_PATHNAME', 'loyalty_preview_earn'
-LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION loyalty.preview_earn(bigint, numeric, jsonb, text, text, timestamptz) IS
-    'The points a purchase (amount or order lines) would earn and why, as jsonb, without writing anything';
+#include "udfs/preview_earn/1.4.sql"
+#include "udfs/preview_earn/1.4-float8.sql"
+COMMENT ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz) IS
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+COMMENT ON FUNCTION loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) IS
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
 
 -- "Why did I get 37 points?": every earn with rules or lines keeps its
 -- explanation in the ledger row's details.
@@ -172,10 +170,12 @@ GRANT EXECUTE ON FUNCTION
     loyalty.set_earning_rule_active(bigint, boolean),
     loyalty.set_activity_rule(bigint, text, loyalty.points, integer, integer, integer, integer, loyalty.points)
 TO loyalty_admin;
-REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, jsonb, text, text, timestamptz),
+REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz),
+    loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz),
     loyalty.earn_explanation(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.record_activity(bigint, text, text, text),
-    loyalty.preview_earn(bigint, numeric, jsonb, text, text, timestamptz),
+    loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz),
+    loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz),
     loyalty.earn_explanation(bigint, bigint) TO loyalty_app, loyalty_admin;
 
 -- The channel trigger --------------------------------------------------------

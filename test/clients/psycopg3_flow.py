@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 failures = 0
 
@@ -143,13 +143,17 @@ with psycopg.connect(autocommit=True) as listener:
                 break
 check("LISTEN loyalty_events receives points.earned", payload is not None, payload)
 
-# a float amount is bound as double precision, which no numeric parameter takes
-try:
-    one("SELECT loyalty.earn(%s, %s, reference => %s)", member, 9.99, "order-984")
-    check("a float amount (9.99) is refused (float8 -> numeric is no implicit cast)", False, "accepted")
-except psycopg.errors.UndefinedFunction as e:
-    check("a float amount (9.99) is refused (float8 -> numeric is no implicit cast)",
-          e.sqlstate == "42883", f"{type(e).__name__} {e.sqlstate}: {str(e).splitlines()[0]}")
+# a float amount is bound as double precision, which the float overloads take,
+# reading it to 15 significant digits
+earned = one("SELECT loyalty.earn(%s, %s, reference => %s)", member, 9.99, "order-984")
+check("a float amount (9.99) earns", earned == "99", repr(earned))
+amount = one("SELECT amount FROM loyalty.history(%s) WHERE reference = %s", member, "order-984")
+check("...and is recorded as Decimal('9.99')", amount == Decimal("9.99"), repr(amount))
+# lines as json (Json()) and as a str of JSON are taken too
+earned = one(sql_lines, member, "order-985", occurred, Json(lines))
+check("earn(lines => Json(list of dicts))", earned == "420", repr(earned))
+earned = one(sql_lines, member, "order-986", occurred, json.dumps(lines))
+check("earn(lines => json.dumps(list of dicts))", earned == "420", repr(earned))
 
 # errors: the SQLSTATE is e.sqlstate
 try:

@@ -3,10 +3,20 @@
 -- psycopg 3 binds int2/int4/int8 or numeric, node-postgres sends text,
 -- JDBC setLong an int8); fractions are refused; points values still pass;
 -- and with loyalty on the search path, points and integer arithmetic and
--- comparisons resolve without ambiguity.
+-- comparisons resolve without ambiguity.  Amounts take double precision
+-- (psycopg 3's float, JDBC's setDouble) as well as numeric, and order lines
+-- take jsonb, json and text.
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(23);
+SELECT plan(42);
+
+-- the points a prepared statement returns (EXECUTE cannot be a subquery)
+CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE r bigint;
+BEGIN
+    EXECUTE stmt INTO r;
+    RETURN r;
+END $$;
 
 SELECT create_program('drivers', expiry_period => interval '1 year') AS p \gset
 SELECT enroll(:p, 'pos', 'drv-1') AS m \gset
@@ -47,6 +57,39 @@ SELECT throws_ok(format('SELECT award(%s, 8, %L, idempotency_key => %L)', :m, 'k
 -- the "not given" of expires_at is no value a caller can send
 SELECT throws_ok(format('SELECT award(%s, 1, %L, expires_at => %L)', :m, 'past', '2000-01-01 00:00:00+00'),
                  '22023', 'expires_at must lie in the future', 'expires_at at the epoch of timestamps is refused as past');
+
+-- amounts: numeric as before, and floats as psycopg 3 and JDBC bind them
+PREPARE earn_float8(bigint, double precision, text) AS SELECT earn($1, $2, reference => $3);
+PREPARE earn_numeric(bigint, numeric, text) AS SELECT earn($1, $2, reference => $3);
+PREPARE earn_untyped(bigint, unknown, unknown) AS SELECT earn($1, $2, reference => $3);
+PREPARE earn_int4(integer, integer, unknown) AS SELECT earn($1, $2, reference => $3);
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_float8(%s, 19.99, %L)', :m, 'f-1')), 19::bigint, 'a double precision amount (psycopg 3 float, JDBC setDouble)');
+SELECT is((SELECT amount FROM ledger WHERE member_id = :m AND reference = 'f-1'), 19.99, '...recorded as 19.99, the float''s 15 significant digits');
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_float8(%s, %s, %L)', :m, (0.1::float8 + 0.2::float8) * 100, 'f-2')), 30::bigint, '(0.1 + 0.2) * 100 as a float');
+SELECT is((SELECT amount FROM ledger WHERE member_id = :m AND reference = 'f-2'), 30::numeric, '...counts as 30, not 30.000000000000004');
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_numeric(%s, 12.345, %L)', :m, 'n-1')), 12::bigint, 'a numeric amount');
+SELECT is((SELECT amount FROM ledger WHERE member_id = :m AND reference = 'n-1'), 12.345, '...kept exactly');
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_untyped(%s, %L, %L)', :m, '7.50', 'u-1')), 7::bigint, 'an untyped amount (node-postgres)');
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_int4(%s, 8, %L)', :m, 'i-1')), 8::bigint, 'an integer amount');
+SELECT throws_ok(format('SELECT earn(%s, %L::float8)', :m, 'NaN'), '22023', NULL, 'a NaN float amount is refused');
+SELECT throws_ok(format('SELECT earn(%s, %L::float8)', :m, '-Infinity'), '22023', NULL, 'an infinite float amount is refused');
+SELECT is(preview_earn(:m, 10.5::float8)->>'earn_base', '10.5', 'preview_earn takes a float amount');
+SELECT is(refund(:m, 'f-1', 9.99::float8)::bigint, 9::bigint, 'refund takes a float amount');
+SELECT is(refund(:m, 'f-1')::bigint, 10::bigint, '...and, with none, refunds the rest');
+
+-- order lines: jsonb, json (psycopg's Json(), JDBC's PGobject "json") and text (setString, node-postgres)
+SELECT is(earn(:m, NULL, reference => 'l-jsonb', lines => '[{"category": "books", "product": "B-1", "quantity": 1, "amount": 10}]'::jsonb)::bigint,
+          10::bigint, 'lines as jsonb');
+SELECT is(earn(:m, NULL, reference => 'l-json', lines => '[{"category": "books", "product": "B-1", "quantity": 1, "amount": 10}]'::json)::bigint,
+          10::bigint, 'lines as json');
+PREPARE earn_lines_text(bigint, text, varchar) AS SELECT earn($1, NULL, reference => $2, lines => $3);
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_lines_text(%s, %L, %L)', :m, 'l-text', '[{"category": "books", "product": "B-1", "quantity": 1, "amount": 10}]')),
+          10::bigint, 'lines as varchar (JDBC setString)');
+SELECT throws_ok(format('SELECT earn(%s, NULL, lines => %L)', :m, '{"{\"sku\": 1}"}'), '22P02', NULL,
+                 'an array literal (a JS array sent as is) is no JSON');
+SELECT throws_ok(format('SELECT earn(%s, NULL, lines => 5)', :m), '42804', 'lines must be json, jsonb or text, not integer',
+                 'lines of another type are refused');
+SELECT is((SELECT count(*) FROM verify()), 0::bigint, 'the books balance');
 
 -- points arithmetic and comparisons with integers stay points, without ambiguity
 SELECT is(pg_typeof('5'::points + 1)::text, 'points', 'points + 1 is points');

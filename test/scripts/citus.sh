@@ -124,8 +124,9 @@ check "no loyalty table is left local" \
     "SELECT count(*) = 0 FROM pg_class c WHERE c.relnamespace = 'loyalty'::regnamespace
        AND c.relkind IN ('r', 'p') AND NOT c.relispartition
        AND c.oid NOT IN (SELECT logicalrelid FROM pg_dist_partition)"
+# earn in both its forms (numeric and double precision amounts)
 check "the write API is registered as distributed functions (by member)" \
-    "SELECT count(*) = 8 FROM pg_dist_object o WHERE o.classid = 'pg_proc'::regclass
+    "SELECT count(*) = 9 FROM pg_dist_object o WHERE o.classid = 'pg_proc'::regclass
        AND o.distribution_argument_index = 0
        AND o.objid::regproc::text IN ('loyalty.earn', 'loyalty.award', 'loyalty.redeem', 'loyalty.hold',
            'loyalty.reverse', 'loyalty.adjust', 'loyalty.balance', 'loyalty.history')"

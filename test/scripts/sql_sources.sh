@@ -185,14 +185,16 @@ for src, incs in includes.items():
 for path in udfs:
     if path not in used:
         fail('%s is included nowhere' % path)
-newest = {}
+newest = {}                            # (name, suffix) -> path; a suffix names an overload
 for path, (name, v, suffix, _) in udfs.items():
-    if not suffix and (name not in newest or version(v) > version(udfs[newest[name]][1])):
-        newest[name] = path
+    key = (name, suffix or '')
+    if key not in newest or version(v) > version(udfs[newest[key]][1]):
+        newest[key] = path
 current_incs = ['src/sql/' + inc for src in fragments for _, inc in includes[src]]
 for path in current_incs:
-    if path in udfs and path != newest.get(udfs[path][0]):
-        fail('the fragments include %s, not the newest %s' % (path, newest.get(udfs[path][0])))
+    key = (udfs[path][0], udfs[path][2] or '') if path in udfs else None
+    if path in udfs and path != newest.get(key):
+        fail('the fragments include %s, not the newest %s' % (path, newest.get(key)))
     if current_incs.count(path) > 1:
         fail('the fragments include %s %d times' % (path, current_incs.count(path)))
 
@@ -200,7 +202,7 @@ if not failed:
     print('ok   every body is written once: %d files for %d functions, procedures and views in '
           'src/sql/udfs/, none inline in the %d fragments and %d templates, the newest of each '
           'in the install script'
-          % (len(udfs), len(newest), len(fragments), len(templates)))
+          % (len(udfs), len({name for name, _ in newest}), len(fragments), len(templates)))
 sys.exit(1 if failed else 0)
 PY
 exit $fail

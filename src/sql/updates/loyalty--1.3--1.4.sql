@@ -86,10 +86,13 @@ GRANT EXECUTE ON FUNCTION loyalty.balance(bigint), loyalty.balance_at(bigint, ti
 
 -- a refund knows only the order
 #include "udfs/refund/1.4.sql"
+#include "udfs/refund/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
-    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it, taking back points in proportion; returns the points taken back';
-REVOKE ALL ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) TO loyalty_app, loyalty_admin;
+    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+COMMENT ON FUNCTION loyalty.refund(bigint, text, double precision, text, text) IS
+    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+REVOKE ALL ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loyalty.refund(bigint, text, double precision, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loyalty.refund(bigint, text, double precision, text, text) TO loyalty_app, loyalty_admin;
 -- the entry id of the session's last write call
 CREATE FUNCTION loyalty.last_entry()
 RETURNS bigint
@@ -99,6 +102,25 @@ COMMENT ON FUNCTION loyalty.last_entry() IS
     'The ledger entry id written by this session''s last write call (earn, award, redeem, hold, capture, release, reverse, refund, adjust, merge_members, an order''s insert), as lastval() is for sequences: for a replay, the entry the first call wrote; NULL if that call wrote none; 55000 before any (or after a rollback of it)';
 REVOKE ALL ON FUNCTION loyalty.last_entry() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.last_entry() TO loyalty_app, loyalty_admin;
+-- amounts as drivers bind floats, and order lines as jsonb, json or text
+DROP FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, jsonb, text);
+#include "udfs/earn/1.4.sql"
+#include "udfs/earn/1.4-float8.sql"
+COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text) IS
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+COMMENT ON FUNCTION loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) IS
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+REVOKE ALL ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text), loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text), loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) TO loyalty_app, loyalty_admin;
+DROP FUNCTION loyalty.preview_earn(bigint, numeric, jsonb, text, text, timestamptz);
+#include "udfs/preview_earn/1.4.sql"
+#include "udfs/preview_earn/1.4-float8.sql"
+COMMENT ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz) IS
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+COMMENT ON FUNCTION loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) IS
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) TO loyalty_app, loyalty_admin;
 -- On Citus (after loyalty.distribute()), the re-created member-first
 -- functions are routed by their member again, as distribute() routed them.
 DO $$
@@ -112,6 +134,11 @@ BEGIN
                 'loyalty.hold(bigint, numeric, interval, text, text, text)',
                 'loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text)',
                 'loyalty.refund(bigint, text, numeric, text, text)',
+                'loyalty.refund(bigint, text, double precision, text, text)',
+                'loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text)',
+                'loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text)',
+                'loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz)',
+                'loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz)',
                 'loyalty.balance(bigint)',
                 'loyalty.balance_at(bigint, timestamptz)',
                 'loyalty.adjust(bigint, numeric, text, text, text)',
