@@ -816,10 +816,48 @@ ReturnToLots(Member *m, int64 source, Points points)
 {
 	AccountDelta d = {0};
 
-	LowerExpiryBound(m, &d, store_return_to_lots(m->w, m->member_id, source, points));
+	LowerExpiryBound(m, &d, store_return_to_lots(m->w, m->member_id, source, points, NULL));
 	/* a lot given back to may expire before the bound (rare: a refund) */
 	if (d.expiry_floor != 0)
 		UpdateAccount(m, &d);
+}
+
+/*
+ * Give `points` of entry `source` of merged-away member `a` back to its
+ * survivor `s`, in new lots of the survivor's entry `entry_id` that keep the
+ * expiry of the lots the points came from.
+ */
+static void
+ReturnToSurvivor(Member *a, Member *s, int64 source, Points points, int64 entry_id)
+{
+	AccountDelta d = {0};
+	LotRow		into = {0};
+
+	into.member_id = s->member_id;
+	into.entry_id = entry_id;
+	into.vests_at = s->now;
+	LowerExpiryBound(s, &d, store_return_to_lots(s->w, a->member_id, source, points, &into));
+	if (d.expiry_floor != 0)
+		UpdateAccount(s, &d);
+}
+
+/*
+ * The member a merged-away member's books went to, or 0.  A merge repoints
+ * the members merged into its absorbed member, so this is one step.
+ */
+static int64
+MergedInto(int64 member_id)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		into;
+
+	values[0] = Int64GetDatum(member_id);
+	ExecStmt(S_MERGED, values, NULL, 1);
+	if (SPI_processed != 1)
+		return 0;
+	into = Col(0, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(into);
 }
 
 /* Open (not yet given back) points of a debit entry's allocations. */
@@ -1533,8 +1571,8 @@ ledger_release(const ReleaseRequest *r, LedgerResult *res)
  * cannot be found is forgiven or becomes debt by the program's policy.
  */
 static Points
-ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_spendable,
-			  Points want, Datum amount, int64 *entry_out)
+ReverseCredit(Member *m, Entry *e, int64 lot_member, int64 lot_id, Points lot_remaining,
+			  bool lot_spendable, Points want, Datum amount, int64 *entry_out)
 {
 	AccountDelta d = {0};
 	Points		own = Min(lot_remaining, want);
@@ -1555,6 +1593,12 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 					 "\"shortfall\": %lld, \"policy\": \"%s\"}",
 					 (long long) want, (long long) own, (long long) others, (long long) shortfall,
 					 m->refund_debt ? "debt" : "forgive");
+	if (lot_member != m->member_id)
+	{
+		/* the credit was the merged-away member's: its lot stays there */
+		details.len--;
+		appendStringInfo(&details, ", \"source_member\": %lld}", (long long) lot_member);
+	}
 	e->row.kind = "reverse";
 	e->row.points = -debited;
 	e->row.details = details.data;
@@ -1563,7 +1607,7 @@ ReverseCredit(Member *m, Entry *e, int64 lot_id, Points lot_remaining, bool lot_
 	d.earned = -want;
 	entry_id = InsertEntry(m, e, &d);
 
-	store_take_from_lot(m->w, m->member_id, entry_id, lot_id, own, want, amount);
+	store_take_from_lot(m->w, lot_member, entry_id, lot_id, own, want, amount);
 	if (others > 0)
 		ConsumeLotsExact(m, entry_id, others);
 	*entry_out = entry_id;
@@ -1594,6 +1638,9 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	Numeric		amount = r->amount;
 	int64		src_source;
 	int64		rev_entry = 0;
+	int64		survivor;
+	Member		s;
+	Member	   *on = &m;		/* the member whose balance the reversal moves */
 
 	if (r->has_points && r->amount)
 		ereport(ERROR,
@@ -1662,6 +1709,34 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	}
 	e.row.source_entry = source;
 	e.row.occurred_at = m.now;
+
+	/*
+	 * A merged-away member's points live with its survivor: the reversal
+	 * moves the survivor's balance, and the source's lot and allocations
+	 * (which stay with the absorbed member) record it.  The survivor is
+	 * locked after the absorbed member; only a merge of the closed member
+	 * itself, which fails anyway, locks them the other way.
+	 */
+	survivor = MergedInto(member_id);
+	while (survivor != 0)
+	{
+		int64		next;
+
+		memset(&s, 0, sizeof(s));
+		s.w = m.w;
+		LockMember(survivor, &s, false);
+		/* merged again before the lock was ours: follow */
+		next = MergedInto(survivor);
+		if (next == 0)
+		{
+			on = &s;
+			ReleaseExpiredHolds(&s);
+			/* the key is the absorbed member's (keys are per member) */
+			e.row.idem_key = NULL;
+			break;
+		}
+		survivor = next;
+	}
 
 	if (src_points > 0 && (strcmp(kind, "earn") == 0 || strcmp(kind, "award") == 0 ||
 						   strcmp(kind, "adjust") == 0))
@@ -1734,8 +1809,14 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 					 errmsg("entry %lld is already fully reversed", (long long) source)));
 		if (amount)
 			e.row.amount = NumericGetDatum(amount);
+		if (on != &m)
+		{
+			/* the merge moved the lot's remainder to the survivor */
+			remaining = 0;
+			spendable = false;
+		}
 		if (want > 0 || amount)
-			result = ReverseCredit(&m, &e, lot_id, remaining, spendable, want,
+			result = ReverseCredit(on, &e, m.member_id, lot_id, remaining, spendable, want,
 								   amount ? NumericGetDatum(amount) : 0, &rev_entry);
 		else
 			result = 0;
@@ -1749,7 +1830,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 				DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 												  DirectFunctionCall2(numeric_add, rev_amount, NumericGetDatum(amount)),
 												  src_amount)) == 0 ? -1 : 0;
-			UpdateAccount(&m, &d);
+			UpdateAccount(on, &d);
 		}
 	}
 	else if (src_points <= 0 && (strcmp(kind, "redeem") == 0 || strcmp(kind, "capture") == 0 ||
@@ -1780,8 +1861,13 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 		e.row.points = want;
 		d.balance = want;
 		d.redeemed = strcmp(kind, "adjust") == 0 ? 0 : -want;
-		rev_entry = InsertEntry(&m, &e, &d);
-		ReturnToLots(&m, alloc_source, want);
+		if (on != &m)
+			e.row.details = psprintf("{\"source_member\": %lld}", (long long) m.member_id);
+		rev_entry = InsertEntry(on, &e, &d);
+		if (on != &m)
+			ReturnToSurvivor(&m, on, alloc_source, want, rev_entry);
+		else
+			ReturnToLots(&m, alloc_source, want);
 		result = want;
 	}
 	else if (src_points == 0 && strcmp(kind, "earn") == 0)
@@ -1794,8 +1880,8 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 				 errhint("Reverse earn, award, redeem, capture and adjust entries; release holds with loyalty.release().")));
 
 	if (src_points > 0)
-		TierAfterWrite(&m, "refund");
-	IdemStore(&m, e.row.idem_key, "reverse", hash, result, rev_entry);
+		TierAfterWrite(on, "refund");
+	IdemStore(&m, r->idempotency_key, "reverse", hash, result, rev_entry);
 	Finish(&m);
 	res->points = result;
 	res->entry_id = rev_entry;

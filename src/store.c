@@ -791,11 +791,15 @@ CompareGiveBack(const void *a, const void *b)
 /*
  * The rule of giving back: return `points` of debit entry `source_entry` to
  * the lots it took them from, the latest-expiring first (what is given back
- * stays spendable the longest).  Returns the earliest expiry among the lots
- * given to (0: none expires), for the account's expiry bound.
+ * stays spendable the longest).  With `into`, the member was merged away
+ * since: each part goes instead to a new lot of the survivor (into's member,
+ * entry and vesting) that keeps the expiry of the lot it came from, as the
+ * merge moved the lots.  Returns the earliest expiry among the lots given to
+ * (0: none expires), for the account's expiry bound.
  */
 TimestampTz
-store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 points)
+store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 points,
+					 const LotRow *into)
 {
 	const StoreRoutine *reader;
 	Allocation *allocs;
@@ -821,9 +825,22 @@ store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 
 			continue;
 		Choose(w, ST_ALLOC, ACL_SELECT | ACL_UPDATE)->return_allocation(w, member_id, source_entry,
 																		allocs[i].lot_id, give);
-		lot.lot_id = allocs[i].lot_id;
-		lot.tid = allocs[i].lot_tid;
-		Choose(w, ST_LOTS, ACL_SELECT | ACL_UPDATE)->change_lot(w, member_id, &lot, give, 0, (Datum) 0);
+		if (into)
+		{
+			LotRow		moved = *into;
+
+			moved.lot_id = store_next_entry_id(w);
+			moved.original = give;
+			moved.remaining = give;
+			moved.expires_at = allocs[i].lot_expires_at == DT_NOEND ? 0 : allocs[i].lot_expires_at;
+			store_insert_lot(w, &moved);
+		}
+		else
+		{
+			lot.lot_id = allocs[i].lot_id;
+			lot.tid = allocs[i].lot_tid;
+			Choose(w, ST_LOTS, ACL_SELECT | ACL_UPDATE)->change_lot(w, member_id, &lot, give, 0, (Datum) 0);
+		}
 		if (allocs[i].lot_expires_at != DT_NOEND && (first == 0 || allocs[i].lot_expires_at < first))
 			first = allocs[i].lot_expires_at;
 		given += give;

@@ -300,7 +300,7 @@ extern int64 store_next_entry_id(StoreWriter *w);
 extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
 								int64 points, int64 reversed, Datum reversed_amount);
 extern TimestampTz store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry,
-										int64 points);
+										int64 points, const LotRow *into);
 
 /* store.c: for the stores */
 extern const TableShape *store_shape(StoreTable t);

@@ -141,7 +141,7 @@ COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
 COMMENT ON FUNCTION loyalty.history(bigint, timestamptz, integer) IS
     'A member''s ledger entries, newest first';
 
-#include "udfs/verify/1.3.sql"
+#include "udfs/verify/1.4.sql"
 COMMENT ON FUNCTION loyalty.verify() IS
     'Check the ledger invariants; returns one row per violation and no rows when the books are sound';
 

@@ -121,6 +121,8 @@ COMMENT ON FUNCTION loyalty.preview_earn(bigint, double precision, anycompatible
     'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
 REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) TO loyalty_app, loyalty_admin;
+-- a merge of a member in debt moves lots worth its balance plus its debt
+#include-replace "udfs/verify/1.4.sql"
 -- On Citus (after loyalty.distribute()), the re-created member-first
 -- functions are routed by their member again, as distribute() routed them.
 DO $$
