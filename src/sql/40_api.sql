@@ -59,10 +59,7 @@ COMMENT ON FUNCTION loyalty.hold(bigint, numeric, interval, text, text, text) IS
 COMMENT ON FUNCTION loyalty.capture(bigint, numeric, text) IS
     'Redeem a hold (all of it, or points of it, the rest returning to the member); returns the ledger entry id';
 
-CREATE FUNCTION loyalty.release(hold bigint, idempotency_key text DEFAULT NULL)
-RETURNS loyalty.points
-AS 'MODULE_PATHNAME', 'loyalty_release'
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+#include "udfs/release/1.4.sql"
 COMMENT ON FUNCTION loyalty.release(bigint, text) IS
     'Cancel a hold, returning its points to the lots they came from; returns the points released';
 
@@ -107,7 +104,7 @@ COMMENT ON FUNCTION loyalty.merge_members(bigint, bigint, text) IS
 COMMENT ON FUNCTION loyalty.expire_member(bigint, timestamptz) IS
     'Write off the unspent remainder of the member''s lots expired by as_of (default now); idempotent';
 
-#include "udfs/expire_batch/1.3.sql"
+#include "udfs/expire_batch/1.4.sql"
 COMMENT ON FUNCTION loyalty.expire_batch(timestamptz, integer) IS
     'Expire the lots of up to batch_size members (one step of loyalty.expire_points)';
 

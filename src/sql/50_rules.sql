@@ -135,7 +135,7 @@ COMMENT ON TABLE loyalty.activities IS 'Every recorded activity and its outcome 
 COMMENT ON FUNCTION loyalty.set_activity_rule(bigint, text, loyalty.points, integer, integer, integer, integer, loyalty.points) IS
     'Define (or replace) the points, caps and budget of a non-purchase activity';
 
-#include "udfs/record_activity/1.1.sql"
+#include "udfs/record_activity/1.4.sql"
 COMMENT ON FUNCTION loyalty.record_activity(bigint, text, text, text) IS
     'Record a non-purchase activity (signup, review, survey...); awards its points unless a cap or the budget is reached (then 0); the outcome is kept in loyalty.activities';
 

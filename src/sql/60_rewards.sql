@@ -74,11 +74,11 @@ COMMENT ON FUNCTION loyalty.create_reward(bigint, text, text, loyalty.points, bi
 #include "udfs/restock_reward/1.0.sql"
 COMMENT ON FUNCTION loyalty.restock_reward(bigint, bigint) IS 'Add (or, negative, remove) units of a reward''s stock; returns the new stock';
 
-#include "udfs/redeem_reward/1.3.sql"
+#include "udfs/redeem_reward/1.4.sql"
 COMMENT ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) IS
     'Redeem a catalog reward: checks window, tier gate, per-member limit and stock atomically, spends the points, issues a voucher code';
 
-#include "udfs/cancel_redemption/1.1.sql"
+#include "udfs/cancel_redemption/1.4.sql"
 COMMENT ON FUNCTION loyalty.cancel_redemption(bigint, bigint, text) IS
     'Cancel a redemption: points back to their original lots, the unit back to stock; returns the points given back';
 

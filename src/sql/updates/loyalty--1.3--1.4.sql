@@ -11,10 +11,6 @@ GRANT EXECUTE ON FUNCTION loyalty.write_store() TO loyalty_admin;
 -- partition_ledger() keeps the foreign keys a DBA gave the ledger
 #include-replace "udfs/ledger_convert/1.4.sql"
 
--- merges and expiry are operations of the C ledger API (src/ledger.c)
-#include-replace "udfs/merge_members/1.4.sql"
-#include-replace "udfs/expire_member/1.4.sql"
-
 -- == what drivers send ==========================================================
 -- Points arguments are numeric: integers of any width, decimals and strings
 -- all reach them; only whole numbers are accepted.  A signature changes, so
@@ -123,6 +119,49 @@ REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text
 GRANT EXECUTE ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) TO loyalty_app, loyalty_admin;
 -- a merge of a member in debt moves lots worth its balance plus its debt
 #include-replace "udfs/verify/1.4.sql"
+-- results drivers read as integers: points come back as bigint
+DROP FUNCTION loyalty.release(bigint, text);
+#include "udfs/release/1.4.sql"
+COMMENT ON FUNCTION loyalty.release(bigint, text) IS
+    'Cancel a hold, returning its points to the lots they came from; returns the points released';
+REVOKE ALL ON FUNCTION loyalty.release(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.release(bigint, text) TO loyalty_app, loyalty_admin;
+DROP FUNCTION loyalty.merge_members(bigint, bigint, text);
+#include "udfs/merge_members/1.4.sql"
+COMMENT ON FUNCTION loyalty.merge_members(bigint, bigint, text) IS
+    'Merge two records of one person: lots (with their expiry), debt, statistics and identities move to the survivor through merge ledger entries; the absorbed member is closed; returns the points moved';
+REVOKE ALL ON FUNCTION loyalty.merge_members(bigint, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.merge_members(bigint, bigint, text) TO loyalty_admin;
+DROP FUNCTION loyalty.expire_member(bigint, timestamptz);
+#include "udfs/expire_member/1.4.sql"
+COMMENT ON FUNCTION loyalty.expire_member(bigint, timestamptz) IS
+    'Write off the unspent remainder of the member''s lots expired by as_of (default now); idempotent';
+REVOKE ALL ON FUNCTION loyalty.expire_member(bigint, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.expire_member(bigint, timestamptz) TO loyalty_admin;
+DROP FUNCTION loyalty.expire_batch(timestamptz, integer);
+#include "udfs/expire_batch/1.4.sql"
+COMMENT ON FUNCTION loyalty.expire_batch(timestamptz, integer) IS
+    'Expire the lots of up to batch_size members (one step of loyalty.expire_points)';
+REVOKE ALL ON FUNCTION loyalty.expire_batch(timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.expire_batch(timestamptz, integer) TO loyalty_admin;
+DROP FUNCTION loyalty.cancel_redemption(bigint, bigint, text);
+#include "udfs/cancel_redemption/1.4.sql"
+COMMENT ON FUNCTION loyalty.cancel_redemption(bigint, bigint, text) IS
+    'Cancel a redemption: points back to their original lots, the unit back to stock; returns the points given back';
+REVOKE ALL ON FUNCTION loyalty.cancel_redemption(bigint, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.cancel_redemption(bigint, bigint, text) TO loyalty_app, loyalty_admin;
+DROP FUNCTION loyalty.record_activity(bigint, text, text, text);
+#include "udfs/record_activity/1.4.sql"
+COMMENT ON FUNCTION loyalty.record_activity(bigint, text, text, text) IS
+    'Record a non-purchase activity (signup, review, survey...); awards its points unless a cap or the budget is reached (then 0); the outcome is kept in loyalty.activities';
+REVOKE ALL ON FUNCTION loyalty.record_activity(bigint, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.record_activity(bigint, text, text, text) TO loyalty_app, loyalty_admin;
+DROP FUNCTION loyalty.redeem_reward(bigint, bigint, text, text);
+#include "udfs/redeem_reward/1.4.sql"
+COMMENT ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) IS
+    'Redeem a catalog reward: checks window, tier gate, per-member limit and stock atomically, spends the points, issues a voucher code';
+REVOKE ALL ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) TO loyalty_app, loyalty_admin;
 -- On Citus (after loyalty.distribute()), the re-created member-first
 -- functions are routed by their member again, as distribute() routed them.
 DO $$
@@ -137,6 +176,10 @@ BEGIN
                 'loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text)',
                 'loyalty.refund(bigint, text, numeric, text, text)',
                 'loyalty.refund(bigint, text, double precision, text, text)',
+                'loyalty.expire_member(bigint, timestamptz)',
+                'loyalty.cancel_redemption(bigint, bigint, text)',
+                'loyalty.record_activity(bigint, text, text, text)',
+                'loyalty.redeem_reward(bigint, bigint, text, text)',
                 'loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text)',
                 'loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text)',
                 'loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz)',

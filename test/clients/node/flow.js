@@ -42,7 +42,7 @@ async function main () {
   // earn: a number amount is sent as its text, '23.4'; points come back as a string
   let earned = await one(`SELECT loyalty.earn($1, $2, channel => $3, reference => $4,
       idempotency_key => $5)`, [member, 23.40, 'pos', 'order-981', 'pos-17:order-981'])
-  check('earn(23.40) (a number) returns points as a string', earned === '234', earned)
+  check('earn(23.40) (a number) returns points (bigint) as a string', earned === '234', earned)
 
   // lines: a JS array becomes a PostgreSQL array literal, which is no JSON
   const lines = [{ category: 'books', product: 'B-1', quantity: 2, amount: 30.00 },

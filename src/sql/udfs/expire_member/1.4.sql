@@ -1,4 +1,4 @@
 CREATE FUNCTION loyalty.expire_member(member bigint, as_of timestamptz DEFAULT NULL)
-RETURNS loyalty.points
+RETURNS bigint
 AS 'MODULE_PATHNAME', 'loyalty_expire_member'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;

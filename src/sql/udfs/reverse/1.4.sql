@@ -3,6 +3,6 @@ CREATE FUNCTION loyalty.reverse(
     points numeric DEFAULT NULL, amount numeric DEFAULT NULL,
     reference text DEFAULT NULL, reason text DEFAULT NULL,
     idempotency_key text DEFAULT NULL)
-RETURNS loyalty.points
+RETURNS bigint
 AS 'MODULE_PATHNAME', 'loyalty_reverse'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
