@@ -1717,7 +1717,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	 * locked after the absorbed member; only a merge of the closed member
 	 * itself, which fails anyway, locks them the other way.
 	 */
-	survivor = MergedInto(member_id);
+	survivor = strcmp(m.status, "closed") == 0 ? MergedInto(member_id) : 0;
 	while (survivor != 0)
 	{
 		int64		next;

@@ -207,9 +207,13 @@ ArgLines(FunctionCallInfo fcinfo, int argno)
 	if (PG_ARGISNULL(argno))
 		return NULL;
 	type = ArgType(fcinfo, argno);
-	/* a call without an expression (none in the extension) passes jsonb */
-	if (type == JSONBOID || type == ANYCOMPATIBLEOID)
+	if (type == JSONBOID)
 		return PG_GETARG_JSONB_P(argno);
+	/* a call without an expression cannot say: refuse rather than guess */
+	if (type == ANYCOMPATIBLEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDETERMINATE_DATATYPE),
+				 errmsg("could not determine the type of the lines argument")));
 	if (type != JSONOID && type != TEXTOID && type != VARCHAROID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
