@@ -15,7 +15,10 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -183,25 +186,99 @@ ArgAmount(FunctionCallInfo fcinfo, int argno)
 	return PG_GETARG_NUMERIC(argno);
 }
 
-/* Says which argument a JSON syntax error is about, and what to send. */
+/* Says which argument a syntax error is about, and what to send. */
 static void
 LinesErrorContext(void *arg)
 {
 	(void) arg;
 	errcontext("reading the lines argument, which must be a JSON array of order lines "
-			   "(node-postgres: JSON.stringify(lines), not the array itself)");
+			   "or an array of JSON order lines");
+}
+
+/* One order line of an array, as JSON text. */
+static char *
+LineText(Datum d, Oid elemtype)
+{
+	if (elemtype == JSONBOID)
+		return JsonbToCString(NULL, &DatumGetJsonbP(d)->root, VARSIZE(DatumGetPointer(d)));
+	return TextDatumGetCString(d);
 }
 
 /*
- * Order lines, or NULL: declared anycompatible so that jsonb, json and text
- * (what psycopg's Json(), JDBC's setString and node-postgres's strings
- * bind) all reach it without a cast; json and text are parsed as jsonb.
+ * An array of order lines (jsonb[], json[], text[] or varchar[]: what
+ * psycopg, JDBC's createArrayOf and node-postgres send for a list of
+ * objects), as one JSON array.
+ */
+static Datum
+LinesFromArray(ArrayType *arr)
+{
+	Oid			elemtype = ARR_ELEMTYPE(arr);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	StringInfoData buf;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("lines must be a one-dimensional array")));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &nulls, &n);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("order line %d is NULL", i + 1)));
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoString(&buf, LineText(elems[i], elemtype));
+	}
+	appendStringInfoChar(&buf, ']');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * Whether a text opening with a brace is a JSON object (its first string is
+ * followed by a colon) rather than an array literal of quoted elements.
+ */
+static bool
+JsonObjectText(const char *s)
+{
+	s += strspn(s, " \t\n\r");
+	if (*s++ != '{')
+		return false;
+	s += strspn(s, " \t\n\r");
+	if (*s++ != '"')
+		return false;
+	while (*s && *s != '"')
+		s += (*s == '\\' && s[1]) ? 2 : 1;
+	if (*s++ != '"')
+		return false;
+	s += strspn(s, " \t\n\r");
+	return *s == ':';
+}
+
+/*
+ * Order lines, or NULL: declared anycompatible so that what drivers bind
+ * reaches it without a cast: jsonb, json and text holding a JSON array
+ * (psycopg's Json(), JDBC's setString, JSON.stringify), and arrays of
+ * lines, typed (jsonb[], json[], text[], varchar[]) or as the array literal
+ * node-postgres makes of a JS array.  Order lines are always an array, so a
+ * text that opens with a brace and is no JSON object is such a literal.
  */
 static Jsonb *
 ArgLines(FunctionCallInfo fcinfo, int argno)
 {
 	Oid			type;
+	Oid			elemtype;
 	Datum		parsed;
+	char	   *str;
 	ErrorContextCallback errcb;
 
 	if (PG_ARGISNULL(argno))
@@ -214,16 +291,27 @@ ArgLines(FunctionCallInfo fcinfo, int argno)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDETERMINATE_DATATYPE),
 				 errmsg("could not determine the type of the lines argument")));
-	if (type != JSONOID && type != TEXTOID && type != VARCHAROID)
+	elemtype = get_element_type(type);
+	if (type != JSONOID && type != TEXTOID && type != VARCHAROID &&
+		elemtype != JSONBOID && elemtype != JSONOID && elemtype != TEXTOID && elemtype != VARCHAROID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("lines must be json, jsonb or text, not %s", format_type_be(type)),
+				 errmsg("lines must be json, jsonb, text or an array of them, not %s", format_type_be(type)),
 				 errhint("Send the order lines as a JSON array: [{\"category\": ..., \"product\": ..., \"quantity\": ..., \"amount\": ...}].")));
 	errcb.callback = LinesErrorContext;
 	errcb.arg = NULL;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	parsed = DirectFunctionCall1(jsonb_in, CStringGetDatum(TextDatumGetCString(PG_GETARG_DATUM(argno))));
+	if (OidIsValid(elemtype))
+		parsed = LinesFromArray(PG_GETARG_ARRAYTYPE_P(argno));
+	else
+	{
+		str = TextDatumGetCString(PG_GETARG_DATUM(argno));
+		if (type != JSONOID && str[strspn(str, " \t\n\r")] == '{' && !JsonObjectText(str))
+			parsed = LinesFromArray(DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, str, TEXTOID, -1)));
+		else
+			parsed = DirectFunctionCall1(jsonb_in, CStringGetDatum(str));
+	}
 	error_context_stack = errcb.previous;
 	return DatumGetJsonbP(parsed);
 }

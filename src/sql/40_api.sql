@@ -39,9 +39,9 @@ COMMENT ON FUNCTION loyalty.set_member_status(bigint, text) IS
 #include "udfs/earn/1.4.sql"
 #include "udfs/earn/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text) IS
-    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text, or an array of lines), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 COMMENT ON FUNCTION loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) IS
-    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text, or an array of lines), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 
 #include "udfs/award/1.4.sql"
 COMMENT ON FUNCTION loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz) IS

@@ -142,9 +142,9 @@ COMMENT ON FUNCTION loyalty.record_activity(bigint, text, text, text) IS
 #include "udfs/preview_earn/1.4.sql"
 #include "udfs/preview_earn/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz) IS
-    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text, or an array of lines) would earn and why, as jsonb, without writing anything';
 COMMENT ON FUNCTION loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) IS
-    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text, or an array of lines) would earn and why, as jsonb, without writing anything';
 
 -- "Why did I get 37 points?": every earn with rules or lines keeps its
 -- explanation in the ledger row's details.

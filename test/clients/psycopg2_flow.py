@@ -142,6 +142,9 @@ listener.close()
 # a float amount: psycopg2 writes it as a literal (9.99), which is a numeric constant
 earned = one(cur, "SELECT loyalty.earn(%s, %s, reference => %s)", member, 9.99, "order-984")
 check("a float amount (9.99) is sent as a literal and works", earned == 99, repr(earned))
+# a list of Json is written as ARRAY['{...}', ...]: one order line each
+earned = one(cur, sql_lines, member, "order-987", occurred, [Json(line) for line in lines])
+check("earn(lines => [Json(line), ...]) (an array)", earned == 420, repr(earned))
 
 # errors: the SQLSTATE is e.pgcode
 try:

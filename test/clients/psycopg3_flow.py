@@ -154,6 +154,9 @@ earned = one(sql_lines, member, "order-985", occurred, Json(lines))
 check("earn(lines => Json(list of dicts))", earned == 420, repr(earned))
 earned = one(sql_lines, member, "order-986", occurred, json.dumps(lines))
 check("earn(lines => json.dumps(list of dicts))", earned == 420, repr(earned))
+# a list of Jsonb is bound as a jsonb[]: one order line each
+earned = one(sql_lines, member, "order-987", occurred, [Jsonb(line) for line in lines])
+check("earn(lines => [Jsonb(line), ...]) (a jsonb[])", earned == 420, repr(earned))
 
 # errors: the SQLSTATE is e.sqlstate
 try:

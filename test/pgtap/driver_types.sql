@@ -5,10 +5,11 @@
 -- and with loyalty on the search path, points and integer arithmetic and
 -- comparisons resolve without ambiguity.  Amounts take double precision
 -- (psycopg 3's float, JDBC's setDouble) as well as numeric, and order lines
--- take jsonb, json and text.
+-- take jsonb, json, text and arrays of lines (typed, or the array literal
+-- node-postgres makes of a JS array).
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(42);
+SELECT plan(48);
 
 -- the points a prepared statement returns (EXECUTE cannot be a subquery)
 CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -85,9 +86,27 @@ SELECT is(earn(:m, NULL, reference => 'l-json', lines => '[{"category": "books",
 PREPARE earn_lines_text(bigint, text, varchar) AS SELECT earn($1, NULL, reference => $2, lines => $3);
 SELECT is(pg_temp.execute_points(format('EXECUTE earn_lines_text(%s, %L, %L)', :m, 'l-text', '[{"category": "books", "product": "B-1", "quantity": 1, "amount": 10}]')),
           10::bigint, 'lines as varchar (JDBC setString)');
-SELECT throws_ok(format('SELECT earn(%s, NULL, lines => %L)', :m, '{"{\"sku\": 1}"}'), '22P02', NULL,
-                 'an array literal (a JS array sent as is) is no JSON');
-SELECT throws_ok(format('SELECT earn(%s, NULL, lines => 5)', :m), '42804', 'lines must be json, jsonb or text, not integer',
+-- node-postgres sends a JS array of objects as an array literal of JSON texts
+SELECT is(earn(:m, NULL, reference => 'l-literal',
+               lines => '{"{\"category\":\"books\",\"product\":\"B-1\",\"quantity\":1,\"amount\":10}","{\"category\":\"food\",\"product\":\"F-1\",\"quantity\":2,\"amount\":2.5}"}')::bigint,
+          12::bigint, 'lines as an array literal of JSON objects (node-postgres, a JS array)');
+SELECT is((SELECT jsonb_array_length(details->'lines') FROM ledger WHERE reference = 'l-literal'), 2,
+          '...which are read as two lines');
+SELECT is(earn(:m, NULL, reference => 'l-jsonb-array',
+               lines => ARRAY['{"category": "books", "product": "B-1", "quantity": 1, "amount": 10}'::jsonb,
+                              '{"category": "books", "product": "B-2", "quantity": 1, "amount": 3}'::jsonb])::bigint,
+          13::bigint, 'lines as jsonb[] (psycopg 3, a list of Jsonb; JDBC createArrayOf)');
+PREPARE earn_lines_array(bigint, text, text[]) AS SELECT earn($1, NULL, reference => $2, lines => $3);
+SELECT is(pg_temp.execute_points(format('EXECUTE earn_lines_array(%s, %L, %L)', :m, 'l-text-array',
+                                        ARRAY['{"category": "books", "product": "B-3", "quantity": 1, "amount": 4}'])),
+          4::bigint, 'lines as text[]');
+SELECT throws_ok(format('SELECT earn(%s, NULL, lines => %L)', :m, '{"category": "books", "amount": 1}'), '22023',
+                 'order lines must be a JSON array of objects', 'a JSON object in text is read as JSON, and refused');
+SELECT throws_ok(format('SELECT earn(%s, NULL, lines => ARRAY[NULL::jsonb])', :m), '22004', 'order line 1 is NULL',
+                 'a NULL line is refused');
+SELECT throws_ok(format('SELECT earn(%s, NULL, lines => %L)', :m, '{x}'), '22P02', NULL,
+                 'an array literal of something else than JSON is refused');
+SELECT throws_ok(format('SELECT earn(%s, NULL, lines => 5)', :m), '42804', 'lines must be json, jsonb, text or an array of them, not integer',
                  'lines of another type are refused');
 SELECT is((SELECT count(*) FROM verify()), 0::bigint, 'the books balance');
 

@@ -103,18 +103,18 @@ DROP FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, jsonb
 #include "udfs/earn/1.4.sql"
 #include "udfs/earn/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text) IS
-    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text, or an array of lines), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 COMMENT ON FUNCTION loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) IS
-    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
+    'Credit points for a purchase of amount (numeric, or double precision read to 15 significant digits), or of order lines (a JSON array [{category, product, quantity, amount}] as jsonb, json or text, or an array of lines), by the program''s rate and earning rules; the ledger row''s details say why; records purchase statistics; returns the points credited';
 REVOKE ALL ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text), loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.earn(bigint, numeric, text, text, text, timestamptz, anycompatible, text), loyalty.earn(bigint, double precision, text, text, text, timestamptz, anycompatible, text) TO loyalty_app, loyalty_admin;
 DROP FUNCTION loyalty.preview_earn(bigint, numeric, jsonb, text, text, timestamptz);
 #include "udfs/preview_earn/1.4.sql"
 #include "udfs/preview_earn/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz) IS
-    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text, or an array of lines) would earn and why, as jsonb, without writing anything';
 COMMENT ON FUNCTION loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) IS
-    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text) would earn and why, as jsonb, without writing anything';
+    'The points a purchase (amount, numeric or double precision, or order lines as jsonb, json or text, or an array of lines) would earn and why, as jsonb, without writing anything';
 REVOKE ALL ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.preview_earn(bigint, numeric, anycompatible, text, text, timestamptz), loyalty.preview_earn(bigint, double precision, anycompatible, text, text, timestamptz) TO loyalty_app, loyalty_admin;
 -- a merge of a member in debt moves lots worth its balance plus its debt
