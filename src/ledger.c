@@ -62,6 +62,7 @@ typedef enum LedgerStmt
 	S_AVAILABLE,
 	S_ENTRY_GET,
 	S_PURCHASE_BY_REF,
+	S_ABSORBED_PURCHASE,
 	S_LOT_OF_ENTRY,
 	S_OPEN_ALLOC,
 	S_HOLD_GET,
@@ -120,6 +121,13 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"  ON lo.member_id" EQ "l.member_id AND lo.lot_id" EQ "l.entry_id"
 		" WHERE l.member_id" EQ "$1 AND l.reference" EQ "$2 AND l.kind" EQ "'earn'"
 		" ORDER BY l.entry_id LIMIT 2",
+	2, {INT8OID, TEXTOID}},
+	/* the members merged into a member that have a purchase under a reference */
+	[S_ABSORBED_PURCHASE] = {
+		"SELECT DISTINCT l.member_id FROM loyalty.members m JOIN loyalty.ledger l"
+		"  ON l.member_id" EQ "m.member_id"
+		" WHERE m.merged_into" EQ "$1 AND l.reference" EQ "$2 AND l.kind" EQ "'earn'"
+		" LIMIT 2",
 	2, {INT8OID, TEXTOID}},
 	[S_LOT_OF_ENTRY] = {
 		"SELECT lot_id, original" I8 ", remaining" I8 ", reversed" I8 ", reversed_amount,"
@@ -1888,6 +1896,43 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 }
 
 /*
+ * Whose purchase a refund names: the member's own, or, when it has none
+ * under the reference, that of a member merged into it (a customer who
+ * merged two accounts quotes the order, not the account).  Found before any
+ * lock, so that the absorbed member is locked before its survivor, as every
+ * reversal of an absorbed member's entry locks them.  Not on Citus, where
+ * the members merged into one live on every shard.
+ */
+static int64
+PurchaseOwner(int64 member_id, text *reference)
+{
+	Datum		values[2];
+	int64		owner = member_id;
+
+	if (loyalty_distributed())
+		return member_id;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	values[0] = Int64GetDatum(member_id);
+	values[1] = PointerGetDatum(reference);
+	ExecStmt(S_PURCHASE_BY_REF, values, NULL, 1);
+	if (SPI_processed == 0)
+	{
+		ExecStmt(S_ABSORBED_PURCHASE, values, NULL, 2);
+		if (SPI_processed > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_CARDINALITY_VIOLATION),
+					 errmsg("more than one member merged into member %lld has a purchase with reference \"%s\"",
+							(long long) member_id, text_to_cstring(reference)),
+					 errhint("Refund it with the member it was earned by, or reverse its entry with loyalty.reverse().")));
+		if (SPI_processed == 1)
+			owner = ColInt8(0, 1);
+	}
+	SPI_finish();
+	return owner;
+}
+
+/*
  * Refund a purchase known only by its reference (the order): all that is
  * left of it, or `amount` of it, taking back points in proportion, as
  * ledger_reverse does by amount.  The key is the refund's own, so a replay
@@ -1899,6 +1944,7 @@ ledger_refund(const RefundRequest *r, LedgerResult *res)
 {
 	Member		m;
 	int64		hash = 0;
+	int64		owner;
 	int64		entry_id;
 	Numeric		standing;
 	Datum		standing_datum;
@@ -1923,7 +1969,8 @@ ledger_refund(const RefundRequest *r, LedgerResult *res)
 		HashText(&b, r->reason);
 		hash = HashEnd(&b);
 	}
-	if (BeginWrite(r->member_id, false, false, r->idempotency_key, "refund", hash, &m, res))
+	owner = PurchaseOwner(r->member_id, r->reference);
+	if (BeginWrite(owner, false, false, r->idempotency_key, "refund", hash, &m, res))
 		return;
 
 	values[0] = Int64GetDatum(m.member_id);
@@ -1959,7 +2006,7 @@ ledger_refund(const RefundRequest *r, LedgerResult *res)
 	Finish(&m);
 
 	/* the reversal itself, under the lock already held */
-	rr.member_id = r->member_id;
+	rr.member_id = owner;
 	rr.entry_id = entry_id;
 	rr.amount = r->amount ? r->amount : standing;
 	rr.reference = r->reference;

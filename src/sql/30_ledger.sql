@@ -43,6 +43,8 @@ CREATE TABLE loyalty.members (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX members_program_idx ON loyalty.members (program_id);
+-- who was merged into a member (a merge repoints them; a refund looks through them)
+CREATE INDEX members_merged_into_idx ON loyalty.members (merged_into) WHERE merged_into IS NOT NULL;
 COMMENT ON TABLE loyalty.members IS 'Loyalty members; one per person per program (identities map channel ids to them)';
 COMMENT ON COLUMN loyalty.members.merged_into IS 'For a member absorbed by loyalty.merge_members: the surviving member';
 

@@ -70,9 +70,9 @@ COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text
 #include "udfs/refund/1.4.sql"
 #include "udfs/refund/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
-    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+    'Refund a purchase known by its reference (the order), the member''s or that of a member merged into it: all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
 COMMENT ON FUNCTION loyalty.refund(bigint, text, double precision, text, text) IS
-    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+    'Refund a purchase known by its reference (the order), the member''s or that of a member merged into it: all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
 
 CREATE FUNCTION loyalty.last_entry()
 RETURNS bigint

@@ -2,10 +2,11 @@
 -- member's points went: refunding an order placed before a merge takes its
 -- points from the survivor (debt, if any, is the survivor's), and reversing
 -- a redemption gives its points to the survivor, with the expiry of the lots
--- they came from.  The absorbed account stays empty and closed.
+-- they came from.  The absorbed account stays empty and closed.  A refund
+-- by reference also finds the order through the survivor.
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(20);
+SELECT plan(29);
 
 SELECT create_program('merge reversals', expiry_period => interval '1 year', refund_policy => 'debt') AS p \gset
 SELECT enroll(:p, 'pos', 'mr-a') AS a \gset
@@ -52,6 +53,36 @@ SELECT is((SELECT count(*) FROM ledger), (SELECT entries FROM n), '...writes not
 SELECT merge_members(:t, :s);
 SELECT is(refund(:a, 'o-2', 10)::bigint, 10::bigint, 'a refund of the first member''s order after two merges');
 SELECT is((SELECT (balance::bigint, debt::bigint)::text FROM accounts WHERE member_id = :t), '(-60,60)', 'acts on the last survivor');
+
+-- a refund by reference through the survivor: the customer quotes the order,
+-- the shop knows the account it has now
+SELECT enroll(:p, 'pos', 'mr-u') AS u \gset
+SELECT enroll(:p, 'pos', 'mr-v') AS v \gset
+SELECT earn(:u, 30, reference => 'u-1');
+SELECT entry_id AS u1 FROM ledger WHERE member_id = :u AND reference = 'u-1' \gset
+SELECT merge_members(:t, :u);
+SELECT is(refund(:t, 'u-1', 10, idempotency_key => 'mr-through')::bigint, 10::bigint,
+          'refund(survivor, reference) finds the order of a member merged into it');
+SELECT is((SELECT (member_id, source_entry)::text FROM ledger WHERE entry_id = last_entry()), format('(%s,%s)', :t, :u1),
+          '...and reverses that purchase on the survivor');
+SELECT is((SELECT (balance::bigint, debt::bigint)::text FROM accounts WHERE member_id = :t), '(-40,70)',
+          '...which owes it, being in debt: -60 + 30 moved in - 10, and a debt of 60 + 10');
+CREATE TEMP TABLE n2 AS SELECT count(*) AS entries FROM ledger;
+SELECT is(refund(:t, 'u-1', 10, idempotency_key => 'mr-through')::bigint, 10::bigint, 'its replay...');
+SELECT is(refund(:u, 'u-1', 10, idempotency_key => 'mr-through')::bigint, 10::bigint, '...and its replay naming the absorbed member...');
+SELECT is((SELECT count(*) FROM ledger), (SELECT entries FROM n2), '...write nothing');
+SELECT merge_members(:v, :t);
+SELECT is(refund(:v, 'u-1')::bigint, 20::bigint, 'after a further merge the order is found through the last survivor');
+-- the same reference in two absorbed members is ambiguous
+SELECT enroll(:p, 'pos', 'mr-w1') AS w1 \gset
+SELECT enroll(:p, 'pos', 'mr-w2') AS w2 \gset
+SELECT earn(:w1, 5, reference => 'same');
+SELECT earn(:w2, 5, reference => 'same');
+SELECT merge_members(:v, :w1);
+SELECT merge_members(:v, :w2);
+SELECT throws_ok(format('SELECT refund(%s, %L)', :v, 'same'), '21000', NULL,
+                 'an order two absorbed members share is refused as ambiguous');
+SELECT throws_ok(format('SELECT refund(%s, %L)', :v, 'none'), 'P0002', NULL, 'an unknown order is still not found');
 
 SELECT diag(v::text) FROM verify() v;
 SELECT is((SELECT count(*) FROM verify()), 0::bigint, 'the books balance');

@@ -84,11 +84,13 @@ GRANT EXECUTE ON FUNCTION loyalty.balance(bigint), loyalty.balance_at(bigint, ti
 #include "udfs/refund/1.4.sql"
 #include "udfs/refund/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS
-    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+    'Refund a purchase known by its reference (the order), the member''s or that of a member merged into it: all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
 COMMENT ON FUNCTION loyalty.refund(bigint, text, double precision, text, text) IS
-    'Refund a purchase known by its reference (the order): all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
+    'Refund a purchase known by its reference (the order), the member''s or that of a member merged into it: all that is left of it, or amount of it (numeric, or double precision read to 15 significant digits), taking back points in proportion; returns the points taken back';
 REVOKE ALL ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loyalty.refund(bigint, text, double precision, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loyalty.refund(bigint, text, double precision, text, text) TO loyalty_app, loyalty_admin;
+-- who was merged into a member (a merge repoints them; a refund looks through them)
+CREATE INDEX members_merged_into_idx ON loyalty.members (merged_into) WHERE merged_into IS NOT NULL;
 -- the entry id of the session's last write call
 CREATE FUNCTION loyalty.last_entry()
 RETURNS bigint
