@@ -488,6 +488,52 @@ loyalty_release(PG_FUNCTION_ARGS)
 }
 
 /*
+ * An amount declared anycompatible (reverse's, which an overload would make
+ * ambiguous with its points), or NULL: any number type a driver binds, or a
+ * string, read as the casts to numeric read them (a float to 15 significant
+ * digits, as ArgAmount does).
+ */
+static Numeric
+ArgAnyAmount(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	Datum		d;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	d = PG_GETARG_DATUM(argno);
+	switch (ArgType(fcinfo, argno))
+	{
+		case NUMERICOID:
+			return DatumGetNumeric(d);
+		case FLOAT8OID:
+			return DatumGetNumeric(DirectFunctionCall1(float8_numeric, d));
+		case FLOAT4OID:
+			return DatumGetNumeric(DirectFunctionCall1(float4_numeric, d));
+		case INT2OID:
+			return DatumGetNumeric(DirectFunctionCall1(int2_numeric, d));
+		case INT4OID:
+			return DatumGetNumeric(DirectFunctionCall1(int4_numeric, d));
+		case INT8OID:
+			return DatumGetNumeric(DirectFunctionCall1(int8_numeric, d));
+		case TEXTOID:
+		case VARCHAROID:
+			return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(TextDatumGetCString(d)),
+													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		case ANYCOMPATIBLEOID:
+			ereport(ERROR,
+					(errcode(ERRCODE_INDETERMINATE_DATATYPE),
+					 errmsg("could not determine the type of the %s argument", name)));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("%s must be a number, not %s", name, format_type_be(ArgType(fcinfo, argno))),
+					 errhint("Send the amount as a numeric, an integer, a double precision or a string.")));
+	}
+	return NULL;				/* not reached */
+}
+
+/*
  * loyalty.reverse(member, entry, points, amount, reference, reason,
  * idempotency_key): the points reversed.
  */
@@ -504,7 +550,7 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	r.has_points = !PG_ARGISNULL(2);
 	if (r.has_points)
 		r.points = ArgPoints(fcinfo, 2);
-	r.amount = ArgAmount(fcinfo, 3);
+	r.amount = ArgAnyAmount(fcinfo, 3, "amount");
 	r.reference = OptText(fcinfo, 4);
 	r.reason = OptText(fcinfo, 5);
 	r.idempotency_key = OptText(fcinfo, 6);

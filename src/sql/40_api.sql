@@ -64,8 +64,8 @@ COMMENT ON FUNCTION loyalty.release(bigint, text) IS
     'Cancel a hold, returning its points to the lots they came from; returns the points released';
 
 #include "udfs/reverse/1.4.sql"
-COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text) IS
-    'Undo an entry fully or partly (by points, or by refunded amount in proportion); never more than the entry; returns points reversed';
+COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text) IS
+    'Undo an entry fully or partly (by points, or by refunded amount in proportion: amount is any number type or a string); never more than the entry; returns points reversed';
 
 #include "udfs/refund/1.4.sql"
 #include "udfs/refund/1.4-float8.sql"
@@ -134,9 +134,9 @@ COMMENT ON FUNCTION loyalty.balance(bigint) IS
 COMMENT ON FUNCTION loyalty.balance_at(bigint, timestamptz) IS
     'Posted balance (sum of the ledger) as recorded at a past time; answers disputes and month-end questions from the ledger alone';
 
-#include "udfs/history/1.2.sql"
+#include "udfs/history/1.4.sql"
 COMMENT ON FUNCTION loyalty.history(bigint, timestamptz, integer) IS
-    'A member''s ledger entries, newest first';
+    'A member''s ledger entries, newest first: the ledger''s columns, with points and held_delta as bigint';
 
 #include "udfs/verify/1.4.sql"
 COMMENT ON FUNCTION loyalty.verify() IS

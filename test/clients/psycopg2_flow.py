@@ -102,8 +102,8 @@ kinds = sorted({r["kind"] for r in rows})
 check("history() has every kind written", kinds == ["award", "capture", "earn", "hold", "redeem", "reverse"],
       kinds)
 row = next(r for r in rows if r["kind"] == "earn" and r["details"] is not None)  # the lines earn
-check("history() types (bigint, text, points, numeric, timestamptz, jsonb)",
-      types(row) == {"entry_id": "int", "kind": "str", "points": "str", "amount": "Decimal",
+check("history() types (bigint, text, bigint, numeric, timestamptz, jsonb)",
+      types(row) == {"entry_id": "int", "kind": "str", "points": "int", "amount": "Decimal",
                      "created_at": "datetime", "details": "dict"}
       and row["amount"] == Decimal("42.0") and row["created_at"].tzinfo is not None
       and row["details"]["points"] == 420, types(row))

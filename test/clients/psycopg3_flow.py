@@ -112,8 +112,8 @@ kinds = sorted({r["kind"] for r in rows})
 check("history() has every kind written", kinds == ["award", "capture", "earn", "hold", "redeem", "reverse"],
       kinds)
 row = next(r for r in rows if r["kind"] == "earn" and r["details"] is not None)  # the lines earn
-check("history() types (bigint, text, points, numeric, timestamptz, jsonb)",
-      types(row) == {"entry_id": "int", "kind": "str", "points": "str", "amount": "Decimal",
+check("history() types (bigint, text, bigint, numeric, timestamptz, jsonb)",
+      types(row) == {"entry_id": "int", "kind": "str", "points": "int", "amount": "Decimal",
                      "created_at": "datetime", "details": "dict"}
       and row["amount"] == Decimal("42.0") and row["created_at"].tzinfo is not None
       and row["details"]["points"] == 420, types(row))
@@ -149,6 +149,9 @@ earned = one("SELECT loyalty.earn(%s, %s, reference => %s)", member, 9.99, "orde
 check("a float amount (9.99) earns", earned == 99, repr(earned))
 amount = one("SELECT amount FROM loyalty.history(%s) WHERE reference = %s", member, "order-984")
 check("...and is recorded as Decimal('9.99')", amount == Decimal("9.99"), repr(amount))
+entry = one("SELECT entry_id FROM loyalty.history(%s) WHERE reference = %s", member, "order-984")
+reversed_ = one("SELECT loyalty.reverse(%s, %s, amount => %s)", member, entry, 4.99)
+check("reverse(amount => 4.99) takes a float too: 49 points", reversed_ == 49, repr(reversed_))
 # lines as json (Json()) and as a str of JSON are taken too
 earned = one(sql_lines, member, "order-985", occurred, Json(lines))
 check("earn(lines => Json(list of dicts))", earned == 420, repr(earned))

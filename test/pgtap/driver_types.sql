@@ -9,7 +9,7 @@
 -- node-postgres makes of a JS array).
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(48);
+SELECT plan(57);
 
 -- the points a prepared statement returns (EXECUTE cannot be a subquery)
 CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -77,6 +77,19 @@ SELECT throws_ok(format('SELECT earn(%s, %L::float8)', :m, '-Infinity'), '22023'
 SELECT is(preview_earn(:m, 10.5::float8)->>'earn_base', '10.5', 'preview_earn takes a float amount');
 SELECT is(refund(:m, 'f-1', 9.99::float8)::bigint, 9::bigint, 'refund takes a float amount');
 SELECT is(refund(:m, 'f-1')::bigint, 10::bigint, '...and, with none, refunds the rest');
+-- reverse's amount is anycompatible: every number type a driver binds, and strings
+SELECT earn(:m, 100, reference => 'rv-1');
+SELECT entry_id AS rv1 FROM ledger WHERE member_id = :m AND reference = 'rv-1' \gset
+SELECT is(reverse(:m, :rv1, amount => 10.5::float8)::bigint, 10::bigint, 'reverse takes a float amount (psycopg 3, setDouble)');
+SELECT is((SELECT reversed_amount FROM lots WHERE member_id = :m AND lot_id = :rv1), 10.5::numeric, '...read as 10.5');
+SELECT is(reverse(:m, :rv1, amount => 10::int4)::bigint, 10::bigint, 'an integer amount');
+SELECT is(reverse(:m, :rv1, amount => '9.50')::bigint, 10::bigint, 'an untyped string (node-postgres): 30 of 100 refunded so far, 30 points');
+SELECT is(reverse(:m, :rv1, amount => 20.25)::bigint, 20::bigint, 'a numeric');
+SELECT is(reverse(:m, :rv1, 5)::bigint, 5::bigint, 'positional points stay points');
+SELECT throws_ok(format('SELECT reverse(%s, %s, amount => true)', :m, :rv1), '42804', 'amount must be a number, not boolean',
+                 'an amount of another type is refused');
+SELECT throws_ok(format('SELECT reverse(%s, %s, amount => %L)', :m, :rv1, 'ten'), '22P02', NULL, 'a string that is no number is refused');
+SELECT throws_ok(format('SELECT reverse(%s, %s, amount => %L::float8)', :m, :rv1, 'NaN'), '22023', NULL, 'a NaN amount is refused');
 
 -- order lines: jsonb, json (psycopg's Json(), JDBC's PGobject "json") and text (setString, node-postgres)
 SELECT is(earn(:m, NULL, reference => 'l-jsonb', lines => '[{"category": "books", "product": "B-1", "quantity": 1, "amount": 10}]'::jsonb)::bigint,

@@ -38,8 +38,8 @@ COMMENT ON FUNCTION loyalty.hold(bigint, numeric, interval, text, text, text) IS
     'Reserve points for ttl (two-phase redemption); returns the hold id for loyalty.capture() or loyalty.release()';
 COMMENT ON FUNCTION loyalty.capture(bigint, numeric, text) IS
     'Redeem a hold (all of it, or points of it, the rest returning to the member); returns the ledger entry id';
-COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text) IS
-    'Undo an entry fully or partly (by points, or by refunded amount in proportion); never more than the entry; returns points reversed';
+COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text) IS
+    'Undo an entry fully or partly (by points, or by refunded amount in proportion: amount is any number type or a string); never more than the entry; returns points reversed';
 COMMENT ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) IS
     'Administrator correction by a signed number of points, with a reason; returns the ledger entry id';
 COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, numeric, numeric, text, text) IS
@@ -49,7 +49,7 @@ REVOKE ALL ON FUNCTION
     loyalty.redeem(bigint, numeric, text, text, text, timestamptz),
     loyalty.hold(bigint, numeric, interval, text, text, text),
     loyalty.capture(bigint, numeric, text),
-    loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
+    loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text),
     loyalty.adjust(bigint, numeric, text, text, text),
     loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
 FROM PUBLIC;
@@ -58,7 +58,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.redeem(bigint, numeric, text, text, text, timestamptz),
     loyalty.hold(bigint, numeric, interval, text, text, text),
     loyalty.capture(bigint, numeric, text),
-    loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text),
+    loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text),
     loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
 TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) TO loyalty_admin;
@@ -164,6 +164,12 @@ COMMENT ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) IS
     'Redeem a catalog reward: checks window, tier gate, per-member limit and stock atomically, spends the points, issues a voucher code';
 REVOKE ALL ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) TO loyalty_app, loyalty_admin;
+DROP FUNCTION loyalty.history(bigint, timestamptz, integer);
+#include "udfs/history/1.4.sql"
+COMMENT ON FUNCTION loyalty.history(bigint, timestamptz, integer) IS
+    'A member''s ledger entries, newest first: the ledger''s columns, with points and held_delta as bigint';
+REVOKE ALL ON FUNCTION loyalty.history(bigint, timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.history(bigint, timestamptz, integer) TO loyalty_app, loyalty_admin;
 -- On Citus (after loyalty.distribute()), the re-created member-first
 -- functions are routed by their member again, as distribute() routed them.
 DO $$
@@ -175,7 +181,7 @@ BEGIN
                 'loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz)',
                 'loyalty.redeem(bigint, numeric, text, text, text, timestamptz)',
                 'loyalty.hold(bigint, numeric, interval, text, text, text)',
-                'loyalty.reverse(bigint, bigint, numeric, numeric, text, text, text)',
+                'loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text)',
                 'loyalty.refund(bigint, text, numeric, text, text)',
                 'loyalty.refund(bigint, text, double precision, text, text)',
                 'loyalty.expire_member(bigint, timestamptz)',

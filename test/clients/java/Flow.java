@@ -124,8 +124,8 @@ public class Flow {
         rs = db.createStatement().executeQuery("SELECT entry_id, kind, points, amount, created_at, details"
             + " FROM loyalty.history(" + member + ") WHERE details IS NOT NULL AND kind = 'earn'");
         rs.next();
-        check("history() types (bigint, text, points, numeric, timestamptz, jsonb)", types(rs).equals(
-            "entry_id Long, kind String, points PGobject, amount BigDecimal, created_at Timestamp, details PGobject")
+        check("history() types (bigint, text, bigint, numeric, timestamptz, jsonb)", types(rs).equals(
+            "entry_id Long, kind String, points Long, amount BigDecimal, created_at Timestamp, details PGobject")
             && rs.getBigDecimal("amount").compareTo(new BigDecimal("42")) == 0, types(rs));
 
         rs = query("SELECT members, points_outstanding, liability FROM loyalty.kpi_summary WHERE program_id = ?", program);

@@ -81,7 +81,7 @@ async function main () {
   check('history() has every kind written',
     same(kinds, ['award', 'capture', 'earn', 'hold', 'redeem', 'reverse']), kinds)
   const row = rows.find((r) => r.kind === 'earn' && r.details !== null) // the lines earn
-  check('history() types (bigint, text, points, numeric, timestamptz, jsonb)',
+  check('history() types (bigint, text, bigint, numeric, timestamptz, jsonb)',
     same(types(row), { entry_id: 'string', kind: 'string', points: 'string', amount: 'string',
       created_at: 'Date', details: 'object' }) && Number(row.amount) === 42 && row.details.points === 420,
     types(row))

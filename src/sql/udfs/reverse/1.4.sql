@@ -1,6 +1,6 @@
 CREATE FUNCTION loyalty.reverse(
     member bigint, entry bigint,
-    points numeric DEFAULT NULL, amount numeric DEFAULT NULL,
+    points numeric DEFAULT NULL, amount anycompatible DEFAULT NULL,
     reference text DEFAULT NULL, reason text DEFAULT NULL,
     idempotency_key text DEFAULT NULL)
 RETURNS bigint
