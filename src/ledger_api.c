@@ -278,7 +278,6 @@ ArgLines(FunctionCallInfo fcinfo, int argno)
 	Oid			type;
 	Oid			elemtype;
 	Datum		parsed;
-	char	   *str;
 	ErrorContextCallback errcb;
 
 	if (PG_ARGISNULL(argno))
@@ -306,7 +305,8 @@ ArgLines(FunctionCallInfo fcinfo, int argno)
 		parsed = LinesFromArray(PG_GETARG_ARRAYTYPE_P(argno));
 	else
 	{
-		str = TextDatumGetCString(PG_GETARG_DATUM(argno));
+		char	   *str = TextDatumGetCString(PG_GETARG_DATUM(argno));
+
 		if (type != JSONOID && str[strspn(str, " \t\n\r")] == '{' && !JsonObjectText(str))
 			parsed = LinesFromArray(DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, str, TEXTOID, -1)));
 		else
