@@ -9,6 +9,14 @@
  *	      [, 'channel_column' | '', 'occurred_at_column' | '']
  *	      [, 'cancel=refunded,cancelled'] [, 'earn=paid,shipped']);
  *
+ * For bulk loads the same function may be attached FOR EACH STATEMENT with
+ * transition tables, one trigger per event (REFERENCING NEW TABLE for
+ * INSERT, OLD and NEW TABLE for UPDATE, OLD TABLE for DELETE): the
+ * statement's rows are then taken member by member, in member_id order, and
+ * each member's in the order the statement wrote them, so that two
+ * concurrent loads lock accounts in one order (no deadlock) and every row
+ * has the effect it has under the row trigger.
+ *
  * An order earns when its status is an earning one (any status that is not
  * a cancel status, unless earn= lists them) and it has a member; it is
  * idempotent by order reference (key 'order:<ref>'), so a replayed import
@@ -25,6 +33,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -53,7 +62,6 @@ typedef struct OrderConfig
 	AttrNumber	status_att;
 	AttrNumber	channel_att;	/* 0: none */
 	AttrNumber	occurred_att;	/* 0: none */
-	Oid			amount_type;
 	int			ncancel;
 	char	   *cancel[MAX_STATUSES];
 	int			nearn;			/* 0: every non-cancel status earns */
@@ -126,10 +134,10 @@ configure(TriggerData *td, MemoryContext cxt)
 	int			i;
 	int			ncols;
 
-	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+	if (!TRIGGER_FIRED_AFTER(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("loyalty.order_trigger must be fired AFTER ... FOR EACH ROW")));
+				 errmsg("loyalty.order_trigger must be fired AFTER ... FOR EACH ROW, or AFTER ... FOR EACH STATEMENT")));
 	if (tg->tgnargs < 4)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -162,7 +170,6 @@ configure(TriggerData *td, MemoryContext cxt)
 	require_type(rel, c->amount_att, 1, amount_types, lengthof(amount_types), "numeric or an integer type");
 	if (c->occurred_att)
 		require_type(rel, c->occurred_att, 5, time_types, lengthof(time_types), "timestamp with time zone");
-	c->amount_type = TupleDescAttr(RelationGetDescr(rel), c->amount_att - 1)->atttypid;
 
 	for (i = ncols; i < tg->tgnargs; i++)
 	{
@@ -213,26 +220,39 @@ in_list(char **list, int n, const char *s)
 	return false;
 }
 
-static OrderRow
-read_row(OrderConfig *c, Relation rel, HeapTuple tup)
+/*
+ * The columns of a row version that say something about the order, by
+ * position in a tuple descriptor (channel and occurred_at may be 0: none).
+ */
+typedef struct OrderCols
 {
-	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	member;
+	AttrNumber	amount;
+	AttrNumber	reference;
+	AttrNumber	status;
+	AttrNumber	channel;
+	AttrNumber	occurred;
+} OrderCols;
+
+static OrderRow
+read_row(OrderConfig *c, TupleDesc desc, HeapTuple tup, const OrderCols *col)
+{
 	OrderRow	r = {0};
 	bool		isnull;
 	Datum		d;
 
-	d = heap_getattr(tup, c->member_att, desc, &isnull);
+	d = heap_getattr(tup, col->member, desc, &isnull);
 	if (!isnull)
 	{
-		Oid			t = TupleDescAttr(desc, c->member_att - 1)->atttypid;
+		Oid			t = TupleDescAttr(desc, col->member - 1)->atttypid;
 
 		r.has_member = true;
 		r.member = t == INT8OID ? DatumGetInt64(d) : t == INT4OID ? DatumGetInt32(d) : DatumGetInt16(d);
 	}
-	d = heap_getattr(tup, c->amount_att, desc, &isnull);
+	d = heap_getattr(tup, col->amount, desc, &isnull);
 	if (!isnull)
 	{
-		switch (c->amount_type)
+		switch (TupleDescAttr(desc, col->amount - 1)->atttypid)
 		{
 			case NUMERICOID:
 				r.amount = DatumGetNumeric(d);
@@ -248,17 +268,17 @@ read_row(OrderConfig *c, Relation rel, HeapTuple tup)
 				break;
 		}
 	}
-	r.reference = SPI_getvalue(tup, desc, c->ref_att);
-	r.status = SPI_getvalue(tup, desc, c->status_att);
-	if (c->channel_att)
+	r.reference = SPI_getvalue(tup, desc, col->reference);
+	r.status = SPI_getvalue(tup, desc, col->status);
+	if (col->channel)
 	{
-		char	   *ch = SPI_getvalue(tup, desc, c->channel_att);
+		char	   *ch = SPI_getvalue(tup, desc, col->channel);
 
 		r.channel = ch ? cstring_to_text(ch) : NULL;
 	}
-	if (c->occurred_att)
+	if (col->occurred)
 	{
-		d = heap_getattr(tup, c->occurred_att, desc, &isnull);
+		d = heap_getattr(tup, col->occurred, desc, &isnull);
 		r.has_occurred = !isnull;
 		if (!isnull)
 			r.occurred_at = DatumGetTimestampTz(d);
@@ -384,14 +404,191 @@ zero(void)
 	return int64_to_numeric(0);
 }
 
+/* Names the order a failing row is about. */
+static void
+order_error_context(void *arg)
+{
+	OrderRow   *r = (OrderRow *) arg;
+
+	if (r->reference && r->has_member)
+		errcontext("loyalty.order_trigger: order \"%s\" of member %lld", r->reference, (long long) r->member);
+	else if (r->reference)
+		errcontext("loyalty.order_trigger: order \"%s\"", r->reference);
+}
+
+/*
+ * What one row's change does to the books: an insert (no old version), a
+ * delete (no new version) or an update.
+ */
+static void
+order_change(OrderRow *old_row, OrderRow *new_row)
+{
+	ErrorContextCallback errcb;
+
+	errcb.callback = order_error_context;
+	errcb.arg = new_row ? new_row : old_row;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	if (old_row == NULL)
+	{
+		if (new_row->earning)
+			order_earn(new_row, new_row->amount, psprintf("order:%s", new_row->reference));
+	}
+	else if (new_row == NULL)
+	{
+		if (old_row->has_member && old_row->reference)
+			order_reduce(old_row, zero(), "order deleted");
+	}
+	else if (old_row->has_member && new_row->has_member && old_row->member == new_row->member &&
+			 old_row->reference && new_row->reference && strcmp(old_row->reference, new_row->reference) == 0)
+	{
+		if (!new_row->earning)
+		{
+			if (old_row->earning)
+				order_reduce(old_row, zero(),
+							 psprintf("order %s", new_row->status ? new_row->status : "cancelled"));
+		}
+		else if (!old_row->earning && !order_earned(new_row))
+			order_earn(new_row, new_row->amount, psprintf("order:%s", new_row->reference));
+		else
+		{
+			int			cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(new_row->amount),
+																NumericGetDatum(old_row->amount)));
+
+			/*
+			 * A lowered amount is a partial refund.  A raised amount earns
+			 * nothing more: the order earned once, on its first amount (a new
+			 * purchase is a new order).
+			 */
+			if (cmp < 0)
+				order_reduce(new_row, new_row->amount, "order amount lowered");
+		}
+	}
+	else
+	{
+		/* the order moved to another member or reference: undo, then redo */
+		if (old_row->has_member && old_row->reference)
+			order_reduce(old_row, zero(), "order reassigned");
+		if (new_row->earning)
+			order_earn(new_row, new_row->amount, psprintf("order:%s", new_row->reference));
+	}
+	error_context_stack = errcb.previous;
+}
+
+/*
+ * The select list of one transition table's columns that say something
+ * about the order, with the row's position in the table (its scan order,
+ * which is the order the statement wrote the rows in).
+ */
+static char *
+transition_select(OrderConfig *c, Relation rel, const char *table)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+#define COLNAME(att) quote_identifier(NameStr(TupleDescAttr(desc, (att) - 1)->attname))
+	return psprintf("SELECT t.%s AS m, t.%s AS a, t.%s AS r, t.%s AS s, %s%s AS ch, %s%s AS oc,"
+					" pg_catalog.row_number() OVER () AS seq FROM %s t",
+					COLNAME(c->member_att), COLNAME(c->amount_att), COLNAME(c->ref_att),
+					COLNAME(c->status_att),
+					c->channel_att ? "t." : "", c->channel_att ? COLNAME(c->channel_att) : "NULL::pg_catalog.text",
+					c->occurred_att ? "t." : "",
+					c->occurred_att ? COLNAME(c->occurred_att) : "NULL::pg_catalog.timestamptz",
+					quote_identifier(table));
+#undef COLNAME
+}
+
+#define STATEMENT_FETCH 1000
+
+/*
+ * FOR EACH STATEMENT: the statement's rows from its transition tables,
+ * member by member in member_id order (each member's rows in the order the
+ * statement wrote them), each with the effect the row trigger gives it.
+ */
+static void
+order_statement(OrderConfig *c, TriggerData *td)
+{
+	Trigger    *tg = td->tg_trigger;
+	bool		ins = TRIGGER_FIRED_BY_INSERT(td->tg_event);
+	bool		del = TRIGGER_FIRED_BY_DELETE(td->tg_event);
+	char	   *query;
+	Portal		portal;
+	MemoryContext rowcxt;
+	static const OrderCols first = {1, 2, 3, 4, 5, 6};
+	static const OrderCols second = {8, 9, 10, 11, 12, 13};
+
+	if (!ins && !del && !TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("loyalty.order_trigger handles INSERT, UPDATE and DELETE only")));
+	if ((!del && tg->tgnewtable == NULL) || (!ins && tg->tgoldtable == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("loyalty.order_trigger FOR EACH STATEMENT needs the statement's transition tables"),
+				 errhint("One trigger per event: AFTER INSERT ... REFERENCING NEW TABLE AS loyalty_new, AFTER UPDATE ... REFERENCING OLD TABLE AS loyalty_old NEW TABLE AS loyalty_new, AFTER DELETE ... REFERENCING OLD TABLE AS loyalty_old, each FOR EACH STATEMENT.")));
+
+	if (ins)
+		query = psprintf("SELECT * FROM (%s) n ORDER BY n.m NULLS LAST, n.seq",
+						 transition_select(c, td->tg_relation, tg->tgnewtable));
+	else if (del)
+		query = psprintf("SELECT * FROM (%s) o ORDER BY o.m NULLS LAST, o.seq",
+						 transition_select(c, td->tg_relation, tg->tgoldtable));
+	else
+		query = psprintf("SELECT o.*, n.* FROM (%s) o JOIN (%s) n ON n.seq OPERATOR(pg_catalog.=) o.seq"
+						 " ORDER BY COALESCE(o.m, n.m) NULLS LAST, o.seq",
+						 transition_select(c, td->tg_relation, tg->tgoldtable),
+						 transition_select(c, td->tg_relation, tg->tgnewtable));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "loyalty: could not register the transition tables");
+	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty order row", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		SPITupleTable *batch;
+		uint64		n;
+
+		SPI_cursor_fetch(portal, true, STATEMENT_FETCH);
+		batch = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		for (uint64 i = 0; i < n; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+			OrderRow	a = read_row(c, batch->tupdesc, batch->vals[i], &first);
+
+			CHECK_FOR_INTERRUPTS();
+			if (ins)
+				order_change(NULL, &a);
+			else if (del)
+				order_change(&a, NULL);
+			else
+			{
+				OrderRow	b = read_row(c, batch->tupdesc, batch->vals[i], &second);
+
+				order_change(&a, &b);
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(batch);
+	}
+	SPI_cursor_close(portal);
+	MemoryContextDelete(rowcxt);
+	SPI_finish();
+}
+
 Datum
 loyalty_order_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	OrderConfig *c;
+	OrderCols	cols;
 	OrderRow	old_row,
 				new_row;
-	HeapTuple	result = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -405,63 +602,39 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = c;
 	}
 
+	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+	{
+		order_statement(c, td);
+		return PointerGetDatum(NULL);
+	}
+
+	cols.member = c->member_att;
+	cols.amount = c->amount_att;
+	cols.reference = c->ref_att;
+	cols.status = c->status_att;
+	cols.channel = c->channel_att;
+	cols.occurred = c->occurred_att;
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		new_row = read_row(c, td->tg_relation, td->tg_trigtuple);
-		result = td->tg_trigtuple;
-		if (new_row.earning)
-			order_earn(&new_row, new_row.amount, psprintf("order:%s", new_row.reference));
+		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
+		order_change(NULL, &new_row);
+		return PointerGetDatum(td->tg_trigtuple);
 	}
-	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
-		old_row = read_row(c, td->tg_relation, td->tg_trigtuple);
-		result = td->tg_trigtuple;
-		if (old_row.has_member && old_row.reference)
-			order_reduce(&old_row, zero(), "order deleted");
+		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
+		order_change(&old_row, NULL);
+		return PointerGetDatum(td->tg_trigtuple);
 	}
-	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		old_row = read_row(c, td->tg_relation, td->tg_trigtuple);
-		new_row = read_row(c, td->tg_relation, td->tg_newtuple);
-		result = td->tg_newtuple;
-		if (old_row.has_member && new_row.has_member && old_row.member == new_row.member &&
-			old_row.reference && new_row.reference && strcmp(old_row.reference, new_row.reference) == 0)
-		{
-			if (!new_row.earning)
-			{
-				if (old_row.earning)
-					order_reduce(&old_row, zero(),
-								 psprintf("order %s", new_row.status ? new_row.status : "cancelled"));
-			}
-			else if (!old_row.earning && !order_earned(&new_row))
-				order_earn(&new_row, new_row.amount, psprintf("order:%s", new_row.reference));
-			else
-			{
-				int			cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(new_row.amount),
-																	NumericGetDatum(old_row.amount)));
-
-				/*
-				 * A lowered amount is a partial refund.  A raised amount
-				 * earns nothing more: the order earned once, on its first
-				 * amount (a new purchase is a new order).
-				 */
-				if (cmp < 0)
-					order_reduce(&new_row, new_row.amount, "order amount lowered");
-			}
-		}
-		else
-		{
-			/* the order moved to another member or reference: undo, then redo */
-			if (old_row.has_member && old_row.reference)
-				order_reduce(&old_row, zero(), "order reassigned");
-			if (new_row.earning)
-				order_earn(&new_row, new_row.amount, psprintf("order:%s", new_row.reference));
-		}
+		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
+		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_newtuple, &cols);
+		order_change(&old_row, &new_row);
+		return PointerGetDatum(td->tg_newtuple);
 	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("loyalty.order_trigger handles INSERT, UPDATE and DELETE only")));
-
-	return PointerGetDatum(result);
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("loyalty.order_trigger handles INSERT, UPDATE and DELETE only")));
+	return PointerGetDatum(NULL);	/* not reached */
 }

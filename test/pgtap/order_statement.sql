@@ -1,0 +1,170 @@
+-- loyalty.order_trigger FOR EACH STATEMENT (transition tables) gives every
+-- row the effect the row trigger gives it.  The same orders go to two
+-- tables, one with the row trigger, one with the statement trigger, for two
+-- sets of members; then each member's books are compared with its twin's:
+-- ledger entries (kind, points, amount, reference, reason, details, times),
+-- lots, accounts (balances, statistics, tier) and tier history.  The orders
+-- exercise what depends on order within a member: a first-purchase bonus,
+-- tier upgrades that change the earn rate mid-statement, back-dated orders,
+-- cancels, lowered amounts, reassignments, deletes and replays.
+BEGIN;
+SELECT plan(18);
+
+SELECT loyalty.create_program('bulk', earn_rate => 1) AS p \gset
+SELECT loyalty.set_tier_policy(:p, 'spend');
+SELECT loyalty.define_tier(:p, 0, 'Blue', 0);
+SELECT loyalty.define_tier(:p, 1, 'Silver', 300, earn_multiplier => 2);
+SELECT loyalty.create_earning_rule(:p, 'welcome', 'bonus', bonus_points => '25', first_purchase => true);
+
+-- twenty members per side: row member k is row_m(k), statement member k is stmt_m(k)
+CREATE TEMP TABLE twins (k integer PRIMARY KEY, row_m bigint, stmt_m bigint);
+INSERT INTO twins
+SELECT k, loyalty.enroll(:p, 'pos', 'row-' || k), loyalty.enroll(:p, 'pos', 'stmt-' || k)
+FROM generate_series(1, 20) k;
+
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders_row (id bigint PRIMARY KEY, customer bigint, total numeric(12, 2) NOT NULL,
+                              status text NOT NULL DEFAULT 'paid', channel text, placed_at timestamptz);
+CREATE TABLE shop.orders_stmt (LIKE shop.orders_row INCLUDING ALL);
+CREATE TRIGGER loyalty_row AFTER INSERT OR UPDATE OR DELETE ON shop.orders_row
+    FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+-- (a trigger with transition tables has one event: one trigger per event)
+CREATE TRIGGER loyalty_ins AFTER INSERT ON shop.orders_stmt REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+CREATE TRIGGER loyalty_upd AFTER UPDATE ON shop.orders_stmt REFERENCING OLD TABLE AS loyalty_old NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+CREATE TRIGGER loyalty_del AFTER DELETE ON shop.orders_stmt REFERENCING OLD TABLE AS loyalty_old
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+
+-- 400 orders in one statement each, members interleaved and out of order:
+-- ids say the statement's order, every member gets 20 of them; some are
+-- cancelled, some guests', some back-dated
+CREATE TEMP TABLE batch AS
+SELECT g AS id, 1 + (g * 7) % 20 AS k,
+       (5 + (g * 13) % 90)::numeric(12, 2) AS total,
+       CASE WHEN g % 17 = 0 THEN 'cancelled' ELSE 'paid' END AS status,
+       CASE WHEN g % 3 = 0 THEN 'web' END AS channel,
+       now() - make_interval(days => (g * 11) % 40) AS placed_at
+FROM generate_series(1, 400) g;
+CREATE FUNCTION pg_temp.load(tab text, side text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$INSERT INTO shop.%I (id, customer, total, status, channel, placed_at)
+                     SELECT b.id, CASE WHEN b.id %% 29 = 0 THEN NULL ELSE t.%I END, b.total, b.status, b.channel, b.placed_at
+                     FROM batch b JOIN twins t USING (k) ORDER BY b.id$q$, tab, side);
+END $$;
+SELECT pg_temp.load('orders_row', 'row_m');
+SELECT pg_temp.load('orders_stmt', 'stmt_m');
+
+-- each member's books as its twin-independent rows
+CREATE FUNCTION pg_temp.books(side text) RETURNS TABLE (k integer, what text, row_text text) LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        SELECT t.k, 'ledger', (l.kind, l.points, l.held_delta, l.amount, l.channel, l.reference, l.reason,
+                              l.occurred_at, l.details - 'entry_id')::text
+        FROM loyalty.ledger l JOIN twins t ON t.%1$I = l.member_id
+        UNION ALL
+        SELECT t.k, 'lot', (lo.original, lo.remaining, lo.reversed, lo.reversed_amount, lo.vests_at, lo.expires_at)::text
+        FROM loyalty.lots lo JOIN twins t ON t.%1$I = lo.member_id
+        UNION ALL
+        SELECT t.k, 'account', (a.status, a.tier, a.balance, a.held, a.debt, a.lifetime_earned, a.lifetime_redeemed,
+                                a.first_purchase_at, a.last_purchase_at, a.purchase_count, a.purchase_days,
+                                a.purchase_amount, a.next_expiry_at)::text
+        FROM loyalty.accounts a JOIN twins t ON t.%1$I = a.member_id
+        UNION ALL
+        SELECT t.k, 'tier', (h.from_tier, h.to_tier, h.reason)::text
+        FROM loyalty.tier_history h JOIN twins t ON t.%1$I = h.member_id$q$, side);
+END $$;
+CREATE FUNCTION pg_temp.same(label text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM (
+        (SELECT * FROM pg_temp.books('row_m') EXCEPT ALL SELECT * FROM pg_temp.books('stmt_m'))
+        UNION ALL
+        (SELECT * FROM pg_temp.books('stmt_m') EXCEPT ALL SELECT * FROM pg_temp.books('row_m'))) d;
+    RETURN CASE WHEN n = 0 THEN 'same' ELSE format('%s rows differ', n) END;
+END $$;
+
+SELECT is((SELECT count(*) FROM loyalty.ledger l JOIN twins t ON t.stmt_m = l.member_id WHERE l.kind = 'earn'),
+          (SELECT count(*) FROM batch WHERE status = 'paid' AND id % 29 <> 0), 'the statement trigger earns for every paid member order');
+SELECT cmp_ok((SELECT count(*) FROM loyalty.tier_history h JOIN twins t ON t.stmt_m = h.member_id), '>', 0::bigint,
+              'members reach Silver during the statement');
+SELECT cmp_ok((SELECT count(*) FROM loyalty.ledger l JOIN twins t ON t.stmt_m = l.member_id
+               WHERE l.details::text LIKE '%welcome%'), '>', 0::bigint, 'first-purchase bonuses were paid');
+SELECT is(pg_temp.same('insert'), 'same', 'after a bulk insert both sides have the same books');
+
+-- a bulk update: lower some amounts, cancel some, reassign some, and touch some without change
+CREATE FUNCTION pg_temp.change(tab text, side text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$UPDATE shop.%I o SET total = o.total - 3 WHERE o.id %% 5 = 0 AND o.total > 10$q$, tab);
+    EXECUTE format($q$UPDATE shop.%I o SET status = 'refunded' WHERE o.id %% 7 = 0$q$, tab);
+    EXECUTE format($q$UPDATE shop.%I o SET customer = (SELECT t.%I FROM twins t WHERE t.k = 1 + (o.id * 3) %% 20)
+                     WHERE o.id %% 23 = 0$q$, tab, side);
+    EXECUTE format($q$UPDATE shop.%I o SET total = o.total + 0 WHERE o.id %% 2 = 1$q$, tab);
+    EXECUTE format($q$UPDATE shop.%I o SET status = 'paid' WHERE o.status = 'cancelled'$q$, tab);
+END $$;
+SELECT pg_temp.change('orders_row', 'row_m');
+SELECT pg_temp.change('orders_stmt', 'stmt_m');
+SELECT cmp_ok((SELECT count(*) FROM loyalty.ledger l JOIN twins t ON t.stmt_m = l.member_id WHERE l.kind = 'reverse'), '>', 50::bigint,
+              'the bulk updates reverse in bulk');
+SELECT is(pg_temp.same('update'), 'same', 'after bulk updates both sides have the same books');
+
+-- a bulk delete
+DELETE FROM shop.orders_row WHERE id % 11 = 0;
+DELETE FROM shop.orders_stmt WHERE id % 11 = 0;
+SELECT is(pg_temp.same('delete'), 'same', 'after a bulk delete both sides have the same books');
+
+-- a replayed import writes nothing; one with another amount fails, naming the order
+CREATE TABLE shop.orders_stmt2 (LIKE shop.orders_row INCLUDING ALL);
+CREATE TRIGGER loyalty_stmt2 AFTER INSERT ON shop.orders_stmt2 REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+CREATE TEMP TABLE n AS SELECT count(*) AS entries FROM loyalty.ledger;
+SELECT pg_temp.load('orders_stmt2', 'stmt_m');
+SELECT is((SELECT count(*) FROM loyalty.ledger), (SELECT entries FROM n), 'a replayed import of the first statement writes nothing');
+TRUNCATE shop.orders_stmt2;
+SELECT throws_ok($$INSERT INTO shop.orders_stmt2 SELECT id + 1000, customer, total, status, channel, placed_at
+                   FROM shop.orders_stmt WHERE id BETWEEN 100 AND 110
+                   UNION ALL SELECT id, customer, total + 1, status, channel, placed_at FROM shop.orders_stmt WHERE id = 101$$,
+                 'LY002', NULL, 'an import replaying an order with another amount fails');
+SELECT is((SELECT count(*) FROM loyalty.ledger), (SELECT entries FROM n), '...and writes nothing of the statement');
+CREATE FUNCTION pg_temp.error_context(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    ctx text;
+BEGIN
+    EXECUTE stmt;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS ctx = PG_EXCEPTION_CONTEXT;
+    RETURN ctx;
+END $$;
+SELECT matches(pg_temp.error_context($$INSERT INTO shop.orders_stmt2 SELECT id, customer, total + 1, status, channel, placed_at
+                                       FROM shop.orders_stmt WHERE id = 101$$),
+               'order "101" of member \d+', 'the error names the order');
+
+-- bad input in bulk: an unknown member fails the statement, naming the order
+SELECT throws_ok($$INSERT INTO shop.orders_stmt2 (id, customer, total) VALUES (5001, 99999999, 10), (5002, NULL, 10)$$,
+                 'P0002', NULL, 'an unknown member fails the statement');
+SELECT matches(pg_temp.error_context($$INSERT INTO shop.orders_stmt2 (id, customer, total) VALUES (5001, 99999999, 10)$$),
+               'order "5001" of member 99999999', '...naming the order');
+
+-- an empty statement, and a statement trigger without its transition table
+SELECT lives_ok($$INSERT INTO shop.orders_stmt SELECT * FROM shop.orders_stmt WHERE false$$, 'an empty statement does nothing');
+CREATE TABLE shop.orders_bad (LIKE shop.orders_row INCLUDING DEFAULTS);
+CREATE TRIGGER loyalty_bad AFTER INSERT ON shop.orders_bad
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
+SELECT throws_ok($$INSERT INTO shop.orders_bad (id, customer, total) VALUES (1, NULL, 1)$$, '39P01',
+                 'loyalty.order_trigger FOR EACH STATEMENT needs the statement''s transition tables',
+                 'a statement trigger without transition tables is refused');
+DROP TRIGGER loyalty_bad ON shop.orders_bad;
+CREATE TRIGGER loyalty_bad AFTER UPDATE ON shop.orders_bad REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
+SELECT throws_ok($$UPDATE shop.orders_bad SET total = 2$$, '39P01', NULL, '...so is one on UPDATE without its OLD TABLE');
+
+-- last_entry() after a statement: the last write of the statement
+INSERT INTO shop.orders_stmt (id, customer, total) SELECT 9000 + k, stmt_m, 10 FROM twins WHERE k IN (3, 4);
+SELECT is((SELECT reference FROM loyalty.ledger WHERE entry_id = loyalty.last_entry()), '9004',
+          'last_entry() is the entry of the statement''s last member''s order');
+
+SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
+SELECT * FROM finish();
+ROLLBACK;
