@@ -416,32 +416,28 @@ order_error_context(void *arg)
 		errcontext("loyalty.order_trigger: order \"%s\"", r->reference);
 }
 
-/*
- * What one row's change does to the books: an insert (no old version), a
- * delete (no new version) or an update.
- */
+/* An order inserted. */
 static void
-order_change(OrderRow *old_row, OrderRow *new_row)
+order_insert(OrderRow *new_row)
 {
-	ErrorContextCallback errcb;
+	if (new_row->earning)
+		order_earn(new_row, new_row->amount, psprintf("order:%s", new_row->reference));
+}
 
-	errcb.callback = order_error_context;
-	errcb.arg = new_row ? new_row : old_row;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
+/* An order deleted. */
+static void
+order_delete(OrderRow *old_row)
+{
+	if (old_row->has_member && old_row->reference)
+		order_reduce(old_row, zero(), "order deleted");
+}
 
-	if (old_row == NULL)
-	{
-		if (new_row->earning)
-			order_earn(new_row, new_row->amount, psprintf("order:%s", new_row->reference));
-	}
-	else if (new_row == NULL)
-	{
-		if (old_row->has_member && old_row->reference)
-			order_reduce(old_row, zero(), "order deleted");
-	}
-	else if (old_row->has_member && new_row->has_member && old_row->member == new_row->member &&
-			 old_row->reference && new_row->reference && strcmp(old_row->reference, new_row->reference) == 0)
+/* An order updated. */
+static void
+order_update(OrderRow *old_row, OrderRow *new_row)
+{
+	if (old_row->has_member && new_row->has_member && old_row->member == new_row->member &&
+		old_row->reference && new_row->reference && strcmp(old_row->reference, new_row->reference) == 0)
 	{
 		if (!new_row->earning)
 		{
@@ -473,6 +469,27 @@ order_change(OrderRow *old_row, OrderRow *new_row)
 		if (new_row->earning)
 			order_earn(new_row, new_row->amount, psprintf("order:%s", new_row->reference));
 	}
+}
+
+/*
+ * What one row's change does to the books: an insert (no old version), a
+ * delete (no new version) or an update; errors name the order.
+ */
+static void
+order_change(OrderRow *old_row, OrderRow *new_row)
+{
+	ErrorContextCallback errcb;
+
+	errcb.callback = order_error_context;
+	errcb.arg = new_row ? new_row : old_row;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	if (old_row && new_row)
+		order_update(old_row, new_row);
+	else if (new_row)
+		order_insert(new_row);
+	else if (old_row)
+		order_delete(old_row);
 	error_context_stack = errcb.previous;
 }
 
