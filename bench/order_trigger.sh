@@ -31,9 +31,12 @@ CREATE SCHEMA shop;
 CREATE TABLE shop.orders_plain (id bigint PRIMARY KEY, customer bigint, total numeric(12,2) NOT NULL, status text NOT NULL);
 CREATE TABLE shop.orders_c (LIKE shop.orders_plain INCLUDING ALL);
 CREATE TABLE shop.orders_plpgsql (LIKE shop.orders_plain INCLUDING ALL);
+CREATE TABLE shop.orders_stmt (LIKE shop.orders_plain INCLUDING ALL);
 
 CREATE TRIGGER loyalty_c AFTER INSERT OR UPDATE OR DELETE ON shop.orders_c
     FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
+CREATE TRIGGER loyalty_stmt AFTER INSERT ON shop.orders_stmt REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
 
 -- What a user would write instead: the same earn per order, keyed by the
 -- order reference, from PL/pgSQL (insert path only: the one COPY measures).
@@ -51,8 +54,8 @@ CREATE TRIGGER loyalty_plpgsql AFTER INSERT ON shop.orders_plpgsql
 SQL
 base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
 
-# four order files with disjoint ids (the runs must not replay each other)
-for run in 0 1 2 3; do
+# six order files with disjoint ids (the runs must not replay each other)
+for run in 0 1 2 3 4 5; do
     q -c "\\copy (SELECT $run * $BENCH_ORDERS + g, $base + 1 + g % $BENCH_MEMBERS, (1 + g % 200)::numeric(12,2), 'paid' FROM generate_series(1, $BENCH_ORDERS) g) TO '$TMP/orders$run.tsv'"
 done
 q -c "VACUUM ANALYZE" -c "CHECKPOINT"
@@ -68,27 +71,37 @@ load() {
 
 T_PLAIN=$(load orders_plain "$TMP/orders0.tsv")
 echo "  COPY without trigger        ${T_PLAIN}s"
-# Both ledgers grow with each run, so the two trigger runs go in both orders
-# and each is charged its mean.
+# The ledger grows with each run, so the three trigger runs go in both
+# orders (PL/pgSQL, row, statement, statement, row, PL/pgSQL) and each is
+# charged its mean.
 T_PLPGSQL1=$(load orders_plpgsql "$TMP/orders1.tsv")
 echo "  COPY with PL/pgSQL trigger  ${T_PLPGSQL1}s (first)"
 T_C1=$(load orders_c "$TMP/orders0.tsv")
 echo "  COPY with order_trigger     ${T_C1}s (second)"
-q -c "TRUNCATE shop.orders_c, shop.orders_plpgsql"   # no trigger on TRUNCATE: the ledger keeps its entries
+T_S1=$(load orders_stmt "$TMP/orders4.tsv")
+echo "  COPY with order_trigger FOR EACH STATEMENT ${T_S1}s (third)"
+# no trigger on TRUNCATE: the ledger keeps its entries
+q -c "TRUNCATE shop.orders_c, shop.orders_plpgsql, shop.orders_stmt"
+T_S2=$(load orders_stmt "$TMP/orders5.tsv")
+echo "  COPY with order_trigger FOR EACH STATEMENT ${T_S2}s (fourth)"
 T_C2=$(load orders_c "$TMP/orders2.tsv")
-echo "  COPY with order_trigger     ${T_C2}s (third)"
+echo "  COPY with order_trigger     ${T_C2}s (fifth)"
 T_PLPGSQL2=$(load orders_plpgsql "$TMP/orders3.tsv")
-echo "  COPY with PL/pgSQL trigger  ${T_PLPGSQL2}s (fourth)"
+echo "  COPY with PL/pgSQL trigger  ${T_PLPGSQL2}s (sixth)"
 T_C=$(awk -v a="$T_C1" -v b="$T_C2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+T_S=$(awk -v a="$T_S1" -v b="$T_S2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 T_PLPGSQL=$(awk -v a="$T_PLPGSQL1" -v b="$T_PLPGSQL2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 
 earned=$(q1 "SELECT count(*) FROM loyalty.ledger WHERE kind = 'earn'")
-[[ $earned == $((4 * BENCH_ORDERS)) ]] || die "expected $((4 * BENCH_ORDERS)) earn entries, found $earned"
+[[ $earned == $((6 * BENCH_ORDERS)) ]] || die "expected $((6 * BENCH_ORDERS)) earn entries, found $earned"
 bad=$(q1 "SELECT count(*) FROM loyalty.verify()")
 echo "earn entries: $earned; loyalty.verify() rows: $bad"
 [[ $bad == 0 ]] || die "the books do not balance"
 
-awk -v c="$T_C" -v p="$T_PLAIN" -v s="$T_PLPGSQL" 'BEGIN {
+awk -v c="$T_C" -v p="$T_PLAIN" -v s="$T_PLPGSQL" -v st="$T_S" 'BEGIN {
     printf "ratio order_trigger/no trigger (time): %.2f\n", c / p;
     printf "ratio order_trigger/plpgsql trigger (time): %.3f\n", c / s;
-    printf "orders per second: no trigger %.0f, plpgsql trigger %.0f, order_trigger %.0f\n", '"$BENCH_ORDERS"' / p, '"$BENCH_ORDERS"' / s, '"$BENCH_ORDERS"' / c }'
+    printf "ratio statement order_trigger/no trigger (time): %.2f\n", st / p;
+    printf "ratio statement order_trigger/plpgsql trigger (time): %.3f\n", st / s;
+    printf "ratio statement/row order_trigger (time): %.3f\n", st / c;
+    printf "orders per second: no trigger %.0f, plpgsql trigger %.0f, order_trigger %.0f, statement order_trigger %.0f\n", '"$BENCH_ORDERS"' / p, '"$BENCH_ORDERS"' / s, '"$BENCH_ORDERS"' / c, '"$BENCH_ORDERS"' / st }'
