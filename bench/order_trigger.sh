@@ -32,6 +32,7 @@ CREATE TABLE shop.orders_plain (id bigint PRIMARY KEY, customer bigint, total nu
 CREATE TABLE shop.orders_c (LIKE shop.orders_plain INCLUDING ALL);
 CREATE TABLE shop.orders_plpgsql (LIKE shop.orders_plain INCLUDING ALL);
 CREATE TABLE shop.orders_stmt (LIKE shop.orders_plain INCLUDING ALL);
+CREATE TABLE shop.orders_staged (LIKE shop.orders_plain INCLUDING ALL);
 
 CREATE TRIGGER loyalty_c AFTER INSERT OR UPDATE OR DELETE ON shop.orders_c
     FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
@@ -54,8 +55,8 @@ CREATE TRIGGER loyalty_plpgsql AFTER INSERT ON shop.orders_plpgsql
 SQL
 base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
 
-# six order files with disjoint ids (the runs must not replay each other)
-for run in 0 1 2 3 4 5; do
+# seven order files with disjoint ids (the runs must not replay each other)
+for run in 0 1 2 3 4 5 6; do
     q -c "\\copy (SELECT $run * $BENCH_ORDERS + g, $base + 1 + g % $BENCH_MEMBERS, (1 + g % 200)::numeric(12,2), 'paid' FROM generate_series(1, $BENCH_ORDERS) g) TO '$TMP/orders$run.tsv'"
 done
 q -c "VACUUM ANALYZE" -c "CHECKPOINT"
@@ -88,20 +89,28 @@ T_C2=$(load orders_c "$TMP/orders2.tsv")
 echo "  COPY with order_trigger     ${T_C2}s (fifth)"
 T_PLPGSQL2=$(load orders_plpgsql "$TMP/orders3.tsv")
 echo "  COPY with PL/pgSQL trigger  ${T_PLPGSQL2}s (sixth)"
+# a backfill: the orders staged without a trigger, then one earn_batch call
+q -c "\\copy shop.orders_staged FROM '$TMP/orders6.tsv'" -c "VACUUM ANALYZE shop.orders_staged" -c "CHECKPOINT"
+t0=$(now)
+q -c "SELECT * FROM loyalty.earn_batch((SELECT array_agg(customer ORDER BY id) FROM shop.orders_staged),
+        (SELECT array_agg(total ORDER BY id) FROM shop.orders_staged), (SELECT array_agg(id::text ORDER BY id) FROM shop.orders_staged))" >/dev/null
+T_B=$(secs "$t0" "$(now)")
+echo "  earn_batch over staged orders ${T_B}s (seventh)"
 T_C=$(awk -v a="$T_C1" -v b="$T_C2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 T_S=$(awk -v a="$T_S1" -v b="$T_S2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 T_PLPGSQL=$(awk -v a="$T_PLPGSQL1" -v b="$T_PLPGSQL2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 
 earned=$(q1 "SELECT count(*) FROM loyalty.ledger WHERE kind = 'earn'")
-[[ $earned == $((6 * BENCH_ORDERS)) ]] || die "expected $((6 * BENCH_ORDERS)) earn entries, found $earned"
+[[ $earned == $((7 * BENCH_ORDERS)) ]] || die "expected $((7 * BENCH_ORDERS)) earn entries, found $earned"
 bad=$(q1 "SELECT count(*) FROM loyalty.verify()")
 echo "earn entries: $earned; loyalty.verify() rows: $bad"
 [[ $bad == 0 ]] || die "the books do not balance"
 
-awk -v c="$T_C" -v p="$T_PLAIN" -v s="$T_PLPGSQL" -v st="$T_S" 'BEGIN {
+awk -v c="$T_C" -v p="$T_PLAIN" -v s="$T_PLPGSQL" -v st="$T_S" -v b="$T_B" 'BEGIN {
     printf "ratio order_trigger/no trigger (time): %.2f\n", c / p;
     printf "ratio order_trigger/plpgsql trigger (time): %.3f\n", c / s;
     printf "ratio statement order_trigger/no trigger (time): %.2f\n", st / p;
     printf "ratio statement order_trigger/plpgsql trigger (time): %.3f\n", st / s;
     printf "ratio statement/row order_trigger (time): %.3f\n", st / c;
-    printf "orders per second: no trigger %.0f, plpgsql trigger %.0f, order_trigger %.0f, statement order_trigger %.0f\n", '"$BENCH_ORDERS"' / p, '"$BENCH_ORDERS"' / s, '"$BENCH_ORDERS"' / c, '"$BENCH_ORDERS"' / st }'
+    printf "ratio earn_batch/no trigger (time): %.2f\n", b / p;
+    printf "orders per second: no trigger %.0f, plpgsql trigger %.0f, order_trigger %.0f, statement order_trigger %.0f, earn_batch %.0f\n", '"$BENCH_ORDERS"' / p, '"$BENCH_ORDERS"' / s, '"$BENCH_ORDERS"' / c, '"$BENCH_ORDERS"' / st, '"$BENCH_ORDERS"' / b }'

@@ -32,14 +32,17 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "parser/parse_relation.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "ledger.h"
@@ -47,6 +50,7 @@
 #include "points.h"
 
 PG_FUNCTION_INFO_V1(loyalty_order_trigger);
+PG_FUNCTION_INFO_V1(loyalty_earn_batch);
 
 
 #define MAX_STATUSES 16
@@ -654,4 +658,163 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 			 errmsg("loyalty.order_trigger handles INSERT, UPDATE and DELETE only")));
 	return PointerGetDatum(NULL);	/* not reached */
+}
+
+/* The length of an optional array argument (-1: NULL), which must be flat. */
+static int
+batch_array_length(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	ArrayType  *a;
+
+	if (PG_ARGISNULL(argno))
+		return -1;
+	a = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name)));
+	return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+}
+
+/*
+ * loyalty.earn_batch(member[], amount[], reference[], occurred_at[],
+ * channel[], lines[]): purchases given as arrays (one element per order),
+ * earned as the order trigger earns an inserted order: keyed by the order's
+ * reference (a replayed backfill writes nothing; the trigger and the batch
+ * never credit one order twice), member by member in member_id order and
+ * each member's orders by occurred_at, so that tiers, first-purchase bonuses
+ * and caps come out as if the sales had arrived one by one.  Orders without
+ * a member (guests) are skipped.  A failing order fails the call, naming
+ * it, and nothing is written.  Returns how many orders there were, how many
+ * earned now, how many had earned before (replays), and the points credited
+ * now.
+ */
+Datum
+loyalty_earn_batch(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"member", "amount", "reference", "occurred_at", "channel", "lines"};
+	static const Oid types[] = {INT8ARRAYOID, NUMERICARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	TEXTARRAYOID, JSONBARRAYOID};
+	Datum		values[6];
+	char		nulls[6];
+	int			n = -1;
+	int64		orders = 0,
+				earned = 0,
+				replayed = 0;
+	Points		points = 0;
+	TupleDesc	tupdesc;
+	Datum		out[4];
+	bool		out_null[4] = {false, false, false, false};
+	Portal		portal;
+	MemoryContext rowcxt;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "loyalty: earn_batch must return a row");
+	for (int i = 0; i < 6; i++)
+	{
+		int			len = batch_array_length(fcinfo, i, names[i]);
+
+		if (i < 3 && len < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be NULL", names[i]),
+					 errhint("Pass one element per order; only occurred_at, channel and lines may be NULL.")));
+		if (len >= 0 && n >= 0 && len != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("%s has %d elements, %s has %d", names[i], len, names[0], n),
+					 errhint("Pass one element per order in every array.")));
+		if (n < 0)
+			n = len;
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT u.m, u.a, u.r, u.o, u.c, u.l"
+									   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+									   "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+									   "  pg_catalog.unnest($6)) WITH ORDINALITY u(m, a, r, o, c, l, n)"
+									   " ORDER BY u.m NULLS LAST, u.o NULLS LAST, u.n",
+									   6, (Oid *) types, values, nulls, true, 0);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty batch order", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		SPITupleTable *batch;
+		uint64		fetched;
+
+		SPI_cursor_fetch(portal, true, STATEMENT_FETCH);
+		batch = SPI_tuptable;
+		fetched = SPI_processed;
+		if (fetched == 0)
+			break;
+		for (uint64 i = 0; i < fetched; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+			HeapTuple	tup = batch->vals[i];
+			TupleDesc	desc = batch->tupdesc;
+			OrderRow	r = {0};
+			EarnRequest req = {0};
+			LedgerResult res;
+			ErrorContextCallback errcb;
+			bool		isnull;
+			Datum		d;
+
+			CHECK_FOR_INTERRUPTS();
+			orders++;
+			d = SPI_getbinval(tup, desc, 1, &isnull);
+			r.has_member = !isnull;
+			r.member = isnull ? 0 : DatumGetInt64(d);
+			r.reference = SPI_getvalue(tup, desc, 3);
+			errcb.callback = order_error_context;
+			errcb.arg = &r;
+			errcb.previous = error_context_stack;
+			error_context_stack = &errcb;
+			if (r.reference == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("an order of member %lld has no reference", (long long) r.member),
+						 errhint("Each order needs its reference: it keys the order's earn.")));
+			if (r.has_member)
+			{
+				req.member_id = r.member;
+				d = SPI_getbinval(tup, desc, 2, &isnull);
+				req.amount = isnull ? NULL : DatumGetNumeric(d);
+				req.reference = cstring_to_text(r.reference);
+				req.idempotency_key = cstring_to_text(psprintf("order:%s", r.reference));
+				d = SPI_getbinval(tup, desc, 4, &isnull);
+				req.occurred_at.given = !isnull;
+				if (!isnull)
+					req.occurred_at.value = DatumGetTimestampTz(d);
+				d = SPI_getbinval(tup, desc, 5, &isnull);
+				req.channel = isnull ? NULL : DatumGetTextPP(d);
+				d = SPI_getbinval(tup, desc, 6, &isnull);
+				req.lines = isnull ? NULL : DatumGetJsonbP(d);
+				ledger_earn(&req, &res);
+				ledger_remember_entry(&res);
+				if (res.replayed)
+					replayed++;
+				else
+				{
+					earned++;
+					points = points_add_checked(points, res.points);
+				}
+			}
+			error_context_stack = errcb.previous;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(batch);
+	}
+	SPI_cursor_close(portal);
+	MemoryContextDelete(rowcxt);
+	SPI_finish();
+
+	out[0] = Int64GetDatum(orders);
+	out[1] = Int64GetDatum(earned);
+	out[2] = Int64GetDatum(replayed);
+	out[3] = Int64GetDatum(points);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), out, out_null)));
 }

@@ -67,6 +67,10 @@ COMMENT ON FUNCTION loyalty.release(bigint, text) IS
 COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text) IS
     'Undo an entry fully or partly (by points, or by refunded amount in proportion: amount is any number type or a string); never more than the entry; returns points reversed';
 
+#include "udfs/earn_batch/1.4.sql"
+COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) IS
+    'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; returns the orders, those that earned now, those replayed, and the points credited';
+
 #include "udfs/refund/1.4.sql"
 #include "udfs/refund/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS

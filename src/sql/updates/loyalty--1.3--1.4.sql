@@ -91,6 +91,12 @@ REVOKE ALL ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loyalt
 GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loyalty.refund(bigint, text, double precision, text, text) TO loyalty_app, loyalty_admin;
 -- who was merged into a member (a merge repoints them; a refund looks through them)
 CREATE INDEX members_merged_into_idx ON loyalty.members (merged_into) WHERE merged_into IS NOT NULL;
+-- many orders at once, as the order trigger earns them
+#include "udfs/earn_batch/1.4.sql"
+COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) IS
+    'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; returns the orders, those that earned now, those replayed, and the points credited';
+REVOKE ALL ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) TO loyalty_app, loyalty_admin;
 -- the entry id of the session's last write call
 CREATE FUNCTION loyalty.last_entry()
 RETURNS bigint
