@@ -7,7 +7,7 @@
  *	  FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger(
  *	      'member_id', 'total', 'id', 'status'           -- required
  *	      [, 'channel_column' | '', 'occurred_at_column' | '']
- *	      [, 'cancel=refunded,cancelled'] [, 'earn=paid,shipped']);
+ *	      [, 'cancel=refunded,cancelled'] [, 'earn=paid,shipped'] [, 'on_error=skip']);
  *
  * For bulk loads the same function may be attached FOR EACH STATEMENT with
  * transition tables, one trigger per event (REFERENCING NEW TABLE for
@@ -24,11 +24,14 @@
  * takes back points in proportion to the amount no longer paid (reverse by
  * amount, restoring the right lots).  A raised amount earns nothing more,
  * and a cancelled order that comes back earns nothing again: an order earns
- * once, on its first amount.
+ * once, on its first amount.  With on_error=skip, an order that fails is
+ * recorded in loyalty.rejected_orders and writes nothing, and the others go
+ * on.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -39,6 +42,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
@@ -70,6 +74,9 @@ typedef struct OrderConfig
 	char	   *cancel[MAX_STATUSES];
 	int			nearn;			/* 0: every non-cancel status earns */
 	char	   *earn[MAX_STATUSES];
+	bool		skip_errors;	/* on_error=skip: a failing order goes to
+								 * loyalty.rejected_orders */
+	char	   *source;			/* the orders table, for rejected_orders */
 } OrderConfig;
 
 static const char *const arg_names[] = {"member", "amount", "reference", "status", "channel", "occurred_at"};
@@ -150,6 +157,8 @@ configure(TriggerData *td, MemoryContext cxt)
 
 	c->trigger_oid = tg->tgoid;
 	c->relid = RelationGetRelid(rel);
+	c->source = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
 	c->cancel[0] = "refunded";
 	c->cancel[1] = "cancelled";
 	c->cancel[2] = "canceled";
@@ -189,11 +198,13 @@ configure(TriggerData *td, MemoryContext cxt)
 			c->ncancel = split_statuses(eq + 1, c->cancel, "cancel");
 		else if (strcmp(opt, "earn") == 0)
 			c->nearn = split_statuses(eq + 1, c->earn, "earn");
+		else if (strcmp(opt, "on_error") == 0 && (strcmp(eq + 1, "fail") == 0 || strcmp(eq + 1, "skip") == 0))
+			c->skip_errors = strcmp(eq + 1, "skip") == 0;
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("loyalty.order_trigger: unknown option \"%s\" in argument %d", opt, i + 1),
-					 errhint("Options are cancel=<status,...> and earn=<status,...>.")));
+					 errmsg("loyalty.order_trigger: unknown option \"%s\" in argument %d", tg->tgargs[i], i + 1),
+					 errhint("Options are cancel=<status,...>, earn=<status,...> and on_error=fail|skip.")));
 	}
 	MemoryContextSwitchTo(old);
 	return c;
@@ -420,6 +431,88 @@ order_error_context(void *arg)
 		errcontext("loyalty.order_trigger: order \"%s\"", r->reference);
 }
 
+/*
+ * Record an order that failed under on_error=skip, with why (the error is
+ * the one its subtransaction raised; nothing of the order was written).
+ */
+static void
+reject_order(const char *source, const OrderRow *r, ErrorData *edata)
+{
+	static KeptPlan plan;
+	static const Oid types[7] = {TEXTOID, TEXTOID, INT8OID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	int			rc;
+
+	values[0] = CStringGetTextDatum(source);
+	values[1] = r->reference ? CStringGetTextDatum(r->reference) : (Datum) 0;
+	nulls[1] = r->reference ? ' ' : 'n';
+	values[2] = Int64GetDatum(r->member);
+	nulls[2] = r->has_member ? ' ' : 'n';
+	values[3] = r->amount ? NumericGetDatum(r->amount) : (Datum) 0;
+	nulls[3] = r->amount ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	values[5] = CStringGetTextDatum(edata->message ? edata->message : "");
+	values[6] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
+	nulls[6] = edata->detail ? ' ' : 'n';
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	rc = loyalty_run(&plan, "INSERT INTO loyalty.rejected_orders"
+					 " (source, reference, member, amount, sqlstate, message, detail)"
+					 " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					 7, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "loyalty: could not record a rejected order");
+	SPI_finish();
+}
+
+/*
+ * Run one order's work; under skip, in a subtransaction of its own, so that
+ * an order that fails (an unknown member, a replay with another amount, a
+ * bad amount) writes nothing and goes to loyalty.rejected_orders while the
+ * others go on.  Returns whether the work was done.
+ */
+static bool
+order_guarded(bool skip, const char *source, const OrderRow *about, void (*work) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = true;
+
+	if (!skip)
+	{
+		work(arg);
+		return true;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		work(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* a cancel or a shutdown is no bad order */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		reject_order(source, about, edata);
+		done = false;
+	}
+	PG_END_TRY();
+	return done;
+}
+
 /* An order inserted. */
 static void
 order_insert(OrderRow *new_row)
@@ -495,6 +588,29 @@ order_change(OrderRow *old_row, OrderRow *new_row)
 	else if (old_row)
 		order_delete(old_row);
 	error_context_stack = errcb.previous;
+}
+
+typedef struct ChangeArgs
+{
+	OrderRow   *old_row;
+	OrderRow   *new_row;
+} ChangeArgs;
+
+static void
+order_change_work(void *arg)
+{
+	ChangeArgs *a = (ChangeArgs *) arg;
+
+	order_change(a->old_row, a->new_row);
+}
+
+/* A row's change, or, under on_error=skip, its rejection. */
+static void
+order_change_guarded(OrderConfig *c, OrderRow *old_row, OrderRow *new_row)
+{
+	ChangeArgs	a = {old_row, new_row};
+
+	(void) order_guarded(c->skip_errors, c->source, new_row ? new_row : old_row, order_change_work, &a);
 }
 
 /*
@@ -583,14 +699,14 @@ order_statement(OrderConfig *c, TriggerData *td)
 
 			CHECK_FOR_INTERRUPTS();
 			if (ins)
-				order_change(NULL, &a);
+				order_change_guarded(c, NULL, &a);
 			else if (del)
-				order_change(&a, NULL);
+				order_change_guarded(c, &a, NULL);
 			else
 			{
 				OrderRow	b = read_row(c, batch->tupdesc, batch->vals[i], &second);
 
-				order_change(&a, &b);
+				order_change_guarded(c, &a, &b);
 			}
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(rowcxt);
@@ -638,20 +754,20 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
-		order_change(NULL, &new_row);
+		order_change_guarded(c, NULL, &new_row);
 		return PointerGetDatum(td->tg_trigtuple);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
 		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
-		order_change(&old_row, NULL);
+		order_change_guarded(c, &old_row, NULL);
 		return PointerGetDatum(td->tg_trigtuple);
 	}
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
 		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_newtuple, &cols);
-		order_change(&old_row, &new_row);
+		order_change_guarded(c, &old_row, &new_row);
 		return PointerGetDatum(td->tg_newtuple);
 	}
 	ereport(ERROR,
@@ -676,18 +792,43 @@ batch_array_length(FunctionCallInfo fcinfo, int argno, const char *name)
 	return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
 }
 
+/* One order of a batch. */
+typedef struct BatchOrder
+{
+	OrderRow	row;
+	EarnRequest req;
+	LedgerResult res;
+} BatchOrder;
+
+static void
+batch_earn(void *arg)
+{
+	BatchOrder *b = (BatchOrder *) arg;
+
+	if (b->row.reference == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("an order of member %lld has no reference", (long long) b->row.member),
+				 errhint("Each order needs its reference: it keys the order's earn.")));
+	b->req.reference = cstring_to_text(b->row.reference);
+	b->req.idempotency_key = cstring_to_text(psprintf("order:%s", b->row.reference));
+	ledger_earn(&b->req, &b->res);
+	ledger_remember_entry(&b->res);
+}
+
 /*
  * loyalty.earn_batch(member[], amount[], reference[], occurred_at[],
- * channel[], lines[]): purchases given as arrays (one element per order),
- * earned as the order trigger earns an inserted order: keyed by the order's
- * reference (a replayed backfill writes nothing; the trigger and the batch
- * never credit one order twice), member by member in member_id order and
- * each member's orders by occurred_at, so that tiers, first-purchase bonuses
- * and caps come out as if the sales had arrived one by one.  Orders without
- * a member (guests) are skipped.  A failing order fails the call, naming
- * it, and nothing is written.  Returns how many orders there were, how many
- * earned now, how many had earned before (replays), and the points credited
- * now.
+ * channel[], lines[], on_error): purchases given as arrays (one element per
+ * order), earned as the order trigger earns an inserted order: keyed by the
+ * order's reference (a replayed backfill writes nothing; the trigger and the
+ * batch never credit one order twice), member by member in member_id order
+ * and each member's orders by occurred_at, so that tiers, first-purchase
+ * bonuses and caps come out as if the sales had arrived one by one.  Orders
+ * without a member (guests) are skipped.  A failing order fails the call,
+ * naming it, and nothing is written; with on_error 'skip' it goes to
+ * loyalty.rejected_orders instead and the others are earned.  Returns how
+ * many orders there were, how many earned now, how many had earned before
+ * (replays), how many were rejected, and the points credited now.
  */
 Datum
 loyalty_earn_batch(PG_FUNCTION_ARGS)
@@ -698,18 +839,30 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	char		nulls[6];
 	int			n = -1;
+	bool		skip = false;
 	int64		orders = 0,
 				earned = 0,
-				replayed = 0;
+				replayed = 0,
+				rejected = 0;
 	Points		points = 0;
 	TupleDesc	tupdesc;
-	Datum		out[4];
-	bool		out_null[4] = {false, false, false, false};
+	Datum		out[5];
+	bool		out_null[5] = {false, false, false, false, false};
 	Portal		portal;
 	MemoryContext rowcxt;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "loyalty: earn_batch must return a row");
+	if (!PG_ARGISNULL(6))
+	{
+		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(6));
+
+		if (strcmp(mode, "skip") != 0 && strcmp(mode, "fail") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("on_error must be 'fail' or 'skip', not \"%s\"", mode)));
+		skip = strcmp(mode, "skip") == 0;
+	}
 	for (int i = 0; i < 6; i++)
 	{
 		int			len = batch_array_length(fcinfo, i, names[i]);
@@ -755,51 +908,44 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 			MemoryContext old = MemoryContextSwitchTo(rowcxt);
 			HeapTuple	tup = batch->vals[i];
 			TupleDesc	desc = batch->tupdesc;
-			OrderRow	r = {0};
-			EarnRequest req = {0};
-			LedgerResult res;
+			BatchOrder	b;
 			ErrorContextCallback errcb;
 			bool		isnull;
 			Datum		d;
 
 			CHECK_FOR_INTERRUPTS();
+			memset(&b, 0, sizeof(b));
 			orders++;
 			d = SPI_getbinval(tup, desc, 1, &isnull);
-			r.has_member = !isnull;
-			r.member = isnull ? 0 : DatumGetInt64(d);
-			r.reference = SPI_getvalue(tup, desc, 3);
+			b.row.has_member = !isnull;
+			b.row.member = isnull ? 0 : DatumGetInt64(d);
+			b.row.reference = SPI_getvalue(tup, desc, 3);
+			d = SPI_getbinval(tup, desc, 2, &isnull);
+			b.row.amount = isnull ? NULL : DatumGetNumeric(d);
 			errcb.callback = order_error_context;
-			errcb.arg = &r;
+			errcb.arg = &b.row;
 			errcb.previous = error_context_stack;
 			error_context_stack = &errcb;
-			if (r.reference == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("an order of member %lld has no reference", (long long) r.member),
-						 errhint("Each order needs its reference: it keys the order's earn.")));
-			if (r.has_member)
+			if (b.row.has_member)
 			{
-				req.member_id = r.member;
-				d = SPI_getbinval(tup, desc, 2, &isnull);
-				req.amount = isnull ? NULL : DatumGetNumeric(d);
-				req.reference = cstring_to_text(r.reference);
-				req.idempotency_key = cstring_to_text(psprintf("order:%s", r.reference));
+				b.req.member_id = b.row.member;
+				b.req.amount = b.row.amount;
 				d = SPI_getbinval(tup, desc, 4, &isnull);
-				req.occurred_at.given = !isnull;
+				b.req.occurred_at.given = !isnull;
 				if (!isnull)
-					req.occurred_at.value = DatumGetTimestampTz(d);
+					b.req.occurred_at.value = DatumGetTimestampTz(d);
 				d = SPI_getbinval(tup, desc, 5, &isnull);
-				req.channel = isnull ? NULL : DatumGetTextPP(d);
+				b.req.channel = isnull ? NULL : DatumGetTextPP(d);
 				d = SPI_getbinval(tup, desc, 6, &isnull);
-				req.lines = isnull ? NULL : DatumGetJsonbP(d);
-				ledger_earn(&req, &res);
-				ledger_remember_entry(&res);
-				if (res.replayed)
+				b.req.lines = isnull ? NULL : DatumGetJsonbP(d);
+				if (!order_guarded(skip, "loyalty.earn_batch", &b.row, batch_earn, &b))
+					rejected++;
+				else if (b.res.replayed)
 					replayed++;
 				else
 				{
 					earned++;
-					points = points_add_checked(points, res.points);
+					points = points_add_checked(points, b.res.points);
 				}
 			}
 			error_context_stack = errcb.previous;
@@ -815,6 +961,7 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 	out[0] = Int64GetDatum(orders);
 	out[1] = Int64GetDatum(earned);
 	out[2] = Int64GetDatum(replayed);
-	out[3] = Int64GetDatum(points);
+	out[3] = Int64GetDatum(rejected);
+	out[4] = Int64GetDatum(points);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), out, out_null)));
 }

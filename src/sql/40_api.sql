@@ -67,9 +67,28 @@ COMMENT ON FUNCTION loyalty.release(bigint, text) IS
 COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text) IS
     'Undo an entry fully or partly (by points, or by refunded amount in proportion: amount is any number type or a string); never more than the entry; returns points reversed';
 
+-- orders that failed under on_error 'skip' (earn_batch, order_trigger)
+CREATE TABLE loyalty.rejected_orders (
+    reject_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    source      text NOT NULL,
+    reference   text,
+    member      bigint,
+    amount      numeric,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    detail      text
+);
+COMMENT ON TABLE loyalty.rejected_orders IS
+    'Orders a bulk load skipped (loyalty.earn_batch or loyalty.order_trigger with on_error skip): nothing of them was written; fix and load them again';
+COMMENT ON COLUMN loyalty.rejected_orders.source IS 'loyalty.earn_batch, or the orders table whose trigger skipped the order';
+COMMENT ON COLUMN loyalty.rejected_orders.member IS 'The member the order named (it may not exist: that can be why)';
+COMMENT ON COLUMN loyalty.rejected_orders.sqlstate IS 'The error''s SQLSTATE (LY002: a replay with another amount; P0002: no such member; ...)';
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders_reject_id_seq', '');
 #include "udfs/earn_batch/1.4.sql"
-COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) IS
-    'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; returns the orders, those that earned now, those replayed, and the points credited';
+COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text) IS
+    'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; a failing order fails the call, or with on_error ''skip'' goes to loyalty.rejected_orders; returns the orders, those that earned now, those replayed, those rejected, and the points credited';
 
 #include "udfs/refund/1.4.sql"
 #include "udfs/refund/1.4-float8.sql"

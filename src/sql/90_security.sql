@@ -29,7 +29,7 @@ REVOKE ALL ON FUNCTION
     loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text),
     loyalty.refund(bigint, text, numeric, text, text),
     loyalty.refund(bigint, text, double precision, text, text),
-    loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]),
+    loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text),
     loyalty.last_entry(),
     loyalty.adjust(bigint, numeric, text, text, text),
     loyalty.release_expired(bigint),
@@ -62,7 +62,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text),
     loyalty.refund(bigint, text, numeric, text, text),
     loyalty.refund(bigint, text, double precision, text, text),
-    loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]),
+    loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text),
     loyalty.last_entry(),
     loyalty.balance(bigint),
     loyalty.balance_at(bigint, timestamptz),
@@ -85,6 +85,7 @@ TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.expire_points(timestamptz, integer),
     loyalty.release_expired_holds(integer) TO loyalty_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA loyalty TO loyalty_admin;
+GRANT DELETE ON loyalty.rejected_orders TO loyalty_admin;
 GRANT UPDATE (name, point_value, earn_rate, rounding, expiry_period, pending_period, refund_policy,
               max_hold_ttl, closed_through) ON loyalty.programs TO loyalty_admin;
 

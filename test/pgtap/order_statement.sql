@@ -8,7 +8,7 @@
 -- tier upgrades that change the earn rate mid-statement, back-dated orders,
 -- cancels, lowered amounts, reassignments, deletes and replays.
 BEGIN;
-SELECT plan(18);
+SELECT plan(20);
 
 SELECT loyalty.create_program('bulk', earn_rate => 1) AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -159,6 +159,20 @@ DROP TRIGGER loyalty_bad ON shop.orders_bad;
 CREATE TRIGGER loyalty_bad AFTER UPDATE ON shop.orders_bad REFERENCING NEW TABLE AS loyalty_new
     FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
 SELECT throws_ok($$UPDATE shop.orders_bad SET total = 2$$, '39P01', NULL, '...so is one on UPDATE without its OLD TABLE');
+
+-- on_error=skip: a bulk load that must go on puts failing orders aside
+CREATE TABLE shop.orders_skip (LIKE shop.orders_row INCLUDING ALL);
+CREATE TRIGGER loyalty_skip AFTER INSERT ON shop.orders_skip REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', '', '', 'on_error=skip');
+INSERT INTO shop.orders_skip (id, customer, total)
+SELECT 7001, stmt_m, 10 FROM twins WHERE k = 5
+UNION ALL SELECT 7002, 99999999, 10
+UNION ALL SELECT 7003, stmt_m, 12 FROM twins WHERE k = 6;
+SELECT is((SELECT count(*) FROM loyalty.ledger WHERE reference IN ('7001', '7003')), 2::bigint,
+          'on_error=skip: the good orders of the statement earn...');
+SELECT results_eq($$SELECT source, reference, member, sqlstate FROM loyalty.rejected_orders$$,
+                  $$VALUES ('shop.orders_skip', '7002', 99999999::bigint, 'P0002')$$,
+                  '...and the failing one is recorded in loyalty.rejected_orders');
 
 -- last_entry() after a statement: the last write of the statement
 INSERT INTO shop.orders_stmt (id, customer, total) SELECT 9000 + k, stmt_m, 10 FROM twins WHERE k IN (3, 4);

@@ -92,11 +92,31 @@ GRANT EXECUTE ON FUNCTION loyalty.refund(bigint, text, numeric, text, text), loy
 -- who was merged into a member (a merge repoints them; a refund looks through them)
 CREATE INDEX members_merged_into_idx ON loyalty.members (merged_into) WHERE merged_into IS NOT NULL;
 -- many orders at once, as the order trigger earns them
+-- orders that failed under on_error 'skip' (earn_batch, order_trigger)
+CREATE TABLE loyalty.rejected_orders (
+    reject_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    source      text NOT NULL,
+    reference   text,
+    member      bigint,
+    amount      numeric,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    detail      text
+);
+COMMENT ON TABLE loyalty.rejected_orders IS
+    'Orders a bulk load skipped (loyalty.earn_batch or loyalty.order_trigger with on_error skip): nothing of them was written; fix and load them again';
+COMMENT ON COLUMN loyalty.rejected_orders.source IS 'loyalty.earn_batch, or the orders table whose trigger skipped the order';
+COMMENT ON COLUMN loyalty.rejected_orders.member IS 'The member the order named (it may not exist: that can be why)';
+COMMENT ON COLUMN loyalty.rejected_orders.sqlstate IS 'The error''s SQLSTATE (LY002: a replay with another amount; P0002: no such member; ...)';
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders_reject_id_seq', '');
+GRANT SELECT, DELETE ON loyalty.rejected_orders TO loyalty_admin;
 #include "udfs/earn_batch/1.4.sql"
-COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) IS
-    'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; returns the orders, those that earned now, those replayed, and the points credited';
-REVOKE ALL ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[]) TO loyalty_app, loyalty_admin;
+COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text) IS
+    'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; a failing order fails the call, or with on_error ''skip'' goes to loyalty.rejected_orders; returns the orders, those that earned now, those replayed, those rejected, and the points credited';
+REVOKE ALL ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text) TO loyalty_app, loyalty_admin;
 -- the entry id of the session's last write call
 CREATE FUNCTION loyalty.last_entry()
 RETURNS bigint
