@@ -111,6 +111,7 @@ COMMENT ON COLUMN loyalty.rejected_orders.member IS 'The member the order named 
 COMMENT ON COLUMN loyalty.rejected_orders.sqlstate IS 'The error''s SQLSTATE (LY002: a replay with another amount; P0002: no such member; ...)';
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders_reject_id_seq', '');
+REVOKE ALL ON SEQUENCE loyalty.rejected_orders_reject_id_seq FROM PUBLIC;
 GRANT SELECT, DELETE ON loyalty.rejected_orders TO loyalty_admin;
 #include "udfs/earn_batch/1.4.sql"
 COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text) IS
