@@ -90,6 +90,10 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rejected_orders_reject_id_se
 COMMENT ON FUNCTION loyalty.earn_batch(bigint[], numeric[], text[], timestamptz[], text[], jsonb[], text) IS
     'Earn for many orders at once (one array element per order), as loyalty.order_trigger earns an inserted order: keyed by order reference (a replay writes nothing), member by member and each member''s orders by occurred_at; guests (NULL member) are skipped; a failing order fails the call, or with on_error ''skip'' goes to loyalty.rejected_orders; returns the orders, those that earned now, those replayed, those rejected, and the points credited';
 
+#include "udfs/import_orders/1.4.sql"
+COMMENT ON PROCEDURE loyalty.import_orders(regclass, text, text, text, text, text, integer, text) IS
+    'Earn for the orders of a table or view (its member, amount, reference and optional occurred_at and channel columns) through loyalty.earn_batch, batch_size members per transaction in member_id order, committing after each batch with progress; online calls wait at most for one batch; CALL it outside a transaction block';
+
 #include "udfs/refund/1.4.sql"
 #include "udfs/refund/1.4-float8.sql"
 COMMENT ON FUNCTION loyalty.refund(bigint, text, numeric, text, text) IS

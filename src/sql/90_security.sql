@@ -46,6 +46,8 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.expire_points(timestamptz, integer),
     loyalty.release_expired_holds(integer) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE loyalty.import_orders(regclass, text, text, text, text, text, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE loyalty.import_orders(regclass, text, text, text, text, text, integer, text) TO loyalty_app, loyalty_admin;
 
 -- ...the channels' API to the application role...
 GRANT EXECUTE ON FUNCTION
