@@ -74,6 +74,7 @@ typedef enum LedgerStmt
 	S_MOVE_IDENTITIES,
 	S_MEMBER_KEYS,
 	S_CLOSE_MEMBER,
+	S_MEMBER_STATUS,
 	S_REPOINT_MERGED,
 	S_REFERRAL,
 	S_TIER,
@@ -178,6 +179,9 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_CLOSE_MEMBER] = {
 		"UPDATE loyalty.members SET status = 'closed', merged_into = $1 WHERE member_id" EQ "$2",
 	2, {INT8OID, INT8OID}},
+	[S_MEMBER_STATUS] = {
+		"UPDATE loyalty.members SET status = $2 WHERE member_id" EQ "$1 AND merged_into IS NULL",
+	2, {INT8OID, TEXTOID}},
 	/* members merged into the absorbed one now point at the survivor */
 	[S_REPOINT_MERGED] = {
 		"UPDATE loyalty.members SET merged_into = $1 WHERE merged_into" EQ "$2",
@@ -2398,4 +2402,36 @@ ledger_expire(const ExpireRequest *r, LedgerResult *res)
 	}
 	Finish(&m);
 	res->points = total;
+}
+
+/*
+ * Suspend, close or reactivate a member: the member's row and the account's
+ * copy of its status, under the member's lock, so that a status change
+ * serialises with every write.  A merged-away member keeps the status its
+ * merge gave it.
+ */
+void
+ledger_set_status(const StatusRequest *r)
+{
+	Member		m;
+	Datum		values[2];
+
+	Connect(&m);
+	LockMember(r->member_id, &m, false);
+	if (r->status == NULL ||
+		(strcmp(r->status, "active") != 0 && strcmp(r->status, "suspended") != 0 &&
+		 strcmp(r->status, "closed") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown member status \"%s\"", r->status ? r->status : "NULL"),
+				 errhint("Use active, suspended or closed.")));
+	values[0] = Int64GetDatum(m.member_id);
+	values[1] = CStringGetTextDatum(r->status);
+	ExecStmt(S_MEMBER_STATUS, values, NULL, 0);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("member %lld does not exist or was merged away", (long long) m.member_id)));
+	store_set_status(m.w, m.member_id, r->status);
+	Finish(&m);
 }

@@ -140,6 +140,12 @@ typedef struct ExpireRequest
 	OptTime		as_of;
 } ExpireRequest;
 
+typedef struct StatusRequest
+{
+	int64		member_id;
+	const char *status;			/* active, suspended or closed; NULL refused */
+} StatusRequest;
+
 extern void ledger_earn(const EarnRequest *r, LedgerResult *res);
 extern void ledger_award(const AwardRequest *r, LedgerResult *res);
 extern void ledger_redeem(const RedeemRequest *r, LedgerResult *res);
@@ -152,6 +158,7 @@ extern void ledger_adjust(const AdjustRequest *r, LedgerResult *res);
 extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
 extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);
+extern void ledger_set_status(const StatusRequest *r);
 
 /* The earn's explanation without writing anything (preview_earn). */
 extern Jsonb *ledger_preview_earn(const EarnRequest *r);

@@ -40,6 +40,7 @@ PG_FUNCTION_INFO_V1(loyalty_adjust);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
+PG_FUNCTION_INFO_V1(loyalty_set_member_status);
 PG_FUNCTION_INFO_V1(loyalty_last_entry);
 
 /*
@@ -649,4 +650,17 @@ loyalty_expire_member(PG_FUNCTION_ARGS)
 	r.as_of = OptTimestamp(fcinfo, 1);
 	ledger_expire(&r, &res);
 	PG_RETURN_POINTS(res.points);
+}
+
+/* loyalty.set_member_status(member, status) */
+Datum
+loyalty_set_member_status(PG_FUNCTION_ARGS)
+{
+	StatusRequest r = {0};
+
+	RequireArg(fcinfo, 0, "member");
+	r.member_id = PG_GETARG_INT64(0);
+	r.status = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ledger_set_status(&r);
+	PG_RETURN_VOID();
 }

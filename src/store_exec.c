@@ -278,7 +278,7 @@ PrepareResultRel(ResultRelInfo *rri, StoreTable t)
  */
 static const int account_cols[] = {A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
 A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, -1};
-static const int status_cols[] = {A_STATUS, -1};
+static const int status_cols[] = {A_STATUS, A_UPDATED, -1};
 static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT, -1};
 static const int alloc_cols[] = {X_RETURNED, -1};
 
@@ -734,7 +734,7 @@ FastUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const Accoun
 		*tid = new->tts_tid;
 }
 
-/* set_status: the account's copy of the member's status. */
+/* set_status: the account's copy of the member's status (and updated_at). */
 static void
 FastSetStatus(StoreWriter *w, int64 member_id, const char *status)
 {
@@ -752,6 +752,8 @@ FastSetStatus(StoreWriter *w, int64 member_id, const char *status)
 	new = CopyRow(f, ST_ACCOUNTS, old);
 	new->tts_values[s->attno[A_STATUS]] = CStringGetTextDatum(status);
 	new->tts_isnull[s->attno[A_STATUS]] = false;
+	new->tts_values[s->attno[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	new->tts_isnull[s->attno[A_UPDATED]] = false;
 	UpdateRow(f, ST_ACCOUNTS, old, new, status_cols);
 }
 

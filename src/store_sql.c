@@ -296,7 +296,8 @@ BuildText(SqlStmt q)
 								   " WHERE member_id" EQ "$1 AND entry_id" EQ "$2 AND lot_id" EQ "$3");
 			break;
 		case Q_SET_STATUS:
-			appendStringInfoString(&b, "UPDATE loyalty.accounts SET status = $2 WHERE member_id" EQ "$1");
+			appendStringInfoString(&b, "UPDATE loyalty.accounts SET status = $2, updated_at = pg_catalog.now()"
+								   " WHERE member_id" EQ "$1");
 			break;
 		case Q_NEXT_ENTRY:
 			appendStringInfoString(&b,

@@ -30,7 +30,7 @@ COMMENT ON FUNCTION loyalty.member_id(bigint, text, text) IS
 COMMENT ON FUNCTION loyalty.link_identity(bigint, text, text) IS
     'Attach another channel identity to a member; true if added, false if it was already this member''s';
 
-#include "udfs/set_member_status/1.1.sql"
+#include "udfs/set_member_status/1.4.sql"
 COMMENT ON FUNCTION loyalty.set_member_status(bigint, text) IS
     'Set a member active, suspended (no earning or spending) or closed';
 

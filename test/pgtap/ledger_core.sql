@@ -2,7 +2,7 @@
 -- pending and expiry, holds, reversals, idempotency, merge, verify, roles.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(95);
+SELECT plan(99);
 
 -- programs ------------------------------------------------------------------
 SELECT throws_ok($$SELECT loyalty.create_program('')$$, '22023', NULL, 'empty program name refused');
@@ -88,6 +88,13 @@ SELECT throws_ok(format($$SELECT loyalty.earn(%s, 1)$$, pg_temp.id('a')), '55000
 SELECT loyalty.set_member_status(pg_temp.id('a'), 'active');
 SELECT lives_ok(format($$SELECT loyalty.release(loyalty.hold(%s, '1', '1 minute'))$$, pg_temp.id('a')),
                'a reactivated member can spend again');
+SELECT is((SELECT (m.status, a.status, a.updated_at = now())::text FROM loyalty.members m JOIN loyalty.accounts a USING (member_id)
+           WHERE m.member_id = pg_temp.id('a')), '(active,active,t)', 'the member and its account carry the same status');
+SELECT throws_ok(format($$SELECT loyalty.set_member_status(%s, 'frozen')$$, pg_temp.id('a')), '22023',
+                 'unknown member status "frozen"', 'an unknown status is refused');
+SELECT throws_ok(format($$SELECT loyalty.set_member_status(%s, NULL)$$, pg_temp.id('a')), '22023',
+                 'unknown member status "NULL"', '...and so is NULL');
+SELECT throws_ok($$SELECT loyalty.set_member_status(-1, 'active')$$, 'P0002', NULL, 'an unknown member is refused');
 -- only a purchase waits out the return window: an award or an adjustment has
 -- nothing to return and is spendable at once
 INSERT INTO ids VALUES ('v', loyalty.enroll(pg_temp.id('p'), 'pos', 'card-vest'));

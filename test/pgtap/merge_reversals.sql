@@ -6,7 +6,7 @@
 -- by reference also finds the order through the survivor.
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(29);
+SELECT plan(30);
 
 SELECT create_program('merge reversals', expiry_period => interval '1 year', refund_policy => 'debt') AS p \gset
 SELECT enroll(:p, 'pos', 'mr-a') AS a \gset
@@ -84,6 +84,8 @@ SELECT throws_ok(format('SELECT refund(%s, %L)', :v, 'same'), '21000', NULL,
                  'an order two absorbed members share is refused as ambiguous');
 SELECT throws_ok(format('SELECT refund(%s, %L)', :v, 'none'), 'P0002', NULL, 'an unknown order is still not found');
 
+SELECT throws_ok(format('SELECT set_member_status(%s, %L)', :a, 'active'), 'P0002',
+                 format('member %s does not exist or was merged away', :a), 'a merged-away member keeps its status');
 SELECT diag(v::text) FROM verify() v;
 SELECT is((SELECT count(*) FROM verify()), 0::bigint, 'the books balance');
 

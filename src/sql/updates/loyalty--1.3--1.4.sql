@@ -10,6 +10,8 @@ GRANT EXECUTE ON FUNCTION loyalty.write_store() TO loyalty_admin;
 
 -- partition_ledger() keeps the foreign keys a DBA gave the ledger
 #include-replace "udfs/ledger_convert/1.4.sql"
+-- a status change goes through the ledger store, under the member's lock
+#include-replace "udfs/set_member_status/1.4.sql"
 
 -- == what drivers send ==========================================================
 -- Points arguments are numeric: integers of any width, decimals and strings
