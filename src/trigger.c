@@ -638,6 +638,70 @@ transition_select(OrderConfig *c, Relation rel, const char *table)
 #define STATEMENT_FETCH 1000
 
 /*
+ * Run `each` on every row of an open cursor, fetched a batch at a time, each
+ * row in a memory context reset after it (a statement's orders may be
+ * millions); then close the cursor.
+ */
+static void
+for_each_row(Portal portal, void (*each) (HeapTuple tup, TupleDesc desc, void *arg), void *arg)
+{
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty order row",
+												 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		SPITupleTable *batch;
+		uint64		n;
+
+		SPI_cursor_fetch(portal, true, STATEMENT_FETCH);
+		batch = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		for (uint64 i = 0; i < n; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+			CHECK_FOR_INTERRUPTS();
+			each(batch->vals[i], batch->tupdesc, arg);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(batch);
+	}
+	SPI_cursor_close(portal);
+	MemoryContextDelete(rowcxt);
+}
+
+/* A statement's change of one order, from its transition tables' row. */
+typedef struct StatementRows
+{
+	OrderConfig *c;
+	bool		ins;
+	bool		del;
+} StatementRows;
+
+static void
+statement_row(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	static const OrderCols first = {1, 2, 3, 4, 5, 6};
+	static const OrderCols second = {8, 9, 10, 11, 12, 13};
+	StatementRows *st = (StatementRows *) arg;
+	OrderRow	a = read_row(st->c, desc, tup, &first);
+
+	if (st->ins)
+		order_change_guarded(st->c, NULL, &a);
+	else if (st->del)
+		order_change_guarded(st->c, &a, NULL);
+	else
+	{
+		OrderRow	b = read_row(st->c, desc, tup, &second);
+
+		order_change_guarded(st->c, &a, &b);
+	}
+}
+
+/*
  * FOR EACH STATEMENT: the statement's rows from its transition tables,
  * member by member in member_id order (each member's rows in the order the
  * statement wrote them), each with the effect the row trigger gives it.
@@ -649,10 +713,7 @@ order_statement(OrderConfig *c, TriggerData *td)
 	bool		ins = TRIGGER_FIRED_BY_INSERT(td->tg_event);
 	bool		del = TRIGGER_FIRED_BY_DELETE(td->tg_event);
 	char	   *query;
-	Portal		portal;
-	MemoryContext rowcxt;
-	static const OrderCols first = {1, 2, 3, 4, 5, 6};
-	static const OrderCols second = {8, 9, 10, 11, 12, 13};
+	StatementRows st = {c, ins, del};
 
 	if (!ins && !del && !TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		ereport(ERROR,
@@ -680,41 +741,7 @@ order_statement(OrderConfig *c, TriggerData *td)
 		elog(ERROR, "loyalty: SPI_connect failed");
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "loyalty: could not register the transition tables");
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty order row", ALLOCSET_DEFAULT_SIZES);
-	for (;;)
-	{
-		SPITupleTable *batch;
-		uint64		n;
-
-		SPI_cursor_fetch(portal, true, STATEMENT_FETCH);
-		batch = SPI_tuptable;
-		n = SPI_processed;
-		if (n == 0)
-			break;
-		for (uint64 i = 0; i < n; i++)
-		{
-			MemoryContext old = MemoryContextSwitchTo(rowcxt);
-			OrderRow	a = read_row(c, batch->tupdesc, batch->vals[i], &first);
-
-			CHECK_FOR_INTERRUPTS();
-			if (ins)
-				order_change_guarded(c, NULL, &a);
-			else if (del)
-				order_change_guarded(c, &a, NULL);
-			else
-			{
-				OrderRow	b = read_row(c, batch->tupdesc, batch->vals[i], &second);
-
-				order_change_guarded(c, &a, &b);
-			}
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(rowcxt);
-		}
-		SPI_freetuptable(batch);
-	}
-	SPI_cursor_close(portal);
-	MemoryContextDelete(rowcxt);
+	for_each_row(SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0), statement_row, &st);
 	SPI_finish();
 }
 
@@ -816,6 +843,63 @@ batch_earn(void *arg)
 	ledger_remember_entry(&b->res);
 }
 
+/* What an earn_batch call did so far. */
+typedef struct BatchState
+{
+	bool		skip;
+	int64		orders;
+	int64		earned;
+	int64		replayed;
+	int64		rejected;
+	Points		points;
+} BatchState;
+
+/* One order of an earn_batch call, from its row of the arrays. */
+static void
+batch_row(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	BatchState *st = (BatchState *) arg;
+	BatchOrder	b;
+	ErrorContextCallback errcb;
+	bool		isnull;
+	Datum		d;
+
+	memset(&b, 0, sizeof(b));
+	st->orders++;
+	d = SPI_getbinval(tup, desc, 1, &isnull);
+	b.row.has_member = !isnull;
+	b.row.member = isnull ? 0 : DatumGetInt64(d);
+	b.row.reference = SPI_getvalue(tup, desc, 3);
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	b.row.amount = isnull ? NULL : DatumGetNumeric(d);
+	if (!b.row.has_member)
+		return;					/* a guest's order earns nothing */
+	errcb.callback = order_error_context;
+	errcb.arg = &b.row;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	b.req.member_id = b.row.member;
+	b.req.amount = b.row.amount;
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	b.req.occurred_at.given = !isnull;
+	if (!isnull)
+		b.req.occurred_at.value = DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	b.req.channel = isnull ? NULL : DatumGetTextPP(d);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	b.req.lines = isnull ? NULL : DatumGetJsonbP(d);
+	if (!order_guarded(st->skip, "loyalty.earn_batch", &b.row, batch_earn, &b))
+		st->rejected++;
+	else if (b.res.replayed)
+		st->replayed++;
+	else
+	{
+		st->earned++;
+		st->points = points_add_checked(st->points, b.res.points);
+	}
+	error_context_stack = errcb.previous;
+}
+
 /*
  * loyalty.earn_batch(member[], amount[], reference[], occurred_at[],
  * channel[], lines[], on_error): purchases given as arrays (one element per
@@ -839,17 +923,11 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	char		nulls[6];
 	int			n = -1;
-	bool		skip = false;
-	int64		orders = 0,
-				earned = 0,
-				replayed = 0,
-				rejected = 0;
-	Points		points = 0;
+	BatchState	st = {0};
 	TupleDesc	tupdesc;
 	Datum		out[5];
 	bool		out_null[5] = {false, false, false, false, false};
 	Portal		portal;
-	MemoryContext rowcxt;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "loyalty: earn_batch must return a row");
@@ -861,7 +939,7 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("on_error must be 'fail' or 'skip', not \"%s\"", mode)));
-		skip = strcmp(mode, "skip") == 0;
+		st.skip = strcmp(mode, "skip") == 0;
 	}
 	for (int i = 0; i < 6; i++)
 	{
@@ -892,76 +970,13 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 									   "  pg_catalog.unnest($6)) WITH ORDINALITY u(m, a, r, o, c, l, n)"
 									   " ORDER BY u.m NULLS LAST, u.o NULLS LAST, u.n",
 									   6, (Oid *) types, values, nulls, true, 0);
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty batch order", ALLOCSET_DEFAULT_SIZES);
-	for (;;)
-	{
-		SPITupleTable *batch;
-		uint64		fetched;
-
-		SPI_cursor_fetch(portal, true, STATEMENT_FETCH);
-		batch = SPI_tuptable;
-		fetched = SPI_processed;
-		if (fetched == 0)
-			break;
-		for (uint64 i = 0; i < fetched; i++)
-		{
-			MemoryContext old = MemoryContextSwitchTo(rowcxt);
-			HeapTuple	tup = batch->vals[i];
-			TupleDesc	desc = batch->tupdesc;
-			BatchOrder	b;
-			ErrorContextCallback errcb;
-			bool		isnull;
-			Datum		d;
-
-			CHECK_FOR_INTERRUPTS();
-			memset(&b, 0, sizeof(b));
-			orders++;
-			d = SPI_getbinval(tup, desc, 1, &isnull);
-			b.row.has_member = !isnull;
-			b.row.member = isnull ? 0 : DatumGetInt64(d);
-			b.row.reference = SPI_getvalue(tup, desc, 3);
-			d = SPI_getbinval(tup, desc, 2, &isnull);
-			b.row.amount = isnull ? NULL : DatumGetNumeric(d);
-			errcb.callback = order_error_context;
-			errcb.arg = &b.row;
-			errcb.previous = error_context_stack;
-			error_context_stack = &errcb;
-			if (b.row.has_member)
-			{
-				b.req.member_id = b.row.member;
-				b.req.amount = b.row.amount;
-				d = SPI_getbinval(tup, desc, 4, &isnull);
-				b.req.occurred_at.given = !isnull;
-				if (!isnull)
-					b.req.occurred_at.value = DatumGetTimestampTz(d);
-				d = SPI_getbinval(tup, desc, 5, &isnull);
-				b.req.channel = isnull ? NULL : DatumGetTextPP(d);
-				d = SPI_getbinval(tup, desc, 6, &isnull);
-				b.req.lines = isnull ? NULL : DatumGetJsonbP(d);
-				if (!order_guarded(skip, "loyalty.earn_batch", &b.row, batch_earn, &b))
-					rejected++;
-				else if (b.res.replayed)
-					replayed++;
-				else
-				{
-					earned++;
-					points = points_add_checked(points, b.res.points);
-				}
-			}
-			error_context_stack = errcb.previous;
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(rowcxt);
-		}
-		SPI_freetuptable(batch);
-	}
-	SPI_cursor_close(portal);
-	MemoryContextDelete(rowcxt);
+	for_each_row(portal, batch_row, &st);
 	SPI_finish();
 
-	out[0] = Int64GetDatum(orders);
-	out[1] = Int64GetDatum(earned);
-	out[2] = Int64GetDatum(replayed);
-	out[3] = Int64GetDatum(rejected);
-	out[4] = Int64GetDatum(points);
+	out[0] = Int64GetDatum(st.orders);
+	out[1] = Int64GetDatum(st.earned);
+	out[2] = Int64GetDatum(st.replayed);
+	out[3] = Int64GetDatum(st.rejected);
+	out[4] = Int64GetDatum(st.points);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), out, out_null)));
 }
