@@ -129,18 +129,20 @@ INSERT INTO n SELECT count(*) FROM loyalty.ledger;
 CREATE TEMP TABLE skipped AS
 SELECT * FROM loyalty.earn_batch(
     ARRAY[(SELECT batch_m FROM twins WHERE k = 5), 99999999, (SELECT batch_m FROM twins WHERE k = 5),
-          (SELECT batch_m FROM twins WHERE k = 1 + (2 * 7) % 10), (SELECT batch_m FROM twins WHERE k = 6)],
-    ARRAY[10, 10, -5, 99, 20]::numeric[], ARRAY['s-1', 's-2', 's-3', 'h2', NULL],
+          (SELECT batch_m FROM twins WHERE k = 1 + (2 * 7) % 10), (SELECT batch_m FROM twins WHERE k = 6),
+          (SELECT batch_m FROM twins WHERE k = 6)],
+    ARRAY[10, 10, -5, 99, 20, 'NaN']::numeric[], ARRAY['s-1', 's-2', 's-3', 'h2', NULL, 's-nan'],
     on_error => 'skip');
-SELECT is((SELECT (orders, earned, replayed, rejected)::text FROM skipped), '(5,1,0,4)',
-          'on_error skip: the good order earns, the four bad ones are rejected');
+SELECT is((SELECT (orders, earned, replayed, rejected)::text FROM skipped), '(6,1,0,5)',
+          'on_error skip: the good order earns, the five bad ones are rejected');
 SELECT is((SELECT points FROM skipped), (SELECT points::bigint FROM loyalty.ledger WHERE reference = 's-1'),
           '...and the points are the good order''s');
 SELECT is((SELECT count(*) FROM loyalty.ledger), (SELECT entries FROM n) + 1, '...and only the good one is written');
 SELECT results_eq($$SELECT source, reference, sqlstate FROM loyalty.rejected_orders ORDER BY reject_id$$,
                   $$VALUES ('loyalty.earn_batch', 's-3', '22023'), ('loyalty.earn_batch', 'h2', 'LY002'),
-                           ('loyalty.earn_batch', NULL, '22004'), ('loyalty.earn_batch', 's-2', 'P0002')$$,
-                  'loyalty.rejected_orders says which and why, in the order they were taken (a negative amount, another amount, no reference, an unknown member)');
+                           ('loyalty.earn_batch', NULL, '22004'), ('loyalty.earn_batch', 's-nan', '22023'),
+                           ('loyalty.earn_batch', 's-2', 'P0002')$$,
+                  'loyalty.rejected_orders says which and why, in the order they were taken (a negative amount, another amount, no reference, NaN, an unknown member)');
 SELECT ok((SELECT bool_and(message <> '' AND rejected_at IS NOT NULL) FROM loyalty.rejected_orders), 'with the error''s message');
 SELECT throws_ok($$SELECT * FROM loyalty.earn_batch(ARRAY[1], ARRAY[1], ARRAY['x'], on_error => 'ignore')$$, '22023', NULL,
                  'on_error is fail or skip');
