@@ -59,17 +59,26 @@ PG_FUNCTION_INFO_V1(loyalty_earn_batch);
 
 #define MAX_STATUSES 16
 
+/*
+ * The columns of a row version that say something about the order, by
+ * position in a tuple descriptor (channel and occurred_at may be 0: none).
+ */
+typedef struct OrderCols
+{
+	AttrNumber	member;
+	AttrNumber	amount;
+	AttrNumber	reference;
+	AttrNumber	status;
+	AttrNumber	channel;
+	AttrNumber	occurred;
+} OrderCols;
+
 /* The trigger's configuration, resolved against the table once. */
 typedef struct OrderConfig
 {
 	Oid			trigger_oid;
 	Oid			relid;
-	AttrNumber	member_att;
-	AttrNumber	amount_att;
-	AttrNumber	ref_att;
-	AttrNumber	status_att;
-	AttrNumber	channel_att;	/* 0: none */
-	AttrNumber	occurred_att;	/* 0: none */
+	OrderCols	cols;			/* the orders table's columns */
 	int			ncancel;
 	char	   *cancel[MAX_STATUSES];
 	int			nearn;			/* 0: every non-cancel status earns */
@@ -171,18 +180,18 @@ configure(TriggerData *td, MemoryContext cxt)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("loyalty.order_trigger: the first 4 arguments must be column names")));
-	c->member_att = find_column(rel, tg->tgargs[0], 0, false);
-	c->amount_att = find_column(rel, tg->tgargs[1], 1, false);
-	c->ref_att = find_column(rel, tg->tgargs[2], 2, false);
-	c->status_att = find_column(rel, tg->tgargs[3], 3, false);
+	c->cols.member = find_column(rel, tg->tgargs[0], 0, false);
+	c->cols.amount = find_column(rel, tg->tgargs[1], 1, false);
+	c->cols.reference = find_column(rel, tg->tgargs[2], 2, false);
+	c->cols.status = find_column(rel, tg->tgargs[3], 3, false);
 	if (ncols > 4)
-		c->channel_att = find_column(rel, tg->tgargs[4], 4, true);
+		c->cols.channel = find_column(rel, tg->tgargs[4], 4, true);
 	if (ncols > 5)
-		c->occurred_att = find_column(rel, tg->tgargs[5], 5, true);
-	require_type(rel, c->member_att, 0, member_types, lengthof(member_types), "bigint, integer or smallint");
-	require_type(rel, c->amount_att, 1, amount_types, lengthof(amount_types), "numeric or an integer type");
-	if (c->occurred_att)
-		require_type(rel, c->occurred_att, 5, time_types, lengthof(time_types), "timestamp with time zone");
+		c->cols.occurred = find_column(rel, tg->tgargs[5], 5, true);
+	require_type(rel, c->cols.member, 0, member_types, lengthof(member_types), "bigint, integer or smallint");
+	require_type(rel, c->cols.amount, 1, amount_types, lengthof(amount_types), "numeric or an integer type");
+	if (c->cols.occurred)
+		require_type(rel, c->cols.occurred, 5, time_types, lengthof(time_types), "timestamp with time zone");
 
 	for (i = ncols; i < tg->tgnargs; i++)
 	{
@@ -234,20 +243,6 @@ in_list(char **list, int n, const char *s)
 			return true;
 	return false;
 }
-
-/*
- * The columns of a row version that say something about the order, by
- * position in a tuple descriptor (channel and occurred_at may be 0: none).
- */
-typedef struct OrderCols
-{
-	AttrNumber	member;
-	AttrNumber	amount;
-	AttrNumber	reference;
-	AttrNumber	status;
-	AttrNumber	channel;
-	AttrNumber	occurred;
-} OrderCols;
 
 static OrderRow
 read_row(OrderConfig *c, TupleDesc desc, HeapTuple tup, const OrderCols *col)
@@ -626,11 +621,11 @@ transition_select(OrderConfig *c, Relation rel, const char *table)
 #define COLNAME(att) quote_identifier(NameStr(TupleDescAttr(desc, (att) - 1)->attname))
 	return psprintf("SELECT t.%s AS m, t.%s AS a, t.%s AS r, t.%s AS s, %s%s AS ch, %s%s AS oc,"
 					" pg_catalog.row_number() OVER () AS seq FROM %s t",
-					COLNAME(c->member_att), COLNAME(c->amount_att), COLNAME(c->ref_att),
-					COLNAME(c->status_att),
-					c->channel_att ? "t." : "", c->channel_att ? COLNAME(c->channel_att) : "NULL::pg_catalog.text",
-					c->occurred_att ? "t." : "",
-					c->occurred_att ? COLNAME(c->occurred_att) : "NULL::pg_catalog.timestamptz",
+					COLNAME(c->cols.member), COLNAME(c->cols.amount), COLNAME(c->cols.reference),
+					COLNAME(c->cols.status),
+					c->cols.channel ? "t." : "", c->cols.channel ? COLNAME(c->cols.channel) : "NULL::pg_catalog.text",
+					c->cols.occurred ? "t." : "",
+					c->cols.occurred ? COLNAME(c->cols.occurred) : "NULL::pg_catalog.timestamptz",
 					quote_identifier(table));
 #undef COLNAME
 }
@@ -750,7 +745,6 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	OrderConfig *c;
-	OrderCols	cols;
 	OrderRow	old_row,
 				new_row;
 
@@ -772,28 +766,22 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	cols.member = c->member_att;
-	cols.amount = c->amount_att;
-	cols.reference = c->ref_att;
-	cols.status = c->status_att;
-	cols.channel = c->channel_att;
-	cols.occurred = c->occurred_att;
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
+		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &c->cols);
 		order_change_guarded(c, NULL, &new_row);
 		return PointerGetDatum(td->tg_trigtuple);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
-		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
+		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &c->cols);
 		order_change_guarded(c, &old_row, NULL);
 		return PointerGetDatum(td->tg_trigtuple);
 	}
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &cols);
-		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_newtuple, &cols);
+		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &c->cols);
+		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_newtuple, &c->cols);
 		order_change_guarded(c, &old_row, &new_row);
 		return PointerGetDatum(td->tg_newtuple);
 	}
