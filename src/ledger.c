@@ -33,7 +33,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -70,6 +72,8 @@ typedef enum LedgerStmt
 	S_HOLD_RESOLVE,
 	S_HOLD_INS,
 	S_EXPIRED_HOLDS,
+	S_TIER_HISTORY,
+	S_TIER_EVENT,
 	S_ACTIVE_HOLDS,
 	S_MOVE_IDENTITIES,
 	S_MEMBER_KEYS,
@@ -186,6 +190,15 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_REPOINT_MERGED] = {
 		"UPDATE loyalty.members SET merged_into = $1 WHERE merged_into" EQ "$2",
 	2, {INT8OID, INT8OID}},
+	/* a tier change's history row and event (the tiers as text) */
+	[S_TIER_HISTORY] = {
+		"INSERT INTO loyalty.tier_history (member_id, from_tier, to_tier, reason)"
+		" VALUES ($1, $2::loyalty.tier, $3::loyalty.tier, $4)",
+	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}},
+	[S_TIER_EVENT] = {
+		"SELECT loyalty.emit_event($1, 'tier.changed',"
+		" pg_catalog.jsonb_build_object('from', $2, 'to', $3, 'reason', $4))",
+	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}},
 	[S_EXPIRED_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' AND expires_at" LE "pg_catalog.now() ORDER BY hold_id",
@@ -2433,5 +2446,187 @@ ledger_set_status(const StatusRequest *r)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("member %lld does not exist or was merged away", (long long) m.member_id)));
 	store_set_status(m.w, m.member_id, r->status);
+	Finish(&m);
+}
+
+/* A tier as text (its output form), or NULL. */
+static Datum
+TierText(Datum tier, bool isnull, char *null)
+{
+	*null = isnull ? 'n' : ' ';
+	if (isnull)
+		return (Datum) 0;
+	return CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(tier_out, tier)));
+}
+
+/*
+ * Move a member to tier `r->tier` (NULL: none): the account's tier columns,
+ * a tier_history row and a tier.changed event.  The same tier only renews a
+ * lock (`r->locked_until` given).  Returns whether the tier changed.  The
+ * tier rules (tier_after_write, review_tiers_batch, assign_tier) decide; this
+ * writes what they decided, under the member's lock.
+ */
+bool
+ledger_tier_change(const TierRequest *r)
+{
+	Member		m;
+	AccountRead a;
+	TierChange	c = {0};
+	bool		same;
+	Datum		values[4];
+	char		nulls[4];
+
+	Connect(&m);
+	if (!store_read_account(m.w, r->member_id, true, &a))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("member %lld does not exist", (long long) r->member_id)));
+	access_check_program(DatumGetInt64(a.acc[A_PROGRAM]));
+	if (a.acc_null[A_TIER] || r->tier == NULL)
+		same = a.acc_null[A_TIER] && r->tier == NULL;
+	else
+		same = DatumGetBool(DirectFunctionCall2(tier_eq, a.acc[A_TIER], PointerGetDatum(r->tier)));
+	if (same)
+	{
+		if (r->locked)
+		{
+			c.set_locked = true;
+			c.locked_until = r->locked_until;
+			c.set_grace = true;
+			c.grace_null = true;
+			store_set_tier(m.w, r->member_id, &c);
+		}
+		Finish(&m);
+		return false;
+	}
+	c.set_tier = true;
+	c.tier = PointerGetDatum(r->tier);
+	c.tier_null = r->tier == NULL;
+	c.set_locked = true;
+	c.locked_until = r->locked_until;
+	c.locked_null = !r->locked;
+	c.set_grace = true;
+	c.grace_null = true;
+	store_set_tier(m.w, r->member_id, &c);
+
+	values[0] = Int64GetDatum(r->member_id);
+	values[1] = TierText(a.acc[A_TIER], a.acc_null[A_TIER], &nulls[1]);
+	values[2] = TierText(PointerGetDatum(r->tier), r->tier == NULL, &nulls[2]);
+	values[3] = PointerGetDatum(r->reason);
+	nulls[0] = ' ';
+	nulls[3] = r->reason ? ' ' : 'n';
+	ExecStmt(S_TIER_HISTORY, values, nulls, 0);
+	ExecStmt(S_TIER_EVENT, values, nulls, 0);
+	Finish(&m);
+	return true;
+}
+
+/* Start (`grace`: until `until`) or end a member's tier grace period. */
+void
+ledger_tier_grace(int64 member_id, bool grace, TimestampTz until)
+{
+	Member		m;
+	TierChange	c = {0};
+
+	Connect(&m);
+	LockMember(member_id, &m, false);
+	c.set_grace = true;
+	c.grace_until = until;
+	c.grace_null = !grace;
+	store_set_tier(m.w, member_id, &c);
+	Finish(&m);
+}
+
+/* Whether the member's referral still waits for a qualifying purchase. */
+void
+ledger_set_referral_pending(int64 member_id, bool pending)
+{
+	Member		m;
+
+	Connect(&m);
+	LockMember(member_id, &m, false);
+	store_set_referral(m.w, member_id, pending);
+	Finish(&m);
+}
+
+/* A new member's account in its program (enrol). */
+void
+ledger_open_account(int64 member_id, int64 program_id)
+{
+	Member		m;
+
+	Connect(&m);
+	store_insert_account(m.w, member_id, program_id);
+	Finish(&m);
+}
+
+/*
+ * Archive ledger partitions: per member one carry_forward entry, created at
+ * the horizon, with what the archived entries summed to (so that each
+ * balance stays the sum of the ledger once the partitions leave), then the
+ * lots and allocations that leave with them (store_archive_rows).  Balances
+ * do not move, so no account is locked or written.  The caller locked the
+ * partitions against writes and checked that nothing still open needs them.
+ */
+void
+ledger_archive(const ArchiveRequest *r, ArchiveResult *res)
+{
+	Member		m;
+	StringInfoData q;
+	Portal		portal;
+	int			i;
+	char		details[160];
+	char		at[MAXDATELEN + 1];
+
+	Connect(&m);
+	initStringInfo(&q);
+	appendStringInfoString(&q,
+						   "SELECT x.member_id, x.program_id, pg_catalog.sum(x.points" I8 ")" I8 ","
+						   " pg_catalog.sum(x.held_delta" I8 ")" I8 ", pg_catalog.count(*)"
+						   " FROM (");
+	for (i = 0; i < r->nparts; i++)
+		appendStringInfo(&q, "%sSELECT member_id, program_id, points, held_delta FROM %s",
+						 i > 0 ? " UNION ALL " : "",
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(r->parts[i])),
+													get_rel_name(r->parts[i])));
+	appendStringInfoString(&q, ") x GROUP BY x.member_id, x.program_id ORDER BY x.member_id");
+	/* as jsonb writes a timestamptz */
+	JsonEncodeDateTime(at, TimestampTzGetDatum(r->horizon), TIMESTAMPTZOID, NULL);
+
+	res->carried = 0;
+	portal = SPI_cursor_open_with_args(NULL, q.data, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		uint64		row;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (row = 0; row < SPI_processed; row++)
+		{
+			LedgerRow	e = {0};
+
+			CHECK_FOR_INTERRUPTS();
+			e.member_id = ColInt8(row, 1);
+			e.program_id = ColInt8(row, 2);
+			e.kind = "carry_forward";
+			e.points = ColInt8(row, 3);
+			e.held_delta = ColInt8(row, 4);
+			e.reason = cstring_to_text("entries before the archive horizon");
+			e.created_at = r->horizon;
+			e.occurred_at = r->horizon;
+			snprintf(details, sizeof(details),
+					 "{\"archived_entries\": " INT64_FORMAT ", \"archived_before\": \"%s\"}",
+					 ColInt8(row, 5), at);
+			e.details = details;
+			store_insert_entry(m.w, &e);
+			res->carried++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	pfree(q.data);
+	store_archive_rows(m.w, r->parts, r->nparts, r->horizon, r->archive_schema, &res->lots,
+					   &res->allocations);
 	Finish(&m);
 }

@@ -19,6 +19,7 @@
 #include "utils/numeric.h"
 
 #include "points.h"
+#include "tier.h"
 
 /* What an operation did. */
 typedef struct LedgerResult
@@ -146,6 +147,30 @@ typedef struct StatusRequest
 	const char *status;			/* active, suspended or closed; NULL refused */
 } StatusRequest;
 
+typedef struct TierRequest
+{
+	int64		member_id;
+	Tier	   *tier;			/* NULL: no tier */
+	text	   *reason;
+	bool		locked;			/* until locked_until (else no lock) */
+	TimestampTz locked_until;
+} TierRequest;
+
+typedef struct ArchiveRequest
+{
+	const Oid  *parts;			/* the ledger partitions that leave */
+	int			nparts;
+	TimestampTz horizon;		/* every archived entry was created before */
+	const char *archive_schema; /* NULL: the rows are dropped */
+} ArchiveRequest;
+
+typedef struct ArchiveResult
+{
+	int64		carried;		/* carry_forward entries written */
+	int64		lots;
+	int64		allocations;
+} ArchiveResult;
+
 extern void ledger_earn(const EarnRequest *r, LedgerResult *res);
 extern void ledger_award(const AwardRequest *r, LedgerResult *res);
 extern void ledger_redeem(const RedeemRequest *r, LedgerResult *res);
@@ -159,6 +184,11 @@ extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
 extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);
 extern void ledger_set_status(const StatusRequest *r);
+extern bool ledger_tier_change(const TierRequest *r);
+extern void ledger_tier_grace(int64 member_id, bool grace, TimestampTz until);
+extern void ledger_set_referral_pending(int64 member_id, bool pending);
+extern void ledger_open_account(int64 member_id, int64 program_id);
+extern void ledger_archive(const ArchiveRequest *r, ArchiveResult *res);
 
 /* The earn's explanation without writing anything (preview_earn). */
 extern Jsonb *ledger_preview_earn(const EarnRequest *r);

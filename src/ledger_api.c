@@ -15,6 +15,7 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -42,6 +43,11 @@ PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
 PG_FUNCTION_INFO_V1(loyalty_set_member_status);
 PG_FUNCTION_INFO_V1(loyalty_last_entry);
+PG_FUNCTION_INFO_V1(loyalty_tier_change);
+PG_FUNCTION_INFO_V1(loyalty_set_tier_grace);
+PG_FUNCTION_INFO_V1(loyalty_set_referral_pending);
+PG_FUNCTION_INFO_V1(loyalty_open_account);
+PG_FUNCTION_INFO_V1(loyalty_archive_books);
 
 /*
  * The ledger entry of this session's last write call, for loyalty.last_entry()
@@ -663,4 +669,103 @@ loyalty_set_member_status(PG_FUNCTION_ARGS)
 	r.status = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	ledger_set_status(&r);
 	PG_RETURN_VOID();
+}
+
+/*
+ * The internal writes below are called by the extension's own SQL functions
+ * (tier rules, referrals, enrolment, archiving), which decide; nobody else
+ * may execute them.
+ */
+
+/* loyalty.tier_change(member, new_tier, reason, locked_until) */
+Datum
+loyalty_tier_change(PG_FUNCTION_ARGS)
+{
+	TierRequest r = {0};
+
+	RequireArg(fcinfo, 0, "member");
+	r.member_id = PG_GETARG_INT64(0);
+	r.tier = PG_ARGISNULL(1) ? NULL : PG_GETARG_TIER_P(1);
+	r.reason = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	r.locked = !PG_ARGISNULL(3);
+	if (r.locked)
+		r.locked_until = PG_GETARG_TIMESTAMPTZ(3);
+	PG_RETURN_BOOL(ledger_tier_change(&r));
+}
+
+/* loyalty.set_tier_grace(member, until): NULL ends the grace period */
+Datum
+loyalty_set_tier_grace(PG_FUNCTION_ARGS)
+{
+	RequireArg(fcinfo, 0, "member");
+	ledger_tier_grace(PG_GETARG_INT64(0), !PG_ARGISNULL(1),
+					  PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1));
+	PG_RETURN_VOID();
+}
+
+/* loyalty.set_referral_pending(member, pending) */
+Datum
+loyalty_set_referral_pending(PG_FUNCTION_ARGS)
+{
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "pending");
+	ledger_set_referral_pending(PG_GETARG_INT64(0), PG_GETARG_BOOL(1));
+	PG_RETURN_VOID();
+}
+
+/* loyalty.open_account(member, program) */
+Datum
+loyalty_open_account(PG_FUNCTION_ARGS)
+{
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "program");
+	ledger_open_account(PG_GETARG_INT64(0), PG_GETARG_INT64(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * loyalty.archive_books(partitions, horizon, archive_schema,
+ *						 OUT carried, OUT lots, OUT allocations)
+ */
+Datum
+loyalty_archive_books(PG_FUNCTION_ARGS)
+{
+	ArchiveRequest r = {0};
+	ArchiveResult res = {0};
+	ArrayType  *parts;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+	Oid		   *oids;
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		isnull[3] = {false, false, false};
+
+	RequireArg(fcinfo, 0, "partitions");
+	RequireArg(fcinfo, 1, "horizon");
+	parts = PG_GETARG_ARRAYTYPE_P(0);
+	deconstruct_array(parts, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+	oids = palloc(sizeof(Oid) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("partitions must not contain NULL")));
+		oids[i] = DatumGetObjectId(elems[i]);
+	}
+	r.parts = oids;
+	r.nparts = n;
+	r.horizon = PG_GETARG_TIMESTAMPTZ(1);
+	r.archive_schema = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (n > 0)
+		ledger_archive(&r, &res);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "loyalty: archive_books must return a record");
+	values[0] = Int64GetDatum(res.carried);
+	values[1] = Int64GetDatum(res.lots);
+	values[2] = Int64GetDatum(res.allocations);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, isnull)));
 }

@@ -103,7 +103,8 @@ const StoreTableDef store_tables[ST_COUNT] = {
 			COL("lifetime_redeemed", POINTS), COL("lifetime_expired", POINTS),
 			COL("first_purchase_at", TSTZ), COL("last_purchase_at", TSTZ), COL("purchase_count", INT8),
 			COL("purchase_days", INT8), COL("purchase_amount", NUMERIC), COL("updated_at", TSTZ),
-	OPT("next_expiry_at", TSTZ)}, ACL_UPDATE | ACL_SELECT, true},
+			OPT("next_expiry_at", TSTZ), COL("tier_since", TSTZ), COL("tier_locked_until", TSTZ),
+	COL("tier_grace_until", TSTZ)}, ACL_UPDATE | ACL_SELECT, true},
 	[ST_IDEM] = {"idempotency_keys", K_NCOLS, {
 			COL("member_id", INT8), COL("idempotency_key", TEXT), COL("operation", TEXT),
 			COL("request_hash", INT8), COL("result", INT8), COL("entry_id", INT8),
@@ -747,6 +748,50 @@ void
 store_set_status(StoreWriter *w, int64 member_id, const char *status)
 {
 	Choose(w, ST_ACCOUNTS, ACL_SELECT | ACL_UPDATE)->set_status(w, member_id, status);
+}
+
+/* Change the member's tier columns (the caller holds the member's lock). */
+void
+store_set_tier(StoreWriter *w, int64 member_id, const TierChange *c)
+{
+	Choose(w, ST_ACCOUNTS, ACL_SELECT | ACL_UPDATE)->set_tier(w, member_id, c);
+}
+
+/* Whether the member's referral waits for a qualifying purchase. */
+void
+store_set_referral(StoreWriter *w, int64 member_id, bool pending)
+{
+	Choose(w, ST_ACCOUNTS, ACL_SELECT | ACL_UPDATE)->set_referral(w, member_id, pending);
+}
+
+/*
+ * A new member's account.  Always a statement: the account has columns the
+ * books do not know (a DBA's, the tiers' and segments'), and only an INSERT
+ * fills them with their defaults.  Enrolment is rare next to the writes.
+ */
+void
+store_insert_account(StoreWriter *w, int64 member_id, int64 program_id)
+{
+	w->choices[ST_ACCOUNTS].store = &sql_store;
+	sql_insert_account(member_id, program_id);
+}
+
+/*
+ * Once the archived partitions' entries are carried forward: the allocations
+ * of the archived debits and the closed lots credited before `horizon` that
+ * no allocation names any more leave the books (copied into
+ * `archive_schema` unless it is NULL).  Balances do not move.  Deleting rows
+ * that leave the books is a statement's work in both stores: the fast store
+ * writes and updates rows, it never deletes them.
+ */
+void
+store_archive_rows(StoreWriter *w, const Oid *parts, int nparts, TimestampTz horizon,
+				   const char *archive_schema, int64 *lots, int64 *allocations)
+{
+	w->choices[ST_ALLOC].store = &sql_store;
+	w->choices[ST_LOTS].store = &sql_store;
+	*allocations = sql_archive_allocations(parts, nparts, archive_schema);
+	*lots = sql_archive_lots(horizon, archive_schema);
 }
 
 /* A fresh number from the ledger's entry_id sequence (a merge's new lots). */

@@ -62,7 +62,8 @@ enum
 {
 	A_MEMBER, A_PROGRAM, A_STATUS, A_TIER, A_REFERRAL, A_SEGMENT, A_BALANCE,
 	A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED, A_FIRST, A_LAST, A_COUNT,
-	A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, A_NCOLS
+	A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, A_TIER_SINCE, A_TIER_LOCKED,
+	A_TIER_GRACE, A_NCOLS
 };
 enum
 {
@@ -78,7 +79,7 @@ enum
 	P_CLOSED, P_EVENTS, P_TIME_ZONE, P_RULES_VERSION, P_TIER_METRIC, P_NCOLS
 };
 
-#define STORE_MAX_COLS 20
+#define STORE_MAX_COLS 24
 
 /* A column a store reads or writes: its name and the type it must have. */
 typedef struct StoreColumn
@@ -158,6 +159,7 @@ typedef struct LedgerRow
 	int64		hold_id;		/* 0: none */
 	text	   *idem_key;
 	TimestampTz occurred_at;	/* 0: now */
+	TimestampTz created_at;		/* 0: now (a carry-forward: its horizon) */
 	const char *details;		/* jsonb text or NULL */
 } LedgerRow;
 
@@ -200,6 +202,25 @@ typedef struct AccountDelta
 	bool		clear_purchase_dates;	/* first and last purchase become NULL */
 	bool		keep_updated_at;	/* nothing the member sees changed */
 } AccountDelta;
+
+/*
+ * A change of a member's tier columns.  The SQL store's UPDATE sets, and the
+ * fast store's row update declares, all four tier columns and updated_at
+ * whatever the change (each kept as it is when not asked for).
+ */
+typedef struct TierChange
+{
+	bool		set_tier;		/* tier := tier (NULL when tier_null),
+								 * tier_since and updated_at := now */
+	Datum		tier;
+	bool		tier_null;
+	bool		set_locked;		/* tier_locked_until := locked_until */
+	TimestampTz locked_until;
+	bool		locked_null;
+	bool		set_grace;		/* tier_grace_until := grace_until */
+	TimestampTz grace_until;
+	bool		grace_null;
+} TierChange;
 
 /* A lot a debit may take from (or an expiry write off). */
 typedef struct OpenLot
@@ -253,6 +274,8 @@ typedef struct StoreRoutine
 	void		(*return_allocation) (StoreWriter *w, int64 member_id, int64 entry_id,
 									  int64 lot_id, int64 points);
 	void		(*set_status) (StoreWriter *w, int64 member_id, const char *status);
+	void		(*set_tier) (StoreWriter *w, int64 member_id, const TierChange *c);
+	void		(*set_referral) (StoreWriter *w, int64 member_id, bool pending);
 	int64		(*next_entry_id) (StoreWriter *w);
 } StoreRoutine;
 
@@ -296,6 +319,12 @@ extern void store_take_lot(StoreWriter *w, int64 member_id, int64 entry_id, cons
 						   int64 points);
 extern TimestampTz store_first_expiry(StoreWriter *w, int64 member_id);
 extern void store_set_status(StoreWriter *w, int64 member_id, const char *status);
+extern void store_set_tier(StoreWriter *w, int64 member_id, const TierChange *c);
+extern void store_set_referral(StoreWriter *w, int64 member_id, bool pending);
+extern void store_insert_account(StoreWriter *w, int64 member_id, int64 program_id);
+extern void store_archive_rows(StoreWriter *w, const Oid *parts, int nparts,
+							   TimestampTz horizon, const char *archive_schema, int64 *lots,
+							   int64 *allocations);
 extern int64 store_next_entry_id(StoreWriter *w);
 extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
 								int64 points, int64 reversed, Datum reversed_amount);
@@ -309,6 +338,9 @@ extern const char *store_user_name(void);
 
 /* store_sql.c */
 extern bool loyalty_distributed(void);
+extern void sql_insert_account(int64 member_id, int64 program_id);
+extern int64 sql_archive_allocations(const Oid *parts, int nparts, const char *archive_schema);
+extern int64 sql_archive_lots(TimestampTz horizon, const char *archive_schema);
 
 /* store_exec.c */
 extern void fast_store_end(StoreWriter *w);

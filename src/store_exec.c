@@ -279,6 +279,8 @@ PrepareResultRel(ResultRelInfo *rri, StoreTable t)
 static const int account_cols[] = {A_BALANCE, A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED,
 A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, -1};
 static const int status_cols[] = {A_STATUS, A_UPDATED, -1};
+static const int tier_cols[] = {A_TIER, A_TIER_SINCE, A_TIER_LOCKED, A_TIER_GRACE, A_UPDATED, -1};
+static const int referral_cols[] = {A_REFERRAL, -1};
 static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT, -1};
 static const int alloc_cols[] = {X_RETURNED, -1};
 
@@ -592,7 +594,7 @@ FastInsertEntry(StoreWriter *w, const LedgerRow *r)
 	Set(slot, s, L_SOURCE, Int64GetDatum(r->source_entry), r->source_entry == 0);
 	Set(slot, s, L_HOLD, Int64GetDatum(r->hold_id), r->hold_id == 0);
 	Set(slot, s, L_IDEM, PointerGetDatum(r->idem_key), r->idem_key == NULL);
-	Set(slot, s, L_CREATED, TimestampTzGetDatum(now), false);
+	Set(slot, s, L_CREATED, TimestampTzGetDatum(r->created_at ? r->created_at : now), false);
 	Set(slot, s, L_OCCURRED, TimestampTzGetDatum(r->occurred_at ? r->occurred_at : now), false);
 	if (r->details)
 		Set(slot, s, L_DETAILS, DirectFunctionCall1(jsonb_in, CStringGetDatum(r->details)), false);
@@ -755,6 +757,66 @@ FastSetStatus(StoreWriter *w, int64 member_id, const char *status)
 	new->tts_values[s->attno[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	new->tts_isnull[s->attno[A_UPDATED]] = false;
 	UpdateRow(f, ST_ACCOUNTS, old, new, status_cols);
+}
+
+/* set_tier: the member's tier columns (the statement's column list). */
+static void
+FastSetTier(StoreWriter *w, int64 member_id, const TierChange *c)
+{
+	FastState  *f = State(w);
+	const AttrNumber *a = store_shape(ST_ACCOUNTS)->attno;
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid;
+	Datum		key = Int64GetDatum(member_id);
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	Open(w, ST_ACCOUNTS);
+	ItemPointerSetInvalid(&tid);
+	old = f->slot[ST_ACCOUNTS];
+	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, old);
+	new = CopyRow(f, ST_ACCOUNTS, old);
+	if (c->set_tier)
+	{
+		new->tts_values[a[A_TIER]] = c->tier_null ? (Datum) 0 : c->tier;
+		new->tts_isnull[a[A_TIER]] = c->tier_null;
+		new->tts_values[a[A_TIER_SINCE]] = now;
+		new->tts_isnull[a[A_TIER_SINCE]] = false;
+		new->tts_values[a[A_UPDATED]] = now;
+		new->tts_isnull[a[A_UPDATED]] = false;
+	}
+	if (c->set_locked)
+	{
+		new->tts_values[a[A_TIER_LOCKED]] = TimestampTzGetDatum(c->locked_until);
+		new->tts_isnull[a[A_TIER_LOCKED]] = c->locked_null;
+	}
+	if (c->set_grace)
+	{
+		new->tts_values[a[A_TIER_GRACE]] = TimestampTzGetDatum(c->grace_until);
+		new->tts_isnull[a[A_TIER_GRACE]] = c->grace_null;
+	}
+	UpdateRow(f, ST_ACCOUNTS, old, new, tier_cols);
+}
+
+/* set_referral: whether the member's referral waits for a purchase. */
+static void
+FastSetReferral(StoreWriter *w, int64 member_id, bool pending)
+{
+	FastState  *f = State(w);
+	const AttrNumber *a = store_shape(ST_ACCOUNTS)->attno;
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid;
+	Datum		key = Int64GetDatum(member_id);
+
+	Open(w, ST_ACCOUNTS);
+	ItemPointerSetInvalid(&tid);
+	old = f->slot[ST_ACCOUNTS];
+	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, old);
+	new = CopyRow(f, ST_ACCOUNTS, old);
+	new->tts_values[a[A_REFERRAL]] = BoolGetDatum(pending);
+	new->tts_isnull[a[A_REFERRAL]] = false;
+	UpdateRow(f, ST_ACCOUNTS, old, new, referral_cols);
 }
 
 /* next_entry_id: what the ledger's identity column would take next. */
@@ -1265,5 +1327,7 @@ const StoreRoutine fast_store = {
 	.allocations = FastAllocations,
 	.return_allocation = FastReturnAllocation,
 	.set_status = FastSetStatus,
+	.set_tier = FastSetTier,
+	.set_referral = FastSetReferral,
 	.next_entry_id = FastNextEntryId,
 };

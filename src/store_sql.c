@@ -49,6 +49,7 @@
 
 #include "loyalty.h"
 #include "store.h"
+#include "tier.h"
 
 /*
  * Whether loyalty.accounts is a Citus table, cached per backend.  The cache
@@ -150,6 +151,9 @@ typedef enum SqlStmt
 	Q_ALLOCS,
 	Q_ALLOC_RETURN,
 	Q_SET_STATUS,
+	Q_SET_TIER,
+	Q_SET_REFERRAL,
+	Q_ACCOUNT_INS,
 	Q_NEXT_ENTRY,
 	NUM_SQL_STMTS
 } SqlStmt;
@@ -299,6 +303,22 @@ BuildText(SqlStmt q)
 			appendStringInfoString(&b, "UPDATE loyalty.accounts SET status = $2, updated_at = pg_catalog.now()"
 								   " WHERE member_id" EQ "$1");
 			break;
+		case Q_SET_TIER:
+			appendStringInfoString(&b, "UPDATE loyalty.accounts SET"
+								   " tier = CASE WHEN $2 THEN $3::loyalty.tier ELSE tier END,"
+								   " tier_since = CASE WHEN $2 THEN pg_catalog.now() ELSE tier_since END,"
+								   " tier_locked_until = CASE WHEN $4 THEN $5 ELSE tier_locked_until END,"
+								   " tier_grace_until = CASE WHEN $6 THEN $7 ELSE tier_grace_until END,"
+								   " updated_at = CASE WHEN $2 THEN pg_catalog.now() ELSE updated_at END"
+								   " WHERE member_id" EQ "$1");
+			break;
+		case Q_SET_REFERRAL:
+			appendStringInfoString(&b, "UPDATE loyalty.accounts SET referral_pending = $2"
+								   " WHERE member_id" EQ "$1");
+			break;
+		case Q_ACCOUNT_INS:
+			appendStringInfoString(&b, "INSERT INTO loyalty.accounts (member_id, program_id) VALUES ($1, $2)");
+			break;
 		case Q_NEXT_ENTRY:
 			appendStringInfoString(&b,
 								   "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('loyalty.ledger', 'entry_id'))");
@@ -328,6 +348,9 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_ALLOCS] = {INT8OID, INT8OID},
 	[Q_ALLOC_RETURN] = {INT8OID, INT8OID, INT8OID, INT8OID},
 	[Q_SET_STATUS] = {INT8OID, TEXTOID},
+	[Q_SET_TIER] = {INT8OID, BOOLOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID},
+	[Q_SET_REFERRAL] = {INT8OID, BOOLOID},
+	[Q_ACCOUNT_INS] = {INT8OID, INT8OID},
 };
 static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ACCOUNT] = 1,
@@ -345,6 +368,9 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ALLOCS] = 2,
 	[Q_ALLOC_RETURN] = 4,
 	[Q_SET_STATUS] = 2,
+	[Q_SET_TIER] = 7,
+	[Q_SET_REFERRAL] = 2,
+	[Q_ACCOUNT_INS] = 2,
 	[Q_NEXT_ENTRY] = 0,
 };
 
@@ -526,7 +552,7 @@ SqlInsertEntry(StoreWriter *w, const LedgerRow *r)
 	nulls[11] = r->hold_id == 0 ? 'n' : ' ';
 	values[12] = PointerGetDatum(r->idem_key);
 	nulls[12] = r->idem_key == NULL ? 'n' : ' ';
-	values[13] = TimestampTzGetDatum(now);
+	values[13] = TimestampTzGetDatum(r->created_at ? r->created_at : now);
 	values[14] = TimestampTzGetDatum(r->occurred_at ? r->occurred_at : now);
 	values[15] = r->details ? DirectFunctionCall1(jsonb_in, CStringGetDatum(r->details)) : (Datum) 0;
 	nulls[15] = r->details ? ' ' : 'n';
@@ -767,6 +793,139 @@ SqlSetStatus(StoreWriter *w, int64 member_id, const char *status)
 	Restore(&saved);
 }
 
+static void
+SqlSetTier(StoreWriter *w, int64 member_id, const TierChange *c)
+{
+	SpiSaved	saved;
+	Datum		values[7];
+	char		nulls[7];
+
+	(void) w;
+	memset(nulls, ' ', sizeof(nulls));
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = BoolGetDatum(c->set_tier);
+	/* the tier as text: its type has no fixed OID */
+	if (c->set_tier && !c->tier_null)
+		values[2] = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(tier_out, c->tier)));
+	else
+		nulls[2] = 'n';
+	values[3] = BoolGetDatum(c->set_locked);
+	values[4] = TimestampTzGetDatum(c->locked_until);
+	nulls[4] = c->locked_null ? 'n' : ' ';
+	values[5] = BoolGetDatum(c->set_grace);
+	values[6] = TimestampTzGetDatum(c->grace_until);
+	nulls[6] = c->grace_null ? 'n' : ' ';
+	Exec(Q_SET_TIER, values, nulls, SPI_OK_UPDATE);
+	RequireOneRow("account tier update", member_id);
+	Restore(&saved);
+}
+
+static void
+SqlSetReferral(StoreWriter *w, int64 member_id, bool pending)
+{
+	SpiSaved	saved;
+	Datum		values[2];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = BoolGetDatum(pending);
+	Exec(Q_SET_REFERRAL, values, NULL, SPI_OK_UPDATE);
+	RequireOneRow("account referral update", member_id);
+	Restore(&saved);
+}
+
+/* A new member's account: the books' columns start at their defaults. */
+void
+sql_insert_account(int64 member_id, int64 program_id)
+{
+	SpiSaved	saved;
+	Datum		values[2];
+
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(program_id);
+	Exec(Q_ACCOUNT_INS, values, NULL, SPI_OK_INSERT);
+	RequireOneRow("account insert", member_id);
+	Restore(&saved);
+}
+
+/* The archived partitions, as one UNION ALL of their (member, entry). */
+static void
+AppendArchived(StringInfo b, const Oid *parts, int nparts)
+{
+	int			i;
+
+	for (i = 0; i < nparts; i++)
+		appendStringInfo(b, "%sSELECT member_id, entry_id FROM %s", i > 0 ? " UNION ALL " : "",
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(parts[i])),
+													get_rel_name(parts[i])));
+}
+
+/* ", kept AS (INSERT INTO schema.table SELECT * FROM gone)" or nothing. */
+static void
+AppendKept(StringInfo b, const char *archive_schema, const char *table)
+{
+	if (archive_schema)
+		appendStringInfo(b, ", kept AS (INSERT INTO %s SELECT * FROM gone)",
+						 quote_qualified_identifier(archive_schema, table));
+}
+
+static int64
+RunCount(const char *sql, TimestampTz param)
+{
+	SpiSaved	saved;
+	int64		n;
+	Oid			type = TIMESTAMPTZOID;
+	Datum		value = TimestampTzGetDatum(param);
+
+	Save(&saved);
+	if (SPI_execute_with_args(sql, param ? 1 : 0, &type, &value, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "loyalty: archive statement failed: %s", sql);
+	n = ColInt8(0, 1);
+	Restore(&saved);
+	return n;
+}
+
+/* The allocations of the archived debits leave (into the archive). */
+int64
+sql_archive_allocations(const Oid *parts, int nparts, const char *archive_schema)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	appendStringInfoString(&b, "WITH gone AS (DELETE FROM loyalty.allocations a USING (");
+	AppendArchived(&b, parts, nparts);
+	appendStringInfoString(&b, ") x WHERE a.member_id" EQ "x.member_id AND a.entry_id" EQ "x.entry_id"
+						   " RETURNING a.*)");
+	AppendKept(&b, archive_schema, "allocations");
+	appendStringInfoString(&b, " SELECT pg_catalog.count(*) FROM gone");
+	return RunCount(b.data, 0);
+}
+
+/*
+ * The closed lots credited before the horizon that no remaining allocation
+ * names leave (a later debit may still be refunded into an old lot: that lot
+ * stays).
+ */
+int64
+sql_archive_lots(TimestampTz horizon, const char *archive_schema)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	appendStringInfoString(&b, "WITH gone AS (DELETE FROM loyalty.lots l"
+						   " WHERE l.created_at" LT "$1 AND l.remaining" I8 EQ "0"
+						   " AND NOT EXISTS (SELECT 1 FROM loyalty.allocations a"
+						   "  WHERE a.member_id" EQ "l.member_id AND a.lot_id" EQ "l.lot_id)"
+						   " RETURNING l.*)");
+	AppendKept(&b, archive_schema, "lots");
+	appendStringInfoString(&b, " SELECT pg_catalog.count(*) FROM gone");
+	return RunCount(b.data, horizon);
+}
+
 static int64
 SqlNextEntryId(StoreWriter *w)
 {
@@ -794,5 +953,7 @@ const StoreRoutine sql_store = {
 	.allocations = SqlAllocations,
 	.return_allocation = SqlReturnAllocation,
 	.set_status = SqlSetStatus,
+	.set_tier = SqlSetTier,
+	.set_referral = SqlSetReferral,
 	.next_entry_id = SqlNextEntryId,
 };

@@ -28,5 +28,7 @@ typedef struct Tier
 #define PG_RETURN_TIER_P(x)		PG_RETURN_POINTER(x)
 
 extern Tier *make_tier(int32 rank, const char *name, int len);
+extern Datum tier_out(PG_FUNCTION_ARGS);
+extern Datum tier_eq(PG_FUNCTION_ARGS);
 
 #endif							/* LOYALTY_TIER_H */

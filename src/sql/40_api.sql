@@ -18,6 +18,12 @@ COMMENT ON FUNCTION loyalty.check_identity(text, text) IS
     'Refuses a blank (in any whitespace) or over-long channel or external id (22023, 22001); used by enroll() and link_identity()';
 REVOKE ALL ON FUNCTION loyalty.check_identity(text, text) FROM PUBLIC;
 
+-- Internal: a new member's account, through the C write path.
+#include "udfs/open_account/1.4.sql"
+COMMENT ON FUNCTION loyalty.open_account(bigint, bigint) IS
+    'Internal: the account of a member enroll() just created, written by the C write path';
+REVOKE ALL ON FUNCTION loyalty.open_account(bigint, bigint) FROM PUBLIC;
+
 #include "udfs/enroll/1.4.sql"
 COMMENT ON FUNCTION loyalty.enroll(bigint, text, text, timestamptz, text, text, date, text) IS
     'Enrol a member under a channel identity (optionally with a referral code); enrolling an existing identity returns the same member (also when two channels race)';

@@ -89,10 +89,13 @@ COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
 COMMENT ON FUNCTION loyalty.qualified_tier(bigint, timestamptz) IS
     'The highest tier (not invitation-only) whose threshold the member''s metric reaches at as_of';
 
--- Internal: record a change on the locked account.
-#include "udfs/tier_change/1.1.sql"
+-- Internal: the tier rules' writes, through the C write path.
+#include "udfs/tier_change/1.4.sql"
 COMMENT ON FUNCTION loyalty.tier_change(bigint, loyalty.tier, text, timestamptz) IS
-    'Internal: set the member''s tier (account locked by the caller), write history and the tier.changed event';
+    'Internal: set the member''s tier under its lock, write history and the tier.changed event; the same tier only renews a lock given (locked_until); returns whether the tier changed';
+#include "udfs/set_tier_grace/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_tier_grace(bigint, timestamptz) IS
+    'Internal: start (until grace_until) or end (NULL) the member''s tier grace period, under its lock';
 
 -- Internal: called by the C write path after an earn (upgrade) or a refund
 -- (demotion only when the program allows it), with the account locked.
@@ -117,7 +120,7 @@ COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier 
 -- and event).  Returns the last member id reviewed, how many were reviewed
 -- and how many changed tier.  On Citus (a locking query cannot span shards)
 -- the same rules run member by member, each with single-shard statements.
-#include "udfs/review_tiers_batch/1.3.sql"
+#include "udfs/review_tiers_batch/1.4.sql"
 COMMENT ON FUNCTION loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) IS
     'One step of loyalty.review_tiers: review up to batch_size members of a program after a member id, set-based (on Citus member by member, same rules)';
 
@@ -141,6 +144,7 @@ REVOKE ALL ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text
     loyalty.tier_metric(bigint, timestamptz),
     loyalty.qualified_tier(bigint, timestamptz),
     loyalty.tier_change(bigint, loyalty.tier, text, timestamptz),
+    loyalty.set_tier_grace(bigint, timestamptz),
     loyalty.tier_after_write(bigint, text),
     loyalty.evaluate_tier(bigint),
     loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text),

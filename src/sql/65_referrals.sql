@@ -54,12 +54,17 @@ COMMENT ON FUNCTION loyalty.referral_code(bigint) IS 'The member''s referral cod
 COMMENT ON FUNCTION loyalty.referral_refusal(bigint, bigint) IS
     'Internal: the reason a referral of new_member by referrer is refused for good (already referred, already bought, a loop), or NULL';
 
-#include "udfs/refer/1.3.sql"
+#include "udfs/refer/1.4.sql"
 COMMENT ON FUNCTION loyalty.refer(bigint, text) IS
     'Link a new member (before any purchase) to the owner of a referral code; refuses self-referral, a second referrer, loops and capped referrers (LY020); returns the referrer';
 
+-- Internal: whether a referral waits for a purchase, through the C write path.
+#include "udfs/set_referral_pending/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_referral_pending(bigint, boolean) IS
+    'Internal: mark whether the member''s referral still waits for a qualifying purchase (accounts.referral_pending), under its lock';
+
 -- Internal: called by the C earn path with the member's account locked.
-#include "udfs/referral_purchase/1.1.sql"
+#include "udfs/referral_purchase/1.4.sql"
 COMMENT ON FUNCTION loyalty.referral_purchase(bigint, bigint, numeric) IS
     'Internal: on a referred member''s purchase, pay both referral bonuses once the purchase qualifies';
 
@@ -70,6 +75,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.referrals', '');
 REVOKE ALL ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer),
     loyalty.referral_code(bigint), loyalty.refer(bigint, text),
     loyalty.referral_refusal(bigint, bigint),
-    loyalty.referral_purchase(bigint, bigint, numeric) FROM PUBLIC;
+    loyalty.referral_purchase(bigint, bigint, numeric),
+    loyalty.set_referral_pending(bigint, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.referral_code(bigint), loyalty.refer(bigint, text) TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer) TO loyalty_admin;

@@ -80,7 +80,12 @@ COMMENT ON FUNCTION loyalty.partition_ledger(interval, integer) IS
 COMMENT ON FUNCTION loyalty.create_ledger_partitions(integer, timestamptz) IS
     'Create the ledger partitions missing from the current period (or from since, moving rows out of the DEFAULT partition) to ahead periods to come, and the DEFAULT partition; idempotent, for a daily pg_cron job; returns the partitions created';
 
-#include "udfs/archive_ledger/1.3.sql"
+-- Internal: archive_ledger's writes of the books, through the C write path.
+#include "udfs/archive_books/1.4.sql"
+COMMENT ON FUNCTION loyalty.archive_books(regclass[], timestamptz, text) IS
+    'Internal: for archive_ledger, one carry_forward entry per member of the archived partitions, then the archived debits'' allocations and the closed old lots leave (into archive_schema unless NULL); returns the entries written and the rows moved';
+
+#include "udfs/archive_ledger/1.4.sql"
 COMMENT ON FUNCTION loyalty.archive_ledger(timestamptz, text) IS
     'Retire the ledger partitions that end at or before a time: one carry_forward entry per member keeps balances and held points, then the partitions are detached into archive_schema (NULL: dropped), and with them the allocations of archived debits and the closed old lots no later debit names (archive_schema.lots and .allocations); one row per partition, then one for lots and one for allocations (entries = rows moved); refused while an open lot, active hold, tier window or DEFAULT-partition row needs them';
 
@@ -119,6 +124,7 @@ REVOKE ALL ON FUNCTION
     loyalty.partition_ledger(interval, integer),
     loyalty.create_ledger_partitions(integer, timestamptz),
     loyalty.archive_ledger(timestamptz, text),
+    loyalty.archive_books(regclass[], timestamptz, text),
     loyalty.purge_idempotency_keys(interval),
     loyalty.purge_events(interval),
     loyalty.ledger_restore_convert(),

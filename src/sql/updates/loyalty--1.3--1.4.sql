@@ -240,6 +240,10 @@ END $$;
 COMMENT ON FUNCTION loyalty.check_identity(text, text) IS
     'Refuses a blank (in any whitespace) or over-long channel or external id (22023, 22001); used by enroll() and link_identity()';
 REVOKE ALL ON FUNCTION loyalty.check_identity(text, text) FROM PUBLIC;
+#include "udfs/open_account/1.4.sql"
+COMMENT ON FUNCTION loyalty.open_account(bigint, bigint) IS
+    'Internal: the account of a member enroll() just created, written by the C write path';
+REVOKE ALL ON FUNCTION loyalty.open_account(bigint, bigint) FROM PUBLIC;
 #include-replace "udfs/enroll/1.4.sql"
 #include-replace "udfs/link_identity/1.4.sql"
 
@@ -274,3 +278,24 @@ END $$;
 DROP TABLE loyalty_kpi_comments;
 REVOKE ALL ON loyalty.kpi_daily, loyalty.kpi_monthly, loyalty.kpi_summary FROM PUBLIC;
 GRANT SELECT ON loyalty.kpi_daily, loyalty.kpi_monthly, loyalty.kpi_summary TO loyalty_analyst, loyalty_admin;
+
+-- == the tier rules, referrals and archiving write through the C write path ====
+#include-replace "udfs/tier_change/1.4.sql"
+COMMENT ON FUNCTION loyalty.tier_change(bigint, loyalty.tier, text, timestamptz) IS
+    'Internal: set the member''s tier under its lock, write history and the tier.changed event; the same tier only renews a lock given (locked_until); returns whether the tier changed';
+#include "udfs/set_tier_grace/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_tier_grace(bigint, timestamptz) IS
+    'Internal: start (until grace_until) or end (NULL) the member''s tier grace period, under its lock';
+REVOKE ALL ON FUNCTION loyalty.set_tier_grace(bigint, timestamptz) FROM PUBLIC;
+#include-replace "udfs/review_tiers_batch/1.4.sql"
+#include "udfs/set_referral_pending/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_referral_pending(bigint, boolean) IS
+    'Internal: mark whether the member''s referral still waits for a qualifying purchase (accounts.referral_pending), under its lock';
+REVOKE ALL ON FUNCTION loyalty.set_referral_pending(bigint, boolean) FROM PUBLIC;
+#include-replace "udfs/refer/1.4.sql"
+#include-replace "udfs/referral_purchase/1.4.sql"
+#include "udfs/archive_books/1.4.sql"
+COMMENT ON FUNCTION loyalty.archive_books(regclass[], timestamptz, text) IS
+    'Internal: for archive_ledger, one carry_forward entry per member of the archived partitions, then the archived debits'' allocations and the closed old lots leave (into archive_schema unless NULL); returns the entries written and the rows moved';
+REVOKE ALL ON FUNCTION loyalty.archive_books(regclass[], timestamptz, text) FROM PUBLIC;
+#include-replace "udfs/archive_ledger/1.4.sql"

@@ -57,7 +57,7 @@ BEGIN
     INSERT INTO loyalty.members (member_id, program_id, joined_at, source_channel, region, birthday)
     OVERRIDING SYSTEM VALUE
     VALUES (v_id, program, coalesce(joined_at, now()), coalesce(source_channel, channel), region, birthday);
-    INSERT INTO loyalty.accounts (member_id, program_id) VALUES (v_id, program);
+    PERFORM loyalty.open_account(v_id, program);
     PERFORM loyalty.emit_event(v_id, 'member.enrolled',
         pg_catalog.jsonb_build_object('channel', channel, 'external_id', external_id,
                                       'source_channel', coalesce(source_channel, channel)));
