@@ -2537,6 +2537,46 @@ ledger_tier_grace(int64 member_id, bool grace, TimestampTz until)
 	Finish(&m);
 }
 
+/*
+ * A tier review's decisions for a batch of members, in one writer: for each
+ * member `change` moves the tier (tier_since now, no lock, no grace; the
+ * caller writes the history and events of the batch), else the grace period
+ * is set to `grace_until` (NULL ends it).  The caller holds the accounts'
+ * locks (review_tiers_batch locks its batch before it decides).
+ */
+void
+ledger_apply_tiers(const TierDecision *d, int n)
+{
+	Member		m;
+	int			i;
+
+	Connect(&m);
+	for (i = 0; i < n; i++)
+	{
+		TierChange	c = {0};
+
+		CHECK_FOR_INTERRUPTS();
+		if (d[i].change)
+		{
+			c.set_tier = true;
+			c.tier = d[i].tier;
+			c.tier_null = d[i].tier_null;
+			c.set_locked = true;
+			c.locked_null = true;
+			c.set_grace = true;
+			c.grace_null = true;
+		}
+		else
+		{
+			c.set_grace = true;
+			c.grace_until = d[i].grace_until;
+			c.grace_null = d[i].grace_null;
+		}
+		store_set_tier(m.w, d[i].member_id, &c);
+	}
+	Finish(&m);
+}
+
 /* Whether the member's referral still waits for a qualifying purchase. */
 void
 ledger_set_referral_pending(int64 member_id, bool pending)

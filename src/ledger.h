@@ -156,6 +156,17 @@ typedef struct TierRequest
 	TimestampTz locked_until;
 } TierRequest;
 
+/* One member's decision of a tier review. */
+typedef struct TierDecision
+{
+	int64		member_id;
+	bool		change;			/* to `tier`; else the grace period only */
+	Datum		tier;
+	bool		tier_null;
+	TimestampTz grace_until;
+	bool		grace_null;		/* ends the grace period */
+} TierDecision;
+
 typedef struct ArchiveRequest
 {
 	const Oid  *parts;			/* the ledger partitions that leave */
@@ -186,6 +197,7 @@ extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);
 extern void ledger_set_status(const StatusRequest *r);
 extern bool ledger_tier_change(const TierRequest *r);
 extern void ledger_tier_grace(int64 member_id, bool grace, TimestampTz until);
+extern void ledger_apply_tiers(const TierDecision *d, int n);
 extern void ledger_set_referral_pending(int64 member_id, bool pending);
 extern void ledger_open_account(int64 member_id, int64 program_id);
 extern void ledger_archive(const ArchiveRequest *r, ArchiveResult *res);

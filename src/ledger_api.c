@@ -45,6 +45,7 @@ PG_FUNCTION_INFO_V1(loyalty_set_member_status);
 PG_FUNCTION_INFO_V1(loyalty_last_entry);
 PG_FUNCTION_INFO_V1(loyalty_tier_change);
 PG_FUNCTION_INFO_V1(loyalty_set_tier_grace);
+PG_FUNCTION_INFO_V1(loyalty_apply_tiers);
 PG_FUNCTION_INFO_V1(loyalty_set_referral_pending);
 PG_FUNCTION_INFO_V1(loyalty_open_account);
 PG_FUNCTION_INFO_V1(loyalty_archive_books);
@@ -700,6 +701,78 @@ loyalty_set_tier_grace(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "member");
 	ledger_tier_grace(PG_GETARG_INT64(0), !PG_ARGISNULL(1),
 					  PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1));
+	PG_RETURN_VOID();
+}
+
+/* The elements of a one-dimensional array argument (NULLs flagged). */
+static int
+ArrayArg(FunctionCallInfo fcinfo, int argno, const char *name, Oid elemtype, Datum **elems,
+		 bool **nulls)
+{
+	ArrayType  *a;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			n;
+
+	RequireArg(fcinfo, argno, name);
+	a = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name)));
+	/* InvalidOid: the type the array has (a type of the extension's) */
+	if (OidIsValid(elemtype) && ARR_ELEMTYPE(a) != elemtype)
+		elog(ERROR, "loyalty: %s has the wrong element type", name);
+	elemtype = ARR_ELEMTYPE(a);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(a, elemtype, typlen, typbyval, typalign, elems, nulls, &n);
+	return n;
+}
+
+/*
+ * loyalty.apply_tiers(members, changes, tiers, grace_until): a tier
+ * review's decisions; changes[i] moves members[i] to tiers[i], else its
+ * grace period becomes grace_until[i] (NULL: none).
+ */
+Datum
+loyalty_apply_tiers(PG_FUNCTION_ARGS)
+{
+	Datum	   *members,
+			   *changes,
+			   *tiers,
+			   *graces;
+	bool	   *members_null,
+			   *changes_null,
+			   *tiers_null,
+			   *graces_null;
+	int			n,
+				i;
+	TierDecision *d;
+
+	n = ArrayArg(fcinfo, 0, "members", INT8OID, &members, &members_null);
+	if (ArrayArg(fcinfo, 1, "changes", BOOLOID, &changes, &changes_null) != n ||
+		ArrayArg(fcinfo, 2, "tiers", InvalidOid, &tiers, &tiers_null) != n ||
+		ArrayArg(fcinfo, 3, "grace_until", TIMESTAMPTZOID, &graces, &graces_null) != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("members, changes, tiers and grace_until must have the same length")));
+	d = palloc0(sizeof(TierDecision) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		if (members_null[i] || changes_null[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("members and changes must not contain NULL")));
+		d[i].member_id = DatumGetInt64(members[i]);
+		d[i].change = DatumGetBool(changes[i]);
+		d[i].tier = tiers[i];
+		d[i].tier_null = tiers_null[i];
+		d[i].grace_until = graces_null[i] ? 0 : DatumGetTimestampTz(graces[i]);
+		d[i].grace_null = graces_null[i];
+	}
+	if (n > 0)
+		ledger_apply_tiers(d, n);
 	PG_RETURN_VOID();
 }
 

@@ -120,6 +120,9 @@ COMMENT ON FUNCTION loyalty.tier_at(bigint, timestamptz) IS 'The member''s tier 
 -- and event).  Returns the last member id reviewed, how many were reviewed
 -- and how many changed tier.  On Citus (a locking query cannot span shards)
 -- the same rules run member by member, each with single-shard statements.
+#include "udfs/apply_tiers/1.4.sql"
+COMMENT ON FUNCTION loyalty.apply_tiers(bigint[], boolean[], loyalty.tier[], timestamptz[]) IS
+    'Internal: a tier review''s decisions for a batch of locked members, in one writer: changes[i] moves members[i] to tiers[i] (no lock, no grace), else its grace period becomes grace_until[i]; the caller writes history and events';
 #include "udfs/review_tiers_batch/1.4.sql"
 COMMENT ON FUNCTION loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer) IS
     'One step of loyalty.review_tiers: review up to batch_size members of a program after a member id, set-based (on Citus member by member, same rules)';
@@ -145,6 +148,7 @@ REVOKE ALL ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text
     loyalty.qualified_tier(bigint, timestamptz),
     loyalty.tier_change(bigint, loyalty.tier, text, timestamptz),
     loyalty.set_tier_grace(bigint, timestamptz),
+    loyalty.apply_tiers(bigint[], boolean[], loyalty.tier[], timestamptz[]),
     loyalty.tier_after_write(bigint, text),
     loyalty.evaluate_tier(bigint),
     loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text),

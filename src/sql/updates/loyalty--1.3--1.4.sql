@@ -287,6 +287,10 @@ COMMENT ON FUNCTION loyalty.tier_change(bigint, loyalty.tier, text, timestamptz)
 COMMENT ON FUNCTION loyalty.set_tier_grace(bigint, timestamptz) IS
     'Internal: start (until grace_until) or end (NULL) the member''s tier grace period, under its lock';
 REVOKE ALL ON FUNCTION loyalty.set_tier_grace(bigint, timestamptz) FROM PUBLIC;
+#include "udfs/apply_tiers/1.4.sql"
+COMMENT ON FUNCTION loyalty.apply_tiers(bigint[], boolean[], loyalty.tier[], timestamptz[]) IS
+    'Internal: a tier review''s decisions for a batch of locked members, in one writer: changes[i] moves members[i] to tiers[i] (no lock, no grace), else its grace period becomes grace_until[i]; the caller writes history and events';
+REVOKE ALL ON FUNCTION loyalty.apply_tiers(bigint[], boolean[], loyalty.tier[], timestamptz[]) FROM PUBLIC;
 #include-replace "udfs/review_tiers_batch/1.4.sql"
 #include "udfs/set_referral_pending/1.4.sql"
 COMMENT ON FUNCTION loyalty.set_referral_pending(bigint, boolean) IS

@@ -2,6 +2,9 @@ CREATE FUNCTION loyalty.review_tiers_batch(program bigint, as_of timestamptz, af
 RETURNS TABLE (last_member bigint, reviewed bigint, changed bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- the batch's estimates are far above its work: JIT compiling its statement
+-- took longer than running it
+SET jit = off
 AS $$
 DECLARE
     v_p loyalty.programs;
@@ -22,6 +25,13 @@ DECLARE
     v_new integer;
     v_to loyalty.tier;
     v_action text;
+    v_dec bigint[];
+    v_changes boolean[];
+    v_tiers loyalty.tier[];
+    v_graces timestamptz[];
+    v_from loyalty.tier[];
+    v_reasons text[];
+    v_n2 bigint;
 BEGIN
     PERFORM loyalty.require_program(review_tiers_batch.program);
     SELECT * INTO v_p FROM loyalty.programs p WHERE p.program_id = program;
@@ -120,12 +130,19 @@ BEGIN
     v_n := cardinality(v_ids);
     v_last := v_ids[v_n];
 
-    -- one statement reads the batch's metrics and decides; the writes go
-    -- through the C write path, member by member in member_id order
-    FOR v_member, v_action, v_new, v_grace, v_cur IN
+    -- one statement reads the batch's metrics and decides
+    SELECT coalesce(array_agg(x.member_id ORDER BY x.member_id), '{}'),
+           coalesce(array_agg(x.action = 'change' ORDER BY x.member_id), '{}'),
+           coalesce(array_agg(x.to_tier ORDER BY x.member_id), '{}'),
+           coalesce(array_agg(x.grace_until ORDER BY x.member_id), '{}'),
+           coalesce(array_agg(x.from_tier ORDER BY x.member_id), '{}'),
+           coalesce(array_agg(x.reason ORDER BY x.member_id), '{}')
+    INTO v_dec, v_changes, v_tiers, v_graces, v_from, v_reasons
+    FROM (
     WITH batch AS (
+        -- (a join, not = ANY: a parameter array is searched linearly per row)
         SELECT a.member_id, a.tier, a.status, a.tier_locked_until, a.tier_grace_until
-        FROM loyalty.accounts a WHERE a.member_id = ANY (v_ids)
+        FROM unnest(v_ids) AS i(member_id) JOIN loyalty.accounts a ON a.member_id = i.member_id
     ), win AS (
         SELECT b.*, CASE v_p.tier_window
             WHEN 'rolling' THEN v_as_of - make_interval(months => v_p.tier_window_months)
@@ -187,23 +204,37 @@ BEGIN
         WHERE v.cond LIMIT 1
     ) x
     )
-    SELECT res.member_id, res.action, res.new_rank, res.grace_until, res.cur
-    FROM res
+    SELECT res.member_id, res.action, res.grace_until, b.tier AS from_tier,
+           (SELECT loyalty.tier(t.rank, t.name) FROM loyalty.tiers t
+            WHERE t.program_id = program AND t.rank = res.new_rank) AS to_tier,
+           CASE WHEN res.new_rank > coalesce(res.cur, -1) THEN 'qualified (review)'
+                ELSE 'review: below the threshold' END AS reason
+    FROM res JOIN batch b ON b.member_id = res.member_id
     WHERE res.action IN ('start_grace', 'clear_grace')
        OR (res.action = 'change' AND res.new_rank IS DISTINCT FROM res.cur)
-    ORDER BY res.member_id
-    LOOP
-        IF v_action = 'change' THEN
-            SELECT loyalty.tier(t.rank, t.name) INTO v_to FROM loyalty.tiers t
-            WHERE t.program_id = program AND t.rank = v_new;
-            IF loyalty.tier_change(v_member, v_to,
-                                   CASE WHEN v_new > coalesce(v_cur, -1) THEN 'qualified (review)'
-                                        ELSE 'review: below the threshold' END) THEN
-                v_c := v_c + 1;
-            END IF;
-        ELSE
-            PERFORM loyalty.set_tier_grace(v_member, v_grace);
-        END IF;
-    END LOOP;
+    ) x;
+
+    -- the accounts through the C write path, in member_id order; the
+    -- history and tier.changed events of the batch in one statement each
+    PERFORM loyalty.apply_tiers(v_dec, v_changes, v_tiers, v_graces);
+    WITH ch AS (
+        SELECT u.member_id, u.from_tier, u.to_tier, u.reason
+        FROM unnest(v_dec, v_changes, v_from, v_tiers, v_reasons) AS u(member_id, change, from_tier, to_tier, reason)
+        WHERE u.change
+    ), hist AS (
+        INSERT INTO loyalty.tier_history (member_id, from_tier, to_tier, reason)
+        SELECT ch.member_id, ch.from_tier, ch.to_tier, ch.reason FROM ch
+    ), ev AS (
+        INSERT INTO loyalty.events (member_id, program_id, kind, payload)
+        SELECT ch.member_id, program, 'tier.changed',
+               jsonb_build_object('from', ch.from_tier::text, 'to', ch.to_tier::text, 'reason', ch.reason)
+        FROM ch WHERE 'tier.changed' = ANY (v_p.event_kinds)
+        RETURNING event_id, member_id
+    )
+    SELECT (SELECT count(*) FROM ch),
+           (SELECT count(pg_notify('loyalty_events',
+                jsonb_build_object('event_id', ev.event_id, 'member_id', ev.member_id, 'kind', 'tier.changed')::text))
+            FROM ev)
+    INTO v_c, v_n2;
     RETURN QUERY SELECT v_last, v_n, v_c;
 END $$;
