@@ -30,6 +30,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
@@ -304,12 +305,13 @@ BuildText(SqlStmt q)
 								   " WHERE member_id" EQ "$1");
 			break;
 		case Q_SET_TIER:
+			/* now() as $8: Citus allows no volatile function in a CASE */
 			appendStringInfoString(&b, "UPDATE loyalty.accounts SET"
 								   " tier = CASE WHEN $2 THEN $3::loyalty.tier ELSE tier END,"
-								   " tier_since = CASE WHEN $2 THEN pg_catalog.now() ELSE tier_since END,"
+								   " tier_since = CASE WHEN $2 THEN $8 ELSE tier_since END,"
 								   " tier_locked_until = CASE WHEN $4 THEN $5 ELSE tier_locked_until END,"
 								   " tier_grace_until = CASE WHEN $6 THEN $7 ELSE tier_grace_until END,"
-								   " updated_at = CASE WHEN $2 THEN pg_catalog.now() ELSE updated_at END"
+								   " updated_at = CASE WHEN $2 THEN $8 ELSE updated_at END"
 								   " WHERE member_id" EQ "$1");
 			break;
 		case Q_SET_REFERRAL:
@@ -348,7 +350,8 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_ALLOCS] = {INT8OID, INT8OID},
 	[Q_ALLOC_RETURN] = {INT8OID, INT8OID, INT8OID, INT8OID},
 	[Q_SET_STATUS] = {INT8OID, TEXTOID},
-	[Q_SET_TIER] = {INT8OID, BOOLOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID},
+	[Q_SET_TIER] = {INT8OID, BOOLOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID},
 	[Q_SET_REFERRAL] = {INT8OID, BOOLOID},
 	[Q_ACCOUNT_INS] = {INT8OID, INT8OID},
 };
@@ -368,7 +371,7 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ALLOCS] = 2,
 	[Q_ALLOC_RETURN] = 4,
 	[Q_SET_STATUS] = 2,
-	[Q_SET_TIER] = 7,
+	[Q_SET_TIER] = 8,
 	[Q_SET_REFERRAL] = 2,
 	[Q_ACCOUNT_INS] = 2,
 	[Q_NEXT_ENTRY] = 0,
@@ -797,8 +800,8 @@ static void
 SqlSetTier(StoreWriter *w, int64 member_id, const TierChange *c)
 {
 	SpiSaved	saved;
-	Datum		values[7];
-	char		nulls[7];
+	Datum		values[8];
+	char		nulls[8];
 
 	(void) w;
 	memset(nulls, ' ', sizeof(nulls));
@@ -816,6 +819,7 @@ SqlSetTier(StoreWriter *w, int64 member_id, const TierChange *c)
 	values[5] = BoolGetDatum(c->set_grace);
 	values[6] = TimestampTzGetDatum(c->grace_until);
 	nulls[6] = c->grace_null ? 'n' : ' ';
+	values[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	Exec(Q_SET_TIER, values, nulls, SPI_OK_UPDATE);
 	RequireOneRow("account tier update", member_id);
 	Restore(&saved);
