@@ -33,9 +33,11 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -244,6 +246,16 @@ struct Member
 	TimestampTz next_expiry;	/* accounts.next_expiry_at (0: NULL) */
 	ItemPointerData tid;		/* where the locked account row was */
 	StoreWriter *w;				/* the call's writes */
+
+	/*
+	 * A bulk earn's account changes not yet written (NULL: each change is
+	 * written at once): the member's earns of one statement update its
+	 * account once (LedgerBulk).
+	 */
+	AccountDelta *deferred;
+	bool		deferred_dirty;
+	MemoryContext deferred_cxt; /* where the deferred sums live */
+	bool		stale;			/* an SQL function changed the account */
 };
 
 /* One ledger row and, for a credit, its lot (numbered by the entry). */
@@ -343,8 +355,16 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	AccountRead r;
 	char		buf[16];
 	StoreWriter *w = m->w;
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		found;
 
-	if (!store_read_account(w, member_id, lock, &r))
+	/*
+	 * What is read lives in the caller's context (a bulk keeps it across
+	 * calls); an SPI call of the SQL store returns in SPI's.
+	 */
+	found = store_read_account(w, member_id, lock, &r);
+	MemoryContextSwitchTo(cxt);
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("member %lld does not exist", (long long) member_id),
@@ -654,6 +674,63 @@ LowerExpiryBound(Member *m, AccountDelta *d, TimestampTz expires)
 		d->expiry_floor = expires;
 }
 
+/* Write a bulk's deferred account changes, if any. */
+static void
+FlushDeferred(Member *m)
+{
+	if (m->deferred == NULL || !m->deferred_dirty)
+		return;
+	store_update_account(m->w, m->member_id, &m->tid, m->deferred);
+	memset(m->deferred, 0, sizeof(AccountDelta));
+	m->deferred_dirty = false;
+}
+
+/*
+ * Add `d` to the deferred changes: the one update they make at the end sets
+ * what the updates one by one would have set (sums add up, the first and
+ * last purchase and the expiry bound take the extremes, updated_at is set
+ * unless every change kept it).  A change that sets a column outright is
+ * not deferred.
+ */
+static bool
+DeferDelta(Member *m, const AccountDelta *d)
+{
+	AccountDelta *p = m->deferred;
+
+	if (p == NULL || d->exact_next_expiry || d->clear_purchase_dates)
+		return false;
+	p->balance = points_add_checked(p->balance, d->balance);
+	p->held = points_add_checked(p->held, d->held);
+	p->debt = points_add_checked(p->debt, d->debt);
+	p->earned = points_add_checked(p->earned, d->earned);
+	p->redeemed = points_add_checked(p->redeemed, d->redeemed);
+	p->expired = points_add_checked(p->expired, d->expired);
+	if (d->purchase_first && (p->purchase_first == 0 || d->purchase_first < p->purchase_first))
+		p->purchase_first = d->purchase_first;
+	if (d->purchase_last && (p->purchase_last == 0 || d->purchase_last > p->purchase_last))
+		p->purchase_last = d->purchase_last;
+	if (pg_add_s64_overflow(p->purchase_count, d->purchase_count, &p->purchase_count) ||
+		pg_add_s64_overflow(p->purchase_days, d->purchase_days, &p->purchase_days))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("account purchase count out of range")));
+	if (d->purchase_amount)
+	{
+		MemoryContext old = MemoryContextSwitchTo(m->deferred_cxt);
+
+		if (p->purchase_amount)
+			p->purchase_amount = DirectFunctionCall2(numeric_add, p->purchase_amount, d->purchase_amount);
+		else
+			p->purchase_amount = datumCopy(d->purchase_amount, false, -1);
+		MemoryContextSwitchTo(old);
+	}
+	if (d->expiry_floor != 0 && (p->expiry_floor == 0 || d->expiry_floor < p->expiry_floor))
+		p->expiry_floor = d->expiry_floor;
+	p->keep_updated_at = m->deferred_dirty ? (p->keep_updated_at && d->keep_updated_at) : d->keep_updated_at;
+	m->deferred_dirty = true;
+	return true;
+}
+
 /*
  * Append one ledger row (with its lot, for a credit) and, when `d` is given,
  * apply the account deltas; returns its entry_id.
@@ -687,7 +764,11 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 	}
 	if (d)
 	{
-		store_update_account(m->w, m->member_id, &m->tid, d);
+		if (!DeferDelta(m, d))
+		{
+			FlushDeferred(m);
+			store_update_account(m->w, m->member_id, &m->tid, d);
+		}
 		ApplyDelta(m, d);
 	}
 
@@ -726,6 +807,7 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 static void
 UpdateAccount(Member *m, AccountDelta *d)
 {
+	FlushDeferred(m);
 	store_update_account(m->w, m->member_id, &m->tid, d);
 	ApplyDelta(m, d);
 }
@@ -1053,9 +1135,12 @@ TierAfterWrite(Member *m, const char *cause)
 
 	if (!m->has_tiers)
 		return;
+	/* the tier rules read the account, and may change its tier */
+	FlushDeferred(m);
 	values[0] = Int64GetDatum(m->member_id);
 	values[1] = CStringGetTextDatum(cause);
 	ExecStmt(S_TIER, values, NULL, 0);
+	m->stale = true;
 }
 
 /* An idempotency key, when given, is a non-empty text. */
@@ -1113,6 +1198,76 @@ EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
 	return rules_earn_points(&ctx, base, why);
 }
 
+/* The idempotency fingerprint of an earn (0 without a key). */
+static int64
+EarnHash(const EarnRequest *r)
+{
+	StringInfoData b;
+
+	if (r->idempotency_key == NULL)
+		return 0;
+	HashStart(&b, "earn");
+	HashNumeric(&b, r->amount);
+	HashText(&b, r->channel);
+	HashText(&b, r->reference);
+	HashTime(&b, &r->occurred_at);
+	HashJsonb(&b, r->lines);
+	HashText(&b, r->store);
+	return HashEnd(&b);
+}
+
+/* An earn's writes, on the locked active member (not a replay). */
+static void
+EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
+{
+	Numeric		amount = r->amount;
+	Entry		e = {0};
+	AccountDelta d = {0};
+	Points		points;
+	int64		entry_id;
+	StringInfoData why;
+
+	e.row.channel = r->channel;
+	e.row.reference = r->reference;
+	e.row.idem_key = r->idempotency_key;
+	ReleaseExpiredHolds(m);
+	e.row.occurred_at = OccurredAt(&r->occurred_at, m);
+
+	initStringInfo(&why);
+	points = EarnPoints(m, amount, r->lines, e.row.channel, r->store, e.row.occurred_at, &amount, &why);
+	e.row.kind = "earn";
+	e.row.points = points;
+	e.row.amount = NumericGetDatum(amount);
+	e.row.details = why.len ? why.data : NULL;
+	if (points > 0)
+		d.debt = -PrepareLot(m, &e, points, 0, true);
+	d.balance = points;
+	d.earned = points;
+	d.purchase_first = e.row.occurred_at;
+	d.purchase_last = e.row.occurred_at;
+	d.purchase_count = 1;
+	d.purchase_days = PurchaseDaySeen(m, e.row.occurred_at) ? 0 : 1;
+	d.purchase_amount = NumericGetDatum(amount);
+	e.purchase_event = true;
+	entry_id = InsertEntry(m, &e, &d);
+	if (m->referral_pending)
+	{
+		Datum		rv[3];
+
+		/* referral_purchase reads the account and may award points */
+		FlushDeferred(m);
+		rv[0] = Int64GetDatum(m->member_id);
+		rv[1] = Int64GetDatum(entry_id);
+		rv[2] = NumericGetDatum(amount);
+		ExecStmt(S_REFERRAL, rv, NULL, 0);
+		m->stale = true;
+	}
+	TierAfterWrite(m, "earn");
+	IdemStore(m, e.row.idem_key, "earn", hash, points, entry_id);
+	res->points = points;
+	res->entry_id = entry_id;
+}
+
 /*
  * A purchase: points by the program's rate and earning rules, purchase
  * statistics, the points.earned event, a waiting referral settled, the tier
@@ -1121,70 +1276,113 @@ EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
 void
 ledger_earn(const EarnRequest *r, LedgerResult *res)
 {
-	Numeric		amount = r->amount;
 	Member		m;
-	Entry		e = {0};
-	AccountDelta d = {0};
-	int64		hash = 0;
-	Points		points;
-	int64		entry_id;
-	StringInfoData why;
+	int64		hash;
 
 	CheckPurchase(r);
-	e.row.channel = r->channel;
-	e.row.reference = r->reference;
-	e.row.idem_key = r->idempotency_key;
-	if (e.row.idem_key)
-	{
-		StringInfoData b;
-
-		HashStart(&b, "earn");
-		HashNumeric(&b, r->amount);
-		HashText(&b, r->channel);
-		HashText(&b, r->reference);
-		HashTime(&b, &r->occurred_at);
-		HashJsonb(&b, r->lines);
-		HashText(&b, r->store);
-		hash = HashEnd(&b);
-	}
-
-	if (BeginWrite(r->member_id, false, true, e.row.idem_key, "earn", hash, &m, res))
+	hash = EarnHash(r);
+	if (BeginWrite(r->member_id, false, true, r->idempotency_key, "earn", hash, &m, res))
 		return;
-	ReleaseExpiredHolds(&m);
-	e.row.occurred_at = OccurredAt(&r->occurred_at, &m);
-
-	initStringInfo(&why);
-	points = EarnPoints(&m, amount, r->lines, e.row.channel, r->store, e.row.occurred_at, &amount, &why);
-	e.row.kind = "earn";
-	e.row.points = points;
-	e.row.amount = NumericGetDatum(amount);
-	e.row.details = why.len ? why.data : NULL;
-	if (points > 0)
-		d.debt = -PrepareLot(&m, &e, points, 0, true);
-	d.balance = points;
-	d.earned = points;
-	d.purchase_first = e.row.occurred_at;
-	d.purchase_last = e.row.occurred_at;
-	d.purchase_count = 1;
-	d.purchase_days = PurchaseDaySeen(&m, e.row.occurred_at) ? 0 : 1;
-	d.purchase_amount = NumericGetDatum(amount);
-	e.purchase_event = true;
-	entry_id = InsertEntry(&m, &e, &d);
-	if (m.referral_pending)
-	{
-		Datum		rv[3];
-
-		rv[0] = Int64GetDatum(m.member_id);
-		rv[1] = Int64GetDatum(entry_id);
-		rv[2] = NumericGetDatum(amount);
-		ExecStmt(S_REFERRAL, rv, NULL, 0);
-	}
-	TierAfterWrite(&m, "earn");
-	IdemStore(&m, e.row.idem_key, "earn", hash, points, entry_id);
+	EarnWrite(&m, r, hash, res);
 	Finish(&m);
-	res->points = points;
-	res->entry_id = entry_id;
 }
+
+/*
+ * Earns in bulk (the order trigger per statement, earn_batch): one writer
+ * for the whole statement, and each member's consecutive earns under one
+ * lock and one read of its account, which is updated once when the bulk
+ * moves on to another member (or sooner, before anything that reads it by
+ * SQL: the tier rules, a referral's settlement, a reversal).  Every earn
+ * writes the rows, checks and keys a single earn writes.
+ */
+struct LedgerBulk
+{
+	MemoryContext cxt;			/* the writer's and the member's */
+	MemoryContext member_cxt;	/* what is read of the current member */
+	StoreWriter *w;
+	bool		loaded;			/* m is locked and read */
+	Member		m;
+	AccountDelta deferred;
+};
+
+LedgerBulk *
+ledger_bulk_begin(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty bulk earns",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	LedgerBulk *b = palloc0(sizeof(LedgerBulk));
+
+	b->cxt = cxt;
+	b->member_cxt = AllocSetContextCreate(cxt, "loyalty bulk member", ALLOCSET_SMALL_SIZES);
+	b->w = store_begin();
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+/* Write the current member's deferred changes and let it go (SPI connected). */
+static void
+BulkRelease(LedgerBulk *b)
+{
+	if (b->loaded)
+		FlushDeferred(&b->m);
+	b->loaded = false;
+}
+
+void
+ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res)
+{
+	int64		hash;
+
+	CheckPurchase(r);
+	CheckKey(r->idempotency_key);
+	hash = EarnHash(r);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	if (!b->loaded || b->m.stale || b->m.member_id != r->member_id)
+	{
+		MemoryContext old;
+
+		BulkRelease(b);
+		MemoryContextReset(b->member_cxt);
+		old = MemoryContextSwitchTo(b->member_cxt);
+		b->m.w = b->w;
+		LockMember(r->member_id, &b->m, false);
+		MemoryContextSwitchTo(old);
+		memset(&b->deferred, 0, sizeof(b->deferred));
+		b->m.deferred = &b->deferred;
+		b->m.deferred_cxt = b->member_cxt;
+		b->loaded = true;
+	}
+	memset(res, 0, sizeof(*res));
+	if (!IdemLookup(&b->m, r->idempotency_key, "earn", hash, res))
+	{
+		RequireActive(&b->m);
+		EarnWrite(&b->m, r, hash, res);
+	}
+	SPI_finish();
+}
+
+/* Write what is deferred; the next earn reads its member again. */
+void
+ledger_bulk_flush(LedgerBulk *b)
+{
+	if (!b->loaded)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	BulkRelease(b);
+	SPI_finish();
+}
+
+void
+ledger_bulk_end(LedgerBulk *b)
+{
+	ledger_bulk_flush(b);
+	store_end(b->w);
+	MemoryContextDelete(b->cxt);
+}
+
 
 /*
  * The points a purchase would earn now and why, writing nothing; the jsonb

@@ -183,6 +183,13 @@ typedef struct ArchiveResult
 } ArchiveResult;
 
 extern void ledger_earn(const EarnRequest *r, LedgerResult *res);
+
+/* Earns in bulk: one writer, each member's account updated once per run. */
+typedef struct LedgerBulk LedgerBulk;
+extern LedgerBulk *ledger_bulk_begin(void);
+extern void ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res);
+extern void ledger_bulk_flush(LedgerBulk *b);
+extern void ledger_bulk_end(LedgerBulk *b);
 extern void ledger_award(const AwardRequest *r, LedgerResult *res);
 extern void ledger_redeem(const RedeemRequest *r, LedgerResult *res);
 extern void ledger_hold(const HoldRequest *r, LedgerResult *res);

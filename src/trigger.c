@@ -301,6 +301,13 @@ read_row(OrderConfig *c, TupleDesc desc, HeapTuple tup, const OrderCols *col)
 	return r;
 }
 
+/*
+ * The bulk earns of the statement or batch being processed (NULL: each earn
+ * on its own, as for a row trigger or under on_error=skip, where each order
+ * is a subtransaction of its own).
+ */
+static LedgerBulk *bulk = NULL;
+
 /* Earn for the order, keyed by its reference. */
 static void
 order_earn(OrderRow *r, Numeric amount, const char *key)
@@ -315,7 +322,10 @@ order_earn(OrderRow *r, Numeric amount, const char *key)
 	req.idempotency_key = cstring_to_text(key);
 	req.occurred_at.given = r->has_occurred;
 	req.occurred_at.value = r->occurred_at;
-	ledger_earn(&req, &res);
+	if (bulk)
+		ledger_bulk_earn(bulk, &req, &res);
+	else
+		ledger_earn(&req, &res);
 	ledger_remember_entry(&res);
 }
 
@@ -405,6 +415,8 @@ order_reduce(OrderRow *r, Numeric target, const char *why)
 	req.idempotency_key = cstring_to_text(psprintf("order:%s:to:%s", r->reference,
 												   DatumGetCString(DirectFunctionCall1(numeric_out,
 																					   NumericGetDatum(target)))));
+	if (bulk)
+		ledger_bulk_flush(bulk);
 	ledger_reverse(&req, &res);
 }
 
@@ -668,6 +680,33 @@ for_each_row(Portal portal, void (*each) (HeapTuple tup, TupleDesc desc, void *a
 	MemoryContextDelete(rowcxt);
 }
 
+/*
+ * for_each_row with the earns in bulk, unless each order is a subtransaction
+ * of its own (skip): a bulk cannot outlive a rolled-back order.
+ */
+static void
+for_each_row_bulk(Portal portal, bool skip, void (*each) (HeapTuple tup, TupleDesc desc, void *arg),
+				  void *arg)
+{
+	LedgerBulk *volatile outer = bulk;
+
+	PG_TRY();
+	{
+		/* a nested statement (a trigger's) has a bulk of its own, or none */
+		if (outer)
+			ledger_bulk_flush(outer);
+		bulk = skip ? NULL : ledger_bulk_begin();
+		for_each_row(portal, each, arg);
+		if (bulk)
+			ledger_bulk_end(bulk);
+	}
+	PG_FINALLY();
+	{
+		bulk = outer;
+	}
+	PG_END_TRY();
+}
+
 /* A statement's change of one order, from its transition tables' row. */
 typedef struct StatementRows
 {
@@ -736,8 +775,36 @@ order_statement(OrderConfig *c, TriggerData *td)
 		elog(ERROR, "loyalty: SPI_connect failed");
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "loyalty: could not register the transition tables");
-	for_each_row(SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0), statement_row, &st);
+	for_each_row_bulk(SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0), c->skip_errors,
+					  statement_row, &st);
 	SPI_finish();
+}
+
+/*
+ * A row trigger's change, on its own even inside a bulk (a row trigger fired
+ * by a statement that another statement's earns caused).
+ */
+static void
+order_change_alone(OrderConfig *c, OrderRow *old_row, OrderRow *new_row)
+{
+	LedgerBulk *volatile outer = bulk;
+
+	if (outer == NULL)
+	{
+		order_change_guarded(c, old_row, new_row);
+		return;
+	}
+	ledger_bulk_flush(outer);
+	PG_TRY();
+	{
+		bulk = NULL;
+		order_change_guarded(c, old_row, new_row);
+	}
+	PG_FINALLY();
+	{
+		bulk = outer;
+	}
+	PG_END_TRY();
 }
 
 Datum
@@ -769,20 +836,20 @@ loyalty_order_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &c->cols);
-		order_change_guarded(c, NULL, &new_row);
+		order_change_alone(c, NULL, &new_row);
 		return PointerGetDatum(td->tg_trigtuple);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
 		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &c->cols);
-		order_change_guarded(c, &old_row, NULL);
+		order_change_alone(c, &old_row, NULL);
 		return PointerGetDatum(td->tg_trigtuple);
 	}
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		old_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_trigtuple, &c->cols);
 		new_row = read_row(c, RelationGetDescr(td->tg_relation), td->tg_newtuple, &c->cols);
-		order_change_guarded(c, &old_row, &new_row);
+		order_change_alone(c, &old_row, &new_row);
 		return PointerGetDatum(td->tg_newtuple);
 	}
 	ereport(ERROR,
@@ -827,7 +894,10 @@ batch_earn(void *arg)
 				 errhint("Each order needs its reference: it keys the order's earn.")));
 	b->req.reference = cstring_to_text(b->row.reference);
 	b->req.idempotency_key = cstring_to_text(psprintf("order:%s", b->row.reference));
-	ledger_earn(&b->req, &b->res);
+	if (bulk)
+		ledger_bulk_earn(bulk, &b->req, &b->res);
+	else
+		ledger_earn(&b->req, &b->res);
 	ledger_remember_entry(&b->res);
 }
 
@@ -958,7 +1028,7 @@ loyalty_earn_batch(PG_FUNCTION_ARGS)
 									   "  pg_catalog.unnest($6)) WITH ORDINALITY u(m, a, r, o, c, l, n)"
 									   " ORDER BY u.m NULLS LAST, u.o NULLS LAST, u.n",
 									   6, (Oid *) types, values, nulls, true, 0);
-	for_each_row(portal, batch_row, &st);
+	for_each_row_bulk(portal, st.skip, batch_row, &st);
 	SPI_finish();
 
 	out[0] = Int64GetDatum(st.orders);

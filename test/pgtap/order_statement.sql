@@ -8,7 +8,7 @@
 -- tier upgrades that change the earn rate mid-statement, back-dated orders,
 -- cancels, lowered amounts, reassignments, deletes and replays.
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 
 SELECT loyalty.create_program('bulk', earn_rate => 1) AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -186,5 +186,48 @@ SELECT is((SELECT reference FROM loyalty.ledger WHERE entry_id = loyalty.last_en
           'last_entry() is the entry of the statement''s last member''s order');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
+-- without tiers a member's orders of one statement update its account once,
+-- with the same books as one order at a time (first-purchase bonus,
+-- back-dated orders, purchase statistics, the expiry bound)
+SELECT loyalty.create_program('flat', earn_rate => 1, expiry_period => interval '1 year') AS q \gset
+SELECT loyalty.create_earning_rule(:q, 'welcome', 'bonus', bonus_points => '10', first_purchase => true);
+CREATE TEMP TABLE flat (k integer PRIMARY KEY, row_m bigint, stmt_m bigint);
+INSERT INTO flat SELECT k, loyalty.enroll(:q, 'pos', 'flat-row-' || k), loyalty.enroll(:q, 'pos', 'flat-stmt-' || k)
+FROM generate_series(1, 5) k;
+CREATE TABLE shop.flat_row (LIKE shop.orders_row INCLUDING ALL);
+CREATE TABLE shop.flat_stmt (LIKE shop.orders_row INCLUDING ALL);
+CREATE TRIGGER loyalty_row AFTER INSERT ON shop.flat_row
+    FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+CREATE TRIGGER loyalty_ins AFTER INSERT ON shop.flat_stmt REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'channel', 'placed_at');
+CREATE TABLE public.flat_updates (member_id bigint);
+CREATE FUNCTION public.flat_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.flat_updates VALUES (NEW.member_id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER flat_count AFTER UPDATE ON loyalty.accounts FOR EACH ROW EXECUTE FUNCTION public.flat_count();
+INSERT INTO shop.flat_row (id, customer, total, placed_at)
+SELECT g, f.row_m, 5 + g % 7, now() - make_interval(days => (g * 37) % 300) FROM generate_series(1, 50) g JOIN flat f ON f.k = 1 + g % 5;
+INSERT INTO shop.flat_stmt (id, customer, total, placed_at)
+SELECT g, f.stmt_m, 5 + g % 7, now() - make_interval(days => (g * 37) % 300) FROM generate_series(1, 50) g JOIN flat f ON f.k = 1 + g % 5;
+DROP TRIGGER flat_count ON loyalty.accounts;
+SELECT is((SELECT count(*) FROM public.flat_updates u JOIN flat f ON f.stmt_m = u.member_id), 5::bigint,
+          'the statement updated each of its 5 members'' accounts once');
+SELECT is((SELECT count(*) FROM public.flat_updates u JOIN flat f ON f.row_m = u.member_id), 50::bigint,
+          'the row trigger updated them once per order');
+SELECT is((SELECT count(*) FROM flat f
+           JOIN loyalty.accounts r ON r.member_id = f.row_m JOIN loyalty.accounts s ON s.member_id = f.stmt_m
+           WHERE (r.balance, r.lifetime_earned, r.first_purchase_at, r.last_purchase_at, r.purchase_count,
+                  r.purchase_days, r.purchase_amount, r.next_expiry_at)
+                 IS DISTINCT FROM
+                 (s.balance, s.lifetime_earned, s.first_purchase_at, s.last_purchase_at, s.purchase_count,
+                  s.purchase_days, s.purchase_amount, s.next_expiry_at))
+          + (SELECT count(*) FROM (
+                SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.row_m = l.member_id
+                EXCEPT ALL
+                SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.stmt_m = l.member_id) x),
+          0::bigint, 'and both sides have the same accounts and ledger');
+
 SELECT * FROM finish();
 ROLLBACK;
