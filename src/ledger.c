@@ -579,18 +579,14 @@ HashEnd(StringInfo b)
 static bool
 IdemLookup(Member *m, text *key, const char *op, int64 hash, LedgerResult *res)
 {
-	Datum		values[2];
-	char	   *prev_op;
+	IdemRow		k;
+	const char *prev_op = k.operation;
 
 	if (key == NULL)
 		return false;
-	values[0] = Int64GetDatum(m->member_id);
-	values[1] = PointerGetDatum(key);
-	ExecStmt(S_IDEM_GET, values, NULL, 1);
-	if (SPI_processed == 0)
+	if (!store_read_idempotency(m->w, m->member_id, key, &k))
 		return false;
-	prev_op = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (strcmp(prev_op, op) != 0 || ColInt8(0, 2) != hash)
+	if (strcmp(prev_op, op) != 0 || k.request_hash != hash)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for a different request",
@@ -598,8 +594,8 @@ IdemLookup(Member *m, text *key, const char *op, int64 hash, LedgerResult *res)
 				 errdetail("The key was first used by loyalty.%s() with other arguments.", prev_op),
 				 errhint("Use a new key for a new request; replay a request only with identical arguments.")));
 	res->replayed = true;
-	res->points = res->entry_id = res->hold_id = ColInt8(0, 3);
-	res->entry_id = ColInt8(0, 4);
+	res->points = res->entry_id = res->hold_id = k.result;
+	res->entry_id = k.entry_id;
 	return true;
 }
 

@@ -514,6 +514,15 @@ ComputeShape(StoreTable t, Oid relid, TableShape *s)
 							def->cols[0].name);
 			}
 			break;
+		case ST_IDEM:
+			{
+				static const int key[] = {K_MEMBER, K_KEY};
+
+				/* no such index: the keys are read by statement */
+				if (s->fast)
+					s->key_index = FindIndex(s, rel, key, 2, true, -1, &max);
+			}
+			break;
 		case ST_ALLOC:
 			{
 				static const int key[] = {X_ENTRY, X_MEMBER, X_LOT};
@@ -649,6 +658,13 @@ store_insert_idempotency(StoreWriter *w, int64 member_id, text *key, const char 
 						 int64 hash, int64 result, int64 entry_id)
 {
 	Choose(w, ST_IDEM, ACL_INSERT)->insert_idempotency(w, member_id, key, op, hash, result, entry_id);
+}
+
+/* The first result recorded under a member's key (after its lock). */
+bool
+store_read_idempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
+{
+	return Choose(w, ST_IDEM, ACL_SELECT)->read_idempotency(w, member_id, key, out);
 }
 
 /* First to expire first; then the older lot, then the lower id. */

@@ -121,7 +121,8 @@ typedef struct TableShape
 	Oid			col_type[STORE_MAX_COLS];	/* the types expected */
 	int			natts;
 	Oid			key_index;		/* accounts, programs, idempotency keys: the
-								 * valid unique index on the key */
+								 * valid unique index on the key (keys: none
+								 * when missing, and the SQL store reads) */
 	Oid			open_lot_index; /* lots: a valid (member, expiry, creation)
 								 * index of the open lots */
 	Oid			entry_seq;		/* ledger: entry_id's identity sequence */
@@ -251,6 +252,15 @@ typedef struct Allocation
 	ItemPointerData lot_tid;	/* the fast store's row */
 } Allocation;
 
+/* A keyed call's first result (store_read_idempotency). */
+typedef struct IdemRow
+{
+	char		operation[64];
+	int64		request_hash;
+	int64		result;			/* 0 for NULL */
+	int64		entry_id;		/* 0 for NULL */
+} IdemRow;
+
 typedef struct StoreWriter StoreWriter;
 
 /* The implementation of each row operation (store_exec.c, store_sql.c). */
@@ -264,6 +274,7 @@ typedef struct StoreRoutine
 								   const AccountDelta *d);
 	void		(*insert_idempotency) (StoreWriter *w, int64 member_id, text *key, const char *op,
 									   int64 hash, int64 result, int64 entry_id);
+	bool		(*read_idempotency) (StoreWriter *w, int64 member_id, text *key, IdemRow *out);
 	int			(*open_lots) (StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at,
 							  int64 need, OpenLot **out);
 	void		(*change_lot) (StoreWriter *w, int64 member_id, const OpenLot *lot,
@@ -311,6 +322,7 @@ extern void store_update_account(StoreWriter *w, int64 member_id, ItemPointer ti
 								 const AccountDelta *d);
 extern void store_insert_idempotency(StoreWriter *w, int64 member_id, text *key, const char *op,
 									 int64 hash, int64 result, int64 entry_id);
+extern bool store_read_idempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out);
 extern int64 store_consume_lots(StoreWriter *w, int64 member_id, int64 entry_id, int64 points,
 								TimestampTz at);
 extern int	store_open_lots(StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at,

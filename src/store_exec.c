@@ -648,6 +648,59 @@ FastInsertIdempotency(StoreWriter *w, int64 member_id, text *key, const char *op
 	InsertRow(f, ST_IDEM, slot);
 }
 
+/*
+ * read_idempotency: the key's row by the unique index on (member_id,
+ * idempotency_key), as a fresh snapshot sees it (the member is locked: a
+ * key it wrote before is committed or the caller's own); by statement when
+ * the table has no such index.
+ */
+static bool
+FastReadIdempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
+{
+	const TableShape *s = store_shape(ST_IDEM);
+	FastState  *f;
+	Relation	rel;
+	Relation	idx;
+	ScanKeyData skey[2];
+	IndexScanDesc scan;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	bool		found;
+
+	if (!OidIsValid(s->key_index))
+		return sql_store.read_idempotency(w, member_id, key, out);
+	f = State(w);
+	Open(w, ST_IDEM);
+	rel = f->rri[ST_IDEM]->ri_RelationDesc;
+	slot = f->slot[ST_IDEM];
+	idx = index_open(s->key_index, AccessShareLock);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
+	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_TEXTEQ, PointerGetDatum(key));
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, skey, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		const AttrNumber *a = s->attno;
+		char	   *op;
+
+		slot_getallattrs(slot);
+		op = TextDatumGetCString(slot->tts_values[a[K_OP]]);
+		strlcpy(out->operation, op, sizeof(out->operation));
+		pfree(op);
+		out->request_hash = DatumGetInt64(slot->tts_values[a[K_HASH]]);
+		out->result = slot->tts_isnull[a[K_RESULT]] ? 0 : DatumGetInt64(slot->tts_values[a[K_RESULT]]);
+		out->entry_id = slot->tts_isnull[a[K_ENTRY]] ? 0 : DatumGetInt64(slot->tts_values[a[K_ENTRY]]);
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	index_close(idx, NoLock);
+	ExecClearTuple(slot);
+	return found;
+}
+
 /* insert_allocation: which lot a debit took from, and how much. */
 static void
 FastInsertAllocation(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id, int64 points)
@@ -1321,6 +1374,7 @@ const StoreRoutine fast_store = {
 	.insert_lot = FastInsertLot,
 	.update_account = FastUpdateAccount,
 	.insert_idempotency = FastInsertIdempotency,
+	.read_idempotency = FastReadIdempotency,
 	.open_lots = FastOpenLots,
 	.change_lot = FastChangeLot,
 	.insert_allocation = FastInsertAllocation,

@@ -155,6 +155,7 @@ typedef enum SqlStmt
 	Q_SET_TIER,
 	Q_SET_REFERRAL,
 	Q_ACCOUNT_INS,
+	Q_IDEM_GET,
 	Q_NEXT_ENTRY,
 	NUM_SQL_STMTS
 } SqlStmt;
@@ -321,6 +322,11 @@ BuildText(SqlStmt q)
 		case Q_ACCOUNT_INS:
 			appendStringInfoString(&b, "INSERT INTO loyalty.accounts (member_id, program_id) VALUES ($1, $2)");
 			break;
+		case Q_IDEM_GET:
+			appendStringInfoString(&b, "SELECT operation, request_hash" I8 ", result" I8 ", entry_id" I8
+								   " FROM loyalty.idempotency_keys"
+								   " WHERE member_id" EQ "$1 AND idempotency_key" EQ "$2");
+			break;
 		case Q_NEXT_ENTRY:
 			appendStringInfoString(&b,
 								   "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('loyalty.ledger', 'entry_id'))");
@@ -354,6 +360,7 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	TIMESTAMPTZOID},
 	[Q_SET_REFERRAL] = {INT8OID, BOOLOID},
 	[Q_ACCOUNT_INS] = {INT8OID, INT8OID},
+	[Q_IDEM_GET] = {INT8OID, TEXTOID},
 };
 static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ACCOUNT] = 1,
@@ -374,6 +381,7 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_SET_TIER] = 8,
 	[Q_SET_REFERRAL] = 2,
 	[Q_ACCOUNT_INS] = 2,
+	[Q_IDEM_GET] = 2,
 	[Q_NEXT_ENTRY] = 0,
 };
 
@@ -840,6 +848,32 @@ SqlSetReferral(StoreWriter *w, int64 member_id, bool pending)
 	Restore(&saved);
 }
 
+static bool
+SqlReadIdempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
+{
+	SpiSaved	saved;
+	Datum		values[2];
+	bool		found;
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = PointerGetDatum(key);
+	Exec(Q_IDEM_GET, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	if (found)
+	{
+		char	   *op = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		strlcpy(out->operation, op ? op : "", sizeof(out->operation));
+		out->request_hash = ColInt8(0, 2);
+		out->result = ColInt8(0, 3);
+		out->entry_id = ColInt8(0, 4);
+	}
+	Restore(&saved);
+	return found;
+}
+
 /* A new member's account: the books' columns start at their defaults. */
 void
 sql_insert_account(int64 member_id, int64 program_id)
@@ -951,6 +985,7 @@ const StoreRoutine sql_store = {
 	.insert_lot = SqlInsertLot,
 	.update_account = SqlUpdateAccount,
 	.insert_idempotency = SqlInsertIdempotency,
+	.read_idempotency = SqlReadIdempotency,
 	.open_lots = SqlOpenLots,
 	.change_lot = SqlChangeLot,
 	.insert_allocation = SqlInsertAllocation,

@@ -6,7 +6,7 @@
 -- account it reads is the latest one.  They run with either store
 -- (loyalty.fast_store on and off).
 BEGIN;
-SELECT plan(19);
+SELECT plan(22);
 
 SELECT loyalty.create_program('wp', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.enroll(:p, 'pos', 'wp-1') AS m \gset
@@ -99,5 +99,16 @@ SELECT is((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute
           'a fresh install keeps the account columns every write changes side by side');
 
 SELECT is((SELECT count(*) FROM loyalty.verify()), 0::bigint, 'verify() finds nothing wrong');
+-- a replay is recognised by the key's unique index, or without it by statement
+SELECT loyalty.earn(:m, 7, idempotency_key => 'wp-key') AS first_entry \gset
+SELECT is(loyalty.earn(:m, 7, idempotency_key => 'wp-key')::bigint, 7::bigint, 'a replay by the key''s index');
+ALTER TABLE loyalty.idempotency_keys DROP CONSTRAINT idempotency_keys_pkey;
+CREATE UNIQUE INDEX wp_keys_reversed ON loyalty.idempotency_keys (idempotency_key, member_id);
+SELECT is(loyalty.earn(:m, 7, idempotency_key => 'wp-key')::bigint, 7::bigint, 'a replay without the (member, key) index');
+SELECT throws_ok(format('SELECT loyalty.earn(%s, 8, idempotency_key => %L)', :m, 'wp-key'), 'LY002', NULL,
+                 'and another amount under the key is refused');
+DROP INDEX loyalty.wp_keys_reversed;
+ALTER TABLE loyalty.idempotency_keys ADD PRIMARY KEY (member_id, idempotency_key);
+
 SELECT * FROM finish();
 ROLLBACK;
