@@ -26,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"

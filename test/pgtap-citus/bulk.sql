@@ -26,10 +26,10 @@ SELECT is(:b2::bigint, 20::bigint, '... and the order of member 2');
 
 SELECT (orders, earned, replayed)::text AS r
 FROM loyalty.earn_batch(ARRAY[:m1, :m2, :m1]::bigint[], ARRAY[10, 6, 7]::numeric[], ARRAY['1', 'b-2', 'b-3']) \gset
-SELECT is(:'r', '(3,2,1)', 'earn_batch replays the order the trigger earned and earns the others');
+SELECT is(:'r'::text, '(3,2,1)', 'earn_batch replays the order the trigger earned and earns the others');
 SELECT (orders, earned, replayed)::text AS r
 FROM loyalty.earn_batch(ARRAY[:m1, :m2, :m1]::bigint[], ARRAY[10, 6, 7]::numeric[], ARRAY['1', 'b-2', 'b-3']) \gset
-SELECT is(:'r', '(3,0,3)', 'a replayed batch writes nothing');
+SELECT is(:'r'::text, '(3,0,3)', 'a replayed batch writes nothing');
 
 SELECT balance::bigint AS b1 FROM loyalty.accounts WHERE member_id = :m1 \gset
 SELECT is(:b1::bigint, 47::bigint, 'member 1: 10 + 30 + 7');
