@@ -660,11 +660,15 @@ store_insert_idempotency(StoreWriter *w, int64 member_id, text *key, const char 
 	Choose(w, ST_IDEM, ACL_INSERT)->insert_idempotency(w, member_id, key, op, hash, result, entry_id);
 }
 
-/* The first result recorded under a member's key (after its lock). */
+/*
+ * The first result recorded under a member's key (after its lock).  Chosen
+ * (and locked) as for the insert that follows unless it is a replay: the
+ * fast store reads through the result relation it writes.
+ */
 bool
 store_read_idempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
 {
-	return Choose(w, ST_IDEM, ACL_SELECT)->read_idempotency(w, member_id, key, out);
+	return Choose(w, ST_IDEM, ACL_SELECT | ACL_INSERT)->read_idempotency(w, member_id, key, out);
 }
 
 /* First to expire first; then the older lot, then the lower id. */
