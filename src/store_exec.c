@@ -789,6 +789,21 @@ FastUpdateAccount(StoreWriter *w, int64 member_id, ItemPointer tid, const Accoun
 		*tid = new->tts_tid;
 }
 
+/* The member's locked account row (into *old), and a copy of it to change. */
+static TupleTableSlot *
+AccountToChange(StoreWriter *w, int64 member_id, TupleTableSlot **old)
+{
+	FastState  *f = State(w);
+	ItemPointerData tid;
+	Datum		key = Int64GetDatum(member_id);
+
+	Open(w, ST_ACCOUNTS);
+	ItemPointerSetInvalid(&tid);
+	*old = f->slot[ST_ACCOUNTS];
+	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, *old);
+	return CopyRow(f, ST_ACCOUNTS, *old);
+}
+
 /* set_status: the account's copy of the member's status (and updated_at). */
 static void
 FastSetStatus(StoreWriter *w, int64 member_id, const char *status)
@@ -796,15 +811,8 @@ FastSetStatus(StoreWriter *w, int64 member_id, const char *status)
 	FastState  *f = State(w);
 	const TableShape *s = store_shape(ST_ACCOUNTS);
 	TupleTableSlot *old;
-	TupleTableSlot *new;
-	ItemPointerData tid;
-	Datum		key = Int64GetDatum(member_id);
+	TupleTableSlot *new = AccountToChange(w, member_id, &old);
 
-	Open(w, ST_ACCOUNTS);
-	ItemPointerSetInvalid(&tid);
-	old = f->slot[ST_ACCOUNTS];
-	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, old);
-	new = CopyRow(f, ST_ACCOUNTS, old);
 	new->tts_values[s->attno[A_STATUS]] = CStringGetTextDatum(status);
 	new->tts_isnull[s->attno[A_STATUS]] = false;
 	new->tts_values[s->attno[A_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -819,16 +827,9 @@ FastSetTier(StoreWriter *w, int64 member_id, const TierChange *c)
 	FastState  *f = State(w);
 	const AttrNumber *a = store_shape(ST_ACCOUNTS)->attno;
 	TupleTableSlot *old;
-	TupleTableSlot *new;
-	ItemPointerData tid;
-	Datum		key = Int64GetDatum(member_id);
+	TupleTableSlot *new = AccountToChange(w, member_id, &old);
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
-	Open(w, ST_ACCOUNTS);
-	ItemPointerSetInvalid(&tid);
-	old = f->slot[ST_ACCOUNTS];
-	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, old);
-	new = CopyRow(f, ST_ACCOUNTS, old);
 	if (c->set_tier)
 	{
 		new->tts_values[a[A_TIER]] = c->tier_null ? (Datum) 0 : c->tier;
@@ -858,15 +859,8 @@ FastSetReferral(StoreWriter *w, int64 member_id, bool pending)
 	FastState  *f = State(w);
 	const AttrNumber *a = store_shape(ST_ACCOUNTS)->attno;
 	TupleTableSlot *old;
-	TupleTableSlot *new;
-	ItemPointerData tid;
-	Datum		key = Int64GetDatum(member_id);
+	TupleTableSlot *new = AccountToChange(w, member_id, &old);
 
-	Open(w, ST_ACCOUNTS);
-	ItemPointerSetInvalid(&tid);
-	old = f->slot[ST_ACCOUNTS];
-	FetchLatest(f->rri[ST_ACCOUNTS]->ri_RelationDesc, ST_ACCOUNTS, &tid, &key, 1, old);
-	new = CopyRow(f, ST_ACCOUNTS, old);
 	new->tts_values[a[A_REFERRAL]] = BoolGetDatum(pending);
 	new->tts_isnull[a[A_REFERRAL]] = false;
 	UpdateRow(f, ST_ACCOUNTS, old, new, referral_cols);
