@@ -224,9 +224,13 @@ SELECT is((SELECT count(*) FROM flat f
                  (s.balance, s.lifetime_earned, s.first_purchase_at, s.last_purchase_at, s.purchase_count,
                   s.purchase_days, s.purchase_amount, s.next_expiry_at))
           + (SELECT count(*) FROM (
-                SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.row_m = l.member_id
-                EXCEPT ALL
-                SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.stmt_m = l.member_id) x),
+                (SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.row_m = l.member_id
+                 EXCEPT ALL
+                 SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.stmt_m = l.member_id)
+                UNION ALL
+                (SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.stmt_m = l.member_id
+                 EXCEPT ALL
+                 SELECT f.k, l.kind, l.points, l.amount, l.occurred_at, l.details FROM loyalty.ledger l JOIN flat f ON f.row_m = l.member_id)) x),
           0::bigint, 'and both sides have the same accounts and ledger');
 
 SELECT * FROM finish();
