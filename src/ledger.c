@@ -214,6 +214,8 @@ typedef struct Member Member;
 static void RequireActive(Member *m);
 static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op,
 					   int64 hash, Member *m, LedgerResult *res);
+static bool Replayed(Member *m, text *key, const char *op, int64 hash, bool need_active,
+					 LedgerResult *res);
 
 /* What a write needs to know about the locked member and its program. */
 struct Member
@@ -242,6 +244,7 @@ struct Member
 	const char *rounding_name;
 	int64		rules_version;
 	int32		tier_rank;		/* -1: no tier */
+	Tier	   *tier;			/* NULL: no tier */
 	text	   *segment;
 	bool		has_tiers;		/* the program has a tier policy */
 	TimestampTz next_expiry;	/* accounts.next_expiry_at (0: NULL) */
@@ -382,7 +385,8 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	m->first_purchase_at = r.acc_null[A_FIRST] ? 0 : DatumGetTimestampTz(r.acc[A_FIRST]);
 	m->last_purchase_at = r.acc_null[A_LAST] ? 0 : DatumGetTimestampTz(r.acc[A_LAST]);
 	m->referral_pending = DatumGetBool(r.acc[A_REFERRAL]);
-	m->tier_rank = r.acc_null[A_TIER] ? -1 : DatumGetTierP(r.acc[A_TIER])->rank;
+	m->tier = r.acc_null[A_TIER] ? NULL : DatumGetTierP(r.acc[A_TIER]);
+	m->tier_rank = m->tier ? m->tier->rank : -1;
 	m->segment = r.acc_null[A_SEGMENT] ? NULL : DatumGetTextPP(r.acc[A_SEGMENT]);
 	m->next_expiry = r.acc_null[A_NEXT_EXPIRY] ? 0 : DatumGetTimestampTz(r.acc[A_NEXT_EXPIRY]);
 	m->tid = r.tid;
@@ -1351,12 +1355,8 @@ ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res)
 		b->m.deferred_cxt = b->member_cxt;
 		b->loaded = true;
 	}
-	memset(res, 0, sizeof(*res));
-	if (!IdemLookup(&b->m, r->idempotency_key, "earn", hash, res))
-	{
-		RequireActive(&b->m);
+	if (!Replayed(&b->m, r->idempotency_key, "earn", hash, true, res))
 		EarnWrite(&b->m, r, hash, res);
-	}
 	SPI_finish();
 }
 
@@ -1635,6 +1635,23 @@ HoldMember(int64 hold_id)
 }
 
 /*
+ * On the locked member: whether the call is a replay of a keyed call (res
+ * then holds the first result), else that the member may be written.  The
+ * key first: a call acknowledged before the member was suspended, closed or
+ * merged away replays as it did then.
+ */
+static bool
+Replayed(Member *m, text *key, const char *op, int64 hash, bool need_active, LedgerResult *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (IdemLookup(m, key, op, hash, res))
+		return true;
+	if (need_active)
+		RequireActive(m);
+	return false;
+}
+
+/*
  * The prologue of every writer: open SPI, lock the member (given, or found
  * through a hold when by_hold), and look the idempotency key up.  Returns
  * true (with SPI closed and the first result in *replayed) when the call is
@@ -1647,19 +1664,11 @@ BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op, 
 	CheckKey(key);
 	Connect(m);
 	LockMember(by_hold ? HoldMember(id) : id, m, false);
-	memset(res, 0, sizeof(*res));
-
-	/*
-	 * The key first: a call acknowledged before the member was suspended,
-	 * closed or merged away replays as it did then.
-	 */
-	if (IdemLookup(m, key, op, hash, res))
+	if (Replayed(m, key, op, hash, need_active, res))
 	{
 		Finish(m);
 		return true;
 	}
-	if (need_active)
-		RequireActive(m);
 	return false;
 }
 
@@ -2665,22 +2674,17 @@ bool
 ledger_tier_change(const TierRequest *r)
 {
 	Member		m;
-	AccountRead a;
 	TierChange	c = {0};
 	bool		same;
 	Datum		values[4];
 	char		nulls[4];
 
 	Connect(&m);
-	if (!store_read_account(m.w, r->member_id, true, &a))
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("member %lld does not exist", (long long) r->member_id)));
-	access_check_program(DatumGetInt64(a.acc[A_PROGRAM]));
-	if (a.acc_null[A_TIER] || r->tier == NULL)
-		same = a.acc_null[A_TIER] && r->tier == NULL;
+	LockMember(r->member_id, &m, false);
+	if (m.tier == NULL || r->tier == NULL)
+		same = m.tier == NULL && r->tier == NULL;
 	else
-		same = DatumGetBool(DirectFunctionCall2(tier_eq, a.acc[A_TIER], PointerGetDatum(r->tier)));
+		same = DatumGetBool(DirectFunctionCall2(tier_eq, PointerGetDatum(m.tier), PointerGetDatum(r->tier)));
 	if (same)
 	{
 		if (r->locked)
@@ -2705,7 +2709,7 @@ ledger_tier_change(const TierRequest *r)
 	store_set_tier(m.w, r->member_id, &c);
 
 	values[0] = Int64GetDatum(r->member_id);
-	values[1] = TierText(a.acc[A_TIER], a.acc_null[A_TIER], &nulls[1]);
+	values[1] = TierText(PointerGetDatum(m.tier), m.tier == NULL, &nulls[1]);
 	values[2] = TierText(PointerGetDatum(r->tier), r->tier == NULL, &nulls[2]);
 	values[3] = PointerGetDatum(r->reason);
 	nulls[0] = ' ';

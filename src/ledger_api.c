@@ -805,7 +805,6 @@ loyalty_archive_books(PG_FUNCTION_ARGS)
 {
 	ArchiveRequest r = {0};
 	ArchiveResult res = {0};
-	ArrayType  *parts;
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n,
@@ -815,10 +814,8 @@ loyalty_archive_books(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		isnull[3] = {false, false, false};
 
-	RequireArg(fcinfo, 0, "partitions");
+	n = ArrayArg(fcinfo, 0, "partitions", REGCLASSOID, &elems, &nulls);
 	RequireArg(fcinfo, 1, "horizon");
-	parts = PG_GETARG_ARRAYTYPE_P(0);
-	deconstruct_array(parts, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
 	oids = palloc(sizeof(Oid) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{

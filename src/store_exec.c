@@ -462,10 +462,14 @@ InsertRow(FastState *f, StoreTable t, TupleTableSlot *slot)
 	OpEnd(f);
 }
 
-/* The row whose key columns equal `keys`, as `snap` sees it, into `slot`. */
+/*
+ * The row whose leading key columns of index `indexid` equal `keys`, as
+ * `snap` sees it, into `slot`: int8 columns, and a text one last when
+ * `text_key` is given (compared in the index's collation).
+ */
 static bool
 FetchByKey(Relation rel, Oid indexid, Snapshot snap, const Datum *keys, int nkeys,
-		   TupleTableSlot *slot)
+		   text *text_key, TupleTableSlot *slot)
 {
 	Relation	idx = index_open(indexid, AccessShareLock);
 	ScanKeyData skey[3];
@@ -475,6 +479,12 @@ FetchByKey(Relation rel, Oid indexid, Snapshot snap, const Datum *keys, int nkey
 
 	for (i = 0; i < nkeys; i++)
 		ScanKeyInit(&skey[i], i + 1, BTEqualStrategyNumber, F_INT8EQ, keys[i]);
+	if (text_key)
+	{
+		ScanKeyEntryInitialize(&skey[nkeys], 0, nkeys + 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[nkeys], F_TEXTEQ, PointerGetDatum(text_key));
+		nkeys++;
+	}
 	scan = index_beginscan(rel, idx, snap, nkeys, 0);
 	index_rescan(scan, skey, nkeys, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
@@ -507,7 +517,7 @@ FetchLatest(Relation rel, StoreTable t, ItemPointer tid, const Datum *keys, int 
 			table_endscan(scan);
 			found = table_tuple_fetch_row_version(rel, tid, snap, slot);
 		}
-		if (!found && !FetchByKey(rel, store_shape(t)->key_index, snap, keys, nkeys, slot))
+		if (!found && !FetchByKey(rel, store_shape(t)->key_index, snap, keys, nkeys, NULL, slot))
 			elog(ERROR, "loyalty: row of loyalty.%s not found (key %lld)", store_tables[t].name,
 				 (long long) DatumGetInt64(keys[0]));
 	}
@@ -658,32 +668,22 @@ static bool
 FastReadIdempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
 {
 	const TableShape *s = store_shape(ST_IDEM);
+	const AttrNumber *a = s->attno;
 	FastState  *f;
-	Relation	rel;
-	Relation	idx;
-	ScanKeyData skey[2];
-	IndexScanDesc scan;
-	Snapshot	snap;
 	TupleTableSlot *slot;
+	Snapshot	snap;
+	Datum		member = Int64GetDatum(member_id);
 	bool		found;
 
 	if (!OidIsValid(s->key_index))
 		return sql_store.read_idempotency(w, member_id, key, out);
 	f = State(w);
 	Open(w, ST_IDEM);
-	rel = f->rri[ST_IDEM]->ri_RelationDesc;
 	slot = f->slot[ST_IDEM];
-	idx = index_open(s->key_index, AccessShareLock);
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
-	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[1], F_TEXTEQ, PointerGetDatum(key));
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = index_beginscan(rel, idx, snap, 2, 0);
-	index_rescan(scan, skey, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	found = FetchByKey(f->rri[ST_IDEM]->ri_RelationDesc, s->key_index, snap, &member, 1, key, slot);
 	if (found)
 	{
-		const AttrNumber *a = s->attno;
 		char	   *op;
 
 		slot_getallattrs(slot);
@@ -694,9 +694,7 @@ FastReadIdempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
 		out->result = slot->tts_isnull[a[K_RESULT]] ? 0 : DatumGetInt64(slot->tts_values[a[K_RESULT]]);
 		out->entry_id = slot->tts_isnull[a[K_ENTRY]] ? 0 : DatumGetInt64(slot->tts_values[a[K_ENTRY]]);
 	}
-	index_endscan(scan);
 	UnregisterSnapshot(snap);
-	index_close(idx, NoLock);
 	ExecClearTuple(slot);
 	return found;
 }
@@ -1100,7 +1098,7 @@ FastAllocations(StoreWriter *w, int64 member_id, int64 entry_id, Allocation **ou
 
 		keys[0] = Int64GetDatum(allocs[i].lot_id);
 		keys[1] = Int64GetDatum(member_id);
-		if (!OidIsValid(ls->key_index) || !FetchByKey(lrel, ls->key_index, snap, keys, 2, lslot))
+		if (!OidIsValid(ls->key_index) || !FetchByKey(lrel, ls->key_index, snap, keys, 2, NULL, lslot))
 			elog(ERROR, "loyalty: lot %lld of member %lld not found",
 				 (long long) allocs[i].lot_id, (long long) member_id);
 		slot_getallattrs(lslot);
@@ -1220,7 +1218,7 @@ ReadProgram(int64 program_id, int64 member_id, Snapshot snap, AccountRead *out)
 	}
 	rel = table_open(s->relid, NoLock);
 	slot = table_slot_create(rel, NULL);
-	if (!FetchByKey(rel, s->key_index, snap, &key, 1, slot))
+	if (!FetchByKey(rel, s->key_index, snap, &key, 1, NULL, slot))
 		elog(ERROR, "loyalty: program %lld of member %lld not found",
 			 (long long) program_id, (long long) member_id);
 	CopyFields(slot, s, P_NCOLS, out->prog, out->prog_null);
@@ -1282,7 +1280,7 @@ FastReadAccount(StoreWriter *w, int64 member_id, bool lock, AccountRead *out)
 	bool		found;
 
 	(void) w;
-	found = FetchByKey(rel, s->key_index, snap, &key, 1, slot);
+	found = FetchByKey(rel, s->key_index, snap, &key, 1, NULL, slot);
 	if (found && lock)
 	{
 		TM_FailureData tmfd;
