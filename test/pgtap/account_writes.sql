@@ -7,7 +7,7 @@
 -- first tests) to the fast one.
 BEGIN;
 SET LOCAL search_path = public, loyalty;   -- pgTAP compares tiers with the tier operators
-SELECT plan(21);
+SELECT plan(22);
 
 SELECT loyalty.create_program('aw') AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend', grace => interval '30 days');
@@ -95,6 +95,13 @@ SELECT loyalty.enroll(:p, 'app', 'aw-5') AS m5 \gset
 SELECT throws_ok(format('SELECT loyalty.refer(%s, %L)', :m5, :'code'), '09000', NULL,
                  'a referral flag a trigger skipped fails the referral');
 SELECT is((SELECT count(*) FROM loyalty.referrals WHERE member_id = :m5), 0::bigint, 'and records no referral');
+
+-- a column a DBA added with a default is filled for a new account
+ALTER TABLE loyalty.accounts ADD COLUMN aw_crm_flag text NOT NULL DEFAULT 'new';
+SELECT loyalty.enroll(:p, 'pos', 'aw-dba') AS mdba \gset
+SELECT is((SELECT aw_crm_flag FROM loyalty.accounts WHERE member_id = :mdba), 'new',
+          'an account column added with a default gets it on enrolment');
+ALTER TABLE loyalty.accounts DROP COLUMN aw_crm_flag;
 
 SELECT * FROM finish();
 ROLLBACK;
