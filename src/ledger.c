@@ -216,6 +216,8 @@ static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, cons
 					   int64 hash, Member *m, LedgerResult *res);
 static bool Replayed(Member *m, text *key, const char *op, int64 hash, bool need_active,
 					 LedgerResult *res);
+static int64 ReverseHash(const ReverseRequest *r);
+static void ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res);
 
 /* What a write needs to know about the locked member and its program. */
 struct Member
@@ -733,6 +735,21 @@ DeferDelta(Member *m, const AccountDelta *d)
 }
 
 /*
+ * Apply deltas to the locked account row, or to a bulk's deferred changes
+ * (int8 overflow raises 22003).
+ */
+static void
+UpdateAccount(Member *m, AccountDelta *d)
+{
+	if (!DeferDelta(m, d))
+	{
+		FlushDeferred(m);
+		store_update_account(m->w, m->member_id, &m->tid, d);
+	}
+	ApplyDelta(m, d);
+}
+
+/*
  * Append one ledger row (with its lot, for a credit) and, when `d` is given,
  * apply the account deltas; returns its entry_id.
  */
@@ -764,14 +781,7 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 		store_insert_lot(m->w, &lot);
 	}
 	if (d)
-	{
-		if (!DeferDelta(m, d))
-		{
-			FlushDeferred(m);
-			store_update_account(m->w, m->member_id, &m->tid, d);
-		}
-		ApplyDelta(m, d);
-	}
+		UpdateAccount(m, d);
 
 	if (e->purchase_event && m->emits_earned)
 	{
@@ -804,14 +814,6 @@ InsertEntry(Member *m, Entry *e, AccountDelta *d)
 	return entry_id;
 }
 
-/* Apply deltas to the locked account row (int8 overflow raises 22003). */
-static void
-UpdateAccount(Member *m, AccountDelta *d)
-{
-	FlushDeferred(m);
-	store_update_account(m->w, m->member_id, &m->tid, d);
-	ApplyDelta(m, d);
-}
 
 /*
  * Spendable points at time `at`: vested, unexpired lot remainders, less any
@@ -1289,12 +1291,12 @@ ledger_earn(const EarnRequest *r, LedgerResult *res)
 }
 
 /*
- * Earns in bulk (the order trigger per statement, earn_batch): one writer
- * for the whole statement, and each member's consecutive earns under one
- * lock and one read of its account, which is updated once when the bulk
- * moves on to another member (or sooner, before anything that reads it by
- * SQL: the tier rules, a referral's settlement, a reversal).  Every earn
- * writes the rows, checks and keys a single earn writes.
+ * Earns and reversals in bulk (the order trigger per statement, earn_batch):
+ * one writer for the whole statement, and each member's consecutive calls
+ * under one lock and one read of its account, which is updated once when
+ * the bulk moves on to another member (or sooner, before anything that
+ * reads it by SQL: the tier rules, a referral's settlement).  Every call
+ * writes the rows, checks and keys the same call alone writes.
  */
 struct LedgerBulk
 {
@@ -1330,17 +1332,13 @@ BulkRelease(LedgerBulk *b)
 	b->loaded = false;
 }
 
-void
-ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res)
+/* Open SPI, and have the member locked and read (the bulk's current one, or anew). */
+static Member *
+BulkMember(LedgerBulk *b, int64 member_id)
 {
-	int64		hash;
-
-	CheckPurchase(r);
-	CheckKey(r->idempotency_key);
-	hash = EarnHash(r);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
-	if (!b->loaded || b->m.stale || b->m.member_id != r->member_id)
+	if (!b->loaded || b->m.stale || b->m.member_id != member_id)
 	{
 		MemoryContext old;
 
@@ -1348,15 +1346,40 @@ ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res)
 		MemoryContextReset(b->member_cxt);
 		old = MemoryContextSwitchTo(b->member_cxt);
 		b->m.w = b->w;
-		LockMember(r->member_id, &b->m, false);
+		LockMember(member_id, &b->m, false);
 		MemoryContextSwitchTo(old);
 		memset(&b->deferred, 0, sizeof(b->deferred));
 		b->m.deferred = &b->deferred;
 		b->m.deferred_cxt = b->member_cxt;
 		b->loaded = true;
 	}
-	if (!Replayed(&b->m, r->idempotency_key, "earn", hash, true, res))
-		EarnWrite(&b->m, r, hash, res);
+	return &b->m;
+}
+
+void
+ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res)
+{
+	int64		hash;
+	Member	   *m;
+
+	CheckPurchase(r);
+	CheckKey(r->idempotency_key);
+	hash = EarnHash(r);
+	m = BulkMember(b, r->member_id);
+	if (!Replayed(m, r->idempotency_key, "earn", hash, true, res))
+		EarnWrite(m, r, hash, res);
+	SPI_finish();
+}
+
+/* A reversal in bulk (an order lowered, cancelled or deleted by a statement). */
+void
+ledger_bulk_reverse(LedgerBulk *b, const ReverseRequest *r, LedgerResult *res)
+{
+	int64		hash = ReverseHash(r);
+	Member	   *m = BulkMember(b, r->member_id);
+
+	if (!Replayed(m, r->idempotency_key, "reverse", hash, false, res))
+		ReverseWrite(m, r, hash, res);
 	SPI_finish();
 }
 
@@ -1812,7 +1835,8 @@ ReverseCredit(Member *m, Entry *e, int64 lot_member, int64 lot_id, Points lot_re
 	int64		entry_id;
 	StringInfoData details;
 
-	others_avail = Available(m, m->now) - (lot_spendable ? own : 0);
+	/* other lots are read only when the source lot cannot cover it all */
+	others_avail = want > own ? Available(m, m->now) - (lot_spendable ? own : 0) : 0;
 	others = Min(want - own, Max(others_avail, 0));
 	shortfall = want - own - others;
 	debited = own + others + (m->refund_debt ? shortfall : 0);
@@ -1843,21 +1867,39 @@ ReverseCredit(Member *m, Entry *e, int64 lot_member, int64 lot_id, Points lot_re
 	return want;
 }
 
-/*
- * Undo an entry fully or in part.  A credit (earn, award, positive adjust)
- * is taken back, by points or in proportion to a refunded amount; a debit
- * (redeem, capture, negative adjust) is given back to the lots it used.
- * Reversals never exceed their source.  res->points: the points reversed;
- * res->entry_id: the reversal's entry.
- */
-void
-ledger_reverse(const ReverseRequest *r, LedgerResult *res)
+/* A reversal's arguments; its idempotency fingerprint (0 without a key). */
+static int64
+ReverseHash(const ReverseRequest *r)
+{
+	StringInfoData b;
+
+	if (r->has_points && r->amount)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("give either points or amount to reverse, not both")));
+	if (r->has_points)
+		CheckPositivePoints(r->points, "points");
+	if (r->amount)
+		CheckAmount(r->amount, "amount", false);
+	CheckKey(r->idempotency_key);
+	if (r->idempotency_key == NULL)
+		return 0;
+	HashStart(&b, "reverse");
+	HashInt(&b, false, r->entry_id);
+	HashInt(&b, !r->has_points, r->points);
+	HashNumeric(&b, r->amount);
+	HashText(&b, r->reference);
+	HashText(&b, r->reason);
+	return HashEnd(&b);
+}
+
+/* A reversal's writes, on the locked member (not a replay). */
+static void
+ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 {
 	int64		member_id = r->member_id;
 	int64		source = r->entry_id;
-	Member		m;
 	Entry		e = {0};
-	int64		hash = 0;
 	int64		result;
 	char	   *kind;
 	Points		src_points;
@@ -1869,35 +1911,12 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	int64		rev_entry = 0;
 	int64		survivor;
 	Member		s;
-	Member	   *on = &m;		/* the member whose balance the reversal moves */
+	Member	   *on = m;			/* the member whose balance the reversal moves */
 
-	if (r->has_points && r->amount)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("give either points or amount to reverse, not both")));
-	if (r->has_points)
-		CheckPositivePoints(r->points, "points");
-	if (r->amount)
-		CheckAmount(r->amount, "amount", false);
 	e.row.reference = r->reference;
 	e.row.reason = r->reason;
 	e.row.idem_key = r->idempotency_key;
-	if (e.row.idem_key)
-	{
-		StringInfoData b;
-
-		HashStart(&b, "reverse");
-		HashInt(&b, false, r->entry_id);
-		HashInt(&b, !r->has_points, r->points);
-		HashNumeric(&b, r->amount);
-		HashText(&b, r->reference);
-		HashText(&b, r->reason);
-		hash = HashEnd(&b);
-	}
-
-	if (BeginWrite(member_id, false, false, e.row.idem_key, "reverse", hash, &m, res))
-		return;
-	ReleaseExpiredHolds(&m);
+	ReleaseExpiredHolds(m);
 
 	{
 		Datum		values[2];
@@ -1937,7 +1956,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 			src_amount = SPI_datumTransfer(src_amount, false, -1);
 	}
 	e.row.source_entry = source;
-	e.row.occurred_at = m.now;
+	e.row.occurred_at = m->now;
 
 	/*
 	 * A merged-away member's points live with its survivor: the reversal
@@ -1946,13 +1965,13 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 	 * locked after the absorbed member; only a merge of the closed member
 	 * itself, which fails anyway, locks them the other way.
 	 */
-	survivor = strcmp(m.status, "closed") == 0 ? MergedInto(member_id) : 0;
+	survivor = strcmp(m->status, "closed") == 0 ? MergedInto(member_id) : 0;
 	while (survivor != 0)
 	{
 		int64		next;
 
 		memset(&s, 0, sizeof(s));
-		s.w = m.w;
+		s.w = m->w;
 		LockMember(survivor, &s, false);
 		/* merged again before the lock was ours: follow */
 		next = MergedInto(survivor);
@@ -1981,7 +2000,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 
 		values[0] = Int64GetDatum(member_id);
 		values[1] = Int64GetDatum(source);
-		values[2] = TimestampTzGetDatum(m.now);
+		values[2] = TimestampTzGetDatum(m->now);
 		ExecStmt(S_LOT_OF_ENTRY, values, NULL, 1);
 		if (SPI_processed != 1)
 			elog(ERROR, "loyalty: credit entry %lld has no lot", (long long) source);
@@ -2017,7 +2036,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 															 NumericGetDatum(int64_to_numeric(original)),
 															 total_amount),
 										 src_amount);
-			target_points = points_from_numeric_rounded(target, m.rounding);
+			target_points = points_from_numeric_rounded(target, m->rounding);
 			if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, total_amount, src_amount)) == 0)
 				target_points = original;
 			want = Max(target_points - reversed, 0);
@@ -2038,14 +2057,14 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 					 errmsg("entry %lld is already fully reversed", (long long) source)));
 		if (amount)
 			e.row.amount = NumericGetDatum(amount);
-		if (on != &m)
+		if (on != m)
 		{
 			/* the merge moved the lot's remainder to the survivor */
 			remaining = 0;
 			spendable = false;
 		}
 		if (want > 0 || amount)
-			result = ReverseCredit(on, &e, m.member_id, lot_id, remaining, spendable, want,
+			result = ReverseCredit(on, &e, m->member_id, lot_id, remaining, spendable, want,
 								   amount ? NumericGetDatum(amount) : 0, &rev_entry);
 		else
 			result = 0;
@@ -2077,7 +2096,7 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 		/* a capture's points left the lots with its hold entry */
 		if (strcmp(kind, "capture") == 0)
 			alloc_source = src_source;
-		open = OpenAllocations(&m, alloc_source);
+		open = OpenAllocations(m, alloc_source);
 		if (want == 0)
 			want = open;
 		if (want == 0 || want > open)
@@ -2090,13 +2109,13 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 		e.row.points = want;
 		d.balance = want;
 		d.redeemed = strcmp(kind, "adjust") == 0 ? 0 : -want;
-		if (on != &m)
-			e.row.details = psprintf("{\"source_member\": %lld}", (long long) m.member_id);
+		if (on != m)
+			e.row.details = psprintf("{\"source_member\": %lld}", (long long) m->member_id);
 		rev_entry = InsertEntry(on, &e, &d);
-		if (on != &m)
-			ReturnToSurvivor(&m, on, alloc_source, want, rev_entry);
+		if (on != m)
+			ReturnToSurvivor(m, on, alloc_source, want, rev_entry);
 		else
-			ReturnToLots(&m, alloc_source, want);
+			ReturnToLots(m, alloc_source, want);
 		result = want;
 	}
 	else if (src_points == 0 && strcmp(kind, "earn") == 0)
@@ -2110,10 +2129,28 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 
 	if (src_points > 0)
 		TierAfterWrite(on, "refund");
-	IdemStore(&m, r->idempotency_key, "reverse", hash, result, rev_entry);
-	Finish(&m);
+	IdemStore(m, r->idempotency_key, "reverse", hash, result, rev_entry);
 	res->points = result;
 	res->entry_id = rev_entry;
+}
+
+/*
+ * Undo an entry fully or in part.  A credit (earn, award, positive adjust)
+ * is taken back, by points or in proportion to a refunded amount; a debit
+ * (redeem, capture, negative adjust) is given back to the lots it used.
+ * Reversals never exceed their source.  res->points: the points reversed;
+ * res->entry_id: the reversal's entry.
+ */
+void
+ledger_reverse(const ReverseRequest *r, LedgerResult *res)
+{
+	Member		m;
+	int64		hash = ReverseHash(r);
+
+	if (BeginWrite(r->member_id, false, false, r->idempotency_key, "reverse", hash, &m, res))
+		return;
+	ReverseWrite(&m, r, hash, res);
+	Finish(&m);
 }
 
 /*

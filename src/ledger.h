@@ -184,10 +184,11 @@ typedef struct ArchiveResult
 
 extern void ledger_earn(const EarnRequest *r, LedgerResult *res);
 
-/* Earns in bulk: one writer, each member's account updated once per run. */
+/* Earns and reversals in bulk: one writer, each member's account updated once per run. */
 typedef struct LedgerBulk LedgerBulk;
 extern LedgerBulk *ledger_bulk_begin(void);
 extern void ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res);
+extern void ledger_bulk_reverse(LedgerBulk *b, const ReverseRequest *r, LedgerResult *res);
 extern void ledger_bulk_flush(LedgerBulk *b);
 extern void ledger_bulk_end(LedgerBulk *b);
 extern void ledger_award(const AwardRequest *r, LedgerResult *res);

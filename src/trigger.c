@@ -416,8 +416,9 @@ order_reduce(OrderRow *r, Numeric target, const char *why)
 												   DatumGetCString(DirectFunctionCall1(numeric_out,
 																					   NumericGetDatum(target)))));
 	if (bulk)
-		ledger_bulk_flush(bulk);
-	ledger_reverse(&req, &res);
+		ledger_bulk_reverse(bulk, &req, &res);
+	else
+		ledger_reverse(&req, &res);
 }
 
 static Numeric
