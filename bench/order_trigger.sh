@@ -39,6 +39,9 @@ CREATE TRIGGER loyalty_c AFTER INSERT OR UPDATE OR DELETE ON shop.orders_c
     FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
 CREATE TRIGGER loyalty_stmt AFTER INSERT ON shop.orders_stmt REFERENCING NEW TABLE AS loyalty_new
     FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
+CREATE TRIGGER loyalty_stmt_upd AFTER UPDATE ON shop.orders_stmt
+    REFERENCING OLD TABLE AS loyalty_old NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status');
 
 -- What a user would write instead: the same earn per order, keyed by the
 -- order reference, from PL/pgSQL (insert path only: the one COPY measures).
@@ -53,6 +56,17 @@ BEGIN
 END $$;
 CREATE TRIGGER loyalty_plpgsql AFTER INSERT ON shop.orders_plpgsql
     FOR EACH ROW EXECUTE FUNCTION shop.orders_loyalty();
+-- and its refunds: an order marked refunded gives back what it earned
+CREATE FUNCTION shop.orders_loyalty_refund() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.status = 'refunded' AND OLD.status <> 'refunded' AND NEW.customer IS NOT NULL AND NEW.total > 0 THEN
+        PERFORM loyalty.refund(NEW.customer, NEW.id::text, idempotency_key => 'refund:' || NEW.id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER loyalty_plpgsql_refund AFTER UPDATE ON shop.orders_plpgsql
+    FOR EACH ROW EXECUTE FUNCTION shop.orders_loyalty_refund();
 SQL
 base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
 
@@ -153,6 +167,76 @@ T_FLOOR=$(secs "$t0" "$(now)")
 floor_rows=$(q1 "SELECT (SELECT count(*) FROM floor.ledger) || ' entries, ' || (SELECT count(*) FROM floor.lots) || ' lots, ' || (SELECT count(*) FROM floor.keys) || ' keys'")
 [[ $(q1 "SELECT count(*) FROM floor.ledger") == "$BENCH_ORDERS" ]] || die "the floor did not find the fourth run's entries"
 echo "  the same rows by plain SQL  ${T_FLOOR}s ($floor_rows, the accounts updated once each)"
+
+# Refunds in bulk: one UPDATE marks every tenth order of each table refunded
+# (the ledger as the loads left it: no redemptions, so each reversal takes
+# its points from the order's own lot).
+refund() {
+    local table=$1 t0
+    q -c "VACUUM ANALYZE shop.$table" -c "CHECKPOINT"
+    t0=$(now)
+    q -c "UPDATE shop.$table SET status = 'refunded' WHERE id % 10 = 0"
+    secs "$t0" "$(now)"
+}
+R_PLAIN=$(refund orders_plain)
+echo "  UPDATE without trigger      ${R_PLAIN}s"
+R_S=$(refund orders_stmt)
+echo "  UPDATE with order_trigger FOR EACH STATEMENT ${R_S}s"
+R_C=$(refund orders_c)
+echo "  UPDATE with order_trigger   ${R_C}s"
+R_PLPGSQL=$(refund orders_plpgsql)
+echo "  UPDATE with PL/pgSQL trigger ${R_PLPGSQL}s"
+refunds=$((BENCH_ORDERS / 10))
+reversed=$(q1 "SELECT count(*) FROM loyalty.ledger WHERE kind = 'reverse'")
+[[ $reversed == $((3 * refunds)) ]] || die "expected $((3 * refunds)) reversals, found $reversed"
+bad=$(q1 "SELECT count(*) FROM loyalty.verify()")
+echo "reversals: $reversed; loyalty.verify() rows: $bad"
+[[ $bad == 0 ]] || die "the books do not balance"
+
+# The refunds' floor: the rows the statement's refunds wrote (reversal
+# entries and keys, the lots' new remainders, one update per member's
+# account) written by plain SQL into the floor's tables, which hold the
+# statement run's earns.
+q -o /dev/null <<'SQL'
+CREATE TABLE floor.r_ledger AS
+SELECT l.* FROM shop.orders_stmt o JOIN loyalty.ledger l ON l.member_id = o.customer AND l.reference = o.id::text
+WHERE o.status = 'refunded' AND l.kind = 'reverse';
+CREATE TABLE floor.r_lots AS
+SELECT lo.member_id, lo.lot_id, lo.remaining, lo.reversed, lo.reversed_amount
+FROM floor.r_ledger r JOIN loyalty.lots lo ON lo.member_id = r.member_id AND lo.lot_id = r.source_entry;
+CREATE TABLE floor.r_keys AS
+SELECT k.* FROM floor.r_ledger r
+JOIN loyalty.idempotency_keys k ON k.member_id = r.member_id AND k.entry_id = r.entry_id;
+VACUUM ANALYZE;
+SQL
+q -c "CHECKPOINT"
+t0=$(now)
+q -o /dev/null <<'SQL'
+BEGIN;
+INSERT INTO floor.ledger OVERRIDING SYSTEM VALUE SELECT * FROM floor.r_ledger;
+INSERT INTO floor.keys SELECT * FROM floor.r_keys;
+UPDATE floor.lots l SET remaining = r.remaining, reversed = r.reversed, reversed_amount = r.reversed_amount
+FROM floor.r_lots r WHERE l.member_id = r.member_id AND l.lot_id = r.lot_id;
+UPDATE floor.accounts a
+SET balance = (a.balance::bigint + s.p)::loyalty.points, lifetime_earned = (a.lifetime_earned::bigint + s.p)::loyalty.points,
+    purchase_count = a.purchase_count - s.n, purchase_amount = a.purchase_amount - s.amount, updated_at = now()
+FROM (SELECT member_id, sum(points::bigint)::bigint AS p, count(*) AS n, sum(amount) AS amount
+      FROM floor.r_ledger GROUP BY member_id) s
+WHERE a.member_id = s.member_id;
+COMMIT;
+SQL
+R_FLOOR=$(secs "$t0" "$(now)")
+[[ $(q1 "SELECT count(*) FROM floor.r_ledger") == "$refunds" ]] || die "the refunds' floor did not find the statement's reversals"
+[[ $(q1 "SELECT count(*) FROM floor.r_lots") == "$refunds" ]] || die "the refunds' floor did not find the reversed lots"
+echo "  the same refund rows by plain SQL ${R_FLOOR}s ($refunds entries, keys and lots, the accounts updated once each)"
+
+awk -v p="$R_PLAIN" -v c="$R_C" -v st="$R_S" -v s="$R_PLPGSQL" -v f="$R_FLOOR" 'BEGIN {
+    printf "ratio refunds: statement order_trigger/same rows by plain SQL (time): %.2f\n", st / f;
+    printf "ratio refunds: statement order_trigger/no trigger (time): %.2f\n", st / p;
+    printf "ratio refunds: statement/row order_trigger (time): %.3f\n", st / c;
+    printf "ratio refunds: statement order_trigger/plpgsql trigger (time): %.3f\n", st / s;
+    printf "ratio refunds: order_trigger/plpgsql trigger (time): %.3f\n", c / s;
+    printf "refunds per second: statement order_trigger %.0f, order_trigger %.0f, plpgsql trigger %.0f\n", '"$refunds"' / st, '"$refunds"' / c, '"$refunds"' / s }'
 
 awk -v c="$T_C" -v p="$T_PLAIN" -v s="$T_PLPGSQL" -v st="$T_S" -v b="$T_B" -v f="$T_FLOOR" 'BEGIN {
     printf "ratio same rows by plain SQL/no trigger (time): %.2f\n", f / p;
