@@ -54,6 +54,8 @@
 #define ERRCODE_LOYALTY_IDEMPOTENCY_CONFLICT	MAKE_SQLSTATE('L','Y','0','0','2')
 #define ERRCODE_LOYALTY_HOLD_NOT_ACTIVE		MAKE_SQLSTATE('L','Y','0','0','3')
 #define ERRCODE_LOYALTY_OVER_REVERSAL		MAKE_SQLSTATE('L','Y','0','0','4')
+#define ERRCODE_LOYALTY_TRANSFER_REFUSED	MAKE_SQLSTATE('L','Y','0','4','0')
+#define ERRCODE_LOYALTY_TRANSFER_LIMIT		MAKE_SQLSTATE('L','Y','0','4','1')
 
 
 
@@ -85,6 +87,10 @@ typedef enum LedgerStmt
 	S_REPOINT_MERGED,
 	S_REFERRAL,
 	S_TIER,
+	S_TRANSFER_RULES,
+	S_TRANSFER_SUMS,
+	S_TRANSFER_IN,
+	S_ENTRY_LOTS,
 	NUM_STMTS
 } LedgerStmt;
 
@@ -119,7 +125,8 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" AND is_open AND vests_at" LE "$2 AND (expires_at IS NULL OR expires_at" GT "$2)",
 	2, {INT8OID, TIMESTAMPTZOID}},
 	[S_ENTRY_GET] = {
-		"SELECT kind, points" I8 ", amount, source_entry, hold_id FROM loyalty.ledger"
+		"SELECT kind, points" I8 ", amount, source_entry, hold_id,"
+		" (details OPERATOR(pg_catalog.->>) 'to_member')" I8 " FROM loyalty.ledger"
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
 	2, {INT8OID, INT8OID}},
 	/* a member's purchases under a reference, and what each stands for */
@@ -170,6 +177,42 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_TIER] = {
 		"SELECT loyalty.tier_after_write($1, $2)",
 	2, {INT8OID, TEXTOID}},
+	/* a program's transfer rules, with the sender's earliest sending time */
+	[S_TRANSFER_RULES] = {
+		"SELECT r.enabled, r.min_points" I8 ", r.max_points" I8 ", m.joined_at" PLUS "r.min_tenure,"
+		" r.min_tier_rank, r.sender_daily_points, r.sender_monthly_points, r.sender_daily_count,"
+		" r.receiver_daily_points, r.receiver_monthly_points"
+		" FROM loyalty.transfer_rules r, loyalty.members m"
+		" WHERE r.program_id" EQ "$1 AND m.member_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+
+	/*
+	 * a member's transfers sent ($4) or received this day and month ($3: time
+	 * zone)
+	 */
+	[S_TRANSFER_SUMS] = {
+		"SELECT COALESCE(pg_catalog.sum(pg_catalog.abs(points" I8 ")) FILTER"
+		"  (WHERE created_at" GE "pg_catalog.date_trunc('day', $2, $3)), 0)" I8 ","
+		" pg_catalog.count(*) FILTER (WHERE created_at" GE "pg_catalog.date_trunc('day', $2, $3)),"
+		" COALESCE(pg_catalog.sum(pg_catalog.abs(points" I8 ")), 0)" I8
+		" FROM loyalty.ledger WHERE member_id" EQ "$1 AND kind" EQ "'transfer'"
+		" AND (points" I8 LT "0)" EQ "$4 AND created_at" GE "pg_catalog.date_trunc('month', $2, $3)",
+	4, {INT8OID, TIMESTAMPTZOID, TEXTOID, BOOLOID}},
+	/* the receiving side of a transfer */
+	[S_TRANSFER_IN] = {
+		"SELECT entry_id, points" I8 " FROM loyalty.ledger"
+		" WHERE member_id" EQ "$1 AND source_entry" EQ "$2 AND kind" EQ "'transfer'",
+	2, {INT8OID, INT8OID}},
+
+	/*
+	 * an entry's lots with points left, first to expire first; spendable at
+	 * $3?
+	 */
+	[S_ENTRY_LOTS] = {
+		"SELECT lot_id, remaining" I8 ", vests_at" LE "$3 AND (expires_at IS NULL OR expires_at" GT "$3)"
+		" FROM loyalty.lots WHERE member_id" EQ "$1 AND entry_id" EQ "$2 AND is_open"
+		" ORDER BY expires_at NULLS LAST, lot_id",
+	3, {INT8OID, INT8OID, TIMESTAMPTZOID}},
 	[S_ACTIVE_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' ORDER BY hold_id",
@@ -2656,6 +2699,373 @@ ledger_expire(const ExpireRequest *r, LedgerResult *res)
 	}
 	Finish(&m);
 	res->points = total;
+}
+
+/* Lock two members in member_id order (so that no two calls deadlock). */
+static void
+LockPair(int64 a_id, Member *a, int64 b_id, Member *b)
+{
+	if (a_id < b_id)
+	{
+		LockMember(a_id, a, false);
+		LockMember(b_id, b, false);
+	}
+	else
+	{
+		LockMember(b_id, b, false);
+		LockMember(a_id, a, false);
+	}
+}
+
+/* Sent (or received) points of a member today and this month, and today's count. */
+static void
+TransferSums(Member *m, bool sent, int64 *day, int64 *day_count, int64 *month)
+{
+	Datum		values[4];
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = TimestampTzGetDatum(m->now);
+	values[2] = CStringGetTextDatum(m->time_zone);
+	values[3] = BoolGetDatum(sent);
+	ExecStmt(S_TRANSFER_SUMS, values, NULL, 1);
+	*day = ColInt8(0, 1);
+	*day_count = ColInt8(0, 2);
+	*month = ColInt8(0, 3);
+}
+
+/* Refuse a transfer beyond a limit per day or month (LY041). */
+static void
+CheckTransferLimit(Member *m, const char *verb, const char *period, int64 so_far, Points points,
+				   bool limited, int64 limit)
+{
+	if (!limited || so_far + points <= limit)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_LOYALTY_TRANSFER_LIMIT),
+			 errmsg("transfer limit reached: member %lld has %s %lld of %lld points this %s",
+					(long long) m->member_id, verb, (long long) so_far, (long long) limit, period),
+			 errdetail("A transfer of %lld points would exceed the program's limit per %s.",
+					   (long long) points, period),
+			 errhint("Send at most %lld points, or wait for the next %s (in the program's time zone %s).",
+					 (long long) Max(limit - so_far, 0), period, m->time_zone)));
+}
+
+/*
+ * Whether the program lets `s` send `points` to `r`: transfers enabled, the
+ * amount within bounds, the sender's tenure and tier, and the limits per day
+ * and month of both sides (LY040, LY041).  Both are locked, so the sums of
+ * their transfers cannot move before the transfer is written.
+ */
+static void
+CheckTransfer(Member *s, Member *r, Points points)
+{
+	Datum		values[2];
+	bool		isnull;
+	bool		enabled;
+	int64		day,
+				count,
+				month;
+	Datum		v;
+
+	values[0] = Int64GetDatum(s->program_id);
+	values[1] = Int64GetDatum(s->member_id);
+	ExecStmt(S_TRANSFER_RULES, values, NULL, 1);
+	enabled = SPI_processed == 1 && DatumGetBool(Col(0, 1, &isnull));
+	if (!enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
+				 errmsg("transfers are not enabled in program %lld", (long long) s->program_id),
+				 errhint("An administrator enables them with loyalty.set_transfer_rules().")));
+	if (points < ColInt8(0, 2))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
+				 errmsg("a transfer must be at least %lld points, got %lld",
+						(long long) ColInt8(0, 2), (long long) points)));
+	v = Col(0, 3, &isnull);
+	if (!isnull && points > DatumGetInt64(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
+				 errmsg("a transfer may be at most %lld points, got %lld",
+						(long long) DatumGetInt64(v), (long long) points)));
+	v = Col(0, 4, &isnull);
+	if (!isnull && DatumGetTimestampTz(v) > s->now)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
+				 errmsg("member %lld may send points from %s", (long long) s->member_id,
+						timestamptz_to_str(DatumGetTimestampTz(v))),
+				 errdetail("The program requires a minimum membership before a member sends points.")));
+	v = Col(0, 5, &isnull);
+	if (!isnull && s->tier_rank < DatumGetInt32(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
+				 errmsg("member %lld may not send points: its tier is below the program's minimum",
+						(long long) s->member_id),
+				 errdetail("Senders need a tier of rank %d or higher; the member's rank is %d (-1: none).",
+						   DatumGetInt32(v), s->tier_rank)));
+	{
+		bool		n_sd,
+					n_sm,
+					n_sc,
+					n_rd,
+					n_rm;
+		int64		sd = DatumGetInt64(Col(0, 6, &n_sd));
+		int64		sm = DatumGetInt64(Col(0, 7, &n_sm));
+		int32		sc = DatumGetInt32(Col(0, 8, &n_sc));
+		int64		rd = DatumGetInt64(Col(0, 9, &n_rd));
+		int64		rm = DatumGetInt64(Col(0, 10, &n_rm));
+
+		if (!n_sd || !n_sm || !n_sc)
+		{
+			TransferSums(s, true, &day, &count, &month);
+			CheckTransferLimit(s, "sent", "day", day, points, !n_sd, sd);
+			CheckTransferLimit(s, "sent", "month", month, points, !n_sm, sm);
+			if (!n_sc && count + 1 > sc)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOYALTY_TRANSFER_LIMIT),
+						 errmsg("transfer limit reached: member %lld has sent %lld transfers today, the most the program allows",
+								(long long) s->member_id, (long long) count),
+						 errhint("Wait for the next day (in the program's time zone %s).", s->time_zone)));
+		}
+		if (!n_rd || !n_rm)
+		{
+			TransferSums(r, false, &day, &count, &month);
+			CheckTransferLimit(r, "received", "day", day, points, !n_rd, rd);
+			CheckTransferLimit(r, "received", "month", month, points, !n_rm, rm);
+		}
+	}
+}
+
+/*
+ * Give points to another member of the program: the sender's lots are
+ * consumed first-to-expire-first, and the receiver gets lots of the same
+ * points with the same expiry dates.  Two ledger rows, linked by
+ * source_entry.  res->entry_id: the sender's entry.
+ */
+void
+ledger_transfer(const TransferRequest *r, LedgerResult *res)
+{
+	Member		s,
+				t;
+	Entry		out = {0};
+	Entry		in = {0};
+	AccountDelta d = {0};
+	LotRow		into = {0};
+	int64		hash = 0;
+	int64		out_entry,
+				in_entry;
+	Points		repay;
+
+	CheckPositivePoints(r->points, "points");
+	CheckKey(r->idempotency_key);
+	if (r->from_member == r->to_member)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot transfer points from member %lld to itself", (long long) r->from_member)));
+	if (r->idempotency_key)
+	{
+		StringInfoData b;
+
+		HashStart(&b, "transfer");
+		HashInt(&b, false, r->to_member);
+		HashInt(&b, false, r->points);
+		HashText(&b, r->reason);
+		hash = HashEnd(&b);
+	}
+	memset(res, 0, sizeof(*res));
+	Connect(&s);
+	t.w = s.w;
+	LockPair(r->from_member, &s, r->to_member, &t);
+	if (IdemLookup(&s, r->idempotency_key, "transfer", hash, res))
+	{
+		Finish(&s);
+		return;
+	}
+	RequireActive(&s);
+	RequireActive(&t);
+	if (s.program_id != t.program_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("members %lld and %lld belong to different programs",
+						(long long) s.member_id, (long long) t.member_id)));
+	CheckTransfer(&s, &t, r->points);
+	ReleaseExpiredHolds(&s);
+	ReleaseExpiredHolds(&t);
+
+	out.row.reason = r->reason;
+	out.row.idem_key = r->idempotency_key;
+	out.row.details = psprintf("{\"to_member\": %lld}", (long long) t.member_id);
+	out_entry = DebitEntry(&s, "transfer", r->points, &out, false);
+
+	in.row.kind = "transfer";
+	in.row.points = r->points;
+	in.row.reason = r->reason;
+	in.row.source_entry = out_entry;
+	in.row.details = psprintf("{\"from_member\": %lld}", (long long) s.member_id);
+	in_entry = InsertEntry(&t, &in, NULL);
+	/* the receiver's debt is repaid first, as by any credit */
+	repay = Min(r->points, t.debt);
+	into.member_id = t.member_id;
+	into.entry_id = in_entry;
+	into.vests_at = t.now;
+	LowerExpiryBound(&t, &d, store_mirror_lots(t.w, s.member_id, out_entry, &into, repay));
+	d.balance = r->points;
+	d.debt = -repay;
+	UpdateAccount(&t, &d);
+
+	IdemStore(&s, r->idempotency_key, "transfer", hash, r->points, out_entry);
+	Finish(&s);
+	res->points = r->points;
+	res->entry_id = out_entry;
+}
+
+/*
+ * Undo a transfer (an administrator's correction): the receiver gives the
+ * points back, from the transferred lots first, then from its other
+ * spendable lots, and what it no longer has follows the program's refund
+ * policy (a debt, or forgiven); the sender gets them back in the lots they
+ * came from.  res->points: the points given back; res->entry_id: the
+ * sender's reversal entry.
+ */
+void
+ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res)
+{
+	Member		s,
+				t;
+	Entry		back = {0};
+	Entry		take = {0};
+	AccountDelta ds = {0};
+	AccountDelta dt = {0};
+	int64		hash = 0;
+	int64		receiver;
+	int64		in_entry;
+	int64		take_entry,
+				back_entry;
+	Points		points,
+				own = 0,
+				own_spendable = 0,
+				others,
+				shortfall,
+				debited;
+	Datum		values[3];
+	bool		isnull;
+	char	   *kind;
+	uint64		i,
+				n;
+	StringInfoData details;
+
+	CheckKey(r->idempotency_key);
+	if (r->idempotency_key)
+	{
+		StringInfoData b;
+
+		HashStart(&b, "reverse_transfer");
+		HashInt(&b, false, r->entry_id);
+		HashText(&b, r->reason);
+		hash = HashEnd(&b);
+	}
+	memset(res, 0, sizeof(*res));
+	Connect(&s);
+
+	/* the receiver, from the sender's entry (entries never change) */
+	values[0] = Int64GetDatum(r->member_id);
+	values[1] = Int64GetDatum(r->entry_id);
+	ExecStmt(S_ENTRY_GET, values, NULL, 1);
+	kind = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+	if (kind == NULL || strcmp(kind, "transfer") != 0 || ColInt8(0, 2) >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("entry %lld of member %lld is not a transfer sent by that member",
+						(long long) r->entry_id, (long long) r->member_id),
+				 errhint("Name the sender and the entry loyalty.transfer() returned.")));
+	points = -ColInt8(0, 2);
+	receiver = DatumGetInt64(Col(0, 6, &isnull));
+	if (isnull)
+		elog(ERROR, "loyalty: transfer entry %lld names no receiver", (long long) r->entry_id);
+
+	t.w = s.w;
+	LockPair(r->member_id, &s, receiver, &t);
+	if (IdemLookup(&s, r->idempotency_key, "reverse_transfer", hash, res))
+	{
+		Finish(&s);
+		return;
+	}
+	if (strcmp(s.status, "closed") == 0 || strcmp(t.status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("member %lld is closed: the transfer can no longer be reversed",
+						(long long) (strcmp(s.status, "closed") == 0 ? s.member_id : t.member_id)),
+				 errhint("Correct the balances with loyalty.adjust().")));
+	if (OpenAllocations(&s, r->entry_id) != points)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_OVER_REVERSAL),
+				 errmsg("transfer %lld is already reversed", (long long) r->entry_id)));
+	values[0] = Int64GetDatum(t.member_id);
+	values[1] = Int64GetDatum(r->entry_id);
+	ExecStmt(S_TRANSFER_IN, values, NULL, 1);
+	if (SPI_processed != 1)
+		elog(ERROR, "loyalty: transfer %lld has no receiving entry", (long long) r->entry_id);
+	in_entry = ColInt8(0, 1);
+	ReleaseExpiredHolds(&s);
+	ReleaseExpiredHolds(&t);
+
+	/* the receiver: the transferred lots first, then its other spendable lots */
+	values[1] = Int64GetDatum(in_entry);
+	values[2] = TimestampTzGetDatum(t.now);
+	ExecStmt(S_ENTRY_LOTS, values, NULL, 0);
+	n = SPI_processed;
+	{
+		SPITupleTable *lots = SPI_tuptable;
+		int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+		int64	   *takes = palloc(sizeof(int64) * Max(n, 1));
+
+		for (i = 0; i < n; i++)
+		{
+			int64		remaining = DatumGetInt64(SPI_getbinval(lots->vals[i], lots->tupdesc, 2, &isnull));
+
+			ids[i] = DatumGetInt64(SPI_getbinval(lots->vals[i], lots->tupdesc, 1, &isnull));
+			takes[i] = Min(remaining, points - own);
+			own += takes[i];
+			if (DatumGetBool(SPI_getbinval(lots->vals[i], lots->tupdesc, 3, &isnull)))
+				own_spendable += takes[i];
+		}
+		others = points > own ? Min(points - own, Max(Available(&t, t.now) - own_spendable, 0)) : 0;
+		shortfall = points - own - others;
+		debited = own + others + (t.refund_debt ? shortfall : 0);
+
+		initStringInfo(&details);
+		appendStringInfo(&details, "{\"requested\": %lld, \"from_transfer_lots\": %lld, \"from_other_lots\": %lld, "
+						 "\"shortfall\": %lld, \"policy\": \"%s\"}",
+						 (long long) points, (long long) own, (long long) others, (long long) shortfall,
+						 t.refund_debt ? "debt" : "forgive");
+		take.row.kind = "reverse";
+		take.row.points = -debited;
+		take.row.reason = r->reason;
+		take.row.source_entry = in_entry;
+		take.row.details = details.data;
+		dt.balance = -debited;
+		dt.debt = t.refund_debt ? shortfall : 0;
+		take_entry = InsertEntry(&t, &take, &dt);
+		for (i = 0; i < n; i++)
+			if (takes[i] > 0)
+				store_take_from_lot(t.w, t.member_id, take_entry, ids[i], takes[i], takes[i], (Datum) 0);
+		if (others > 0)
+			ConsumeLotsExact(&t, take_entry, others);
+	}
+
+	/* the sender: back to the lots the points came from */
+	back.row.kind = "reverse";
+	back.row.points = points;
+	back.row.reason = r->reason;
+	back.row.source_entry = r->entry_id;
+	back.row.idem_key = r->idempotency_key;
+	ds.balance = points;
+	back_entry = InsertEntry(&s, &back, &ds);
+	ReturnToLots(&s, r->entry_id, points);
+
+	IdemStore(&s, r->idempotency_key, "reverse_transfer", hash, points, back_entry);
+	Finish(&s);
+	res->points = points;
+	res->entry_id = back_entry;
 }
 
 /*

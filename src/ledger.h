@@ -135,6 +135,25 @@ typedef struct MergeRequest
 	text	   *idempotency_key;
 } MergeRequest;
 
+/* Points given by one member to another of the program. */
+typedef struct TransferRequest
+{
+	int64		from_member;
+	int64		to_member;
+	Points		points;
+	text	   *reason;
+	text	   *idempotency_key;
+} TransferRequest;
+
+/* An administrator's reversal of a transfer, named by the sender's entry. */
+typedef struct TransferReversal
+{
+	int64		member_id;		/* the sender */
+	int64		entry_id;
+	text	   *reason;
+	text	   *idempotency_key;
+} TransferReversal;
+
 typedef struct ExpireRequest
 {
 	int64		member_id;
@@ -199,6 +218,8 @@ extern void ledger_release(const ReleaseRequest *r, LedgerResult *res);
 extern void ledger_reverse(const ReverseRequest *r, LedgerResult *res);
 extern void ledger_refund(const RefundRequest *r, LedgerResult *res);
 extern void ledger_adjust(const AdjustRequest *r, LedgerResult *res);
+extern void ledger_transfer(const TransferRequest *r, LedgerResult *res);
+extern void ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res);
 extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
 extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);

@@ -38,6 +38,8 @@ PG_FUNCTION_INFO_V1(loyalty_release);
 PG_FUNCTION_INFO_V1(loyalty_reverse);
 PG_FUNCTION_INFO_V1(loyalty_refund);
 PG_FUNCTION_INFO_V1(loyalty_adjust);
+PG_FUNCTION_INFO_V1(loyalty_transfer);
+PG_FUNCTION_INFO_V1(loyalty_reverse_transfer);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
@@ -565,6 +567,51 @@ loyalty_reverse(PG_FUNCTION_ARGS)
 	ledger_reverse(&r, &res);
 	ledger_remember_entry(&res);
 	PG_RETURN_POINTS(res.points);
+}
+
+/*
+ * loyalty.transfer(from_member, to_member, points, reason, idempotency_key):
+ * the sender's entry.
+ */
+Datum
+loyalty_transfer(PG_FUNCTION_ARGS)
+{
+	TransferRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "from_member");
+	RequireArg(fcinfo, 1, "to_member");
+	RequireArg(fcinfo, 2, "points");
+	r.from_member = PG_GETARG_INT64(0);
+	r.to_member = PG_GETARG_INT64(1);
+	r.points = ArgPoints(fcinfo, 2);
+	r.reason = OptText(fcinfo, 3);
+	r.idempotency_key = OptText(fcinfo, 4);
+	ledger_transfer(&r, &res);
+	ledger_remember_entry(&res);
+	PG_RETURN_INT64(res.entry_id);
+}
+
+/*
+ * loyalty.reverse_transfer(sender, entry, reason, idempotency_key): the
+ * points given back to the sender.
+ */
+Datum
+loyalty_reverse_transfer(PG_FUNCTION_ARGS)
+{
+	TransferReversal r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "sender");
+	RequireArg(fcinfo, 1, "entry");
+	RequireArg(fcinfo, 2, "reason");
+	r.member_id = PG_GETARG_INT64(0);
+	r.entry_id = PG_GETARG_INT64(1);
+	r.reason = PG_GETARG_TEXT_PP(2);
+	r.idempotency_key = OptText(fcinfo, 3);
+	ledger_reverse_transfer(&r, &res);
+	ledger_remember_entry(&res);
+	PG_RETURN_INT64(res.points);
 }
 
 /*

@@ -853,6 +853,22 @@ CompareGiveBack(const void *a, const void *b)
 	return 0;
 }
 
+/* A debit's allocations and their lots, the latest-expiring first. */
+static int
+Allocations(StoreWriter *w, int64 member_id, int64 source_entry, Allocation **allocs)
+{
+	const StoreRoutine *reader = Choose(w, ST_ALLOC, ACL_SELECT);
+	int			n;
+
+	/* the fast read finds each allocation's lot through the lots' key */
+	if (reader == &fast_store && Choose(w, ST_LOTS, ACL_SELECT) != &fast_store)
+		reader = &sql_store;
+	n = reader->allocations(w, member_id, source_entry, allocs);
+	if (n > 1)
+		qsort(*allocs, n, sizeof(Allocation), CompareGiveBack);
+	return n;
+}
+
 /*
  * The rule of giving back: return `points` of debit entry `source_entry` to
  * the lots it took them from, the latest-expiring first (what is given back
@@ -866,20 +882,12 @@ TimestampTz
 store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 points,
 					 const LotRow *into)
 {
-	const StoreRoutine *reader;
 	Allocation *allocs;
-	int			n,
+	int			n = Allocations(w, member_id, source_entry, &allocs),
 				i;
 	int64		given = 0;
 	TimestampTz first = 0;
 
-	reader = Choose(w, ST_ALLOC, ACL_SELECT);
-	/* the fast read finds each allocation's lot through the lots' key */
-	if (reader == &fast_store && Choose(w, ST_LOTS, ACL_SELECT) != &fast_store)
-		reader = &sql_store;
-	n = reader->allocations(w, member_id, source_entry, &allocs);
-	if (n > 1)
-		qsort(allocs, n, sizeof(Allocation), CompareGiveBack);
 	for (i = 0; i < n && given < points; i++)
 	{
 		int64		give = Min(allocs[i].open, points - given);
@@ -913,6 +921,45 @@ store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry, int64 
 	if (given != points)
 		elog(ERROR, "loyalty: returned %lld of %lld points to the lots of entry %lld",
 			 (long long) given, (long long) points, (long long) source_entry);
+	if (n > 0)
+		pfree(allocs);
+	return first;
+}
+
+/*
+ * What a transfer gives: for each lot debit entry `source_entry` of
+ * `member_id` took from, a new lot of `into`'s member and entry, of the
+ * points taken and with that lot's expiry (points keep their dates when they
+ * change hands).  The first `repay` points repay the receiver's debt: their
+ * lots start with less remaining than original, as a credit's lot does.
+ * Returns the earliest expiry among the lots with points left (0: none).
+ */
+TimestampTz
+store_mirror_lots(StoreWriter *w, int64 member_id, int64 source_entry, const LotRow *into,
+				  int64 repay)
+{
+	Allocation *allocs;
+	int			n = Allocations(w, member_id, source_entry, &allocs),
+				i;
+	TimestampTz first = 0;
+
+	for (i = n - 1; i >= 0; i--)
+	{
+		LotRow		lot = *into;
+		int64		repaid = Min(allocs[i].open, repay);
+
+		CHECK_FOR_INTERRUPTS();
+		if (allocs[i].open <= 0)
+			continue;
+		lot.lot_id = store_next_entry_id(w);
+		lot.original = allocs[i].open;
+		lot.remaining = allocs[i].open - repaid;
+		lot.expires_at = allocs[i].lot_expires_at == DT_NOEND ? 0 : allocs[i].lot_expires_at;
+		store_insert_lot(w, &lot);
+		repay -= repaid;
+		if (lot.remaining > 0 && lot.expires_at != 0 && (first == 0 || lot.expires_at < first))
+			first = lot.expires_at;
+	}
 	if (n > 0)
 		pfree(allocs);
 	return first;

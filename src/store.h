@@ -342,6 +342,8 @@ extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id,
 								int64 points, int64 reversed, Datum reversed_amount);
 extern TimestampTz store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry,
 										int64 points, const LotRow *into);
+extern TimestampTz store_mirror_lots(StoreWriter *w, int64 member_id, int64 source_entry,
+									 const LotRow *into, int64 repay);
 
 /* store.c: for the stores */
 extern const TableShape *store_shape(StoreTable t);

@@ -11,8 +11,9 @@ replaced by that file as it is, and every line
 replaced by that file with its leading CREATE FUNCTION / PROCEDURE / VIEW
 turned into CREATE OR REPLACE ... (an upgrade script redefines what an install
 script creates; STYLE.md wants plain CREATE in install scripts).  Paths are
-relative to the include directory (-I, default src/sql).  Included files are
-not scanned for includes themselves.  Bytes are copied unchanged, so a script
+relative to the include directory (-I, default src/sql).  An included file
+is scanned for includes in turn (a part shared by the install script and an
+upgrade script includes its functions).  Bytes are copied unchanged, so a script
 generated from the same sources is the same file.
 
 Used by the Makefile (src/sql/README.md); dependency-free on purpose (cpp would
@@ -33,7 +34,9 @@ def fail(where, message):
     sys.exit(1)
 
 
-def expand(path, incdir, out):
+def expand(path, incdir, out, depth=0):
+    if depth > 8:
+        fail(path, 'includes nested too deep')
     with open(path, 'rb') as f:
         lines = f.readlines()
     for number, line in enumerate(lines, 1):
@@ -52,6 +55,9 @@ def expand(path, incdir, out):
             fail(where, 'cannot include %s: %s' % (name, e.strerror))
         if not text.endswith(b'\n'):
             fail(where, '%s does not end with a newline' % name)
+        if not m.group(1) and re.search(rb'^#include', text, re.M):
+            expand(os.path.join(incdir, name), incdir, out, depth + 1)
+            continue
         if m.group(1):
             if not CREATE.match(text):
                 fail(where, '#include-replace needs a file starting with '

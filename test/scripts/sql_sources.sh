@@ -131,9 +131,18 @@ def version(v):
 fragments = sorted(glob.glob('src/sql/*.sql'))
 templates = sorted(glob.glob('src/sql/updates/loyalty--*.sql'))
 includes = {}                          # source -> [(replace, path)]
-for src in fragments + templates:
+
+
+def scan(src):
+    """The includes of a file, those of the parts it includes (src/sql/parts/,
+    shared by a fragment and a template) counted as its own."""
     text = open(src).read()
-    includes[src] = [(bool(m.group(1)), m.group(2)) for m in INCLUDE.finditer(text)]
+    incs = []
+    for m in INCLUDE.finditer(text):
+        if m.group(2).startswith('parts/') and not m.group(1):
+            incs += scan('src/sql/' + m.group(2))
+        else:
+            incs.append((bool(m.group(1)), m.group(2)))
     sql = INCLUDE.sub('', text)
     for offset, stmt in statements(sql):
         m = DEFINE.match(stmt)
@@ -141,6 +150,11 @@ for src in fragments + templates:
             line = sql.count('\n', 0, offset) + 1
             fail('%s:%d writes the body of %s inline; it belongs in src/sql/udfs/%s/VERSION.sql'
                  % (src, line, m.group(2), m.group(2).lower()))
+    return incs
+
+
+for src in fragments + templates:
+    includes[src] = scan(src)
 
 # 2. each udf file: one definition of its folder's name, plain CREATE
 udfs = {}                              # path -> (name, version, suffix, body)

@@ -303,3 +303,9 @@ COMMENT ON FUNCTION loyalty.archive_books(regclass[], timestamptz, text) IS
     'Internal: for archive_ledger, one carry_forward entry per member of the archived partitions, then the archived debits'' allocations and the closed old lots leave (into archive_schema unless NULL); returns the entries written and the rows moved';
 REVOKE ALL ON FUNCTION loyalty.archive_books(regclass[], timestamptz, text) FROM PUBLIC;
 #include-replace "udfs/archive_ledger/1.4.sql"
+
+-- == point transfers ===========================================================
+#include "parts/transfers.sql"
+ALTER TABLE loyalty.transfer_rules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.transfer_rules USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.transfer_rules TO loyalty_admin;

@@ -44,7 +44,7 @@ AS $$
     SELECT 'a debit consumed exactly its points from lots', l.member_id,
            format('entry %s (%s) of %s points, allocations %s', l.entry_id, l.kind, l.points, coalesce(al.points, 0))
     FROM loyalty.ledger l LEFT JOIN alloc al USING (member_id, entry_id)
-    WHERE (l.kind = ANY (ARRAY['redeem', 'hold', 'expire', 'adjust'])
+    WHERE (l.kind = ANY (ARRAY['redeem', 'hold', 'expire', 'adjust', 'transfer'])
            AND l.points::bigint < 0 AND coalesce(al.points, 0) <> -l.points::bigint)
        -- a merge's outgoing entry takes every open lot: the balance it moves plus the debt
        OR (l.kind = 'merge' AND l.details ? 'merged_into'
@@ -61,6 +61,23 @@ AS $$
     WHERE l.kind = ANY (ARRAY['earn', 'award', 'adjust']) AND l.points::bigint > 0
       AND (lo.n IS DISTINCT FROM 1 OR lo.original <> l.points::bigint)
     UNION ALL
+    SELECT 'a received transfer has lots of its points', l.member_id,
+           format('entry %s of %s points, lots %s', l.entry_id, l.points, coalesce(lo.original, 0))
+    FROM loyalty.ledger l
+    LEFT JOIN (SELECT x.member_id, x.entry_id, sum(x.original::bigint) AS original
+               FROM loyalty.lots x GROUP BY 1, 2) lo USING (member_id, entry_id)
+    WHERE l.kind = 'transfer' AND l.points::bigint > 0 AND coalesce(lo.original, 0) <> l.points::bigint
+    UNION ALL
+    -- (grouped by the sender's entry, not joined: on Citus the two sides live
+    -- on different shards)
+    SELECT 'a transfer takes from one member what it gives another', min(l.member_id),
+           format('transfer %s: %s entries, points summing to %s', coalesce(l.source_entry, l.entry_id), count(*),
+                  sum(l.points::bigint))
+    FROM loyalty.ledger l
+    WHERE l.kind = 'transfer'
+    GROUP BY coalesce(l.source_entry, l.entry_id)
+    HAVING count(*) <> 2 OR sum(l.points::bigint) <> 0 OR count(DISTINCT l.member_id) <> 2
+    UNION ALL
     SELECT 'a resolved hold has a resolving entry', h.member_id, format('hold %s is %s', h.hold_id, h.status)
     FROM loyalty.holds h
     WHERE (h.status = 'active') <> (h.resolved_entry IS NULL)
@@ -76,7 +93,7 @@ AS $$
     SELECT 'a ledger entry has a known kind', l.member_id, format('entry %s has kind %s', l.entry_id, l.kind)
     FROM loyalty.ledger l
     WHERE NOT l.kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture', 'release', 'reverse',
-                                  'expire', 'adjust', 'merge', 'carry_forward'])
+                                  'expire', 'adjust', 'merge', 'carry_forward', 'transfer'])
     UNION ALL
     SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
            format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)

@@ -1,0 +1,60 @@
+-- Point transfers' objects, for the install script and the 1.3 -> 1.4 upgrade.
+
+CREATE TABLE loyalty.transfer_rules (
+    program_id              bigint PRIMARY KEY REFERENCES loyalty.programs,
+    enabled                 boolean NOT NULL DEFAULT true,
+    min_points              bigint NOT NULL DEFAULT 1 CHECK (min_points > 0),
+    max_points              bigint CHECK (max_points >= min_points),
+    min_tenure              interval NOT NULL DEFAULT '0' CHECK (min_tenure >= '0'),
+    min_tier_rank           integer CHECK (min_tier_rank >= 0),
+    sender_daily_points     bigint CHECK (sender_daily_points > 0),
+    sender_monthly_points   bigint CHECK (sender_monthly_points > 0),
+    sender_daily_count      integer CHECK (sender_daily_count > 0),
+    receiver_daily_points   bigint CHECK (receiver_daily_points > 0),
+    receiver_monthly_points bigint CHECK (receiver_monthly_points > 0),
+    updated_at              timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE loyalty.transfer_rules IS
+    'Whether members of a program may give each other points, and the bounds: per transfer, sender tenure and tier, points and count per day and month (days and months in the program time zone)';
+
+#include "udfs/set_transfer_rules/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint) IS
+    'Enable or disable point transfers in a program and set their limits (NULL: no limit)';
+
+#include "udfs/transfer/1.4.sql"
+COMMENT ON FUNCTION loyalty.transfer(bigint, bigint, numeric, text, text) IS
+    'Give points to another member of the program: the sender''s lots first-to-expire-first, the receiver''s new lots keep their expiry dates; refused by the program''s rules (LY040) and limits (LY041); returns the sender''s entry';
+
+#include "udfs/reverse_transfer/1.4.sql"
+COMMENT ON FUNCTION loyalty.reverse_transfer(bigint, bigint, text, text) IS
+    'Undo a transfer (administrators): the receiver gives the points back (what it spent follows the refund policy), the sender gets them back in the lots they came from; returns the points';
+
+#include "udfs/transfers/1.4.sql"
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT * FROM (VALUES
+        ('transfers', NULL, 'Point transfers between members, with their reversal'),
+        ('transfers', 'program_id', 'Program'), ('transfers', 'transfer_id', 'The sender''s ledger entry (what loyalty.transfer returned)'),
+        ('transfers', 'from_member', 'Sender'), ('transfers', 'to_member', 'Receiver'), ('transfers', 'points', 'Points transferred'),
+        ('transfers', 'reason', 'Reason given with the transfer'), ('transfers', 'actor', 'Database role that made the transfer'),
+        ('transfers', 'created_at', 'When the transfer was recorded'), ('transfers', 'reversed', 'Whether an administrator reversed it'),
+        ('transfers', 'reversed_at', 'When it was reversed'), ('transfers', 'reversal_reason', 'Reason given with the reversal')
+    ) v(view, col, txt) LOOP
+        IF c.col IS NULL THEN
+            EXECUTE format('COMMENT ON VIEW loyalty.%I IS %L', c.view, c.txt);
+        ELSE
+            EXECUTE format('COMMENT ON COLUMN loyalty.%I.%I IS %L', c.view, c.col, c.txt);
+        END IF;
+    END LOOP;
+END $$;
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.transfer_rules', '');
+
+REVOKE ALL ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint),
+    loyalty.transfer(bigint, bigint, numeric, text, text),
+    loyalty.reverse_transfer(bigint, bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.transfer(bigint, bigint, numeric, text, text) TO loyalty_app, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint),
+    loyalty.reverse_transfer(bigint, bigint, text, text) TO loyalty_admin;
+GRANT SELECT ON loyalty.transfers TO loyalty_analyst, loyalty_admin;
