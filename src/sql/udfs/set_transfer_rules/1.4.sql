@@ -22,18 +22,19 @@ BEGIN
     BEGIN
         INSERT INTO loyalty.transfer_rules AS r (program_id, enabled, min_points, max_points, min_tenure, min_tier_rank,
                                                  sender_daily_points, sender_monthly_points, sender_daily_count,
-                                                 receiver_daily_points, receiver_monthly_points)
+                                                 receiver_daily_points, receiver_monthly_points, updated_at)
         VALUES (set_transfer_rules.program, set_transfer_rules.enabled, set_transfer_rules.min_points::bigint,
                 set_transfer_rules.max_points::bigint, set_transfer_rules.min_tenure, set_transfer_rules.min_tier_rank,
                 set_transfer_rules.sender_daily_points, set_transfer_rules.sender_monthly_points,
                 set_transfer_rules.sender_daily_count, set_transfer_rules.receiver_daily_points,
-                set_transfer_rules.receiver_monthly_points)
+                set_transfer_rules.receiver_monthly_points, now())
         ON CONFLICT (program_id) DO UPDATE SET enabled = EXCLUDED.enabled, min_points = EXCLUDED.min_points,
             max_points = EXCLUDED.max_points, min_tenure = EXCLUDED.min_tenure,
             min_tier_rank = EXCLUDED.min_tier_rank, sender_daily_points = EXCLUDED.sender_daily_points,
             sender_monthly_points = EXCLUDED.sender_monthly_points, sender_daily_count = EXCLUDED.sender_daily_count,
             receiver_daily_points = EXCLUDED.receiver_daily_points,
-            receiver_monthly_points = EXCLUDED.receiver_monthly_points, updated_at = now();
+            -- (EXCLUDED's time: Citus evaluates no function in DO UPDATE)
+            receiver_monthly_points = EXCLUDED.receiver_monthly_points, updated_at = EXCLUDED.updated_at;
     EXCEPTION
         WHEN check_violation OR numeric_value_out_of_range THEN
             RAISE EXCEPTION 'invalid transfer rules: %', SQLERRM USING ERRCODE = 'invalid_parameter_value';

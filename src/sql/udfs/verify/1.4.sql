@@ -69,14 +69,14 @@ AS $$
     WHERE l.kind = 'transfer' AND l.points::bigint > 0 AND coalesce(lo.original, 0) <> l.points::bigint
     UNION ALL
     -- (grouped by the sender's entry, not joined: on Citus the two sides live
-    -- on different shards)
-    SELECT 'a transfer takes from one member what it gives another', min(l.member_id),
-           format('transfer %s: %s entries, points summing to %s', coalesce(l.source_entry, l.entry_id), count(*),
-                  sum(l.points::bigint))
-    FROM loyalty.ledger l
-    WHERE l.kind = 'transfer'
-    GROUP BY coalesce(l.source_entry, l.entry_id)
-    HAVING count(*) <> 2 OR sum(l.points::bigint) <> 0 OR count(DISTINCT l.member_id) <> 2
+    -- on different shards; OFFSET 0 keeps the grouping key a column, which
+    -- Citus needs to merge the groups of its shards)
+    SELECT 'a transfer takes from one member what it gives another', min(t.member_id),
+           format('transfer %s: %s entries, points summing to %s', t.pair, count(*), sum(t.points))
+    FROM (SELECT coalesce(l.source_entry, l.entry_id) AS pair, l.member_id, l.points::bigint AS points
+          FROM loyalty.ledger l WHERE l.kind = 'transfer' OFFSET 0) t
+    GROUP BY t.pair
+    HAVING count(*) <> 2 OR sum(t.points) <> 0 OR min(t.member_id) = max(t.member_id)
     UNION ALL
     SELECT 'a resolved hold has a resolving entry', h.member_id, format('hold %s is %s', h.hold_id, h.status)
     FROM loyalty.holds h
