@@ -8,9 +8,11 @@ CREATE TABLE chaos.outcomes (client integer, op text, code text, n bigint NOT NU
 CREATE TABLE chaos.expected (code text PRIMARY KEY, meaning text);
 INSERT INTO chaos.expected VALUES
     ('00000', 'success'), ('LY001', 'insufficient points'), ('LY003', 'hold already resolved or expired'),
-    ('LY004', 'over-reversal'), ('55000', 'member closed by a merge'), ('P0002', 'no such hold or entry');
+    ('LY004', 'over-reversal'), ('55000', 'member closed by a merge'), ('P0002', 'no such hold or entry'),
+    ('LY041', 'transfer limit reached');
 
 SELECT loyalty.create_program('chaos', expiry_period => interval '1 year', pending_period => interval '0') AS p \gset
+SELECT loyalty.set_transfer_rules(:p, sender_daily_points => 2000);
 SELECT count(loyalty.enroll(:p, 'load', g::text)) FROM generate_series(1, 1000) g;
 SELECT count(loyalty.earn(loyalty.member_id(:p, 'load', g::text), 100)) FROM generate_series(1, 1000) g;
 
@@ -63,6 +65,17 @@ BEGIN
         WHEN op <= 99 THEN
             v_name := 'release expired';
             PERFORM loyalty.release_expired(v_m);
+        WHEN op <= 106 THEN
+            v_name := 'transfer';
+            PERFORM loyalty.transfer(v_m, chaos.m(1 + (k * 13 + n) % 1000), n);
+        WHEN op <= 109 THEN
+            v_name := 'reverse transfer';
+            SELECT max(l.entry_id) INTO v_e FROM loyalty.ledger l
+            WHERE l.member_id = v_m AND l.kind = 'transfer' AND l.points::bigint < 0;
+            IF v_e IS NULL THEN
+                RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
+            END IF;
+            PERFORM loyalty.reverse_transfer(v_m, v_e, 'load');
         ELSE
             v_name := 'merge';
             -- a rare merge of two hot members (the absorbed one is closed for good)
@@ -70,9 +83,9 @@ BEGIN
         END CASE;
     EXCEPTION WHEN OTHERS THEN
         v_state := SQLSTATE;
-        -- 22023 only for a merge that drew the same member twice
+        -- 22023 only for a merge or a transfer that drew the same member twice
         IF v_state NOT IN (SELECT e.code FROM chaos.expected e)
-           AND NOT (v_name = 'merge' AND v_state = '22023') THEN
+           AND NOT (v_name IN ('merge', 'transfer') AND v_state = '22023') THEN
             RAISE;          -- unexpected: the client aborts and the run fails
         END IF;
     END;
