@@ -161,6 +161,20 @@ try:
 except psycopg2.Error as e:
     check("a key reused with other points raises LY002", e.pgcode == "LY002", f"{type(e).__name__} {e.pgcode}")
 
+# a transfer to another member: int and Decimal points
+friend = one(cur, "SELECT loyalty.enroll(%s, %s, %s)", program, "app", f"{name}-friend")
+one(cur, "SELECT loyalty.set_transfer_rules(%s, max_points => %s)", program, 100)
+sent = one(cur, "SELECT loyalty.transfer(%s, %s, %s, %s, %s)", member, friend, 7, "a gift", f"{name}-t1")
+sent2 = one(cur, "SELECT loyalty.transfer(%s, %s, %s)", member, friend, Decimal("3"))
+check("transfer() with int and Decimal points returns int entries",
+      type(sent) is int and type(sent2) is int, f"{sent} {sent2}")
+check("the friend has 10", one(cur, "SELECT available FROM loyalty.balance(%s)", friend) == 10)
+try:
+    one(cur, "SELECT loyalty.transfer(%s, %s, %s)", member, friend, 101)
+    check("a transfer above max_points raises LY040", False, "no error")
+except psycopg2.Error as e:
+    check("a transfer above max_points raises LY040", e.pgcode == "LY040", f"{type(e).__name__} {e.pgcode}")
+
 cur.execute("SELECT * FROM loyalty.verify()")
 check("verify() finds nothing", cur.fetchall() == [])
 conn.close()

@@ -176,6 +176,20 @@ try:
 except psycopg.Error as e:
     check("a key reused with other points raises LY002", e.sqlstate == "LY002", f"{type(e).__name__} {e.sqlstate}")
 
+# a transfer to another member: int and Decimal points
+friend = one("SELECT loyalty.enroll(%s, %s, %s)", program, "app", f"{name}-friend")
+one("SELECT loyalty.set_transfer_rules(%s, max_points => %s)", program, 100)
+sent = one("SELECT loyalty.transfer(%s, %s, %s, %s, %s)", member, friend, 7, "a gift", f"{name}-t1")
+sent2 = one("SELECT loyalty.transfer(%s, %s, %s)", member, friend, Decimal("3"))
+check("transfer() with int and Decimal points returns int entries",
+      type(sent) is int and type(sent2) is int, f"{sent} {sent2}")
+check("the friend has 10", one("SELECT available FROM loyalty.balance(%s)", friend) == 10)
+try:
+    one("SELECT loyalty.transfer(%s, %s, %s)", member, friend, 101)
+    check("a transfer above max_points raises LY040", False, "no error")
+except psycopg.Error as e:
+    check("a transfer above max_points raises LY040", e.sqlstate == "LY040", f"{type(e).__name__} {e.sqlstate}")
+
 check("verify() finds nothing", conn.execute("SELECT * FROM loyalty.verify()").fetchall() == [])
 conn.close()
 sys.exit(1 if failures else 0)

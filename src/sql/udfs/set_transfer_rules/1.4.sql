@@ -38,5 +38,7 @@ BEGIN
     EXCEPTION
         WHEN check_violation OR numeric_value_out_of_range THEN
             RAISE EXCEPTION 'invalid transfer rules: %', SQLERRM USING ERRCODE = 'invalid_parameter_value';
+        WHEN foreign_key_violation THEN
+            RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
     END;
 END $$;

@@ -1,0 +1,50 @@
+#!/bin/bash
+# bench/transfer.sh: a point transfer (two members locked, the sender's lots
+# consumed, the receiver's lots written) against a plain redemption of the
+# same points, interleaved in one pgbench run so both meet the machine at the
+# same moment.  See bench/README.md.
+#
+#   pg_virtualenv -t -v 15 bench/transfer.sh
+#   BENCH_MEMBERS=10000 BENCH_SECONDS=10 pg_virtualenv -t -v 15 bench/transfer.sh   # quicker
+set -euo pipefail
+
+BENCH_MEMBERS=${BENCH_MEMBERS:-100000}
+BENCH_SECONDS=${BENCH_SECONDS:-60}
+BENCH_CLIENTS=${BENCH_CLIENTS:-2}
+BENCH_DB=${BENCH_DB:-loyalty_bench_transfer}
+
+BENCH_NAME=transfer.sh
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/lib.sh"
+bench_setup BENCH_MEMBERS BENCH_SECONDS BENCH_CLIENTS
+
+echo "== loyalty transfer benchmark: $BENCH_MEMBERS members, ${BENCH_SECONDS}s, $BENCH_CLIENTS clients =="
+q1 "SELECT version()"
+q -v members="$BENCH_MEMBERS" -o /dev/null <<'SQL'
+CREATE EXTENSION loyalty;
+SELECT loyalty.create_program('bench', expiry_period => interval '2 years') AS program \gset
+UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :program;
+SELECT loyalty.set_transfer_rules(:program);
+SELECT count(loyalty.enroll(:program, 'bench', g::text)) FROM generate_series(1, :members) g;
+SELECT count(loyalty.award(m.member_id, 1000000, 'seed')) FROM loyalty.members m;
+VACUUM ANALYZE;
+SQL
+base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
+q -c "CHECKPOINT"
+
+for sync in on off; do
+    PGOPTIONS="-c synchronous_commit=$sync" pgbench -n -M prepared -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" \
+        -T "$BENCH_SECONDS" -D base="$base" -D members="$BENCH_MEMBERS" \
+        -f "$HERE/loyalty_redeem.sql@1" -f "$HERE/loyalty_transfer.sql@1" "$BENCH_DB" >"$TMP/pgbench.$sync" 2>&1 \
+        || { cat "$TMP/pgbench.$sync"; die "pgbench failed"; }
+    # per script: "SQL script N: FILE", then " - latency average = X ms"
+    read -r redeem transfer < <(awk '/^SQL script/ { s = $3 } /latency average/ && s != "" { lat[s] = $5 }
+        END { print lat["1:"], lat["2:"] }' "$TMP/pgbench.$sync")
+    n=$(awk '/^SQL script 2:/ { f = 1 } f && /transactions \(/ { print $2; exit }' "$TMP/pgbench.$sync")
+    echo "  synchronous_commit=$sync: redeem ${redeem} ms, transfer ${transfer} ms ($n transfers)"
+    awk -v r="$redeem" -v t="$transfer" -v s="$sync" 'BEGIN { printf "ratio transfer/redeem (latency, synchronous_commit=%s): %.2f\n", s, t / r }'
+    q -c "CHECKPOINT"
+done
+bad=$(q1 "SELECT count(*) FROM loyalty.verify()")
+echo "transfers: $(q1 "SELECT count(*) FROM loyalty.ledger WHERE kind = 'transfer' AND points::bigint < 0"); loyalty.verify() rows: $bad"
+[[ $bad == 0 ]] || die "the books do not balance"
