@@ -2919,6 +2919,73 @@ ledger_transfer(const TransferRequest *r, LedgerResult *res)
 }
 
 /*
+ * The receiver's side of a transfer's reversal: `points` taken back from the
+ * transfer's lots first, then from the member's other spendable lots; what
+ * it spent already follows the refund policy (a debt, or forgiven).
+ */
+static void
+TakeBackTransfer(Member *t, int64 in_entry, Points points, text *reason)
+{
+	Entry		take = {0};
+	AccountDelta d = {0};
+	Datum		values[3];
+	bool		isnull;
+	SPITupleTable *lots;
+	uint64		i,
+				n;
+	int64	   *ids;
+	int64	   *takes;
+	int64		entry_id;
+	Points		own = 0,
+				own_spendable = 0,
+				others,
+				shortfall,
+				debited;
+	StringInfoData details;
+
+	values[0] = Int64GetDatum(t->member_id);
+	values[1] = Int64GetDatum(in_entry);
+	values[2] = TimestampTzGetDatum(t->now);
+	ExecStmt(S_ENTRY_LOTS, values, NULL, 0);
+	n = SPI_processed;
+	lots = SPI_tuptable;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	takes = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		int64		remaining = DatumGetInt64(SPI_getbinval(lots->vals[i], lots->tupdesc, 2, &isnull));
+
+		ids[i] = DatumGetInt64(SPI_getbinval(lots->vals[i], lots->tupdesc, 1, &isnull));
+		takes[i] = Min(remaining, points - own);
+		own += takes[i];
+		if (DatumGetBool(SPI_getbinval(lots->vals[i], lots->tupdesc, 3, &isnull)))
+			own_spendable += takes[i];
+	}
+	others = points > own ? Min(points - own, Max(Available(t, t->now) - own_spendable, 0)) : 0;
+	shortfall = points - own - others;
+	debited = own + others + (t->refund_debt ? shortfall : 0);
+
+	initStringInfo(&details);
+	appendStringInfo(&details, "{\"requested\": %lld, \"from_transfer_lots\": %lld, \"from_other_lots\": %lld, "
+					 "\"shortfall\": %lld, \"policy\": \"%s\"}",
+					 (long long) points, (long long) own, (long long) others, (long long) shortfall,
+					 t->refund_debt ? "debt" : "forgive");
+	take.row.kind = "reverse";
+	take.row.points = -debited;
+	take.row.reason = reason;
+	take.row.source_entry = in_entry;
+	take.row.details = details.data;
+	d.balance = -debited;
+	d.debt = t->refund_debt ? shortfall : 0;
+	entry_id = InsertEntry(t, &take, &d);
+	for (i = 0; i < n; i++)
+		if (takes[i] > 0)
+			store_take_from_lot(t->w, t->member_id, entry_id, ids[i], takes[i], takes[i], (Datum) 0);
+	if (others > 0)
+		ConsumeLotsExact(t, entry_id, others);
+}
+
+/*
  * Undo a transfer (an administrator's correction): the receiver gives the
  * points back, from the transferred lots first, then from its other
  * spendable lots, and what it no longer has follows the program's refund
@@ -2932,26 +2999,15 @@ ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res)
 	Member		s,
 				t;
 	Entry		back = {0};
-	Entry		take = {0};
 	AccountDelta ds = {0};
-	AccountDelta dt = {0};
 	int64		hash = 0;
 	int64		receiver;
 	int64		in_entry;
-	int64		take_entry,
-				back_entry;
-	Points		points,
-				own = 0,
-				own_spendable = 0,
-				others,
-				shortfall,
-				debited;
-	Datum		values[3];
+	int64		back_entry;
+	Points		points;
+	Datum		values[2];
 	bool		isnull;
 	char	   *kind;
-	uint64		i,
-				n;
-	StringInfoData details;
 
 	CheckKey(r->idempotency_key);
 	if (r->idempotency_key)
@@ -3008,49 +3064,7 @@ ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res)
 	ReleaseExpiredHolds(&s);
 	ReleaseExpiredHolds(&t);
 
-	/* the receiver: the transferred lots first, then its other spendable lots */
-	values[1] = Int64GetDatum(in_entry);
-	values[2] = TimestampTzGetDatum(t.now);
-	ExecStmt(S_ENTRY_LOTS, values, NULL, 0);
-	n = SPI_processed;
-	{
-		SPITupleTable *lots = SPI_tuptable;
-		int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
-		int64	   *takes = palloc(sizeof(int64) * Max(n, 1));
-
-		for (i = 0; i < n; i++)
-		{
-			int64		remaining = DatumGetInt64(SPI_getbinval(lots->vals[i], lots->tupdesc, 2, &isnull));
-
-			ids[i] = DatumGetInt64(SPI_getbinval(lots->vals[i], lots->tupdesc, 1, &isnull));
-			takes[i] = Min(remaining, points - own);
-			own += takes[i];
-			if (DatumGetBool(SPI_getbinval(lots->vals[i], lots->tupdesc, 3, &isnull)))
-				own_spendable += takes[i];
-		}
-		others = points > own ? Min(points - own, Max(Available(&t, t.now) - own_spendable, 0)) : 0;
-		shortfall = points - own - others;
-		debited = own + others + (t.refund_debt ? shortfall : 0);
-
-		initStringInfo(&details);
-		appendStringInfo(&details, "{\"requested\": %lld, \"from_transfer_lots\": %lld, \"from_other_lots\": %lld, "
-						 "\"shortfall\": %lld, \"policy\": \"%s\"}",
-						 (long long) points, (long long) own, (long long) others, (long long) shortfall,
-						 t.refund_debt ? "debt" : "forgive");
-		take.row.kind = "reverse";
-		take.row.points = -debited;
-		take.row.reason = r->reason;
-		take.row.source_entry = in_entry;
-		take.row.details = details.data;
-		dt.balance = -debited;
-		dt.debt = t.refund_debt ? shortfall : 0;
-		take_entry = InsertEntry(&t, &take, &dt);
-		for (i = 0; i < n; i++)
-			if (takes[i] > 0)
-				store_take_from_lot(t.w, t.member_id, take_entry, ids[i], takes[i], takes[i], (Datum) 0);
-		if (others > 0)
-			ConsumeLotsExact(&t, take_entry, others);
-	}
+	TakeBackTransfer(&t, in_entry, points, r->reason);
 
 	/* the sender: back to the lots the points came from */
 	back.row.kind = "reverse";
