@@ -2451,6 +2451,35 @@ AccInt8(const AccountRead *a, int col)
 	return a->acc_null[col] ? 0 : DatumGetInt64(a->acc[col]);
 }
 
+/* Release every open hold of a locked member (those whose time is up first). */
+static void
+ReleaseAllHolds(Member *m)
+{
+	Datum		values[1];
+	uint64		nholds,
+				i;
+	int64	   *holds;
+
+	ReleaseExpiredHolds(m);
+	values[0] = Int64GetDatum(m->member_id);
+	ExecStmt(S_ACTIVE_HOLDS, values, NULL, 0);
+	nholds = SPI_processed;
+	holds = palloc(sizeof(int64) * Max(nholds, 1));
+	for (i = 0; i < nholds; i++)
+		holds[i] = ColInt8(i, 1);
+	for (i = 0; i < nholds; i++)
+	{
+		int64		hold_entry;
+		Points		held;
+		int64		entry_id;
+
+		CHECK_FOR_INTERRUPTS();
+		ActiveHold(m, holds[i], &hold_entry, &held);
+		entry_id = ReleaseHoldPoints(m, holds[i], hold_entry, held, NULL, NULL);
+		ResolveHold(m, holds[i], "released", 0, entry_id);
+	}
+}
+
 /*
  * Merge two records of one person: the absorbed member's open holds are
  * released, its lots move to the survivor with their vesting and expiry
@@ -2478,8 +2507,6 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	int64		out_entry,
 				in_entry;
 	Datum		values[2];
-	uint64		nholds;
-	int64	   *holds;
 	TimestampTz first_expiry = 0;
 
 	CheckKey(r->idempotency_key);
@@ -2531,24 +2558,7 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	 * The absorbed member's open holds go back to it before its lots move
 	 * (those whose time is up first, as on any write).
 	 */
-	ReleaseExpiredHolds(&a);
-	values[0] = Int64GetDatum(a.member_id);
-	ExecStmt(S_ACTIVE_HOLDS, values, NULL, 0);
-	nholds = SPI_processed;
-	holds = palloc(sizeof(int64) * Max(nholds, 1));
-	for (i = 0; i < (int) nholds; i++)
-		holds[i] = ColInt8(i, 1);
-	for (i = 0; i < (int) nholds; i++)
-	{
-		int64		hold_entry;
-		Points		held;
-		int64		entry_id;
-
-		CHECK_FOR_INTERRUPTS();
-		ActiveHold(&a, holds[i], &hold_entry, &held);
-		entry_id = ReleaseHoldPoints(&a, holds[i], hold_entry, held, NULL, NULL);
-		ResolveHold(&a, holds[i], "released", 0, entry_id);
-	}
+	ReleaseAllHolds(&a);
 
 	/* the absorbed account as it is now */
 	if (!store_read_account(s.w, a.member_id, true, &acc))
@@ -3080,6 +3090,70 @@ ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res)
 	Finish(&s);
 	res->points = points;
 	res->entry_id = back_entry;
+}
+
+/*
+ * Close a member's books for good (erase_member): its holds released, every
+ * open lot taken and its debt written off by one forfeit entry, so that
+ * nothing of it stays in the program's liability; then the member is closed.
+ * res->points: the balance forfeited (negative: a debt written off).
+ */
+void
+ledger_forfeit(const ForfeitRequest *r, LedgerResult *res)
+{
+	Member		m;
+	Entry		e = {0};
+	AccountDelta d = {0};
+	AccountRead acc;
+	OpenLot    *lots;
+	int			nlots,
+				i;
+	Points		balance,
+				debt;
+	int64		survivor;
+	Datum		values[2];
+
+	memset(res, 0, sizeof(*res));
+	Connect(&m);
+	LockMember(r->member_id, &m, false);
+	survivor = strcmp(m.status, "closed") == 0 ? MergedInto(m.member_id) : 0;
+	if (survivor != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("member %lld was merged into member %lld", (long long) m.member_id,
+						(long long) survivor),
+				 errhint("Its books are the survivor's: name member %lld.", (long long) survivor)));
+	ReleaseAllHolds(&m);
+	if (!store_read_account(m.w, m.member_id, true, &acc))
+		elog(ERROR, "loyalty: account of member %lld vanished", (long long) m.member_id);
+	balance = AccInt8(&acc, A_BALANCE);
+	debt = AccInt8(&acc, A_DEBT);
+	nlots = store_open_lots(m.w, m.member_id, LOTS_ALL_OPEN, 0, &lots);
+	if (nlots > 0 || debt != 0)
+	{
+		e.row.kind = "forfeit";
+		e.row.points = -balance;
+		e.row.reason = r->reason;
+		e.row.details = psprintf("{\"debt\": %lld}", (long long) debt);
+		res->entry_id = InsertEntry(&m, &e, NULL);
+		if (nlots > 1)
+			qsort(lots, nlots, sizeof(OpenLot), CompareLotIds);
+		for (i = 0; i < nlots; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			store_take_lot(m.w, m.member_id, res->entry_id, &lots[i], lots[i].remaining);
+		}
+		d.balance = -balance;
+		d.debt = -debt;
+		d.exact_next_expiry = true;
+		UpdateAccount(&m, &d);
+	}
+	values[0] = Int64GetDatum(m.member_id);
+	values[1] = CStringGetTextDatum("closed");
+	ExecStmt(S_MEMBER_STATUS, values, NULL, 0);
+	store_set_status(m.w, m.member_id, "closed");
+	Finish(&m);
+	res->points = balance;
 }
 
 /*

@@ -154,6 +154,13 @@ typedef struct TransferReversal
 	text	   *idempotency_key;
 } TransferReversal;
 
+/* The end of a member's books (erasure of its personal data). */
+typedef struct ForfeitRequest
+{
+	int64		member_id;
+	text	   *reason;
+} ForfeitRequest;
+
 typedef struct ExpireRequest
 {
 	int64		member_id;
@@ -220,6 +227,7 @@ extern void ledger_refund(const RefundRequest *r, LedgerResult *res);
 extern void ledger_adjust(const AdjustRequest *r, LedgerResult *res);
 extern void ledger_transfer(const TransferRequest *r, LedgerResult *res);
 extern void ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res);
+extern void ledger_forfeit(const ForfeitRequest *r, LedgerResult *res);
 extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
 extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);

@@ -40,6 +40,7 @@ PG_FUNCTION_INFO_V1(loyalty_refund);
 PG_FUNCTION_INFO_V1(loyalty_adjust);
 PG_FUNCTION_INFO_V1(loyalty_transfer);
 PG_FUNCTION_INFO_V1(loyalty_reverse_transfer);
+PG_FUNCTION_INFO_V1(loyalty_forfeit_books);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
@@ -610,6 +611,22 @@ loyalty_reverse_transfer(PG_FUNCTION_ARGS)
 	r.reason = PG_GETARG_TEXT_PP(2);
 	r.idempotency_key = OptText(fcinfo, 3);
 	ledger_reverse_transfer(&r, &res);
+	ledger_remember_entry(&res);
+	PG_RETURN_INT64(res.points);
+}
+
+/* loyalty.forfeit_books(member, reason) (internal, erase_member): the balance forfeited. */
+Datum
+loyalty_forfeit_books(PG_FUNCTION_ARGS)
+{
+	ForfeitRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "member");
+	RequireArg(fcinfo, 1, "reason");
+	r.member_id = PG_GETARG_INT64(0);
+	r.reason = PG_GETARG_TEXT_PP(1);
+	ledger_forfeit(&r, &res);
 	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.points);
 }

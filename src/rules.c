@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -63,7 +64,19 @@ typedef struct EarnRule
 	char		birthday;		/* 0, 'd' or 'm' */
 	bool		first_purchase;
 	Numeric		min_amount;		/* NULL: none */
+	Jsonb	   *attributes;		/* the member's attributes must contain it;
+								 * NULL: any */
 } EarnRule;
+
+/* What a rule may ask of the member beyond the context, read once per earn when asked. */
+typedef struct MemberFacts
+{
+	int			bmonth;			/* 0: not read; -1: no birthday (or changed
+								 * too recently) */
+	int			bday;
+	bool		attributes_read;
+	Jsonb	   *attributes;
+} MemberFacts;
 
 typedef struct Line
 {
@@ -85,6 +98,7 @@ static EarnRule *rules = NULL;
 static int	nrules = 0;
 static const Oid int8_arg[1] = {INT8OID};
 static KeptPlan load_plan;
+static KeptPlan load_plan_13;
 static KeptPlan tiers_plan;
 
 /* Tier earn multipliers of the cached program (tiers with a multiplier <> 1). */
@@ -97,6 +111,17 @@ typedef struct TierMultiplier
 static TierMultiplier *tier_mults = NULL;
 static int	ntier_mults = 0;
 static KeptPlan birthday_plan;
+static KeptPlan birthday_plan_13;
+static KeptPlan attributes_plan;
+
+/* Whether loyalty.<rel> has column <col> (a library newer than the schema runs older schemas). */
+static bool
+has_column(const char *rel, const char *col)
+{
+	Oid			relid = get_relname_relid(rel, get_namespace_oid("loyalty", false));
+
+	return OidIsValid(relid) && get_attnum(relid, col) != InvalidAttrNumber;
+}
 
 static Numeric
 num_const(int64 v)
@@ -188,15 +213,20 @@ load_rules(int64 program_id, int64 version)
 	cached_program = -1;
 
 	values[0] = Int64GetDatum(program_id);
-	if (loyalty_run(&load_plan,
-					"SELECT name, effect, multiplier, bonus_points" I8 ", stacking, stop,"
-					" valid_from, valid_until, weekdays, hour_from, hour_to,"
-					" channels, stores, categories, products,"
-					" loyalty.tier_rank(min_tier), segments, birthday, first_purchase, min_amount"
-					" FROM loyalty.earning_rules WHERE program_id" EQ "$1 AND active"
-					" ORDER BY priority, name COLLATE \"C\"",
+#define RULES_SELECT(attributes) \
+	"SELECT name, effect, multiplier, bonus_points" I8 ", stacking, stop," \
+	" valid_from, valid_until, weekdays, hour_from, hour_to," \
+	" channels, stores, categories, products," \
+	" loyalty.tier_rank(min_tier), segments, birthday, first_purchase, min_amount, " attributes \
+	" FROM loyalty.earning_rules WHERE program_id" EQ "$1 AND active" \
+	" ORDER BY priority, name COLLATE \"C\""
+	/* a schema not yet updated to 1.4 has no member_attributes */
+	if (loyalty_run(has_column("earning_rules", "member_attributes") ? &load_plan : &load_plan_13,
+					has_column("earning_rules", "member_attributes") ?
+					RULES_SELECT("member_attributes") : RULES_SELECT("NULL::pg_catalog.jsonb"),
 					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
+#undef RULES_SELECT
 
 	old = MemoryContextSwitchTo(rules_cxt);
 	rules = palloc0(sizeof(EarnRule) * Max(SPI_processed, 1));
@@ -255,6 +285,8 @@ load_rules(int64 program_id, int64 version)
 		r->first_purchase = DatumGetBool(SPI_getbinval(tup, desc, 19, &isnull));
 		d = SPI_getbinval(tup, desc, 20, &isnull);
 		r->min_amount = isnull ? NULL : DatumGetNumericCopy(d);
+		d = SPI_getbinval(tup, desc, 21, &isnull);
+		r->attributes = isnull ? NULL : DatumGetJsonbPCopy(d);
 	}
 	nrules = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
@@ -363,24 +395,58 @@ parse_lines(Jsonb *jb, int *nlines)
 	return lines;
 }
 
-/* The member's birthday, read only when a birthday rule needs it. */
+/*
+ * The member's birthday, read only when a birthday rule needs it.  A
+ * birthday changed less than the program's birthday_change_wait before the
+ * purchase does not count yet: a member cannot move the birthday to collect
+ * a second birthday bonus within the wait.
+ */
 static bool
-member_birthday(int64 member_id, int *month, int *day)
+member_birthday(int64 member_id, TimestampTz at, int *month, int *day)
 {
-	Datum		values[1];
+	static const Oid types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2];
 	bool		isnull;
 	Datum		d;
 	int			y;
 
 	values[0] = Int64GetDatum(member_id);
-	if (loyalty_run(&birthday_plan, "SELECT birthday FROM loyalty.members WHERE member_id" EQ "$1",
-					1, int8_arg, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	values[1] = TimestampTzGetDatum(at);
+	if (!has_column("members", "birthday_changed_at"))
+	{
+		/* a schema not yet updated to 1.4: no change is recorded */
+		if (loyalty_run(&birthday_plan_13, "SELECT birthday FROM loyalty.members WHERE member_id" EQ "$1",
+						1, int8_arg, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			return false;
+	}
+	else if (loyalty_run(&birthday_plan,
+						 "SELECT m.birthday FROM loyalty.members m JOIN loyalty.programs p"
+						 " ON p.program_id" EQ "m.program_id WHERE m.member_id" EQ "$1"
+						 " AND (m.birthday_changed_at IS NULL"
+						 "  OR m.birthday_changed_at" PLUS "p.birthday_change_wait" LE "$2)",
+						 2, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		return false;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return false;
 	j2date(DatumGetDateADT(d) + POSTGRES_EPOCH_JDATE, &y, month, day);
 	return true;
+}
+
+/* The member's free attributes (jsonb), read only when a rule asks for them. */
+static Jsonb *
+member_attributes(int64 member_id)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = Int64GetDatum(member_id);
+	if (loyalty_run(&attributes_plan, "SELECT attributes FROM loyalty.members WHERE member_id" EQ "$1",
+					1, int8_arg, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? NULL : DatumGetJsonbPCopy(d);
 }
 
 static void
@@ -429,7 +495,7 @@ local_time(TimestampTz ts, const char *zone)
 
 /* Conditions that concern the whole purchase (not its lines). */
 static bool
-basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, int *bmonth, int *bday)
+basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, MemberFacts *f)
 {
 	if (r->has_from && ctx->occurred_at < r->valid_from)
 		return false;
@@ -453,15 +519,27 @@ basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, int *bmonth, int
 	{
 		int			bd;
 
-		if (*bmonth == 0 && !member_birthday(ctx->member_id, bmonth, bday))
-			*bmonth = -1;
-		if (*bmonth < 0 || *bmonth != lt->month)
+		if (f->bmonth == 0 && !member_birthday(ctx->member_id, ctx->occurred_at, &f->bmonth, &f->bday))
+			f->bmonth = -1;
+		if (f->bmonth < 0 || f->bmonth != lt->month)
 			return false;
-		bd = *bday;
+		bd = f->bday;
 		/* a 29 February birthday is kept on the 28th in other years */
-		if (bd == 29 && *bmonth == 2 && !isleap(lt->year))
+		if (bd == 29 && f->bmonth == 2 && !isleap(lt->year))
 			bd = 28;
 		if (r->birthday == 'd' && bd != lt->day)
+			return false;
+	}
+	if (r->attributes)
+	{
+		if (!f->attributes_read)
+		{
+			f->attributes = member_attributes(ctx->member_id);
+			f->attributes_read = true;
+		}
+		if (f->attributes == NULL ||
+			!DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(f->attributes),
+											  JsonbPGetDatum(r->attributes))))
 			return false;
 	}
 	return true;
@@ -503,8 +581,7 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 	const char *bonus_best_rule = NULL;
 	bool		all_stopped = false;
 	LocalTime	lt;
-	int			bmonth = 0,
-				bday = 0;
+	MemberFacts facts = {0};
 	StringInfoData rbuf;
 	bool		first_rule = true;
 
@@ -558,7 +635,7 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 		Numeric		matched_amount = num_const(0);
 		bool		any = false;
 
-		if (!basket_conditions(r, ctx, &lt, &bmonth, &bday))
+		if (!basket_conditions(r, ctx, &lt, &facts))
 			continue;
 		for (i = 0; i < nlines; i++)
 			if (!lines[i].stopped && line_matches(r, &lines[i]))

@@ -125,7 +125,7 @@ CREATE TABLE loyalty.ledger (
     entry_id        bigint GENERATED ALWAYS AS IDENTITY,
     program_id      bigint NOT NULL,
     -- earn, award, redeem, hold, capture, release, reverse, expire, adjust,
-    -- merge, transfer or carry_forward (loyalty.archive_ledger): written only by the
+    -- merge, transfer, forfeit or carry_forward (loyalty.archive_ledger): written only by the
     -- extension, checked by loyalty.verify()
     kind            text NOT NULL,
     points          loyalty.points NOT NULL,

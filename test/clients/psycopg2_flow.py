@@ -175,6 +175,10 @@ try:
 except psycopg2.Error as e:
     check("a transfer above max_points raises LY040", e.pgcode == "LY040", f"{type(e).__name__} {e.pgcode}")
 
+# a profile update: a date and JSON objects
+changed = one(cur, "SELECT loyalty.update_member(%s, birthday => %s, consent => %s, attributes => %s)",
+              friend, date(1990, 4, 1), Json({"email": True}), Json({"vip": True}))
+check("update_member(date, Json(dict), Json(dict)) changes three fields", changed == 3, repr(changed))
 cur.execute("SELECT * FROM loyalty.verify()")
 check("verify() finds nothing", cur.fetchall() == [])
 conn.close()

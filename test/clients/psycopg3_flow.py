@@ -190,6 +190,10 @@ try:
 except psycopg.Error as e:
     check("a transfer above max_points raises LY040", e.sqlstate == "LY040", f"{type(e).__name__} {e.sqlstate}")
 
+# a profile update: a date and JSON objects
+changed = one("SELECT loyalty.update_member(%s, birthday => %s, consent => %s, attributes => %s)",
+              friend, date(1990, 4, 1), Jsonb({"email": True}), Jsonb({"vip": True}))
+check("update_member(date, Jsonb(dict), Jsonb(dict)) changes three fields", changed == 3, repr(changed))
 check("verify() finds nothing", conn.execute("SELECT * FROM loyalty.verify()").fetchall() == [])
 conn.close()
 sys.exit(1 if failures else 0)

@@ -309,3 +309,21 @@ REVOKE ALL ON FUNCTION loyalty.archive_books(regclass[], timestamptz, text) FROM
 ALTER TABLE loyalty.transfer_rules ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.transfer_rules USING (loyalty.program_visible(program_id));
 GRANT SELECT ON loyalty.transfer_rules TO loyalty_admin;
+
+-- == member profiles and data rights ===========================================
+#include "parts/profiles.sql"
+ALTER TABLE loyalty.member_changes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.member_changes USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.member_changes TO loyalty_admin;
+REVOKE ALL ON SEQUENCE loyalty.member_changes_change_id_seq FROM PUBLIC;
+-- earning rules on member attributes: create_earning_rule takes member_attributes
+DROP FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric);
+#include "udfs/create_earning_rule/1.4.sql"
+COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb) IS
+    'Add a multiplier or bonus rule to a program; returns its id (see README "Earning rules" for stacking)';
+REVOKE ALL ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb) TO loyalty_admin;

@@ -49,6 +49,9 @@ AS $$
        -- a merge's outgoing entry takes every open lot: the balance it moves plus the debt
        OR (l.kind = 'merge' AND l.details ? 'merged_into'
            AND coalesce(al.points, 0) <> -l.points::bigint + coalesce((l.details ->> 'debt')::bigint, 0))
+       -- a forfeit takes every open lot too: the balance written off plus the debt
+       OR (l.kind = 'forfeit'
+           AND coalesce(al.points, 0) <> -l.points::bigint + coalesce((l.details ->> 'debt')::bigint, 0))
        -- one without details (before 1.3) as a debit
        OR (l.kind = 'merge' AND l.details IS NULL
            AND l.points::bigint < 0 AND coalesce(al.points, 0) <> -l.points::bigint)
@@ -93,7 +96,7 @@ AS $$
     SELECT 'a ledger entry has a known kind', l.member_id, format('entry %s has kind %s', l.entry_id, l.kind)
     FROM loyalty.ledger l
     WHERE NOT l.kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture', 'release', 'reverse',
-                                  'expire', 'adjust', 'merge', 'carry_forward', 'transfer'])
+                                  'expire', 'adjust', 'merge', 'carry_forward', 'transfer', 'forfeit'])
     UNION ALL
     SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
            format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)
@@ -127,6 +130,19 @@ AS $$
     SELECT 'account status = member status', a.member_id, format('account %s, member %s', a.status, m.status)
     FROM loyalty.accounts a JOIN loyalty.members m USING (member_id)
     WHERE a.status <> m.status
+    UNION ALL
+    SELECT 'an erased member keeps no personal data and no points', m.member_id,
+           format('status %s, balance %s', m.status, a.balance)
+    FROM loyalty.members m JOIN loyalty.accounts a USING (member_id)
+    WHERE m.erased_at IS NOT NULL
+      AND (m.birthday IS NOT NULL OR m.region IS NOT NULL OR m.preferred_channel IS NOT NULL
+           OR m.consent <> '{}' OR m.attributes <> '{}' OR m.status <> 'closed'
+           OR (m.merged_into IS NULL AND (a.balance::bigint <> 0 OR a.debt::bigint <> 0)))
+    UNION ALL
+    SELECT 'an erased member cannot be found by an identity', i.member_id,
+           format('identity %s:%s', i.channel, i.external_id)
+    FROM loyalty.identities i
+    WHERE i.member_id IN (SELECT m.member_id FROM loyalty.members m WHERE m.erased_at IS NOT NULL)
     UNION ALL
     SELECT 'at most one effect per idempotency key', l.member_id,
            format('key %s used by %s entries', l.idempotency_key, count(*))
