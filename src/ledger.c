@@ -3106,8 +3106,7 @@ ledger_forfeit(const ForfeitRequest *r, LedgerResult *res)
 	AccountDelta d = {0};
 	AccountRead acc;
 	OpenLot    *lots;
-	int			nlots,
-				i;
+	int			nlots;
 	Points		balance,
 				debt;
 	int64		survivor;
@@ -3138,7 +3137,7 @@ ledger_forfeit(const ForfeitRequest *r, LedgerResult *res)
 		res->entry_id = InsertEntry(&m, &e, NULL);
 		if (nlots > 1)
 			qsort(lots, nlots, sizeof(OpenLot), CompareLotIds);
-		for (i = 0; i < nlots; i++)
+		for (int i = 0; i < nlots; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
 			store_take_lot(m.w, m.member_id, res->entry_id, &lots[i], lots[i].remaining);
