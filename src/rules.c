@@ -66,6 +66,8 @@ typedef struct EarnRule
 	Numeric		min_amount;		/* NULL: none */
 	Jsonb	   *attributes;		/* the member's attributes must contain it;
 								 * NULL: any */
+	StrList		plans;			/* the member's paid membership at the
+								 * purchase */
 } EarnRule;
 
 /* What a rule may ask of the member beyond the context, read once per earn when asked. */
@@ -76,6 +78,9 @@ typedef struct MemberFacts
 	int			bday;
 	bool		attributes_read;
 	Jsonb	   *attributes;
+	bool		plan_read;
+	char	   *plan;			/* code of the plan paid for at the purchase;
+								 * NULL: none */
 } MemberFacts;
 
 typedef struct Line
@@ -113,6 +118,7 @@ static int	ntier_mults = 0;
 static KeptPlan birthday_plan;
 static KeptPlan birthday_plan_13;
 static KeptPlan attributes_plan;
+static KeptPlan plan_plan;
 
 /* Whether loyalty.<rel> has column <col> (a library newer than the schema runs older schemas). */
 static bool
@@ -223,7 +229,8 @@ load_rules(int64 program_id, int64 version)
 	/* a schema not yet updated to 1.4 has no member_attributes */
 	if (loyalty_run(has_column("earning_rules", "member_attributes") ? &load_plan : &load_plan_13,
 					has_column("earning_rules", "member_attributes") ?
-					RULES_SELECT("member_attributes") : RULES_SELECT("NULL::pg_catalog.jsonb"),
+					RULES_SELECT("member_attributes, plans") :
+					RULES_SELECT("NULL::pg_catalog.jsonb, NULL::pg_catalog.text[]"),
 					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
 #undef RULES_SELECT
@@ -287,6 +294,7 @@ load_rules(int64 program_id, int64 version)
 		r->min_amount = isnull ? NULL : DatumGetNumericCopy(d);
 		d = SPI_getbinval(tup, desc, 21, &isnull);
 		r->attributes = isnull ? NULL : DatumGetJsonbPCopy(d);
+		r->plans = text_array(tup, desc, 22);
 	}
 	nrules = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
@@ -449,6 +457,25 @@ member_attributes(int64 member_id)
 	return isnull ? NULL : DatumGetJsonbPCopy(d);
 }
 
+/* The code of the membership plan the member paid for at `at`, or NULL. */
+static char *
+member_plan(int64 member_id, TimestampTz at)
+{
+	static const Oid types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(member_id);
+	values[1] = TimestampTzGetDatum(at);
+	if (loyalty_run(&plan_plan,
+					"SELECT p.code FROM loyalty.subscriptions s JOIN loyalty.membership_plans p"
+					" ON p.plan_id" EQ "s.plan_id WHERE s.member_id" EQ "$1 AND s.started_at" LE "$2"
+					" AND $2" LT "LEAST(s.current_period_end, s.ended_at)"
+					" ORDER BY s.started_at DESC LIMIT 1",
+					2, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
 static void
 json_str(StringInfo buf, const char *s)
 {
@@ -540,6 +567,16 @@ basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, MemberFacts *f)
 		if (f->attributes == NULL ||
 			!DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(f->attributes),
 											  JsonbPGetDatum(r->attributes))))
+			return false;
+	}
+	if (r->plans.n >= 0)
+	{
+		if (!f->plan_read)
+		{
+			f->plan = member_plan(ctx->member_id, ctx->occurred_at);
+			f->plan_read = true;
+		}
+		if (!strlist_has(&r->plans, f->plan))
 			return false;
 	}
 	return true;

@@ -39,6 +39,7 @@ CREATE TABLE loyalty.member_changes (
 COMMENT ON TABLE loyalty.member_changes IS
     'Every change of a member''s profile by update_member: the field, the old and the new value, who, when, why; erase_member keeps the rows without their values';
 SELECT pg_catalog.pg_extension_config_dump('loyalty.member_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.member_changes_change_id_seq', '');
 
 #include "udfs/update_member/1.4.sql"
 COMMENT ON FUNCTION loyalty.update_member(bigint, date, text, text, jsonb, jsonb, text, text[]) IS

@@ -321,9 +321,21 @@ DROP FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.p
     timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric);
 #include "udfs/create_earning_rule/1.4.sql"
 COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb) IS
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[]) IS
     'Add a multiplier or bonus rule to a program; returns its id (see README "Earning rules" for stacking)';
 REVOKE ALL ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb) FROM PUBLIC;
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb) TO loyalty_admin;
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[]) TO loyalty_admin;
+
+-- == paid membership ===========================================================
+#include "parts/memberships.sql"
+ALTER TABLE loyalty.membership_plans ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.membership_plans USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.subscriptions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.subscriptions USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.membership_payments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.membership_payments USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.membership_plans, loyalty.subscriptions, loyalty.membership_payments TO loyalty_admin;
+REVOKE ALL ON SEQUENCE loyalty.membership_plans_plan_id_seq, loyalty.subscriptions_subscription_id_seq,
+    loyalty.membership_payments_payment_id_seq FROM PUBLIC;

@@ -8,7 +8,7 @@ CREATE FUNCTION loyalty.create_earning_rule(
     categories text[] DEFAULT NULL, products text[] DEFAULT NULL,
     min_tier loyalty.tier DEFAULT NULL, segments text[] DEFAULT NULL,
     birthday text DEFAULT NULL, first_purchase boolean DEFAULT false, min_amount numeric DEFAULT NULL,
-    member_attributes jsonb DEFAULT NULL)
+    member_attributes jsonb DEFAULT NULL, plans text[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -42,12 +42,12 @@ BEGIN
     BEGIN
         INSERT INTO loyalty.earning_rules (program_id, name, effect, multiplier, bonus_points, stacking, priority,
             stop, valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores, categories, products,
-            min_tier, segments, birthday, first_purchase, min_amount, member_attributes)
+            min_tier, segments, birthday, first_purchase, min_amount, member_attributes, plans)
         VALUES (program, name, effect, multiplier, bonus_points,
             coalesce(stacking, CASE WHEN effect OPERATOR(pg_catalog.=) 'bonus' THEN 'add' ELSE 'multiply' END), coalesce(priority, 100),
             coalesce(stop, false), valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores,
             categories, products, min_tier, segments, birthday, coalesce(first_purchase, false), min_amount,
-            member_attributes)
+            member_attributes, plans)
         RETURNING rule_id INTO v_id;
     EXCEPTION
         WHEN unique_violation THEN

@@ -189,8 +189,11 @@ BEGIN
             (d.q IS NOT NULL AND (d.cur IS NULL OR d.q > d.cur), d.q, NULL, 'change'),
             (d.cur IS NULL OR (d.q IS NOT NULL AND d.q >= d.cur),
                 NULL, NULL, CASE WHEN d.tier_grace_until IS NOT NULL THEN 'clear_grace' ELSE 'none' END),
-            -- below: a manual or invitation lock holds
+            -- below: a manual, invitation or paid lock holds
             (d.tier_locked_until > v_as_of, NULL, NULL, 'none'),
+            -- a lock that ended: back to the tier the member qualifies for (not a
+            -- step down to a tier never qualified for, and no grace: the lock was it)
+            (d.tier_locked_until IS NOT NULL, d.q, NULL, 'change'),
             -- grace starts, or runs
             (d.tier_grace_until IS NULL AND v_p.tier_grace > interval '0', NULL, v_as_of + v_p.tier_grace, 'start_grace'),
             (d.tier_grace_until > v_as_of, NULL, NULL, 'none'),

@@ -1,0 +1,93 @@
+CREATE FUNCTION loyalty.subscribe(
+    member bigint, plan text, payment_reference text,
+    amount numeric DEFAULT NULL, started_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m loyalty.members;
+    a loyalty.accounts;
+    p loyalty.membership_plans;
+    pay loyalty.membership_payments;
+    v_start timestamptz := coalesce(started_at, now());
+    v_end timestamptz;
+    v_id bigint;
+    v_tier loyalty.tier;
+BEGIN
+    IF member IS NULL OR plan IS NULL OR payment_reference IS NULL THEN
+        RAISE EXCEPTION 'member, plan and payment_reference must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF payment_reference = '' THEN
+        RAISE EXCEPTION 'payment_reference must not be empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Send the reference of the payment the application took (the extension records it, it takes no money).';
+    END IF;
+    IF NOT isfinite(v_start) OR v_start > now() + interval '5 minutes' THEN
+        RAISE EXCEPTION 'started_at must be a finite time, not in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- the member's lock, as every write of the member takes it
+    SELECT * INTO a FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) subscribe.member FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO STRICT m FROM loyalty.members x WHERE x.member_id OPERATOR(pg_catalog.=) subscribe.member;
+    PERFORM loyalty.require_program(m.program_id);
+    -- a payment recorded before: the same call again
+    SELECT * INTO pay FROM loyalty.membership_payments x
+    WHERE x.member_id OPERATOR(pg_catalog.=) subscribe.member
+      AND x.payment_reference OPERATOR(pg_catalog.=) subscribe.payment_reference;
+    IF FOUND THEN
+        IF pay.kind OPERATOR(pg_catalog.<>) 'subscribe' THEN
+            RAISE EXCEPTION 'payment % was recorded for a %', payment_reference, pay.kind
+                USING ERRCODE = 'LY002', HINT = 'A payment reference names one payment.';
+        END IF;
+        RETURN pay.subscription_id;
+    END IF;
+    IF a.status OPERATOR(pg_catalog.<>) 'active' THEN
+        RAISE EXCEPTION 'member % is %', member, a.status USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT * INTO p FROM loyalty.membership_plans x
+    WHERE x.program_id OPERATOR(pg_catalog.=) m.program_id AND x.code OPERATOR(pg_catalog.=) subscribe.plan;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % has no plan "%"', m.program_id, plan USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT p.active THEN
+        RAISE EXCEPTION 'plan "%" is no longer offered', plan USING ERRCODE = 'LY050';
+    END IF;
+    IF amount IS NOT NULL AND (amount = 'NaN' OR amount < 0 OR amount = 'Infinity') THEN
+        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', amount USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM loyalty.subscriptions x WHERE x.member_id OPERATOR(pg_catalog.=) subscribe.member
+               AND x.status OPERATOR(pg_catalog.=) 'active') THEN
+        RAISE EXCEPTION 'member % already has a membership', member USING ERRCODE = 'LY050',
+            HINT = 'Renew it with loyalty.renew_membership(), or end it with loyalty.cancel_membership() first.';
+    END IF;
+    v_end := v_start + CASE p.period WHEN 'month' THEN interval '1 month' ELSE interval '1 year' END;
+    -- (a membership brought over from another system may start in the past;
+    -- one whose first period is over already gets no tier, and the next
+    -- membership_batch() lapses it unless it is renewed first)
+
+    -- the paid tier for the period, unless the member's own tier is higher
+    IF p.tier IS NOT NULL AND v_end > now()
+       AND (a.tier IS NULL OR loyalty.tier_rank(a.tier) <= loyalty.tier_rank(p.tier)) THEN
+        v_tier := p.tier;
+    END IF;
+    INSERT INTO loyalty.subscriptions (member_id, program_id, plan_id, started_at, current_period_start,
+                                       current_period_end, tier_given)
+    VALUES (member, m.program_id, p.plan_id, v_start, v_start, v_end, v_tier)
+    RETURNING subscription_id INTO v_id;
+    INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
+                                             period_start, period_end, payment_reference)
+    VALUES (member, v_id, m.program_id, 'subscribe', coalesce(amount, p.fee), p.currency, v_start, v_end,
+            payment_reference);
+    IF v_tier IS NOT NULL THEN
+        PERFORM loyalty.tier_change(member, v_tier, 'membership ' OPERATOR(pg_catalog.||) p.code, v_end);
+    END IF;
+    IF p.welcome_points > 0 THEN
+        PERFORM loyalty.award(member, p.welcome_points, 'membership ' OPERATOR(pg_catalog.||) p.code OPERATOR(pg_catalog.||) ' welcome',
+                              idempotency_key => 'membership:' OPERATOR(pg_catalog.||) v_id OPERATOR(pg_catalog.||) ':welcome');
+    END IF;
+    PERFORM loyalty.emit_event(member, 'membership.started',
+        jsonb_build_object('subscription_id', v_id, 'plan', p.code, 'period_end', v_end));
+    RETURN v_id;
+END $$;
