@@ -56,6 +56,8 @@
 #define ERRCODE_LOYALTY_OVER_REVERSAL		MAKE_SQLSTATE('L','Y','0','0','4')
 #define ERRCODE_LOYALTY_TRANSFER_REFUSED	MAKE_SQLSTATE('L','Y','0','4','0')
 #define ERRCODE_LOYALTY_TRANSFER_LIMIT		MAKE_SQLSTATE('L','Y','0','4','1')
+#define ERRCODE_LOYALTY_HOUSEHOLD			MAKE_SQLSTATE('L','Y','0','6','0')
+#define ERRCODE_LOYALTY_HOUSEHOLD_LIMIT		MAKE_SQLSTATE('L','Y','0','6','1')
 
 
 
@@ -91,6 +93,11 @@ typedef enum LedgerStmt
 	S_TRANSFER_SUMS,
 	S_TRANSFER_IN,
 	S_ENTRY_LOTS,
+	S_HOUSEHOLD_OF,
+	S_HOUSEHOLD_LOCK,
+	S_HOUSEHOLD_MEMBERS,
+	S_HOUSEHOLD_RULES,
+	S_HOUSEHOLD_SPENT,
 	NUM_STMTS
 } LedgerStmt;
 
@@ -181,7 +188,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_TRANSFER_RULES] = {
 		"SELECT r.enabled, r.min_points" I8 ", r.max_points" I8 ", m.joined_at" PLUS "r.min_tenure,"
 		" r.min_tier_rank, r.sender_daily_points, r.sender_monthly_points, r.sender_daily_count,"
-		" r.receiver_daily_points, r.receiver_monthly_points"
+		" r.receiver_daily_points, r.receiver_monthly_points, r.same_household"
 		" FROM loyalty.transfer_rules r, loyalty.members m"
 		" WHERE r.program_id" EQ "$1 AND m.member_id" EQ "$2",
 	2, {INT8OID, INT8OID}},
@@ -213,6 +220,39 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" FROM loyalty.lots WHERE member_id" EQ "$1 AND entry_id" EQ "$2 AND is_open"
 		" ORDER BY expires_at NULLS LAST, lot_id",
 	3, {INT8OID, INT8OID, TIMESTAMPTZOID}},
+	/* a member's household and role (the current membership) */
+	[S_HOUSEHOLD_OF] = {
+		"SELECT household_id, role FROM loyalty.household_members"
+		" WHERE member_id" EQ "$1 AND left_at IS NULL",
+	1, {INT8OID}},
+
+	/*
+	 * the household's lock, taken before its members' (membership changes
+	 * take it too)
+	 */
+	[S_HOUSEHOLD_LOCK] = {
+		"SELECT program_id FROM loyalty.households WHERE household_id" EQ "$1 AND dissolved_at IS NULL"
+		" FOR NO KEY UPDATE",
+	1, {INT8OID}},
+	[S_HOUSEHOLD_MEMBERS] = {
+		"SELECT member_id FROM loyalty.household_members WHERE household_id" EQ "$1 AND left_at IS NULL"
+		" ORDER BY member_id",
+	1, {INT8OID}},
+	[S_HOUSEHOLD_RULES] = {
+		"SELECT child_can_redeem, adult_monthly_points, child_monthly_points FROM loyalty.household_rules"
+		" WHERE program_id" EQ "$1",
+	1, {INT8OID}},
+
+	/*
+	 * what a member redeemed from the household this month ($3: the time
+	 * zone)
+	 */
+	[S_HOUSEHOLD_SPENT] = {
+		"SELECT COALESCE(pg_catalog.sum(" MINUS "points" I8 "), 0)" I8 " FROM loyalty.ledger"
+		" WHERE member_id" EQ "ANY ($1) AND kind" EQ "'redeem'"
+		" AND (details OPERATOR(pg_catalog.->>) 'redeemed_by')" EQ "$4"
+		" AND created_at" GE "pg_catalog.date_trunc('month', $2, $3)",
+	4, {INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID}},
 	[S_ACTIVE_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' ORDER BY hold_id",
@@ -2760,6 +2800,23 @@ CheckTransferLimit(Member *m, const char *verb, const char *period, int64 so_far
 					 (long long) Max(limit - so_far, 0), period, m->time_zone)));
 }
 
+/* Whether two members are in the same household now (both locked). */
+static bool
+SameHousehold(int64 a, int64 b)
+{
+	Datum		values[1];
+	int64		ha;
+
+	values[0] = Int64GetDatum(a);
+	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
+	if (SPI_processed != 1)
+		return false;
+	ha = ColInt8(0, 1);
+	values[0] = Int64GetDatum(b);
+	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
+	return SPI_processed == 1 && ColInt8(0, 1) == ha;
+}
+
 /*
  * Whether the program lets `s` send `points` to `r`: transfers enabled, the
  * amount within bounds, the sender's tenure and tier, and the limits per day
@@ -2772,6 +2829,7 @@ CheckTransfer(Member *s, Member *r, Points points)
 	Datum		values[2];
 	bool		isnull;
 	bool		enabled;
+	bool		same_household;
 	int64		day,
 				count,
 				month;
@@ -2786,6 +2844,7 @@ CheckTransfer(Member *s, Member *r, Points points)
 				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
 				 errmsg("transfers are not enabled in program %lld", (long long) s->program_id),
 				 errhint("An administrator enables them with loyalty.set_transfer_rules().")));
+	same_household = DatumGetBool(Col(0, 11, &isnull));
 	if (points < ColInt8(0, 2))
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
@@ -2843,6 +2902,12 @@ CheckTransfer(Member *s, Member *r, Points points)
 			CheckTransferLimit(r, "received", "month", month, points, !n_rm, rm);
 		}
 	}
+	if (same_household && !SameHousehold(s->member_id, r->member_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_TRANSFER_REFUSED),
+				 errmsg("members %lld and %lld are not in one household", (long long) s->member_id,
+						(long long) r->member_id),
+				 errdetail("The program allows transfers within a household only.")));
 }
 
 /*
@@ -3153,6 +3218,223 @@ ledger_forfeit(const ForfeitRequest *r, LedgerResult *res)
 	store_set_status(m.w, m.member_id, "closed");
 	Finish(&m);
 	res->points = balance;
+}
+
+/* A spendable lot of a household member, for spending across the household. */
+typedef struct PoolLot
+{
+	OpenLot		lot;
+	int			who;			/* index of the member */
+} PoolLot;
+
+static int
+ComparePoolLots(const void *a, const void *b)
+{
+	return store_compare_fefo(&((const PoolLot *) a)->lot, &((const PoolLot *) b)->lot);
+}
+
+/*
+ * Redeem from a household (pooled redemption): the members' spendable points
+ * taken first-to-expire-first across the household, each member's share a
+ * redeem entry of its own (points stay with who earned them until spent).
+ * The household is locked first, then every member in member_id order.
+ * res->points: the points; res->entry_id: the redeemer's entry, or the first.
+ */
+void
+ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
+{
+	Member	   *ms;
+	Member	   *me = NULL;
+	StoreWriter *w;
+	Datum		values[4];
+	bool		isnull;
+	int64		household;
+	int64		hash = 0;
+	int			n,
+				i,
+				npool = 0;
+	int64	   *ids;
+	int64	   *take;
+	int64	   *cap;
+	PoolLot    *pool = NULL;
+	Points		need,
+				spendable = 0;
+	char	   *role;
+	char	   *details;
+
+	CheckPositivePoints(r->points, "points");
+	CheckKey(r->idempotency_key);
+	if (r->idempotency_key)
+	{
+		StringInfoData b;
+
+		HashStart(&b, "household_redeem");
+		HashInt(&b, false, r->points);
+		HashText(&b, r->channel);
+		HashText(&b, r->reference);
+		hash = HashEnd(&b);
+	}
+	memset(res, 0, sizeof(*res));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	w = store_begin();
+
+	values[0] = Int64GetDatum(r->redeemer);
+	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
+				 errmsg("member %lld is in no household", (long long) r->redeemer),
+				 errhint("Redeem with loyalty.redeem(), or join a household first.")));
+	household = ColInt8(0, 1);
+	values[0] = Int64GetDatum(household);
+	ExecStmt(S_HOUSEHOLD_LOCK, values, NULL, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
+				 errmsg("household %lld was dissolved", (long long) household)));
+	ExecStmt(S_HOUSEHOLD_MEMBERS, values, NULL, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		ids[i] = ColInt8(i, 1);
+	ms = palloc0(sizeof(Member) * Max(n, 1));
+	take = palloc0(sizeof(int64) * Max(n, 1));
+	cap = palloc0(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		ms[i].w = w;
+		LockMember(ids[i], &ms[i], false);
+		if (ids[i] == r->redeemer)
+			me = &ms[i];
+	}
+	if (me == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
+				 errmsg("member %lld left household %lld", (long long) r->redeemer, (long long) household)));
+	if (IdemLookup(me, r->idempotency_key, "household_redeem", hash, res))
+	{
+		store_end(w);
+		SPI_finish();
+		return;
+	}
+	RequireActive(me);
+
+	/* the redeemer's role, and the program's limits for it */
+	values[0] = Int64GetDatum(me->member_id);
+	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
+	role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	values[0] = Int64GetDatum(me->program_id);
+	ExecStmt(S_HOUSEHOLD_RULES, values, NULL, 1);
+	{
+		bool		child = strcmp(role, "child") == 0;
+		bool		child_can = SPI_processed == 1 && DatumGetBool(Col(0, 1, &isnull));
+		Datum		limit = SPI_processed == 1 ? Col(0, child ? 3 : 2, &isnull) : (Datum) 0;
+		bool		limited = SPI_processed == 1 && !isnull;
+
+		if (child && !child_can)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_HOUSEHOLD_LIMIT),
+					 errmsg("member %lld is a child of household %lld: children may not redeem from it",
+							(long long) me->member_id, (long long) household),
+					 errhint("An administrator allows it with loyalty.set_household_rules(child_can_redeem => true).")));
+		if (limited)
+		{
+			int64		lim = DatumGetInt64(limit);
+			int64		spent;
+
+			Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+			for (i = 0; i < n; i++)
+				elems[i] = Int64GetDatum(ids[i]);
+			values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+														TYPALIGN_DOUBLE));
+			values[1] = TimestampTzGetDatum(me->now);
+			values[2] = CStringGetTextDatum(me->time_zone);
+			values[3] = CStringGetTextDatum(psprintf(INT64_FORMAT, me->member_id));
+			ExecStmt(S_HOUSEHOLD_SPENT, values, NULL, 1);
+			spent = ColInt8(0, 1);
+			if (spent + r->points > lim)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOYALTY_HOUSEHOLD_LIMIT),
+						 errmsg("household limit reached: member %lld (%s) has redeemed %lld of %lld points this month",
+								(long long) me->member_id, role, (long long) spent, (long long) lim),
+						 errhint("Redeem at most %lld points, or wait for the next month.",
+								 (long long) Max(lim - spent, 0))));
+		}
+	}
+
+	/*
+	 * every active member's spendable lots, first to expire first across the
+	 * household
+	 */
+	for (i = 0; i < n; i++)
+	{
+		OpenLot    *lots;
+		int			nl,
+					j;
+		int64		sum = 0;
+
+		ReleaseExpiredHolds(&ms[i]);
+		if (strcmp(ms[i].status, "active") != 0)
+			continue;
+		nl = store_open_lots(w, ms[i].member_id, LOTS_SPENDABLE, ms[i].now, &lots);
+		pool = pool ? repalloc(pool, sizeof(PoolLot) * (npool + Max(nl, 1))) : palloc(sizeof(PoolLot) * Max(nl, 1));
+		for (j = 0; j < nl; j++)
+		{
+			pool[npool].lot = lots[j];
+			pool[npool].who = i;
+			npool++;
+			sum += lots[j].remaining;
+		}
+		/* an open debt is repaid before a member's points are spent */
+		cap[i] = Max(sum - ms[i].debt, 0);
+		spendable += cap[i];
+	}
+	if (spendable < r->points)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
+				 errmsg("insufficient points: household %lld has %lld spendable, %lld requested",
+						(long long) household, (long long) spendable, (long long) r->points),
+				 errdetail("Pending, expired and held points, and those of members who are not active, cannot be spent.")));
+	if (npool > 1)
+		qsort(pool, npool, sizeof(PoolLot), ComparePoolLots);
+	need = r->points;
+	for (i = 0; i < npool && need > 0; i++)
+	{
+		int			who = pool[i].who;
+		int64		t = Min(Min(pool[i].lot.remaining, cap[who] - take[who]), need);
+
+		take[who] += t;
+		need -= t;
+	}
+
+	/*
+	 * Each member's share is a prefix of its own lots in the same order, so
+	 * its debit takes exactly the lots chosen here.
+	 */
+	details = psprintf("{\"household\": %lld, \"redeemed_by\": %lld}", (long long) household,
+					   (long long) me->member_id);
+	for (i = 0; i < n; i++)
+	{
+		Entry		e = {0};
+		int64		entry_id;
+
+		if (take[i] == 0)
+			continue;
+		e.row.channel = r->channel;
+		e.row.reference = r->reference;
+		e.row.details = details;
+		if (&ms[i] == me)
+			e.row.idem_key = r->idempotency_key;
+		entry_id = DebitEntry(&ms[i], "redeem", take[i], &e, true);
+		if (&ms[i] == me || res->entry_id == 0)
+			res->entry_id = entry_id;
+	}
+	IdemStore(me, r->idempotency_key, "household_redeem", hash, r->points, res->entry_id);
+	store_end(w);
+	SPI_finish();
+	res->points = r->points;
 }
 
 /*

@@ -154,6 +154,16 @@ typedef struct TransferReversal
 	text	   *idempotency_key;
 } TransferReversal;
 
+/* A redemption from a household's pooled points. */
+typedef struct HouseholdRedeemRequest
+{
+	int64		redeemer;
+	Points		points;
+	text	   *channel;
+	text	   *reference;
+	text	   *idempotency_key;
+} HouseholdRedeemRequest;
+
 /* The end of a member's books (erasure of its personal data). */
 typedef struct ForfeitRequest
 {
@@ -228,6 +238,7 @@ extern void ledger_adjust(const AdjustRequest *r, LedgerResult *res);
 extern void ledger_transfer(const TransferRequest *r, LedgerResult *res);
 extern void ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res);
 extern void ledger_forfeit(const ForfeitRequest *r, LedgerResult *res);
+extern void ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res);
 extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
 extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);

@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(loyalty_adjust);
 PG_FUNCTION_INFO_V1(loyalty_transfer);
 PG_FUNCTION_INFO_V1(loyalty_reverse_transfer);
 PG_FUNCTION_INFO_V1(loyalty_forfeit_books);
+PG_FUNCTION_INFO_V1(loyalty_household_redeem);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
@@ -613,6 +614,28 @@ loyalty_reverse_transfer(PG_FUNCTION_ARGS)
 	ledger_reverse_transfer(&r, &res);
 	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.points);
+}
+
+/*
+ * loyalty.household_redeem(redeemer, points, channel, reference,
+ * idempotency_key): the redeemer's entry (or the first member's).
+ */
+Datum
+loyalty_household_redeem(PG_FUNCTION_ARGS)
+{
+	HouseholdRedeemRequest r = {0};
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "redeemer");
+	RequireArg(fcinfo, 1, "points");
+	r.redeemer = PG_GETARG_INT64(0);
+	r.points = ArgPoints(fcinfo, 1);
+	r.channel = OptText(fcinfo, 2);
+	r.reference = OptText(fcinfo, 3);
+	r.idempotency_key = OptText(fcinfo, 4);
+	ledger_household_redeem(&r, &res);
+	ledger_remember_entry(&res);
+	PG_RETURN_INT64(res.entry_id);
 }
 
 /* loyalty.forfeit_books(member, reason) (internal, erase_member): the balance forfeited. */

@@ -672,8 +672,8 @@ store_read_idempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
 }
 
 /* First to expire first; then the older lot, then the lower id. */
-static int
-CompareFefo(const void *a, const void *b)
+int
+store_compare_fefo(const void *a, const void *b)
 {
 	const OpenLot *x = a;
 	const OpenLot *y = b;
@@ -714,7 +714,7 @@ store_consume_lots(StoreWriter *w, int64 member_id, int64 entry_id, int64 points
 
 	n = Choose(w, ST_LOTS, ACL_SELECT)->open_lots(w, member_id, LOTS_SPENDABLE, at, points, &lots);
 	if (n > 1)
-		qsort(lots, n, sizeof(OpenLot), CompareFefo);
+		qsort(lots, n, sizeof(OpenLot), store_compare_fefo);
 	for (i = 0; i < n && taken < points; i++)
 	{
 		int64		take = Min(lots[i].remaining, points - taken);

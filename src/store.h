@@ -327,6 +327,9 @@ extern int64 store_consume_lots(StoreWriter *w, int64 member_id, int64 entry_id,
 								TimestampTz at);
 extern int	store_open_lots(StoreWriter *w, int64 member_id, LotFilter f, TimestampTz at,
 							OpenLot **out);
+
+/* The order of spending (first to expire first), for qsort of OpenLots. */
+extern int	store_compare_fefo(const void *a, const void *b);
 extern void store_take_lot(StoreWriter *w, int64 member_id, int64 entry_id, const OpenLot *lot,
 						   int64 points);
 extern TimestampTz store_first_expiry(StoreWriter *w, int64 member_id);

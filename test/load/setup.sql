@@ -9,12 +9,17 @@ CREATE TABLE chaos.expected (code text PRIMARY KEY, meaning text);
 INSERT INTO chaos.expected VALUES
     ('00000', 'success'), ('LY001', 'insufficient points'), ('LY003', 'hold already resolved or expired'),
     ('LY004', 'over-reversal'), ('55000', 'member closed by a merge'), ('P0002', 'no such hold or entry'),
-    ('LY041', 'transfer limit reached');
+    ('LY041', 'transfer limit reached'), ('LY060', 'member in no household (any more)');
 
 SELECT loyalty.create_program('chaos', expiry_period => interval '1 year', pending_period => interval '0') AS p \gset
 SELECT loyalty.set_transfer_rules(:p, sender_daily_points => 2000);
 SELECT count(loyalty.enroll(:p, 'load', g::text)) FROM generate_series(1, 1000) g;
 SELECT count(loyalty.earn(loyalty.member_id(:p, 'load', g::text), 100)) FROM generate_series(1, 1000) g;
+-- 100 households of four hot members each (members 1-400)
+SELECT count(loyalty.add_household_member(h, loyalty.member_id(:p, 'load', (4 * (g - 1) + k)::text)))
+FROM generate_series(1, 100) g,
+     LATERAL (SELECT loyalty.start_household(loyalty.member_id(:p, 'load', (4 * (g - 1) + 1)::text)) AS h) c,
+     generate_series(2, 4) k;
 
 CREATE FUNCTION chaos.m(k integer) RETURNS bigint LANGUAGE sql STABLE AS
     $$ SELECT loyalty.member_id((SELECT program_id FROM loyalty.programs WHERE name = 'chaos'), 'load', k::text) $$;
@@ -76,6 +81,9 @@ BEGIN
                 RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
             END IF;
             PERFORM loyalty.reverse_transfer(v_m, v_e, 'load');
+        WHEN op <= 114 THEN
+            v_name := 'household redeem';
+            PERFORM loyalty.household_redeem(v_m, n);
         ELSE
             v_name := 'merge';
             -- a rare merge of two hot members (the absorbed one is closed for good)

@@ -129,7 +129,7 @@ SELECT is((SELECT reversed FROM loyalty.transfers WHERE transfer_id = :t1), true
 SELECT ok(has_function_privilege('loyalty_app', 'loyalty.transfer(bigint, bigint, numeric, text, text)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.reverse_transfer(bigint, bigint, text, text)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app',
-                'loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint)', 'EXECUTE')
+                'loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint, boolean)', 'EXECUTE')
           AND has_function_privilege('loyalty_admin', 'loyalty.reverse_transfer(bigint, bigint, text, text)', 'EXECUTE')
           AND has_table_privilege('loyalty_analyst', 'loyalty.transfers', 'SELECT')
           AND NOT has_function_privilege('loyalty_analyst', 'loyalty.transfer(bigint, bigint, numeric, text, text)', 'EXECUTE'),

@@ -2,8 +2,8 @@
 # Load with invariants: CHAOS_CLIENTS (16) clients for CHAOS_SECONDS (10 in
 # the suite; set it higher for a long run) mix earn, redeem, hold/capture,
 # hold/release, holds left to expire, reversals, awards, expiry, the hold
-# sweep, transfers and their reversal, and merges on 1,000 hot members
-# (test/load/).  Every error must be a
+# sweep, transfers and their reversal, household redemptions (100 households
+# of four) and merges on 1,000 hot members (test/load/).  Every error must be a
 # documented refusal (a client aborts otherwise, and the run fails); after the
 # run, loyalty.verify() must find nothing.  Prints what was done.
 set -euo pipefail

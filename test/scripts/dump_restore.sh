@@ -65,6 +65,18 @@ SELECT loyalty.redeem_reward(g, 1) FROM generate_series(40, 45) g;
 SELECT loyalty.set_referral_rules(1, '50', '20');
 SELECT loyalty.referral_code(3);
 SELECT loyalty.enroll(1, 'pos', 'referred', referral_code => loyalty.referral_code(3));
+-- transfers, profiles and an erasure, paid memberships
+SELECT loyalty.set_transfer_rules(1, max_points => 1000);
+SELECT loyalty.award(g, '30', 'gift') FROM generate_series(5, 9) g;
+SELECT loyalty.transfer(g, g + 10, 15, 'gift') FROM generate_series(5, 9) g;
+SELECT loyalty.reverse_transfer(5, (SELECT max(entry_id) FROM loyalty.ledger WHERE member_id = 5 AND kind = 'transfer'), 'mistake');
+SELECT loyalty.update_member(g, region => 'R' || g, consent => '{"email": true}', attributes => '{"pet": "cat"}') FROM generate_series(3, 8) g;
+SELECT loyalty.erase_member(8, 'request');
+SELECT loyalty.create_plan(1, 'PLUS', 'Plus', 4.99, 'month', tier => '1:Silver', earn_multiplier => 2, monthly_points => 5);
+SELECT loyalty.subscribe(g, 'PLUS', 'pay-' || g) FROM generate_series(20, 24) g;
+SELECT loyalty.renew_membership(20, 'pay-20b');
+SELECT loyalty.cancel_membership(21, at_period_end => false, refund_reference => 'refund-21', refund_amount => 4.99);
+SELECT * FROM loyalty.membership_batch();
 INSERT INTO loyalty.rfm_segments SELECT * FROM loyalty.rfm_segments_standard;
 UPDATE loyalty.rfm_segments SET r_min = 3 WHERE segment = 'Champions';
 SQL
@@ -93,6 +105,12 @@ snapshot() {
 		-c "SELECT * FROM loyalty.referral_codes ORDER BY member_id, code" \
 		-c "SELECT * FROM loyalty.referrals ORDER BY member_id" \
 		-c "SELECT * FROM loyalty.events ORDER BY member_id, event_id" \
+		-c "SELECT * FROM loyalty.transfer_rules ORDER BY program_id" \
+		-c "SELECT * FROM loyalty.transfers ORDER BY transfer_id" \
+		-c "SELECT * FROM loyalty.member_changes ORDER BY member_id, change_id" \
+		-c "SELECT * FROM loyalty.membership_plans ORDER BY plan_id" \
+		-c "SELECT * FROM loyalty.subscriptions ORDER BY member_id, subscription_id" \
+		-c "SELECT * FROM loyalty.membership_payments ORDER BY member_id, payment_id" \
 		-c "SELECT * FROM loyalty.rfm_segment_map ORDER BY priority" \
 		-c "SELECT * FROM loyalty.member_rfm ORDER BY member_id" \
 		-c "SELECT 'violations', count(*) FROM loyalty.verify()" \
@@ -109,6 +127,9 @@ snapshot() {
 after_restore_writes() {
 	psql -d "$1" -At -c "SELECT loyalty.enroll(1, 'pos', 'new-after-restore') > 50" \
 		-c "SELECT loyalty.earn(3, 10)::bigint > 0" \
+		-c "SELECT loyalty.transfer(6, 7, 1) > 0" \
+		-c "SELECT loyalty.update_member(3, region => 'after') = 1" \
+		-c "SELECT loyalty.subscribe(30, 'PLUS', 'pay-after') > 0" \
 		-c "SELECT count(*) FROM loyalty.verify()"
 }
 snapshot $SRC >"$TMP/src.txt"
@@ -133,7 +154,7 @@ snapshot ${SRC}_plain >"$TMP/plain.txt"
 
 for db in ${SRC}_fc ${SRC}_par ${SRC}_plain; do
 	got=$(after_restore_writes $db | tr '\n' ' ')
-	[ "$got" = "t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
+	[ "$got" = "t t t t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
 done
 
 lines=$(wc -l <"$TMP/src.txt")

@@ -12,13 +12,14 @@ CREATE TABLE loyalty.transfer_rules (
     sender_daily_count      integer CHECK (sender_daily_count > 0),
     receiver_daily_points   bigint CHECK (receiver_daily_points > 0),
     receiver_monthly_points bigint CHECK (receiver_monthly_points > 0),
+    same_household          boolean NOT NULL DEFAULT false,
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE loyalty.transfer_rules IS
-    'Whether members of a program may give each other points, and the bounds: per transfer, sender tenure and tier, points and count per day and month (days and months in the program time zone)';
+    'Whether members of a program may give each other points, and the bounds: per transfer, sender tenure and tier, points and count per day and month (days and months in the program time zone), within a household only';
 
 #include "udfs/set_transfer_rules/1.4.sql"
-COMMENT ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint) IS
+COMMENT ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint, boolean) IS
     'Enable or disable point transfers in a program and set their limits (NULL: no limit)';
 
 #include "udfs/transfer/1.4.sql"
@@ -51,10 +52,10 @@ END $$;
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.transfer_rules', '');
 
-REVOKE ALL ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint),
+REVOKE ALL ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint, boolean),
     loyalty.transfer(bigint, bigint, numeric, text, text),
     loyalty.reverse_transfer(bigint, bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.transfer(bigint, bigint, numeric, text, text) TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint),
+GRANT EXECUTE ON FUNCTION loyalty.set_transfer_rules(bigint, boolean, numeric, numeric, interval, integer, bigint, bigint, integer, bigint, bigint, boolean),
     loyalty.reverse_transfer(bigint, bigint, text, text) TO loyalty_admin;
 GRANT SELECT ON loyalty.transfers TO loyalty_analyst, loyalty_admin;

@@ -339,3 +339,14 @@ CREATE POLICY program_isolation ON loyalty.membership_payments USING (loyalty.pr
 GRANT SELECT ON loyalty.membership_plans, loyalty.subscriptions, loyalty.membership_payments TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.membership_plans_plan_id_seq, loyalty.subscriptions_subscription_id_seq,
     loyalty.membership_payments_payment_id_seq FROM PUBLIC;
+
+-- == households ================================================================
+#include "parts/households.sql"
+ALTER TABLE loyalty.households ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.households USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.household_members ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.household_members USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.household_rules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.household_rules USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.households, loyalty.household_members, loyalty.household_rules TO loyalty_admin;
+REVOKE ALL ON SEQUENCE loyalty.households_household_id_seq, loyalty.household_members_membership_id_seq FROM PUBLIC;

@@ -1,0 +1,101 @@
+-- Households' objects, for the install script and the 1.3 -> 1.4 upgrade.
+
+CREATE TABLE loyalty.households (
+    household_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    program_id    bigint NOT NULL REFERENCES loyalty.programs,
+    name          text,
+    owner         bigint NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    dissolved_at  timestamptz
+);
+COMMENT ON TABLE loyalty.households IS
+    'Households (family accounts) of a program: an owner and members who redeem from their combined points; points stay with who earned them';
+
+CREATE TABLE loyalty.household_members (
+    member_id      bigint NOT NULL,
+    membership_id  bigint GENERATED ALWAYS AS IDENTITY,
+    household_id   bigint NOT NULL,
+    program_id     bigint NOT NULL,
+    role           text NOT NULL CHECK (role IN ('owner', 'adult', 'child')),
+    joined_at      timestamptz NOT NULL DEFAULT now(),
+    left_at        timestamptz,
+    PRIMARY KEY (member_id, membership_id)
+);
+-- a member is in at most one household at a time
+CREATE UNIQUE INDEX household_members_current_idx ON loyalty.household_members (member_id) WHERE left_at IS NULL;
+CREATE INDEX household_members_household_idx ON loyalty.household_members (household_id) WHERE left_at IS NULL;
+COMMENT ON TABLE loyalty.household_members IS
+    'Who is in which household, with the role (owner, adult, child), since when and until when (rows stay when members leave)';
+
+CREATE TABLE loyalty.household_rules (
+    program_id            bigint PRIMARY KEY REFERENCES loyalty.programs,
+    max_members           integer NOT NULL DEFAULT 6 CHECK (max_members BETWEEN 2 AND 100),
+    child_can_redeem      boolean NOT NULL DEFAULT false,
+    adult_monthly_points  bigint CHECK (adult_monthly_points > 0),
+    child_monthly_points  bigint CHECK (child_monthly_points > 0)
+);
+COMMENT ON TABLE loyalty.household_rules IS
+    'Household rules of a program: size, whether children may redeem, and what an adult or a child may redeem from the household per month (NULL: no limit); without a row the defaults hold';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.households', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.households_household_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.household_members', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.household_members_membership_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.household_rules', '');
+
+#include "udfs/household_lock/1.4.sql"
+COMMENT ON FUNCTION loyalty.household_lock(bigint) IS
+    'Internal: lock a household (before any of its members) and return it; refuses a dissolved one';
+#include "udfs/start_household/1.4.sql"
+COMMENT ON FUNCTION loyalty.start_household(bigint, text) IS 'Create a household owned by a member (in no household yet); returns its id';
+#include "udfs/add_household_member/1.4.sql"
+COMMENT ON FUNCTION loyalty.add_household_member(bigint, bigint, text) IS
+    'Add a member of the program (in no household yet) to a household as adult or child';
+#include "udfs/leave_household/1.4.sql"
+COMMENT ON FUNCTION loyalty.leave_household(bigint, bigint) IS
+    'A member leaves its household (the owner names a successor or dissolves it first); points stay with who earned them';
+#include "udfs/change_household_owner/1.4.sql"
+COMMENT ON FUNCTION loyalty.change_household_owner(bigint, bigint) IS 'Make an adult of the household its owner (the old owner stays as adult)';
+#include "udfs/dissolve_household/1.4.sql"
+COMMENT ON FUNCTION loyalty.dissolve_household(bigint) IS 'Dissolve a household: every member leaves, points stay with who earned them; returns how many left';
+#include "udfs/set_household_rules/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint) IS
+    'Set a program''s household size, whether children may redeem, and the monthly redemption limits of adults and children';
+#include "udfs/household_redeem/1.4.sql"
+COMMENT ON FUNCTION loyalty.household_redeem(bigint, numeric, text, text, text) IS
+    'Redeem from the household''s combined spendable points, first-to-expire-first across its members (each member''s share a redeem entry of its own); returns the redeemer''s entry';
+
+#include "udfs/household_summary/1.4.sql"
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT * FROM (VALUES
+        ('household_summary', NULL, 'Households with their members, combined points, liability, earnings and redemptions'),
+        ('household_summary', 'program_id', 'Program'), ('household_summary', 'household_id', 'Household'),
+        ('household_summary', 'name', 'Name given at creation'), ('household_summary', 'owner', 'Owning member'),
+        ('household_summary', 'members', 'Members now (owner included)'), ('household_summary', 'children', 'Members with the child role'),
+        ('household_summary', 'points', 'Combined posted balance of the members'),
+        ('household_summary', 'liability', 'Combined points at the program''s point value'),
+        ('household_summary', 'points_earned', 'Combined lifetime earnings of the current members'),
+        ('household_summary', 'household_redemptions', 'Points redeemed from the household (household_redeem)'),
+        ('household_summary', 'created_at', 'When the household was created')
+    ) v(view, col, txt) LOOP
+        IF c.col IS NULL THEN
+            EXECUTE format('COMMENT ON VIEW loyalty.%I IS %L', c.view, c.txt);
+        ELSE
+            EXECUTE format('COMMENT ON COLUMN loyalty.%I.%I IS %L', c.view, c.col, c.txt);
+        END IF;
+    END LOOP;
+END $$;
+
+REVOKE ALL ON FUNCTION loyalty.household_lock(bigint), loyalty.start_household(bigint, text),
+    loyalty.add_household_member(bigint, bigint, text), loyalty.leave_household(bigint, bigint),
+    loyalty.change_household_owner(bigint, bigint), loyalty.dissolve_household(bigint),
+    loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint),
+    loyalty.household_redeem(bigint, numeric, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.start_household(bigint, text), loyalty.add_household_member(bigint, bigint, text),
+    loyalty.leave_household(bigint, bigint), loyalty.change_household_owner(bigint, bigint),
+    loyalty.dissolve_household(bigint), loyalty.household_redeem(bigint, numeric, text, text, text)
+    TO loyalty_app, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint) TO loyalty_admin;
+GRANT SELECT ON loyalty.household_summary TO loyalty_analyst, loyalty_admin;

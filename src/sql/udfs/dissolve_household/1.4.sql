@@ -1,0 +1,17 @@
+CREATE FUNCTION loyalty.dissolve_household(household bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h loyalty.households;
+    v_n integer;
+BEGIN
+    h := loyalty.household_lock(household);
+    -- points stay with who earned them: the members simply leave
+    UPDATE loyalty.household_members m SET left_at = now()
+    WHERE m.household_id OPERATOR(pg_catalog.=) h.household_id AND m.left_at IS NULL;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE loyalty.households x SET dissolved_at = now() WHERE x.household_id OPERATOR(pg_catalog.=) h.household_id;
+    RETURN v_n;
+END $$;
