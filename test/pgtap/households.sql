@@ -4,7 +4,7 @@
 -- transfer rule "same household only".  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(33);
+SELECT plan(39);
 
 SELECT loyalty.create_program('home', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.create_program('other') AS q \gset
@@ -19,6 +19,14 @@ SELECT loyalty.award(:kid, 50, 'seed', expires_at => now() + interval '30 days')
 SELECT loyalty.start_household(:mum, 'The Smiths') AS h \gset
 SELECT lives_ok(format('SELECT loyalty.add_household_member(%s, %s)', :h, :dad), 'dad joins as an adult');
 SELECT lives_ok(format('SELECT loyalty.add_household_member(%s, %s, %L)', :h, :kid, 'child'), 'the kid as a child');
+SELECT throws_ok(format('SELECT loyalty.join_household(%s, %s)', :aunt, :h), 'LY060', NULL, 'no joining without an invitation');
+SELECT ok(loyalty.invite_to_household(:h, :aunt, 'adult') = now() + interval '14 days', 'an invitation, open 14 days');
+SELECT is(loyalty.join_household(:aunt, :h), 'adult', 'the aunt accepts and joins as an adult');
+SELECT is((SELECT count(*) FROM loyalty.household_invitations WHERE member_id = :aunt), 0::bigint, 'the invitation is used up');
+SELECT loyalty.remove_household_member(:h, :aunt);
+SELECT throws_ok(format('SELECT loyalty.remove_household_member(%s, %s)', :h, :mum), 'LY060', NULL, 'the owner is not removed');
+SELECT is((SELECT count(*) FROM loyalty.household_members WHERE member_id = :aunt AND left_at IS NULL), 0::bigint,
+          'the aunt was removed');
 SELECT throws_ok(format('SELECT loyalty.add_household_member(%s, %s)', :h, :dad), 'LY060', NULL, 'one household at a time');
 SELECT throws_ok(format('SELECT loyalty.start_household(%s)', :kid), 'LY060', NULL, 'nor a household of one''s own');
 SELECT throws_ok(format('SELECT loyalty.add_household_member(%s, %s)', :h, :stranger), '22023', NULL, 'not from another program');
@@ -64,7 +72,7 @@ SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :mum),
 SELECT is((SELECT members FROM loyalty.household_summary WHERE household_id = :h), 2::bigint, 'two left');
 SELECT is(loyalty.dissolve_household(:h), 2, 'dissolving: the other two leave');
 SELECT throws_ok(format('SELECT loyalty.add_household_member(%s, %s)', :h, :aunt), 'LY060', NULL, 'a dissolved household takes nobody');
-SELECT is((SELECT count(*) FROM loyalty.household_members WHERE household_id = :h), 3::bigint, 'the memberships are kept');
+SELECT is((SELECT count(*) FROM loyalty.household_members WHERE household_id = :h), 4::bigint, 'the memberships are kept');
 
 -- transfers within the household only --------------------------------------------------------------
 SELECT loyalty.start_household(:mum) AS h2 \gset

@@ -27,6 +27,18 @@ CREATE INDEX household_members_household_idx ON loyalty.household_members (house
 COMMENT ON TABLE loyalty.household_members IS
     'Who is in which household, with the role (owner, adult, child), since when and until when (rows stay when members leave)';
 
+CREATE TABLE loyalty.household_invitations (
+    member_id     bigint NOT NULL,
+    household_id  bigint NOT NULL,
+    program_id    bigint NOT NULL,
+    role          text NOT NULL CHECK (role IN ('adult', 'child')),
+    invited_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    PRIMARY KEY (member_id, household_id)
+);
+COMMENT ON TABLE loyalty.household_invitations IS
+    'Open invitations to join a household (loyalty.invite_to_household), accepted with loyalty.join_household within 14 days';
+
 CREATE TABLE loyalty.household_rules (
     program_id            bigint PRIMARY KEY REFERENCES loyalty.programs,
     max_members           integer NOT NULL DEFAULT 6 CHECK (max_members BETWEEN 2 AND 100),
@@ -42,6 +54,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.households_household_id_seq'
 SELECT pg_catalog.pg_extension_config_dump('loyalty.household_members', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.household_members_membership_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.household_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.household_invitations', '');
 
 #include "udfs/household_lock/1.4.sql"
 COMMENT ON FUNCTION loyalty.household_lock(bigint) IS
@@ -51,9 +64,18 @@ COMMENT ON FUNCTION loyalty.start_household(bigint, text) IS 'Create a household
 #include "udfs/add_household_member/1.4.sql"
 COMMENT ON FUNCTION loyalty.add_household_member(bigint, bigint, text) IS
     'Add a member of the program (in no household yet) to a household as adult or child';
+#include "udfs/invite_to_household/1.4.sql"
+COMMENT ON FUNCTION loyalty.invite_to_household(bigint, bigint, text) IS
+    'Invite a member of the program into a household as adult or child; returns until when the invitation is open (14 days)';
+#include "udfs/join_household/1.4.sql"
+COMMENT ON FUNCTION loyalty.join_household(bigint, bigint) IS
+    'Accept an open invitation: the member joins the household with the role it was invited as (returned)';
 #include "udfs/leave_household/1.4.sql"
 COMMENT ON FUNCTION loyalty.leave_household(bigint, bigint) IS
     'A member leaves its household (the owner names a successor or dissolves it first); points stay with who earned them';
+#include "udfs/remove_household_member/1.4.sql"
+COMMENT ON FUNCTION loyalty.remove_household_member(bigint, bigint) IS
+    'Remove a member (not the owner) from a household; its points stay with it';
 #include "udfs/change_household_owner/1.4.sql"
 COMMENT ON FUNCTION loyalty.change_household_owner(bigint, bigint) IS 'Make an adult of the household its owner (the old owner stays as adult)';
 #include "udfs/dissolve_household/1.4.sql"
@@ -91,11 +113,15 @@ END $$;
 REVOKE ALL ON FUNCTION loyalty.household_lock(bigint), loyalty.start_household(bigint, text),
     loyalty.add_household_member(bigint, bigint, text), loyalty.leave_household(bigint, bigint),
     loyalty.change_household_owner(bigint, bigint), loyalty.dissolve_household(bigint),
+    loyalty.invite_to_household(bigint, bigint, text), loyalty.join_household(bigint, bigint),
+    loyalty.remove_household_member(bigint, bigint),
     loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint),
     loyalty.household_redeem(bigint, numeric, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.start_household(bigint, text), loyalty.add_household_member(bigint, bigint, text),
     loyalty.leave_household(bigint, bigint), loyalty.change_household_owner(bigint, bigint),
-    loyalty.dissolve_household(bigint), loyalty.household_redeem(bigint, numeric, text, text, text)
+    loyalty.dissolve_household(bigint), loyalty.household_redeem(bigint, numeric, text, text, text),
+    loyalty.invite_to_household(bigint, bigint, text), loyalty.join_household(bigint, bigint),
+    loyalty.remove_household_member(bigint, bigint)
     TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint) TO loyalty_admin;
 GRANT SELECT ON loyalty.household_summary TO loyalty_analyst, loyalty_admin;

@@ -348,5 +348,8 @@ ALTER TABLE loyalty.household_members ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.household_members USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.household_rules ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.household_rules USING (loyalty.program_visible(program_id));
-GRANT SELECT ON loyalty.households, loyalty.household_members, loyalty.household_rules TO loyalty_admin;
+ALTER TABLE loyalty.household_invitations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.household_invitations USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.households, loyalty.household_members, loyalty.household_rules, loyalty.household_invitations
+    TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.households_household_id_seq, loyalty.household_members_membership_id_seq FROM PUBLIC;
