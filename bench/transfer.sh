@@ -1,8 +1,9 @@
 #!/bin/bash
 # bench/transfer.sh: a point transfer (two members locked, the sender's lots
-# consumed, the receiver's lots written) against a plain redemption of the
-# same points, interleaved in one pgbench run so both meet the machine at the
-# same moment.  See bench/README.md.
+# consumed, the receiver's lots written) and a household redemption (the
+# household and its four members locked, their lots merged first to expire
+# first) against a plain redemption of the same points, interleaved in one
+# pgbench run so all meet the machine at the same moment.  See bench/README.md.
 #
 #   pg_virtualenv -t -v 15 bench/transfer.sh
 #   BENCH_MEMBERS=10000 BENCH_SECONDS=10 pg_virtualenv -t -v 15 bench/transfer.sh   # quicker
@@ -16,6 +17,7 @@ BENCH_DB=${BENCH_DB:-loyalty_bench_transfer}
 BENCH_NAME=transfer.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
+(( BENCH_MEMBERS % 4 == 0 )) || { echo "transfer.sh: BENCH_MEMBERS must be a multiple of 4 (households of four)" >&2; exit 1; }
 bench_setup BENCH_MEMBERS BENCH_SECONDS BENCH_CLIENTS
 
 echo "== loyalty transfer benchmark: $BENCH_MEMBERS members, ${BENCH_SECONDS}s, $BENCH_CLIENTS clients =="
@@ -27,6 +29,11 @@ UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :program;
 SELECT loyalty.set_transfer_rules(:program);
 SELECT count(loyalty.enroll(:program, 'bench', g::text)) FROM generate_series(1, :members) g;
 SELECT count(loyalty.award(m.member_id, 1000000, 'seed')) FROM loyalty.members m;
+-- households of four consecutive members
+SELECT count(loyalty.add_household_member(h.id, h.owner + k))
+FROM (SELECT loyalty.start_household(g) AS id, g AS owner
+      FROM generate_series((SELECT min(member_id) FROM loyalty.members), (SELECT max(member_id) - 3 FROM loyalty.members), 4) g) h,
+     generate_series(1, 3) k;
 VACUUM ANALYZE;
 SQL
 base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
@@ -35,14 +42,17 @@ q -c "CHECKPOINT"
 for sync in on off; do
     PGOPTIONS="-c synchronous_commit=$sync" pgbench -n -M prepared -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" \
         -T "$BENCH_SECONDS" -D base="$base" -D members="$BENCH_MEMBERS" \
-        -f "$HERE/loyalty_redeem.sql@1" -f "$HERE/loyalty_transfer.sql@1" "$BENCH_DB" >"$TMP/pgbench.$sync" 2>&1 \
+        -f "$HERE/loyalty_redeem.sql@1" -f "$HERE/loyalty_transfer.sql@1" -f "$HERE/loyalty_household.sql@1" \
+        "$BENCH_DB" >"$TMP/pgbench.$sync" 2>&1 \
         || { cat "$TMP/pgbench.$sync"; die "pgbench failed"; }
     # per script: "SQL script N: FILE", then " - latency average = X ms"
-    read -r redeem transfer < <(awk '/^SQL script/ { s = $3 } /latency average/ && s != "" { lat[s] = $5 }
-        END { print lat["1:"], lat["2:"] }' "$TMP/pgbench.$sync")
+    read -r redeem transfer household < <(awk '/^SQL script/ { s = $3 } /latency average/ && s != "" { lat[s] = $5 }
+        END { print lat["1:"], lat["2:"], lat["3:"] }' "$TMP/pgbench.$sync")
     n=$(awk '/^SQL script 2:/ { f = 1 } f && /transactions \(/ { print $2; exit }' "$TMP/pgbench.$sync")
-    echo "  synchronous_commit=$sync: redeem ${redeem} ms, transfer ${transfer} ms ($n transfers)"
-    awk -v r="$redeem" -v t="$transfer" -v s="$sync" 'BEGIN { printf "ratio transfer/redeem (latency, synchronous_commit=%s): %.2f\n", s, t / r }'
+    echo "  synchronous_commit=$sync: redeem ${redeem} ms, transfer ${transfer} ms ($n transfers), household redemption ${household} ms"
+    awk -v r="$redeem" -v t="$transfer" -v h="$household" -v s="$sync" 'BEGIN {
+        printf "ratio transfer/redeem (latency, synchronous_commit=%s): %.2f\n", s, t / r;
+        printf "ratio household redemption/redeem (latency, synchronous_commit=%s): %.2f\n", s, h / r }'
     q -c "CHECKPOINT"
 done
 bad=$(q1 "SELECT count(*) FROM loyalty.verify()")
