@@ -88,27 +88,18 @@ COMMENT ON FUNCTION loyalty.household_redeem(bigint, numeric, text, text, text) 
     'Redeem from the household''s combined spendable points, first-to-expire-first across its members (each member''s share a redeem entry of its own); returns the redeemer''s entry';
 
 #include "udfs/household_summary/1.4.sql"
-DO $$
-DECLARE c record;
-BEGIN
-    FOR c IN SELECT * FROM (VALUES
-        ('household_summary', NULL, 'Households with their members, combined points, liability, earnings and redemptions'),
-        ('household_summary', 'program_id', 'Program'), ('household_summary', 'household_id', 'Household'),
-        ('household_summary', 'name', 'Name given at creation'), ('household_summary', 'owner', 'Owning member'),
-        ('household_summary', 'members', 'Members now (owner included)'), ('household_summary', 'children', 'Members with the child role'),
-        ('household_summary', 'points', 'Combined posted balance of the members'),
-        ('household_summary', 'liability', 'Combined points at the program''s point value'),
-        ('household_summary', 'points_earned', 'Combined lifetime earnings of the current members'),
-        ('household_summary', 'household_redemptions', 'Points redeemed from the household (household_redeem)'),
-        ('household_summary', 'created_at', 'When the household was created')
-    ) v(view, col, txt) LOOP
-        IF c.col IS NULL THEN
-            EXECUTE format('COMMENT ON VIEW loyalty.%I IS %L', c.view, c.txt);
-        ELSE
-            EXECUTE format('COMMENT ON COLUMN loyalty.%I.%I IS %L', c.view, c.col, c.txt);
-        END IF;
-    END LOOP;
-END $$;
+COMMENT ON VIEW loyalty.household_summary IS 'Households with their members, combined points, liability, earnings and redemptions';
+COMMENT ON COLUMN loyalty.household_summary.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.household_summary.household_id IS 'Household';
+COMMENT ON COLUMN loyalty.household_summary.name IS 'Name given at creation';
+COMMENT ON COLUMN loyalty.household_summary.owner IS 'Owning member';
+COMMENT ON COLUMN loyalty.household_summary.members IS 'Members now (owner included)';
+COMMENT ON COLUMN loyalty.household_summary.children IS 'Members with the child role';
+COMMENT ON COLUMN loyalty.household_summary.points IS 'Combined posted balance of the members';
+COMMENT ON COLUMN loyalty.household_summary.liability IS 'Combined points at the program''s point value';
+COMMENT ON COLUMN loyalty.household_summary.points_earned IS 'Combined lifetime earnings of the current members';
+COMMENT ON COLUMN loyalty.household_summary.household_redemptions IS 'Points redeemed from the household (household_redeem)';
+COMMENT ON COLUMN loyalty.household_summary.created_at IS 'When the household was created';
 
 REVOKE ALL ON FUNCTION loyalty.household_lock(bigint), loyalty.start_household(bigint, text),
     loyalty.add_household_member(bigint, bigint, text), loyalty.leave_household(bigint, bigint),

@@ -118,27 +118,16 @@ COMMENT ON PROCEDURE loyalty.run_memberships(timestamptz, integer) IS
     'Membership upkeep in batches, each committed (for pg_cron): renewal notices, monthly points, lapses';
 
 #include "udfs/membership_kpis/1.4.sql"
-DO $$
-DECLARE c record;
-BEGIN
-    FOR c IN SELECT * FROM (VALUES
-        ('membership_kpis', NULL, 'Paid memberships per program and month: paying members, new, renewed, lapsed and cancelled memberships, renewal rate, revenue'),
-        ('membership_kpis', 'program_id', 'Program'), ('membership_kpis', 'month', 'First day of the month'),
-        ('membership_kpis', 'paying_members', 'Members with a paid membership at the end of the month'),
-        ('membership_kpis', 'new_memberships', 'Memberships started (first payments)'),
-        ('membership_kpis', 'renewals', 'Renewal payments'),
-        ('membership_kpis', 'lapsed', 'Memberships that ended without a renewal'),
-        ('membership_kpis', 'cancelled', 'Memberships that ended by cancellation'),
-        ('membership_kpis', 'renewal_rate', 'renewals / (renewals + lapsed + cancelled) in the month'),
-        ('membership_kpis', 'revenue', 'Membership payments less refunds, in the plans'' currency')
-    ) v(view, col, txt) LOOP
-        IF c.col IS NULL THEN
-            EXECUTE format('COMMENT ON VIEW loyalty.%I IS %L', c.view, c.txt);
-        ELSE
-            EXECUTE format('COMMENT ON COLUMN loyalty.%I.%I IS %L', c.view, c.col, c.txt);
-        END IF;
-    END LOOP;
-END $$;
+COMMENT ON VIEW loyalty.membership_kpis IS 'Paid memberships per program and month: paying members, new, renewed, lapsed and cancelled memberships, renewal rate, revenue';
+COMMENT ON COLUMN loyalty.membership_kpis.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.membership_kpis.month IS 'First day of the month';
+COMMENT ON COLUMN loyalty.membership_kpis.paying_members IS 'Members with a paid membership at the end of the month';
+COMMENT ON COLUMN loyalty.membership_kpis.new_memberships IS 'Memberships started (first payments)';
+COMMENT ON COLUMN loyalty.membership_kpis.renewals IS 'Renewal payments';
+COMMENT ON COLUMN loyalty.membership_kpis.lapsed IS 'Memberships that ended without a renewal';
+COMMENT ON COLUMN loyalty.membership_kpis.cancelled IS 'Memberships that ended by cancellation';
+COMMENT ON COLUMN loyalty.membership_kpis.renewal_rate IS 'renewals / (renewals + lapsed + cancelled) in the month';
+COMMENT ON COLUMN loyalty.membership_kpis.revenue IS 'Membership payments less refunds, in the plans'' currency';
 
 REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval),
     loyalty.end_membership_benefits(bigint, bigint, text),

@@ -31,24 +31,18 @@ COMMENT ON FUNCTION loyalty.reverse_transfer(bigint, bigint, text, text) IS
     'Undo a transfer (administrators): the receiver gives the points back (what it spent follows the refund policy), the sender gets them back in the lots they came from; returns the points';
 
 #include "udfs/transfers/1.4.sql"
-DO $$
-DECLARE c record;
-BEGIN
-    FOR c IN SELECT * FROM (VALUES
-        ('transfers', NULL, 'Point transfers between members, with their reversal'),
-        ('transfers', 'program_id', 'Program'), ('transfers', 'transfer_id', 'The sender''s ledger entry (what loyalty.transfer returned)'),
-        ('transfers', 'from_member', 'Sender'), ('transfers', 'to_member', 'Receiver'), ('transfers', 'points', 'Points transferred'),
-        ('transfers', 'reason', 'Reason given with the transfer'), ('transfers', 'actor', 'Database role that made the transfer'),
-        ('transfers', 'created_at', 'When the transfer was recorded'), ('transfers', 'reversed', 'Whether an administrator reversed it'),
-        ('transfers', 'reversed_at', 'When it was reversed'), ('transfers', 'reversal_reason', 'Reason given with the reversal')
-    ) v(view, col, txt) LOOP
-        IF c.col IS NULL THEN
-            EXECUTE format('COMMENT ON VIEW loyalty.%I IS %L', c.view, c.txt);
-        ELSE
-            EXECUTE format('COMMENT ON COLUMN loyalty.%I.%I IS %L', c.view, c.col, c.txt);
-        END IF;
-    END LOOP;
-END $$;
+COMMENT ON VIEW loyalty.transfers IS 'Point transfers between members, with their reversal';
+COMMENT ON COLUMN loyalty.transfers.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.transfers.transfer_id IS 'The sender''s ledger entry (what loyalty.transfer returned)';
+COMMENT ON COLUMN loyalty.transfers.from_member IS 'Sender';
+COMMENT ON COLUMN loyalty.transfers.to_member IS 'Receiver';
+COMMENT ON COLUMN loyalty.transfers.points IS 'Points transferred';
+COMMENT ON COLUMN loyalty.transfers.reason IS 'Reason given with the transfer';
+COMMENT ON COLUMN loyalty.transfers.actor IS 'Database role that made the transfer';
+COMMENT ON COLUMN loyalty.transfers.created_at IS 'When the transfer was recorded';
+COMMENT ON COLUMN loyalty.transfers.reversed IS 'Whether an administrator reversed it';
+COMMENT ON COLUMN loyalty.transfers.reversed_at IS 'When it was reversed';
+COMMENT ON COLUMN loyalty.transfers.reversal_reason IS 'Reason given with the reversal';
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.transfer_rules', '');
 
