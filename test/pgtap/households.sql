@@ -4,7 +4,7 @@
 -- transfer rule "same household only".  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(39);
+SELECT plan(42);
 
 SELECT loyalty.create_program('home', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.create_program('other') AS q \gset
@@ -80,6 +80,17 @@ SELECT loyalty.add_household_member(:h2, :kid, 'child');
 SELECT loyalty.set_transfer_rules(:p, same_household => true);
 SELECT lives_ok(format('SELECT loyalty.transfer(%s, %s, 5)', :mum, :kid), 'a transfer within the household');
 SELECT throws_ok(format('SELECT loyalty.transfer(%s, %s, 5)', :mum, :aunt), 'LY040', NULL, 'not outside it');
+
+-- an erasure takes the member out of its household; an owner's household is dissolved
+SELECT loyalty.erase_member(:kid, 'request');
+SELECT is((SELECT count(*) FROM loyalty.household_members WHERE member_id = :kid AND left_at IS NULL), 0::bigint,
+          'an erased member leaves its household');
+SELECT loyalty.award(:aunt, 7, 'seed');
+SELECT loyalty.add_household_member(:h2, :aunt);
+SELECT loyalty.erase_member(:mum, 'request');
+SELECT is((SELECT dissolved_at IS NOT NULL FROM loyalty.households WHERE household_id = :h2), true,
+          'an erased owner''s household is dissolved');
+SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :aunt), 7::bigint, 'the others keep their points');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
 

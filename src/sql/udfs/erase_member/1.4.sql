@@ -6,6 +6,8 @@ AS $$
 DECLARE
     m loyalty.members;
     v_points bigint := 0;
+    v_household bigint;
+    v_role text;
 BEGIN
     IF member IS NULL OR reason IS NULL THEN
         RAISE EXCEPTION 'member and reason must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -28,6 +30,15 @@ BEGIN
     -- an erasure that committed while this one waited: done
     IF (SELECT x.erased_at FROM loyalty.members x WHERE x.member_id OPERATOR(pg_catalog.=) erase_member.member) IS NOT NULL THEN
         RETURN 0;
+    END IF;
+    -- out of its household (a household it owns is dissolved: the others keep their points)
+    SELECT hm.household_id, hm.role INTO v_household, v_role FROM loyalty.household_members hm
+    WHERE hm.member_id OPERATOR(pg_catalog.=) erase_member.member AND hm.left_at IS NULL;
+    IF v_role = 'owner' THEN
+        PERFORM loyalty.dissolve_household(v_household);
+    ELSIF v_role IS NOT NULL THEN
+        UPDATE loyalty.household_members hm SET left_at = now()
+        WHERE hm.member_id OPERATOR(pg_catalog.=) erase_member.member AND hm.left_at IS NULL;
     END IF;
     DELETE FROM loyalty.identities i WHERE i.member_id OPERATOR(pg_catalog.=) erase_member.member;
     UPDATE loyalty.members x
