@@ -3279,6 +3279,23 @@ ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
 		elog(ERROR, "loyalty: SPI_connect failed");
 	w = store_begin();
 
+	/*
+	 * A replay of a committed call is answered before the household is looked
+	 * at (the redeemer may have left it since); a call racing its first run
+	 * is caught again under the locks.
+	 */
+	{
+		Member		pre = {0};
+
+		pre.w = w;
+		pre.member_id = r->redeemer;
+		if (IdemLookup(&pre, r->idempotency_key, "household_redeem", hash, res))
+		{
+			store_end(w);
+			SPI_finish();
+			return;
+		}
+	}
 	values[0] = Int64GetDatum(r->redeemer);
 	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
 	if (SPI_processed != 1)

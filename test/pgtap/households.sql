@@ -4,7 +4,7 @@
 -- transfer rule "same household only".  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(42);
+SELECT plan(43);
 
 SELECT loyalty.create_program('home', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.create_program('other') AS q \gset
@@ -50,6 +50,12 @@ SELECT is(loyalty.household_redeem(:mum, 120, reference => 'order-1', idempotenc
 SELECT is((SELECT count(*) FROM loyalty.ledger WHERE kind = 'redeem'), 2::bigint, '... writes nothing');
 SELECT throws_ok(format('SELECT loyalty.household_redeem(%s, 121, idempotency_key => %L)', :mum, 'hh-1'), 'LY002', NULL,
                  'the key with other points');
+-- a replay is answered even after the redeemer left the household
+SELECT loyalty.household_redeem(:dad, 5, idempotency_key => 'hh-dad') AS r2 \gset
+SELECT loyalty.leave_household(:dad);
+SELECT is(loyalty.household_redeem(:dad, 5, idempotency_key => 'hh-dad'), :r2::bigint,
+          'a replay after the redeemer left answers the first result');
+SELECT loyalty.add_household_member(:h, :dad);
 SELECT throws_ok(format('SELECT loyalty.household_redeem(%s, 131)', :dad), 'LY001', NULL, 'no more than the household has');
 SELECT throws_ok(format('SELECT loyalty.household_redeem(%s, 5)', :kid), 'LY061', NULL, 'children may not redeem by default');
 SELECT throws_ok(format('SELECT loyalty.household_redeem(%s, 5)', :aunt), 'LY060', NULL, 'a member in no household');
@@ -72,7 +78,8 @@ SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :mum),
 SELECT is((SELECT members FROM loyalty.household_summary WHERE household_id = :h), 2::bigint, 'two left');
 SELECT is(loyalty.dissolve_household(:h), 2, 'dissolving: the other two leave');
 SELECT throws_ok(format('SELECT loyalty.add_household_member(%s, %s)', :h, :aunt), 'LY060', NULL, 'a dissolved household takes nobody');
-SELECT is((SELECT count(*) FROM loyalty.household_members WHERE household_id = :h), 4::bigint, 'the memberships are kept');
+SELECT is((SELECT count(*) FROM loyalty.household_members WHERE household_id = :h), 5::bigint,
+          'the memberships are kept (dad''s twice: he left and came back)');
 
 -- transfers within the household only --------------------------------------------------------------
 SELECT loyalty.start_household(:mum) AS h2 \gset
