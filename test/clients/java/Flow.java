@@ -181,6 +181,22 @@ public class Flow {
         state = sqlstate(sqlKeyed, member, 20L, "dup", name + "-k");
         check("a key reused with other points raises LY002", state.equals("LY002"), state);
 
+        // a transfer (Long and BigDecimal points), a profile update (LocalDate, jsonb), a membership
+        long friend = (Long) one("SELECT loyalty.enroll(?, ?, ?)", program, "app", name + "-friend");
+        one("SELECT loyalty.set_transfer_rules(?, max_points => ?)", program, 100);
+        Object sent = one("SELECT loyalty.transfer(?, ?, ?, ?)", member, friend, 7L, "a gift");
+        Object sent2 = one("SELECT loyalty.transfer(?, ?, ?)", member, friend, new BigDecimal("3"));
+        check("transfer() with Long and BigDecimal points returns Long entries",
+            sent instanceof Long && sent2 instanceof Long, sent + " " + sent2);
+        Object friendHas = one("SELECT available FROM loyalty.balance(?)", friend);
+        check("the friend has 10", Long.valueOf(10).equals(friendHas), String.valueOf(friendHas));
+        Object changed = one("SELECT loyalty.update_member(?, birthday => ?, consent => ?)",
+            friend, LocalDate.of(1990, 4, 1), jsonb("{\"email\": true}"));
+        check("update_member(LocalDate, jsonb) changes two fields", Integer.valueOf(2).equals(changed), String.valueOf(changed));
+        one("SELECT loyalty.create_plan(?, ?, ?, ?, ?)", program, "PLUS", "Plus", new BigDecimal("4.99"), "month");
+        Object sub = one("SELECT loyalty.subscribe(?, ?, ?)", friend, "PLUS", name + "-pay-1");
+        check("subscribe() returns a Long id", sub instanceof Long, String.valueOf(sub));
+
         check("verify() finds nothing", !db.createStatement().executeQuery("SELECT * FROM loyalty.verify()").next(), null);
         db.close();
         System.exit(failures == 0 ? 0 : 1);

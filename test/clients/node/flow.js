@@ -130,6 +130,22 @@ async function main () {
     [member, 20, 'dup', key]))).code
   check('a key reused with other points raises LY002', code === 'LY002', code)
 
+  // a transfer (a BigInt and a number), a profile update (a Date, JSON text), a membership
+  const friend = await one('SELECT loyalty.enroll($1, $2, $3)', [program, 'app', `${name}-friend`])
+  await one('SELECT loyalty.set_transfer_rules($1, max_points => $2)', [program, 100])
+  const sent = await one('SELECT loyalty.transfer($1, $2, $3, $4)', [member, friend, 7n, 'a gift'])
+  const sent2 = await one('SELECT loyalty.transfer($1, $2, $3)', [member, friend, 3])
+  check('transfer() with a BigInt and a number returns entries as strings',
+    typeof sent === 'string' && typeof sent2 === 'string', [sent, sent2])
+  const friendHas = await one('SELECT available FROM loyalty.balance($1)', [friend])
+  check('the friend has 10', friendHas === '10', friendHas)
+  const changed = await one('SELECT loyalty.update_member($1, birthday => $2, consent => $3)',
+    [friend, new Date(1990, 3, 1), JSON.stringify({ email: true })])
+  check('update_member(Date, JSON text) changes two fields', changed === 2, changed)
+  await one('SELECT loyalty.create_plan($1, $2, $3, $4, $5)', [program, 'PLUS', 'Plus', 4.99, 'month'])
+  const sub = await one('SELECT loyalty.subscribe($1, $2, $3)', [friend, 'PLUS', `${name}-pay-1`])
+  check('subscribe() returns the subscription id as a string', typeof sub === 'string', sub)
+
   check('verify() finds nothing', (await db.query('SELECT * FROM loyalty.verify()')).rows.length === 0)
   await db.end()
 }
