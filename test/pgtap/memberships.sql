@@ -6,7 +6,7 @@
 -- either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(41);
+SELECT plan(44);
 
 SELECT loyalty.create_program('club', currency => 'EUR') AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -18,7 +18,7 @@ SELECT loyalty.earn(:ann, 150);                                   -- ann qualifi
 
 -- plans ---------------------------------------------------------------------------------
 SELECT ok(loyalty.create_plan(:p, 'PLUS', 'Club Plus', 9.99, 'month', tier => '2:Gold', earn_multiplier => 2,
-                              welcome_points => 500, monthly_points => 10) > 0, 'a monthly plan');
+                              welcome_points => 500, monthly_points => 10, reward_discount => 0.25) > 0, 'a monthly plan');
 SELECT ok(loyalty.create_plan(:p, 'YEAR', 'Club Year', 99, 'year', monthly_points => 20) > 0, 'a yearly plan');
 SELECT throws_ok(format('SELECT loyalty.create_plan(%s, %L, %L, 5, %L)', :p, 'X', 'x', 'week'), '22023', NULL, 'periods are month or year');
 SELECT throws_ok(format('SELECT loyalty.create_plan(%s, %L, %L, -1, %L)', :p, 'X', 'x', 'month'), '22023', NULL, 'no negative fee');
@@ -99,6 +99,13 @@ SELECT is((SELECT count(*) FROM loyalty.events WHERE member_id = :fay AND kind =
 SELECT is((SELECT (notified, bonuses, ended)::text FROM loyalty.membership_batch()), '(0,0,0)', 'a second run finds nothing to do');
 SELECT throws_ok('SELECT * FROM loyalty.membership_batch(now() + interval ''1 day'')', '22023', NULL, 'not as of the future');
 
+-- rewards at the plan's discount while the membership is paid (rounded up)
+SELECT loyalty.create_reward(:p, 'MUG', 'Mug', '101') AS mug \gset
+SELECT is((SELECT points FROM loyalty.redeem_reward(:cat, :mug)), 76::bigint, 'a member of the plan pays 101 less 25%, rounded up');
+SELECT is((SELECT points FROM loyalty.redeem_reward(:fay, :mug)), 101::bigint, 'a lapsed member pays the full cost');
+SELECT throws_ok(format('SELECT loyalty.create_plan(%s, %L, %L, 1, %L, reward_discount => 1)', :p, 'FREE', 'x', 'month'), '22023', NULL,
+                 'a discount below 1');
+
 -- KPIs -----------------------------------------------------------------------------------------
 SELECT is((SELECT (new_memberships, renewals, lapsed, cancelled, revenue)::text FROM loyalty.membership_kpis
            WHERE program_id = :p AND month = date_trunc('month', now())::date),
@@ -116,7 +123,7 @@ SELECT is((SELECT tier::text FROM loyalty.accounts WHERE member_id = :bob), '0:B
           'an assigned tier whose lock ended falls back to the tier bob qualifies for');
 
 SELECT ok(has_function_privilege('loyalty_app', 'loyalty.subscribe(bigint, text, text, numeric, timestamptz)', 'EXECUTE')
-          AND NOT has_function_privilege('loyalty_app', 'loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval)', 'EXECUTE')
+          AND NOT has_function_privilege('loyalty_app', 'loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.end_membership_benefits(bigint, bigint, text)', 'EXECUTE')
           AND has_table_privilege('loyalty_analyst', 'loyalty.membership_kpis', 'SELECT'),
           'the application subscribes, the administrator makes plans, the analyst reads the KPIs');

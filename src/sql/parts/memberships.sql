@@ -13,6 +13,7 @@ CREATE TABLE loyalty.membership_plans (
     welcome_points  bigint NOT NULL DEFAULT 0 CHECK (welcome_points >= 0),
     monthly_points  bigint NOT NULL DEFAULT 0 CHECK (monthly_points >= 0),
     renewal_notice  interval NOT NULL DEFAULT '7 days' CHECK (renewal_notice >= '0'),
+    reward_discount numeric NOT NULL DEFAULT 0 CHECK (reward_discount >= 0 AND reward_discount < 1),
     active          boolean NOT NULL DEFAULT true,
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (program_id, code)
@@ -21,6 +22,7 @@ COMMENT ON TABLE loyalty.membership_plans IS
     'Paid membership plans of a program: fee per month or year, and the benefits (a tier held for the period, welcome and monthly points; an earn multiplier is an earning rule on the plan)';
 COMMENT ON COLUMN loyalty.membership_plans.tier IS 'Tier held while the membership is paid, unless the member''s own tier is higher';
 COMMENT ON COLUMN loyalty.membership_plans.renewal_notice IS 'How long before the end of a period the membership.renewal_due event is written';
+COMMENT ON COLUMN loyalty.membership_plans.reward_discount IS 'Share taken off the point cost of catalog rewards while the membership is paid (0.2: 20% off, rounded up to whole points)';
 COMMENT ON COLUMN loyalty.membership_plans.active IS 'Offered to new members (existing memberships renew either way)';
 
 CREATE TABLE loyalty.subscriptions (
@@ -90,8 +92,8 @@ ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
           'membership.cancelled', 'membership.ended'];
 
 #include "udfs/create_plan/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval) IS
-    'Add a paid membership plan to a program (fee per month or year, a tier for the period, an earn multiplier, welcome and monthly points); returns its id';
+COMMENT ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric) IS
+    'Add a paid membership plan to a program (fee per month or year, a tier for the period, an earn multiplier, welcome and monthly points, a discount on rewards); returns its id';
 
 #include "udfs/end_membership_benefits/1.4.sql"
 COMMENT ON FUNCTION loyalty.end_membership_benefits(bigint, bigint, text) IS
@@ -129,7 +131,7 @@ COMMENT ON COLUMN loyalty.membership_kpis.cancelled IS 'Memberships that ended b
 COMMENT ON COLUMN loyalty.membership_kpis.renewal_rate IS 'renewals / (renewals + lapsed + cancelled) in the month';
 COMMENT ON COLUMN loyalty.membership_kpis.revenue IS 'Membership payments less refunds, in the plans'' currency';
 
-REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval),
+REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
     loyalty.end_membership_benefits(bigint, bigint, text),
     loyalty.subscribe(bigint, text, text, numeric, timestamptz),
     loyalty.renew_membership(bigint, text, numeric, timestamptz),
@@ -139,7 +141,7 @@ REVOKE ALL ON PROCEDURE loyalty.run_memberships(timestamptz, integer) FROM PUBLI
 GRANT EXECUTE ON FUNCTION loyalty.subscribe(bigint, text, text, numeric, timestamptz),
     loyalty.renew_membership(bigint, text, numeric, timestamptz),
     loyalty.cancel_membership(bigint, boolean, text, text, numeric) TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval),
+GRANT EXECUTE ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
     loyalty.membership_batch(timestamptz, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.run_memberships(timestamptz, integer) TO loyalty_admin;
 GRANT SELECT ON loyalty.membership_kpis TO loyalty_analyst, loyalty_admin;

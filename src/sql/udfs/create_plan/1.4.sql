@@ -2,7 +2,7 @@ CREATE FUNCTION loyalty.create_plan(
     program bigint, code text, name text, fee numeric, period text,
     currency text DEFAULT NULL, tier loyalty.tier DEFAULT NULL, earn_multiplier numeric DEFAULT NULL,
     welcome_points bigint DEFAULT 0, monthly_points bigint DEFAULT 0,
-    renewal_notice interval DEFAULT '7 days')
+    renewal_notice interval DEFAULT '7 days', reward_discount numeric DEFAULT 0)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -33,9 +33,9 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO loyalty.membership_plans (program_id, code, name, fee, currency, period, tier, welcome_points,
-                                              monthly_points, renewal_notice)
+                                              monthly_points, renewal_notice, reward_discount)
         VALUES (program, code, name, fee, coalesce(currency, v_currency), period, tier, coalesce(welcome_points, 0),
-                coalesce(monthly_points, 0), coalesce(renewal_notice, '7 days'))
+                coalesce(monthly_points, 0), coalesce(renewal_notice, '7 days'), coalesce(reward_discount, 0))
         RETURNING plan_id INTO v_id;
     EXCEPTION
         WHEN unique_violation THEN

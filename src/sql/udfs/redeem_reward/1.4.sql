@@ -13,6 +13,7 @@ DECLARE
     v_entry bigint;
     v_id bigint;
     v_voucher text;
+    v_cost bigint;
 BEGIN
     PERFORM loyalty.require_member(redeem_reward.member);
     IF member IS NULL OR reward IS NULL THEN
@@ -64,7 +65,11 @@ BEGIN
             RAISE EXCEPTION 'reward "%" is out of stock', v_r.code USING ERRCODE = 'LY010';
         END IF;
     END IF;
-    v_entry := loyalty.redeem(member, v_r.point_cost, channel, 'reward:' || v_r.code,
+    -- a paid membership's discount on rewards, while the membership is paid
+    v_cost := ceil(v_r.point_cost::bigint * (1 - coalesce((
+        SELECT p.reward_discount FROM loyalty.subscriptions s JOIN loyalty.membership_plans p ON p.plan_id = s.plan_id
+        WHERE s.member_id = redeem_reward.member AND s.status = 'active' AND s.current_period_end > now()), 0)));
+    v_entry := loyalty.redeem(member, v_cost, channel, 'reward:' || v_r.code,
                               CASE WHEN idempotency_key IS NOT NULL THEN 'reward:' || idempotency_key END);
     -- the member id, then 64 bits from the strong random source: distinct from
     -- every other member's vouchers by the prefix, so only this member's are
@@ -75,10 +80,10 @@ BEGIN
                               WHERE x.member_id = redeem_reward.member AND x.voucher = v_voucher);
     END LOOP;
     INSERT INTO loyalty.redemptions (member_id, reward_id, points, entry_id, voucher, idempotency_key, channel)
-    VALUES (member, reward, v_r.point_cost, v_entry, v_voucher, idempotency_key, channel)
+    VALUES (member, reward, v_cost, v_entry, v_voucher, idempotency_key, channel)
     RETURNING redemptions.redemption_id INTO v_id;
     PERFORM loyalty.emit_event(member, 'reward.redeemed',
         jsonb_build_object('reward_id', reward, 'reward_code', v_r.code, 'redemption_id', v_id,
-                           'voucher', v_voucher, 'points', v_r.point_cost::bigint));
-    RETURN QUERY SELECT v_id, v_voucher, v_r.point_cost::bigint;
+                           'voucher', v_voucher, 'points', v_cost));
+    RETURN QUERY SELECT v_id, v_voucher, v_cost;
 END $$;
