@@ -81,9 +81,12 @@ COMMENT ON FUNCTION loyalty.define_tier(bigint, integer, text, numeric, numeric,
 COMMENT ON FUNCTION loyalty.tier_window_start(bigint, timestamptz) IS
     'Start of the member''s qualification window ending at as_of (rolling: exclusive; calendar and anniversary: inclusive)';
 
-#include "udfs/tier_metric/1.3.sql"
+#include "udfs/member_tier_metric/1.4.sql"
+COMMENT ON FUNCTION loyalty.member_tier_metric(bigint, timestamptz) IS
+    'Internal: the member''s own tier metric in its current qualification window (tier_metric adds up a household''s)';
+#include "udfs/tier_metric/1.4.sql"
 COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
-    'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now)';
+    'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now); with household tiers, its household''s';
 
 #include "udfs/qualified_tier/1.3.sql"
 COMMENT ON FUNCTION loyalty.qualified_tier(bigint, timestamptz) IS
@@ -145,6 +148,7 @@ REVOKE ALL ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text
     loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb),
     loyalty.tier_window_start(bigint, timestamptz),
     loyalty.tier_metric(bigint, timestamptz),
+    loyalty.member_tier_metric(bigint, timestamptz),
     loyalty.qualified_tier(bigint, timestamptz),
     loyalty.tier_change(bigint, loyalty.tier, text, timestamptz),
     loyalty.set_tier_grace(bigint, timestamptz),

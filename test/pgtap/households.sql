@@ -4,7 +4,7 @@
 -- transfer rule "same household only".  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(43);
+SELECT plan(47);
 
 SELECT loyalty.create_program('home', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.create_program('other') AS q \gset
@@ -87,6 +87,25 @@ SELECT loyalty.add_household_member(:h2, :kid, 'child');
 SELECT loyalty.set_transfer_rules(:p, same_household => true);
 SELECT lives_ok(format('SELECT loyalty.transfer(%s, %s, 5)', :mum, :kid), 'a transfer within the household');
 SELECT throws_ok(format('SELECT loyalty.transfer(%s, %s, 5)', :mum, :aunt), 'LY040', NULL, 'not outside it');
+
+-- household tiers: members qualify on the household's combined spend
+SELECT loyalty.create_program('tiered') AS t \gset
+SELECT loyalty.set_tier_policy(:t, 'spend');
+SELECT loyalty.define_tier(:t, 0, 'Blue', 0), loyalty.define_tier(:t, 1, 'Silver', 100);
+SELECT loyalty.enroll(:t, 'app', 't-1') AS t1, loyalty.enroll(:t, 'app', 't-2') AS t2, loyalty.enroll(:t, 'app', 't-3') AS t3 \gset
+SELECT loyalty.start_household(:t1) AS th \gset
+SELECT loyalty.add_household_member(:th, :t2);
+SELECT loyalty.earn(:t1, 60);
+SELECT loyalty.earn(:t3, 60);
+SELECT is((SELECT loyalty.tier_metric(:t1))::numeric, 60::numeric, 'without household tiers, the member''s own spend');
+SELECT loyalty.set_household_rules(:t, household_tier => true);
+SELECT is((SELECT loyalty.tier_metric(:t2))::numeric, 60::numeric, 'with them, the household''s: t2 spent nothing itself');
+SELECT loyalty.earn(:t2, 50);
+SELECT is((SELECT tier::text FROM loyalty.accounts WHERE member_id = :t2), '1:Silver',
+          't2''s purchase lifts the household to 110: t2 is Silver at once');
+SELECT * FROM loyalty.review_tiers_batch(:t, now(), 0, 100);
+SELECT is((SELECT array_agg(tier::text ORDER BY member_id) FROM loyalty.accounts WHERE member_id IN (:t1, :t2, :t3)),
+          ARRAY['1:Silver', '1:Silver', '0:Blue'], 'the review qualifies t1 on the household too; t3 alone stays Blue');
 
 -- an erasure takes the member out of its household; an owner's household is dissolved
 SELECT loyalty.erase_member(:kid, 'request');

@@ -44,10 +44,11 @@ CREATE TABLE loyalty.household_rules (
     max_members           integer NOT NULL DEFAULT 6 CHECK (max_members BETWEEN 2 AND 100),
     child_can_redeem      boolean NOT NULL DEFAULT false,
     adult_monthly_points  bigint CHECK (adult_monthly_points > 0),
-    child_monthly_points  bigint CHECK (child_monthly_points > 0)
+    child_monthly_points  bigint CHECK (child_monthly_points > 0),
+    household_tier        boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE loyalty.household_rules IS
-    'Household rules of a program: size, whether children may redeem, and what an adult or a child may redeem from the household per month (NULL: no limit); without a row the defaults hold';
+    'Household rules of a program: size, whether children may redeem, what an adult or a child may redeem from the household per month (NULL: no limit), and whether members qualify for tiers on the household''s combined metric; without a row the defaults hold';
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.households', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.households_household_id_seq', '');
@@ -81,8 +82,8 @@ COMMENT ON FUNCTION loyalty.change_household_owner(bigint, bigint) IS 'Make an a
 #include "udfs/dissolve_household/1.4.sql"
 COMMENT ON FUNCTION loyalty.dissolve_household(bigint) IS 'Dissolve a household: every member leaves, points stay with who earned them; returns how many left';
 #include "udfs/set_household_rules/1.4.sql"
-COMMENT ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint) IS
-    'Set a program''s household size, whether children may redeem, and the monthly redemption limits of adults and children';
+COMMENT ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean) IS
+    'Set a program''s household size, whether children may redeem, the monthly redemption limits of adults and children, and household tiers (qualification on the household''s combined metric)';
 #include "udfs/household_redeem/1.4.sql"
 COMMENT ON FUNCTION loyalty.household_redeem(bigint, numeric, text, text, text) IS
     'Redeem from the household''s combined spendable points, first-to-expire-first across its members (each member''s share a redeem entry of its own); returns the redeemer''s entry';
@@ -106,7 +107,7 @@ REVOKE ALL ON FUNCTION loyalty.household_lock(bigint), loyalty.start_household(b
     loyalty.change_household_owner(bigint, bigint), loyalty.dissolve_household(bigint),
     loyalty.invite_to_household(bigint, bigint, text), loyalty.join_household(bigint, bigint),
     loyalty.remove_household_member(bigint, bigint),
-    loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint),
+    loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean),
     loyalty.household_redeem(bigint, numeric, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.start_household(bigint, text), loyalty.add_household_member(bigint, bigint, text),
     loyalty.leave_household(bigint, bigint), loyalty.change_household_owner(bigint, bigint),
@@ -114,5 +115,5 @@ GRANT EXECUTE ON FUNCTION loyalty.start_household(bigint, text), loyalty.add_hou
     loyalty.invite_to_household(bigint, bigint, text), loyalty.join_household(bigint, bigint),
     loyalty.remove_household_member(bigint, bigint)
     TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean) TO loyalty_admin;
 GRANT SELECT ON loyalty.household_summary TO loyalty_analyst, loyalty_admin;

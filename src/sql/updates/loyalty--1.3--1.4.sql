@@ -353,3 +353,12 @@ CREATE POLICY program_isolation ON loyalty.household_invitations USING (loyalty.
 GRANT SELECT ON loyalty.households, loyalty.household_members, loyalty.household_rules, loyalty.household_invitations
     TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.households_household_id_seq, loyalty.household_members_membership_id_seq FROM PUBLIC;
+
+-- == household tiers: the tier metric of a household member can be its household's
+#include "udfs/member_tier_metric/1.4.sql"
+COMMENT ON FUNCTION loyalty.member_tier_metric(bigint, timestamptz) IS
+    'Internal: the member''s own tier metric in its current qualification window (tier_metric adds up a household''s)';
+REVOKE ALL ON FUNCTION loyalty.member_tier_metric(bigint, timestamptz) FROM PUBLIC;
+#include-replace "udfs/tier_metric/1.4.sql"
+COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
+    'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now); with household tiers, its household''s';

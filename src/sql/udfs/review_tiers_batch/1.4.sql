@@ -172,12 +172,20 @@ BEGIN
             END AS value
         FROM win w LEFT JOIN e ON e.member_id = w.member_id
         GROUP BY w.member_id
+    ), hh AS (
+        -- with household tiers, a household member qualifies on its household's metric
+        SELECT hm.member_id, loyalty.tier_metric(hm.member_id, v_as_of) AS value
+        FROM batch b
+        JOIN loyalty.household_members hm ON hm.member_id = b.member_id AND hm.left_at IS NULL
+        JOIN loyalty.household_rules r ON r.program_id = hm.program_id AND r.household_tier
     ), d AS (
         SELECT b.member_id, b.status, b.tier_locked_until, b.tier_grace_until,
                loyalty.tier_rank(b.tier) AS cur,
                (SELECT max(t.rank) FROM loyalty.tiers t
-                WHERE t.program_id = program AND NOT t.invitation_only AND t.threshold <= met.value) AS q
+                WHERE t.program_id = program AND NOT t.invitation_only
+                  AND t.threshold <= coalesce(hh.value, met.value)) AS q
         FROM batch b JOIN met ON met.member_id = b.member_id
+        LEFT JOIN hh ON hh.member_id = b.member_id
     )
     , res AS (
     SELECT d.member_id, d.cur, d.q, x.new_rank, x.grace_until, x.action
