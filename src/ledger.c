@@ -542,6 +542,22 @@ LockMember(int64 member_id, Member *m, bool need_active)
 	LoadMember(true, member_id, m, need_active);
 }
 
+/* Lock two members in member_id order (so that no two calls deadlock). */
+static void
+LockPair(int64 a_id, Member *a, int64 b_id, Member *b)
+{
+	if (a_id < b_id)
+	{
+		LockMember(a_id, a, false);
+		LockMember(b_id, b, false);
+	}
+	else
+	{
+		LockMember(b_id, b, false);
+		LockMember(a_id, a, false);
+	}
+}
+
 /* Business time of a call: now when not given; never ahead, never closed. */
 static TimestampTz
 OccurredAt(const OptTime *t, Member *m)
@@ -2563,17 +2579,7 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	memset(res, 0, sizeof(*res));
 	Connect(&s);
 	a.w = s.w;
-	/* both account rows, always in member_id order */
-	if (r->survivor < r->absorbed)
-	{
-		LockMember(r->survivor, &s, false);
-		LockMember(r->absorbed, &a, false);
-	}
-	else
-	{
-		LockMember(r->absorbed, &a, false);
-		LockMember(r->survivor, &s, false);
-	}
+	LockPair(r->survivor, &s, r->absorbed, &a);
 	/* a replay first: its survivor may have been merged away since */
 	if (IdemLookup(&s, r->idempotency_key, "merge", hash, res))
 	{
@@ -2749,22 +2755,6 @@ ledger_expire(const ExpireRequest *r, LedgerResult *res)
 	}
 	Finish(&m);
 	res->points = total;
-}
-
-/* Lock two members in member_id order (so that no two calls deadlock). */
-static void
-LockPair(int64 a_id, Member *a, int64 b_id, Member *b)
-{
-	if (a_id < b_id)
-	{
-		LockMember(a_id, a, false);
-		LockMember(b_id, b, false);
-	}
-	else
-	{
-		LockMember(b_id, b, false);
-		LockMember(a_id, a, false);
-	}
 }
 
 /* Sent (or received) points of a member today and this month, and today's count. */
