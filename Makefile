@@ -17,7 +17,7 @@ OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # the fragment and (#include-replace) from updates/loyalty--W.V--X.Y.sql.
 SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
 SQL_UPDATES = $(sort $(wildcard src/sql/updates/$(EXTENSION)--*.sql))
-SQL_UDFS    = $(wildcard src/sql/udfs/*/*.sql)
+SQL_UDFS    = $(wildcard src/sql/udfs/*/*.sql) $(wildcard src/sql/parts/*.sql)
 SQLINCLUDE  = python3 tools/sqlinclude.py -I src/sql
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(notdir $(SQL_UPDATES))
 

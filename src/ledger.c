@@ -31,6 +31,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -98,6 +99,11 @@ typedef enum LedgerStmt
 	S_HOUSEHOLD_MEMBERS,
 	S_HOUSEHOLD_RULES,
 	S_HOUSEHOLD_SPENT,
+	S_HOUSEHOLD_POOL,
+	S_SHARE_INS,
+	S_SHARE_GET,
+	S_SHARE_SUMS,
+	S_SHARE_REVERSED,
 	NUM_STMTS
 } LedgerStmt;
 
@@ -203,7 +209,8 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" pg_catalog.count(*) FILTER (WHERE created_at" GE "pg_catalog.date_trunc('day', $2, $3)),"
 		" COALESCE(pg_catalog.sum(pg_catalog.abs(points" I8 ")), 0)" I8
 		" FROM loyalty.ledger WHERE member_id" EQ "$1 AND kind" EQ "'transfer'"
-		" AND (points" I8 LT "0)" EQ "$4 AND created_at" GE "pg_catalog.date_trunc('month', $2, $3)",
+		" AND (points" I8 LT "0)" EQ "$4 AND created_at" GE "pg_catalog.date_trunc('month', $2, $3)"
+		" AND (details OPERATOR(pg_catalog.->>) 'household') IS NULL",
 	4, {INT8OID, TIMESTAMPTZOID, TEXTOID, BOOLOID}},
 	/* the receiving side of a transfer */
 	[S_TRANSFER_IN] = {
@@ -231,15 +238,38 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	 * take it too)
 	 */
 	[S_HOUSEHOLD_LOCK] = {
-		"SELECT program_id FROM loyalty.households WHERE household_id" EQ "$1 AND dissolved_at IS NULL"
+		"SELECT program_id, pool_member FROM loyalty.households WHERE household_id" EQ "$1 AND dissolved_at IS NULL"
 		" FOR NO KEY UPDATE",
 	1, {INT8OID}},
+	/* the pool of a member's household, if it has one */
+	[S_HOUSEHOLD_POOL] = {
+		"SELECT h.household_id, h.pool_member FROM loyalty.household_members m"
+		" JOIN loyalty.households h ON h.household_id" EQ "m.household_id"
+		" WHERE m.member_id" EQ "$1 AND m.left_at IS NULL AND h.pool_member IS NOT NULL",
+	1, {INT8OID}},
+	[S_SHARE_INS] = {
+		"INSERT INTO loyalty.household_shares (member_id, entry_id, program_id, household_id, pool_member,"
+		" share_entry, points) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	7, {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID}},
+	[S_SHARE_GET] = {
+		"SELECT pool_member, share_entry, points FROM loyalty.household_shares"
+		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
+	2, {INT8OID, INT8OID}},
+	/* what each of the members gave a household's pool */
+	[S_SHARE_REVERSED] = {
+		"UPDATE loyalty.household_shares SET reversed = $3 WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
+	3, {INT8OID, INT8OID, INT8OID}},
+	[S_SHARE_SUMS] = {
+		"SELECT member_id, pg_catalog.sum(points" MINUS "reversed)" I8 " FROM loyalty.household_shares"
+		" WHERE household_id" EQ "$1 AND member_id" EQ "ANY ($2) GROUP BY member_id",
+	2, {INT8OID, INT8ARRAYOID}},
 	[S_HOUSEHOLD_MEMBERS] = {
 		"SELECT member_id FROM loyalty.household_members WHERE household_id" EQ "$1 AND left_at IS NULL"
 		" ORDER BY member_id",
 	1, {INT8OID}},
 	[S_HOUSEHOLD_RULES] = {
-		"SELECT child_can_redeem, adult_monthly_points, child_monthly_points FROM loyalty.household_rules"
+		"SELECT child_can_redeem, adult_monthly_points, child_monthly_points, pool_on_dissolve"
+		" FROM loyalty.household_rules"
 		" WHERE program_id" EQ "$1",
 	1, {INT8OID}},
 
@@ -294,6 +324,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 static KeptPlan plans[NUM_STMTS];
 
 typedef struct Member Member;
+static void RefusePool(Member *m);
 static void RequireActive(Member *m);
 static bool BeginWrite(int64 id, bool by_hold, bool need_active, text *key, const char *op,
 					   int64 hash, Member *m, LedgerResult *res);
@@ -301,6 +332,33 @@ static bool Replayed(Member *m, text *key, const char *op, int64 hash, bool need
 					 LedgerResult *res);
 static int64 ReverseHash(const ReverseRequest *r);
 static void ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res);
+
+/*
+ * A move of a household pool that follows a member's write: the share of an
+ * earn credited, or taken back after a refund.  A bulk queues them and makes
+ * them after its members (pools last, in pool order), so that two bulks, or
+ * a bulk and single calls, never lock a pool and a member in opposite orders.
+ */
+typedef struct PoolMove
+{
+	bool		credit;			/* else take back */
+	int64		pool;
+	int64		household;
+	int64		earner;
+	int64		earn_entry;
+	int64		share_entry;	/* take back: the share's entry */
+	Points		points;			/* credit: the share; take back: the share
+								 * reversed in all after this refund */
+	TimestampTz occurred_at;
+	TimestampTz expires_at;		/* 0: the program's expiry */
+	text	   *channel;
+	text	   *reference;
+	text	   *reason;
+	int			seq;			/* order of queueing */
+} PoolMove;
+
+static void PoolMoveWrite(StoreWriter *w, const PoolMove *mv);
+static int	ComparePoolMoves(const ListCell *a, const ListCell *b);
 
 /* What a write needs to know about the locked member and its program. */
 struct Member
@@ -345,6 +403,16 @@ struct Member
 	bool		deferred_dirty;
 	MemoryContext deferred_cxt; /* where the deferred sums live */
 	bool		stale;			/* an SQL function changed the account */
+
+	bool		has_pool_share; /* earns feed household pools */
+	Datum		pool_share;		/* numeric: the share of each earn */
+
+	/*
+	 * A bulk's queue of pool moves (NULL: each is made at once), in the
+	 * bulk's context.
+	 */
+	List	  **pool_queue;
+	MemoryContext pool_cxt;
 };
 
 /* One ledger row and, for a credit, its lot (numbered by the entry). */
@@ -357,6 +425,10 @@ typedef struct Entry
 	TimestampTz lot_expires_at; /* 0: never */
 	bool		purchase_event; /* a purchase: points.earned is emitted */
 } Entry;
+
+static void PoolShare(Member *m, Entry *earn, int64 entry_id, Points points);
+static void PoolTakeBack(Member *m, int64 earn_entry, Points original, Points reversed, text *reason,
+						 text *reference);
 
 /*
  * Execute a kept plan, preparing it on first use.  Never read-only: a
@@ -495,6 +567,9 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	TextInto(r.prog[P_TIME_ZONE], m->time_zone, sizeof(m->time_zone));
 	m->rules_version = DatumGetInt64(r.prog[P_RULES_VERSION]);
 	m->has_tiers = !r.prog_null[P_TIER_METRIC];
+	m->has_pool_share = !r.prog_null[P_POOL_SHARE];
+	if (m->has_pool_share)
+		m->pool_share = r.prog[P_POOL_SHARE];
 	/* now(): the transaction's start, as the SQL statements see it */
 	m->now = GetCurrentTransactionStartTimestamp();
 
@@ -505,6 +580,18 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 		RequireActive(m);
 }
 
+/* Refuse a household's pool where a member is meant (55000). */
+static void
+RefusePool(Member *m)
+{
+	if (strcmp(m->status, "pool") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("member %lld is a household's pool, not a member", (long long) m->member_id),
+				 errdetail("A pool is fed by its members' earnings and spent with loyalty.household_redeem()."),
+				 errhint("Name a member of the household.")));
+}
+
 /*
  * Refuse a write on a suspended or closed member (55000); for a member
  * merged into another, the hint names the survivor.
@@ -512,6 +599,7 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 static void
 RequireActive(Member *m)
 {
+	RefusePool(m);
 	if (strcmp(m->status, "active") != 0)
 	{
 		Datum		values[1];
@@ -1352,6 +1440,8 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 	d.purchase_amount = NumericGetDatum(amount);
 	e.purchase_event = true;
 	entry_id = InsertEntry(m, &e, &d);
+	if (m->has_pool_share && points > 0)
+		PoolShare(m, &e, entry_id, points);
 	if (m->referral_pending)
 	{
 		Datum		rv[3];
@@ -1405,6 +1495,7 @@ struct LedgerBulk
 	bool		loaded;			/* m is locked and read */
 	Member		m;
 	AccountDelta deferred;
+	List	   *pool_moves;		/* PoolMove *, made when the bulk is flushed */
 };
 
 LedgerBulk *
@@ -1450,6 +1541,8 @@ BulkMember(LedgerBulk *b, int64 member_id)
 		memset(&b->deferred, 0, sizeof(b->deferred));
 		b->m.deferred = &b->deferred;
 		b->m.deferred_cxt = b->member_cxt;
+		b->m.pool_queue = &b->pool_moves;
+		b->m.pool_cxt = b->cxt;
 		b->loaded = true;
 	}
 	return &b->m;
@@ -1482,15 +1575,25 @@ ledger_bulk_reverse(LedgerBulk *b, const ReverseRequest *r, LedgerResult *res)
 	SPI_finish();
 }
 
-/* Write what is deferred; the next earn reads its member again. */
+/*
+ * Write what is deferred, then the queued pool moves (pools after members,
+ * in pool order); the next earn reads its member again.
+ */
 void
 ledger_bulk_flush(LedgerBulk *b)
 {
-	if (!b->loaded)
+	ListCell   *lc;
+
+	if (!b->loaded && b->pool_moves == NIL)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
 	BulkRelease(b);
+	list_sort(b->pool_moves, ComparePoolMoves);
+	foreach(lc, b->pool_moves)
+		PoolMoveWrite(b->w, lfirst(lc));
+	list_free_deep(b->pool_moves);
+	b->pool_moves = NIL;
 	SPI_finish();
 }
 
@@ -1966,6 +2069,189 @@ ReverseCredit(Member *m, Entry *e, int64 lot_member, int64 lot_id, Points lot_re
 	return want;
 }
 
+/* Make one pool move: the pool is locked after the member whose write it follows. */
+static void
+PoolMoveWrite(StoreWriter *w, const PoolMove *mv)
+{
+	Member		p;
+	Entry		e = {0};
+
+	memset(&p, 0, sizeof(p));
+	p.w = w;
+	LockMember(mv->pool, &p, false);
+	if (mv->credit)
+	{
+		AccountDelta d = {0};
+		Datum		values[7];
+		int64		entry_id;
+
+		/* the pool closed (its household dissolved) since it was looked up */
+		if (strcmp(p.status, "pool") != 0)
+			return;
+		e.row.kind = "household_share";
+		e.row.points = mv->points;
+		e.row.channel = mv->channel;
+		e.row.reference = mv->reference;
+		e.row.source_entry = mv->earn_entry;
+		e.row.occurred_at = mv->occurred_at;
+		e.row.details = psprintf("{\"household\": %lld, \"member\": %lld}", (long long) mv->household,
+								 (long long) mv->earner);
+		/* it vests and expires as the purchase's own points do */
+		d.debt = -PrepareLot(&p, &e, mv->points, mv->expires_at, true);
+		d.balance = mv->points;
+		d.earned = mv->points;
+		entry_id = InsertEntry(&p, &e, &d);
+		values[0] = Int64GetDatum(mv->earner);
+		values[1] = Int64GetDatum(mv->earn_entry);
+		values[2] = Int64GetDatum(p.program_id);
+		values[3] = Int64GetDatum(mv->household);
+		values[4] = Int64GetDatum(p.member_id);
+		values[5] = Int64GetDatum(entry_id);
+		values[6] = Int64GetDatum(mv->points);
+		ExecStmt(S_SHARE_INS, values, NULL, 0);
+	}
+	else
+	{
+		Datum		values[3];
+		bool		isnull;
+		int64		lot_id;
+		Points		remaining,
+					want;
+		bool		spendable;
+		int64		entry_id;
+
+		values[0] = Int64GetDatum(p.member_id);
+		values[1] = Int64GetDatum(mv->share_entry);
+		values[2] = TimestampTzGetDatum(p.now);
+		ExecStmt(S_LOT_OF_ENTRY, values, NULL, 1);
+		if (SPI_processed != 1)
+			elog(ERROR, "loyalty: household share %lld has no lot", (long long) mv->share_entry);
+		lot_id = ColInt8(0, 1);
+		remaining = ColInt8(0, 3);
+		want = mv->points - ColInt8(0, 4);
+		spendable = DatumGetBool(Col(0, 6, &isnull));
+		if (want <= 0)
+			return;
+		/* a closed pool has nobody left to owe what was spent */
+		if (strcmp(p.status, "pool") != 0)
+			p.refund_debt = false;
+		e.row.reason = mv->reason;
+		e.row.reference = mv->reference;
+		e.row.source_entry = mv->share_entry;
+		e.row.occurred_at = p.now;
+		(void) ReverseCredit(&p, &e, p.member_id, lot_id, remaining, spendable, want, 0, &entry_id);
+		values[0] = Int64GetDatum(mv->earner);
+		values[1] = Int64GetDatum(mv->earn_entry);
+		values[2] = Int64GetDatum(mv->points);
+		ExecStmt(S_SHARE_REVERSED, values, NULL, 0);
+	}
+}
+
+/* Make a pool move now, or queue it for the end of the bulk. */
+static void
+PoolQueueOrWrite(Member *m, const PoolMove *mv)
+{
+	MemoryContext old;
+	PoolMove   *q;
+
+	if (m->pool_queue == NULL)
+	{
+		PoolMoveWrite(m->w, mv);
+		return;
+	}
+	old = MemoryContextSwitchTo(m->pool_cxt);
+	q = palloc(sizeof(PoolMove));
+	*q = *mv;
+	q->channel = mv->channel ? DatumGetTextPCopy(PointerGetDatum(mv->channel)) : NULL;
+	q->reference = mv->reference ? DatumGetTextPCopy(PointerGetDatum(mv->reference)) : NULL;
+	q->reason = mv->reason ? DatumGetTextPCopy(PointerGetDatum(mv->reason)) : NULL;
+	q->seq = list_length(*m->pool_queue);
+	*m->pool_queue = lappend(*m->pool_queue, q);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The share of an earn for the earner's household pool, when it is in a
+ * household that has one (the program's share of the points, rounded by its
+ * rounding).
+ */
+static void
+PoolShare(Member *m, Entry *earn, int64 entry_id, Points points)
+{
+	PoolMove	mv = {0};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(m->member_id);
+	ExecStmt(S_HOUSEHOLD_POOL, values, NULL, 1);
+	if (SPI_processed != 1)
+		return;
+	mv.household = ColInt8(0, 1);
+	mv.pool = ColInt8(0, 2);
+	mv.points = points_from_numeric_rounded(DirectFunctionCall2(numeric_mul,
+																NumericGetDatum(int64_to_numeric(points)),
+																m->pool_share), m->rounding);
+	if (mv.points <= 0)
+		return;
+	mv.credit = true;
+	mv.earner = m->member_id;
+	mv.earn_entry = entry_id;
+	mv.occurred_at = earn->row.occurred_at;
+	mv.expires_at = earn->lot_expires_at;
+	mv.channel = earn->row.channel;
+	mv.reference = earn->row.reference;
+	PoolQueueOrWrite(m, &mv);
+}
+
+/*
+ * After `reversed` of an earn's `original` points were taken back in all:
+ * its pool share is taken back in the same proportion (rounded down; all of
+ * it with the whole purchase).
+ */
+static void
+PoolTakeBack(Member *m, int64 earn_entry, Points original, Points reversed, text *reason, text *reference)
+{
+	PoolMove	mv = {0};
+	Datum		values[2];
+	Points		share;
+
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = Int64GetDatum(earn_entry);
+	ExecStmt(S_SHARE_GET, values, NULL, 1);
+	if (SPI_processed != 1)
+		return;
+	mv.pool = ColInt8(0, 1);
+	mv.share_entry = ColInt8(0, 2);
+	share = ColInt8(0, 3);
+	if (reversed >= original)
+		mv.points = share;
+	else
+	{
+		Datum		product = DirectFunctionCall2(numeric_mul, NumericGetDatum(int64_to_numeric(share)),
+												  NumericGetDatum(int64_to_numeric(reversed)));
+
+		/* an exact integer division: no rounding of a quotient first */
+		mv.points = points_from_numeric_rounded(DirectFunctionCall2(numeric_div_trunc, product,
+																	NumericGetDatum(int64_to_numeric(original))),
+												POINTS_ROUND_FLOOR);
+	}
+	mv.earner = m->member_id;
+	mv.earn_entry = earn_entry;
+	mv.reason = reason;
+	mv.reference = reference;
+	PoolQueueOrWrite(m, &mv);
+}
+
+static int
+ComparePoolMoves(const ListCell *a, const ListCell *b)
+{
+	const PoolMove *x = lfirst(a);
+	const PoolMove *y = lfirst(b);
+
+	if (x->pool != y->pool)
+		return x->pool < y->pool ? -1 : 1;
+	return x->seq < y->seq ? -1 : (x->seq > y->seq ? 1 : 0);
+}
+
 /* A reversal's arguments; its idempotency fingerprint (0 without a key). */
 static int64
 ReverseHash(const ReverseRequest *r)
@@ -2167,6 +2453,9 @@ ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 								   amount ? NumericGetDatum(amount) : 0, &rev_entry);
 		else
 			result = 0;
+		/* the household pool gives back its share of what is taken back */
+		if (want > 0 && m->has_pool_share && strcmp(kind, "earn") == 0)
+			PoolTakeBack(m, source, original, reversed + want, r->reason, r->reference);
 		if (amount && strcmp(kind, "earn") == 0)
 		{
 			AccountDelta d = {0};
@@ -2586,6 +2875,8 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 		Finish(&s);
 		return;
 	}
+	RefusePool(&s);
+	RefusePool(&a);
 	if (strcmp(s.status, "closed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -2901,6 +3192,50 @@ CheckTransfer(Member *s, Member *r, Points points)
 }
 
 /*
+ * Move `points` from locked member `s` to locked member `t`: the sender's
+ * lots consumed first-to-expire-first, the receiver's new lots of the same
+ * points keeping their expiry; two transfer entries linked by source_entry
+ * (`household`: a dissolved household's pool paid out, 0: none).  Returns
+ * the sender's entry.
+ */
+static int64
+TransferWrite(Member *s, Member *t, Points points, text *reason, text *idem_key, int64 household)
+{
+	Entry		out = {0};
+	Entry		in = {0};
+	AccountDelta d = {0};
+	LotRow		into = {0};
+	int64		out_entry,
+				in_entry;
+	Points		repay;
+	char		extra[64] = "";
+
+	if (household != 0)
+		snprintf(extra, sizeof(extra), ", \"household\": %lld", (long long) household);
+	out.row.reason = reason;
+	out.row.idem_key = idem_key;
+	out.row.details = psprintf("{\"to_member\": %lld%s}", (long long) t->member_id, extra);
+	out_entry = DebitEntry(s, "transfer", points, &out, false);
+
+	in.row.kind = "transfer";
+	in.row.points = points;
+	in.row.reason = reason;
+	in.row.source_entry = out_entry;
+	in.row.details = psprintf("{\"from_member\": %lld%s}", (long long) s->member_id, extra);
+	in_entry = InsertEntry(t, &in, NULL);
+	/* the receiver's debt is repaid first, as by any credit */
+	repay = Min(points, t->debt);
+	into.member_id = t->member_id;
+	into.entry_id = in_entry;
+	into.vests_at = t->now;
+	LowerExpiryBound(t, &d, store_mirror_lots(t->w, s->member_id, out_entry, &into, repay));
+	d.balance = points;
+	d.debt = -repay;
+	UpdateAccount(t, &d);
+	return out_entry;
+}
+
+/*
  * Give points to another member of the program: the sender's lots are
  * consumed first-to-expire-first, and the receiver gets lots of the same
  * points with the same expiry dates.  Two ledger rows, linked by
@@ -2911,14 +3246,8 @@ ledger_transfer(const TransferRequest *r, LedgerResult *res)
 {
 	Member		s,
 				t;
-	Entry		out = {0};
-	Entry		in = {0};
-	AccountDelta d = {0};
-	LotRow		into = {0};
 	int64		hash = 0;
-	int64		out_entry,
-				in_entry;
-	Points		repay;
+	int64		out_entry;
 
 	CheckPositivePoints(r->points, "points");
 	CheckKey(r->idempotency_key);
@@ -2955,28 +3284,7 @@ ledger_transfer(const TransferRequest *r, LedgerResult *res)
 	CheckTransfer(&s, &t, r->points);
 	ReleaseExpiredHolds(&s);
 	ReleaseExpiredHolds(&t);
-
-	out.row.reason = r->reason;
-	out.row.idem_key = r->idempotency_key;
-	out.row.details = psprintf("{\"to_member\": %lld}", (long long) t.member_id);
-	out_entry = DebitEntry(&s, "transfer", r->points, &out, false);
-
-	in.row.kind = "transfer";
-	in.row.points = r->points;
-	in.row.reason = r->reason;
-	in.row.source_entry = out_entry;
-	in.row.details = psprintf("{\"from_member\": %lld}", (long long) s.member_id);
-	in_entry = InsertEntry(&t, &in, NULL);
-	/* the receiver's debt is repaid first, as by any credit */
-	repay = Min(r->points, t.debt);
-	into.member_id = t.member_id;
-	into.entry_id = in_entry;
-	into.vests_at = t.now;
-	LowerExpiryBound(&t, &d, store_mirror_lots(t.w, s.member_id, out_entry, &into, repay));
-	d.balance = r->points;
-	d.debt = -repay;
-	UpdateAccount(&t, &d);
-
+	out_entry = TransferWrite(&s, &t, r->points, r->reason, r->idempotency_key, 0);
 	IdemStore(&s, r->idempotency_key, "transfer", hash, r->points, out_entry);
 	Finish(&s);
 	res->points = r->points;
@@ -3148,6 +3456,55 @@ ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res)
 }
 
 /*
+ * Take every open lot of the locked member and write its debt off with one
+ * forfeit entry, then close it.  res->points: the balance forfeited
+ * (negative: a debt written off); res->entry_id: the entry, if any.
+ */
+static void
+ForfeitWrite(Member *m, text *reason, LedgerResult *res)
+{
+	Entry		e = {0};
+	AccountDelta d = {0};
+	AccountRead acc;
+	OpenLot    *lots;
+	int			nlots;
+	Points		balance,
+				debt;
+	Datum		values[2];
+
+	ReleaseAllHolds(m);
+	if (!store_read_account(m->w, m->member_id, true, &acc))
+		elog(ERROR, "loyalty: account of member %lld vanished", (long long) m->member_id);
+	balance = AccInt8(&acc, A_BALANCE);
+	debt = AccInt8(&acc, A_DEBT);
+	nlots = store_open_lots(m->w, m->member_id, LOTS_ALL_OPEN, 0, &lots);
+	if (nlots > 0 || debt != 0)
+	{
+		e.row.kind = "forfeit";
+		e.row.points = -balance;
+		e.row.reason = reason;
+		e.row.details = psprintf("{\"debt\": %lld}", (long long) debt);
+		res->entry_id = InsertEntry(m, &e, NULL);
+		if (nlots > 1)
+			qsort(lots, nlots, sizeof(OpenLot), CompareLotIds);
+		for (int i = 0; i < nlots; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			store_take_lot(m->w, m->member_id, res->entry_id, &lots[i], lots[i].remaining);
+		}
+		d.balance = -balance;
+		d.debt = -debt;
+		d.exact_next_expiry = true;
+		UpdateAccount(m, &d);
+	}
+	values[0] = Int64GetDatum(m->member_id);
+	values[1] = CStringGetTextDatum("closed");
+	ExecStmt(S_MEMBER_STATUS, values, NULL, 0);
+	store_set_status(m->w, m->member_id, "closed");
+	res->points = balance;
+}
+
+/*
  * Close a member's books for good (erase_member): its holds released, every
  * open lot taken and its debt written off by one forfeit entry, so that
  * nothing of it stays in the program's liability; then the member is closed.
@@ -3157,19 +3514,12 @@ void
 ledger_forfeit(const ForfeitRequest *r, LedgerResult *res)
 {
 	Member		m;
-	Entry		e = {0};
-	AccountDelta d = {0};
-	AccountRead acc;
-	OpenLot    *lots;
-	int			nlots;
-	Points		balance,
-				debt;
 	int64		survivor;
-	Datum		values[2];
 
 	memset(res, 0, sizeof(*res));
 	Connect(&m);
 	LockMember(r->member_id, &m, false);
+	RefusePool(&m);
 	survivor = strcmp(m.status, "closed") == 0 ? MergedInto(m.member_id) : 0;
 	if (survivor != 0)
 		ereport(ERROR,
@@ -3177,37 +3527,65 @@ ledger_forfeit(const ForfeitRequest *r, LedgerResult *res)
 				 errmsg("member %lld was merged into member %lld", (long long) m.member_id,
 						(long long) survivor),
 				 errhint("Its books are the survivor's: name member %lld.", (long long) survivor)));
-	ReleaseAllHolds(&m);
-	if (!store_read_account(m.w, m.member_id, true, &acc))
-		elog(ERROR, "loyalty: account of member %lld vanished", (long long) m.member_id);
-	balance = AccInt8(&acc, A_BALANCE);
-	debt = AccInt8(&acc, A_DEBT);
-	nlots = store_open_lots(m.w, m.member_id, LOTS_ALL_OPEN, 0, &lots);
-	if (nlots > 0 || debt != 0)
-	{
-		e.row.kind = "forfeit";
-		e.row.points = -balance;
-		e.row.reason = r->reason;
-		e.row.details = psprintf("{\"debt\": %lld}", (long long) debt);
-		res->entry_id = InsertEntry(&m, &e, NULL);
-		if (nlots > 1)
-			qsort(lots, nlots, sizeof(OpenLot), CompareLotIds);
-		for (int i = 0; i < nlots; i++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			store_take_lot(m.w, m.member_id, res->entry_id, &lots[i], lots[i].remaining);
-		}
-		d.balance = -balance;
-		d.debt = -debt;
-		d.exact_next_expiry = true;
-		UpdateAccount(&m, &d);
-	}
-	values[0] = Int64GetDatum(m.member_id);
-	values[1] = CStringGetTextDatum("closed");
-	ExecStmt(S_MEMBER_STATUS, values, NULL, 0);
-	store_set_status(m.w, m.member_id, "closed");
+	ForfeitWrite(&m, r->reason, res);
 	Finish(&m);
-	res->points = balance;
+}
+
+/*
+ * Whether the redeemer's role lets it spend `points` from its household now:
+ * a child only when the program allows it, and within the role's monthly
+ * limit over what it redeemed from the household's accounts `ids`.
+ */
+static void
+CheckHouseholdRole(Member *me, int64 household, const int64 *ids, int n, Points points)
+{
+	Datum		values[4];
+	bool		isnull;
+	char	   *role;
+
+	values[0] = Int64GetDatum(me->member_id);
+	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
+	role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	values[0] = Int64GetDatum(me->program_id);
+	ExecStmt(S_HOUSEHOLD_RULES, values, NULL, 1);
+	{
+		bool		child = strcmp(role, "child") == 0;
+		bool		child_can = SPI_processed == 1 && DatumGetBool(Col(0, 1, &isnull));
+		Datum		limit = SPI_processed == 1 ? Col(0, child ? 3 : 2, &isnull) : (Datum) 0;
+		bool		limited = SPI_processed == 1 && !isnull;
+
+		if (child && !child_can)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_HOUSEHOLD_LIMIT),
+					 errmsg("member %lld is a child of household %lld: children may not redeem from it",
+							(long long) me->member_id, (long long) household),
+					 errhint("An administrator allows it with loyalty.set_household_rules(child_can_redeem => true).")));
+		if (limited)
+		{
+			int64		lim = DatumGetInt64(limit);
+			int64		spent;
+
+			Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+			for (int i = 0; i < n; i++)
+				elems[i] = Int64GetDatum(ids[i]);
+			values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+														TYPALIGN_DOUBLE));
+			values[1] = TimestampTzGetDatum(me->now);
+			values[2] = CStringGetTextDatum(me->time_zone);
+			values[3] = CStringGetTextDatum(psprintf(INT64_FORMAT, me->member_id));
+			ExecStmt(S_HOUSEHOLD_SPENT, values, NULL, 1);
+			spent = ColInt8(0, 1);
+			if (spent + points > lim)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOYALTY_HOUSEHOLD_LIMIT),
+						 errmsg("household limit reached: member %lld (%s) has redeemed %lld of %lld points this month",
+								(long long) me->member_id, role, (long long) spent, (long long) lim),
+						 errhint("Redeem at most %lld points, or wait for the next month.",
+								 (long long) Max(lim - spent, 0))));
+		}
+	}
+
 }
 
 /* A spendable lot of a household member, for spending across the household. */
@@ -3221,6 +3599,52 @@ static int
 ComparePoolLots(const void *a, const void *b)
 {
 	return store_compare_fefo(&((const PoolLot *) a)->lot, &((const PoolLot *) b)->lot);
+}
+
+/*
+ * Redeem from a household's pool: the household is locked (by the caller),
+ * then the redeemer, then the pool.  The pool's redeem entry names who
+ * redeemed; the key is the redeemer's.
+ */
+static void
+PoolRedeem(const HouseholdRedeemRequest *r, StoreWriter *w, int64 household, int64 pool, int64 hash,
+		   LedgerResult *res)
+{
+	Member		me = {0};
+	Member		p = {0};
+	Entry		e = {0};
+	Datum		values[1];
+	Points		available;
+
+	me.w = w;
+	LockMember(r->redeemer, &me, false);
+	values[0] = Int64GetDatum(me.member_id);
+	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
+	if (SPI_processed != 1 || ColInt8(0, 1) != household)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
+				 errmsg("member %lld left household %lld", (long long) r->redeemer, (long long) household)));
+	if (IdemLookup(&me, r->idempotency_key, "household_redeem", hash, res))
+		return;
+	RequireActive(&me);
+	CheckHouseholdRole(&me, household, &pool, 1, r->points);
+
+	p.w = w;
+	LockMember(pool, &p, false);
+	available = Available(&p, p.now);
+	if (available < r->points)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
+				 errmsg("insufficient points: the pool of household %lld has %lld spendable, %lld requested",
+						(long long) household, (long long) Max(available, 0), (long long) r->points),
+				 errdetail("Points in the pool that are pending or expired cannot be spent.")));
+	e.row.channel = r->channel;
+	e.row.reference = r->reference;
+	e.row.details = psprintf("{\"household\": %lld, \"redeemed_by\": %lld}", (long long) household,
+							 (long long) me.member_id);
+	res->entry_id = DebitEntry(&p, "redeem", r->points, &e, true);
+	IdemStore(&me, r->idempotency_key, "household_redeem", hash, r->points, res->entry_id);
+	res->points = r->points;
 }
 
 /*
@@ -3249,7 +3673,6 @@ ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
 	PoolLot    *pool = NULL;
 	Points		need,
 				spendable = 0;
-	char	   *role;
 	char	   *details;
 
 	CheckPositivePoints(r->points, "points");
@@ -3300,6 +3723,14 @@ ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
 				 errmsg("household %lld was dissolved", (long long) household)));
+	(void) Col(0, 2, &isnull);
+	if (!isnull)
+	{
+		PoolRedeem(r, w, household, ColInt8(0, 2), hash, res);
+		store_end(w);
+		SPI_finish();
+		return;
+	}
 	ExecStmt(S_HOUSEHOLD_MEMBERS, values, NULL, 0);
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
@@ -3327,49 +3758,7 @@ ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
 	}
 	RequireActive(me);
 
-	/* the redeemer's role, and the program's limits for it */
-	values[0] = Int64GetDatum(me->member_id);
-	ExecStmt(S_HOUSEHOLD_OF, values, NULL, 1);
-	role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	values[0] = Int64GetDatum(me->program_id);
-	ExecStmt(S_HOUSEHOLD_RULES, values, NULL, 1);
-	{
-		bool		child = strcmp(role, "child") == 0;
-		bool		child_can = SPI_processed == 1 && DatumGetBool(Col(0, 1, &isnull));
-		Datum		limit = SPI_processed == 1 ? Col(0, child ? 3 : 2, &isnull) : (Datum) 0;
-		bool		limited = SPI_processed == 1 && !isnull;
-
-		if (child && !child_can)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOYALTY_HOUSEHOLD_LIMIT),
-					 errmsg("member %lld is a child of household %lld: children may not redeem from it",
-							(long long) me->member_id, (long long) household),
-					 errhint("An administrator allows it with loyalty.set_household_rules(child_can_redeem => true).")));
-		if (limited)
-		{
-			int64		lim = DatumGetInt64(limit);
-			int64		spent;
-
-			Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-
-			for (i = 0; i < n; i++)
-				elems[i] = Int64GetDatum(ids[i]);
-			values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-														TYPALIGN_DOUBLE));
-			values[1] = TimestampTzGetDatum(me->now);
-			values[2] = CStringGetTextDatum(me->time_zone);
-			values[3] = CStringGetTextDatum(psprintf(INT64_FORMAT, me->member_id));
-			ExecStmt(S_HOUSEHOLD_SPENT, values, NULL, 1);
-			spent = ColInt8(0, 1);
-			if (spent + r->points > lim)
-				ereport(ERROR,
-						(errcode(ERRCODE_LOYALTY_HOUSEHOLD_LIMIT),
-						 errmsg("household limit reached: member %lld (%s) has redeemed %lld of %lld points this month",
-								(long long) me->member_id, role, (long long) spent, (long long) lim),
-						 errhint("Redeem at most %lld points, or wait for the next month.",
-								 (long long) Max(lim - spent, 0))));
-		}
-	}
+	CheckHouseholdRole(me, household, ids, n, r->points);
 
 	/*
 	 * every active member's spendable lots, first to expire first across the
@@ -3444,6 +3833,169 @@ ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
 	res->points = r->points;
 }
 
+/* A member's part of a pool being split, for the largest remainders. */
+typedef struct PoolPart
+{
+	Member	   *m;
+	int64		weight;			/* what it gave the pool (or 1 each) */
+	Points		points;
+	int64		rest;			/* remainder of the division, as the tie-break */
+} PoolPart;
+
+static int
+ComparePoolParts(const void *a, const void *b)
+{
+	const PoolPart *x = a;
+	const PoolPart *y = b;
+
+	if (x->rest != y->rest)
+		return x->rest > y->rest ? -1 : 1;
+	return x->m->member_id < y->m->member_id ? -1 : 1;
+}
+
+/*
+ * Close a household's pool as the household is dissolved (its members not
+ * yet gone).  By the program's policy, the pool's spendable points are split
+ * among the active members in proportion to what each one's earnings gave
+ * the pool (equally when none gave anything), largest remainders first,
+ * each part a transfer that keeps the lots' expiry; or they return to the
+ * program.  What is left (pending points, a debt) is forfeited and the pool
+ * closed.  The household is locked by the caller, then its members in
+ * member_id order, then the pool.  res->points: the points split.
+ */
+void
+ledger_household_close(int64 household, text *reason, LedgerResult *res)
+{
+	StoreWriter *w;
+	Member		p = {0};
+	Member	   *ms;
+	PoolPart   *parts;
+	Datum		values[2];
+	bool		isnull;
+	bool		split = true;
+	int64		pool;
+	int			n,
+				nparts = 0;
+	int64	   *ids;
+	Points		available,
+				given = 0;
+	LedgerResult fr = {0};
+
+	memset(res, 0, sizeof(*res));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	w = store_begin();
+	values[0] = Int64GetDatum(household);
+	ExecStmt(S_HOUSEHOLD_LOCK, values, NULL, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
+				 errmsg("household %lld was dissolved", (long long) household)));
+	pool = DatumGetInt64(Col(0, 2, &isnull));
+	if (isnull)
+	{
+		store_end(w);
+		SPI_finish();
+		return;
+	}
+	values[0] = Int64GetDatum(ColInt8(0, 1));
+	ExecStmt(S_HOUSEHOLD_RULES, values, NULL, 1);
+	if (SPI_processed == 1)
+	{
+		char	   *policy = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+
+		split = strcmp(policy, "split") == 0;
+	}
+
+	values[0] = Int64GetDatum(household);
+	ExecStmt(S_HOUSEHOLD_MEMBERS, values, NULL, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		ids[i] = ColInt8(i, 1);
+	ms = palloc0(sizeof(Member) * Max(n, 1));
+	parts = palloc0(sizeof(PoolPart) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		ms[i].w = w;
+		LockMember(ids[i], &ms[i], false);
+		if (strcmp(ms[i].status, "active") == 0)
+			parts[nparts++].m = &ms[i];
+	}
+	p.w = w;
+	LockMember(pool, &p, false);
+	if (strcmp(p.status, "pool") != 0)
+		elog(ERROR, "loyalty: household %lld's pool %lld is %s", (long long) household, (long long) pool,
+			 p.status);
+	available = Max(Available(&p, p.now), 0);
+
+	if (split && available > 0 && nparts > 0)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * nparts);
+		int64		total = 0;
+		Points		left = available;
+
+		for (int i = 0; i < nparts; i++)
+			elems[i] = Int64GetDatum(parts[i].m->member_id);
+		values[0] = Int64GetDatum(household);
+		values[1] = PointerGetDatum(construct_array(elems, nparts, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		ExecStmt(S_SHARE_SUMS, values, NULL, 0);
+		for (uint64 k = 0; k < SPI_processed; k++)
+		{
+			int64		who = ColInt8((int) k, 1);
+
+			for (int i = 0; i < nparts; i++)
+				if (parts[i].m->member_id == who)
+					parts[i].weight = ColInt8((int) k, 2);
+		}
+		for (int i = 0; i < nparts; i++)
+			total += parts[i].weight;
+		if (total == 0)
+		{
+			for (int i = 0; i < nparts; i++)
+				parts[i].weight = 1;
+			total = nparts;
+		}
+
+		/*
+		 * each part rounded down (exactly, in numeric), the rest by
+		 * remainders
+		 */
+		for (int i = 0; i < nparts; i++)
+		{
+			Datum		num = DirectFunctionCall2(numeric_mul, NumericGetDatum(int64_to_numeric(available)),
+												  NumericGetDatum(int64_to_numeric(parts[i].weight)));
+			Datum		den = NumericGetDatum(int64_to_numeric(total));
+
+			parts[i].points = points_from_numeric_rounded(DirectFunctionCall2(numeric_div_trunc, num, den),
+														  POINTS_ROUND_FLOOR);
+			parts[i].rest = points_from_numeric_rounded(DirectFunctionCall2(numeric_mod, num, den),
+														POINTS_ROUND_FLOOR);
+			left -= parts[i].points;
+		}
+		qsort(parts, nparts, sizeof(PoolPart), ComparePoolParts);
+		for (int i = 0; left > 0; i = (i + 1) % nparts)
+		{
+			parts[i].points++;
+			left--;
+		}
+		for (int i = 0; i < nparts; i++)
+		{
+			if (parts[i].points == 0)
+				continue;
+			ReleaseExpiredHolds(parts[i].m);
+			(void) TransferWrite(&p, parts[i].m, parts[i].points, reason, NULL, household);
+			given += parts[i].points;
+		}
+	}
+	ForfeitWrite(&p, reason, &fr);
+	store_end(w);
+	SPI_finish();
+	res->points = given;
+	res->entry_id = fr.entry_id;
+}
+
 /*
  * Suspend, close or reactivate a member: the member's row and the account's
  * copy of its status, under the member's lock, so that a status change
@@ -3458,6 +4010,7 @@ ledger_set_status(const StatusRequest *r)
 
 	Connect(&m);
 	LockMember(r->member_id, &m, false);
+	RefusePool(&m);
 	if (r->status == NULL ||
 		(strcmp(r->status, "active") != 0 && strcmp(r->status, "suspended") != 0 &&
 		 strcmp(r->status, "closed") != 0))

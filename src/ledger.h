@@ -239,6 +239,7 @@ extern void ledger_transfer(const TransferRequest *r, LedgerResult *res);
 extern void ledger_reverse_transfer(const TransferReversal *r, LedgerResult *res);
 extern void ledger_forfeit(const ForfeitRequest *r, LedgerResult *res);
 extern void ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res);
+extern void ledger_household_close(int64 household, text *reason, LedgerResult *res);
 extern void ledger_release_expired(int64 member_id, LedgerResult *res);
 extern void ledger_merge(const MergeRequest *r, LedgerResult *res);
 extern void ledger_expire(const ExpireRequest *r, LedgerResult *res);

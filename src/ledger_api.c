@@ -42,6 +42,7 @@ PG_FUNCTION_INFO_V1(loyalty_transfer);
 PG_FUNCTION_INFO_V1(loyalty_reverse_transfer);
 PG_FUNCTION_INFO_V1(loyalty_forfeit_books);
 PG_FUNCTION_INFO_V1(loyalty_household_redeem);
+PG_FUNCTION_INFO_V1(loyalty_household_close);
 PG_FUNCTION_INFO_V1(loyalty_release_expired);
 PG_FUNCTION_INFO_V1(loyalty_merge_members);
 PG_FUNCTION_INFO_V1(loyalty_expire_member);
@@ -636,6 +637,21 @@ loyalty_household_redeem(PG_FUNCTION_ARGS)
 	ledger_household_redeem(&r, &res);
 	ledger_remember_entry(&res);
 	PG_RETURN_INT64(res.entry_id);
+}
+
+/*
+ * loyalty.household_close(household, reason) (internal, dissolve_household):
+ * the pool's points split among the members.
+ */
+Datum
+loyalty_household_close(PG_FUNCTION_ARGS)
+{
+	LedgerResult res;
+
+	RequireArg(fcinfo, 0, "household");
+	RequireArg(fcinfo, 1, "reason");
+	ledger_household_close(PG_GETARG_INT64(0), PG_GETARG_TEXT_PP(1), &res);
+	PG_RETURN_INT64(res.points);
 }
 
 /* loyalty.forfeit_books(member, reason) (internal, erase_member): the balance forfeited. */

@@ -179,11 +179,11 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 
 #include "udfs/kpi_summary/1.4.sql"
 
-#include "udfs/tier_distribution/1.1.sql"
+#include "udfs/tier_distribution/1.4.sql"
 
 #include "udfs/channel_distribution/1.1.sql"
 
-#include "udfs/member_mix/1.1.sql"
+#include "udfs/member_mix/1.4.sql"
 
 #include "udfs/cohort_retention/1.1.sql"
 

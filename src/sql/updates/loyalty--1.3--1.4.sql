@@ -350,9 +350,14 @@ ALTER TABLE loyalty.household_rules ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.household_rules USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.household_invitations ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.household_invitations USING (loyalty.program_visible(program_id));
-GRANT SELECT ON loyalty.households, loyalty.household_members, loyalty.household_rules, loyalty.household_invitations
-    TO loyalty_admin;
+ALTER TABLE loyalty.household_shares ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.household_shares USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.households, loyalty.household_members, loyalty.household_rules, loyalty.household_invitations,
+    loyalty.household_shares TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.households_household_id_seq, loyalty.household_members_membership_id_seq FROM PUBLIC;
+-- a household's pool is no member: the views that count members leave it out
+#include-replace "udfs/member_mix/1.4.sql"
+#include-replace "udfs/tier_distribution/1.4.sql"
 
 -- == household tiers: the tier metric of a household member can be its household's
 #include "udfs/member_tier_metric/1.4.sql"

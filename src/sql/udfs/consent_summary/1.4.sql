@@ -7,5 +7,5 @@ FROM (SELECT m.program_id, e.key AS channel,
       WHERE m.status <> 'closed' AND loyalty.program_visible(m.program_id)
       GROUP BY m.program_id, e.key) c
 JOIN (SELECT m.program_id, count(*)::bigint AS members
-      FROM loyalty.members m WHERE m.status <> 'closed' AND loyalty.program_visible(m.program_id)
+      FROM loyalty.members m WHERE m.status <> ALL (ARRAY['closed', 'pool']) AND loyalty.program_visible(m.program_id)
       GROUP BY m.program_id) t ON t.program_id = c.program_id;

@@ -18,9 +18,13 @@ SELECT h.program_id, h.household_id, h.name, h.owner,
        round(coalesce(hm.points, 0) * p.point_value, 2) AS liability,
        coalesce(hm.earned, 0)::numeric AS points_earned,
        coalesce(red.redeemed, 0)::numeric AS household_redemptions,
+       pa.balance::numeric AS pool_points,
+       round(pa.balance::numeric * p.point_value, 2) AS pool_liability,
+       pa.lifetime_earned::numeric AS pool_earned,
        h.created_at
 FROM loyalty.households h
 JOIN loyalty.programs p ON p.program_id = h.program_id
+LEFT JOIN loyalty.accounts pa ON pa.member_id = h.pool_member
 LEFT JOIN hm ON hm.household_id = h.household_id
 LEFT JOIN red ON red.household_id = h.household_id
 WHERE h.dissolved_at IS NULL AND loyalty.program_visible(h.program_id);

@@ -7,7 +7,7 @@ WITH l AS (
 ), n AS (
     SELECT m.program_id, (m.joined_at AT TIME ZONE p.time_zone)::date AS day, count(*) AS new_members
     FROM loyalty.members m JOIN loyalty.programs p ON p.program_id = m.program_id
-    WHERE loyalty.program_visible(m.program_id) GROUP BY 1, 2
+    WHERE m.status <> 'pool' AND loyalty.program_visible(m.program_id) GROUP BY 1, 2
 ), d AS (
     SELECT l.program_id, l.day,
            count(DISTINCT l.member_id) FILTER (WHERE l.kind = 'earn') AS active_members,

@@ -1,6 +1,7 @@
 CREATE VIEW loyalty.kpi_summary AS
 SELECT p.program_id, p.name AS program, p.currency,
-       count(a.member_id)::bigint AS members,
+       -- (a household's pool is no member, but its points are owed like theirs)
+       count(a.member_id) FILTER (WHERE a.status <> 'pool')::bigint AS members,
        count(a.member_id) FILTER (WHERE a.last_purchase_at > now() - interval '90 days')::bigint AS active_members_90d,
        CASE WHEN count(a.member_id) FILTER (WHERE a.purchase_count > 0) > 0
             THEN round(count(a.member_id) FILTER (WHERE a.purchase_count > 1) * 1.0

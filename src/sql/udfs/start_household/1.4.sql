@@ -28,5 +28,10 @@ BEGIN
     RETURNING household_id INTO v_id;
     INSERT INTO loyalty.household_members (member_id, household_id, program_id, role)
     VALUES (owner, v_id, a.program_id, 'owner');
+    -- programs that pool a share of earnings give each household its pool
+    IF (SELECT p.household_pool_share FROM loyalty.programs p
+        WHERE p.program_id OPERATOR(pg_catalog.=) a.program_id) IS NOT NULL THEN
+        PERFORM loyalty.household_open_pool(v_id);
+    END IF;
     RETURN v_id;
 END $$;

@@ -61,7 +61,7 @@ AS $$
     FROM loyalty.ledger l
     LEFT JOIN (SELECT x.member_id, x.entry_id, sum(x.original::bigint) AS original, count(*) AS n
                FROM loyalty.lots x GROUP BY 1, 2) lo USING (member_id, entry_id)
-    WHERE l.kind = ANY (ARRAY['earn', 'award', 'adjust']) AND l.points::bigint > 0
+    WHERE l.kind = ANY (ARRAY['earn', 'award', 'adjust', 'household_share']) AND l.points::bigint > 0
       AND (lo.n IS DISTINCT FROM 1 OR lo.original <> l.points::bigint)
     UNION ALL
     SELECT 'a received transfer has lots of its points', l.member_id,
@@ -96,7 +96,33 @@ AS $$
     SELECT 'a ledger entry has a known kind', l.member_id, format('entry %s has kind %s', l.entry_id, l.kind)
     FROM loyalty.ledger l
     WHERE NOT l.kind = ANY (ARRAY['earn', 'award', 'redeem', 'hold', 'capture', 'release', 'reverse',
-                                  'expire', 'adjust', 'merge', 'carry_forward', 'transfer', 'forfeit'])
+                                  'expire', 'adjust', 'merge', 'carry_forward', 'transfer', 'forfeit',
+                                  'household_share'])
+    UNION ALL
+    -- (paired by the pool's entry, not joined: the earner and the pool live
+    -- on different shards on Citus; archived entries leave their shares alone)
+    SELECT 'a household share is recorded with its pool''s entry', min(x.member_id),
+           format('pool entry %s: %s rows, points differing by %s', x.pair, count(*), sum(x.points))
+    FROM (SELECT l.entry_id AS pair, l.member_id, l.points::bigint AS points
+          FROM loyalty.ledger l WHERE l.kind = 'household_share'
+          UNION ALL
+          SELECT s.share_entry, s.member_id, -s.points
+          FROM loyalty.household_shares s
+          WHERE s.created_at >= coalesce((SELECT p.archived_before FROM loyalty.ledger_partitioning p), '-infinity')
+          OFFSET 0) x
+    GROUP BY x.pair
+    HAVING count(*) <> 2 OR sum(x.points) <> 0
+    UNION ALL
+    SELECT 'a pool is open while its household is', h.pool_member,
+           format('household %s (%s), pool %s', h.household_id,
+                  CASE WHEN h.dissolved_at IS NULL THEN 'current' ELSE 'dissolved' END, coalesce(m.status, 'missing'))
+    FROM loyalty.households h LEFT JOIN loyalty.members m ON m.member_id = h.pool_member
+    WHERE h.pool_member IS NOT NULL AND (m.status IS NULL OR (h.dissolved_at IS NULL) <> (m.status = 'pool'))
+    UNION ALL
+    SELECT 'only a household''s pool has status pool', m.member_id, format('member %s', m.member_id)
+    FROM loyalty.members m
+    WHERE m.status = 'pool'
+      AND NOT EXISTS (SELECT 1 FROM loyalty.households h WHERE h.pool_member = m.member_id)
     UNION ALL
     SELECT 'lot bounds: 0 <= reversed, remaining <= original', l.member_id,
            format('lot %s: original %s, remaining %s, reversed %s', l.lot_id, l.original, l.remaining, l.reversed)
