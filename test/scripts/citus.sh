@@ -297,6 +297,26 @@ check "B's first purchase paid both bonuses (B on one worker, A on the other)" \
     "SELECT (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $RA) = 50
         AND (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $RB) = 120"
 
+# --- household pools: an earn delegated to the earner's worker feeds a pool on the other
+q -o /dev/null -c "SELECT loyalty.set_household_rules($P, pool_share => 0.5)"
+HP=""
+for i in $(seq 1 20); do
+    HA=$(fresh_on pool-a-$i $W1)
+    HH=$(q -c "SELECT loyalty.start_household($HA)")
+    HP=$(q -c "SELECT pool_member FROM loyalty.households WHERE household_id = $HH")
+    [ "$(node_of "$HP")" = "$W2" ] && break
+    HP=""
+done
+if [ -z "$HP" ]; then bad "a household whose pool is on the other worker" "none in 20 tries"
+elif out=$(q -c "SELECT loyalty.earn($HA, 100, reference => 'pool-1')" -c "SELECT loyalty.refund($HA, 'pool-1', 50)" 2>&1) &&
+     [ "$(echo "$out" | tr '\n' ' ')" = "100 50 " ]; then
+    ok "earn() and refund() delegated to the earner's worker, the pool on the other"
+else bad "earn() and refund() with the pool on the other worker" "$out"; fi
+[ -n "$HP" ] && check "the pool got half the earn and gave half of that back" \
+    "SELECT (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $HP) = 25
+        AND (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $HA) = 50"
+q -o /dev/null -c "SELECT loyalty.set_household_rules($P)"
+
 # --- merge_members across workers ---------------------------------------------------
 MS=$(fresh_on merge-s $W1); MA=$(fresh_on merge-a $W2)
 q -o /dev/null -c "SELECT loyalty.earn($MS, 30)" -c "SELECT loyalty.earn($MA, 12)"
@@ -341,8 +361,8 @@ for v in kpi_daily kpi_monthly kpi_summary tier_distribution channel_distributio
     if out=$(q -c "SELECT count(*) FROM loyalty.$v" 2>&1); then echo "ok   view loyalty.$v ($out rows)"
     else bad "view loyalty.$v" "$out"; fi
 done
-check "kpi_summary counts the program's open members and outstanding points" \
-    "SELECT k.members = (SELECT count(*) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
+check "kpi_summary counts the program's open members (no household pool) and outstanding points (pools too)" \
+    "SELECT k.members = (SELECT count(*) FROM loyalty.accounts WHERE program_id = $P AND status NOT IN ('closed', 'pool'))
         AND k.points_outstanding = (SELECT sum(balance::bigint) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
      FROM loyalty.kpi_summary k WHERE k.program_id = $P"
 
