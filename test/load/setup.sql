@@ -21,6 +21,12 @@ FROM generate_series(1, 100) g,
      LATERAL (SELECT loyalty.start_household(loyalty.member_id(:p, 'load', (4 * (g - 1) + 1)::text)) AS h) c,
      generate_series(2, 4) k;
 
+-- with -v pools=1 (test/scripts/chaos_pools.sh) the households pool a fifth of
+-- every earn instead, and household_redeem spends the pools
+\if :pools
+SELECT loyalty.set_household_rules(:p, pool_share => 0.2);
+\endif
+
 CREATE FUNCTION chaos.m(k integer) RETURNS bigint LANGUAGE sql STABLE AS
     $$ SELECT loyalty.member_id((SELECT program_id FROM loyalty.programs WHERE name = 'chaos'), 'load', k::text) $$;
 

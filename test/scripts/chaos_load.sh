@@ -3,7 +3,8 @@
 # the suite; set it higher for a long run) mix earn, redeem, hold/capture,
 # hold/release, holds left to expire, reversals, awards, expiry, the hold
 # sweep, transfers and their reversal, household redemptions (100 households
-# of four) and merges on 1,000 hot members (test/load/).  Every error must be a
+# of four; with CHAOS_POOLS=1 from pools fed by a share of every earn) and
+# merges on 1,000 hot members (test/load/).  Every error must be a
 # documented refusal (a client aborts otherwise, and the run fails); after the
 # run, loyalty.verify() must find nothing.  Prints what was done.
 set -euo pipefail
@@ -16,8 +17,9 @@ trap '"$PGBIN/dropdb" --if-exists $DB' EXIT
 psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 "$PGBIN/createdb" $DB
-psql -d $DB -o /dev/null -f "$ROOT/test/load/setup.sql"
-echo "== $CLIENTS clients, ${SECONDS_}s, 1,000 hot members"
+POOLS=${CHAOS_POOLS:-0}
+psql -d $DB -o /dev/null -v pools="$POOLS" -f "$ROOT/test/load/setup.sql"
+echo "== $CLIENTS clients, ${SECONDS_}s, 1,000 hot members$([ "$POOLS" = 1 ] && echo ", households pooling a fifth of each earn")"
 if ! "$PGBIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_" -f "$ROOT/test/load/chaos.sql" $DB >/tmp/chaos.$$.log 2>&1; then
     cat /tmp/chaos.$$.log; rm -f /tmp/chaos.$$.log
     echo "FAIL a client hit an undocumented error (or pgbench failed)"; exit 1
