@@ -1,9 +1,12 @@
 #!/bin/bash
 # bench/transfer.sh: a point transfer (two members locked, the sender's lots
-# consumed, the receiver's lots written) and a household redemption (the
+# consumed, the receiver's lots written), a household redemption (the
 # household and its four members locked, their lots merged first to expire
-# first) against a plain redemption of the same points, interleaved in one
-# pgbench run so all meet the machine at the same moment.  See bench/README.md.
+# first) and a redemption from a household's pool (the household, the
+# redeemer and the pool locked) against a plain redemption of the same points;
+# and an earn whose household pool gets a share against a plain earn; all
+# interleaved in one pgbench run so all meet the machine at the same moment.
+# See bench/README.md.
 #
 #   pg_virtualenv -t -v 15 bench/transfer.sh
 #   BENCH_MEMBERS=10000 BENCH_SECONDS=10 pg_virtualenv -t -v 15 bench/transfer.sh   # quicker
@@ -34,25 +37,43 @@ SELECT count(loyalty.add_household_member(h.id, h.owner + k))
 FROM (SELECT loyalty.start_household(g) AS id, g AS owner
       FROM generate_series((SELECT min(member_id) FROM loyalty.members), (SELECT max(member_id) - 3 FROM loyalty.members), 4) g) h,
      generate_series(1, 3) k;
+-- a program whose households pool a tenth of each earn: a tenth as many members,
+-- each earning once enough to fill its pool for the whole run
+SELECT loyalty.create_program('pooled', expiry_period => interval '2 years') AS pooled \gset
+UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :pooled;
+SELECT loyalty.set_household_rules(:pooled, pool_share => 0.1);
+SELECT count(loyalty.enroll(:pooled, 'bench', g::text)) FROM generate_series(1, :members / 10) g;
+SELECT count(loyalty.add_household_member(h.id, h.owner + k))
+FROM (SELECT loyalty.start_household(g) AS id, g AS owner
+      FROM generate_series((SELECT min(member_id) FROM loyalty.members WHERE program_id = :pooled),
+                           (SELECT max(member_id) - 3 FROM loyalty.members WHERE program_id = :pooled AND status = 'active'), 4) g) h,
+     generate_series(1, 3) k;
+SELECT count(loyalty.earn(m.member_id, 10000000)) FROM loyalty.members m WHERE m.program_id = :pooled AND m.status = 'active';
 VACUUM ANALYZE;
 SQL
-base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members")
+base=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members JOIN loyalty.programs USING (program_id) WHERE name = 'bench'")
+pbase=$(q1 "SELECT min(member_id) - 1 FROM loyalty.members JOIN loyalty.programs USING (program_id) WHERE name = 'pooled'")
+pmembers=$(( BENCH_MEMBERS / 10 ))
 q -c "CHECKPOINT"
 
 for sync in on off; do
     PGOPTIONS="-c synchronous_commit=$sync" pgbench -n -M prepared -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" \
-        -T "$BENCH_SECONDS" -D base="$base" -D members="$BENCH_MEMBERS" \
+        -T "$BENCH_SECONDS" -D base="$base" -D members="$BENCH_MEMBERS" -D pbase="$pbase" -D pmembers="$pmembers" \
         -f "$HERE/loyalty_redeem.sql@1" -f "$HERE/loyalty_transfer.sql@1" -f "$HERE/loyalty_household.sql@1" \
+        -f "$HERE/loyalty_pool_redeem.sql@1" -f "$HERE/loyalty_earn.sql@1" -f "$HERE/loyalty_earn_pooled.sql@1" \
         "$BENCH_DB" >"$TMP/pgbench.$sync" 2>&1 \
         || { cat "$TMP/pgbench.$sync"; die "pgbench failed"; }
     # per script: "SQL script N: FILE", then " - latency average = X ms"
-    read -r redeem transfer household < <(awk '/^SQL script/ { s = $3 } /latency average/ && s != "" { lat[s] = $5 }
-        END { print lat["1:"], lat["2:"], lat["3:"] }' "$TMP/pgbench.$sync")
+    read -r redeem transfer household pool earn pearn < <(awk '/^SQL script/ { s = $3 } /latency average/ && s != "" { lat[s] = $5 }
+        END { print lat["1:"], lat["2:"], lat["3:"], lat["4:"], lat["5:"], lat["6:"] }' "$TMP/pgbench.$sync")
     n=$(awk '/^SQL script 2:/ { f = 1 } f && /transactions \(/ { print $2; exit }' "$TMP/pgbench.$sync")
-    echo "  synchronous_commit=$sync: redeem ${redeem} ms, transfer ${transfer} ms ($n transfers), household redemption ${household} ms"
-    awk -v r="$redeem" -v t="$transfer" -v h="$household" -v s="$sync" 'BEGIN {
+    echo "  synchronous_commit=$sync: redeem ${redeem} ms, transfer ${transfer} ms ($n transfers), household redemption ${household} ms,"
+    echo "    pool redemption ${pool} ms, earn ${earn} ms, earn feeding a pool ${pearn} ms"
+    awk -v r="$redeem" -v t="$transfer" -v h="$household" -v p="$pool" -v e="$earn" -v pe="$pearn" -v s="$sync" 'BEGIN {
         printf "ratio transfer/redeem (latency, synchronous_commit=%s): %.2f\n", s, t / r;
-        printf "ratio household redemption/redeem (latency, synchronous_commit=%s): %.2f\n", s, h / r }'
+        printf "ratio household redemption/redeem (latency, synchronous_commit=%s): %.2f\n", s, h / r;
+        printf "ratio pool redemption/redeem (latency, synchronous_commit=%s): %.2f\n", s, p / r;
+        printf "ratio earn feeding a pool/earn (latency, synchronous_commit=%s): %.2f\n", s, pe / e }'
     q -c "CHECKPOINT"
 done
 bad=$(q1 "SELECT count(*) FROM loyalty.verify()")

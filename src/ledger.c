@@ -2020,48 +2020,62 @@ ledger_release(const ReleaseRequest *r, LedgerResult *res)
 }
 
 /*
- * Take back `want` points credited by entry `source` (its lot `lot_id`):
- * first what is left of that lot, then other spendable points, and what
- * cannot be found is forgiven or becomes debt by the program's policy.
+ * The refund policy, written once: a take-back of `want` points, `own` of
+ * which its own lots give (`own_spendable` of those are spendable now), then
+ * the member's other spendable points, and what cannot be found is forgiven
+ * or becomes debt by the program's policy.  Writes the reverse entry `e`
+ * (its details say where the points came from: `own_key` names the own lots;
+ * `extra`, if any, is added) and returns its id; *others: what the caller
+ * must then consume from the other lots.  `credit`: the take-back undoes a
+ * credit, whose earnings it lowers.
  */
-static Points
-ReverseCredit(Member *m, Entry *e, int64 lot_member, int64 lot_id, Points lot_remaining,
-			  bool lot_spendable, Points want, Datum amount, int64 *entry_out)
+static int64
+TakeBackEntry(Member *m, Entry *e, Points want, Points own, Points own_spendable, const char *own_key,
+			  const char *extra, bool credit, Points *others)
 {
 	AccountDelta d = {0};
-	Points		own = Min(lot_remaining, want);
 	Points		others_avail;
-	Points		others;
 	Points		shortfall;
 	Points		debited;
-	int64		entry_id;
 	StringInfoData details;
 
-	/* other lots are read only when the source lot cannot cover it all */
-	others_avail = want > own ? Available(m, m->now) - (lot_spendable ? own : 0) : 0;
-	others = Min(want - own, Max(others_avail, 0));
-	shortfall = want - own - others;
-	debited = own + others + (m->refund_debt ? shortfall : 0);
+	/* other lots are read only when the own lots cannot cover it all */
+	others_avail = want > own ? Available(m, m->now) - own_spendable : 0;
+	*others = Min(want - own, Max(others_avail, 0));
+	shortfall = want - own - *others;
+	debited = own + *others + (m->refund_debt ? shortfall : 0);
 
 	initStringInfo(&details);
-	appendStringInfo(&details, "{\"requested\": %lld, \"from_source_lot\": %lld, \"from_other_lots\": %lld, "
-					 "\"shortfall\": %lld, \"policy\": \"%s\"}",
-					 (long long) want, (long long) own, (long long) others, (long long) shortfall,
-					 m->refund_debt ? "debt" : "forgive");
-	if (lot_member != m->member_id)
-	{
-		/* the credit was the merged-away member's: its lot stays there */
-		details.len--;
-		appendStringInfo(&details, ", \"source_member\": %lld}", (long long) lot_member);
-	}
+	appendStringInfo(&details, "{\"requested\": %lld, \"%s\": %lld, \"from_other_lots\": %lld, "
+					 "\"shortfall\": %lld, \"policy\": \"%s\"%s}",
+					 (long long) want, own_key, (long long) own, (long long) *others, (long long) shortfall,
+					 m->refund_debt ? "debt" : "forgive", extra ? extra : "");
 	e->row.kind = "reverse";
 	e->row.points = -debited;
 	e->row.details = details.data;
 	d.balance = -debited;
 	d.debt = m->refund_debt ? shortfall : 0;
-	d.earned = -want;
-	entry_id = InsertEntry(m, e, &d);
+	d.earned = credit ? -want : 0;
+	return InsertEntry(m, e, &d);
+}
 
+/*
+ * Take back `want` points credited by entry `source` (its lot `lot_id`):
+ * first what is left of that lot, then by the refund policy.
+ */
+static Points
+ReverseCredit(Member *m, Entry *e, int64 lot_member, int64 lot_id, Points lot_remaining,
+			  bool lot_spendable, Points want, Datum amount, int64 *entry_out)
+{
+	Points		own = Min(lot_remaining, want);
+	Points		others;
+	int64		entry_id;
+	char	   *extra = NULL;
+
+	/* the credit was the merged-away member's: its lot stays there */
+	if (lot_member != m->member_id)
+		extra = psprintf(", \"source_member\": %lld", (long long) lot_member);
+	entry_id = TakeBackEntry(m, e, want, own, lot_spendable ? own : 0, "from_source_lot", extra, true, &others);
 	store_take_from_lot(m->w, lot_member, entry_id, lot_id, own, want, amount);
 	if (others > 0)
 		ConsumeLotsExact(m, entry_id, others);
@@ -3300,7 +3314,6 @@ static void
 TakeBackTransfer(Member *t, int64 in_entry, Points points, text *reason)
 {
 	Entry		take = {0};
-	AccountDelta d = {0};
 	Datum		values[3];
 	bool		isnull;
 	SPITupleTable *lots;
@@ -3311,10 +3324,7 @@ TakeBackTransfer(Member *t, int64 in_entry, Points points, text *reason)
 	int64		entry_id;
 	Points		own = 0,
 				own_spendable = 0,
-				others,
-				shortfall,
-				debited;
-	StringInfoData details;
+				others;
 
 	values[0] = Int64GetDatum(t->member_id);
 	values[1] = Int64GetDatum(in_entry);
@@ -3334,23 +3344,9 @@ TakeBackTransfer(Member *t, int64 in_entry, Points points, text *reason)
 		if (DatumGetBool(SPI_getbinval(lots->vals[i], lots->tupdesc, 3, &isnull)))
 			own_spendable += takes[i];
 	}
-	others = points > own ? Min(points - own, Max(Available(t, t->now) - own_spendable, 0)) : 0;
-	shortfall = points - own - others;
-	debited = own + others + (t->refund_debt ? shortfall : 0);
-
-	initStringInfo(&details);
-	appendStringInfo(&details, "{\"requested\": %lld, \"from_transfer_lots\": %lld, \"from_other_lots\": %lld, "
-					 "\"shortfall\": %lld, \"policy\": \"%s\"}",
-					 (long long) points, (long long) own, (long long) others, (long long) shortfall,
-					 t->refund_debt ? "debt" : "forgive");
-	take.row.kind = "reverse";
-	take.row.points = -debited;
 	take.row.reason = reason;
 	take.row.source_entry = in_entry;
-	take.row.details = details.data;
-	d.balance = -debited;
-	d.debt = t->refund_debt ? shortfall : 0;
-	entry_id = InsertEntry(t, &take, &d);
+	entry_id = TakeBackEntry(t, &take, points, own, own_spendable, "from_transfer_lots", NULL, false, &others);
 	for (i = 0; i < n; i++)
 		if (takes[i] > 0)
 			store_take_from_lot(t->w, t->member_id, entry_id, ids[i], takes[i], takes[i], (Datum) 0);

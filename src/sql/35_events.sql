@@ -62,7 +62,7 @@ COMMENT ON FUNCTION loyalty.claim_events(integer, text, interval) IS
 COMMENT ON FUNCTION loyalty.ack_events(bigint[]) IS
     'Acknowledge processed events (by id); returns how many were newly acknowledged; acknowledging twice is harmless';
 
-#include "udfs/notify_expiring/1.3.sql"
+#include "udfs/notify_expiring/1.4.sql"
 COMMENT ON FUNCTION loyalty.notify_expiring(interval, integer) IS
     'Emit one points.expiring event per member and expiry day for spendable points expiring within the interval; safe to run repeatedly (schedule daily)';
 

@@ -7,7 +7,7 @@
 -- or returns it.  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(57);
+SELECT plan(61);
 
 SELECT loyalty.create_program('pools', expiry_period => interval '1 year') AS p \gset
 SELECT loyalty.enroll(:p, 'app', 'mum') AS mum, loyalty.enroll(:p, 'app', 'dad') AS dad,
@@ -155,13 +155,28 @@ SELECT loyalty.set_transfer_rules(:p, receiver_monthly_points => 5);
 SELECT lives_ok(format('SELECT loyalty.transfer(%s, %s, 5)', :mum, :dad),
                 'the parts do not count against a receiver''s monthly transfer limit');
 
--- ... or returned to the program ----------------------------------------------------------------------
+-- batch jobs: a pool's expiring points are announced to the household's owner; tier reviews
+-- leave pools alone ----------------------------------------------------------------------------------
 SELECT pool_member AS pool0 FROM loyalty.households WHERE household_id = :h0 \gset
+SELECT loyalty.earn(:gran, 100, occurred_at => now() - interval '350 days');    -- the pool's 10 expire in 15 days
+SELECT is(loyalty.notify_expiring(interval '30 days'), 2::bigint, 'two notices: gran''s own points and her pool''s');
+SELECT is((SELECT array_agg(member_id::text || coalesce(':' || (payload ->> 'household'), '') || ':' || (payload ->> 'points') ORDER BY event_id)
+           FROM loyalty.events WHERE kind = 'points.expiring'),
+          ARRAY[format('%s:100', :gran), format('%s:%s:10', :gran, :h0)], 'the pool''s, to its owner, naming the household');
+SELECT is(loyalty.notify_expiring(interval '30 days'), 0::bigint, 'each once');
+SELECT loyalty.set_tier_policy(:p, 'spend');
+SELECT loyalty.define_tier(:p, 0, 'Blue', 0);
+SELECT loyalty.review_tiers_batch(:p, now(), 0, 1000);
+SELECT is((SELECT array_agg(DISTINCT x.s ORDER BY x.s) FROM (SELECT a.status || ':' || coalesce(loyalty.tier_name(a.tier), '-') AS s
+           FROM loyalty.accounts a WHERE a.program_id = :p) x),
+          ARRAY['active:Blue', 'closed:-', 'pool:-'], 'a review gives members their tier, pools none');
+
+-- ... or returned to the program ----------------------------------------------------------------------
 SELECT loyalty.set_household_rules(:p, pool_share => 0.1, pool_on_dissolve => 'forfeit');
 SELECT is(loyalty.dissolve_household(:h0), 1, 'a household dissolved under the forfeit policy');
 SELECT is((SELECT (points::bigint, m.status)::text FROM loyalty.ledger l JOIN loyalty.members m USING (member_id)
-           WHERE l.member_id = :pool0 AND kind = 'forfeit'), '(-7,closed)', 'its pool returned its 7 points and closed');
-SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :gran), 79::bigint, 'gran keeps her own points');
+           WHERE l.member_id = :pool0 AND kind = 'forfeit'), '(-17,closed)', 'its pool returned its 17 points and closed');
+SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :gran), 179::bigint, 'gran keeps her own points');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 

@@ -358,6 +358,8 @@ REVOKE ALL ON SEQUENCE loyalty.households_household_id_seq, loyalty.household_me
 -- a household's pool is no member: the views that count members leave it out
 #include-replace "udfs/member_mix/1.4.sql"
 #include-replace "udfs/tier_distribution/1.4.sql"
+-- a pool's expiring points are announced to its household's owner
+#include-replace "udfs/notify_expiring/1.4.sql"
 
 -- == household tiers: the tier metric of a household member can be its household's
 #include "udfs/member_tier_metric/1.4.sql"

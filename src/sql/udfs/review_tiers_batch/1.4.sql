@@ -75,8 +75,8 @@ BEGIN
             v_new := NULL;
             v_action := 'none';
             -- the rules of the set-based statement below, in its order
-            IF v_status = 'closed' THEN
-                NULL;                                   -- closed members are left alone
+            IF v_status IN ('closed', 'pool') THEN
+                NULL;                                   -- closed members and pools are left alone
             ELSIF v_q IS NOT NULL AND (v_cur IS NULL OR v_q > v_cur) THEN
                 v_new := v_q; v_action := 'change';     -- qualified for more: up at once
             ELSIF v_cur IS NULL OR (v_q IS NOT NULL AND v_q >= v_cur) THEN
@@ -191,8 +191,8 @@ BEGIN
     SELECT d.member_id, d.cur, d.q, x.new_rank, x.grace_until, x.action
     FROM d, LATERAL (
         SELECT * FROM (VALUES
-            -- closed members are left alone
-            (d.status = 'closed', NULL::integer, NULL::timestamptz, 'none'),
+            -- closed members and household pools are left alone
+            (d.status IN ('closed', 'pool'), NULL::integer, NULL::timestamptz, 'none'),
             -- qualified for more: up at once; for the same: end any grace
             (d.q IS NOT NULL AND (d.cur IS NULL OR d.q > d.cur), d.q, NULL, 'change'),
             (d.cur IS NULL OR (d.q IS NOT NULL AND d.q >= d.cur),
