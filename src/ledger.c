@@ -3627,7 +3627,12 @@ PoolRedeem(const HouseholdRedeemRequest *r, StoreWriter *w, int64 household, int
 
 	p.w = w;
 	LockMember(pool, &p, false);
-	available = Available(&p, p.now);
+
+	/*
+	 * (as PrecheckDebit: the lots are summed only when the balance may not
+	 * do)
+	 */
+	available = p.debt > 0 || r->points > p.balance ? Available(&p, p.now) : r->points;
 	if (available < r->points)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),

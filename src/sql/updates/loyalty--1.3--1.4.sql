@@ -340,6 +340,17 @@ GRANT SELECT ON loyalty.membership_plans, loyalty.subscriptions, loyalty.members
 REVOKE ALL ON SEQUENCE loyalty.membership_plans_plan_id_seq, loyalty.subscriptions_subscription_id_seq,
     loyalty.membership_payments_payment_id_seq FROM PUBLIC;
 
+-- == coupons ===================================================================
+#include "parts/coupons.sql"
+ALTER TABLE loyalty.coupon_campaigns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.coupon_campaigns USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.coupon_codes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.coupon_codes USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.coupon_redemptions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.coupon_redemptions USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.coupon_campaigns, loyalty.coupon_codes, loyalty.coupon_redemptions TO loyalty_admin;
+REVOKE ALL ON SEQUENCE loyalty.coupon_campaigns_campaign_id_seq, loyalty.coupon_redemptions_redemption_id_seq FROM PUBLIC;
+
 -- == households ================================================================
 #include "parts/households.sql"
 ALTER TABLE loyalty.households ENABLE ROW LEVEL SECURITY;
