@@ -22,6 +22,7 @@
 
 #include <math.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -104,6 +105,7 @@ typedef enum LedgerStmt
 	S_SHARE_GET,
 	S_SHARE_SUMS,
 	S_SHARE_REVERSED,
+	S_COUPONS_REFUNDED,
 	NUM_STMTS
 } LedgerStmt;
 
@@ -256,6 +258,11 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
 	2, {INT8OID, INT8OID}},
 	/* what each of the members gave a household's pool */
+	/* only when the member has coupons under the reference: rare */
+	[S_COUPONS_REFUNDED] = {
+		"SELECT loyalty.coupons_refunded($1, $2) WHERE EXISTS (SELECT 1 FROM loyalty.coupon_redemptions"
+		" WHERE member_id" EQ "$1 AND reference" EQ "$2 AND status" EQ "ANY ('{held,captured}'))",
+	2, {INT8OID, TEXTOID}},
 	[S_SHARE_REVERSED] = {
 		"UPDATE loyalty.household_shares SET reversed = $3 WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
 	3, {INT8OID, INT8OID, INT8OID}},
@@ -1597,6 +1604,21 @@ ledger_bulk_flush(LedgerBulk *b)
 	SPI_finish();
 }
 
+/*
+ * Write the current member's deferred changes and let it go, before SQL
+ * writes its account (the order's coupon); pool moves stay queued.
+ */
+void
+ledger_bulk_pause(LedgerBulk *b)
+{
+	if (!b->loaded)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	BulkRelease(b);
+	SPI_finish();
+}
+
 void
 ledger_bulk_end(LedgerBulk *b)
 {
@@ -2556,6 +2578,16 @@ ledger_reverse(const ReverseRequest *r, LedgerResult *res)
 }
 
 /*
+ * Whether the schema has coupons (a library newer than the installed
+ * extension script runs on it until ALTER EXTENSION ... UPDATE).
+ */
+static bool
+CouponsInstalled(void)
+{
+	return OidIsValid(get_relname_relid("coupon_redemptions", get_namespace_oid("loyalty", false)));
+}
+
+/*
  * Whose purchase a refund names: the member's own, or, when it has none
  * under the reference, that of a member merged into it (a customer who
  * merged two accounts quotes the order, not the account).  Found before any
@@ -2674,6 +2706,14 @@ ledger_refund(const RefundRequest *r, LedgerResult *res)
 	ledger_reverse(&rr, &rres);
 
 	Connect(&m);
+	/* the whole purchase refunded: the order's coupons are given back */
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(rr.amount), NumericGetDatum(standing))) == 0 &&
+		CouponsInstalled())
+	{
+		values[0] = Int64GetDatum(owner);
+		values[1] = PointerGetDatum(r->reference);
+		ExecStmt(S_COUPONS_REFUNDED, values, NULL, 0);
+	}
 	IdemStore(&m, r->idempotency_key, "refund", hash, rres.points, rres.entry_id);
 	Finish(&m);
 	res->points = rres.points;

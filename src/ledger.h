@@ -226,6 +226,7 @@ extern LedgerBulk *ledger_bulk_begin(void);
 extern void ledger_bulk_earn(LedgerBulk *b, const EarnRequest *r, LedgerResult *res);
 extern void ledger_bulk_reverse(LedgerBulk *b, const ReverseRequest *r, LedgerResult *res);
 extern void ledger_bulk_flush(LedgerBulk *b);
+extern void ledger_bulk_pause(LedgerBulk *b);
 extern void ledger_bulk_end(LedgerBulk *b);
 extern void ledger_award(const AwardRequest *r, LedgerResult *res);
 extern void ledger_redeem(const RedeemRequest *r, LedgerResult *res);

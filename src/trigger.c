@@ -71,6 +71,7 @@ typedef struct OrderCols
 	AttrNumber	status;
 	AttrNumber	channel;
 	AttrNumber	occurred;
+	AttrNumber	coupon;			/* option coupon=<column> (0: none) */
 } OrderCols;
 
 /* The trigger's configuration, resolved against the table once. */
@@ -209,11 +210,33 @@ configure(TriggerData *td, MemoryContext cxt)
 			c->nearn = split_statuses(eq + 1, c->earn, "earn");
 		else if (strcmp(opt, "on_error") == 0 && (strcmp(eq + 1, "fail") == 0 || strcmp(eq + 1, "skip") == 0))
 			c->skip_errors = strcmp(eq + 1, "skip") == 0;
+		else if (strcmp(opt, "coupon") == 0)
+		{
+			static const Oid text_types[] = {TEXTOID, VARCHAROID, BPCHAROID};
+			AttrNumber	att = attnameAttNum(rel, eq + 1, false);
+			Oid			typ;
+			int			k;
+
+			if (att == InvalidAttrNumber || att < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("loyalty.order_trigger: option coupon names column \"%s\", which table \"%s\" does not have",
+								eq + 1, RelationGetRelationName(rel))));
+			typ = TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid;
+			for (k = 0; k < (int) lengthof(text_types) && typ != text_types[k]; k++)
+				;
+			if (k == (int) lengthof(text_types))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("loyalty.order_trigger: option coupon names column \"%s\" of type %s; text expected",
+								eq + 1, format_type_be(typ))));
+			c->cols.coupon = att;
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("loyalty.order_trigger: unknown option \"%s\" in argument %d", tg->tgargs[i], i + 1),
-					 errhint("Options are cancel=<status,...>, earn=<status,...> and on_error=fail|skip.")));
+					 errhint("Options are cancel=<status,...>, earn=<status,...>, on_error=fail|skip and coupon=<column>.")));
 	}
 	MemoryContextSwitchTo(old);
 	return c;
@@ -231,6 +254,8 @@ typedef struct OrderRow
 	bool		has_occurred;
 	TimestampTz occurred_at;
 	bool		earning;
+	bool		coupons;		/* the trigger has a coupon column */
+	char	   *coupon;			/* the order's coupon code (NULL: none) */
 } OrderRow;
 
 static bool
@@ -293,6 +318,11 @@ read_row(OrderConfig *c, TupleDesc desc, HeapTuple tup, const OrderCols *col)
 		if (!isnull)
 			r.occurred_at = DatumGetTimestampTz(d);
 	}
+	if (c->cols.coupon)
+	{
+		r.coupons = true;
+		r.coupon = SPI_getvalue(tup, desc, col->coupon);
+	}
 	r.earning = r.has_member && r.amount && r.reference && r.status &&
 		!in_list(c->cancel, c->ncancel, r.status) &&
 		(c->nearn == 0 || in_list(c->earn, c->nearn, r.status)) &&
@@ -307,6 +337,50 @@ read_row(OrderConfig *c, TupleDesc desc, HeapTuple tup, const OrderCols *col)
  * is a subtransaction of its own).
  */
 static LedgerBulk *bulk = NULL;
+
+/*
+ * The order's coupon, used and captured with it (keyed by the order, so a
+ * replayed order uses it once), or given back when the order is cancelled.
+ * The coupon functions write the member's account by SQL, so a bulk writes
+ * what it deferred for the member first.
+ */
+static void
+order_coupon(OrderRow *r, bool undo)
+{
+	static KeptPlan use_plan;
+	static KeptPlan undo_plan;
+	static const Oid types[5] = {INT8OID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	int			rc;
+
+	if (bulk)
+		ledger_bulk_pause(bulk);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "loyalty: SPI_connect failed");
+	values[0] = Int64GetDatum(r->member);
+	if (undo)
+	{
+		values[1] = CStringGetTextDatum(r->reference);
+		rc = loyalty_run(&undo_plan, "SELECT loyalty.coupons_refunded($1, $2)", 2, types, values, NULL, false, 0);
+	}
+	else
+	{
+		char		nulls[5] = "     ";
+
+		values[1] = CStringGetTextDatum(r->coupon);
+		values[2] = NumericGetDatum(r->amount);
+		values[3] = r->channel ? PointerGetDatum(r->channel) : (Datum) 0;
+		nulls[3] = r->channel ? ' ' : 'n';
+		values[4] = CStringGetTextDatum(r->reference);
+		rc = loyalty_run(&use_plan,
+						 "SELECT loyalty.capture_coupon($1, loyalty.redeem_coupon($1, $2, $3, NULL, $4, $5,"
+						 " 'order-coupon:' OPERATOR(pg_catalog.||) $5))",
+						 5, types, values, nulls, false, 0);
+	}
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "loyalty: the order's coupon failed");
+	SPI_finish();
+}
 
 /* Earn for the order, keyed by its reference. */
 static void
@@ -327,6 +401,8 @@ order_earn(OrderRow *r, Numeric amount, const char *key)
 	else
 		ledger_earn(&req, &res);
 	ledger_remember_entry(&res);
+	if (r->coupon && r->coupon[0] != '\0')
+		order_coupon(r, false);
 }
 
 /*
@@ -419,6 +495,10 @@ order_reduce(OrderRow *r, Numeric target, const char *why)
 		ledger_bulk_reverse(bulk, &req, &res);
 	else
 		ledger_reverse(&req, &res);
+	/* the whole order undone: its coupons are given back */
+	if (r->coupons && DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(target),
+														NumericGetDatum(int64_to_numeric(0)))) == 0)
+		order_coupon(r, true);
 }
 
 static Numeric
@@ -632,13 +712,14 @@ transition_select(OrderConfig *c, Relation rel, const char *table)
 	TupleDesc	desc = RelationGetDescr(rel);
 
 #define COLNAME(att) quote_identifier(NameStr(TupleDescAttr(desc, (att) - 1)->attname))
-	return psprintf("SELECT t.%s AS m, t.%s AS a, t.%s AS r, t.%s AS s, %s%s AS ch, %s%s AS oc,"
+	return psprintf("SELECT t.%s AS m, t.%s AS a, t.%s AS r, t.%s AS s, %s%s AS ch, %s%s AS oc, %s%s AS cp,"
 					" pg_catalog.row_number() OVER () AS seq FROM %s t",
 					COLNAME(c->cols.member), COLNAME(c->cols.amount), COLNAME(c->cols.reference),
 					COLNAME(c->cols.status),
 					c->cols.channel ? "t." : "", c->cols.channel ? COLNAME(c->cols.channel) : "NULL::pg_catalog.text",
 					c->cols.occurred ? "t." : "",
 					c->cols.occurred ? COLNAME(c->cols.occurred) : "NULL::pg_catalog.timestamptz",
+					c->cols.coupon ? "t." : "", c->cols.coupon ? COLNAME(c->cols.coupon) : "NULL::pg_catalog.text",
 					quote_identifier(table));
 #undef COLNAME
 }
@@ -719,8 +800,8 @@ typedef struct StatementRows
 static void
 statement_row(HeapTuple tup, TupleDesc desc, void *arg)
 {
-	static const OrderCols first = {1, 2, 3, 4, 5, 6};
-	static const OrderCols second = {8, 9, 10, 11, 12, 13};
+	static const OrderCols first = {1, 2, 3, 4, 5, 6, 7};
+	static const OrderCols second = {9, 10, 11, 12, 13, 14, 15};
 	StatementRows *st = (StatementRows *) arg;
 	OrderRow	a = read_row(st->c, desc, tup, &first);
 

@@ -5,7 +5,7 @@
 -- conditions on channel, basket and lines.  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(47);
+SELECT plan(57);
 
 SELECT loyalty.create_program('coupons') AS p \gset
 SELECT loyalty.enroll(:p, 'app', 'ann') AS ann, loyalty.enroll(:p, 'app', 'bob') AS bob,
@@ -106,6 +106,47 @@ SELECT is(loyalty.validate_coupon(:bob, 'READ', NULL, '[{"category": "books", "a
                                   'app') ->> 'discount', '3.00', 'ten percent of the books only');
 SELECT loyalty.create_coupon_campaign(:p, 'double', 'points_multiplier', 2, code => 'DOUBLE');
 SELECT is(loyalty.validate_coupon(:bob, 'DOUBLE', 80) ->> 'points', '80', 'double points: 80 more on 80');
+
+-- with the order: a refund in full gives the coupon back; the order trigger's coupon column ---------------
+SELECT loyalty.earn(:bob, 80, reference => 'b-9');
+SELECT loyalty.capture_coupon(:bob, loyalty.redeem_coupon(:bob, 'DOUBLE', 80, reference => 'b-9')) AS bonus \gset
+SELECT loyalty.refund(:bob, 'b-9', 40);
+SELECT is((SELECT status FROM loyalty.coupon_redemptions WHERE member_id = :bob AND reference = 'b-9'), 'captured',
+          'a partial refund keeps the coupon');
+SELECT loyalty.refund(:bob, 'b-9');
+SELECT is((SELECT status FROM loyalty.coupon_redemptions WHERE member_id = :bob AND reference = 'b-9'), 'reversed',
+          'the refund of the rest gives it back');
+SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :bob), 0::bigint,
+          '... with its 80 bonus points and the purchase''s');
+
+SELECT loyalty.create_coupon_campaign(:p, 'bonus', 'bonus_points', 20, code => 'BONUS', uses_per_member => 5);
+CREATE TEMP TABLE orders (id bigint PRIMARY KEY, customer bigint, total numeric NOT NULL,
+                          status text NOT NULL DEFAULT 'paid', coupon text);
+CREATE TRIGGER loyalty_row AFTER INSERT OR UPDATE OR DELETE ON orders
+    FOR EACH ROW EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'coupon=coupon');
+INSERT INTO orders VALUES (1, :cy, 50, 'paid', 'bonus');
+SELECT is((SELECT (status, reference, points)::text FROM loyalty.coupon_redemptions WHERE member_id = :cy AND code = 'BONUS'),
+          '(captured,1,20)', 'an order with a coupon uses it with the sale');
+SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :cy), 70::bigint, 'the purchase''s 50 and the coupon''s 20');
+UPDATE orders SET status = 'cancelled' WHERE id = 1;
+SELECT is((SELECT (r.status, a.balance::bigint)::text FROM loyalty.coupon_redemptions r JOIN loyalty.accounts a USING (member_id)
+           WHERE r.member_id = :cy AND r.code = 'BONUS'), '(reversed,0)', 'the order cancelled: the coupon with it');
+CREATE TEMP TABLE orders2 (LIKE orders);
+CREATE TRIGGER loyalty_ins AFTER INSERT ON orders2 REFERENCING NEW TABLE AS loyalty_new
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'coupon=coupon');
+CREATE TRIGGER loyalty_del AFTER DELETE ON orders2 REFERENCING OLD TABLE AS loyalty_old
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'coupon=coupon');
+INSERT INTO orders2 VALUES (11, :cy, 10, 'paid', 'BONUS'), (12, :cy, 10, 'paid', NULL), (13, :cy, 10, 'paid', 'BONUS');
+SELECT is((SELECT balance::bigint FROM loyalty.accounts WHERE member_id = :cy), 70::bigint,
+          'a statement of orders: 30 earned and two coupons'' 40, the account right after each');
+SELECT throws_ok(format('INSERT INTO orders2 VALUES (14, %s, 10, %L, %L)', :cy, 'paid', 'NOPE'), 'LY070', NULL,
+                 'an order with an unknown coupon fails');
+DELETE FROM orders2 WHERE id = 13;
+SELECT is((SELECT count(*) FROM loyalty.coupon_redemptions WHERE member_id = :cy AND status = 'captured'), 1::bigint,
+          'a deleted order gives its coupon back');
+CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW
+    EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'coupon=total');
+SELECT throws_ok(format('INSERT INTO orders VALUES (2, %s, 1)', :cy), '42804', NULL, 'a coupon column must be text');
 
 -- refusals --------------------------------------------------------------------------------------------
 SELECT throws_ok('SELECT loyalty.redeem_coupon(NULL, ''TEN'')', '22004', NULL, 'no member');

@@ -133,8 +133,11 @@ COMMENT ON FUNCTION loyalty.capture_coupon(bigint, bigint) IS
 #include "udfs/release_coupon/1.4.sql"
 COMMENT ON FUNCTION loyalty.release_coupon(bigint, bigint, text) IS
     'Give a coupon use back: a held one is released; a captured one (its order refunded) is reversed, its points taken back; returns the new status';
+#include "udfs/coupons_refunded/1.4.sql"
+COMMENT ON FUNCTION loyalty.coupons_refunded(bigint, text) IS
+    'Internal (refund, order_trigger): give back the coupons of an order refunded in full or cancelled; returns how many';
 
-REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text),
+REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text), loyalty.coupons_refunded(bigint, text),
     loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
         timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),
     loyalty.generate_coupon_codes(bigint, integer, text, integer),
