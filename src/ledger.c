@@ -413,6 +413,7 @@ struct Member
 
 	bool		has_pool_share; /* earns feed household pools */
 	Datum		pool_share;		/* numeric: the share of each earn */
+	Datum		max_multiplier; /* numeric ceiling of an earn (0: none) */
 
 	/*
 	 * A bulk's queue of pool moves (NULL: each is made at once), in the
@@ -577,6 +578,7 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	m->has_pool_share = !r.prog_null[P_POOL_SHARE];
 	if (m->has_pool_share)
 		m->pool_share = r.prog[P_POOL_SHARE];
+	m->max_multiplier = r.prog_null[P_MAX_MULTIPLIER] ? (Datum) 0 : r.prog[P_MAX_MULTIPLIER];
 	/* now(): the transaction's start, as the SQL statements see it */
 	m->now = GetCurrentTransactionStartTimestamp();
 
@@ -1392,6 +1394,7 @@ EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
 	ctx.first_purchase = m->last_purchase_at == 0;
 	ctx.amount = amount;
 	ctx.lines = lines;
+	ctx.max_multiplier = m->max_multiplier;
 	return rules_earn_points(&ctx, base, why);
 }
 

@@ -615,6 +615,7 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 	Points		points;
 	Points		bonus_add = 0;
 	Points		bonus_best = 0;
+	Points		uncapped = 0;
 	const char *bonus_best_rule = NULL;
 	bool		all_stopped = false;
 	LocalTime	lt;
@@ -756,6 +757,23 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 	points = points_add_checked(points, bonus_add);
 	points = points_add_checked(points, bonus_best);
 
+	/*
+	 * The program's ceiling: however the rules stack, a purchase earns at
+	 * most its base points times the maximum multiplier.
+	 */
+	if (ctx->max_multiplier)
+	{
+		Numeric		ceiling_exact = num_mul(num_mul(total_amount, DatumGetNumeric(ctx->earn_rate)),
+											DatumGetNumeric(ctx->max_multiplier));
+		Points		ceiling = points_from_numeric_rounded(NumericGetDatum(ceiling_exact), ctx->rounding);
+
+		if (points > ceiling)
+		{
+			uncapped = points;
+			points = ceiling;
+		}
+	}
+
 	if (details)
 	{
 		appendStringInfo(details, "{\"earn_base\": %s, \"earn_rate\": %s, \"line_points\": %s, "
@@ -772,6 +790,9 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 			appendStringInfoString(details, ", \"store\": ");
 			json_str(details, text_to_cstring(ctx->store));
 		}
+		if (uncapped)
+			appendStringInfo(details, ", \"ceiling\": {\"max_multiplier\": %s, \"points_before\": " INT64_FORMAT "}",
+							 num_str(DatumGetNumeric(ctx->max_multiplier)), uncapped);
 		appendStringInfo(details, ", \"rules\": [%s]", rbuf.data);
 		if (ctx->lines)
 		{

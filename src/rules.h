@@ -31,6 +31,9 @@ typedef struct EarnContext
 	bool		first_purchase;
 	Numeric		amount;			/* the purchase total, or NULL with lines */
 	Jsonb	   *lines;			/* order lines, or NULL */
+	Datum		max_multiplier; /* numeric: the program's ceiling on the
+								 * points of a purchase over its base points
+								 * (0: none) */
 } EarnContext;
 
 /*

@@ -5,7 +5,7 @@
 -- conditions on channel, basket and lines.  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(57);
+SELECT plan(63);
 
 SELECT loyalty.create_program('coupons') AS p \gset
 SELECT loyalty.enroll(:p, 'app', 'ann') AS ann, loyalty.enroll(:p, 'app', 'bob') AS bob,
@@ -106,6 +106,25 @@ SELECT is(loyalty.validate_coupon(:bob, 'READ', NULL, '[{"category": "books", "a
                                   'app') ->> 'discount', '3.00', 'ten percent of the books only');
 SELECT loyalty.create_coupon_campaign(:p, 'double', 'points_multiplier', 2, code => 'DOUBLE');
 SELECT is(loyalty.validate_coupon(:bob, 'DOUBLE', 80) ->> 'points', '80', 'double points: 80 more on 80');
+
+-- ceilings: the coupons of an order, and earning rules that stack ------------------------------------------
+SELECT loyalty.set_stacking_rules(:p, max_coupon_share => 0.1);
+SELECT is(loyalty.validate_coupon(:bob, 'SPRING25', 100) ->> 'reason', 'order_ceiling',
+          'a quarter off is above a ceiling of a tenth of the order');
+SELECT is(loyalty.validate_coupon(:bob, 'DOUBLE', 100) ->> 'valid', 'true',
+          'points count at their value: 100 more points worth 1.00 are within it');
+SELECT loyalty.set_stacking_rules(:p);
+SELECT throws_ok(format('SELECT loyalty.set_stacking_rules(%s, max_earn_multiplier => 0.5)', :p), '22023', NULL,
+                 'a ceiling below the base rate');
+SELECT loyalty.create_program('stacked') AS q \gset
+SELECT loyalty.enroll(:q, 'app', 'dee') AS dee \gset
+SELECT loyalty.create_earning_rule(:q, 'triple week', 'multiply', multiplier => 3);
+SELECT loyalty.create_earning_rule(:q, 'own brand', 'multiply', multiplier => 2);
+SELECT is(loyalty.earn(:dee, 10), 60::bigint, 'two multipliers stack: 6 times the base');
+SELECT loyalty.set_stacking_rules(:q, max_earn_multiplier => 4);
+SELECT is(loyalty.earn(:dee, 10, reference => 'capped'), 40::bigint, 'with a ceiling of 4: 40');
+SELECT is((SELECT details -> 'ceiling' FROM loyalty.ledger WHERE member_id = :dee AND reference = 'capped'),
+          '{"max_multiplier": 4, "points_before": 60}'::jsonb, 'the explanation says it was capped, from what');
 
 -- with the order: a refund in full gives the coupon back; the order trigger's coupon column ---------------
 SELECT loyalty.earn(:bob, 80, reference => 'b-9');

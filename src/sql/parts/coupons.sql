@@ -86,6 +86,15 @@ COMMENT ON TABLE loyalty.coupon_redemptions IS
 COMMENT ON COLUMN loyalty.coupon_redemptions.discount IS 'Money off the order (percent_off, amount_off, free_item)';
 COMMENT ON COLUMN loyalty.coupon_redemptions.points IS 'Bonus points (bonus_points, points_multiplier), credited at capture (entry_id)';
 
+-- Ceilings on stacking, per program: earning rules that multiply each other,
+-- and coupons on one order.
+ALTER TABLE loyalty.programs ADD COLUMN max_earn_multiplier numeric CHECK (max_earn_multiplier >= 1),
+    ADD COLUMN max_coupon_share numeric CHECK (max_coupon_share > 0 AND max_coupon_share <= 1);
+COMMENT ON COLUMN loyalty.programs.max_earn_multiplier IS
+    'A purchase earns at most its base points (amount x earn_rate) times this, however its rules stack; NULL: no ceiling';
+COMMENT ON COLUMN loyalty.programs.max_coupon_share IS
+    'The coupons of one order give at most this share of its amount, as discount or as points at point_value; NULL: no ceiling';
+
 SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_campaigns', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_campaigns_campaign_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_codes', '');
@@ -133,6 +142,9 @@ COMMENT ON FUNCTION loyalty.capture_coupon(bigint, bigint) IS
 #include "udfs/release_coupon/1.4.sql"
 COMMENT ON FUNCTION loyalty.release_coupon(bigint, bigint, text) IS
     'Give a coupon use back: a held one is released; a captured one (its order refunded) is reversed, its points taken back; returns the new status';
+#include "udfs/set_stacking_rules/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) IS
+    'Set a program''s ceilings: the most a purchase earns over its base points however its rules stack, and the most of an order''s amount its coupons give';
 #include "udfs/coupons_refunded/1.4.sql"
 COMMENT ON FUNCTION loyalty.coupons_refunded(bigint, text) IS
     'Internal (refund, order_trigger): give back the coupons of an order refunded in full or cancelled; returns how many';
@@ -154,3 +166,5 @@ GRANT EXECUTE ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, num
         timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),
     loyalty.generate_coupon_codes(bigint, integer, text, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.release_expired_coupons() TO loyalty_admin;
+REVOKE ALL ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) TO loyalty_admin;

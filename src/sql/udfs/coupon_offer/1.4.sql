@@ -16,6 +16,7 @@ DECLARE
     v_cost numeric;
     v_reason text;
     v_uses bigint;
+    v_order_cost numeric;
 BEGIN
     SELECT * INTO a FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) coupon_offer.member;
     SELECT * INTO k FROM loyalty.coupon_codes x
@@ -81,12 +82,26 @@ BEGIN
         END CASE;
         v_cost := CASE WHEN c.offer IN ('bonus_points', 'points_multiplier') THEN v_points ELSE v_discount END;
 
+        -- the program's ceiling on what the coupons of one order give (points at their value)
+        IF p.max_coupon_share IS NOT NULL THEN
+            SELECT coalesce(sum(r.discount + r.points * p.point_value), 0) INTO v_order_cost
+            FROM loyalty.coupon_redemptions r
+            WHERE coupon_offer.reference IS NOT NULL AND r.member_id OPERATOR(pg_catalog.=) coupon_offer.member
+              AND r.reference OPERATOR(pg_catalog.=) coupon_offer.reference
+              AND (r.status = 'captured' OR (r.status = 'held' AND r.expires_at > now()));
+            IF v_order_cost + v_discount + v_points * p.point_value
+               > p.max_coupon_share * coalesce(amount, v_eligible) THEN
+                v_reason := 'order_ceiling';
+            END IF;
+        END IF;
+
         -- the limits, over what is held (and not expired) or captured
         SELECT count(*) INTO v_uses FROM loyalty.coupon_redemptions r
         WHERE r.member_id OPERATOR(pg_catalog.=) coupon_offer.member
           AND r.campaign_id OPERATOR(pg_catalog.=) c.campaign_id
           AND (r.status = 'captured' OR (r.status = 'held' AND r.expires_at > now()));
         v_reason := CASE
+            WHEN v_reason IS NOT NULL THEN v_reason
             WHEN k.max_uses IS NOT NULL AND k.uses >= k.max_uses THEN 'used_up'
             WHEN c.uses_per_member IS NOT NULL AND v_uses >= c.uses_per_member THEN 'member_limit'
             WHEN c.max_uses IS NOT NULL AND c.uses >= c.max_uses THEN 'campaign_limit'
