@@ -386,9 +386,9 @@ check "each bound moved past now (to the member's next lot, or none)" \
     "SELECT bool_and(next_expiry_at IS NULL OR next_expiry_at > now()) FROM loyalty.accounts WHERE member_id IN ($MS)"
 check "no member is left for the expiry job" "SELECT count(*) = 0 FROM loyalty.accounts WHERE next_expiry_at <= now()"
 check "notify_expiring() finds members through their bounds" "SELECT loyalty.notify_expiring(interval '400 days', 1000) > 0"
-check "... one notice per member with points expiring" \
+check "... one notice per account with points expiring (a household pool's to its owner)" \
     "SELECT (SELECT count(*) FROM loyalty.events WHERE kind = 'points.expiring')
-          = (SELECT count(DISTINCT member_id) FROM loyalty.events WHERE kind = 'points.expiring')
+          = (SELECT count(DISTINCT (member_id, payload ->> 'household')) FROM loyalty.events WHERE kind = 'points.expiring')
         AND (SELECT count(*) FROM loyalty.events WHERE kind = 'points.expiring')
           = (SELECT count(*) FROM loyalty.accounts WHERE next_expiry_at IS NOT NULL)"
 check "loyalty.verify() still returns no rows" "SELECT count(*) = 0 FROM loyalty.verify()"
