@@ -5,7 +5,7 @@
 -- conditions on channel, basket and lines.  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(63);
+SELECT plan(66);
 
 SELECT loyalty.create_program('coupons') AS p \gset
 SELECT loyalty.enroll(:p, 'app', 'ann') AS ann, loyalty.enroll(:p, 'app', 'bob') AS bob,
@@ -166,6 +166,17 @@ SELECT is((SELECT count(*) FROM loyalty.coupon_redemptions WHERE member_id = :cy
 CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW
     EXECUTE FUNCTION loyalty.order_trigger('customer', 'total', 'id', 'status', 'coupon=total');
 SELECT throws_ok(format('INSERT INTO orders VALUES (2, %s, 1)', :cy), '42804', NULL, 'a coupon column must be text');
+
+-- results ----------------------------------------------------------------------------------------------
+SELECT is((SELECT (uses, members, reversed, abandoned, discount, points, cost, revenue)::text
+           FROM loyalty.coupon_performance WHERE campaign = 'spring'),
+          '(0,0,1,0,0,0,0.00,0)', 'spring: one use reversed, one held (not counted yet)');
+SELECT is((SELECT (codes, uses, members, reversed, abandoned, points, cost, revenue)::text
+           FROM loyalty.coupon_performance WHERE campaign = 'welcome'),
+          '(3,0,0,1,2,0,0.00,0)', 'welcome: three codes, one use reversed, two abandoned (one released, one expired)');
+SELECT is((SELECT (uses, members, points, cost, revenue, cost_per_use)::text
+           FROM loyalty.coupon_performance WHERE campaign = 'bonus'),
+          '(1,1,20,0.20,10,0.20)', 'bonus: the order still paid, 20 points worth 0.20 on 10 of revenue');
 
 -- refusals --------------------------------------------------------------------------------------------
 SELECT throws_ok('SELECT loyalty.redeem_coupon(NULL, ''TEN'')', '22004', NULL, 'no member');

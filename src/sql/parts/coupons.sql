@@ -149,6 +149,28 @@ COMMENT ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) IS
 COMMENT ON FUNCTION loyalty.coupons_refunded(bigint, text) IS
     'Internal (refund, order_trigger): give back the coupons of an order refunded in full or cancelled; returns how many';
 
+#include "udfs/coupon_performance/1.4.sql"
+COMMENT ON VIEW loyalty.coupon_performance IS 'Coupon campaigns: uses, members, what they gave and cost, and the revenue of the orders they were used on';
+COMMENT ON COLUMN loyalty.coupon_performance.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.coupon_performance.campaign_id IS 'Campaign';
+COMMENT ON COLUMN loyalty.coupon_performance.campaign IS 'Campaign name';
+COMMENT ON COLUMN loyalty.coupon_performance.offer IS 'percent_off, amount_off, free_item, bonus_points or points_multiplier';
+COMMENT ON COLUMN loyalty.coupon_performance.active IS 'Whether the campaign is offered';
+COMMENT ON COLUMN loyalty.coupon_performance.codes IS 'Codes of the campaign (a public code, or the generated ones)';
+COMMENT ON COLUMN loyalty.coupon_performance.uses IS 'Uses captured with an order (and not reversed)';
+COMMENT ON COLUMN loyalty.coupon_performance.members IS 'Members with a captured use';
+COMMENT ON COLUMN loyalty.coupon_performance.reversed IS 'Uses undone by a refund or a cancelled order';
+COMMENT ON COLUMN loyalty.coupon_performance.abandoned IS 'Uses held at checkout, then released or expired';
+COMMENT ON COLUMN loyalty.coupon_performance.discount IS 'Money taken off orders by captured uses';
+COMMENT ON COLUMN loyalty.coupon_performance.points IS 'Points credited by captured uses';
+COMMENT ON COLUMN loyalty.coupon_performance.cost IS 'discount + points at the program''s point value';
+COMMENT ON COLUMN loyalty.coupon_performance.revenue IS 'Amounts of the orders the captured uses were on';
+COMMENT ON COLUMN loyalty.coupon_performance.cost_per_use IS 'cost / uses';
+COMMENT ON COLUMN loyalty.coupon_performance.budget IS 'The campaign''s budget (money or points; NULL: none)';
+COMMENT ON COLUMN loyalty.coupon_performance.budget_used IS 'Budget taken by held and captured uses';
+REVOKE ALL ON loyalty.coupon_performance FROM PUBLIC;
+GRANT SELECT ON loyalty.coupon_performance TO loyalty_analyst, loyalty_admin;
+
 REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text), loyalty.coupons_refunded(bigint, text),
     loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
         timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),
