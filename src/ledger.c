@@ -257,7 +257,6 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT pool_member, share_entry, points FROM loyalty.household_shares"
 		" WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
 	2, {INT8OID, INT8OID}},
-	/* what each of the members gave a household's pool */
 	/* only when the member has coupons under the reference: rare */
 	[S_COUPONS_REFUNDED] = {
 		"SELECT loyalty.coupons_refunded($1, $2) WHERE EXISTS (SELECT 1 FROM loyalty.coupon_redemptions"
@@ -266,6 +265,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_SHARE_REVERSED] = {
 		"UPDATE loyalty.household_shares SET reversed = $3 WHERE member_id" EQ "$1 AND entry_id" EQ "$2",
 	3, {INT8OID, INT8OID, INT8OID}},
+	/* what each of the members gave a household's pool */
 	[S_SHARE_SUMS] = {
 		"SELECT member_id, pg_catalog.sum(points" MINUS "reversed)" I8 " FROM loyalty.household_shares"
 		" WHERE household_id" EQ "$1 AND member_id" EQ "ANY ($2) GROUP BY member_id",

@@ -317,6 +317,17 @@ else bad "earn() and refund() with the pool on the other worker" "$out"; fi
         AND (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $HA) = 50"
 q -o /dev/null -c "SELECT loyalty.set_household_rules($P)"
 
+# --- coupons: redeem_coupon delegated to the member's worker; codes are a reference table
+q -o /dev/null -c "SELECT loyalty.create_coupon_campaign($P, 'citus-once', 'bonus_points', 5, code => 'CITUSONE', uses_per_code => 1)"
+CA=$(fresh_on coupon-a $W1); CB=$(fresh_on coupon-b $W2)
+if out=$(R=$(q -c "SELECT loyalty.redeem_coupon($CA, 'citusone')") && q -c "SELECT loyalty.capture_coupon($CA, $R)" 2>&1) &&
+   [ "$out" = 5 ]; then
+    ok "redeem_coupon() and capture_coupon() on a worker: 5 points"
+else bad "redeem_coupon() and capture_coupon() on a worker" "$out"; fi
+if out=$(q -c "SELECT loyalty.redeem_coupon($CB, 'CITUSONE')" 2>&1); then bad "the single-use code is used up on the other worker" "$out"
+elif echo "$out" | grep -q "coupon cannot be used: used up"; then ok "the single-use code is used up, seen from the other worker"
+else bad "the single-use code is used up on the other worker" "$out"; fi
+
 # --- merge_members across workers ---------------------------------------------------
 MS=$(fresh_on merge-s $W1); MA=$(fresh_on merge-a $W2)
 q -o /dev/null -c "SELECT loyalty.earn($MS, 30)" -c "SELECT loyalty.earn($MA, 12)"

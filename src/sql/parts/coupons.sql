@@ -118,6 +118,9 @@ COMMENT ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, numeric, 
 #include "udfs/generate_coupon_codes/1.4.sql"
 COMMENT ON FUNCTION loyalty.generate_coupon_codes(bigint, integer, text, integer) IS
     'Generate unique single-use codes for a campaign (prefix, random characters of Crockford''s base 32, a check character); returns them';
+#include "udfs/coupon_check_basket/1.4.sql"
+COMMENT ON FUNCTION loyalty.coupon_check_basket(bigint, text, numeric, jsonb) IS
+    'Internal: refuse a coupon request without a member or code, or with a bad amount or lines';
 #include "udfs/coupon_offer/1.4.sql"
 COMMENT ON FUNCTION loyalty.coupon_offer(bigint, text, numeric, jsonb, text, text) IS
     'Internal: whether a coupon applies to a member''s basket and what it gives (validate_coupon and redeem_coupon)';
@@ -172,6 +175,7 @@ REVOKE ALL ON loyalty.coupon_performance FROM PUBLIC;
 GRANT SELECT ON loyalty.coupon_performance TO loyalty_analyst, loyalty_admin;
 
 REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text), loyalty.coupons_refunded(bigint, text),
+    loyalty.coupon_check_basket(bigint, text, numeric, jsonb),
     loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
         timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),
     loyalty.generate_coupon_codes(bigint, integer, text, integer),
