@@ -6,7 +6,7 @@
 -- either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(44);
+SELECT plan(56);
 
 SELECT loyalty.create_program('club', currency => 'EUR') AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -106,7 +106,36 @@ SELECT is((SELECT points FROM loyalty.redeem_reward(:fay, :mug)), 101::bigint, '
 SELECT throws_ok(format('SELECT loyalty.create_plan(%s, %L, %L, 1, %L, reward_discount => 1)', :p, 'FREE', 'x', 'month'), '22023', NULL,
                  'a discount below 1');
 
+-- a change of plan -------------------------------------------------------------------------------
+SELECT loyalty.enroll(:p, 'app', 'gus') AS gus, loyalty.enroll(:p, 'app', 'hal') AS hal \gset
+SELECT loyalty.subscribe(:gus, 'PLUS', 'gus-1') AS g1 \gset
+SELECT loyalty.change_membership_plan(:gus, 'YEAR', 'gus-2', 80) AS g2 \gset
+SELECT is((SELECT array_agg((p.code, s.status, s.end_reason)::text ORDER BY s.subscription_id)
+           FROM loyalty.subscriptions s JOIN loyalty.membership_plans p USING (plan_id) WHERE s.member_id = :gus),
+          ARRAY['(PLUS,changed,"changed to YEAR")', '(YEAR,active,)'], 'the monthly plan ends now, the yearly one starts');
+SELECT is((SELECT (current_period_end - current_period_start) FROM loyalty.subscriptions WHERE subscription_id = :g2),
+          (now() + interval '1 year') - now(), 'with a year of its own');
+SELECT is((SELECT (kind, amount)::text FROM loyalty.membership_payments WHERE payment_reference = 'gus-2'), '(change,80)',
+          'paid by what the application charged for the change');
+SELECT is((SELECT tier::text FROM loyalty.accounts WHERE member_id = :gus), '0:Blue',
+          'the old plan''s tier ends with it (the new plan has none): back to the qualified tier');
+SELECT is((SELECT count(*) FROM loyalty.ledger WHERE member_id = :gus AND kind = 'award' AND points::bigint = 500),
+          1::bigint, 'no second welcome');
+SELECT is((SELECT payload ->> 'from' || '>' || (payload ->> 'plan') FROM loyalty.events
+           WHERE member_id = :gus AND kind = 'membership.changed'), 'PLUS>YEAR', 'a membership.changed event');
+SELECT is(loyalty.change_membership_plan(:gus, 'YEAR', 'gus-2', 80), :g2::bigint, 'a replay of the same payment');
+SELECT throws_ok(format('SELECT loyalty.change_membership_plan(%s, %L, %L)', :gus, 'YEAR', 'gus-3'), '22023', NULL,
+                 'to the plan it is on');
+SELECT throws_ok(format('SELECT loyalty.change_membership_plan(%s, %L, %L)', :hal, 'YEAR', 'hal-1'), 'LY050', NULL,
+                 'without a membership');
+SELECT throws_ok(format('SELECT loyalty.change_membership_plan(%s, %L, %L)', :gus, 'GOLDEN', 'gus-4'), 'P0002', NULL,
+                 'to an unknown plan');
+SELECT throws_ok(format('SELECT loyalty.change_membership_plan(%s, %L, %L)', :gus, 'PLUS', 'gus-1'), 'LY002', NULL,
+                 'under the reference of another payment');
+
 -- KPIs -----------------------------------------------------------------------------------------
+SELECT is((SELECT plan_changes FROM loyalty.membership_kpis WHERE program_id = :p AND month = date_trunc('month', now())::date),
+          1::bigint, 'a change of plan is no cancellation');
 SELECT is((SELECT (new_memberships, renewals, lapsed, cancelled, revenue)::text FROM loyalty.membership_kpis
            WHERE program_id = :p AND month = date_trunc('month', now())::date),
           format('(%s,1,%s,1,%s)',

@@ -106,7 +106,7 @@ INSERT INTO loyalty.event_kinds VALUES
 ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
     ARRAY['member.enrolled', 'points.earned', 'reward.redeemed', 'points.expiring', 'tier.changed',
           'membership.started', 'membership.renewed', 'membership.renewal_due', 'membership.lapsed',
-          'membership.cancelled', 'membership.ended', 'coupon.redeemed'];
+          'membership.cancelled', 'membership.ended', 'membership.changed', 'coupon.redeemed'];
 
 #include "udfs/coupon_check_char/1.4.sql"
 COMMENT ON FUNCTION loyalty.coupon_check_char(text) IS

@@ -30,7 +30,7 @@ CREATE TABLE loyalty.subscriptions (
     subscription_id       bigint GENERATED ALWAYS AS IDENTITY,
     program_id            bigint NOT NULL,
     plan_id               bigint NOT NULL,
-    status                text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'ended', 'lapsed')),
+    status                text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'ended', 'lapsed', 'changed')),
     started_at            timestamptz NOT NULL,
     current_period_start  timestamptz NOT NULL,
     current_period_end    timestamptz NOT NULL,
@@ -47,7 +47,7 @@ CREATE TABLE loyalty.subscriptions (
 -- one membership at a time
 CREATE UNIQUE INDEX subscriptions_active_idx ON loyalty.subscriptions (member_id) WHERE status = 'active';
 COMMENT ON TABLE loyalty.subscriptions IS
-    'Paid memberships: the plan, the paid periods (counted from started_at), and how it ended (lapsed: not renewed; ended: cancelled)';
+    'Paid memberships: the plan, the paid periods (counted from started_at), and how it ended (lapsed: not renewed; ended: cancelled; changed: replaced by a membership of another plan)';
 COMMENT ON COLUMN loyalty.subscriptions.tier_given IS 'The plan''s tier the membership put the member in (NULL: the member''s own tier was higher)';
 COMMENT ON COLUMN loyalty.subscriptions.cancel_at_period_end IS 'Cancelled: no renewal, the benefits hold to current_period_end';
 
@@ -56,7 +56,7 @@ CREATE TABLE loyalty.membership_payments (
     payment_id         bigint GENERATED ALWAYS AS IDENTITY,
     subscription_id    bigint NOT NULL,
     program_id         bigint NOT NULL,
-    kind               text NOT NULL CHECK (kind IN ('subscribe', 'renew', 'refund')),
+    kind               text NOT NULL CHECK (kind IN ('subscribe', 'renew', 'change', 'refund')),
     amount             numeric NOT NULL,
     currency           text NOT NULL,
     period_start       timestamptz NOT NULL,
@@ -85,11 +85,9 @@ INSERT INTO loyalty.event_kinds VALUES
     ('membership.renewal_due', 'A paid membership ends soon unless renewed (plan''s renewal_notice before the end)'),
     ('membership.lapsed', 'A paid membership ended without a renewal'),
     ('membership.cancelled', 'A paid membership was cancelled with immediate effect'),
-    ('membership.ended', 'A membership cancelled at period end reached it');
-ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
-    ARRAY['member.enrolled', 'points.earned', 'reward.redeemed', 'points.expiring', 'tier.changed',
-          'membership.started', 'membership.renewed', 'membership.renewal_due', 'membership.lapsed',
-          'membership.cancelled', 'membership.ended'];
+    ('membership.ended', 'A membership cancelled at period end reached it'),
+    ('membership.changed', 'A paid membership moved to another plan');
+-- (the kinds a new program emits by default are set once, with the coupons' kinds)
 
 #include "udfs/create_plan/1.4.sql"
 COMMENT ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric) IS
@@ -106,6 +104,10 @@ COMMENT ON FUNCTION loyalty.subscribe(bigint, text, text, numeric, timestamptz) 
 #include "udfs/renew_membership/1.4.sql"
 COMMENT ON FUNCTION loyalty.renew_membership(bigint, text, numeric, timestamptz) IS
     'Pay for the next period of the member''s membership (replayed by payment reference; period_start names the period, so a retry under another reference cannot pay it twice, LY051); returns the new end';
+
+#include "udfs/change_membership_plan/1.4.sql"
+COMMENT ON FUNCTION loyalty.change_membership_plan(bigint, text, text, numeric) IS
+    'Move the member''s membership to another plan now: the current one ends (status changed) with its benefits, the new plan''s starts with a period of its own, paid by the application''s charge (replayed by payment reference); returns the new subscription id';
 
 #include "udfs/cancel_membership/1.4.sql"
 COMMENT ON FUNCTION loyalty.cancel_membership(bigint, boolean, text, text, numeric) IS
@@ -127,6 +129,7 @@ COMMENT ON COLUMN loyalty.membership_kpis.paying_members IS 'Members with a paid
 COMMENT ON COLUMN loyalty.membership_kpis.new_memberships IS 'Memberships started (first payments)';
 COMMENT ON COLUMN loyalty.membership_kpis.renewals IS 'Renewal payments';
 COMMENT ON COLUMN loyalty.membership_kpis.lapsed IS 'Memberships that ended without a renewal';
+COMMENT ON COLUMN loyalty.membership_kpis.plan_changes IS 'Memberships replaced by one of another plan (change_membership_plan)';
 COMMENT ON COLUMN loyalty.membership_kpis.cancelled IS 'Memberships that ended by cancellation';
 COMMENT ON COLUMN loyalty.membership_kpis.renewal_rate IS 'renewals / (renewals + lapsed + cancelled) in the month';
 COMMENT ON COLUMN loyalty.membership_kpis.revenue IS 'Membership payments less refunds, in the plans'' currency';
@@ -136,11 +139,13 @@ REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, te
     loyalty.subscribe(bigint, text, text, numeric, timestamptz),
     loyalty.renew_membership(bigint, text, numeric, timestamptz),
     loyalty.cancel_membership(bigint, boolean, text, text, numeric),
+    loyalty.change_membership_plan(bigint, text, text, numeric),
     loyalty.membership_batch(timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.run_memberships(timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.subscribe(bigint, text, text, numeric, timestamptz),
     loyalty.renew_membership(bigint, text, numeric, timestamptz),
-    loyalty.cancel_membership(bigint, boolean, text, text, numeric) TO loyalty_app, loyalty_admin;
+    loyalty.cancel_membership(bigint, boolean, text, text, numeric),
+    loyalty.change_membership_plan(bigint, text, text, numeric) TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
     loyalty.membership_batch(timestamptz, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.run_memberships(timestamptz, integer) TO loyalty_admin;

@@ -14,7 +14,8 @@ WITH months AS (
 ), ends AS (
     SELECT s.program_id, date_trunc('month', s.ended_at)::date AS month,
            count(*) FILTER (WHERE s.status = 'lapsed') AS lapsed,
-           count(*) FILTER (WHERE s.status = 'ended') AS cancelled
+           count(*) FILTER (WHERE s.status = 'ended') AS cancelled,
+           count(*) FILTER (WHERE s.status = 'changed') AS plan_changes
     FROM loyalty.subscriptions s WHERE s.ended_at IS NOT NULL AND loyalty.program_visible(s.program_id)
     GROUP BY 1, 2
 ), paying AS (
@@ -27,6 +28,7 @@ WITH months AS (
 SELECT m.program_id, m.month, p.paying_members::bigint AS paying_members,
        coalesce(pay.new_memberships, 0)::bigint AS new_memberships, coalesce(pay.renewals, 0)::bigint AS renewals,
        coalesce(e.lapsed, 0)::bigint AS lapsed, coalesce(e.cancelled, 0)::bigint AS cancelled,
+       coalesce(e.plan_changes, 0)::bigint AS plan_changes,
        round(coalesce(pay.renewals, 0)::numeric / nullif(coalesce(pay.renewals, 0) + coalesce(e.lapsed, 0) + coalesce(e.cancelled, 0), 0), 4)
            AS renewal_rate,
        coalesce(pay.revenue, 0) AS revenue

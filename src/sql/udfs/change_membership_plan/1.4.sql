@@ -1,0 +1,94 @@
+CREATE FUNCTION loyalty.change_membership_plan(
+    member bigint, plan text, payment_reference text, amount numeric DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a loyalty.accounts;
+    s loyalty.subscriptions;
+    old_p loyalty.membership_plans;
+    p loyalty.membership_plans;
+    pay loyalty.membership_payments;
+    v_end timestamptz;
+    v_id bigint;
+    v_tier loyalty.tier;
+BEGIN
+    IF member IS NULL OR plan IS NULL OR payment_reference IS NULL THEN
+        RAISE EXCEPTION 'member, plan and payment_reference must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF payment_reference = '' THEN
+        RAISE EXCEPTION 'payment_reference must not be empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Send the reference of the payment the application took for the new plan (0 is a valid amount).';
+    END IF;
+    IF amount IS NOT NULL AND (amount = 'NaN' OR amount < 0 OR amount = 'Infinity') THEN
+        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', amount USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- the member's lock, as every write of the member takes it
+    SELECT * INTO a FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) change_membership_plan.member
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM loyalty.require_program(a.program_id);
+    -- the same change again (a payment reference names one payment)
+    SELECT * INTO pay FROM loyalty.membership_payments x
+    WHERE x.member_id OPERATOR(pg_catalog.=) change_membership_plan.member
+      AND x.payment_reference OPERATOR(pg_catalog.=) change_membership_plan.payment_reference;
+    IF FOUND THEN
+        IF pay.kind OPERATOR(pg_catalog.<>) 'change' THEN
+            RAISE EXCEPTION 'payment % was recorded for a %', payment_reference, pay.kind
+                USING ERRCODE = 'LY002', HINT = 'A payment reference names one payment.';
+        END IF;
+        RETURN pay.subscription_id;
+    END IF;
+    IF a.status OPERATOR(pg_catalog.<>) 'active' THEN
+        RAISE EXCEPTION 'member % is %', member, a.status USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT * INTO s FROM loyalty.subscriptions x
+    WHERE x.member_id OPERATOR(pg_catalog.=) change_membership_plan.member AND x.status OPERATOR(pg_catalog.=) 'active';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % has no membership to change', member USING ERRCODE = 'LY050',
+            HINT = 'Start one with loyalty.subscribe().';
+    END IF;
+    SELECT * INTO STRICT old_p FROM loyalty.membership_plans x WHERE x.plan_id OPERATOR(pg_catalog.=) s.plan_id;
+    SELECT * INTO p FROM loyalty.membership_plans x
+    WHERE x.program_id OPERATOR(pg_catalog.=) a.program_id AND x.code OPERATOR(pg_catalog.=) change_membership_plan.plan;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % has no plan "%"', a.program_id, plan USING ERRCODE = 'no_data_found';
+    END IF;
+    IF p.plan_id = old_p.plan_id THEN
+        RAISE EXCEPTION 'member % is on plan "%" already', member, plan USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Renew it with loyalty.renew_membership().';
+    END IF;
+    IF NOT p.active THEN
+        RAISE EXCEPTION 'plan "%" is no longer offered', plan USING ERRCODE = 'LY050';
+    END IF;
+
+    -- the current membership ends now, with its benefits ...
+    UPDATE loyalty.subscriptions x SET status = 'changed', ended_at = now(),
+        end_reason = 'changed to ' OPERATOR(pg_catalog.||) p.code
+    WHERE x.member_id OPERATOR(pg_catalog.=) s.member_id AND x.subscription_id OPERATOR(pg_catalog.=) s.subscription_id;
+    PERFORM loyalty.end_membership_benefits(member, s.subscription_id,
+        'membership ' OPERATOR(pg_catalog.||) old_p.code OPERATOR(pg_catalog.||) ' changed to ' OPERATOR(pg_catalog.||) p.code);
+    -- ... and the new plan's starts: a period of its own from now, paid by
+    -- what the application charged for the change (it prorates, not us)
+    v_end := now() + CASE p.period WHEN 'month' THEN interval '1 month' ELSE interval '1 year' END;
+    SELECT * INTO STRICT a FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) change_membership_plan.member;
+    IF p.tier IS NOT NULL AND (a.tier IS NULL OR loyalty.tier_rank(a.tier) <= loyalty.tier_rank(p.tier)) THEN
+        v_tier := p.tier;
+    END IF;
+    INSERT INTO loyalty.subscriptions (member_id, program_id, plan_id, started_at, current_period_start,
+                                       current_period_end, tier_given)
+    VALUES (member, a.program_id, p.plan_id, now(), now(), v_end, v_tier)
+    RETURNING subscription_id INTO v_id;
+    INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
+                                             period_start, period_end, payment_reference)
+    VALUES (member, v_id, a.program_id, 'change', coalesce(amount, p.fee), p.currency, now(), v_end, payment_reference);
+    IF v_tier IS NOT NULL THEN
+        PERFORM loyalty.tier_change(member, v_tier, 'membership ' OPERATOR(pg_catalog.||) p.code, v_end);
+    END IF;
+    PERFORM loyalty.emit_event(member, 'membership.changed',
+        jsonb_build_object('subscription_id', v_id, 'from', old_p.code, 'plan', p.code, 'period_end', v_end));
+    RETURN v_id;
+END $$;
