@@ -194,6 +194,17 @@ except psycopg.Error as e:
 changed = one("SELECT loyalty.update_member(%s, birthday => %s, consent => %s, attributes => %s)",
               friend, date(1990, 4, 1), Jsonb({"email": True}), Jsonb({"vip": True}))
 check("update_member(date, Jsonb(dict), Jsonb(dict)) changes three fields", changed == 3, repr(changed))
+# a coupon at checkout and a paid membership: money as a float, an int, a Decimal
+one("SELECT loyalty.create_coupon_campaign(%s, %s, %s, %s, code => %s)", program, f"{name}-ten", "percent_off", 10, f"{name}TEN")
+v = one("SELECT loyalty.validate_coupon(%s, %s, %s)", friend, f"{name}TEN", 99.5)
+check("validate_coupon() takes a float basket (10% of 99.5)", v["discount"] == 9.95, repr(v))
+use = one("SELECT loyalty.redeem_coupon(%s, %s, %s, reference => %s)", friend, f"{name}TEN", Decimal("40.00"), f"{name}-o1")
+check("redeem_coupon() with a Decimal basket, then capture_coupon()",
+      one("SELECT loyalty.capture_coupon(%s, %s)", friend, use) == 0, repr(use))
+one("SELECT loyalty.create_plan(%s, %s, %s, %s, %s)", program, f"{name}-plus", "Plus", Decimal("4.99"), "month")
+sub = one("SELECT loyalty.subscribe(%s, %s, %s, %s)", friend, f"{name}-plus", f"{name}-pay1", 4.99)
+end = one("SELECT loyalty.renew_membership(%s, %s, %s)", friend, f"{name}-pay2", 5)
+check("subscribe() with a float fee and renew_membership() with an int", type(sub) is int and end is not None, repr(sub))
 check("verify() finds nothing", conn.execute("SELECT * FROM loyalty.verify()").fetchall() == [])
 conn.close()
 sys.exit(1 if failures else 0)

@@ -151,7 +151,7 @@ SELECT * FROM loyalty.review_tiers_batch(:p, now() + interval '2 days', 0, 100);
 SELECT is((SELECT tier::text FROM loyalty.accounts WHERE member_id = :bob), '0:Blue',
           'an assigned tier whose lock ended falls back to the tier bob qualifies for');
 
-SELECT ok(has_function_privilege('loyalty_app', 'loyalty.subscribe(bigint, text, text, numeric, timestamptz)', 'EXECUTE')
+SELECT ok(has_function_privilege('loyalty_app', 'loyalty.subscribe(bigint, text, text, anycompatible, timestamptz)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.end_membership_benefits(bigint, bigint, text)', 'EXECUTE')
           AND has_table_privilege('loyalty_analyst', 'loyalty.membership_kpis', 'SELECT'),

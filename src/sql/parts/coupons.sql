@@ -134,10 +134,10 @@ COMMENT ON FUNCTION loyalty.expire_coupon_holds(bigint, text) IS
 COMMENT ON PROCEDURE loyalty.release_expired_coupons() IS
     'Expire every overdue coupon hold, code by code, committing after each (ready for pg_cron)';
 #include "udfs/validate_coupon/1.4.sql"
-COMMENT ON FUNCTION loyalty.validate_coupon(bigint, text, numeric, jsonb, text, text) IS
+COMMENT ON FUNCTION loyalty.validate_coupon(bigint, text, anycompatible, jsonb, text, text) IS
     'Whether a coupon applies to this basket, why not (reason), and what it would give (discount, points, free item); writes nothing';
 #include "udfs/redeem_coupon/1.4.sql"
-COMMENT ON FUNCTION loyalty.redeem_coupon(bigint, text, numeric, jsonb, text, text, text) IS
+COMMENT ON FUNCTION loyalty.redeem_coupon(bigint, text, anycompatible, jsonb, text, text, text) IS
     'Use a coupon at checkout: hold one use (and its budget) until capture or release; returns the redemption; LY070 when it does not apply, LY071 when a limit is reached';
 #include "udfs/capture_coupon/1.4.sql"
 COMMENT ON FUNCTION loyalty.capture_coupon(bigint, bigint) IS
@@ -181,12 +181,12 @@ REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text), loyalty.coupons_refunded
     loyalty.generate_coupon_codes(bigint, integer, text, integer),
     loyalty.coupon_offer(bigint, text, numeric, jsonb, text, text), loyalty.coupon_give_back(bigint, text, bigint, numeric),
     loyalty.expire_coupon_holds(bigint, text),
-    loyalty.validate_coupon(bigint, text, numeric, jsonb, text, text),
-    loyalty.redeem_coupon(bigint, text, numeric, jsonb, text, text, text), loyalty.capture_coupon(bigint, bigint),
+    loyalty.validate_coupon(bigint, text, anycompatible, jsonb, text, text),
+    loyalty.redeem_coupon(bigint, text, anycompatible, jsonb, text, text, text), loyalty.capture_coupon(bigint, bigint),
     loyalty.release_coupon(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.release_expired_coupons() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.validate_coupon(bigint, text, numeric, jsonb, text, text),
-    loyalty.redeem_coupon(bigint, text, numeric, jsonb, text, text, text), loyalty.capture_coupon(bigint, bigint),
+GRANT EXECUTE ON FUNCTION loyalty.validate_coupon(bigint, text, anycompatible, jsonb, text, text),
+    loyalty.redeem_coupon(bigint, text, anycompatible, jsonb, text, text, text), loyalty.capture_coupon(bigint, bigint),
     loyalty.release_coupon(bigint, bigint, text) TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
         timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),

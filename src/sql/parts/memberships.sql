@@ -98,19 +98,19 @@ COMMENT ON FUNCTION loyalty.end_membership_benefits(bigint, bigint, text) IS
     'Internal: a membership''s benefits end: the paid tier, while the membership still holds it, goes back to the tier the member qualifies for';
 
 #include "udfs/subscribe/1.4.sql"
-COMMENT ON FUNCTION loyalty.subscribe(bigint, text, text, numeric, timestamptz) IS
+COMMENT ON FUNCTION loyalty.subscribe(bigint, text, text, anycompatible, timestamptz) IS
     'Start a paid membership of a plan, recording the application''s payment (replayed by its reference); gives the plan''s tier for the period and its welcome points; returns the subscription id';
 
 #include "udfs/renew_membership/1.4.sql"
-COMMENT ON FUNCTION loyalty.renew_membership(bigint, text, numeric, timestamptz) IS
+COMMENT ON FUNCTION loyalty.renew_membership(bigint, text, anycompatible, timestamptz) IS
     'Pay for the next period of the member''s membership (replayed by payment reference; period_start names the period, so a retry under another reference cannot pay it twice, LY051); returns the new end';
 
 #include "udfs/change_membership_plan/1.4.sql"
-COMMENT ON FUNCTION loyalty.change_membership_plan(bigint, text, text, numeric) IS
+COMMENT ON FUNCTION loyalty.change_membership_plan(bigint, text, text, anycompatible) IS
     'Move the member''s membership to another plan now: the current one ends (status changed) with its benefits, the new plan''s starts with a period of its own, paid by the application''s charge (replayed by payment reference); returns the new subscription id';
 
 #include "udfs/cancel_membership/1.4.sql"
-COMMENT ON FUNCTION loyalty.cancel_membership(bigint, boolean, text, text, numeric) IS
+COMMENT ON FUNCTION loyalty.cancel_membership(bigint, boolean, text, text, anycompatible) IS
     'Cancel the member''s membership: at period end (the benefits hold until then) or now (with a refund: the benefits end at once); returns when the benefits end';
 
 #include "udfs/membership_batch/1.4.sql"
@@ -136,16 +136,16 @@ COMMENT ON COLUMN loyalty.membership_kpis.revenue IS 'Membership payments less r
 
 REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
     loyalty.end_membership_benefits(bigint, bigint, text),
-    loyalty.subscribe(bigint, text, text, numeric, timestamptz),
-    loyalty.renew_membership(bigint, text, numeric, timestamptz),
-    loyalty.cancel_membership(bigint, boolean, text, text, numeric),
-    loyalty.change_membership_plan(bigint, text, text, numeric),
+    loyalty.subscribe(bigint, text, text, anycompatible, timestamptz),
+    loyalty.renew_membership(bigint, text, anycompatible, timestamptz),
+    loyalty.cancel_membership(bigint, boolean, text, text, anycompatible),
+    loyalty.change_membership_plan(bigint, text, text, anycompatible),
     loyalty.membership_batch(timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.run_memberships(timestamptz, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.subscribe(bigint, text, text, numeric, timestamptz),
-    loyalty.renew_membership(bigint, text, numeric, timestamptz),
-    loyalty.cancel_membership(bigint, boolean, text, text, numeric),
-    loyalty.change_membership_plan(bigint, text, text, numeric) TO loyalty_app, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.subscribe(bigint, text, text, anycompatible, timestamptz),
+    loyalty.renew_membership(bigint, text, anycompatible, timestamptz),
+    loyalty.cancel_membership(bigint, boolean, text, text, anycompatible),
+    loyalty.change_membership_plan(bigint, text, text, anycompatible) TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
     loyalty.membership_batch(timestamptz, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.run_memberships(timestamptz, integer) TO loyalty_admin;

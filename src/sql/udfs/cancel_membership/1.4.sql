@@ -1,21 +1,23 @@
 CREATE FUNCTION loyalty.cancel_membership(
     member bigint, at_period_end boolean DEFAULT true, reason text DEFAULT NULL,
-    refund_reference text DEFAULT NULL, refund_amount numeric DEFAULT NULL)
+    refund_reference text DEFAULT NULL, refund_amount anycompatible DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- a driver may send the amount as an integer, a float, a decimal or text
+    v_refund_amount numeric := refund_amount::numeric;
     s loyalty.subscriptions;
     p loyalty.membership_plans;
 BEGIN
     IF member IS NULL OR at_period_end IS NULL THEN
         RAISE EXCEPTION 'member and at_period_end must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF (refund_reference IS NULL) <> (refund_amount IS NULL) THEN
+    IF (refund_reference IS NULL) <> (v_refund_amount IS NULL) THEN
         RAISE EXCEPTION 'a refund needs both refund_reference and refund_amount' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF refund_amount IS NOT NULL AND (refund_amount = 'NaN' OR refund_amount <= 0 OR refund_amount = 'Infinity') THEN
+    IF v_refund_amount IS NOT NULL AND (v_refund_amount = 'NaN' OR v_refund_amount <= 0 OR v_refund_amount = 'Infinity') THEN
         RAISE EXCEPTION 'refund_amount must be a positive finite amount' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF refund_reference IS NOT NULL AND at_period_end THEN
@@ -55,11 +57,11 @@ BEGIN
     IF refund_reference IS NOT NULL THEN
         INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
                                                  period_start, period_end, payment_reference)
-        VALUES (member, s.subscription_id, s.program_id, 'refund', -refund_amount, p.currency,
+        VALUES (member, s.subscription_id, s.program_id, 'refund', -v_refund_amount, p.currency,
                 s.current_period_start, s.current_period_end, refund_reference);
     END IF;
     PERFORM loyalty.end_membership_benefits(member, s.subscription_id, 'membership ' OPERATOR(pg_catalog.||) p.code OPERATOR(pg_catalog.||) ' cancelled');
     PERFORM loyalty.emit_event(member, 'membership.cancelled',
-        jsonb_build_object('subscription_id', s.subscription_id, 'plan', p.code, 'refunded', refund_amount));
+        jsonb_build_object('subscription_id', s.subscription_id, 'plan', p.code, 'refunded', v_refund_amount));
     RETURN now();
 END $$;

@@ -1,10 +1,12 @@
 CREATE FUNCTION loyalty.change_membership_plan(
-    member bigint, plan text, payment_reference text, amount numeric DEFAULT NULL)
+    member bigint, plan text, payment_reference text, amount anycompatible DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- a driver may send the amount as an integer, a float, a decimal or text
+    v_amount numeric := amount::numeric;
     a loyalty.accounts;
     s loyalty.subscriptions;
     old_p loyalty.membership_plans;
@@ -21,8 +23,8 @@ BEGIN
         RAISE EXCEPTION 'payment_reference must not be empty' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Send the reference of the payment the application took for the new plan (0 is a valid amount).';
     END IF;
-    IF amount IS NOT NULL AND (amount = 'NaN' OR amount < 0 OR amount = 'Infinity') THEN
-        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', amount USING ERRCODE = 'invalid_parameter_value';
+    IF v_amount IS NOT NULL AND (v_amount = 'NaN' OR v_amount < 0 OR v_amount = 'Infinity') THEN
+        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', v_amount USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- the member's lock, as every write of the member takes it
     SELECT * INTO a FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) change_membership_plan.member
@@ -84,7 +86,7 @@ BEGIN
     RETURNING subscription_id INTO v_id;
     INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
                                              period_start, period_end, payment_reference)
-    VALUES (member, v_id, a.program_id, 'change', coalesce(amount, p.fee), p.currency, now(), v_end, payment_reference);
+    VALUES (member, v_id, a.program_id, 'change', coalesce(v_amount, p.fee), p.currency, now(), v_end, payment_reference);
     IF v_tier IS NOT NULL THEN
         PERFORM loyalty.tier_change(member, v_tier, 'membership ' OPERATOR(pg_catalog.||) p.code, v_end);
     END IF;

@@ -1,11 +1,13 @@
 CREATE FUNCTION loyalty.redeem_coupon(
-    member bigint, code text, amount numeric DEFAULT NULL, lines jsonb DEFAULT NULL, channel text DEFAULT NULL,
+    member bigint, code text, amount anycompatible DEFAULT NULL, lines jsonb DEFAULT NULL, channel text DEFAULT NULL,
     reference text DEFAULT NULL, idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- a driver may send the amount as an integer, a float, a decimal or text
+    v_amount numeric := amount::numeric;
     a loyalty.accounts;
     r loyalty.coupon_redemptions;
     c loyalty.coupon_campaigns;
@@ -14,7 +16,7 @@ DECLARE
     v_id bigint;
     v_code text;
 BEGIN
-    PERFORM loyalty.coupon_check_basket(member, code, amount, lines);
+    PERFORM loyalty.coupon_check_basket(member, code, v_amount, lines);
     IF idempotency_key = '' THEN
         RAISE EXCEPTION 'idempotency_key must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -24,7 +26,7 @@ BEGIN
         RAISE EXCEPTION 'member % does not exist', member USING ERRCODE = 'no_data_found';
     END IF;
     PERFORM loyalty.require_program(a.program_id);
-    v_hash := md5(concat_ws('|', upper(regexp_replace(code, '[\s-]', '', 'g')), amount, lines, channel, reference));
+    v_hash := md5(concat_ws('|', upper(regexp_replace(code, '[\s-]', '', 'g')), v_amount, lines, channel, reference));
     IF idempotency_key IS NOT NULL THEN
         SELECT * INTO r FROM loyalty.coupon_redemptions x
         WHERE x.member_id OPERATOR(pg_catalog.=) redeem_coupon.member
@@ -41,7 +43,7 @@ BEGIN
         RAISE EXCEPTION 'member % is %', member, a.status USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     -- the code, then its campaign: a use and the budget are counted under their locks
-    v_offer := loyalty.coupon_offer(member, code, amount, lines, channel, reference);
+    v_offer := loyalty.coupon_offer(member, code, v_amount, lines, channel, reference);
     IF v_offer ->> 'reason' = 'unknown_code' THEN
         RAISE EXCEPTION 'coupon does not apply: unknown code' USING ERRCODE = 'LY070',
             DETAIL = format('code %s, reason unknown_code', code);
@@ -53,7 +55,7 @@ BEGIN
     WHERE x.campaign_id OPERATOR(pg_catalog.=) (v_offer ->> 'campaign_id')::bigint FOR NO KEY UPDATE;
     PERFORM loyalty.expire_coupon_holds(a.program_id, v_code);
     -- decided again under the locks, on what they protect
-    v_offer := loyalty.coupon_offer(member, code, amount, lines, channel, reference);
+    v_offer := loyalty.coupon_offer(member, code, v_amount, lines, channel, reference);
     IF NOT (v_offer ->> 'valid')::boolean THEN
         -- (the code in the detail: the message is the same for every code of a campaign)
         IF v_offer ->> 'reason' IN ('used_up', 'member_limit', 'campaign_limit', 'budget_exhausted') THEN
@@ -67,7 +69,7 @@ BEGIN
     INSERT INTO loyalty.coupon_redemptions AS x (member_id, program_id, campaign_id, code, channel, reference,
         basket_amount, discount, points, free_item, idempotency_key, request_hash, expires_at)
     VALUES (member, a.program_id, c.campaign_id, v_code, channel, reference,
-            coalesce(amount, (v_offer ->> 'eligible_amount')::numeric), (v_offer ->> 'discount')::numeric,
+            coalesce(v_amount, (v_offer ->> 'eligible_amount')::numeric), (v_offer ->> 'discount')::numeric,
             (v_offer ->> 'points')::bigint, v_offer ->> 'free_item', idempotency_key, v_hash, now() + c.hold_ttl)
     RETURNING x.redemption_id INTO v_id;
     UPDATE loyalty.coupon_codes k SET uses = k.uses + 1

@@ -1,10 +1,12 @@
 CREATE FUNCTION loyalty.renew_membership(
-    member bigint, payment_reference text, amount numeric DEFAULT NULL, period_start timestamptz DEFAULT NULL)
+    member bigint, payment_reference text, amount anycompatible DEFAULT NULL, period_start timestamptz DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- a driver may send the amount as an integer, a float, a decimal or text
+    v_amount numeric := amount::numeric;
     s loyalty.subscriptions;
     p loyalty.membership_plans;
     pay loyalty.membership_payments;
@@ -53,8 +55,8 @@ BEGIN
         RAISE EXCEPTION 'the next period starts at %, not %', s.current_period_end, period_start
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF amount IS NOT NULL AND (amount = 'NaN' OR amount < 0 OR amount = 'Infinity') THEN
-        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', amount USING ERRCODE = 'invalid_parameter_value';
+    IF v_amount IS NOT NULL AND (v_amount = 'NaN' OR v_amount < 0 OR v_amount = 'Infinity') THEN
+        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', v_amount USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO STRICT p FROM loyalty.membership_plans x WHERE x.plan_id OPERATOR(pg_catalog.=) s.plan_id;
     -- periods count from the start (31 January, 28 February, 31 March), never drifting
@@ -65,7 +67,7 @@ BEGIN
     WHERE x.member_id OPERATOR(pg_catalog.=) s.member_id AND x.subscription_id OPERATOR(pg_catalog.=) s.subscription_id;
     INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
                                              period_start, period_end, payment_reference)
-    VALUES (member, s.subscription_id, s.program_id, 'renew', coalesce(amount, p.fee), p.currency,
+    VALUES (member, s.subscription_id, s.program_id, 'renew', coalesce(v_amount, p.fee), p.currency,
             s.current_period_end, v_end, payment_reference);
     -- the paid tier held for the new period too, while the membership holds it
     IF s.tier_given IS NOT NULL AND EXISTS (

@@ -1,11 +1,13 @@
 CREATE FUNCTION loyalty.subscribe(
     member bigint, plan text, payment_reference text,
-    amount numeric DEFAULT NULL, started_at timestamptz DEFAULT NULL)
+    amount anycompatible DEFAULT NULL, started_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- a driver may send the amount as an integer, a float, a decimal or text
+    v_amount numeric := amount::numeric;
     m loyalty.members;
     a loyalty.accounts;
     p loyalty.membership_plans;
@@ -54,8 +56,8 @@ BEGIN
     IF NOT p.active THEN
         RAISE EXCEPTION 'plan "%" is no longer offered', plan USING ERRCODE = 'LY050';
     END IF;
-    IF amount IS NOT NULL AND (amount = 'NaN' OR amount < 0 OR amount = 'Infinity') THEN
-        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', amount USING ERRCODE = 'invalid_parameter_value';
+    IF v_amount IS NOT NULL AND (v_amount = 'NaN' OR v_amount < 0 OR v_amount = 'Infinity') THEN
+        RAISE EXCEPTION 'amount must be a finite amount of at least 0, got %', v_amount USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT FROM loyalty.subscriptions x WHERE x.member_id OPERATOR(pg_catalog.=) subscribe.member
                AND x.status OPERATOR(pg_catalog.=) 'active') THEN
@@ -78,7 +80,7 @@ BEGIN
     RETURNING subscription_id INTO v_id;
     INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
                                              period_start, period_end, payment_reference)
-    VALUES (member, v_id, m.program_id, 'subscribe', coalesce(amount, p.fee), p.currency, v_start, v_end,
+    VALUES (member, v_id, m.program_id, 'subscribe', coalesce(v_amount, p.fee), p.currency, v_start, v_end,
             payment_reference);
     IF v_tier IS NOT NULL THEN
         PERFORM loyalty.tier_change(member, v_tier, 'membership ' OPERATOR(pg_catalog.||) p.code, v_end);
