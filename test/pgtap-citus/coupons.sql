@@ -3,7 +3,7 @@
 -- the last use of a code and a campaign's budget hold across shards.
 -- Run by test/scripts/citus.sh after loyalty.distribute().
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 
 SELECT loyalty.create_program('tap-coupons') AS p \gset
 CREATE TEMP TABLE cm AS SELECT loyalty.enroll(:p, 'app', 'coupon-' || g) AS m FROM generate_series(1, 8) g;
@@ -29,6 +29,10 @@ SELECT loyalty.redeem_coupon(:a, (SELECT min(code) FROM loyalty.coupon_codes WHE
 SELECT throws_ok(format('SELECT loyalty.redeem_coupon(%s, %L, 30)', :b,
                         (SELECT max(code) FROM loyalty.coupon_codes WHERE campaign_id = :c2)),
                  'LY071', NULL, 'the campaign''s budget across shards');
+SELECT loyalty.tag_member(:b, 'tap-vip');
+SELECT loyalty.create_coupon_campaign(:p, 'tap-vip', 'bonus_points', 5, code => 'TAPVIP', tags => '{tap-vip}');
+SELECT loyalty.validate_coupon(:a, 'TAPVIP') ->> 'reason' AS ra, loyalty.validate_coupon(:b, 'TAPVIP') ->> 'valid' AS vb \gset
+SELECT is(:'ra' || ' ' || :'vb', 'tag true', 'a campaign for tagged members: the tag on the member''s shard');
 SELECT count(*) AS v FROM loyalty.verify() \gset
 SELECT is(:v::bigint, 0::bigint, 'verify() finds nothing');
 

@@ -16,6 +16,7 @@ CREATE TABLE loyalty.coupon_campaigns (
     valid_until      timestamptz,
     min_tier_rank    integer,
     segments         text[],
+    tags             text[],
     uses_per_code    integer CHECK (uses_per_code > 0),
     uses_per_member  integer CHECK (uses_per_member > 0),
     max_uses         bigint CHECK (max_uses > 0),
@@ -39,6 +40,7 @@ COMMENT ON COLUMN loyalty.coupon_campaigns.value IS
 COMMENT ON COLUMN loyalty.coupon_campaigns.uses IS 'Uses held or captured (released, expired and reversed ones are given back)';
 COMMENT ON COLUMN loyalty.coupon_campaigns.spent IS 'Budget used by held and captured uses: money for discounts and free items, points for point offers';
 COMMENT ON COLUMN loyalty.coupon_campaigns.budget IS 'Most money (discount offers) or points (point offers) the campaign gives; NULL: no budget';
+COMMENT ON COLUMN loyalty.coupon_campaigns.tags IS 'Only members with one of these tags (loyalty.tag_member) may use it; NULL: any member';
 COMMENT ON COLUMN loyalty.coupon_campaigns.combinable IS 'May be used on an order together with other coupons (each of which must be combinable too)';
 
 CREATE TABLE loyalty.coupon_codes (
@@ -113,7 +115,7 @@ COMMENT ON FUNCTION loyalty.coupon_check_char(text) IS
     'The check character (Luhn mod 32 over Crockford''s base 32) that generated coupon codes end with';
 #include "udfs/create_coupon_campaign/1.4.sql"
 COMMENT ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
-    timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval) IS
+    timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval, text[]) IS
     'Create a coupon campaign (an offer, its conditions and limits), with its public code if given; returns its id';
 #include "udfs/generate_coupon_codes/1.4.sql"
 COMMENT ON FUNCTION loyalty.generate_coupon_codes(bigint, integer, text, integer) IS
@@ -177,7 +179,7 @@ GRANT SELECT ON loyalty.coupon_performance TO loyalty_analyst, loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text), loyalty.coupons_refunded(bigint, text),
     loyalty.coupon_check_basket(bigint, text, numeric, jsonb),
     loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
-        timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),
+        timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval, text[]),
     loyalty.generate_coupon_codes(bigint, integer, text, integer),
     loyalty.coupon_offer(bigint, text, numeric, jsonb, text, text), loyalty.coupon_give_back(bigint, text, bigint, numeric),
     loyalty.expire_coupon_holds(bigint, text),
@@ -189,7 +191,7 @@ GRANT EXECUTE ON FUNCTION loyalty.validate_coupon(bigint, text, anycompatible, j
     loyalty.redeem_coupon(bigint, text, anycompatible, jsonb, text, text, text), loyalty.capture_coupon(bigint, bigint),
     loyalty.release_coupon(bigint, bigint, text) TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
-        timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval),
+        timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval, text[]),
     loyalty.generate_coupon_codes(bigint, integer, text, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.release_expired_coupons() TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) FROM PUBLIC;

@@ -351,6 +351,12 @@ CREATE POLICY program_isolation ON loyalty.coupon_redemptions USING (loyalty.pro
 GRANT SELECT ON loyalty.coupon_campaigns, loyalty.coupon_codes, loyalty.coupon_redemptions TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.coupon_campaigns_campaign_id_seq, loyalty.coupon_redemptions_redemption_id_seq FROM PUBLIC;
 
+-- == member tags ===============================================================
+#include "parts/tags.sql"
+ALTER TABLE loyalty.member_tags ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.member_tags USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.member_tags TO loyalty_admin;
+
 -- == households ================================================================
 #include "parts/households.sql"
 ALTER TABLE loyalty.households ENABLE ROW LEVEL SECURITY;

@@ -54,6 +54,9 @@ BEGIN
         WHEN c.channels IS NOT NULL AND (channel IS NULL OR NOT channel = ANY (c.channels)) THEN 'channel'
         WHEN c.min_tier_rank IS NOT NULL AND coalesce(loyalty.tier_rank(a.tier), -1) < c.min_tier_rank THEN 'tier'
         WHEN c.segments IS NOT NULL AND (a.segment IS NULL OR NOT a.segment = ANY (c.segments)) THEN 'segment'
+        WHEN c.tags IS NOT NULL AND NOT EXISTS (SELECT 1 FROM loyalty.member_tags t
+                                                WHERE t.member_id OPERATOR(pg_catalog.=) coupon_offer.member
+                                                  AND t.tag = ANY (c.tags)) THEN 'tag'
         WHEN v_eligible <= 0 AND c.offer IN ('percent_off', 'amount_off', 'points_multiplier') THEN 'no_eligible_items'
         WHEN v_eligible < c.min_basket THEN 'min_basket'
     END;

@@ -5,7 +5,8 @@ CREATE FUNCTION loyalty.create_coupon_campaign(
     valid_from timestamptz DEFAULT NULL, valid_until timestamptz DEFAULT NULL,
     min_tier_rank integer DEFAULT NULL, segments text[] DEFAULT NULL,
     uses_per_code integer DEFAULT NULL, uses_per_member integer DEFAULT NULL, max_uses bigint DEFAULT NULL,
-    budget numeric DEFAULT NULL, combinable boolean DEFAULT false, hold_ttl interval DEFAULT '30 minutes')
+    budget numeric DEFAULT NULL, combinable boolean DEFAULT false, hold_ttl interval DEFAULT '30 minutes',
+    tags text[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -13,7 +14,10 @@ AS $$
 DECLARE
     v_id bigint;
     v_code text := upper(regexp_replace(create_coupon_campaign.code, '[\s-]', '', 'g'));
+    v_tags text[];
 BEGIN
+    -- (computed first: Citus takes no subquery in an INSERT's VALUES)
+    SELECT array_agg(lower(btrim(t))) INTO v_tags FROM unnest(create_coupon_campaign.tags) t;
     PERFORM loyalty.require_program(create_coupon_campaign.program);
     IF program IS NULL OR name IS NULL OR offer IS NULL OR value IS NULL OR min_basket IS NULL
        OR combinable IS NULL OR hold_ttl IS NULL THEN
@@ -30,10 +34,10 @@ BEGIN
     BEGIN
         INSERT INTO loyalty.coupon_campaigns AS c (program_id, name, offer, value, item, min_basket, categories, products,
             channels, valid_from, valid_until, min_tier_rank, segments, uses_per_code, uses_per_member, max_uses,
-            budget, combinable, hold_ttl)
+            budget, combinable, hold_ttl, tags)
         VALUES (program, name, offer, value, item, min_basket, categories, products, channels, valid_from,
                 valid_until, min_tier_rank, segments, uses_per_code, uses_per_member, max_uses, budget, combinable,
-                hold_ttl)
+                hold_ttl, v_tags)
         RETURNING c.campaign_id INTO v_id;
         IF v_code IS NOT NULL THEN
             INSERT INTO loyalty.coupon_codes (program_id, code, campaign_id, max_uses)

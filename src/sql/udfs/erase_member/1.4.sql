@@ -41,6 +41,7 @@ BEGIN
         WHERE hm.member_id OPERATOR(pg_catalog.=) erase_member.member AND hm.left_at IS NULL;
     END IF;
     DELETE FROM loyalty.identities i WHERE i.member_id OPERATOR(pg_catalog.=) erase_member.member;
+    DELETE FROM loyalty.member_tags t WHERE t.member_id OPERATOR(pg_catalog.=) erase_member.member;
     UPDATE loyalty.members x
     SET birthday = NULL, region = NULL, preferred_channel = NULL, consent = '{}', attributes = '{}',
         birthday_changed_at = NULL, erased_at = now()
