@@ -3627,6 +3627,36 @@ CheckHouseholdRole(Member *me, int64 household, const int64 *ids, int n, Points 
 
 }
 
+/*
+ * Lock a household's current members in member_id order (the household
+ * itself is locked first, by the caller); returns how many, with their ids
+ * and what was read of each.
+ */
+static int
+LockHouseholdMembers(StoreWriter *w, int64 household, int64 **ids_out, Member **ms_out)
+{
+	Datum		values[1];
+	int			n;
+	int64	   *ids;
+	Member	   *ms;
+
+	values[0] = Int64GetDatum(household);
+	ExecStmt(S_HOUSEHOLD_MEMBERS, values, NULL, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		ids[i] = ColInt8(i, 1);
+	ms = palloc0(sizeof(Member) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		ms[i].w = w;
+		LockMember(ids[i], &ms[i], false);
+	}
+	*ids_out = ids;
+	*ms_out = ms;
+	return n;
+}
+
 /* A spendable lot of a household member, for spending across the household. */
 typedef struct PoolLot
 {
@@ -3775,21 +3805,12 @@ ledger_household_redeem(const HouseholdRedeemRequest *r, LedgerResult *res)
 		SPI_finish();
 		return;
 	}
-	ExecStmt(S_HOUSEHOLD_MEMBERS, values, NULL, 0);
-	n = (int) SPI_processed;
-	ids = palloc(sizeof(int64) * Max(n, 1));
-	for (i = 0; i < n; i++)
-		ids[i] = ColInt8(i, 1);
-	ms = palloc0(sizeof(Member) * Max(n, 1));
+	n = LockHouseholdMembers(w, household, &ids, &ms);
 	take = palloc0(sizeof(int64) * Max(n, 1));
 	cap = palloc0(sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
-	{
-		ms[i].w = w;
-		LockMember(ids[i], &ms[i], false);
 		if (ids[i] == r->redeemer)
 			me = &ms[i];
-	}
 	if (me == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_HOUSEHOLD),
@@ -3951,21 +3972,11 @@ ledger_household_close(int64 household, text *reason, LedgerResult *res)
 		split = strcmp(policy, "split") == 0;
 	}
 
-	values[0] = Int64GetDatum(household);
-	ExecStmt(S_HOUSEHOLD_MEMBERS, values, NULL, 0);
-	n = (int) SPI_processed;
-	ids = palloc(sizeof(int64) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		ids[i] = ColInt8(i, 1);
-	ms = palloc0(sizeof(Member) * Max(n, 1));
+	n = LockHouseholdMembers(w, household, &ids, &ms);
 	parts = palloc0(sizeof(PoolPart) * Max(n, 1));
 	for (int i = 0; i < n; i++)
-	{
-		ms[i].w = w;
-		LockMember(ids[i], &ms[i], false);
 		if (strcmp(ms[i].status, "active") == 0)
 			parts[nparts++].m = &ms[i];
-	}
 	p.w = w;
 	LockMember(pool, &p, false);
 	if (strcmp(p.status, "pool") != 0)

@@ -97,6 +97,10 @@ COMMENT ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text,
 COMMENT ON FUNCTION loyalty.end_membership_benefits(bigint, bigint, text) IS
     'Internal: a membership''s benefits end: the paid tier, while the membership still holds it, goes back to the tier the member qualifies for';
 
+#include "udfs/membership_start/1.4.sql"
+COMMENT ON FUNCTION loyalty.membership_start(bigint, bigint, timestamptz, text, numeric, text) IS
+    'Internal (subscribe, change_membership_plan): a membership of a plan starts: its first period, the payment, the plan''s tier for the period';
+
 #include "udfs/subscribe/1.4.sql"
 COMMENT ON FUNCTION loyalty.subscribe(bigint, text, text, anycompatible, timestamptz) IS
     'Start a paid membership of a plan, recording the application''s payment (replayed by its reference); gives the plan''s tier for the period and its welcome points; returns the subscription id';
@@ -136,6 +140,7 @@ COMMENT ON COLUMN loyalty.membership_kpis.revenue IS 'Membership payments less r
 
 REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
     loyalty.end_membership_benefits(bigint, bigint, text),
+    loyalty.membership_start(bigint, bigint, timestamptz, text, numeric, text),
     loyalty.subscribe(bigint, text, text, anycompatible, timestamptz),
     loyalty.renew_membership(bigint, text, anycompatible, timestamptz),
     loyalty.cancel_membership(bigint, boolean, text, text, anycompatible),

@@ -12,9 +12,7 @@ DECLARE
     old_p loyalty.membership_plans;
     p loyalty.membership_plans;
     pay loyalty.membership_payments;
-    v_end timestamptz;
-    v_id bigint;
-    v_tier loyalty.tier;
+    sub loyalty.subscriptions;
 BEGIN
     IF member IS NULL OR plan IS NULL OR payment_reference IS NULL THEN
         RAISE EXCEPTION 'member, plan and payment_reference must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -75,22 +73,9 @@ BEGIN
         'membership ' OPERATOR(pg_catalog.||) old_p.code OPERATOR(pg_catalog.||) ' changed to ' OPERATOR(pg_catalog.||) p.code);
     -- ... and the new plan's starts: a period of its own from now, paid by
     -- what the application charged for the change (it prorates, not us)
-    v_end := now() + CASE p.period WHEN 'month' THEN interval '1 month' ELSE interval '1 year' END;
-    SELECT * INTO STRICT a FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) change_membership_plan.member;
-    IF p.tier IS NOT NULL AND (a.tier IS NULL OR loyalty.tier_rank(a.tier) <= loyalty.tier_rank(p.tier)) THEN
-        v_tier := p.tier;
-    END IF;
-    INSERT INTO loyalty.subscriptions (member_id, program_id, plan_id, started_at, current_period_start,
-                                       current_period_end, tier_given)
-    VALUES (member, a.program_id, p.plan_id, now(), now(), v_end, v_tier)
-    RETURNING subscription_id INTO v_id;
-    INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
-                                             period_start, period_end, payment_reference)
-    VALUES (member, v_id, a.program_id, 'change', coalesce(v_amount, p.fee), p.currency, now(), v_end, payment_reference);
-    IF v_tier IS NOT NULL THEN
-        PERFORM loyalty.tier_change(member, v_tier, 'membership ' OPERATOR(pg_catalog.||) p.code, v_end);
-    END IF;
+    sub := loyalty.membership_start(member, p.plan_id, now(), payment_reference, v_amount, 'change');
     PERFORM loyalty.emit_event(member, 'membership.changed',
-        jsonb_build_object('subscription_id', v_id, 'from', old_p.code, 'plan', p.code, 'period_end', v_end));
-    RETURN v_id;
+        jsonb_build_object('subscription_id', sub.subscription_id, 'from', old_p.code, 'plan', p.code,
+                           'period_end', sub.current_period_end));
+    RETURN sub.subscription_id;
 END $$;

@@ -13,9 +13,8 @@ DECLARE
     p loyalty.membership_plans;
     pay loyalty.membership_payments;
     v_start timestamptz := coalesce(started_at, now());
-    v_end timestamptz;
+    sub loyalty.subscriptions;
     v_id bigint;
-    v_tier loyalty.tier;
 BEGIN
     IF member IS NULL OR plan IS NULL OR payment_reference IS NULL THEN
         RAISE EXCEPTION 'member, plan and payment_reference must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -64,32 +63,13 @@ BEGIN
         RAISE EXCEPTION 'member % already has a membership', member USING ERRCODE = 'LY050',
             HINT = 'Renew it with loyalty.renew_membership(), or end it with loyalty.cancel_membership() first.';
     END IF;
-    v_end := v_start + CASE p.period WHEN 'month' THEN interval '1 month' ELSE interval '1 year' END;
-    -- (a membership brought over from another system may start in the past;
-    -- one whose first period is over already gets no tier, and the next
-    -- membership_batch() lapses it unless it is renewed first)
-
-    -- the paid tier for the period, unless the member's own tier is higher
-    IF p.tier IS NOT NULL AND v_end > now()
-       AND (a.tier IS NULL OR loyalty.tier_rank(a.tier) <= loyalty.tier_rank(p.tier)) THEN
-        v_tier := p.tier;
-    END IF;
-    INSERT INTO loyalty.subscriptions (member_id, program_id, plan_id, started_at, current_period_start,
-                                       current_period_end, tier_given)
-    VALUES (member, m.program_id, p.plan_id, v_start, v_start, v_end, v_tier)
-    RETURNING subscription_id INTO v_id;
-    INSERT INTO loyalty.membership_payments (member_id, subscription_id, program_id, kind, amount, currency,
-                                             period_start, period_end, payment_reference)
-    VALUES (member, v_id, m.program_id, 'subscribe', coalesce(v_amount, p.fee), p.currency, v_start, v_end,
-            payment_reference);
-    IF v_tier IS NOT NULL THEN
-        PERFORM loyalty.tier_change(member, v_tier, 'membership ' OPERATOR(pg_catalog.||) p.code, v_end);
-    END IF;
+    sub := loyalty.membership_start(member, p.plan_id, v_start, payment_reference, v_amount, 'subscribe');
+    v_id := sub.subscription_id;
     IF p.welcome_points > 0 THEN
         PERFORM loyalty.award(member, p.welcome_points, 'membership ' OPERATOR(pg_catalog.||) p.code OPERATOR(pg_catalog.||) ' welcome',
                               idempotency_key => 'membership:' OPERATOR(pg_catalog.||) v_id OPERATOR(pg_catalog.||) ':welcome');
     END IF;
     PERFORM loyalty.emit_event(member, 'membership.started',
-        jsonb_build_object('subscription_id', v_id, 'plan', p.code, 'period_end', v_end));
+        jsonb_build_object('subscription_id', v_id, 'plan', p.code, 'period_end', sub.current_period_end));
     RETURN v_id;
 END $$;
