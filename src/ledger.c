@@ -396,6 +396,7 @@ struct Member
 	int32		tier_rank;		/* -1: no tier */
 	Tier	   *tier;			/* NULL: no tier */
 	text	   *segment;
+	text	   *risk_band;
 	bool		has_tiers;		/* the program has a tier policy */
 	TimestampTz next_expiry;	/* accounts.next_expiry_at (0: NULL) */
 	ItemPointerData tid;		/* where the locked account row was */
@@ -553,6 +554,7 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	m->tier = r.acc_null[A_TIER] ? NULL : DatumGetTierP(r.acc[A_TIER]);
 	m->tier_rank = m->tier ? m->tier->rank : -1;
 	m->segment = r.acc_null[A_SEGMENT] ? NULL : DatumGetTextPP(r.acc[A_SEGMENT]);
+	m->risk_band = r.acc_null[A_RISK_BAND] ? NULL : DatumGetTextPP(r.acc[A_RISK_BAND]);
 	m->next_expiry = r.acc_null[A_NEXT_EXPIRY] ? 0 : DatumGetTimestampTz(r.acc[A_NEXT_EXPIRY]);
 	m->tid = r.tid;
 
@@ -1391,6 +1393,7 @@ EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
 	ctx.store = store;
 	ctx.tier_rank = m->tier_rank;
 	ctx.segment = m->segment;
+	ctx.risk_band = m->risk_band;
 	ctx.first_purchase = m->last_purchase_at == 0;
 	ctx.amount = amount;
 	ctx.lines = lines;
@@ -4203,6 +4206,32 @@ ledger_apply_tiers(const TierDecision *d, int n)
 			c.grace_null = d[i].grace_null;
 		}
 		store_set_tier(m.w, d[i].member_id, &c);
+	}
+	Finish(&m);
+}
+
+/*
+ * A segment refresh's results for a batch of members, in one writer.  The
+ * caller holds the accounts' locks (refresh_segments_batch locks its batch
+ * before it reads the members' statistics).
+ */
+void
+ledger_apply_segments(const SegmentDecision *d, int n)
+{
+	Member		m;
+	int			i;
+
+	Connect(&m);
+	for (i = 0; i < n; i++)
+	{
+		SegmentChange c;
+
+		CHECK_FOR_INTERRUPTS();
+		c.segment = d[i].segment;
+		c.risk_band = d[i].risk_band;
+		c.since = d[i].since;
+		c.since_null = d[i].since_null;
+		store_set_segment(m.w, d[i].member_id, &c);
 	}
 	Finish(&m);
 }

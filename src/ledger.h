@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "utils/date.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -203,6 +204,16 @@ typedef struct TierDecision
 	bool		grace_null;		/* ends the grace period */
 } TierDecision;
 
+/* A segment refresh's result for one member (loyalty.apply_segments). */
+typedef struct SegmentDecision
+{
+	int64		member_id;
+	text	   *segment;		/* NULL: none */
+	text	   *risk_band;		/* NULL: none */
+	DateADT		since;			/* the date the segment was entered */
+	bool		since_null;
+} SegmentDecision;
+
 typedef struct ArchiveRequest
 {
 	const Oid  *parts;			/* the ledger partitions that leave */
@@ -249,6 +260,7 @@ extern bool ledger_tier_change(const TierRequest *r);
 extern void ledger_tier_grace(int64 member_id, bool grace, TimestampTz until);
 extern void ledger_apply_tiers(const TierDecision *d, int n);
 extern void ledger_set_referral_pending(int64 member_id, bool pending);
+extern void ledger_apply_segments(const SegmentDecision *d, int n);
 extern void ledger_open_account(int64 member_id, int64 program_id);
 extern void ledger_archive(const ArchiveRequest *r, ArchiveResult *res);
 

@@ -52,6 +52,7 @@ PG_FUNCTION_INFO_V1(loyalty_tier_change);
 PG_FUNCTION_INFO_V1(loyalty_set_tier_grace);
 PG_FUNCTION_INFO_V1(loyalty_apply_tiers);
 PG_FUNCTION_INFO_V1(loyalty_set_referral_pending);
+PG_FUNCTION_INFO_V1(loyalty_apply_segments);
 PG_FUNCTION_INFO_V1(loyalty_open_account);
 PG_FUNCTION_INFO_V1(loyalty_archive_books);
 
@@ -886,6 +887,50 @@ loyalty_set_referral_pending(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "member");
 	RequireArg(fcinfo, 1, "pending");
 	ledger_set_referral_pending(PG_GETARG_INT64(0), PG_GETARG_BOOL(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * loyalty.apply_segments(members, segments, risk_bands, since): a segment
+ * refresh's results; since[i] is the date members[i] entered segments[i].
+ */
+Datum
+loyalty_apply_segments(PG_FUNCTION_ARGS)
+{
+	Datum	   *members,
+			   *segments,
+			   *bands,
+			   *since;
+	bool	   *members_null,
+			   *segments_null,
+			   *bands_null,
+			   *since_null;
+	int			n,
+				i;
+	SegmentDecision *d;
+
+	n = ArrayArg(fcinfo, 0, "members", INT8OID, &members, &members_null);
+	if (ArrayArg(fcinfo, 1, "segments", TEXTOID, &segments, &segments_null) != n ||
+		ArrayArg(fcinfo, 2, "risk_bands", TEXTOID, &bands, &bands_null) != n ||
+		ArrayArg(fcinfo, 3, "since", DATEOID, &since, &since_null) != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("members, segments, risk_bands and since must have the same length")));
+	d = palloc0(sizeof(SegmentDecision) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		if (members_null[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("members must not contain NULL")));
+		d[i].member_id = DatumGetInt64(members[i]);
+		d[i].segment = segments_null[i] ? NULL : DatumGetTextPP(segments[i]);
+		d[i].risk_band = bands_null[i] ? NULL : DatumGetTextPP(bands[i]);
+		d[i].since = since_null[i] ? 0 : DatumGetDateADT(since[i]);
+		d[i].since_null = since_null[i];
+	}
+	if (n > 0)
+		ledger_apply_segments(d, n);
 	PG_RETURN_VOID();
 }
 

@@ -68,6 +68,8 @@ typedef struct EarnRule
 								 * NULL: any */
 	StrList		plans;			/* the member's paid membership at the
 								 * purchase */
+	StrList		tags;			/* the member has one of these tags */
+	StrList		risk_bands;		/* the member's stored churn-risk band */
 } EarnRule;
 
 /* What a rule may ask of the member beyond the context, read once per earn when asked. */
@@ -81,6 +83,8 @@ typedef struct MemberFacts
 	bool		plan_read;
 	char	   *plan;			/* code of the plan paid for at the purchase;
 								 * NULL: none */
+	bool		tags_read;
+	StrList		tags;			/* the member's tags */
 } MemberFacts;
 
 typedef struct Line
@@ -119,6 +123,7 @@ static KeptPlan birthday_plan;
 static KeptPlan birthday_plan_13;
 static KeptPlan attributes_plan;
 static KeptPlan plan_plan;
+static KeptPlan tags_plan;
 
 /* Whether loyalty.<rel> has column <col> (a library newer than the schema runs older schemas). */
 static bool
@@ -229,8 +234,9 @@ load_rules(int64 program_id, int64 version)
 	/* a schema not yet updated to 1.4 has no member_attributes */
 	if (loyalty_run(has_column("earning_rules", "member_attributes") ? &load_plan : &load_plan_13,
 					has_column("earning_rules", "member_attributes") ?
-					RULES_SELECT("member_attributes, plans") :
-					RULES_SELECT("NULL::pg_catalog.jsonb, NULL::pg_catalog.text[]"),
+					RULES_SELECT("member_attributes, plans, tags, risk_bands") :
+					RULES_SELECT("NULL::pg_catalog.jsonb, NULL::pg_catalog.text[],"
+								 " NULL::pg_catalog.text[], NULL::pg_catalog.text[]"),
 					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
 #undef RULES_SELECT
@@ -295,6 +301,8 @@ load_rules(int64 program_id, int64 version)
 		d = SPI_getbinval(tup, desc, 21, &isnull);
 		r->attributes = isnull ? NULL : DatumGetJsonbPCopy(d);
 		r->plans = text_array(tup, desc, 22);
+		r->tags = text_array(tup, desc, 23);
+		r->risk_bands = text_array(tup, desc, 24);
 	}
 	nrules = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
@@ -457,6 +465,36 @@ member_attributes(int64 member_id)
 	return isnull ? NULL : DatumGetJsonbPCopy(d);
 }
 
+/* The member's tags, read only when a rule asks for them. */
+static StrList
+member_tags(int64 member_id)
+{
+	StrList		l = {0, NULL};
+	Datum		values[1];
+	uint64		i;
+
+	values[0] = Int64GetDatum(member_id);
+	if (loyalty_run(&tags_plan, "SELECT tag FROM loyalty.member_tags WHERE member_id" EQ "$1",
+					1, int8_arg, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "loyalty: reading member tags failed");
+	l.v = palloc(sizeof(char *) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+		l.v[l.n++] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	return l;
+}
+
+/* Whether the two lists share an element. */
+static bool
+strlist_meets(StrList *l, StrList *have)
+{
+	int			i;
+
+	for (i = 0; i < have->n; i++)
+		if (strlist_has(l, have->v[i]))
+			return true;
+	return false;
+}
+
 /* The code of the membership plan the member paid for at `at`, or NULL. */
 static char *
 member_plan(int64 member_id, TimestampTz at)
@@ -538,6 +576,8 @@ basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, MemberFacts *f)
 		return false;
 	if (!strlist_has(&r->segments, ctx->segment ? text_to_cstring(ctx->segment) : NULL))
 		return false;
+	if (!strlist_has(&r->risk_bands, ctx->risk_band ? text_to_cstring(ctx->risk_band) : NULL))
+		return false;
 	if (r->min_tier >= 0 && ctx->tier_rank < r->min_tier)
 		return false;
 	if (r->first_purchase && !ctx->first_purchase)
@@ -577,6 +617,16 @@ basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, MemberFacts *f)
 			f->plan_read = true;
 		}
 		if (!strlist_has(&r->plans, f->plan))
+			return false;
+	}
+	if (r->tags.n >= 0)
+	{
+		if (!f->tags_read)
+		{
+			f->tags = member_tags(ctx->member_id);
+			f->tags_read = true;
+		}
+		if (!strlist_meets(&r->tags, &f->tags))
 			return false;
 	}
 	return true;

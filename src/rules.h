@@ -28,6 +28,7 @@ typedef struct EarnContext
 	text	   *store;			/* may be NULL */
 	int32		tier_rank;		/* -1: no tier */
 	text	   *segment;		/* may be NULL */
+	text	   *risk_band;		/* may be NULL */
 	bool		first_purchase;
 	Numeric		amount;			/* the purchase total, or NULL with lines */
 	Jsonb	   *lines;			/* order lines, or NULL */

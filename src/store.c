@@ -104,7 +104,8 @@ const StoreTableDef store_tables[ST_COUNT] = {
 			COL("first_purchase_at", TSTZ), COL("last_purchase_at", TSTZ), COL("purchase_count", INT8),
 			COL("purchase_days", INT8), COL("purchase_amount", NUMERIC), COL("updated_at", TSTZ),
 			OPT("next_expiry_at", TSTZ), COL("tier_since", TSTZ), COL("tier_locked_until", TSTZ),
-	COL("tier_grace_until", TSTZ)}, ACL_UPDATE | ACL_SELECT, true},
+			COL("tier_grace_until", TSTZ), OPT("risk_band", TEXT),
+	OPT("segment_since", "pg_catalog.date")}, ACL_UPDATE | ACL_SELECT, true},
 	[ST_IDEM] = {"idempotency_keys", K_NCOLS, {
 			COL("member_id", INT8), COL("idempotency_key", TEXT), COL("operation", TEXT),
 			COL("request_hash", INT8), COL("result", INT8), COL("entry_id", INT8),
@@ -783,6 +784,13 @@ void
 store_set_referral(StoreWriter *w, int64 member_id, bool pending)
 {
 	Choose(w, ST_ACCOUNTS, ACL_SELECT | ACL_UPDATE)->set_referral(w, member_id, pending);
+}
+
+/* The member's stored segment and risk band (the caller holds the lock). */
+void
+store_set_segment(StoreWriter *w, int64 member_id, const SegmentChange *c)
+{
+	Choose(w, ST_ACCOUNTS, ACL_SELECT | ACL_UPDATE)->set_segment(w, member_id, c);
 }
 
 /*

@@ -32,6 +32,7 @@
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
 #include "utils/acl.h"
+#include "utils/date.h"
 #include "utils/timestamp.h"
 
 /* The tables of the books, and the programs table the writes read. */
@@ -63,7 +64,7 @@ enum
 	A_MEMBER, A_PROGRAM, A_STATUS, A_TIER, A_REFERRAL, A_SEGMENT, A_BALANCE,
 	A_HELD, A_DEBT, A_EARNED, A_REDEEMED, A_EXPIRED, A_FIRST, A_LAST, A_COUNT,
 	A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, A_TIER_SINCE, A_TIER_LOCKED,
-	A_TIER_GRACE, A_NCOLS
+	A_TIER_GRACE, A_RISK_BAND, A_SEGMENT_SINCE, A_NCOLS
 };
 enum
 {
@@ -223,6 +224,18 @@ typedef struct TierChange
 	bool		grace_null;
 } TierChange;
 
+/*
+ * A member's stored segment (NULL: none), churn-risk band (NULL: none) and
+ * the date the segment was entered; both stores set all three columns.
+ */
+typedef struct SegmentChange
+{
+	text	   *segment;
+	text	   *risk_band;
+	DateADT		since;
+	bool		since_null;
+} SegmentChange;
+
 /* A lot a debit may take from (or an expiry write off). */
 typedef struct OpenLot
 {
@@ -287,6 +300,7 @@ typedef struct StoreRoutine
 	void		(*set_status) (StoreWriter *w, int64 member_id, const char *status);
 	void		(*set_tier) (StoreWriter *w, int64 member_id, const TierChange *c);
 	void		(*set_referral) (StoreWriter *w, int64 member_id, bool pending);
+	void		(*set_segment) (StoreWriter *w, int64 member_id, const SegmentChange *c);
 	int64		(*next_entry_id) (StoreWriter *w);
 } StoreRoutine;
 
@@ -336,6 +350,7 @@ extern TimestampTz store_first_expiry(StoreWriter *w, int64 member_id);
 extern void store_set_status(StoreWriter *w, int64 member_id, const char *status);
 extern void store_set_tier(StoreWriter *w, int64 member_id, const TierChange *c);
 extern void store_set_referral(StoreWriter *w, int64 member_id, bool pending);
+extern void store_set_segment(StoreWriter *w, int64 member_id, const SegmentChange *c);
 extern void store_insert_account(StoreWriter *w, int64 member_id, int64 program_id);
 extern void store_archive_rows(StoreWriter *w, const Oid *parts, int nparts,
 							   TimestampTz horizon, const char *archive_schema, int64 *lots,

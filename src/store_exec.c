@@ -281,6 +281,7 @@ A_FIRST, A_LAST, A_COUNT, A_DAYS, A_AMOUNT, A_UPDATED, A_NEXT_EXPIRY, -1};
 static const int status_cols[] = {A_STATUS, A_UPDATED, -1};
 static const int tier_cols[] = {A_TIER, A_TIER_SINCE, A_TIER_LOCKED, A_TIER_GRACE, A_UPDATED, -1};
 static const int referral_cols[] = {A_REFERRAL, -1};
+static const int segment_cols[] = {A_SEGMENT, A_RISK_BAND, A_SEGMENT_SINCE, -1};
 static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT, -1};
 static const int alloc_cols[] = {X_RETURNED, -1};
 
@@ -864,6 +865,30 @@ FastSetReferral(StoreWriter *w, int64 member_id, bool pending)
 	UpdateRow(f, ST_ACCOUNTS, old, new, referral_cols);
 }
 
+/* set_segment: the member's segment, risk band and segment date. */
+static void
+FastSetSegment(StoreWriter *w, int64 member_id, const SegmentChange *c)
+{
+	FastState  *f = State(w);
+	const AttrNumber *a = store_shape(ST_ACCOUNTS)->attno;
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+
+	if (a[A_RISK_BAND] < 0 || a[A_SEGMENT_SINCE] < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("loyalty.accounts has no risk_band or segment_since column"),
+				 errhint("Update the extension with ALTER EXTENSION loyalty UPDATE.")));
+	new = AccountToChange(w, member_id, &old);
+	new->tts_values[a[A_SEGMENT]] = PointerGetDatum(c->segment);
+	new->tts_isnull[a[A_SEGMENT]] = c->segment == NULL;
+	new->tts_values[a[A_RISK_BAND]] = PointerGetDatum(c->risk_band);
+	new->tts_isnull[a[A_RISK_BAND]] = c->risk_band == NULL;
+	new->tts_values[a[A_SEGMENT_SINCE]] = DateADTGetDatum(c->since);
+	new->tts_isnull[a[A_SEGMENT_SINCE]] = c->since_null;
+	UpdateRow(f, ST_ACCOUNTS, old, new, segment_cols);
+}
+
 /* next_entry_id: what the ledger's identity column would take next. */
 static int64
 FastNextEntryId(StoreWriter *w)
@@ -1375,5 +1400,6 @@ const StoreRoutine fast_store = {
 	.set_status = FastSetStatus,
 	.set_tier = FastSetTier,
 	.set_referral = FastSetReferral,
+	.set_segment = FastSetSegment,
 	.next_entry_id = FastNextEntryId,
 };

@@ -154,14 +154,15 @@ typedef enum SqlStmt
 	Q_SET_STATUS,
 	Q_SET_TIER,
 	Q_SET_REFERRAL,
+	Q_SET_SEGMENT,
 	Q_ACCOUNT_INS,
 	Q_IDEM_GET,
 	Q_NEXT_ENTRY,
 	NUM_SQL_STMTS
 } SqlStmt;
 
-static KeptPlan kept[NUM_SQL_STMTS][2];
-static char *texts[NUM_SQL_STMTS][2];
+static KeptPlan kept[NUM_SQL_STMTS][3];
+static char *texts[NUM_SQL_STMTS][3];
 
 /* Whether the table has the optional column `col` (the caller locked it). */
 static bool
@@ -319,6 +320,10 @@ BuildText(SqlStmt q)
 			appendStringInfoString(&b, "UPDATE loyalty.accounts SET referral_pending = $2"
 								   " WHERE member_id" EQ "$1");
 			break;
+		case Q_SET_SEGMENT:
+			appendStringInfoString(&b, "UPDATE loyalty.accounts SET segment = $2, risk_band = $3,"
+								   " segment_since = $4 WHERE member_id" EQ "$1");
+			break;
 		case Q_ACCOUNT_INS:
 			appendStringInfoString(&b, "INSERT INTO loyalty.accounts (member_id, program_id) VALUES ($1, $2)");
 			break;
@@ -359,6 +364,7 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_SET_TIER] = {INT8OID, BOOLOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID,
 	TIMESTAMPTZOID},
 	[Q_SET_REFERRAL] = {INT8OID, BOOLOID},
+	[Q_SET_SEGMENT] = {INT8OID, TEXTOID, TEXTOID, DATEOID},
 	[Q_ACCOUNT_INS] = {INT8OID, INT8OID},
 	[Q_IDEM_GET] = {INT8OID, TEXTOID},
 };
@@ -380,6 +386,7 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_SET_STATUS] = 2,
 	[Q_SET_TIER] = 8,
 	[Q_SET_REFERRAL] = 2,
+	[Q_SET_SEGMENT] = 4,
 	[Q_ACCOUNT_INS] = 2,
 	[Q_IDEM_GET] = 2,
 	[Q_NEXT_ENTRY] = 0,
@@ -396,7 +403,9 @@ Variant(SqlStmt q)
 		case Q_ACCOUNT_UPD:
 			store_lock_table(ST_ACCOUNTS, q == Q_ACCOUNT ? AccessShareLock :
 							 q == Q_ACCOUNT_LOCK ? RowShareLock : RowExclusiveLock);
-			return HasColumn(ST_ACCOUNTS, A_NEXT_EXPIRY) ? 1 : 0;
+			/* each later schema adds to the one before */
+			return !HasColumn(ST_ACCOUNTS, A_NEXT_EXPIRY) ? 0 :
+				!HasColumn(ST_ACCOUNTS, A_RISK_BAND) ? 1 : 2;
 		case Q_LOTS_SPENDABLE:
 		case Q_LOTS_EXPIRED:
 		case Q_LOTS_OPEN:
@@ -848,6 +857,27 @@ SqlSetReferral(StoreWriter *w, int64 member_id, bool pending)
 	Restore(&saved);
 }
 
+static void
+SqlSetSegment(StoreWriter *w, int64 member_id, const SegmentChange *c)
+{
+	SpiSaved	saved;
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = PointerGetDatum(c->segment);
+	nulls[1] = c->segment ? ' ' : 'n';
+	values[2] = PointerGetDatum(c->risk_band);
+	nulls[2] = c->risk_band ? ' ' : 'n';
+	values[3] = DateADTGetDatum(c->since);
+	nulls[3] = c->since_null ? 'n' : ' ';
+	Exec(Q_SET_SEGMENT, values, nulls, SPI_OK_UPDATE);
+	RequireOneRow("account segment update", member_id);
+	Restore(&saved);
+}
+
 static bool
 SqlReadIdempotency(StoreWriter *w, int64 member_id, text *key, IdemRow *out)
 {
@@ -994,5 +1024,6 @@ const StoreRoutine sql_store = {
 	.set_status = SqlSetStatus,
 	.set_tier = SqlSetTier,
 	.set_referral = SqlSetReferral,
+	.set_segment = SqlSetSegment,
 	.next_entry_id = SqlNextEntryId,
 };

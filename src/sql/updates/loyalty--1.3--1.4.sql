@@ -321,12 +321,12 @@ DROP FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.p
     timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric);
 #include "udfs/create_earning_rule/1.4.sql"
 COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[]) IS
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[]) IS
     'Add a multiplier or bonus rule to a program; returns its id (see README "Earning rules" for stacking)';
 REVOKE ALL ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[]) FROM PUBLIC;
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[]) TO loyalty_admin;
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[]) TO loyalty_admin;
 
 -- == paid membership ===========================================================
 #include "parts/memberships.sql"
@@ -386,3 +386,6 @@ REVOKE ALL ON FUNCTION loyalty.member_tier_metric(bigint, timestamptz) FROM PUBL
 #include-replace "udfs/tier_metric/1.4.sql"
 COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
     'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now); with household tiers, its household''s';
+
+-- == stored segments and bands that rules act on ================================
+#include "parts/segments.sql"

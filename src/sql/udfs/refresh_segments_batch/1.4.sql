@@ -1,0 +1,73 @@
+CREATE FUNCTION loyalty.refresh_segments_batch(program bigint, members bigint[], segments text[], risk_bands text[],
+                                               as_of date)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_ids bigint[];
+    v_segs text[];
+    v_bands text[];
+    v_since date[];
+    v_member bigint;
+    v_i integer;
+    v_citus boolean := false;
+    a record;
+BEGIN
+    PERFORM loyalty.require_program(refresh_segments_batch.program);
+    IF program IS NULL OR members IS NULL OR segments IS NULL OR risk_bands IS NULL OR as_of IS NULL THEN
+        RAISE EXCEPTION 'program, members, segments, risk_bands and as_of must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF cardinality(members) <> cardinality(segments) OR cardinality(members) <> cardinality(risk_bands) THEN
+        RAISE EXCEPTION 'members, segments and risk_bands must have the same length'
+            USING ERRCODE = 'array_subscript_error';
+    END IF;
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
+                                WHERE d.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.accounts''::pg_catalog.regclass)'
+            INTO v_citus;
+    END IF;
+    IF v_citus THEN
+        -- On Citus a locking query cannot span shards: one member at a time,
+        -- in member_id order, each statement on that member's shard.
+        FOR v_i IN SELECT o.i FROM generate_subscripts(members, 1) o(i) ORDER BY members[o.i] LOOP
+            v_member := members[v_i];
+            SELECT x.segment, x.risk_band, x.segment_since, x.status INTO a
+            FROM loyalty.accounts x
+            WHERE x.member_id = v_member AND x.program_id = program FOR NO KEY UPDATE;
+            CONTINUE WHEN NOT FOUND OR a.status = 'pool'
+                OR (a.segment IS NOT DISTINCT FROM segments[v_i] AND a.risk_band IS NOT DISTINCT FROM risk_bands[v_i]);
+            PERFORM loyalty.apply_segments(ARRAY[v_member], ARRAY[segments[v_i]], ARRAY[risk_bands[v_i]],
+                ARRAY[CASE WHEN segments[v_i] IS NULL THEN NULL
+                           WHEN a.segment IS NOT DISTINCT FROM segments[v_i] THEN a.segment_since
+                           ELSE as_of END]);
+            v_ids := v_ids || v_member;
+        END LOOP;
+        RETURN coalesce(cardinality(v_ids), 0);
+    END IF;
+
+    -- Lock the batch's accounts in member_id order (as every batch job does,
+    -- so two cannot deadlock), then compare under the locks: a member whose
+    -- stored values already match is not written.
+    SELECT coalesce(array_agg(d.member_id ORDER BY d.member_id), '{}'),
+           coalesce(array_agg(d.segment ORDER BY d.member_id), '{}'),
+           coalesce(array_agg(d.risk_band ORDER BY d.member_id), '{}'),
+           coalesce(array_agg(d.since ORDER BY d.member_id), '{}')
+    INTO v_ids, v_segs, v_bands, v_since
+    FROM (
+        SELECT x.member_id, n.segment, n.risk_band,
+               CASE WHEN n.segment IS NULL THEN NULL
+                    WHEN x.segment IS NOT DISTINCT FROM n.segment THEN x.segment_since
+                    ELSE as_of END AS since,
+               x.segment AS old_segment, x.risk_band AS old_band, x.status
+        FROM unnest(members, segments, risk_bands) AS n(member_id, segment, risk_band)
+        JOIN loyalty.accounts x ON x.member_id = n.member_id AND x.program_id = program
+        ORDER BY x.member_id
+        FOR NO KEY UPDATE OF x
+    ) d
+    WHERE d.status <> 'pool'
+      AND (d.old_segment IS DISTINCT FROM d.segment OR d.old_band IS DISTINCT FROM d.risk_band);
+    PERFORM loyalty.apply_segments(v_ids, v_segs, v_bands, v_since);
+    RETURN cardinality(v_ids);
+END $$;
