@@ -90,6 +90,8 @@ typedef enum LedgerStmt
 	S_MEMBER_STATUS,
 	S_REPOINT_MERGED,
 	S_REFERRAL,
+	S_CHALLENGE_PURCHASE,
+	S_CHALLENGE_REFUND,
 	S_TIER,
 	S_TRANSFER_RULES,
 	S_TRANSFER_SUMS,
@@ -187,6 +189,13 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	/* rare: only while the member's referral waits for a qualifying purchase */
 	[S_REFERRAL] = {
 		"SELECT loyalty.referral_purchase($1, $2, $3)",
+	3, {INT8OID, INT8OID, NUMERICOID}},
+	/* programs with active challenges: a purchase moves them, a refund back */
+	[S_CHALLENGE_PURCHASE] = {
+		"SELECT loyalty.challenge_move($1, $2, 'purchase', $3, $4, $5, $6, NULL)",
+	6, {INT8OID, INT8OID, NUMERICOID, TIMESTAMPTZOID, TEXTOID, JSONBOID}},
+	[S_CHALLENGE_REFUND] = {
+		"SELECT loyalty.challenge_refund($1, $2, $3)",
 	3, {INT8OID, INT8OID, NUMERICOID}},
 	/* programs with tiers: upgrade after an earn, maybe demote after a refund */
 	[S_TIER] = {
@@ -413,6 +422,7 @@ struct Member
 	bool		stale;			/* an SQL function changed the account */
 
 	bool		has_pool_share; /* earns feed household pools */
+	bool		has_challenges; /* the program has active challenges */
 	Datum		pool_share;		/* numeric: the share of each earn */
 	Datum		max_multiplier; /* numeric ceiling of an earn (0: none) */
 
@@ -581,6 +591,7 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 	if (m->has_pool_share)
 		m->pool_share = r.prog[P_POOL_SHARE];
 	m->max_multiplier = r.prog_null[P_MAX_MULTIPLIER] ? (Datum) 0 : r.prog[P_MAX_MULTIPLIER];
+	m->has_challenges = !r.prog_null[P_HAS_CHALLENGES] && DatumGetBool(r.prog[P_HAS_CHALLENGES]);
 	/* now(): the transaction's start, as the SQL statements see it */
 	m->now = GetCurrentTransactionStartTimestamp();
 
@@ -1419,6 +1430,20 @@ EarnHash(const EarnRequest *r)
 	return HashEnd(&b);
 }
 
+/*
+ * Move the member's challenges by a purchase or its refund, in the same
+ * transaction.  By SQL, which reads the account and may award points, so
+ * the deferred account changes are written first and the member read again
+ * afterwards.
+ */
+static void
+ChallengesMove(Member *m, int stmt, Datum *values, const char *nulls)
+{
+	FlushDeferred(m);
+	ExecStmt(stmt, values, nulls, 0);
+	m->stale = true;
+}
+
 /* An earn's writes, on the locked active member (not a replay). */
 static void
 EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
@@ -1466,6 +1491,21 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 		rv[2] = NumericGetDatum(amount);
 		ExecStmt(S_REFERRAL, rv, NULL, 0);
 		m->stale = true;
+	}
+	if (m->has_challenges)
+	{
+		Datum		cv[6];
+		char		cn[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+		cv[0] = Int64GetDatum(m->member_id);
+		cv[1] = Int64GetDatum(entry_id);
+		cv[2] = NumericGetDatum(amount);
+		cv[3] = TimestampTzGetDatum(e.row.occurred_at);
+		cv[4] = PointerGetDatum(e.row.channel);
+		cn[4] = e.row.channel ? ' ' : 'n';
+		cv[5] = PointerGetDatum(r->lines);
+		cn[5] = r->lines ? ' ' : 'n';
+		ChallengesMove(m, S_CHALLENGE_PURCHASE, cv, cn);
 	}
 	TierAfterWrite(m, "earn");
 	IdemStore(m, e.row.idem_key, "earn", hash, points, entry_id);
@@ -2339,6 +2379,9 @@ ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 	int64		survivor;
 	Member		s;
 	Member	   *on = m;			/* the member whose balance the reversal moves */
+	bool		purchase_refund = false;	/* a refund of an earn by amount */
+	bool		refund_full = false;	/* ... that leaves none of it */
+	Datum		refunded_total = 0; /* ... the amount refunded so far */
 
 	e.row.reference = r->reference;
 	e.row.reason = r->reason;
@@ -2503,11 +2546,11 @@ ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 			AccountDelta d = {0};
 
 			/* a refund lowers the purchase statistics too */
+			purchase_refund = true;
+			refunded_total = DirectFunctionCall2(numeric_add, rev_amount, NumericGetDatum(amount));
+			refund_full = DatumGetInt32(DirectFunctionCall2(numeric_cmp, refunded_total, src_amount)) == 0;
 			d.purchase_amount = DirectFunctionCall1(numeric_uminus, NumericGetDatum(amount));
-			d.purchase_count =
-				DatumGetInt32(DirectFunctionCall2(numeric_cmp,
-												  DirectFunctionCall2(numeric_add, rev_amount, NumericGetDatum(amount)),
-												  src_amount)) == 0 ? -1 : 0;
+			d.purchase_count = refund_full ? -1 : 0;
 			UpdateAccount(on, &d);
 		}
 	}
@@ -2557,6 +2600,19 @@ ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 				 errmsg("a %s entry cannot be reversed", kind),
 				 errhint("Reverse earn, award, redeem, capture and adjust entries; release holds with loyalty.release().")));
 
+	/* a refund of a purchase takes back the progress it made */
+	if (purchase_refund && m->has_challenges)
+	{
+		Datum		cv[3];
+
+		cv[0] = Int64GetDatum(m->member_id);
+		cv[1] = Int64GetDatum(source);
+		/* the share of the purchase still standing */
+		cv[2] = refund_full ? NumericGetDatum(int64_to_numeric(0)) :
+			DirectFunctionCall2(numeric_sub, NumericGetDatum(int64_to_numeric(1)),
+								DirectFunctionCall2(numeric_div, refunded_total, src_amount));
+		ChallengesMove(m, S_CHALLENGE_REFUND, cv, NULL);
+	}
 	if (src_points > 0)
 		TierAfterWrite(on, "refund");
 	IdemStore(m, r->idempotency_key, "reverse", hash, result, rev_entry);

@@ -119,7 +119,8 @@ const StoreTableDef store_tables[ST_COUNT] = {
 			COL("refund_policy", TEXT), COL("max_hold_ttl", "pg_catalog.interval"),
 			COL("closed_through", TSTZ), COL("event_kinds", "pg_catalog._text"), COL("time_zone", TEXT),
 			COL("rules_version", INT8), COL("tier_metric", TEXT), OPT("household_pool_share", NUMERIC),
-	OPT("max_earn_multiplier", NUMERIC)}, ACL_SELECT, true},
+	OPT("max_earn_multiplier", NUMERIC), OPT("has_challenges", "pg_catalog.bool")},
+	ACL_SELECT, true},
 };
 
 bool		loyalty_fast_store = true;

@@ -105,10 +105,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_redemptions_redemptio
 
 INSERT INTO loyalty.event_kinds VALUES
     ('coupon.redeemed', 'A coupon was used on an order (captured): the code, campaign, discount and points');
-ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
-    ARRAY['member.enrolled', 'points.earned', 'reward.redeemed', 'points.expiring', 'tier.changed',
-          'membership.started', 'membership.renewed', 'membership.renewal_due', 'membership.lapsed',
-          'membership.cancelled', 'membership.ended', 'membership.changed', 'coupon.redeemed'];
+-- (the programs' default event kinds are set in parts/challenges.sql)
 
 #include "udfs/coupon_check_char/1.4.sql"
 COMMENT ON FUNCTION loyalty.coupon_check_char(text) IS

@@ -389,3 +389,16 @@ COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
 
 -- == stored segments and bands that rules act on ================================
 #include "parts/segments.sql"
+
+-- == challenges, badges and streaks ============================================
+#include "parts/challenges.sql"
+ALTER TABLE loyalty.challenges ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.challenges USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.challenge_progress ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.challenge_progress USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.challenge_facts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.challenge_facts USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.member_badges ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.member_badges USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.challenges, loyalty.challenge_progress, loyalty.challenge_facts, loyalty.member_badges TO loyalty_admin;
+REVOKE ALL ON SEQUENCE loyalty.challenges_challenge_id_seq FROM PUBLIC;

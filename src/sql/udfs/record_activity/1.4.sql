@@ -75,5 +75,9 @@ BEGIN
     INSERT INTO loyalty.activities (member_id, program_id, activity, points, entry_id, outcome, reference, occurred_at)
     VALUES (member, v_program, activity, CASE WHEN v_outcome = 'awarded' THEN v_rule.points ELSE '0' END,
             v_entry, v_outcome, reference, v_now);
+    -- an activity counts toward challenges whatever its points (caps, budget)
+    IF (SELECT p.has_challenges FROM loyalty.programs p WHERE p.program_id OPERATOR(pg_catalog.=) v_program) THEN
+        PERFORM loyalty.challenge_move(member, NULL, 'activity', NULL, v_now, NULL, NULL, activity);
+    END IF;
     RETURN CASE WHEN v_outcome = 'awarded' THEN v_rule.points::bigint ELSE 0 END;
 END $$;

@@ -1,0 +1,169 @@
+-- Challenges, badges and streaks' objects, for the install script and the 1.3 -> 1.4 upgrade.
+
+ALTER TABLE loyalty.programs
+    ADD COLUMN has_challenges boolean NOT NULL DEFAULT false,
+    ADD COLUMN challenge_clawback boolean NOT NULL DEFAULT true;
+COMMENT ON COLUMN loyalty.programs.has_challenges IS
+    'The program has active challenges (kept by create_challenge and set_challenge_active): only then does a purchase look at them';
+COMMENT ON COLUMN loyalty.programs.challenge_clawback IS
+    'A refund that takes a paid challenge completion below its goal takes its points back (true) or lets it stand (false)';
+
+CREATE TABLE loyalty.challenges (
+    challenge_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    program_id     bigint NOT NULL REFERENCES loyalty.programs,
+    code           text NOT NULL CHECK (code <> ''),
+    name           text NOT NULL CHECK (name <> ''),
+    metric         text NOT NULL CHECK (metric IN ('purchases', 'spend', 'visits', 'categories', 'activities',
+                                                   'referrals', 'streak_weeks')),
+    goal           numeric NOT NULL CHECK (goal > 0 AND goal < 1e12),
+    period         text NOT NULL CHECK (period IN ('month', 'week', 'days', 'joining', 'campaign', 'streak')),
+    period_days    integer CHECK (period_days BETWEEN 1 AND 3660),
+    repeating      boolean NOT NULL DEFAULT false,
+    reward_points  loyalty.points,
+    badge          text CHECK (badge ~ '^[a-z0-9][a-z0-9_.:-]{0,62}$'),
+    categories     text[],
+    channels       text[],
+    activities     text[],
+    min_amount     numeric CHECK (min_amount >= 0 AND min_amount < 'Infinity'),
+    segments       text[],
+    tags           text[],
+    min_tier_rank  integer,
+    valid_from     timestamptz,
+    valid_until    timestamptz,
+    active         boolean NOT NULL DEFAULT true,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (program_id, code),
+    CHECK (reward_points IS NOT NULL OR badge IS NOT NULL),
+    CHECK ((period IN ('days', 'joining')) = (period_days IS NOT NULL)),
+    CHECK ((metric = 'streak_weeks') = (period = 'streak')),
+    CHECK (valid_until IS NULL OR valid_from IS NULL OR valid_until > valid_from)
+);
+COMMENT ON TABLE loyalty.challenges IS
+    'Challenges: a goal over purchases, spend, visits (days), categories, activities, referrals or consecutive weeks (streak_weeks), in a period (calendar month or week, N days from the first step, N days from joining, the campaign''s window, a streak), rewarded with points and/or a badge';
+COMMENT ON COLUMN loyalty.challenges.period IS
+    'month, week: calendar periods in the program''s time zone; days: period_days from the member''s first step; joining: the first period_days of membership; campaign: valid_from to valid_until; streak: a purchase in each of goal consecutive weeks';
+COMMENT ON COLUMN loyalty.challenges.repeating IS
+    'Completed again in each new period (month, week, days, streak); otherwise once per member';
+
+CREATE TABLE loyalty.challenge_progress (
+    member_id      bigint NOT NULL REFERENCES loyalty.members,
+    challenge_id   bigint NOT NULL REFERENCES loyalty.challenges,
+    period_start   timestamptz NOT NULL,
+    period_end     timestamptz,
+    program_id     bigint NOT NULL,
+    value          numeric NOT NULL DEFAULT 0 CHECK (value >= 0),
+    items          jsonb,
+    last_item      text,
+    completed_at   timestamptz,
+    completions    integer NOT NULL DEFAULT 0,
+    award_entry    bigint,
+    clawed_back_at timestamptz,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (member_id, challenge_id, period_start)
+);
+CREATE INDEX challenge_progress_challenge_idx ON loyalty.challenge_progress (challenge_id, period_start);
+COMMENT ON TABLE loyalty.challenge_progress IS
+    'Each member''s progress in each period of a challenge, moved in the same transaction as the purchase, activity or referral (and back by a refund)';
+COMMENT ON COLUMN loyalty.challenge_progress.items IS
+    'For visits, categories and streaks: each day, category or week counted, with the number of facts behind it (a refund takes its own away)';
+
+CREATE TABLE loyalty.challenge_facts (
+    member_id   bigint NOT NULL REFERENCES loyalty.members,
+    entry_id    bigint NOT NULL,
+    program_id  bigint NOT NULL,
+    moves       jsonb NOT NULL,
+    standing    numeric NOT NULL DEFAULT 1 CHECK (standing >= 0 AND standing <= 1),
+    PRIMARY KEY (member_id, entry_id)
+);
+COMMENT ON TABLE loyalty.challenge_facts IS
+    'What each purchase added to which challenge period, and the share of it not refunded: a refund takes back exactly that';
+
+CREATE TABLE loyalty.member_badges (
+    member_id     bigint NOT NULL REFERENCES loyalty.members,
+    badge         text NOT NULL,
+    program_id    bigint NOT NULL,
+    challenge_id  bigint,
+    period_start  timestamptz,
+    earned_at     timestamptz NOT NULL,
+    PRIMARY KEY (member_id, badge)
+);
+COMMENT ON TABLE loyalty.member_badges IS 'Badges members earned (once each), with the challenge period that earned them';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.challenges', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.challenges_challenge_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.challenge_progress', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.challenge_facts', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.member_badges', '');
+
+INSERT INTO loyalty.event_kinds VALUES
+    ('challenge.completed', 'A member completed a challenge: the challenge, its period, the points and badge'),
+    ('badge.earned', 'A member earned a badge for the first time');
+ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
+    ARRAY['member.enrolled', 'points.earned', 'reward.redeemed', 'points.expiring', 'tier.changed',
+          'membership.started', 'membership.renewed', 'membership.renewal_due', 'membership.lapsed',
+          'membership.cancelled', 'membership.ended', 'membership.changed', 'coupon.redeemed',
+          'challenge.completed', 'badge.earned'];
+
+#include "udfs/challenge_items/1.4.sql"
+COMMENT ON FUNCTION loyalty.challenge_items(jsonb, jsonb, integer) IS
+    'Internal: add (sign 1) or take away (-1) counted items (days, weeks, categories) of a challenge''s progress';
+#include "udfs/challenge_period/1.4.sql"
+COMMENT ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz) IS
+    'Internal: the period of a challenge a fact at a time falls in (or opens)';
+#include "udfs/challenge_complete/1.4.sql"
+COMMENT ON FUNCTION loyalty.challenge_complete(bigint, bigint, timestamptz, timestamptz) IS
+    'Internal: complete a member''s challenge period: the points (once per completion), the badge (once), the events';
+#include "udfs/challenge_move/1.4.sql"
+COMMENT ON FUNCTION loyalty.challenge_move(bigint, bigint, text, numeric, timestamptz, text, jsonb, text) IS
+    'Internal, under the member''s lock: move every challenge a purchase, activity or referral counts for, and complete those that reach their goal';
+#include "udfs/challenge_refund/1.4.sql"
+COMMENT ON FUNCTION loyalty.challenge_refund(bigint, bigint, numeric) IS
+    'Internal, under the member''s lock: take back what a refunded purchase added to challenges (standing: the share of it not refunded)';
+#include "udfs/create_challenge/1.4.sql"
+COMMENT ON FUNCTION loyalty.create_challenge(bigint, text, text, text, numeric, text, integer, boolean, loyalty.points,
+    text, text[], text[], text[], numeric, text[], text[], integer, timestamptz, timestamptz) IS
+    'Create a challenge: a goal over a metric in a period, its reward (points and/or a badge) and who it is for; returns its id';
+#include "udfs/set_challenge_active/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_challenge_active(bigint, boolean) IS 'Start or stop a challenge (progress is kept)';
+#include "udfs/set_challenge_policy/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_challenge_policy(bigint, boolean) IS
+    'Whether a refund that undoes a paid challenge completion takes its points back (clawback, the default) or lets it stand';
+#include "udfs/member_progress/1.4.sql"
+COMMENT ON FUNCTION loyalty.member_progress(bigint) IS
+    'For progress bars: every challenge open to the member now (value, goal, percent, period, time left, completion) and the badges it earned';
+
+#include "udfs/challenge_leaderboard/1.4.sql"
+COMMENT ON VIEW loyalty.challenge_leaderboard IS 'Members ranked by progress in each period of each challenge';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.challenge_id IS 'Challenge';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.code IS 'Challenge code';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.name IS 'Challenge name';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.period_start IS 'Start of the period';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.period_end IS 'End of the period (NULL: open-ended)';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.member_id IS 'Member';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.value IS 'Progress in the period';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.goal IS 'The challenge''s goal';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.completed_at IS 'When the member reached the goal (NULL: not yet)';
+COMMENT ON COLUMN loyalty.challenge_leaderboard.rank IS 'Rank in the period: most progress first, earlier completion first';
+#include "udfs/badge_summary/1.4.sql"
+COMMENT ON VIEW loyalty.badge_summary IS 'Members per badge';
+COMMENT ON COLUMN loyalty.badge_summary.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.badge_summary.badge IS 'Badge';
+COMMENT ON COLUMN loyalty.badge_summary.members IS 'Members who earned it';
+COMMENT ON COLUMN loyalty.badge_summary.first_earned_at IS 'First time it was earned';
+COMMENT ON COLUMN loyalty.badge_summary.last_earned_at IS 'Last time it was earned';
+
+REVOKE ALL ON FUNCTION loyalty.challenge_items(jsonb, jsonb, integer),
+    loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz),
+    loyalty.challenge_complete(bigint, bigint, timestamptz, timestamptz),
+    loyalty.challenge_move(bigint, bigint, text, numeric, timestamptz, text, jsonb, text),
+    loyalty.challenge_refund(bigint, bigint, numeric),
+    loyalty.create_challenge(bigint, text, text, text, numeric, text, integer, boolean, loyalty.points,
+        text, text[], text[], text[], numeric, text[], text[], integer, timestamptz, timestamptz),
+    loyalty.set_challenge_active(bigint, boolean), loyalty.set_challenge_policy(bigint, boolean),
+    loyalty.member_progress(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.create_challenge(bigint, text, text, text, numeric, text, integer, boolean, loyalty.points,
+        text, text[], text[], text[], numeric, text[], text[], integer, timestamptz, timestamptz),
+    loyalty.set_challenge_active(bigint, boolean), loyalty.set_challenge_policy(bigint, boolean) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.member_progress(bigint) TO loyalty_app, loyalty_admin;
+GRANT SELECT ON loyalty.challenge_leaderboard, loyalty.badge_summary TO loyalty_analyst, loyalty_admin;

@@ -1,0 +1,138 @@
+CREATE FUNCTION loyalty.challenge_move(member bigint, entry bigint, fact text, amount numeric,
+                                       occurred_at timestamptz, channel text, lines jsonb, detail text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    a record;
+    v_moves jsonb;
+    v_done record;
+    n integer := 0;
+BEGIN
+    -- the caller holds the member's lock (the write that made the fact)
+    SELECT x.program_id, x.status, x.segment, loyalty.tier_rank(x.tier) AS tier_rank, p.time_zone, m.joined_at
+    INTO a
+    FROM loyalty.accounts x JOIN loyalty.programs p ON p.program_id = x.program_id
+    JOIN loyalty.members m ON m.member_id = x.member_id
+    WHERE x.member_id = challenge_move.member;
+    IF NOT FOUND OR a.status <> 'active' THEN
+        RETURN 0;
+    END IF;
+
+    -- Every active challenge the fact moves, with what it adds and the
+    -- period it falls in, added to the member's progress in one statement.
+    WITH lines AS (
+        SELECT l.value ->> 'category' AS category, (l.value ->> 'amount')::numeric AS amount
+        FROM jsonb_array_elements(CASE WHEN jsonb_typeof(challenge_move.lines) = 'array'
+                                       THEN challenge_move.lines ELSE '[]' END) l
+        UNION ALL
+        SELECT NULL, challenge_move.amount WHERE challenge_move.lines IS NULL
+    ), local AS (
+        SELECT (challenge_move.occurred_at AT TIME ZONE a.time_zone) AS t
+    ), x AS (
+        SELECT c.challenge_id, c.metric, c.goal, c.period, c.period_days,
+               CASE c.metric
+                   WHEN 'purchases' THEN 1
+                   WHEN 'spend' THEN e.spend
+                   WHEN 'activities' THEN 1
+                   WHEN 'referrals' THEN 1
+                   ELSE NULL END AS delta,
+               CASE c.metric
+                   WHEN 'visits' THEN jsonb_build_object(to_char(lt.t, 'YYYY-MM-DD'), 1)
+                   WHEN 'streak_weeks' THEN jsonb_build_object(to_char(date_trunc('week', lt.t), 'YYYY-MM-DD'), 1)
+                   WHEN 'categories' THEN e.categories
+                   ELSE NULL END AS items,
+               w.period_start, w.period_end
+        FROM loyalty.challenges c
+        CROSS JOIN local lt
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(l.amount), 0) AS spend,
+                   (SELECT jsonb_object_agg(d.category, 1) FROM (SELECT DISTINCT l2.category FROM lines l2
+                     WHERE l2.category IS NOT NULL AND l2.amount > 0
+                       AND (c.categories IS NULL OR l2.category = ANY (c.categories))) d) AS categories
+            FROM lines l
+            WHERE l.amount > 0 AND (c.categories IS NULL OR l.category = ANY (c.categories))
+        ) e
+        CROSS JOIN LATERAL (
+            -- a fact continues the instance of 'days' it falls in, and the
+            -- unfinished streak whose last week is this week or the one before
+            SELECT coalesce(q.period_start, lower(r.p)) AS period_start,
+                   CASE WHEN q.period_start IS NOT NULL THEN q.period_end ELSE upper(r.p) END AS period_end
+            FROM loyalty.challenge_period(c.period, c.period_days, c.valid_from, c.valid_until,
+                                          challenge_move.occurred_at, a.time_zone, a.joined_at) r(p)
+            LEFT JOIN LATERAL (
+                SELECT p.period_start, p.period_end FROM loyalty.challenge_progress p
+                WHERE p.member_id = challenge_move.member AND p.challenge_id = c.challenge_id
+                  AND c.period IN ('days', 'streak')
+                  AND CASE WHEN c.period = 'days'
+                           THEN p.period_start <= challenge_move.occurred_at AND challenge_move.occurred_at < p.period_end
+                           ELSE p.completed_at IS NULL
+                                AND p.last_item::date >= (date_trunc('week', lt.t) - interval '1 week')::date END
+                ORDER BY p.period_start DESC LIMIT 1) q ON true
+        ) w
+        WHERE c.program_id = a.program_id AND c.active
+          AND (c.valid_from IS NULL OR challenge_move.occurred_at >= c.valid_from)
+          AND (c.valid_until IS NULL OR challenge_move.occurred_at < c.valid_until)
+          AND CASE challenge_move.fact
+                  WHEN 'purchase' THEN c.metric IN ('purchases', 'spend', 'visits', 'categories', 'streak_weeks')
+                       AND e.spend > 0 AND (c.min_amount IS NULL OR e.spend >= c.min_amount)
+                       AND (c.metric <> 'categories' OR e.categories IS NOT NULL)
+                       AND (c.channels IS NULL OR challenge_move.channel = ANY (c.channels))
+                  WHEN 'activity' THEN c.metric = 'activities' AND (c.activities IS NULL OR challenge_move.detail = ANY (c.activities))
+                  WHEN 'referral' THEN c.metric = 'referrals'
+                  ELSE false END
+          AND (c.segments IS NULL OR a.segment = ANY (c.segments))
+          AND (c.min_tier_rank IS NULL OR a.tier_rank >= c.min_tier_rank)
+          AND (c.tags IS NULL OR EXISTS (SELECT FROM loyalty.member_tags t
+                                         WHERE t.member_id = challenge_move.member AND t.tag = ANY (c.tags)))
+          -- a challenge that does not repeat is completed once
+          AND (c.repeating OR NOT EXISTS (SELECT FROM loyalty.challenge_progress p
+                                          WHERE p.member_id = challenge_move.member AND p.challenge_id = c.challenge_id
+                                            AND p.completed_at IS NOT NULL))
+    ), moved AS (
+        INSERT INTO loyalty.challenge_progress AS p
+            (member_id, challenge_id, period_start, period_end, program_id, value, items, last_item, updated_at)
+        SELECT challenge_move.member, x.challenge_id, x.period_start, x.period_end, a.program_id,
+               coalesce(x.delta, (SELECT count(*) FROM jsonb_object_keys(x.items))), x.items,
+               (SELECT max(k) FROM jsonb_object_keys(x.items) k), now()
+        FROM x
+        WHERE challenge_move.occurred_at >= x.period_start
+          AND (x.period_end IS NULL OR challenge_move.occurred_at < x.period_end)
+        ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE
+        SET items = loyalty.challenge_items(p.items, EXCLUDED.items, 1),
+            value = CASE WHEN EXCLUDED.items IS NULL THEN p.value + EXCLUDED.value
+                         ELSE (SELECT count(*) FROM jsonb_object_keys(loyalty.challenge_items(p.items, EXCLUDED.items, 1))) END,
+            last_item = greatest(p.last_item, EXCLUDED.last_item),
+            updated_at = EXCLUDED.updated_at
+        RETURNING p.challenge_id, p.period_start, p.value, p.completed_at,
+                  (SELECT x.delta FROM x WHERE x.challenge_id = p.challenge_id) AS delta,
+                  (SELECT x.items FROM x WHERE x.challenge_id = p.challenge_id) AS items,
+                  (SELECT x.goal FROM x WHERE x.challenge_id = p.challenge_id) AS goal
+    ), recorded AS (
+        -- what a purchase moved, so that its refund can take it back
+        INSERT INTO loyalty.challenge_facts (member_id, entry_id, program_id, moves)
+        SELECT challenge_move.member, challenge_move.entry, a.program_id,
+               jsonb_agg(jsonb_build_object('challenge_id', m.challenge_id, 'period_start', m.period_start,
+                                            'delta', m.delta, 'items', m.items))
+        FROM moved m
+        WHERE challenge_move.entry IS NOT NULL AND challenge_move.fact = 'purchase'
+        HAVING count(*) > 0
+        RETURNING 1
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object('challenge_id', m.challenge_id, 'period_start', m.period_start))
+                    FILTER (WHERE m.value >= m.goal AND m.completed_at IS NULL), '[]'),
+           (SELECT count(*) FROM recorded)
+    INTO v_moves, n
+    FROM moved m;
+
+    n := 0;
+    FOR v_done IN SELECT (d ->> 'challenge_id')::bigint AS challenge_id, (d ->> 'period_start')::timestamptz AS period_start
+                  FROM jsonb_array_elements(v_moves) d ORDER BY 1 LOOP
+        PERFORM loyalty.challenge_complete(challenge_move.member, v_done.challenge_id, v_done.period_start,
+                                           challenge_move.occurred_at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;

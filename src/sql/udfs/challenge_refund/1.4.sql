@@ -1,0 +1,66 @@
+CREATE FUNCTION loyalty.challenge_refund(member bigint, entry bigint, standing numeric)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    f loyalty.challenge_facts;
+    mv record;
+    p loyalty.challenge_progress;
+    v_clawback boolean;
+    v_share numeric;
+    n integer := 0;
+BEGIN
+    -- the caller holds the member's lock (the refund)
+    SELECT * INTO f FROM loyalty.challenge_facts x
+    WHERE x.member_id = challenge_refund.member AND x.entry_id = challenge_refund.entry;
+    IF NOT FOUND OR challenge_refund.standing >= f.standing THEN
+        RETURN 0;
+    END IF;
+    SELECT pr.challenge_clawback INTO v_clawback FROM loyalty.programs pr WHERE pr.program_id = f.program_id;
+    -- spend goes back in proportion to the amount refunded; a purchase, its
+    -- day, week and categories only with the last of its amount
+    v_share := f.standing - challenge_refund.standing;
+    FOR mv IN SELECT (m ->> 'challenge_id')::bigint AS challenge_id, (m ->> 'period_start')::timestamptz AS period_start,
+                     (m ->> 'delta')::numeric AS delta, m -> 'items' AS items, c.metric, c.goal, c.code
+              FROM jsonb_array_elements(f.moves) m
+              JOIN loyalty.challenges c ON c.challenge_id = (m ->> 'challenge_id')::bigint
+              ORDER BY 1 LOOP
+        CONTINUE WHEN mv.metric <> 'spend' AND challenge_refund.standing > 0;
+        UPDATE loyalty.challenge_progress x
+        SET items = CASE WHEN mv.items IS NULL OR jsonb_typeof(mv.items) = 'null' THEN x.items
+                         ELSE loyalty.challenge_items(x.items, mv.items, -1) END,
+            value = CASE WHEN mv.metric = 'spend' THEN greatest(x.value - mv.delta * v_share, 0)
+                         WHEN mv.items IS NULL OR jsonb_typeof(mv.items) = 'null' THEN greatest(x.value - mv.delta, 0)
+                         ELSE (SELECT count(*) FROM jsonb_object_keys(loyalty.challenge_items(x.items, mv.items, -1))) END,
+            updated_at = now()
+        WHERE x.member_id = challenge_refund.member AND x.challenge_id = mv.challenge_id
+          AND x.period_start = mv.period_start
+        RETURNING x.* INTO p;
+        CONTINUE WHEN NOT FOUND OR p.completed_at IS NULL OR p.value >= mv.goal;
+        -- the progress no longer reaches the goal: a completion that paid
+        -- nothing is undone; one that paid points is undone and its points
+        -- taken back by the refund policy when the program claws back,
+        -- else it stands
+        IF p.award_entry IS NOT NULL AND NOT v_clawback THEN
+            CONTINUE;
+        END IF;
+        IF p.award_entry IS NOT NULL THEN
+            PERFORM loyalty.reverse(member, p.award_entry, NULL::numeric, NULL::numeric,
+                                    'challenge:' || mv.code, 'challenge no longer completed (refund)',
+                                    'challenge-clawback:' || p.award_entry);
+        END IF;
+        UPDATE loyalty.challenge_progress x
+        SET completed_at = NULL, award_entry = NULL, clawed_back_at = now()
+        WHERE x.member_id = challenge_refund.member AND x.challenge_id = mv.challenge_id
+          AND x.period_start = mv.period_start;
+        DELETE FROM loyalty.member_badges b
+        WHERE b.member_id = challenge_refund.member AND b.challenge_id = mv.challenge_id
+          AND b.period_start = mv.period_start;
+        n := n + 1;
+    END LOOP;
+    UPDATE loyalty.challenge_facts x SET standing = challenge_refund.standing
+    WHERE x.member_id = challenge_refund.member AND x.entry_id = challenge_refund.entry;
+    RETURN n;
+END $$;
