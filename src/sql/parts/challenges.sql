@@ -45,9 +45,12 @@ COMMENT ON COLUMN loyalty.challenges.period IS
 COMMENT ON COLUMN loyalty.challenges.repeating IS
     'Completed again in each new period (month, week, days, streak); otherwise once per member';
 
+-- No foreign keys on the per-fact tables: only challenge_move writes them,
+-- under the member's lock, for challenges that exist (there is no way to
+-- delete one), and each key check would cost a purchase a query per row.
 CREATE TABLE loyalty.challenge_progress (
-    member_id      bigint NOT NULL REFERENCES loyalty.members,
-    challenge_id   bigint NOT NULL REFERENCES loyalty.challenges,
+    member_id      bigint NOT NULL,
+    challenge_id   bigint NOT NULL,
     period_start   timestamptz NOT NULL,
     period_end     timestamptz,
     program_id     bigint NOT NULL,
@@ -60,7 +63,10 @@ CREATE TABLE loyalty.challenge_progress (
     clawed_back_at timestamptz,
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, challenge_id, period_start)
-);
+)
+-- every purchase updates its member's rows: room on each page keeps the
+-- update heap-only (no index entries), as for loyalty.accounts
+WITH (fillfactor = 70);
 CREATE INDEX challenge_progress_challenge_idx ON loyalty.challenge_progress (challenge_id, period_start);
 COMMENT ON TABLE loyalty.challenge_progress IS
     'Each member''s progress in each period of a challenge, moved in the same transaction as the purchase, activity or referral (and back by a refund)';
@@ -68,7 +74,7 @@ COMMENT ON COLUMN loyalty.challenge_progress.items IS
     'For visits, categories and streaks: each day, category or week counted, with the number of facts behind it (a refund takes its own away)';
 
 CREATE TABLE loyalty.challenge_facts (
-    member_id   bigint NOT NULL REFERENCES loyalty.members,
+    member_id   bigint NOT NULL,
     entry_id    bigint NOT NULL,
     program_id  bigint NOT NULL,
     moves       jsonb NOT NULL,
@@ -104,9 +110,10 @@ ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
           'membership.cancelled', 'membership.ended', 'membership.changed', 'coupon.redeemed',
           'challenge.completed', 'badge.earned'];
 
-#include "udfs/challenge_items/1.4.sql"
-COMMENT ON FUNCTION loyalty.challenge_items(jsonb, jsonb, integer) IS
-    'Internal: add (sign 1) or take away (-1) counted items (days, weeks, categories) of a challenge''s progress';
+-- No SET search_path, as the one exception: a SET keeps the planner from
+-- inlining it into its callers (a purchase evaluates it once per challenge);
+-- every name in it is schema-qualified, its callers pin search_path, and it
+-- is granted to no one.
 #include "udfs/challenge_period/1.4.sql"
 COMMENT ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz) IS
     'Internal: the period of a challenge a fact at a time falls in (or opens)';
@@ -153,8 +160,7 @@ COMMENT ON COLUMN loyalty.badge_summary.members IS 'Members who earned it';
 COMMENT ON COLUMN loyalty.badge_summary.first_earned_at IS 'First time it was earned';
 COMMENT ON COLUMN loyalty.badge_summary.last_earned_at IS 'Last time it was earned';
 
-REVOKE ALL ON FUNCTION loyalty.challenge_items(jsonb, jsonb, integer),
-    loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz),
+REVOKE ALL ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz),
     loyalty.challenge_complete(bigint, bigint, timestamptz, timestamptz),
     loyalty.challenge_move(bigint, bigint, text, numeric, timestamptz, text, jsonb, text),
     loyalty.challenge_refund(bigint, bigint, numeric),

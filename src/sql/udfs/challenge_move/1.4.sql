@@ -29,10 +29,12 @@ BEGIN
                                        THEN challenge_move.lines ELSE '[]' END) l
         UNION ALL
         SELECT NULL, challenge_move.amount WHERE challenge_move.lines IS NULL
+    ), total AS MATERIALIZED (
+        SELECT coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0) AS spend FROM lines l
     ), local AS (
         SELECT (challenge_move.occurred_at AT TIME ZONE a.time_zone) AS t
     ), x AS (
-        SELECT c.challenge_id, c.metric, c.goal, c.period, c.period_days,
+        SELECT c.challenge_id, c.goal,
                CASE c.metric
                    WHEN 'purchases' THEN 1
                    WHEN 'spend' THEN e.spend
@@ -42,18 +44,20 @@ BEGIN
                CASE c.metric
                    WHEN 'visits' THEN jsonb_build_object(to_char(lt.t, 'YYYY-MM-DD'), 1)
                    WHEN 'streak_weeks' THEN jsonb_build_object(to_char(date_trunc('week', lt.t), 'YYYY-MM-DD'), 1)
-                   WHEN 'categories' THEN e.categories
+                   WHEN 'categories' THEN
+                       (SELECT jsonb_object_agg(d.category, 1)
+                        FROM (SELECT DISTINCT l.category FROM lines l
+                              WHERE l.category IS NOT NULL AND l.amount > 0
+                                AND (c.categories IS NULL OR l.category = ANY (c.categories))) d)
                    ELSE NULL END AS items,
                w.period_start, w.period_end
         FROM loyalty.challenges c
         CROSS JOIN local lt
         CROSS JOIN LATERAL (
-            SELECT coalesce(sum(l.amount), 0) AS spend,
-                   (SELECT jsonb_object_agg(d.category, 1) FROM (SELECT DISTINCT l2.category FROM lines l2
-                     WHERE l2.category IS NOT NULL AND l2.amount > 0
-                       AND (c.categories IS NULL OR l2.category = ANY (c.categories))) d) AS categories
-            FROM lines l
-            WHERE l.amount > 0 AND (c.categories IS NULL OR l.category = ANY (c.categories))
+            -- the eligible amount: the whole purchase, or its lines of the categories
+            SELECT CASE WHEN c.categories IS NULL THEN (SELECT t.spend FROM total t)
+                        ELSE (SELECT coalesce(sum(l.amount), 0) FROM lines l
+                              WHERE l.amount > 0 AND l.category = ANY (c.categories)) END AS spend
         ) e
         CROSS JOIN LATERAL (
             -- a fact continues the instance of 'days' it falls in, and the
@@ -78,7 +82,7 @@ BEGIN
           AND CASE challenge_move.fact
                   WHEN 'purchase' THEN c.metric IN ('purchases', 'spend', 'visits', 'categories', 'streak_weeks')
                        AND e.spend > 0 AND (c.min_amount IS NULL OR e.spend >= c.min_amount)
-                       AND (c.metric <> 'categories' OR e.categories IS NOT NULL)
+                       AND (c.metric <> 'categories' OR challenge_move.lines IS NOT NULL)
                        AND (c.channels IS NULL OR challenge_move.channel = ANY (c.channels))
                   WHEN 'activity' THEN c.metric = 'activities' AND (c.activities IS NULL OR challenge_move.detail = ANY (c.activities))
                   WHEN 'referral' THEN c.metric = 'referrals'
@@ -101,22 +105,24 @@ BEGIN
         WHERE challenge_move.occurred_at >= x.period_start
           AND (x.period_end IS NULL OR challenge_move.occurred_at < x.period_end)
         ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE
-        SET items = loyalty.challenge_items(p.items, EXCLUDED.items, 1),
+        -- items: each day, week or category with the number of facts behind it
+        SET items = CASE WHEN EXCLUDED.items IS NULL THEN p.items
+                         ELSE p.items || (SELECT jsonb_object_agg(k, coalesce((p.items ->> k)::numeric, 0) + 1)
+                                          FROM jsonb_object_keys(EXCLUDED.items) k) END,
             value = CASE WHEN EXCLUDED.items IS NULL THEN p.value + EXCLUDED.value
-                         ELSE (SELECT count(*) FROM jsonb_object_keys(loyalty.challenge_items(p.items, EXCLUDED.items, 1))) END,
+                         ELSE p.value + (SELECT count(*) FROM jsonb_object_keys(EXCLUDED.items) k WHERE NOT p.items ? k) END,
             last_item = greatest(p.last_item, EXCLUDED.last_item),
             updated_at = EXCLUDED.updated_at
-        RETURNING p.challenge_id, p.period_start, p.value, p.completed_at,
-                  (SELECT x.delta FROM x WHERE x.challenge_id = p.challenge_id) AS delta,
-                  (SELECT x.items FROM x WHERE x.challenge_id = p.challenge_id) AS items,
-                  (SELECT x.goal FROM x WHERE x.challenge_id = p.challenge_id) AS goal
+        RETURNING p.challenge_id, p.period_start, p.value, p.completed_at
+    ), m AS (
+        SELECT moved.*, x.delta, x.items, x.goal FROM moved JOIN x ON x.challenge_id = moved.challenge_id
     ), recorded AS (
         -- what a purchase moved, so that its refund can take it back
         INSERT INTO loyalty.challenge_facts (member_id, entry_id, program_id, moves)
         SELECT challenge_move.member, challenge_move.entry, a.program_id,
                jsonb_agg(jsonb_build_object('challenge_id', m.challenge_id, 'period_start', m.period_start,
                                             'delta', m.delta, 'items', m.items))
-        FROM moved m
+        FROM m
         WHERE challenge_move.entry IS NOT NULL AND challenge_move.fact = 'purchase'
         HAVING count(*) > 0
         RETURNING 1
@@ -125,7 +131,7 @@ BEGIN
                     FILTER (WHERE m.value >= m.goal AND m.completed_at IS NULL), '[]'),
            (SELECT count(*) FROM recorded)
     INTO v_moves, n
-    FROM moved m;
+    FROM m;
 
     n := 0;
     FOR v_done IN SELECT (d ->> 'challenge_id')::bigint AS challenge_id, (d ->> 'period_start')::timestamptz AS period_start

@@ -29,11 +29,15 @@ BEGIN
               ORDER BY 1 LOOP
         CONTINUE WHEN mv.metric <> 'spend' AND challenge_refund.standing > 0;
         UPDATE loyalty.challenge_progress x
+        -- an item (day, week, category) goes when its last fact does
         SET items = CASE WHEN mv.items IS NULL OR jsonb_typeof(mv.items) = 'null' THEN x.items
-                         ELSE loyalty.challenge_items(x.items, mv.items, -1) END,
+                         ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value::numeric - coalesce((mv.items ->> e.key)::numeric, 0))
+                                                FILTER (WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)), '{}')
+                               FROM jsonb_each_text(x.items) e) END,
             value = CASE WHEN mv.metric = 'spend' THEN greatest(x.value - mv.delta * v_share, 0)
                          WHEN mv.items IS NULL OR jsonb_typeof(mv.items) = 'null' THEN greatest(x.value - mv.delta, 0)
-                         ELSE (SELECT count(*) FROM jsonb_object_keys(loyalty.challenge_items(x.items, mv.items, -1))) END,
+                         ELSE (SELECT count(*) FROM jsonb_each_text(x.items) e
+                               WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)) END,
             updated_at = now()
         WHERE x.member_id = challenge_refund.member AND x.challenge_id = mv.challenge_id
           AND x.period_start = mv.period_start
