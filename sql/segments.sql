@@ -3,6 +3,8 @@
 -- writing only what changed; earning rules target segments, bands and tags.
 -- A procedure that commits, so not in pgTAP.
 SET search_path = loyalty, public;
+-- the programs' days are UTC days, as the session's
+SET timezone = 'UTC';
 \set VERBOSITY terse
 -- progress notices name the program's id, which depends on the tests before
 SET client_min_messages = warning;

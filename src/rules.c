@@ -12,6 +12,7 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -25,6 +26,8 @@
 
 #include "loyalty.h"
 #include "rules.h"
+
+PG_FUNCTION_INFO_V1(loyalty_in_control);
 
 typedef enum Stacking
 {
@@ -70,6 +73,8 @@ typedef struct EarnRule
 								 * purchase */
 	StrList		tags;			/* the member has one of these tags */
 	StrList		risk_bands;		/* the member's stored churn-risk band */
+	double		control_share;	/* held out: 0 none */
+	char	   *control_seed;
 } EarnRule;
 
 /* What a rule may ask of the member beyond the context, read once per earn when asked. */
@@ -234,9 +239,9 @@ load_rules(int64 program_id, int64 version)
 	/* a schema not yet updated to 1.4 has no member_attributes */
 	if (loyalty_run(has_column("earning_rules", "member_attributes") ? &load_plan : &load_plan_13,
 					has_column("earning_rules", "member_attributes") ?
-					RULES_SELECT("member_attributes, plans, tags, risk_bands") :
+					RULES_SELECT("member_attributes, plans, tags, risk_bands, control_share::float8, control_seed") :
 					RULES_SELECT("NULL::pg_catalog.jsonb, NULL::pg_catalog.text[],"
-								 " NULL::pg_catalog.text[], NULL::pg_catalog.text[]"),
+								 " NULL::pg_catalog.text[], NULL::pg_catalog.text[], 0::float8, NULL::text"),
 					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
 #undef RULES_SELECT
@@ -303,6 +308,9 @@ load_rules(int64 program_id, int64 version)
 		r->plans = text_array(tup, desc, 22);
 		r->tags = text_array(tup, desc, 23);
 		r->risk_bands = text_array(tup, desc, 24);
+		d = SPI_getbinval(tup, desc, 25, &isnull);
+		r->control_share = isnull ? 0 : DatumGetFloat8(d);
+		r->control_seed = SPI_getvalue(tup, desc, 26);
 	}
 	nrules = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
@@ -558,11 +566,51 @@ local_time(TimestampTz ts, const char *zone)
 	return lt;
 }
 
+/*
+ * Whether a member is in a campaign's control group: held out of the offer
+ * to measure what it changes.  A member's place is fixed by the campaign's
+ * seed and its id (a hash of "seed:member" in 10,000 buckets), so it never
+ * changes while the share stays, and differs between campaigns.
+ */
+bool
+rules_in_control(int64 member_id, const char *seed, double share)
+{
+	char		buf[512];
+	int			len;
+	uint64		h;
+
+	if (share <= 0 || seed == NULL)
+		return false;
+	len = snprintf(buf, sizeof(buf), "%s:%lld", seed, (long long) member_id);
+	if (len < 0 || len >= (int) sizeof(buf))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("control seed too long"),
+				 errdetail("A control seed has at most 400 characters.")));
+	h = hash_bytes_extended((const unsigned char *) buf, len, 0);
+	return (double) (h % 10000) < share * 10000.0;
+}
+
+/* loyalty.in_control(member, seed, share): the same, for SQL */
+Datum
+loyalty_in_control(PG_FUNCTION_ARGS)
+{
+	double		share = PG_GETARG_FLOAT8(2);
+
+	if (isnan(share) || share < 0 || share >= 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a control share is at least 0 and below 1, got %g", share)));
+	PG_RETURN_BOOL(rules_in_control(PG_GETARG_INT64(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), share));
+}
+
 /* Conditions that concern the whole purchase (not its lines). */
 static bool
 basket_conditions(EarnRule *r, EarnContext *ctx, LocalTime *lt, MemberFacts *f)
 {
 	if (r->has_from && ctx->occurred_at < r->valid_from)
+		return false;
+	if (r->control_share > 0 && rules_in_control(ctx->member_id, r->control_seed, r->control_share))
 		return false;
 	if (r->has_until && ctx->occurred_at >= r->valid_until)
 		return false;

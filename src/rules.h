@@ -41,6 +41,7 @@ typedef struct EarnContext
  * Points of a purchase; *base_amount gets the earn base (sum of the lines),
  * and details (if not NULL) the JSON explanation.  Needs an SPI connection.
  */
+extern bool rules_in_control(int64 member_id, const char *seed, double share);
 extern int	rules_active_count(int64 program_id, int64 rules_version);
 extern Points rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details);
 

@@ -504,6 +504,32 @@ if out=$(qn "$PORT0" -c "CALL loyalty.review_tiers($(grep '^P ' "$TMP/tmap_c" | 
 else bad "a second review_tiers() changes nothing" "$out"; fi
 check "loyalty.verify() still returns no rows" "SELECT count(*) = 0 FROM loyalty.verify()"
 
+# --- challenges: a delegated earn completes one on the member's worker; stored segments
+CP=$(q -c "SELECT loyalty.create_program('citus-challenges')")
+q -o /dev/null -c "SELECT loyalty.create_challenge($CP, 'two', 'Two purchases', 'purchases', 2, 'campaign', reward_points => '7', badge => 'pair')"
+for i in 1 2; do
+    CM=$(q -c "SELECT loyalty.enroll($CP, 'app', 'chal-$i')")
+    if out=$(q -c "SELECT loyalty.earn($CM, 10, reference => 'chal-$i-1')" -c "SELECT loyalty.earn($CM, 10, reference => 'chal-$i-2')" 2>&1) &&
+       [ "$(echo "$out" | tr '\n' ' ')" = "10 10 " ]; then
+        ok "earn() delegated to the worker on port $(node_of "$CM") moves and completes a challenge"
+    else bad "earn() delegated moves a challenge" "$out"; fi
+    check "  7 points and the badge on that worker" \
+        "SELECT (SELECT balance::bigint FROM loyalty.accounts WHERE member_id = $CM) = 27
+            AND (SELECT badge FROM loyalty.member_badges WHERE member_id = $CM) = 'pair'"
+done
+if out=$(q -c "CALL loyalty.refresh_segments($CP, 1)" 2>&1) && echo "$out" | grep -q "done, 2 members changed"; then
+    ok "refresh_segments() on the coordinator, one member at a time"
+else bad "refresh_segments() on the cluster" "$out"; fi
+check "  the stored segments are member_rfm's" \
+    "SELECT count(*) = 2 AND count(*) FILTER (WHERE a.segment IS DISTINCT FROM r.segment) = 0
+     FROM loyalty.accounts a LEFT JOIN loyalty.member_rfm r ON r.member_id = a.member_id WHERE a.program_id = $CP"
+
+q -o /dev/null -c "SELECT loyalty.set_journey($CP, 'welcome', 0)"
+if out=$(q -c "CALL loyalty.run_journeys($CP)" -c "CALL loyalty.run_journeys($CP)" 2>&1); then
+    check "run_journeys() twice on the coordinator: one welcome per member, on its worker" \
+        "SELECT count(*) = 2 AND count(DISTINCT member_id) = 2 FROM loyalty.events WHERE kind = 'journey.welcome' AND program_id = $CP"
+else bad "run_journeys() on the cluster" "$out"; fi
+
 # --- pgTAP ----------------------------------------------------------------------
 if command -v pg_prove >/dev/null && [ -d "$ROOT/test/pgtap-citus" ]; then
     q -c "CREATE EXTENSION IF NOT EXISTS pgtap" >/dev/null 2>&1 ||

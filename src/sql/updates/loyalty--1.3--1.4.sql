@@ -387,9 +387,6 @@ REVOKE ALL ON FUNCTION loyalty.member_tier_metric(bigint, timestamptz) FROM PUBL
 COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
     'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now); with household tiers, its household''s';
 
--- == stored segments and bands that rules act on ================================
-#include "parts/segments.sql"
-
 -- == challenges, badges and streaks ============================================
 #include "parts/challenges.sql"
 ALTER TABLE loyalty.challenges ENABLE ROW LEVEL SECURITY;
@@ -402,3 +399,27 @@ ALTER TABLE loyalty.member_badges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.member_badges USING (loyalty.program_visible(program_id));
 GRANT SELECT ON loyalty.challenges, loyalty.challenge_progress, loyalty.challenge_facts, loyalty.member_badges TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.challenges_challenge_id_seq FROM PUBLIC;
+
+-- == stored segments and bands that rules act on ================================
+#include "parts/segments.sql"
+
+-- == lifecycle journeys ========================================================
+#include "parts/journeys.sql"
+ALTER TABLE loyalty.journey_steps ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.journey_steps USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.risk_band_changes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.risk_band_changes USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.journey_steps, loyalty.risk_band_changes TO loyalty_admin;
+
+-- == surveys and NPS ===========================================================
+#include "parts/surveys.sql"
+ALTER TABLE loyalty.surveys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.surveys USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.survey_responses ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.survey_responses USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.surveys, loyalty.survey_responses TO loyalty_admin;
+REVOKE ALL ON SEQUENCE loyalty.surveys_survey_id_seq, loyalty.survey_responses_response_id_seq FROM PUBLIC;
+
+-- == campaign results and control groups =======================================
+#include "parts/campaigns.sql"
+REVOKE ALL ON SEQUENCE loyalty.journey_steps_step_id_seq FROM PUBLIC;

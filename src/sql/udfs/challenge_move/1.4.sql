@@ -91,6 +91,8 @@ BEGIN
           AND (c.min_tier_rank IS NULL OR a.tier_rank >= c.min_tier_rank)
           AND (c.tags IS NULL OR EXISTS (SELECT FROM loyalty.member_tags t
                                          WHERE t.member_id = challenge_move.member AND t.tag = ANY (c.tags)))
+          -- the challenge's control group is held out
+          AND (c.control_share = 0 OR NOT loyalty.in_control(challenge_move.member, c.control_seed, c.control_share::float8))
           -- a challenge that does not repeat is completed once
           AND (c.repeating OR NOT EXISTS (SELECT FROM loyalty.challenge_progress p
                                           WHERE p.member_id = challenge_move.member AND p.challenge_id = c.challenge_id

@@ -57,6 +57,9 @@ BEGIN
         WHEN c.tags IS NOT NULL AND NOT EXISTS (SELECT 1 FROM loyalty.member_tags t
                                                 WHERE t.member_id OPERATOR(pg_catalog.=) coupon_offer.member
                                                   AND t.tag = ANY (c.tags)) THEN 'tag'
+        -- held out to measure the campaign (campaign_results)
+        WHEN c.control_share > 0 AND loyalty.in_control(coupon_offer.member, c.control_seed, c.control_share::float8)
+            THEN 'control_group'
         WHEN v_eligible <= 0 AND c.offer IN ('percent_off', 'amount_off', 'points_multiplier') THEN 'no_eligible_items'
         WHEN v_eligible < c.min_basket THEN 'min_basket'
     END;

@@ -42,6 +42,8 @@ BEGIN
     END IF;
     DELETE FROM loyalty.identities i WHERE i.member_id OPERATOR(pg_catalog.=) erase_member.member;
     DELETE FROM loyalty.member_tags t WHERE t.member_id OPERATOR(pg_catalog.=) erase_member.member;
+    UPDATE loyalty.survey_responses r SET comment = NULL, answers = NULL
+    WHERE r.member_id OPERATOR(pg_catalog.=) erase_member.member;
     UPDATE loyalty.members x
     SET birthday = NULL, region = NULL, preferred_channel = NULL, consent = '{}', attributes = '{}',
         birthday_changed_at = NULL, erased_at = now()

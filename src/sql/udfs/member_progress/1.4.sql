@@ -58,6 +58,7 @@ BEGIN
       AND (c.min_tier_rank IS NULL OR a.tier_rank >= c.min_tier_rank)
       AND (c.tags IS NULL OR EXISTS (SELECT FROM loyalty.member_tags t
                                      WHERE t.member_id = member_progress.member AND t.tag = ANY (c.tags)))
+      AND (c.control_share = 0 OR NOT loyalty.in_control(member_progress.member, c.control_seed, c.control_share::float8))
       -- one that does not repeat, completed in an earlier period, is done
       AND (c.repeating OR q.completed_at IS NOT NULL
            OR NOT EXISTS (SELECT FROM loyalty.challenge_progress p

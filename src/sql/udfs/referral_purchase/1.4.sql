@@ -29,12 +29,12 @@ BEGIN
         PERFORM loyalty.award(v_ref.referrer, v_rules.referrer_points, 'referral: member ' || member || ' bought',
                               NULL, 'referral:' || v_ref.code, 'referral:' || member);
     END IF;
-    -- the referral counts toward the referrer's challenges
-    IF (SELECT p.has_challenges FROM loyalty.programs p JOIN loyalty.accounts a ON a.program_id = p.program_id
-        WHERE a.member_id = member)
-       AND EXISTS (SELECT FROM loyalty.accounts a WHERE a.member_id = v_ref.referrer AND a.status = 'active'
-                   FOR NO KEY UPDATE) THEN
-        PERFORM loyalty.challenge_move(v_ref.referrer, NULL, 'referral', NULL, now(), NULL, NULL, member::text);
+    -- the referral counts toward the referrer's challenges (under its lock)
+    IF (SELECT p.has_challenges FROM loyalty.programs p WHERE p.program_id = v_rules.program_id) THEN
+        PERFORM 1 FROM loyalty.accounts a WHERE a.member_id = v_ref.referrer AND a.status = 'active' FOR NO KEY UPDATE;
+        IF FOUND THEN
+            PERFORM loyalty.challenge_move(v_ref.referrer, NULL, 'referral', NULL, now(), NULL, NULL, member::text);
+        END IF;
     END IF;
     UPDATE loyalty.referrals r SET status = 'rewarded', rewarded_at = now(), entry_id = entry WHERE r.member_id = member;
     PERFORM loyalty.set_referral_pending(member, false);

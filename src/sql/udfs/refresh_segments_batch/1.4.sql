@@ -9,6 +9,7 @@ DECLARE
     v_segs text[];
     v_bands text[];
     v_since date[];
+    v_old_bands text[];
     v_member bigint;
     v_i integer;
     v_citus boolean := false;
@@ -42,6 +43,11 @@ BEGIN
                 ARRAY[CASE WHEN segments[v_i] IS NULL THEN NULL
                            WHEN a.segment IS NOT DISTINCT FROM segments[v_i] THEN a.segment_since
                            ELSE as_of END]);
+            IF a.risk_band IS DISTINCT FROM risk_bands[v_i] THEN
+                INSERT INTO loyalty.risk_band_changes (member_id, program_id, changed_on, from_band, to_band)
+                VALUES (v_member, program, as_of, a.risk_band, risk_bands[v_i])
+                ON CONFLICT (member_id, changed_on) DO UPDATE SET to_band = EXCLUDED.to_band;
+            END IF;
             v_ids := v_ids || v_member;
         END LOOP;
         RETURN coalesce(cardinality(v_ids), 0);
@@ -53,8 +59,9 @@ BEGIN
     SELECT coalesce(array_agg(d.member_id ORDER BY d.member_id), '{}'),
            coalesce(array_agg(d.segment ORDER BY d.member_id), '{}'),
            coalesce(array_agg(d.risk_band ORDER BY d.member_id), '{}'),
-           coalesce(array_agg(d.since ORDER BY d.member_id), '{}')
-    INTO v_ids, v_segs, v_bands, v_since
+           coalesce(array_agg(d.since ORDER BY d.member_id), '{}'),
+           coalesce(array_agg(d.old_band ORDER BY d.member_id), '{}')
+    INTO v_ids, v_segs, v_bands, v_since, v_old_bands
     FROM (
         SELECT x.member_id, n.segment, n.risk_band,
                CASE WHEN n.segment IS NULL THEN NULL
@@ -69,5 +76,11 @@ BEGIN
     WHERE d.status <> 'pool'
       AND (d.old_segment IS DISTINCT FROM d.segment OR d.old_band IS DISTINCT FROM d.risk_band);
     PERFORM loyalty.apply_segments(v_ids, v_segs, v_bands, v_since);
+    -- the bands' changes, for analysts and the at_risk journey (one per member and day)
+    INSERT INTO loyalty.risk_band_changes (member_id, program_id, changed_on, from_band, to_band)
+    SELECT c.member_id, program, as_of, c.old_band, c.band
+    FROM unnest(v_ids, v_bands, v_old_bands) AS c(member_id, band, old_band)
+    WHERE c.band IS DISTINCT FROM c.old_band
+    ON CONFLICT (member_id, changed_on) DO UPDATE SET to_band = EXCLUDED.to_band;
     RETURN cardinality(v_ids);
 END $$;

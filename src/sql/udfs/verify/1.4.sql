@@ -164,6 +164,8 @@ AS $$
       AND (m.birthday IS NOT NULL OR m.region IS NOT NULL OR m.preferred_channel IS NOT NULL
            OR m.consent <> '{}' OR m.attributes <> '{}' OR m.status <> 'closed'
            OR EXISTS (SELECT 1 FROM loyalty.member_tags t WHERE t.member_id = m.member_id)
+           OR EXISTS (SELECT 1 FROM loyalty.survey_responses r WHERE r.member_id = m.member_id
+                      AND (r.comment IS NOT NULL OR r.answers IS NOT NULL))
            OR (m.merged_into IS NULL AND (a.balance::bigint <> 0 OR a.debt::bigint <> 0)))
     UNION ALL
     SELECT 'an erased member cannot be found by an identity', i.member_id,
