@@ -9,6 +9,12 @@ DECLARE
     a record;
     v_moves jsonb;
     v_done record;
+    v_c bigint[];
+    v_goal numeric[];
+    v_delta numeric[];
+    v_items jsonb[];
+    v_start timestamptz[];
+    v_end timestamptz[];
     n integer := 0;
 BEGIN
     -- the caller holds the member's lock (the write that made the fact)
@@ -22,7 +28,8 @@ BEGIN
     END IF;
 
     -- Every active challenge the fact moves, with what it adds and the
-    -- period it falls in, added to the member's progress in one statement.
+    -- period it falls in (most facts move few or none: then nothing more
+    -- runs) ...
     WITH lines AS (
         SELECT l.value ->> 'category' AS category, (l.value ->> 'amount')::numeric AS amount
         FROM jsonb_array_elements(CASE WHEN jsonb_typeof(challenge_move.lines) = 'array'
@@ -77,16 +84,19 @@ BEGIN
                 ORDER BY p.period_start DESC LIMIT 1) q ON true
         ) w
         WHERE c.program_id = a.program_id AND c.active
+          -- (conditions on the challenge alone first: they filter the scan)
+          AND c.metric = ANY (CASE challenge_move.fact
+                                  WHEN 'purchase' THEN ARRAY['purchases', 'spend', 'visits', 'categories', 'streak_weeks']
+                                  WHEN 'activity' THEN ARRAY['activities']
+                                  WHEN 'referral' THEN ARRAY['referrals'] END)
+          AND (c.channels IS NULL OR challenge_move.channel = ANY (c.channels))
           AND (c.valid_from IS NULL OR challenge_move.occurred_at >= c.valid_from)
           AND (c.valid_until IS NULL OR challenge_move.occurred_at < c.valid_until)
           AND CASE challenge_move.fact
-                  WHEN 'purchase' THEN c.metric IN ('purchases', 'spend', 'visits', 'categories', 'streak_weeks')
-                       AND e.spend > 0 AND (c.min_amount IS NULL OR e.spend >= c.min_amount)
+                  WHEN 'purchase' THEN e.spend > 0 AND (c.min_amount IS NULL OR e.spend >= c.min_amount)
                        AND (c.metric <> 'categories' OR challenge_move.lines IS NOT NULL)
-                       AND (c.channels IS NULL OR challenge_move.channel = ANY (c.channels))
-                  WHEN 'activity' THEN c.metric = 'activities' AND (c.activities IS NULL OR challenge_move.detail = ANY (c.activities))
-                  WHEN 'referral' THEN c.metric = 'referrals'
-                  ELSE false END
+                  WHEN 'activity' THEN c.activities IS NULL OR challenge_move.detail = ANY (c.activities)
+                  ELSE true END
           AND (c.segments IS NULL OR a.segment = ANY (c.segments))
           AND (c.min_tier_rank IS NULL OR a.tier_rank >= c.min_tier_rank)
           AND (c.tags IS NULL OR EXISTS (SELECT FROM loyalty.member_tags t
@@ -97,6 +107,22 @@ BEGIN
           AND (c.repeating OR NOT EXISTS (SELECT FROM loyalty.challenge_progress p
                                           WHERE p.member_id = challenge_move.member AND p.challenge_id = c.challenge_id
                                             AND p.completed_at IS NOT NULL))
+    )
+    SELECT array_agg(x.challenge_id ORDER BY x.challenge_id), array_agg(x.goal ORDER BY x.challenge_id),
+           array_agg(x.delta ORDER BY x.challenge_id), array_agg(x.items ORDER BY x.challenge_id),
+           array_agg(x.period_start ORDER BY x.challenge_id), array_agg(x.period_end ORDER BY x.challenge_id)
+    INTO v_c, v_goal, v_delta, v_items, v_start, v_end
+    FROM x
+    WHERE challenge_move.occurred_at >= x.period_start
+      AND (x.period_end IS NULL OR challenge_move.occurred_at < x.period_end);
+    IF v_c IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    -- ... added to the member's progress in one statement
+    WITH x AS (
+        SELECT * FROM unnest(v_c, v_goal, v_delta, v_items, v_start, v_end)
+                      AS x(challenge_id, goal, delta, items, period_start, period_end)
     ), moved AS (
         INSERT INTO loyalty.challenge_progress AS p
             (member_id, challenge_id, period_start, period_end, program_id, value, items, last_item, updated_at)
@@ -104,8 +130,6 @@ BEGIN
                coalesce(x.delta, (SELECT count(*) FROM jsonb_object_keys(x.items))), x.items,
                (SELECT max(k) FROM jsonb_object_keys(x.items) k), now()
         FROM x
-        WHERE challenge_move.occurred_at >= x.period_start
-          AND (x.period_end IS NULL OR challenge_move.occurred_at < x.period_end)
         ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE
         -- items: each day, week or category with the number of facts behind it
         SET items = CASE WHEN EXCLUDED.items IS NULL THEN p.items
