@@ -91,6 +91,7 @@ typedef enum LedgerStmt
 	S_REPOINT_MERGED,
 	S_REFERRAL,
 	S_CHALLENGE_PURCHASE,
+	S_RULE_TAGS,
 	S_CHALLENGE_REFUND,
 	S_TIER,
 	S_TRANSFER_RULES,
@@ -197,6 +198,12 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_CHALLENGE_REFUND] = {
 		"SELECT loyalty.challenge_refund($1, $2, $3)",
 	3, {INT8OID, INT8OID, NUMERICOID}},
+	/* an earning rule that tags the member it applies to */
+	[S_RULE_TAGS] = {
+		"INSERT INTO loyalty.member_tags (member_id, tag, program_id, tagged_by)"
+		" SELECT $1, t, $2, 'rule' FROM pg_catalog.unnest($3::pg_catalog.text[]) t"
+		" ON CONFLICT DO NOTHING",
+	3, {INT8OID, INT8OID, TEXTARRAYOID}},
 	/* programs with tiers: upgrade after an earn, maybe demote after a refund */
 	[S_TIER] = {
 		"SELECT loyalty.tier_after_write($1, $2)",
@@ -1454,6 +1461,7 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 	Points		points;
 	int64		entry_id;
 	StringInfoData why;
+	List	   *tags;
 
 	e.row.channel = r->channel;
 	e.row.reference = r->reference;
@@ -1462,7 +1470,9 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 	e.row.occurred_at = OccurredAt(&r->occurred_at, m);
 
 	initStringInfo(&why);
+	(void) rules_take_tags();
 	points = EarnPoints(m, amount, r->lines, e.row.channel, r->store, e.row.occurred_at, &amount, &why);
+	tags = rules_take_tags();
 	e.row.kind = "earn";
 	e.row.points = points;
 	e.row.amount = NumericGetDatum(amount);
@@ -1480,6 +1490,20 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 	entry_id = InsertEntry(m, &e, &d);
 	if (m->has_pool_share && points > 0)
 		PoolShare(m, &e, entry_id, points);
+	if (tags != NIL)
+	{
+		Datum		tv[3];
+		Datum	   *elems = palloc(sizeof(Datum) * list_length(tags));
+		ListCell   *lc;
+		int			k = 0;
+
+		foreach(lc, tags)
+			elems[k++] = PointerGetDatum(lfirst(lc));
+		tv[0] = Int64GetDatum(m->member_id);
+		tv[1] = Int64GetDatum(m->program_id);
+		tv[2] = PointerGetDatum(construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT));
+		ExecStmt(S_RULE_TAGS, tv, NULL, 0);
+	}
 	if (m->referral_pending)
 	{
 		Datum		rv[3];

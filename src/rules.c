@@ -75,6 +75,7 @@ typedef struct EarnRule
 	StrList		risk_bands;		/* the member's stored churn-risk band */
 	double		control_share;	/* held out: 0 none */
 	char	   *control_seed;
+	StrList		apply_tags;		/* tags the rule puts on the member */
 } EarnRule;
 
 /* What a rule may ask of the member beyond the context, read once per earn when asked. */
@@ -129,6 +130,9 @@ static KeptPlan birthday_plan_13;
 static KeptPlan attributes_plan;
 static KeptPlan plan_plan;
 static KeptPlan tags_plan;
+
+/* The tags the last earn's rules put on the member (rules_take_tags). */
+static List *pending_tags = NIL;
 
 /* Whether loyalty.<rel> has column <col> (a library newer than the schema runs older schemas). */
 static bool
@@ -239,9 +243,11 @@ load_rules(int64 program_id, int64 version)
 	/* a schema not yet updated to 1.4 has no member_attributes */
 	if (loyalty_run(has_column("earning_rules", "member_attributes") ? &load_plan : &load_plan_13,
 					has_column("earning_rules", "member_attributes") ?
-					RULES_SELECT("member_attributes, plans, tags, risk_bands, control_share::float8, control_seed") :
+					RULES_SELECT("member_attributes, plans, tags, risk_bands, control_share::float8, control_seed,"
+								 " apply_tags") :
 					RULES_SELECT("NULL::pg_catalog.jsonb, NULL::pg_catalog.text[],"
-								 " NULL::pg_catalog.text[], NULL::pg_catalog.text[], 0::float8, NULL::text"),
+								 " NULL::pg_catalog.text[], NULL::pg_catalog.text[], 0::float8, NULL::text,"
+								 " NULL::pg_catalog.text[]"),
 					1, int8_arg, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: reading earning rules failed");
 #undef RULES_SELECT
@@ -311,6 +317,7 @@ load_rules(int64 program_id, int64 version)
 		d = SPI_getbinval(tup, desc, 25, &isnull);
 		r->control_share = isnull ? 0 : DatumGetFloat8(d);
 		r->control_seed = SPI_getvalue(tup, desc, 26);
+		r->apply_tags = text_array(tup, desc, 27);
 	}
 	nrules = (int) SPI_processed;
 	MemoryContextSwitchTo(old);
@@ -686,6 +693,19 @@ line_matches(EarnRule *r, Line *l)
 	return strlist_has(&r->categories, l->category) && strlist_has(&r->products, l->product);
 }
 
+/*
+ * The tags the rules of the last rules_earn_points put on the member (text
+ * *, in the caller's memory), forgotten once taken.
+ */
+List *
+rules_take_tags(void)
+{
+	List	   *l = pending_tags;
+
+	pending_tags = NIL;
+	return l;
+}
+
 /* How many active rules the program has (loading them if needed). */
 int
 rules_active_count(int64 program_id, int64 rules_version)
@@ -723,6 +743,7 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 
 	if (ctx->rules_version != cached_version || ctx->program_id != cached_program)
 		load_rules(ctx->program_id, ctx->rules_version);
+	pending_tags = NIL;
 
 	if (ctx->lines)
 		lines = parse_lines(ctx->lines, &nlines);
@@ -788,6 +809,17 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 		first_rule = false;
 		appendStringInfoString(&rbuf, "{\"rule\": ");
 		json_str(&rbuf, r->name);
+		if (r->apply_tags.n > 0)
+		{
+			appendStringInfoString(&rbuf, ", \"tags\": [");
+			for (i = 0; i < r->apply_tags.n; i++)
+			{
+				appendStringInfoString(&rbuf, i ? ", " : "");
+				json_str(&rbuf, r->apply_tags.v[i]);
+				pending_tags = lappend(pending_tags, cstring_to_text(r->apply_tags.v[i]));
+			}
+			appendStringInfoChar(&rbuf, ']');
+		}
 		if (r->bonus)
 		{
 			if (r->stacking == STACK_BEST_OF)

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -41,6 +42,7 @@ typedef struct EarnContext
  * Points of a purchase; *base_amount gets the earn base (sum of the lines),
  * and details (if not NULL) the JSON explanation.  Needs an SPI connection.
  */
+extern List *rules_take_tags(void);
 extern bool rules_in_control(int64 member_id, const char *seed, double share);
 extern int	rules_active_count(int64 program_id, int64 rules_version);
 extern Points rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details);

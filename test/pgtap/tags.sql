@@ -2,7 +2,7 @@
 -- checked), coupon campaigns that ask for a tag, export and erasure.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(14);
+SELECT plan(19);
 
 SELECT loyalty.create_program('tags') AS p \gset
 SELECT loyalty.enroll(:p, 'app', 'ivy') AS ivy, loyalty.enroll(:p, 'app', 'jo') AS jo \gset
@@ -21,6 +21,20 @@ SELECT is(loyalty.validate_coupon(:ivy, 'BACK') ->> 'valid', 'true', 'a tagged m
 SELECT is(loyalty.validate_coupon(:jo, 'BACK') ->> 'reason', 'tag', 'another may not');
 SELECT is(loyalty.untag_member(:ivy, 'WIN-BACK'), true, 'the tag taken off');
 SELECT is(loyalty.validate_coupon(:ivy, 'BACK') ->> 'reason', 'tag', '... and the coupon with it');
+
+-- a rule tags the members of the purchases it applies to, in the purchase's transaction
+SELECT create_earning_rule(:p, 'wine lovers', 'multiply', multiplier => 1, categories => '{wine}',
+                           apply_tags => '{Wine-Lover}') > 0 AS rule;
+SELECT earn(:ivy, NULL, reference => 'w1', lines => '[{"category": "bread", "amount": 4}]');
+SELECT is((SELECT count(*) FROM member_tags WHERE member_id = :ivy AND tag = 'wine-lover'), 0::bigint, 'no wine: no tag');
+SELECT earn(:ivy, NULL, reference => 'w2', lines => '[{"category": "wine", "amount": 12}]');
+SELECT is((SELECT tagged_by FROM member_tags WHERE member_id = :ivy AND tag = 'wine-lover'), 'rule', 'wine: tagged by the rule');
+SELECT is((SELECT details -> 'rules' -> 0 -> 'tags' FROM ledger WHERE reference = 'w2'), '["wine-lover"]'::jsonb,
+          '... as the earn''s explanation says');
+SELECT earn(:ivy, NULL, reference => 'w3', lines => '[{"category": "wine", "amount": 12}]');
+SELECT is((SELECT count(*) FROM member_tags WHERE member_id = :ivy AND tag = 'wine-lover'), 1::bigint, 'tagged once');
+SELECT throws_ok(format('SELECT loyalty.create_earning_rule(%s, %L, %L, multiplier => 1, apply_tags => %L)', :p, 'bad', 'multiply', '{"a b"}'),
+                 '22023', NULL, 'a rule''s tag is checked');
 
 -- personal data: exported, and erased with the member
 SELECT loyalty.tag_member(:jo, 'vip');

@@ -4,8 +4,9 @@ ALTER TABLE loyalty.accounts ADD COLUMN risk_band text, ADD COLUMN segment_since
 COMMENT ON COLUMN loyalty.accounts.risk_band IS 'The member''s churn-risk band (low, medium, high) as of the last loyalty.refresh_segments(); earning rules can target it';
 COMMENT ON COLUMN loyalty.accounts.segment_since IS 'The day (program time zone) the member entered its current segment';
 
-ALTER TABLE loyalty.earning_rules ADD COLUMN tags text[], ADD COLUMN risk_bands text[];
+ALTER TABLE loyalty.earning_rules ADD COLUMN tags text[], ADD COLUMN risk_bands text[], ADD COLUMN apply_tags text[];
 COMMENT ON COLUMN loyalty.earning_rules.tags IS 'The rule applies to members with one of these tags; NULL: any member';
+COMMENT ON COLUMN loyalty.earning_rules.apply_tags IS 'Tags the rule puts on the member of a purchase it applies to (in the purchase''s transaction); NULL: none';
 COMMENT ON COLUMN loyalty.earning_rules.risk_bands IS 'The rule applies to members in one of these stored churn-risk bands; NULL: any member';
 
 #include "udfs/apply_segments/1.4.sql"

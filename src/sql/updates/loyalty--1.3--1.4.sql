@@ -321,12 +321,12 @@ DROP FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.p
     timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric);
 #include "udfs/create_earning_rule/1.4.sql"
 COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[]) IS
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) IS
     'Add a multiplier or bonus rule to a program; returns its id (see README "Earning rules" for stacking)';
 REVOKE ALL ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[]) FROM PUBLIC;
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[]) TO loyalty_admin;
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) TO loyalty_admin;
 
 -- == paid membership ===========================================================
 #include "parts/memberships.sql"

@@ -9,7 +9,7 @@ CREATE FUNCTION loyalty.create_earning_rule(
     min_tier loyalty.tier DEFAULT NULL, segments text[] DEFAULT NULL,
     birthday text DEFAULT NULL, first_purchase boolean DEFAULT false, min_amount numeric DEFAULT NULL,
     member_attributes jsonb DEFAULT NULL, plans text[] DEFAULT NULL,
-    tags text[] DEFAULT NULL, risk_bands text[] DEFAULT NULL)
+    tags text[] DEFAULT NULL, risk_bands text[] DEFAULT NULL, apply_tags text[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -18,6 +18,7 @@ DECLARE
     v_id bigint;
     -- tags are kept in lower case (tag_member)
     v_tags text[] := (SELECT array_agg(lower(btrim(t.tag))) FROM unnest(create_earning_rule.tags) t(tag));
+    v_apply text[] := (SELECT array_agg(lower(btrim(t.tag))) FROM unnest(create_earning_rule.apply_tags) t(tag));
 BEGIN
     PERFORM loyalty.require_program(create_earning_rule.program);
     IF program IS NULL OR name IS NULL OR effect IS NULL THEN
@@ -43,9 +44,9 @@ BEGIN
         RAISE EXCEPTION 'risk_bands may hold low, medium and high, not %', risk_bands
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF v_tags IS NOT NULL AND EXISTS (SELECT FROM unnest(v_tags) t(tag)
+    IF EXISTS (SELECT FROM unnest(v_tags || v_apply) t(tag)
                                     WHERE t.tag IS NULL OR t.tag !~ '^[a-z0-9][a-z0-9_.:-]{0,62}$') THEN
-        RAISE EXCEPTION 'a tag is 1 to 63 letters, digits, and _ . : - (not first), not %', tags
+        RAISE EXCEPTION 'a tag is 1 to 63 letters, digits, and _ . : - (not first), not %', coalesce(tags, apply_tags)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF NOT EXISTS (SELECT FROM loyalty.programs p WHERE p.program_id OPERATOR(pg_catalog.=) program) THEN
@@ -54,12 +55,12 @@ BEGIN
     BEGIN
         INSERT INTO loyalty.earning_rules (program_id, name, effect, multiplier, bonus_points, stacking, priority,
             stop, valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores, categories, products,
-            min_tier, segments, birthday, first_purchase, min_amount, member_attributes, plans, tags, risk_bands)
+            min_tier, segments, birthday, first_purchase, min_amount, member_attributes, plans, tags, risk_bands, apply_tags)
         VALUES (program, name, effect, multiplier, bonus_points,
             coalesce(stacking, CASE WHEN effect OPERATOR(pg_catalog.=) 'bonus' THEN 'add' ELSE 'multiply' END), coalesce(priority, 100),
             coalesce(stop, false), valid_from, valid_until, weekdays, hour_from, hour_to, channels, stores,
             categories, products, min_tier, segments, birthday, coalesce(first_purchase, false), min_amount,
-            member_attributes, plans, v_tags, risk_bands)
+            member_attributes, plans, v_tags, risk_bands, v_apply)
         RETURNING rule_id INTO v_id;
     EXCEPTION
         WHEN unique_violation THEN
