@@ -5,7 +5,7 @@
 -- conditions on channel, basket and lines.  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(66);
+SELECT plan(69);
 
 SELECT loyalty.create_program('coupons') AS p \gset
 SELECT loyalty.enroll(:p, 'app', 'ann') AS ann, loyalty.enroll(:p, 'app', 'bob') AS bob,
@@ -188,5 +188,13 @@ SELECT throws_ok(format('SELECT loyalty.create_coupon_campaign(%s, %L, %L, 2, co
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 
+-- a free item needs the item in the basket; names in the conditions are checked
+SELECT create_coupon_campaign(:p, 'free croissant', 'free_item', 2.50, code => 'CROISSANT', item => 'CR-1') AS fc \gset
+SELECT is(validate_coupon(:cy, 'CROISSANT', 10, lines => '[{"product": "CO-1", "amount": 10}]') ->> 'reason', 'item_not_in_basket',
+          'a free item not in the basket');
+SELECT is(validate_coupon(:cy, 'CROISSANT', NULL, lines => '[{"product": "CR-1", "amount": 2.50}]') ->> 'free_item', 'CR-1',
+          '... in the basket: given');
+SELECT throws_ok(format('SELECT loyalty.create_coupon_campaign(%s, %L, %L, 5, categories => %L)', :p, 'x', 'amount_off', '{books,""}'),
+                 '22023', NULL, 'an empty category name');
 SELECT * FROM finish();
 ROLLBACK;

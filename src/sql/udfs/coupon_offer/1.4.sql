@@ -62,6 +62,10 @@ BEGIN
             THEN 'control_group'
         WHEN v_eligible <= 0 AND c.offer IN ('percent_off', 'amount_off', 'points_multiplier') THEN 'no_eligible_items'
         WHEN v_eligible < c.min_basket THEN 'min_basket'
+        -- a free item needs the item in the basket (when the basket's lines are given)
+        WHEN c.offer = 'free_item' AND lines IS NOT NULL
+             AND NOT EXISTS (SELECT FROM jsonb_array_elements(lines) e WHERE e ->> 'product' = c.item)
+            THEN 'item_not_in_basket'
     END;
     IF v_reason IS NULL AND reference IS NOT NULL THEN
         -- stacking: other coupons on the same order must all be combinable, and this one too

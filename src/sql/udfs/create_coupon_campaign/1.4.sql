@@ -24,6 +24,11 @@ BEGIN
         RAISE EXCEPTION 'program, name, offer, value, min_basket, combinable and hold_ttl must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF EXISTS (SELECT FROM unnest(coalesce(categories, '{}') || coalesce(products, '{}') || coalesce(channels, '{}')
+                                  || coalesce(segments, '{}')) x WHERE x IS NULL OR btrim(x) = '') THEN
+        RAISE EXCEPTION 'categories, products, channels and segments must not hold NULL or empty names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF offer = 'bonus_points' AND value <> trunc(value) THEN
         RAISE EXCEPTION 'bonus points are whole points, not %', value USING ERRCODE = 'invalid_parameter_value';
     END IF;
