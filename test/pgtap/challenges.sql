@@ -8,8 +8,11 @@ SELECT plan(46);
 
 SELECT create_program('challenges', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
--- the month's purchases of this test fall in the month of now()
-CREATE TEMP TABLE t0 AS SELECT greatest(date_trunc('month', now()), now() - interval '1 hour') AS at;
+-- the month's purchases of this test fall in the program's month of now()
+CREATE TEMP TABLE t0 AS
+SELECT greatest(x.month_start, now() - interval '1 hour') AS at, x.month_start
+FROM (SELECT date_trunc('month', now() AT TIME ZONE p.time_zone) AT TIME ZONE p.time_zone AS month_start
+      FROM programs p WHERE p.program_id = :p) x;
 
 SELECT create_challenge(:p, 'five', 'Five visits this month', 'purchases', 5, 'month', repeating => true,
                         reward_points => '50', badge => 'Regular') AS five \gset
@@ -80,11 +83,11 @@ SELECT set_challenge_policy(:p, true);
 -- categories: distinct categories of the month; a badge-only completion is undone by a refund
 SELECT earn(:bob, NULL, reference => 'c1', lines => '[{"category": "music", "amount": 5}, {"category": "books", "amount": 5}]');
 SELECT is((SELECT value FROM challenge_progress WHERE member_id = :bob AND challenge_id = :explorer
-           AND period_start = date_trunc('month', now())), 3::numeric, 'books, food, music: three categories');
+           AND period_start = (SELECT month_start FROM t0)), 3::numeric, 'books, food, music: three categories');
 SELECT is((SELECT badge FROM member_badges WHERE member_id = :bob), 'explorer', '... the explorer badge');
 SELECT refund(:bob, 'c1');
 SELECT is((SELECT value FROM challenge_progress WHERE member_id = :bob AND challenge_id = :explorer
-           AND period_start = date_trunc('month', now())), 2::numeric, 'refunded: music is gone, books stays (another purchase)');
+           AND period_start = (SELECT month_start FROM t0)), 2::numeric, 'refunded: music is gone, books stays (another purchase)');
 SELECT is((SELECT count(*) FROM member_badges WHERE member_id = :bob), 0::bigint, '... and the unpaid completion with its badge');
 
 -- a streak: a purchase in each of three consecutive weeks
@@ -120,7 +123,7 @@ SELECT is((SELECT count(*) FROM member_badges WHERE member_id = :cy AND badge = 
 
 -- a backfill through earn_batch moves challenges as the sales one by one would
 SELECT enroll(:p, 'app', 'fay') AS fay, enroll(:p, 'app', 'gus') AS gus \gset
-SELECT earn(:fay, 10, reference => 'f' || g, occurred_at => (SELECT at FROM t0) - make_interval(mins => g)) FROM generate_series(1, 6) g;
+SELECT earn(:fay, 10, reference => 'f' || g, occurred_at => (SELECT at FROM t0) - make_interval(mins => g)) FROM generate_series(6, 1, -1) g;   -- in the order of the sales
 SELECT * FROM earn_batch(array_fill(:gus::bigint, ARRAY[6]), array_fill(10::numeric, ARRAY[6]),
                          ARRAY(SELECT 'g' || g FROM generate_series(1, 6) g),
                          ARRAY(SELECT (SELECT at FROM t0) - make_interval(mins => g) FROM generate_series(1, 6) g), NULL, NULL);
@@ -136,13 +139,13 @@ SELECT is((SELECT c ->> 'completed_at' IS NOT NULL FROM jsonb_array_elements(mem
            WHERE c ->> 'code' = 'five'), true, '... completed');
 SELECT is(member_progress(:ann) -> 'badges' -> 0 ->> 'badge', 'regular', '... and the badges');
 SELECT is((SELECT member_id FROM challenge_leaderboard WHERE challenge_id = :five AND rank = 1
-           AND period_start = date_trunc('month', now())), :ann::bigint, 'the leaderboard ranks her first');
+           AND period_start = (SELECT month_start FROM t0)), :ann::bigint, 'the leaderboard ranks her first');
 
 -- a challenge stopped moves nothing
 SELECT set_challenge_active(:five, false);
 SELECT earn(:ann, 10, reference => 'a8', occurred_at => (SELECT at FROM t0));
 SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ann AND challenge_id = :five
-           AND period_start = date_trunc('month', now())), 7::numeric, 'a stopped challenge moves nothing');
+           AND period_start = (SELECT month_start FROM t0)), 7::numeric, 'a stopped challenge moves nothing');
 
 -- bad definitions are refused
 SELECT throws_ok(format('SELECT loyalty.create_challenge(%s, %L, %L, %L, 3, %L, reward_points => %L)', :p, 'x', 'x', 'hugs', 'month', '5'),

@@ -9,7 +9,7 @@
 -- node-postgres makes of a JS array).
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(57);
+SELECT plan(62);
 
 -- the points a prepared statement returns (EXECUTE cannot be a subquery)
 CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -122,6 +122,21 @@ SELECT throws_ok(format('SELECT earn(%s, NULL, lines => %L)', :m, '{x}'), '22P02
 SELECT throws_ok(format('SELECT earn(%s, NULL, lines => 5)', :m), '42804', 'lines must be json, jsonb, text or an array of them, not integer',
                  'lines of another type are refused');
 SELECT is((SELECT count(*) FROM verify()), 0::bigint, 'the books balance');
+
+-- the engagement API as drivers bind it: a float goal and share (psycopg 3, JDBC
+-- setDouble), whole points as int8 (JDBC setLong, psycopg 3)
+PREPARE challenge_drv(bigint, float8, bigint, float8) AS
+    SELECT create_challenge($1, 'drv', 'driver challenge', 'spend', $2, 'month', reward_points => $3, min_amount => $4);
+SELECT lives_ok(format('EXECUTE challenge_drv(%s, 99.5, 10, 2.5)', :p), 'create_challenge: a float goal and amount, int8 points');
+SELECT is((SELECT (goal, min_amount, reward_points::bigint)::text FROM challenges WHERE code = 'drv'), '(99.5,2.5,10)',
+          '... stored as numeric and points');
+PREPARE control_drv(bigint, float8) AS SELECT set_control_group('challenge', $1, $2);
+SELECT lives_ok(format('EXECUTE control_drv(%s, 0.25)', (SELECT challenge_id FROM challenges WHERE code = 'drv')),
+                'set_control_group: a float share');
+PREPARE survey_drv(bigint, bigint) AS SELECT create_survey($1, 'drv', 'driver survey', reward_points => $2);
+SELECT lives_ok(format('EXECUTE survey_drv(%s, 5)', :p), 'create_survey: int8 points');
+SELECT throws_ok(format('SELECT loyalty.create_survey(%s, %L, %L, reward_points => 1.5)', :p, 'drv2', 'x'), '22023', NULL,
+                 '... a fraction of a point is refused');
 
 -- points arithmetic and comparisons with integers stay points, without ambiguity
 SELECT is(pg_typeof('5'::points + 1)::text, 'points', 'points + 1 is points');

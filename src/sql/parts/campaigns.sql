@@ -25,7 +25,7 @@ COMMENT ON COLUMN loyalty.challenges.control_share IS 'Share of the program''s m
 COMMENT ON COLUMN loyalty.journey_steps.control_share IS 'Share of the program''s members who get no event of the step, to measure it; 0: none';
 
 #include "udfs/set_control_group/1.4.sql"
-COMMENT ON FUNCTION loyalty.set_control_group(text, bigint, numeric, text) IS
+COMMENT ON FUNCTION loyalty.set_control_group(text, bigint, anycompatible, text) IS
     'Hold out a random share of the program''s members from a campaign (rule, coupon, challenge or journey step), fixed by the member id and the campaign''s seed (a new seed draws a new group)';
 
 #include "udfs/campaign_results/1.4.sql"
@@ -61,7 +61,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON FUNCTION loyalty.in_control(bigint, text, float8),
-    loyalty.set_control_group(text, bigint, numeric, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.set_control_group(text, bigint, numeric, text) TO loyalty_admin;
+    loyalty.set_control_group(text, bigint, anycompatible, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.set_control_group(text, bigint, anycompatible, text) TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.in_control(bigint, text, float8) TO loyalty_admin;
 GRANT SELECT ON loyalty.campaign_results TO loyalty_analyst, loyalty_admin;

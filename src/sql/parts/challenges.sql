@@ -127,8 +127,8 @@ COMMENT ON FUNCTION loyalty.challenge_move(bigint, bigint, text, numeric, timest
 COMMENT ON FUNCTION loyalty.challenge_refund(bigint, bigint, numeric) IS
     'Internal, under the member''s lock: take back what a refunded purchase added to challenges (standing: the share of it not refunded)';
 #include "udfs/create_challenge/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_challenge(bigint, text, text, text, numeric, text, integer, boolean, loyalty.points,
-    text, text[], text[], text[], numeric, text[], text[], integer, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION loyalty.create_challenge(bigint, text, text, text, anycompatible, text, integer, boolean, numeric,
+    text, text[], text[], text[], anycompatible, text[], text[], integer, timestamptz, timestamptz) IS
     'Create a challenge: a goal over a metric in a period, its reward (points and/or a badge) and who it is for; returns its id';
 #include "udfs/set_challenge_active/1.4.sql"
 COMMENT ON FUNCTION loyalty.set_challenge_active(bigint, boolean) IS 'Start or stop a challenge (progress is kept)';
@@ -164,12 +164,12 @@ REVOKE ALL ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, time
     loyalty.challenge_complete(bigint, bigint, timestamptz, timestamptz),
     loyalty.challenge_move(bigint, bigint, text, numeric, timestamptz, text, jsonb, text),
     loyalty.challenge_refund(bigint, bigint, numeric),
-    loyalty.create_challenge(bigint, text, text, text, numeric, text, integer, boolean, loyalty.points,
-        text, text[], text[], text[], numeric, text[], text[], integer, timestamptz, timestamptz),
+    loyalty.create_challenge(bigint, text, text, text, anycompatible, text, integer, boolean, numeric,
+        text, text[], text[], text[], anycompatible, text[], text[], integer, timestamptz, timestamptz),
     loyalty.set_challenge_active(bigint, boolean), loyalty.set_challenge_policy(bigint, boolean),
     loyalty.member_progress(bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.create_challenge(bigint, text, text, text, numeric, text, integer, boolean, loyalty.points,
-        text, text[], text[], text[], numeric, text[], text[], integer, timestamptz, timestamptz),
+GRANT EXECUTE ON FUNCTION loyalty.create_challenge(bigint, text, text, text, anycompatible, text, integer, boolean, numeric,
+        text, text[], text[], text[], anycompatible, text[], text[], integer, timestamptz, timestamptz),
     loyalty.set_challenge_active(bigint, boolean), loyalty.set_challenge_policy(bigint, boolean) TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.member_progress(bigint) TO loyalty_app, loyalty_admin;
 GRANT SELECT ON loyalty.challenge_leaderboard, loyalty.badge_summary TO loyalty_analyst, loyalty_admin;

@@ -38,7 +38,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.survey_responses', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.survey_responses_response_id_seq', '');
 
 #include "udfs/create_survey/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_survey(bigint, text, text, loyalty.points, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION loyalty.create_survey(bigint, text, text, numeric, timestamptz, timestamptz) IS
     'Create a survey of a program (a code the application quotes), with the points a response earns once; returns its id';
 #include "udfs/record_survey_response/1.4.sql"
 COMMENT ON FUNCTION loyalty.record_survey_response(bigint, text, integer, text, text, jsonb) IS
@@ -59,8 +59,8 @@ COMMENT ON COLUMN loyalty.nps.detractors IS 'Scores of 0 to 6';
 COMMENT ON COLUMN loyalty.nps.nps IS 'Net promoter score: percent promoters minus percent detractors (-100 to 100)';
 COMMENT ON COLUMN loyalty.nps.average_score IS 'Average score';
 
-REVOKE ALL ON FUNCTION loyalty.create_survey(bigint, text, text, loyalty.points, timestamptz, timestamptz),
+REVOKE ALL ON FUNCTION loyalty.create_survey(bigint, text, text, numeric, timestamptz, timestamptz),
     loyalty.record_survey_response(bigint, text, integer, text, text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.create_survey(bigint, text, text, loyalty.points, timestamptz, timestamptz) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.create_survey(bigint, text, text, numeric, timestamptz, timestamptz) TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.record_survey_response(bigint, text, integer, text, text, jsonb) TO loyalty_app, loyalty_admin;
 GRANT SELECT ON loyalty.nps TO loyalty_analyst, loyalty_admin;

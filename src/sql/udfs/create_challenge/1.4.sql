@@ -1,9 +1,9 @@
 CREATE FUNCTION loyalty.create_challenge(
-    program bigint, code text, name text, metric text, goal numeric, period text,
+    program bigint, code text, name text, metric text, goal anycompatible, period text,
     period_days integer DEFAULT NULL, repeating boolean DEFAULT false,
-    reward_points loyalty.points DEFAULT NULL, badge text DEFAULT NULL,
+    reward_points numeric DEFAULT NULL, badge text DEFAULT NULL,
     categories text[] DEFAULT NULL, channels text[] DEFAULT NULL, activities text[] DEFAULT NULL,
-    min_amount numeric DEFAULT NULL, segments text[] DEFAULT NULL, tags text[] DEFAULT NULL,
+    min_amount anycompatible DEFAULT NULL, segments text[] DEFAULT NULL, tags text[] DEFAULT NULL,
     min_tier_rank integer DEFAULT NULL, valid_from timestamptz DEFAULT NULL, valid_until timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -11,11 +11,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id bigint;
+    -- (what drivers send: ints, floats and decimals for the amounts, whole
+    -- numbers for the points)
+    v_goal numeric := goal::numeric;
+    v_min numeric := min_amount::numeric;
+    v_points loyalty.points := loyalty.points(reward_points);
     v_badge text := lower(btrim(create_challenge.badge));
     v_tags text[] := (SELECT array_agg(lower(btrim(t.tag))) FROM unnest(create_challenge.tags) t(tag));
 BEGIN
     PERFORM loyalty.require_program(create_challenge.program);
-    IF program IS NULL OR code IS NULL OR name IS NULL OR metric IS NULL OR goal IS NULL OR period IS NULL THEN
+    IF program IS NULL OR code IS NULL OR name IS NULL OR metric IS NULL OR v_goal IS NULL OR period IS NULL THEN
         RAISE EXCEPTION 'program, code, name, metric, goal and period must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -38,17 +43,17 @@ BEGIN
     IF period_days IS NOT NULL AND (period_days < 1 OR period_days > 3660) THEN
         RAISE EXCEPTION 'period_days must be between 1 and 3660, got %', period_days USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF goal = 'NaN' OR goal <= 0 OR goal >= 1e12 OR (metric <> 'spend' AND goal <> trunc(goal)) THEN
-        RAISE EXCEPTION 'goal must be positive (a whole number but for spend), got %', goal
+    IF v_goal = 'NaN' OR v_goal <= 0 OR v_goal >= 1e12 OR (metric <> 'spend' AND v_goal <> trunc(v_goal)) THEN
+        RAISE EXCEPTION 'goal must be positive (a whole number but for spend), got %', v_goal
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF reward_points IS NULL AND badge IS NULL THEN
+    IF v_points IS NULL AND badge IS NULL THEN
         RAISE EXCEPTION 'a challenge gives reward_points, a badge, or both' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF reward_points IS NOT NULL AND reward_points::bigint <= 0 THEN
+    IF v_points IS NOT NULL AND v_points::bigint <= 0 THEN
         RAISE EXCEPTION 'reward_points must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF min_amount IS NOT NULL AND (min_amount = 'NaN' OR min_amount < 0 OR min_amount = 'Infinity') THEN
+    IF v_min IS NOT NULL AND (v_min = 'NaN' OR v_min < 0 OR v_min = 'Infinity') THEN
         RAISE EXCEPTION 'min_amount must be a finite amount of at least 0' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF activities IS NOT NULL AND metric <> 'activities' OR categories IS NOT NULL AND metric IN ('activities', 'referrals')
@@ -71,8 +76,8 @@ BEGIN
         INSERT INTO loyalty.challenges (program_id, code, name, metric, goal, period, period_days, repeating,
             reward_points, badge, categories, channels, activities, min_amount, segments, tags, min_tier_rank,
             valid_from, valid_until)
-        VALUES (program, code, name, metric, goal, period, period_days, coalesce(repeating, false),
-            reward_points, v_badge, categories, channels, activities, min_amount, segments, v_tags, min_tier_rank,
+        VALUES (program, code, name, metric, v_goal, period, period_days, coalesce(repeating, false),
+            v_points, v_badge, categories, channels, activities, v_min, segments, v_tags, min_tier_rank,
             valid_from, valid_until)
         RETURNING challenge_id INTO v_id;
     EXCEPTION

@@ -1,4 +1,4 @@
-CREATE FUNCTION loyalty.create_survey(program bigint, code text, name text, reward_points loyalty.points DEFAULT NULL,
+CREATE FUNCTION loyalty.create_survey(program bigint, code text, name text, reward_points numeric DEFAULT NULL,
                                       valid_from timestamptz DEFAULT NULL, valid_until timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -6,6 +6,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id bigint;
+    v_points loyalty.points := loyalty.points(reward_points);   -- whole points, from any driver
 BEGIN
     PERFORM loyalty.require_program(create_survey.program);
     IF program IS NULL OR code IS NULL OR name IS NULL THEN
@@ -15,7 +16,7 @@ BEGIN
         RAISE EXCEPTION 'a survey code is 1 to 63 letters, digits, and _ . : - (not first), and its name is not empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF reward_points IS NOT NULL AND reward_points::bigint <= 0 THEN
+    IF v_points IS NOT NULL AND v_points::bigint <= 0 THEN
         RAISE EXCEPTION 'reward_points must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF valid_until IS NOT NULL AND valid_from IS NOT NULL AND valid_until <= valid_from THEN
@@ -26,7 +27,7 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO loyalty.surveys (program_id, code, name, reward_points, valid_from, valid_until)
-        VALUES (program, code, name, reward_points, valid_from, valid_until)
+        VALUES (program, code, name, v_points, valid_from, valid_until)
         RETURNING survey_id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION 'program % already has a survey "%"', program, code USING ERRCODE = 'unique_violation';

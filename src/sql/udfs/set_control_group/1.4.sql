@@ -1,15 +1,16 @@
-CREATE FUNCTION loyalty.set_control_group(campaign_kind text, campaign bigint, share numeric, seed text DEFAULT NULL)
+CREATE FUNCTION loyalty.set_control_group(campaign_kind text, campaign bigint, share anycompatible, seed text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_program bigint;
+    v_share numeric := share::numeric;     -- (a float from a driver too)
 BEGIN
     IF campaign_kind IS NULL OR campaign IS NULL OR share IS NULL THEN
         RAISE EXCEPTION 'campaign_kind, campaign and share must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF share = 'NaN' OR share < 0 OR share >= 1 THEN
+    IF v_share = 'NaN' OR v_share < 0 OR v_share >= 1 THEN
         RAISE EXCEPTION 'share must be at least 0 and below 1, got %', share USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF seed IS NOT NULL AND (seed = '' OR length(seed) > 400) THEN
@@ -18,16 +19,16 @@ BEGIN
     -- a new seed draws a new group; without one the group stays as it was
     CASE campaign_kind
         WHEN 'rule' THEN
-            UPDATE loyalty.earning_rules x SET control_share = share, control_seed = coalesce(seed, x.control_seed)
+            UPDATE loyalty.earning_rules x SET control_share = v_share, control_seed = coalesce(seed, x.control_seed)
             WHERE x.rule_id = campaign RETURNING x.program_id INTO v_program;
         WHEN 'coupon' THEN
-            UPDATE loyalty.coupon_campaigns x SET control_share = share, control_seed = coalesce(seed, x.control_seed)
+            UPDATE loyalty.coupon_campaigns x SET control_share = v_share, control_seed = coalesce(seed, x.control_seed)
             WHERE x.campaign_id = campaign RETURNING x.program_id INTO v_program;
         WHEN 'challenge' THEN
-            UPDATE loyalty.challenges x SET control_share = share, control_seed = coalesce(seed, x.control_seed)
+            UPDATE loyalty.challenges x SET control_share = v_share, control_seed = coalesce(seed, x.control_seed)
             WHERE x.challenge_id = campaign RETURNING x.program_id INTO v_program;
         WHEN 'journey' THEN
-            UPDATE loyalty.journey_steps x SET control_share = share, control_seed = coalesce(seed, x.control_seed)
+            UPDATE loyalty.journey_steps x SET control_share = v_share, control_seed = coalesce(seed, x.control_seed)
             WHERE x.step_id = campaign RETURNING x.program_id INTO v_program;
         ELSE
             RAISE EXCEPTION 'unknown campaign kind "%"', campaign_kind USING ERRCODE = 'invalid_parameter_value',
