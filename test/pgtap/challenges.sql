@@ -4,7 +4,7 @@
 -- completion (points clawed back by policy); member_progress for the app.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(46);
+SELECT plan(48);
 
 SELECT create_program('challenges', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
@@ -160,5 +160,12 @@ SELECT throws_ok(format('SELECT loyalty.create_challenge(%s, %L, %L, %L, 3, %L, 
                  '23505', NULL, 'a code taken');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
+-- what verify() would find had the rows been changed by hand
+UPDATE challenge_progress SET award_entry = NULL WHERE member_id = :ann AND completed_at IS NOT NULL;
+DELETE FROM challenge_progress WHERE member_id = :cy AND challenge_id = :amb;
+SELECT is((SELECT count(*) FROM verify() WHERE invariant = 'a paid challenge completion names its award'), 1::bigint,
+          'verify(): a paid completion without its award');
+SELECT is((SELECT count(*) FROM verify() WHERE invariant = 'a badge comes from a completed challenge period'), 1::bigint,
+          'verify(): a badge without its completion');
 SELECT * FROM finish();
 ROLLBACK;

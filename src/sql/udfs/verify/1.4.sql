@@ -179,4 +179,18 @@ AS $$
     WHERE l.idempotency_key IS NOT NULL AND l.kind <> 'release'
     GROUP BY l.member_id, l.idempotency_key
     HAVING count(*) > 1
+    UNION ALL
+    SELECT 'a paid challenge completion names its award', p.member_id,
+           format('challenge %s, period from %s: award entry %s', p.challenge_id, p.period_start, p.award_entry)
+    FROM loyalty.challenge_progress p JOIN loyalty.challenges c ON c.challenge_id = p.challenge_id
+    WHERE p.completed_at IS NOT NULL AND c.reward_points IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM loyalty.ledger l
+                      WHERE l.member_id = p.member_id AND l.entry_id = p.award_entry AND l.kind = 'award')
+    UNION ALL
+    SELECT 'a badge comes from a completed challenge period', b.member_id, format('badge %s', b.badge)
+    FROM loyalty.member_badges b
+    WHERE b.challenge_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM loyalty.challenge_progress p
+                      WHERE p.member_id = b.member_id AND p.challenge_id = b.challenge_id
+                        AND p.period_start = b.period_start AND p.completed_at IS NOT NULL)
 $$;
