@@ -145,3 +145,27 @@ FROM fit_models(:cdnow, '1997-09-30', 'week');
 SELECT i.external_id AS customer, c.p_alive, c.risk_band, c.expected_purchases_year, c.clv_year, c.purchases
 FROM churn_risk c JOIN identities i USING (member_id)
 WHERE c.program_id = :cdnow AND c.risk_band = 'high' ORDER BY c.clv_year DESC, c.member_id LIMIT 10;
+
+\echo
+\echo '== segments that act: store each member''s segment and churn band, then target them'
+SET client_min_messages = warning;
+CALL refresh_segments(:cdnow);
+RESET client_min_messages;
+SELECT segment, risk_band, count(*) AS members FROM member_segments WHERE program_id = :cdnow
+GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8;
+SELECT create_earning_rule(:cdnow, 'win back x3', 'multiply', multiplier => 3, risk_bands => '{high}') > 0 AS win_back_rule;
+SELECT member_id AS gone FROM accounts WHERE program_id = :cdnow AND risk_band = 'high' ORDER BY member_id LIMIT 1 \gset
+SELECT earn(:gone, 20, reference => 'comeback-1') AS points_for_20_dollars_at_high_risk;
+
+\echo
+\echo '== a challenge, with a tenth of the members held out to measure it'
+SELECT create_challenge(:cdnow, 'three', 'Three orders this month', 'purchases', 3, 'month', repeating => true,
+                        reward_points => 30, badge => 'regular') AS three \gset
+SELECT set_control_group('challenge', :three, 0.1, seed => 'demo');
+SELECT count(earn(m.member_id, 15, reference => 'challenge-' || m.member_id || '-' || k)) AS purchases
+FROM (SELECT member_id FROM accounts WHERE program_id = :cdnow ORDER BY member_id LIMIT 200) m, generate_series(1, 3) k;
+SELECT c ->> 'name' AS challenge, c ->> 'value' AS value, c ->> 'goal' AS goal, c ->> 'completed_at' IS NOT NULL AS completed
+FROM jsonb_array_elements(member_progress(:gone) -> 'challenges') c;
+SELECT name, members, control_members, reached, redemptions AS completed, points_issued, cost
+FROM campaign_results WHERE kind = 'challenge' AND campaign_id = :three;
+SELECT count(*) AS violations FROM verify();
