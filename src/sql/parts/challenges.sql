@@ -117,6 +117,12 @@ ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
 #include "udfs/challenge_period/1.4.sql"
 COMMENT ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz) IS
     'Internal: the period of a challenge a fact at a time falls in (or opens)';
+-- challenge_complete, challenge_move and challenge_refund run with their
+-- caller's rights, not as definers: they are granted to no one and called
+-- only by the extension's own functions (the write path, record_activity,
+-- referral_purchase), which already run as the extension's owner; a
+-- SECURITY DEFINER function called per purchase made each call about
+-- 0.12 ms slower.
 #include "udfs/challenge_complete/1.4.sql"
 COMMENT ON FUNCTION loyalty.challenge_complete(bigint, bigint, timestamptz, timestamptz) IS
     'Internal: complete a member''s challenge period: the points (once per completion), the badge (once), the events';

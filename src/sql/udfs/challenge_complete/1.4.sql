@@ -1,6 +1,6 @@
 CREATE FUNCTION loyalty.challenge_complete(member bigint, challenge bigint, period_start timestamptz, at timestamptz)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

@@ -1,7 +1,7 @@
 CREATE FUNCTION loyalty.challenge_move(member bigint, entry bigint, fact text, amount numeric,
                                        occurred_at timestamptz, channel text, lines jsonb, detail text)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

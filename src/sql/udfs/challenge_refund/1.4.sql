@@ -1,6 +1,6 @@
 CREATE FUNCTION loyalty.challenge_refund(member bigint, entry bigint, standing numeric)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
