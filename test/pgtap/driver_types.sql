@@ -9,7 +9,7 @@
 -- node-postgres makes of a JS array).
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(62);
+SELECT plan(64);
 
 -- the points a prepared statement returns (EXECUTE cannot be a subquery)
 CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -137,6 +137,12 @@ PREPARE survey_drv(bigint, bigint) AS SELECT create_survey($1, 'drv', 'driver su
 SELECT lives_ok(format('EXECUTE survey_drv(%s, 5)', :p), 'create_survey: int8 points');
 SELECT throws_ok(format('SELECT loyalty.create_survey(%s, %L, %L, reward_points => 1.5)', :p, 'drv2', 'x'), '22023', NULL,
                  '... a fraction of a point is refused');
+
+PREPARE coupon_drv(bigint, float8, float8, float8) AS
+    SELECT create_coupon_campaign($1, 'drv', 'amount_off', $2, min_basket => $3, budget => $4);
+SELECT lives_ok(format('EXECUTE coupon_drv(%s, 7.5, 20, 100)', :p), 'create_coupon_campaign: float value, basket and budget');
+SELECT is((SELECT (value, min_basket, budget)::text FROM coupon_campaigns WHERE name = 'drv'), '(7.5,20,100)',
+          '... stored as numeric');
 
 -- points arithmetic and comparisons with integers stay points, without ambiguity
 SELECT is(pg_typeof('5'::points + 1)::text, 'points', 'points + 1 is points');

@@ -111,8 +111,8 @@ INSERT INTO loyalty.event_kinds VALUES
 COMMENT ON FUNCTION loyalty.coupon_check_char(text) IS
     'The check character (Luhn mod 32 over Crockford''s base 32) that generated coupon codes end with';
 #include "udfs/create_coupon_campaign/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
-    timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval, text[]) IS
+COMMENT ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, anycompatible, text, text, anycompatible, text[], text[], text[],
+    timestamptz, timestamptz, integer, text[], integer, integer, bigint, anycompatible, boolean, interval, text[]) IS
     'Create a coupon campaign (an offer, its conditions and limits), with its public code if given; returns its id';
 #include "udfs/generate_coupon_codes/1.4.sql"
 COMMENT ON FUNCTION loyalty.generate_coupon_codes(bigint, integer, text, integer) IS
@@ -175,8 +175,8 @@ GRANT SELECT ON loyalty.coupon_performance TO loyalty_analyst, loyalty_admin;
 
 REVOKE ALL ON FUNCTION loyalty.coupon_check_char(text), loyalty.coupons_refunded(bigint, text),
     loyalty.coupon_check_basket(bigint, text, numeric, jsonb),
-    loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
-        timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval, text[]),
+    loyalty.create_coupon_campaign(bigint, text, text, anycompatible, text, text, anycompatible, text[], text[], text[],
+        timestamptz, timestamptz, integer, text[], integer, integer, bigint, anycompatible, boolean, interval, text[]),
     loyalty.generate_coupon_codes(bigint, integer, text, integer),
     loyalty.coupon_offer(bigint, text, numeric, jsonb, text, text), loyalty.coupon_give_back(bigint, text, bigint, numeric),
     loyalty.expire_coupon_holds(bigint, text),
@@ -187,8 +187,8 @@ REVOKE ALL ON PROCEDURE loyalty.release_expired_coupons() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.validate_coupon(bigint, text, anycompatible, jsonb, text, text),
     loyalty.redeem_coupon(bigint, text, anycompatible, jsonb, text, text, text), loyalty.capture_coupon(bigint, bigint),
     loyalty.release_coupon(bigint, bigint, text) TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, numeric, text, text, numeric, text[], text[], text[],
-        timestamptz, timestamptz, integer, text[], integer, integer, bigint, numeric, boolean, interval, text[]),
+GRANT EXECUTE ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, anycompatible, text, text, anycompatible, text[], text[], text[],
+        timestamptz, timestamptz, integer, text[], integer, integer, bigint, anycompatible, boolean, interval, text[]),
     loyalty.generate_coupon_codes(bigint, integer, text, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.release_expired_coupons() TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) FROM PUBLIC;

@@ -1,11 +1,11 @@
 CREATE FUNCTION loyalty.create_coupon_campaign(
-    program bigint, name text, offer text, value numeric,
-    code text DEFAULT NULL, item text DEFAULT NULL, min_basket numeric DEFAULT 0,
+    program bigint, name text, offer text, value anycompatible,
+    code text DEFAULT NULL, item text DEFAULT NULL, min_basket anycompatible DEFAULT 0,
     categories text[] DEFAULT NULL, products text[] DEFAULT NULL, channels text[] DEFAULT NULL,
     valid_from timestamptz DEFAULT NULL, valid_until timestamptz DEFAULT NULL,
     min_tier_rank integer DEFAULT NULL, segments text[] DEFAULT NULL,
     uses_per_code integer DEFAULT NULL, uses_per_member integer DEFAULT NULL, max_uses bigint DEFAULT NULL,
-    budget numeric DEFAULT NULL, combinable boolean DEFAULT false, hold_ttl interval DEFAULT '30 minutes',
+    budget anycompatible DEFAULT NULL, combinable boolean DEFAULT false, hold_ttl interval DEFAULT '30 minutes',
     tags text[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -15,6 +15,10 @@ DECLARE
     v_id bigint;
     v_code text := upper(regexp_replace(create_coupon_campaign.code, '[\s-]', '', 'g'));
     v_tags text[];
+    -- the amounts as numeric, whatever a driver sent (ints, floats, decimals)
+    v_value numeric := value::numeric;
+    v_min numeric := min_basket::numeric;
+    v_budget numeric := budget::numeric;
 BEGIN
     -- (computed first: Citus takes no subquery in an INSERT's VALUES)
     SELECT array_agg(lower(btrim(t))) INTO v_tags FROM unnest(create_coupon_campaign.tags) t;
@@ -29,7 +33,7 @@ BEGIN
         RAISE EXCEPTION 'categories, products, channels and segments must not hold NULL or empty names'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF offer = 'bonus_points' AND value <> trunc(value) THEN
+    IF offer = 'bonus_points' AND v_value <> trunc(v_value) THEN
         RAISE EXCEPTION 'bonus points are whole points, not %', value USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF v_code = '' OR v_code !~ '^[0-9A-Z]+$' THEN
@@ -40,8 +44,8 @@ BEGIN
         INSERT INTO loyalty.coupon_campaigns AS c (program_id, name, offer, value, item, min_basket, categories, products,
             channels, valid_from, valid_until, min_tier_rank, segments, uses_per_code, uses_per_member, max_uses,
             budget, combinable, hold_ttl, tags)
-        VALUES (program, name, offer, value, item, min_basket, categories, products, channels, valid_from,
-                valid_until, min_tier_rank, segments, uses_per_code, uses_per_member, max_uses, budget, combinable,
+        VALUES (program, name, offer, v_value, item, v_min, categories, products, channels, valid_from,
+                valid_until, min_tier_rank, segments, uses_per_code, uses_per_member, max_uses, v_budget, combinable,
                 hold_ttl, v_tags)
         RETURNING c.campaign_id INTO v_id;
         IF v_code IS NOT NULL THEN
