@@ -134,6 +134,15 @@ loyalty_distributed(void)
 	return dist_value;
 }
 
+/* loyalty.books_distributed(): the same, for the batch jobs' SQL */
+PG_FUNCTION_INFO_V1(loyalty_books_distributed);
+Datum
+loyalty_books_distributed(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_BOOL(loyalty_distributed());
+}
+
 /* The statements, each built once per variant (optional columns present). */
 typedef enum SqlStmt
 {

@@ -9,6 +9,11 @@ COMMENT ON COLUMN loyalty.earning_rules.tags IS 'The rule applies to members wit
 COMMENT ON COLUMN loyalty.earning_rules.apply_tags IS 'Tags the rule puts on the member of a purchase it applies to (in the purchase''s transaction); NULL: none';
 COMMENT ON COLUMN loyalty.earning_rules.risk_bands IS 'The rule applies to members in one of these stored churn-risk bands; NULL: any member';
 
+#include "udfs/books_distributed/1.4.sql"
+COMMENT ON FUNCTION loyalty.books_distributed() IS
+    'Internal: whether the books are Citus tables (the batch jobs then go one member at a time)';
+REVOKE ALL ON FUNCTION loyalty.books_distributed() FROM PUBLIC;
+
 #include "udfs/apply_segments/1.4.sql"
 COMMENT ON FUNCTION loyalty.apply_segments(bigint[], text[], text[], date[]) IS
     'Internal: a segment refresh''s results for a batch of members, written through the ledger store (the caller holds their locks)';

@@ -24,11 +24,8 @@ BEGIN
         RAISE EXCEPTION 'members, segments and risk_bands must have the same length'
             USING ERRCODE = 'array_subscript_error';
     END IF;
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
-                                WHERE d.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.accounts''::pg_catalog.regclass)'
-            INTO v_citus;
-    END IF;
+    -- (the write path's own test: whether loyalty.accounts is a Citus table)
+    v_citus := loyalty.books_distributed();
     IF v_citus THEN
         -- On Citus a locking query cannot span shards: one member at a time,
         -- in member_id order, each statement on that member's shard.

@@ -43,11 +43,8 @@ BEGIN
             HINT = 'Set one with loyalty.set_tier_policy() and loyalty.define_tier().';
     END IF;
 
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
-                                WHERE d.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.accounts''::pg_catalog.regclass)'
-            INTO v_citus;
-    END IF;
+    -- (the write path's own test: whether loyalty.accounts is a Citus table)
+    v_citus := loyalty.books_distributed();
     IF v_citus THEN
         -- On Citus (accounts distributed by member) a locking query cannot
         -- span shards: the batch's members are listed across the shards (no

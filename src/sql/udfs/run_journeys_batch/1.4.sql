@@ -19,11 +19,8 @@ BEGIN
     FROM (SELECT a.member_id FROM loyalty.accounts a
           WHERE a.program_id = run_journeys_batch.program AND a.member_id > after_member AND a.status = 'active'
           ORDER BY a.member_id LIMIT batch_size) x;
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
-                                WHERE d.logicalrelid OPERATOR(pg_catalog.=) ''loyalty.accounts''::pg_catalog.regclass)'
-            INTO v_citus;
-    END IF;
+    -- (the write path's own test: whether loyalty.accounts is a Citus table)
+    v_citus := loyalty.books_distributed();
     -- the whole batch at once; on Citus one member at a time (each
     -- statement then runs on that member's worker)
     LOOP
