@@ -44,6 +44,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "challenges.h"
 #include "ledger.h"
 #include "loyalty.h"
 #include "points.h"
@@ -90,7 +91,6 @@ typedef enum LedgerStmt
 	S_MEMBER_STATUS,
 	S_REPOINT_MERGED,
 	S_REFERRAL,
-	S_CHALLENGE_PURCHASE,
 	S_RULE_TAGS,
 	S_CHALLENGE_REFUND,
 	S_TIER,
@@ -191,10 +191,11 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_REFERRAL] = {
 		"SELECT loyalty.referral_purchase($1, $2, $3)",
 	3, {INT8OID, INT8OID, NUMERICOID}},
-	/* programs with active challenges: a purchase moves them, a refund back */
-	[S_CHALLENGE_PURCHASE] = {
-		"SELECT loyalty.challenge_move($1, $2, 'purchase', $3, $4, $5, $6, NULL)",
-	6, {INT8OID, INT8OID, NUMERICOID, TIMESTAMPTZOID, TEXTOID, JSONBOID}},
+
+	/*
+	 * programs with active challenges: a refund takes back what its purchase
+	 * moved
+	 */
 	[S_CHALLENGE_REFUND] = {
 		"SELECT loyalty.challenge_refund($1, $2, $3)",
 	3, {INT8OID, INT8OID, NUMERICOID}},
@@ -1438,16 +1439,16 @@ EarnHash(const EarnRequest *r)
 }
 
 /*
- * Move the member's challenges by a purchase or its refund, in the same
- * transaction.  By SQL, which reads the account and may award points, so
+ * Take back what a refunded purchase moved in the member's challenges, in
+ * the same transaction.  By SQL, which may take back an award's points, so
  * the deferred account changes are written first and the member read again
  * afterwards.
  */
 static void
-ChallengesMove(Member *m, int stmt, Datum *values, const char *nulls)
+ChallengesRefund(Member *m, Datum *values)
 {
 	FlushDeferred(m);
-	ExecStmt(stmt, values, nulls, 0);
+	ExecStmt(S_CHALLENGE_REFUND, values, NULL, 0);
 	m->stale = true;
 }
 
@@ -1518,18 +1519,33 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 	}
 	if (m->has_challenges)
 	{
-		Datum		cv[6];
-		char		cn[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+		ChallengeFact f = {0};
+		ChallengeDone *done;
+		int			n;
 
-		cv[0] = Int64GetDatum(m->member_id);
-		cv[1] = Int64GetDatum(entry_id);
-		cv[2] = NumericGetDatum(amount);
-		cv[3] = TimestampTzGetDatum(e.row.occurred_at);
-		cv[4] = PointerGetDatum(e.row.channel);
-		cn[4] = e.row.channel ? ' ' : 'n';
-		cv[5] = PointerGetDatum(r->lines);
-		cn[5] = r->lines ? ' ' : 'n';
-		ChallengesMove(m, S_CHALLENGE_PURCHASE, cv, cn);
+		f.member_id = m->member_id;
+		f.program_id = m->program_id;
+		f.rules_version = m->rules_version;
+		f.time_zone = m->time_zone;
+		f.tier_rank = m->tier_rank;
+		f.segment = m->segment;
+		f.kind = 'p';
+		f.entry_id = entry_id;
+		f.amount = amount;
+		f.lines = r->lines;
+		f.at = e.row.occurred_at;
+		f.channel = e.row.channel;
+		n = challenges_move(&f, &done);
+		if (n > 0)
+		{
+			/*
+			 * a completion awards points: the account is written and read
+			 * again
+			 */
+			FlushDeferred(m);
+			challenges_complete(m->member_id, done, n, e.row.occurred_at);
+			m->stale = true;
+		}
 	}
 	TierAfterWrite(m, "earn");
 	IdemStore(m, e.row.idem_key, "earn", hash, points, entry_id);
@@ -2635,7 +2651,7 @@ ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 		cv[2] = refund_full ? NumericGetDatum(int64_to_numeric(0)) :
 			DirectFunctionCall2(numeric_sub, NumericGetDatum(int64_to_numeric(1)),
 								DirectFunctionCall2(numeric_div, refunded_total, src_amount));
-		ChallengesMove(m, S_CHALLENGE_REFUND, cv, NULL);
+		ChallengesRefund(m, cv);
 	}
 	if (src_points > 0)
 		TierAfterWrite(on, "refund");

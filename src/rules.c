@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -35,12 +36,6 @@ typedef enum Stacking
 	STACK_ADD,
 	STACK_BEST_OF
 } Stacking;
-
-typedef struct StrList
-{
-	int			n;				/* -1: no condition */
-	char	  **v;
-} StrList;
 
 typedef struct EarnRule
 {
@@ -180,7 +175,7 @@ num_str(Numeric a)
 }
 
 /* A text[] column as C strings in the current context (n = -1 when NULL). */
-static StrList
+StrList
 text_array(HeapTuple tup, TupleDesc desc, int col)
 {
 	StrList		l = {-1, NULL};
@@ -199,8 +194,8 @@ text_array(HeapTuple tup, TupleDesc desc, int col)
 	return l;
 }
 
-static bool
-strlist_has(StrList *l, const char *s)
+bool
+strlist_has(const StrList *l, const char *s)
 {
 	int			i;
 
@@ -214,6 +209,28 @@ strlist_has(StrList *l, const char *s)
 	return false;
 }
 
+/*
+ * A rolled-back transaction may have read rules under a version number that
+ * a later committed change reuses: forget them then.
+ */
+static void
+RulesXactCallback(XactEvent event, void *arg)
+{
+	(void) arg;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		cached_program = -1;
+}
+
+static void
+RulesSubXactCallback(SubXactEvent event, SubTransactionId sub, SubTransactionId parent, void *arg)
+{
+	(void) sub;
+	(void) parent;
+	(void) arg;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		cached_program = -1;
+}
+
 /* Read the program's active rules into the cache, in evaluation order. */
 static void
 load_rules(int64 program_id, int64 version)
@@ -223,8 +240,12 @@ load_rules(int64 program_id, int64 version)
 	uint64		i;
 
 	if (rules_cxt == NULL)
+	{
 		rules_cxt = AllocSetContextCreate(CacheMemoryContext, "loyalty earning rules",
 										  ALLOCSET_SMALL_SIZES);
+		RegisterXactCallback(RulesXactCallback, NULL);
+		RegisterSubXactCallback(RulesSubXactCallback, NULL);
+	}
 	MemoryContextReset(rules_cxt);
 	rules = NULL;
 	nrules = 0;
@@ -427,6 +448,27 @@ parse_lines(Jsonb *jb, int *nlines)
 }
 
 /*
+ * The order lines' categories (NULL where none) and amounts, checked as the
+ * rules check them; returns how many.
+ */
+int
+rules_order_lines(Jsonb *jb, char ***categories, Numeric **amounts)
+{
+	int			n,
+				i;
+	Line	   *lines = parse_lines(jb, &n);
+
+	*categories = palloc(sizeof(char *) * n);
+	*amounts = palloc(sizeof(Numeric) * n);
+	for (i = 0; i < n; i++)
+	{
+		(*categories)[i] = lines[i].category;
+		(*amounts)[i] = lines[i].amount;
+	}
+	return n;
+}
+
+/*
  * The member's birthday, read only when a birthday rule needs it.  A
  * birthday changed less than the program's birthday_change_wait before the
  * purchase does not count yet: a member cannot move the birthday to collect
@@ -480,8 +522,8 @@ member_attributes(int64 member_id)
 	return isnull ? NULL : DatumGetJsonbPCopy(d);
 }
 
-/* The member's tags, read only when a rule asks for them. */
-static StrList
+/* The member's tags, read only when a rule (or challenge) asks for them. */
+StrList
 member_tags(int64 member_id)
 {
 	StrList		l = {0, NULL};
@@ -499,8 +541,8 @@ member_tags(int64 member_id)
 }
 
 /* Whether the two lists share an element. */
-static bool
-strlist_meets(StrList *l, StrList *have)
+bool
+strlist_meets(const StrList *l, const StrList *have)
 {
 	int			i;
 

@@ -12,7 +12,23 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
+
 #include "points.h"
+
+/* A text[] condition as C strings. */
+typedef struct StrList
+{
+	int			n;				/* -1: no condition */
+	char	  **v;
+} StrList;
+
+extern StrList text_array(HeapTuple tup, TupleDesc desc, int col);
+extern bool strlist_has(const StrList *l, const char *s);
+extern bool strlist_meets(const StrList *l, const StrList *have);
+extern StrList member_tags(int64 member_id);
+extern int	rules_order_lines(Jsonb *lines, char ***categories, Numeric **amounts);
 
 /* What the rules look at; filled by the caller (ledger.c). */
 typedef struct EarnContext

@@ -25,7 +25,7 @@ ALTER TABLE loyalty.programs
     ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC',
     ADD COLUMN rules_version bigint NOT NULL DEFAULT 0;
 COMMENT ON COLUMN loyalty.programs.time_zone IS 'Time zone in which rule weekdays, hours and birthdays are read';
-COMMENT ON COLUMN loyalty.programs.rules_version IS 'Bumped by every change of the program''s earning rules; backends cache rules per version';
+COMMENT ON COLUMN loyalty.programs.rules_version IS 'Bumped by every change of the program''s earning rules, tiers and challenges; backends cache them per version';
 
 ALTER TABLE loyalty.accounts ADD COLUMN segment text;
 COMMENT ON COLUMN loyalty.accounts.segment IS 'The member''s current segment (set by the analytics refresh or by the application); earning rules can target it';
@@ -85,8 +85,8 @@ CREATE INDEX earning_rules_program_idx ON loyalty.earning_rules (program_id) WHE
 -- node instead (Citus's pattern for triggers between reference tables): every
 -- node applies the same change to its copy of the rules, so every copy of
 -- programs is bumped once, in the same two-phase-committed transaction.
-#include "udfs/rules_version_bump/1.3.sql"
-COMMENT ON FUNCTION loyalty.rules_version_bump() IS 'Trigger: bump programs.rules_version when an earning rule or a tier changes';
+#include "udfs/rules_version_bump/1.4.sql"
+COMMENT ON FUNCTION loyalty.rules_version_bump() IS 'Trigger: bump programs.rules_version when an earning rule, a tier or a challenge changes';
 CREATE TRIGGER earning_rules_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.earning_rules
     FOR EACH ROW EXECUTE FUNCTION loyalty.rules_version_bump();
 

@@ -4,7 +4,7 @@
 -- completion (points clawed back by policy); member_progress for the app.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(48);
+SELECT plan(54);
 
 SELECT create_program('challenges', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
@@ -146,6 +146,48 @@ SELECT set_challenge_active(:five, false);
 SELECT earn(:ann, 10, reference => 'a8', occurred_at => (SELECT at FROM t0));
 SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ann AND challenge_id = :five
            AND period_start = (SELECT month_start FROM t0)), 7::numeric, 'a stopped challenge moves nothing');
+
+-- N days from the first step: a purchase continues the period it falls in
+SELECT create_challenge(:p, 'week3', 'Three purchases in seven days', 'purchases', 3, 'days', period_days => 7,
+                        repeating => true, reward_points => '5') AS week3 \gset
+SELECT enroll(:p, 'app', 'hal') AS hal \gset
+SELECT earn(:hal, 5, reference => 'h1', occurred_at => now() - interval '10 days');
+SELECT earn(:hal, 5, reference => 'h2', occurred_at => now() - interval '5 days');
+SELECT earn(:hal, 5, reference => 'h3');
+SELECT is((SELECT array_agg(value ORDER BY period_start) FROM challenge_progress WHERE member_id = :hal AND challenge_id = :week3),
+          ARRAY[2, 1]::numeric[], 'days: two purchases within seven days of the first, the third opens a new period');
+SELECT is((SELECT array_agg(period_end - period_start) FROM challenge_progress WHERE member_id = :hal AND challenge_id = :week3),
+          ARRAY[interval '7 days', interval '7 days'], '... each seven days long');
+-- the first days of membership: a purchase dated before joining does not count
+SELECT create_challenge(:p, 'welcome', 'Two purchases in your first month', 'purchases', 2, 'joining', period_days => 30,
+                        reward_points => '15') AS welcome \gset
+SELECT earn(:hal, 5, reference => 'h4');
+SELECT enroll(:p, 'app', 'ivy') AS ivy \gset
+SELECT earn(:ivy, 5, reference => 'i0', occurred_at => now() - interval '1 day');
+SELECT earn(:ivy, 5, reference => 'i1');
+SELECT is((SELECT count(*) FROM challenge_progress WHERE member_id = :hal AND challenge_id = :welcome), 1::bigint,
+          'joining: a member of ten days counts');
+SELECT is((SELECT (value, period_start) FROM challenge_progress WHERE member_id = :ivy AND challenge_id = :welcome),
+          (SELECT (1::numeric, joined_at) FROM members WHERE member_id = :ivy), '... from the day it joined, not before');
+-- a purchase's channel and minimum amount
+SELECT create_challenge(:p, 'app3', 'Three app orders of 20', 'purchases', 3, 'month', reward_points => '5',
+                        channels => '{app}', min_amount => 20) AS app3 \gset
+SELECT earn(:ivy, 25, reference => 'i2', channel => 'app'), earn(:ivy, 25, reference => 'i3', channel => 'pos'),
+       earn(:ivy, 15, reference => 'i4', channel => 'app');
+SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ivy AND challenge_id = :app3), 1::numeric,
+          'channels and min_amount: only the app order of 25 counts');
+
+-- a challenge created and rolled back is forgotten, though the program's
+-- rules version it was read under is reused by the next change
+SELECT enroll(:p, 'app', 'jo') AS jo \gset
+SAVEPOINT before_gone;
+SELECT create_challenge(:p, 'gone', 'Rolled back', 'purchases', 100, 'month', reward_points => '1') AS gone \gset
+SELECT earn(:jo, 1, reference => 'j1');
+ROLLBACK TO SAVEPOINT before_gone;
+SELECT create_challenge(:p, 'kept', 'Kept', 'purchases', 100, 'month', reward_points => '1') AS kept \gset
+SELECT earn(:jo, 1, reference => 'j2');
+SELECT is((SELECT array_agg(challenge_id) FROM challenge_progress WHERE member_id = :jo AND challenge_id IN (:gone, :kept)),
+          ARRAY[:kept]::bigint[], 'a rolled-back challenge moves nothing, the one made instead moves');
 
 -- bad definitions are refused
 SELECT throws_ok(format('SELECT loyalty.create_challenge(%s, %L, %L, %L, 3, %L, reward_points => %L)', :p, 'x', 'x', 'hugs', 'month', '5'),

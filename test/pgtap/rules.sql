@@ -1,7 +1,7 @@
 -- Earning rules (src/rules.c): every rule kind, conditions, stacking, stop,
 -- order lines, explanation, preview, cache invalidation; activities and caps.
 BEGIN;
-SELECT plan(53);
+SELECT plan(54);
 
 SELECT loyalty.create_program('rules', earn_rate => 1) AS p \gset
 UPDATE loyalty.programs SET time_zone = 'Europe/Paris' WHERE program_id = :p;
@@ -160,6 +160,19 @@ SELECT is((SELECT r.v FROM rv r WHERE r.step = s.step), (SELECT r.v + 1 FROM rv 
 FROM (VALUES ('create_earning_rule', 'start'), ('set_earning_rule_active', 'create_earning_rule'),
              ('direct UPDATE of earning_rules', 'set_earning_rule_active'),
              ('define_tier', 'direct UPDATE of earning_rules'), ('direct DELETE from tiers', 'define_tier')) s(step, prev);
+
+-- a rule created and rolled back is forgotten, though the program's rules
+-- version it was read under is reused by the next change
+SELECT loyalty.create_program('rolled back') AS rb \gset
+SELECT loyalty.enroll(:rb, 'app', 'rb-1') AS rbm \gset
+SELECT loyalty.create_earning_rule(:rb, 'x2', 'multiply', 2);
+SELECT loyalty.earn(:rbm, 10, reference => 'rb0');
+SAVEPOINT before_x5;
+SELECT loyalty.create_earning_rule(:rb, 'x5', 'multiply', 5);
+SELECT loyalty.earn(:rbm, 10, reference => 'rb1');
+ROLLBACK TO SAVEPOINT before_x5;
+SELECT loyalty.create_earning_rule(:rb, 'x3', 'multiply', 3);
+SELECT is(loyalty.earn(:rbm, 10, reference => 'rb2'), 60::bigint, 'a rolled-back rule no longer applies: 10 x 2 x 3');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
 SELECT * FROM finish();

@@ -38,6 +38,9 @@ CREATE TABLE loyalty.challenges (
     CHECK ((metric = 'streak_weeks') = (period = 'streak')),
     CHECK (valid_until IS NULL OR valid_from IS NULL OR valid_until > valid_from)
 );
+-- the write path caches a program's challenges per rules_version
+CREATE TRIGGER challenges_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.challenges
+    FOR EACH ROW EXECUTE FUNCTION loyalty.rules_version_bump();
 COMMENT ON TABLE loyalty.challenges IS
     'Challenges: a goal over purchases, spend, visits (days), categories, activities, referrals or consecutive weeks (streak_weeks), in a period (calendar month or week, N days from the first step, N days from joining, the campaign''s window, a streak), rewarded with points and/or a badge';
 COMMENT ON COLUMN loyalty.challenges.period IS

@@ -388,6 +388,10 @@ COMMENT ON FUNCTION loyalty.tier_metric(bigint, timestamptz) IS
     'The member''s qualifying metric (spend, points earned or visits, net of refunds) over the window ending at as_of (default now); with household tiers, its household''s';
 
 -- == challenges, badges and streaks ============================================
+-- (their changes bump rules_version too: the write path caches them by it)
+#include-replace "udfs/rules_version_bump/1.4.sql"
+COMMENT ON FUNCTION loyalty.rules_version_bump() IS 'Trigger: bump programs.rules_version when an earning rule, a tier or a challenge changes';
+COMMENT ON COLUMN loyalty.programs.rules_version IS 'Bumped by every change of the program''s earning rules, tiers and challenges; backends cache them per version';
 #include "parts/challenges.sql"
 ALTER TABLE loyalty.challenges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.challenges USING (loyalty.program_visible(program_id));
