@@ -106,12 +106,66 @@ typedef struct Move
 	bool		dropped;
 } Move;
 
+/*
+ * Every moved period of a fact, and what a purchase moved (so that its
+ * refund can take it back), in one statement.  $1 member, $2 program, $3
+ * challenges, $4 deltas, $5 items, $6 and $7 the periods, $8 the purchase's
+ * entry (NULL: not a purchase).  Two forms: with items (days, weeks or
+ * categories, each kept with the number of facts behind it) and, cheaper to
+ * start, without.
+ */
+#define UPSERT_HEAD \
+	"WITH x AS (" \
+	" SELECT * FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[])," \
+	"  pg_catalog.unnest($4::pg_catalog.numeric[]), pg_catalog.unnest($5::pg_catalog.jsonb[])," \
+	"  pg_catalog.unnest($6::pg_catalog.timestamptz[]), pg_catalog.unnest($7::pg_catalog.timestamptz[]))" \
+	"  AS x(challenge_id, delta, items, period_start, period_end)" \
+	"), moved AS ("
+#define UPSERT_TAIL \
+	" RETURNING p.challenge_id, p.period_start, p.value, p.completed_at IS NULL" \
+	"), recorded AS (" \
+	" INSERT INTO loyalty.challenge_facts" \
+	"  (member_id, entry_id, program_id, challenge_ids, period_starts, deltas, items)" \
+	" SELECT $1, $8, $2, $3, $6, $4, $5 WHERE $8 IS NOT NULL" \
+	")" \
+	" SELECT * FROM moved"
+#define UPSERT \
+	UPSERT_HEAD \
+	" INSERT INTO loyalty.challenge_progress AS p" \
+	"  (member_id, challenge_id, period_start, period_end, program_id, value, updated_at)" \
+	" SELECT $1, x.challenge_id, x.period_start, x.period_end, $2, x.delta, pg_catalog.now() FROM x" \
+	" ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE" \
+	" SET value = p.value" PLUS "EXCLUDED.value, updated_at = EXCLUDED.updated_at" \
+	UPSERT_TAIL
+#define UPSERT_ITEMS \
+	UPSERT_HEAD \
+	" INSERT INTO loyalty.challenge_progress AS p" \
+	"  (member_id, challenge_id, period_start, period_end, program_id, value, items, last_item," \
+	"   updated_at)" \
+	" SELECT $1, x.challenge_id, x.period_start, x.period_end, $2," \
+	"  coalesce(x.delta, (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(x.items)))," \
+	"  x.items, (SELECT pg_catalog.max(k) FROM pg_catalog.jsonb_object_keys(x.items) k)," \
+	"  pg_catalog.now()" \
+	" FROM x" \
+	" ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE" \
+	" SET items = CASE WHEN EXCLUDED.items IS NULL THEN p.items" \
+	"  ELSE p.items OPERATOR(pg_catalog.||) (SELECT pg_catalog.jsonb_object_agg(k," \
+	"   coalesce((p.items OPERATOR(pg_catalog.->>) k)::pg_catalog.numeric, 0)" PLUS "1)" \
+	"   FROM pg_catalog.jsonb_object_keys(EXCLUDED.items) k) END," \
+	"  value = CASE WHEN EXCLUDED.items IS NULL THEN p.value" PLUS "EXCLUDED.value" \
+	"  ELSE p.value" PLUS "(SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(EXCLUDED.items) k" \
+	"   WHERE NOT p.items OPERATOR(pg_catalog.?) k) END," \
+	"  last_item = greatest(p.last_item, EXCLUDED.last_item)," \
+	"  updated_at = EXCLUDED.updated_at" \
+	UPSERT_TAIL
+
 static HTAB *cache = NULL;
 static KeptPlan load_plan;
 static KeptPlan account_plan;
 static KeptPlan rows_plan;
 static KeptPlan joined_plan;
 static KeptPlan upsert_plan;
+static KeptPlan upsert_items_plan;
 static KeptPlan complete_plan;
 
 /*
@@ -504,6 +558,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			ndone = 0;
+	bool		any_items = false;
 	uint64		r;
 	int			i,
 				j;
@@ -742,6 +797,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 
 		if (m->dropped)
 			continue;
+		any_items |= m->has_items;
 		ids[j] = Int64GetDatum(m->c->id);
 		deltas[j] = m->delta;
 		delta_null[j] = !m->has_delta;
@@ -770,42 +826,8 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	values[7] = Int64GetDatum(f->entry_id);
 	if (f->kind != 'p' || f->entry_id == 0)
 		nulls[7] = 'n';
-	if (loyalty_run(&upsert_plan,
-					"WITH x AS ("
-					" SELECT * FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[]),"
-					"  pg_catalog.unnest($4::pg_catalog.numeric[]), pg_catalog.unnest($5::pg_catalog.jsonb[]),"
-					"  pg_catalog.unnest($6::pg_catalog.timestamptz[]), pg_catalog.unnest($7::pg_catalog.timestamptz[]))"
-					"  AS x(challenge_id, delta, items, period_start, period_end)"
-					"), moved AS ("
-					" INSERT INTO loyalty.challenge_progress AS p"
-					"  (member_id, challenge_id, period_start, period_end, program_id, value, items, last_item,"
-					"   updated_at)"
-					" SELECT $1, x.challenge_id, x.period_start, x.period_end, $2,"
-					"  coalesce(x.delta, (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(x.items))),"
-					"  x.items, (SELECT pg_catalog.max(k) FROM pg_catalog.jsonb_object_keys(x.items) k),"
-					"  pg_catalog.now()"
-					" FROM x"
-					" ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE"
-	/* items: each day, week or category with the number of facts behind it */
-					" SET items = CASE WHEN EXCLUDED.items IS NULL THEN p.items"
-					"  ELSE p.items OPERATOR(pg_catalog.||) (SELECT pg_catalog.jsonb_object_agg(k,"
-					"   coalesce((p.items OPERATOR(pg_catalog.->>) k)::pg_catalog.numeric, 0)" PLUS "1)"
-					"   FROM pg_catalog.jsonb_object_keys(EXCLUDED.items) k) END,"
-					"  value = CASE WHEN EXCLUDED.items IS NULL THEN p.value" PLUS "EXCLUDED.value"
-					"  ELSE p.value" PLUS "(SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(EXCLUDED.items) k"
-					"   WHERE NOT p.items OPERATOR(pg_catalog.?) k) END,"
-					"  last_item = greatest(p.last_item, EXCLUDED.last_item),"
-					"  updated_at = EXCLUDED.updated_at"
-					" RETURNING p.challenge_id, p.period_start, p.value, p.completed_at IS NULL"
-					"), recorded AS ("
-	/* what a purchase moved, so that its refund can take it back */
-					" INSERT INTO loyalty.challenge_facts (member_id, entry_id, program_id, moves)"
-					" SELECT $1, $8, $2, pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-					"  'challenge_id', x.challenge_id, 'period_start', x.period_start, 'delta', x.delta,"
-					"  'items', x.items) ORDER BY x.challenge_id)"
-					" FROM x WHERE $8 IS NOT NULL HAVING pg_catalog.count(*)" GT "0"
-					")"
-					" SELECT * FROM moved",
+	if (loyalty_run(any_items ? &upsert_items_plan : &upsert_plan,
+					any_items ? UPSERT_ITEMS : UPSERT,
 					8, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "loyalty: moving challenge progress failed");
 

@@ -48,16 +48,18 @@ COMMENT ON COLUMN loyalty.challenges.period IS
 COMMENT ON COLUMN loyalty.challenges.repeating IS
     'Completed again in each new period (month, week, days, streak); otherwise once per member';
 
--- No foreign keys on the per-fact tables: only challenge_move writes them,
--- under the member's lock, for challenges that exist (there is no way to
--- delete one), and each key check would cost a purchase a query per row.
+-- No foreign keys or CHECK constraints on the per-fact tables: only
+-- challenge_move and challenge_refund write them, under the member's lock,
+-- for challenges that exist (there is no way to delete one), never below
+-- zero; a key check would cost a purchase a query per row, and a CHECK its
+-- expression prepared again for every statement.
 CREATE TABLE loyalty.challenge_progress (
     member_id      bigint NOT NULL,
     challenge_id   bigint NOT NULL,
     period_start   timestamptz NOT NULL,
     period_end     timestamptz,
     program_id     bigint NOT NULL,
-    value          numeric NOT NULL DEFAULT 0 CHECK (value >= 0),
+    value          numeric NOT NULL DEFAULT 0,
     items          jsonb,
     last_item      text,
     completed_at   timestamptz,
@@ -76,16 +78,26 @@ COMMENT ON TABLE loyalty.challenge_progress IS
 COMMENT ON COLUMN loyalty.challenge_progress.items IS
     'For visits, categories and streaks: each day, category or week counted, with the number of facts behind it (a refund takes its own away)';
 
+-- (arrays, not a JSON document: a purchase moving 20 challenges writes a
+-- row small enough to stay uncompressed)
 CREATE TABLE loyalty.challenge_facts (
-    member_id   bigint NOT NULL,
-    entry_id    bigint NOT NULL,
-    program_id  bigint NOT NULL,
-    moves       jsonb NOT NULL,
-    standing    numeric NOT NULL DEFAULT 1 CHECK (standing >= 0 AND standing <= 1),
+    member_id      bigint NOT NULL,
+    entry_id       bigint NOT NULL,
+    program_id     bigint NOT NULL,
+    challenge_ids  bigint[] NOT NULL,
+    period_starts  timestamptz[] NOT NULL,
+    deltas         numeric[] NOT NULL,
+    items          jsonb[] NOT NULL,
+    standing       numeric NOT NULL DEFAULT 1,
     PRIMARY KEY (member_id, entry_id)
 );
 COMMENT ON TABLE loyalty.challenge_facts IS
     'What each purchase added to which challenge period, and the share of it not refunded: a refund takes back exactly that';
+COMMENT ON COLUMN loyalty.challenge_facts.challenge_ids IS 'The challenges the purchase moved (the next three columns are parallel arrays)';
+COMMENT ON COLUMN loyalty.challenge_facts.standing IS 'The share of the purchase not refunded, from 1 down to 0';
+COMMENT ON COLUMN loyalty.challenge_facts.period_starts IS 'The period of each (its start)';
+COMMENT ON COLUMN loyalty.challenge_facts.deltas IS 'What it added to each (NULL: counted by items)';
+COMMENT ON COLUMN loyalty.challenge_facts.items IS 'The day, week or categories it counted for each (NULL: counted by deltas)';
 
 CREATE TABLE loyalty.member_badges (
     member_id     bigint NOT NULL REFERENCES loyalty.members,

@@ -22,20 +22,19 @@ BEGIN
     -- spend goes back in proportion to the amount refunded; a purchase, its
     -- day, week and categories only with the last of its amount
     v_share := f.standing - challenge_refund.standing;
-    FOR mv IN SELECT (m ->> 'challenge_id')::bigint AS challenge_id, (m ->> 'period_start')::timestamptz AS period_start,
-                     (m ->> 'delta')::numeric AS delta, m -> 'items' AS items, c.metric, c.goal, c.code
-              FROM jsonb_array_elements(f.moves) m
-              JOIN loyalty.challenges c ON c.challenge_id = (m ->> 'challenge_id')::bigint
+    FOR mv IN SELECT x.challenge_id, x.period_start, x.delta, x.items, c.metric, c.goal, c.code
+              FROM unnest(f.challenge_ids, f.period_starts, f.deltas, f.items) AS x(challenge_id, period_start, delta, items)
+              JOIN loyalty.challenges c ON c.challenge_id = x.challenge_id
               ORDER BY 1 LOOP
         CONTINUE WHEN mv.metric <> 'spend' AND challenge_refund.standing > 0;
         UPDATE loyalty.challenge_progress x
         -- an item (day, week, category) goes when its last fact does
-        SET items = CASE WHEN mv.items IS NULL OR jsonb_typeof(mv.items) = 'null' THEN x.items
+        SET items = CASE WHEN mv.items IS NULL THEN x.items
                          ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value::numeric - coalesce((mv.items ->> e.key)::numeric, 0))
                                                 FILTER (WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)), '{}')
                                FROM jsonb_each_text(x.items) e) END,
             value = CASE WHEN mv.metric = 'spend' THEN greatest(x.value - mv.delta * v_share, 0)
-                         WHEN mv.items IS NULL OR jsonb_typeof(mv.items) = 'null' THEN greatest(x.value - mv.delta, 0)
+                         WHEN mv.items IS NULL THEN greatest(x.value - mv.delta, 0)
                          ELSE (SELECT count(*) FROM jsonb_each_text(x.items) e
                                WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)) END,
             updated_at = now()
