@@ -25,13 +25,16 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rangetypes.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "challenges.h"
 #include "loyalty.h"
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(loyalty_challenge_move);
+PG_FUNCTION_INFO_V1(loyalty_challenge_period);
 
 typedef enum Metric
 {
@@ -432,6 +435,86 @@ joined_at(int64 member_id)
 	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* The calendar of a moment in the program's time zone. */
+typedef struct LocalDay
+{
+	Datum		zone;			/* text */
+	int			year,
+				month;
+	int			today;			/* Julian day numbers */
+	int			monday;			/* of the ISO week */
+} LocalDay;
+
+static LocalDay
+local_day(TimestampTz at, const char *time_zone)
+{
+	LocalDay	d;
+	Timestamp	local;
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	d.zone = CStringGetTextDatum(time_zone);
+	local = DatumGetTimestamp(DirectFunctionCall2(timestamptz_zone, d.zone, TimestampTzGetDatum(at)));
+	if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	d.year = tm.tm_year;
+	d.month = tm.tm_mon;
+	d.today = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	d.monday = d.today - (j2day(d.today) + 6) % 7;
+	return d;
+}
+
+/*
+ * The period of a challenge that a fact at `at` falls in, or opens:
+ * calendar periods in the program's time zone (the month or ISO week of
+ * `at`), the first period_days days of membership, the challenge's own
+ * window, and for 'days' and 'streak' the period a first fact at `at` opens
+ * (period_days from it; the streak from its week on, open-ended).  The one
+ * definition, for the write path and loyalty.challenge_period.
+ */
+static void
+period_of(Period period, int32 period_days, bool has_from, TimestampTz valid_from, bool has_until,
+		  TimestampTz valid_until, TimestampTz at, const LocalDay *d, TimestampTz joined,
+		  TimestampTz *start, TimestampTz *end, bool *open_ended)
+{
+	*open_ended = false;
+	*end = 0;
+	switch (period)
+	{
+		case P_MONTH:
+			*start = local_midnight(date2j(d->year, d->month, 1), d->zone);
+			*end = local_midnight(d->month == 12 ? date2j(d->year + 1, 1, 1) : date2j(d->year, d->month + 1, 1),
+								  d->zone);
+			break;
+		case P_WEEK:
+			*start = local_midnight(d->monday, d->zone);
+			*end = local_midnight(d->monday + 7, d->zone);
+			break;
+		case P_JOINING:
+			*start = joined;
+			*end = plus_days(joined, period_days);
+			break;
+		case P_CAMPAIGN:
+			if (has_from)
+				*start = valid_from;
+			else
+				TIMESTAMP_NOBEGIN(*start);
+			*open_ended = !has_until;
+			*end = has_until ? valid_until : 0;
+			break;
+		case P_DAYS:
+			*start = at;
+			*end = plus_days(at, period_days);
+			break;
+		case P_STREAK:
+			*start = local_midnight(d->monday, d->zone);
+			*open_ended = true;
+			break;
+	}
+}
+
 /*
  * The member's earlier periods, for the challenges that need them: one that
  * does not repeat is done once completed; a fact continues the instance of
@@ -536,12 +619,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	char	   *segment = text_or_null(f->segment);
 	bool		tags_read = false;
 	StrList		tags = {0, NULL};
-	Datum		zone;
-	Timestamp	local;
-	struct pg_tm tm;
-	fsec_t		fsec;
-	int			today,
-				monday;
+	LocalDay	day;
 	char	   *prev_week;
 	bool		joined_read = false;
 	TimestampTz joined = 0;
@@ -654,15 +732,8 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 		return 0;
 
 	/* calendar facts of the moment in the program's time zone */
-	zone = CStringGetTextDatum(f->time_zone);
-	local = DatumGetTimestamp(DirectFunctionCall2(timestamptz_zone, zone, TimestampTzGetDatum(f->at)));
-	if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	today = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
-	monday = today - (j2day(today) + 6) % 7;
-	prev_week = date_key(monday - 7);
+	day = local_day(f->at, f->time_zone);
+	prev_week = date_key(day.monday - 7);
 
 	FindPeriods(f, mv, nmv, prev_week);
 
@@ -676,49 +747,13 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 			continue;
 		if (!m->has_start)
 		{
-			m->open_ended = false;
-			switch (c->period)
+			if (c->period == P_JOINING && !joined_read)
 			{
-				case P_MONTH:
-					{
-						int			first = date2j(tm.tm_year, tm.tm_mon, 1);
-						int			next = tm.tm_mon == 12 ? date2j(tm.tm_year + 1, 1, 1) :
-						date2j(tm.tm_year, tm.tm_mon + 1, 1);
-
-						m->start = local_midnight(first, zone);
-						m->end = local_midnight(next, zone);
-						break;
-					}
-				case P_WEEK:
-					m->start = local_midnight(monday, zone);
-					m->end = local_midnight(monday + 7, zone);
-					break;
-				case P_JOINING:
-					if (!joined_read)
-					{
-						joined = joined_at(f->member_id);
-						joined_read = true;
-					}
-					m->start = joined;
-					m->end = plus_days(joined, c->period_days);
-					break;
-				case P_CAMPAIGN:
-					if (c->has_from)
-						m->start = c->valid_from;
-					else
-						TIMESTAMP_NOBEGIN(m->start);
-					m->open_ended = !c->has_until;
-					m->end = c->valid_until;
-					break;
-				case P_DAYS:
-					m->start = f->at;
-					m->end = plus_days(f->at, c->period_days);
-					break;
-				case P_STREAK:
-					m->start = local_midnight(monday, zone);
-					m->open_ended = true;
-					break;
+				joined = joined_at(f->member_id);
+				joined_read = true;
 			}
+			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
+					  f->at, &day, joined, &m->start, &m->end, &m->open_ended);
 		}
 		if (f->at < m->start || (!m->open_ended && f->at >= m->end))
 		{
@@ -734,7 +769,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 				break;
 			case M_VISITS:
 				{
-					char	   *k = date_key(today);
+					char	   *k = date_key(day.today);
 
 					m->items = items_json(&k, 1);
 					m->has_items = true;
@@ -742,7 +777,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 				}
 			case M_STREAK:
 				{
-					char	   *k = date_key(monday);
+					char	   *k = date_key(day.monday);
 
 					m->items = items_json(&k, 1);
 					m->has_items = true;
@@ -946,4 +981,51 @@ loyalty_challenge_move(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_INT32(n);
+}
+
+/*
+ * loyalty.challenge_period(period, period_days, valid_from, valid_until, at,
+ * time_zone, joined_at): the period a fact at `at` falls in (or opens), as
+ * the write path decides it, for member_progress.
+ */
+Datum
+loyalty_challenge_period(PG_FUNCTION_ARGS)
+{
+	TypeCacheEntry *typcache;
+	RangeBound	lower = {0},
+				upper = {0};
+	LocalDay	day;
+	TimestampTz start,
+				end,
+				at;
+	bool		open_ended;
+	Period		period;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
+		PG_RETURN_NULL();
+	period = period_from(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if ((period == P_DAYS || period == P_JOINING) && PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	if (period == P_JOINING && PG_ARGISNULL(6))
+		PG_RETURN_NULL();
+	at = PG_GETARG_TIMESTAMPTZ(4);
+	day = local_day(at, text_to_cstring(PG_GETARG_TEXT_PP(5)));
+	period_of(period, PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
+			  !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2),
+			  !PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_TIMESTAMPTZ(3),
+			  at, &day, PG_ARGISNULL(6) ? 0 : PG_GETARG_TIMESTAMPTZ(6), &start, &end, &open_ended);
+
+	typcache = lookup_type_cache(TSTZRANGEOID, TYPECACHE_RANGE_INFO);
+	lower.val = TimestampTzGetDatum(start);
+	lower.inclusive = true;
+	lower.lower = true;
+	upper.val = TimestampTzGetDatum(end);
+	upper.infinite = open_ended;
+	upper.inclusive = false;
+	upper.lower = false;
+#if PG_VERSION_NUM >= 160000
+	PG_RETURN_RANGE_P(make_range(typcache, &lower, &upper, false, NULL));
+#else
+	PG_RETURN_RANGE_P(make_range(typcache, &lower, &upper, false));
+#endif
 }

@@ -4,7 +4,7 @@
 -- completion (points clawed back by policy); member_progress for the app.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(54);
+SELECT plan(58);
 
 SELECT create_program('challenges', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
@@ -176,6 +176,16 @@ SELECT earn(:ivy, 25, reference => 'i2', channel => 'app'), earn(:ivy, 25, refer
        earn(:ivy, 15, reference => 'i4', channel => 'app');
 SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ivy AND challenge_id = :app3), 1::numeric,
           'channels and min_amount: only the app order of 25 counts');
+
+-- periods in the program's time zone, across daylight saving time
+SELECT is(loyalty.challenge_period('month', NULL, NULL, NULL, '2026-03-29 12:00+02', 'Europe/Paris', NULL),
+          tstzrange('2026-03-01 00:00+01', '2026-04-01 00:00+02'), 'period: the local month (DST starts in it)');
+SELECT is(loyalty.challenge_period('week', NULL, NULL, NULL, '2026-11-01 01:30-04', 'America/New_York', NULL),
+          tstzrange('2026-10-26 00:00-04', '2026-11-02 00:00-05'), 'period: the local ISO week, from Monday');
+SELECT is(loyalty.challenge_period('streak', NULL, NULL, NULL, '2027-01-01 00:30+09', 'Asia/Tokyo', NULL),
+          tstzrange('2026-12-28 00:00+09', NULL), 'period: a streak from its local week on, open-ended');
+SELECT is(loyalty.challenge_period('campaign', NULL, NULL, '2027-01-01', '2026-12-01', 'UTC', NULL),
+          tstzrange('-infinity', '2027-01-01'), 'period: a campaign''s window');
 
 -- a challenge created and rolled back is forgotten, though the program's
 -- rules version it was read under is reused by the next change

@@ -125,10 +125,7 @@ ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
           'membership.cancelled', 'membership.ended', 'membership.changed', 'coupon.redeemed',
           'challenge.completed', 'badge.earned'];
 
--- No SET search_path, as the one exception: a SET keeps the planner from
--- inlining it into its callers (a purchase evaluates it once per challenge);
--- every name in it is schema-qualified, its callers pin search_path, and it
--- is granted to no one.
+-- the write path's own definition of a challenge's periods (src/challenges.c)
 #include "udfs/challenge_period/1.4.sql"
 COMMENT ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz) IS
     'Internal: the period of a challenge a fact at a time falls in (or opens)';
