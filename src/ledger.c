@@ -90,6 +90,7 @@ typedef enum LedgerStmt
 	S_CLOSE_MEMBER,
 	S_MEMBER_STATUS,
 	S_REPOINT_MERGED,
+	S_MERGE_ENGAGEMENT,
 	S_REFERRAL,
 	S_RULE_TAGS,
 	S_CHALLENGE_REFUND,
@@ -330,6 +331,10 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[S_REPOINT_MERGED] = {
 		"UPDATE loyalty.members SET merged_into = $1 WHERE merged_into" EQ "$2",
 	2, {INT8OID, INT8OID}},
+	/* the absorbed member's tags, badges, challenge progress, survey answers */
+	[S_MERGE_ENGAGEMENT] = {
+		"SELECT loyalty.merge_engagement($1, $2)",
+	2, {INT8OID, INT8OID}},
 	/* a tier change's history row and event (the tiers as text) */
 	[S_TIER_HISTORY] = {
 		"INSERT INTO loyalty.tier_history (member_id, from_tier, to_tier, reason)"
@@ -431,6 +436,7 @@ struct Member
 
 	bool		has_pool_share; /* earns feed household pools */
 	bool		has_challenges; /* the program has active challenges */
+	bool		engagement;		/* the schema has 1.4's engagement tables */
 	Datum		pool_share;		/* numeric: the share of each earn */
 	Datum		max_multiplier; /* numeric ceiling of an earn (0: none) */
 
@@ -600,6 +606,7 @@ LoadMember(bool lock, int64 member_id, Member *m, bool need_active)
 		m->pool_share = r.prog[P_POOL_SHARE];
 	m->max_multiplier = r.prog_null[P_MAX_MULTIPLIER] ? (Datum) 0 : r.prog[P_MAX_MULTIPLIER];
 	m->has_challenges = !r.prog_null[P_HAS_CHALLENGES] && DatumGetBool(r.prog[P_HAS_CHALLENGES]);
+	m->engagement = !r.prog_null[P_HAS_CHALLENGES];
 	/* now(): the transaction's start, as the SQL statements see it */
 	m->now = GetCurrentTransactionStartTimestamp();
 
@@ -2640,18 +2647,21 @@ ReverseWrite(Member *m, const ReverseRequest *r, int64 hash, LedgerResult *res)
 				 errmsg("a %s entry cannot be reversed", kind),
 				 errhint("Reverse earn, award, redeem, capture and adjust entries; release holds with loyalty.release().")));
 
-	/* a refund of a purchase takes back the progress it made */
-	if (purchase_refund && m->has_challenges)
+	/*
+	 * A refund of a purchase takes back the progress it made, from the member
+	 * whose progress it is now (a merge carried it to the survivor).
+	 */
+	if (purchase_refund && on->has_challenges)
 	{
 		Datum		cv[3];
 
-		cv[0] = Int64GetDatum(m->member_id);
+		cv[0] = Int64GetDatum(on->member_id);
 		cv[1] = Int64GetDatum(source);
 		/* the share of the purchase still standing */
 		cv[2] = refund_full ? NumericGetDatum(int64_to_numeric(0)) :
 			DirectFunctionCall2(numeric_sub, NumericGetDatum(int64_to_numeric(1)),
 								DirectFunctionCall2(numeric_div, refunded_total, src_amount));
-		ChallengesRefund(m, cv);
+		ChallengesRefund(on, cv);
 	}
 	if (src_points > 0)
 		TierAfterWrite(on, "refund");
@@ -3136,6 +3146,8 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	ExecStmt(S_MOVE_IDENTITIES, values, NULL, 0);
 	ExecStmt(S_CLOSE_MEMBER, values, NULL, 0);
 	ExecStmt(S_REPOINT_MERGED, values, NULL, 0);
+	if (s.engagement)
+		ExecStmt(S_MERGE_ENGAGEMENT, values, NULL, 0);
 
 	IdemStore(&s, r->idempotency_key, "merge", hash, moved, in_entry);
 	Finish(&s);

@@ -4,7 +4,7 @@
 -- and a referee's first purchase moves its referrer's challenge on the other
 -- shard.  Run by test/scripts/citus.sh after loyalty.distribute().
 BEGIN;
-SELECT plan(6);
+SELECT plan(9);
 
 SELECT loyalty.create_program('tap-challenges') AS p \gset
 CREATE TEMP TABLE chm AS SELECT loyalty.enroll(:p, 'app', 'ch-' || g) AS m FROM generate_series(1, 8) g;
@@ -32,6 +32,16 @@ SELECT loyalty.enroll(:p, 'app', 'ch-ref', referral_code => loyalty.referral_cod
 SELECT loyalty.earn(:r, 30, reference => 'tch-r');
 SELECT value AS friends FROM loyalty.challenge_progress WHERE member_id = :a AND challenge_id = :friend \gset
 SELECT is(:friends::numeric, 1::numeric, 'the referral counted for the referrer');
+-- a merge across shards carries progress, badges and tags to the survivor
+SELECT loyalty.earn(:b, 10, reference => 'tch-b1'), loyalty.earn(:b, 10, reference => 'tch-b2');
+SELECT loyalty.tag_member(:b, 'moved');
+SELECT loyalty.merge_members(:a, :b) IS NOT NULL AS merged;
+SELECT value AS v FROM loyalty.challenge_progress WHERE member_id = :a AND challenge_id = :two \gset
+SELECT count(*) AS badges FROM loyalty.member_badges WHERE member_id = :a \gset
+SELECT count(*) AS tags FROM loyalty.member_tags WHERE member_id = :a \gset
+SELECT is(:v::numeric, 3::numeric, 'a merge across shards adds the progress up (1 + 2)');
+SELECT is(:badges::bigint, 1::bigint, '... the badge follows');
+SELECT is(:tags::bigint, 1::bigint, '... and the tag');
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 SELECT * FROM finish();
 ROLLBACK;

@@ -65,6 +65,7 @@ CREATE TABLE loyalty.challenge_progress (
     completed_at   timestamptz,
     completions    integer NOT NULL DEFAULT 0,
     award_entry    bigint,
+    award_member   bigint,
     clawed_back_at timestamptz,
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, challenge_id, period_start)
@@ -75,6 +76,8 @@ WITH (fillfactor = 70);
 CREATE INDEX challenge_progress_challenge_idx ON loyalty.challenge_progress (challenge_id, period_start);
 COMMENT ON TABLE loyalty.challenge_progress IS
     'Each member''s progress in each period of a challenge, moved in the same transaction as the purchase, activity or referral (and back by a refund)';
+COMMENT ON COLUMN loyalty.challenge_progress.award_member IS
+    'Whose ledger award_entry is in when not this member''s: the member merged into this one that was paid (a merge carries progress, not ledger entries)';
 COMMENT ON COLUMN loyalty.challenge_progress.items IS
     'For visits, categories and streaks: each day, category or week counted, with the number of facts behind it (a refund takes its own away)';
 

@@ -427,3 +427,6 @@ REVOKE ALL ON SEQUENCE loyalty.surveys_survey_id_seq, loyalty.survey_responses_r
 -- == campaign results and control groups =======================================
 #include "parts/campaigns.sql"
 REVOKE ALL ON SEQUENCE loyalty.journey_steps_step_id_seq FROM PUBLIC;
+
+-- == what a merge carries besides the books ===================================
+#include "parts/merge.sql"

@@ -27,7 +27,7 @@ BEGIN
                                  'challenge:' || c.challenge_id || ':' || extract(epoch FROM p.period_start)::text
                                      || ':' || p.completions,
                                  challenge_complete.at);
-        UPDATE loyalty.challenge_progress x SET award_entry = v_entry
+        UPDATE loyalty.challenge_progress x SET award_entry = v_entry, award_member = NULL
         WHERE x.member_id = challenge_complete.member AND x.challenge_id = challenge_complete.challenge
           AND x.period_start = challenge_complete.period_start;
     END IF;

@@ -50,12 +50,14 @@ BEGIN
             CONTINUE;
         END IF;
         IF p.award_entry IS NOT NULL THEN
-            PERFORM loyalty.reverse(member, p.award_entry, NULL::numeric, NULL::numeric,
+            -- (an award carried by a merge is reversed as the absorbed
+            -- member's entry: the reversal takes the points from the survivor)
+            PERFORM loyalty.reverse(coalesce(p.award_member, member), p.award_entry, NULL::numeric, NULL::numeric,
                                     'challenge:' || mv.code, 'challenge no longer completed (refund)',
                                     'challenge-clawback:' || p.award_entry);
         END IF;
         UPDATE loyalty.challenge_progress x
-        SET completed_at = NULL, award_entry = NULL, clawed_back_at = now()
+        SET completed_at = NULL, award_entry = NULL, award_member = NULL, clawed_back_at = now()
         WHERE x.member_id = challenge_refund.member AND x.challenge_id = mv.challenge_id
           AND x.period_start = mv.period_start;
         DELETE FROM loyalty.member_badges b
