@@ -155,6 +155,39 @@ SELECT earn(:m, 1);
 ALTER TABLE accounts REPLICA IDENTITY DEFAULT;
 DROP PUBLICATION dba_pub;
 
+-- == challenge progress ====================================================
+-- a purchase writes its challenges' progress and facts through the same
+-- stores: an AFTER ROW trigger fires in both, a CHECK a DBA adds holds, and
+-- a column the store does not write sends the rows to an INSERT (its
+-- default filled)
+SELECT create_challenge(:p, 'dba-three', 'Three purchases', 'purchases', 3, 'campaign', badge => 'dba') AS ch \gset
+SELECT enroll(:p, 'pos', 'dba-3') AS m3 \gset
+CREATE TRIGGER progress_row AFTER INSERT OR UPDATE ON challenge_progress
+    FOR EACH ROW EXECUTE FUNCTION public.dba_audit('value');
+TRUNCATE public.dba_audit;
+SELECT table_name, pg_temp.fast_unless_off(table_name) FROM write_store()
+WHERE table_name IN ('challenge_progress', 'challenge_facts') ORDER BY 1;
+SELECT earn(:m3, 10), earn(:m3, 10);
+SELECT what, n FROM public.dba_audit ORDER BY seq;
+DROP TRIGGER progress_row ON challenge_progress;
+ALTER TABLE challenge_progress ADD CONSTRAINT dba_at_most_two CHECK (value <= 2);
+SELECT earn(:m3, 10);
+SELECT value, completed_at IS NOT NULL AS completed FROM challenge_progress WHERE member_id = :m3;
+ALTER TABLE challenge_progress DROP CONSTRAINT dba_at_most_two;
+ALTER TABLE challenge_progress ADD COLUMN dba_note text DEFAULT 'noted';
+ALTER TABLE challenge_facts ADD COLUMN dba_note text DEFAULT 'noted';
+SELECT table_name, store, reason FROM write_store()
+WHERE table_name IN ('challenge_progress', 'challenge_facts') ORDER BY 1;
+SELECT enroll(:p, 'pos', 'dba-4') AS m4 \gset
+SELECT earn(:m4, 10);
+SELECT p.value, p.dba_note, f.dba_note AS fact_note
+FROM challenge_progress p JOIN challenge_facts f USING (member_id) WHERE p.member_id = :m4;
+SELECT earn(:m3, 10);
+SELECT value, completed_at IS NOT NULL AS completed FROM challenge_progress WHERE member_id = :m3;
+ALTER TABLE challenge_progress DROP COLUMN dba_note;
+ALTER TABLE challenge_facts DROP COLUMN dba_note;
+SELECT set_challenge_active(:ch, false);
+
 -- == a partitioned ledger with a foreign key and a row trigger ================
 -- the DBA's foreign key survives partitioning; writes leak nothing (a
 -- WARNING here would fail the test)

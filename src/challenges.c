@@ -7,14 +7,17 @@
  * A program's active challenges are read once per backend and kept until
  * the program's rules_version changes (a trigger on loyalty.challenges
  * bumps it, as for earning rules), so a purchase decides in C which
- * challenges it moves and in which period, and writes the progress of all
- * of them, and what it moved (for its refund), in one statement.  Completion
- * (points through the write path, a badge, events) is rare and stays in
- * loyalty.challenge_complete.
+ * challenges it moves and in which period, and what each gains (a day, week
+ * or category counted once, with the facts behind it).  The member's periods
+ * are read, and written with what a purchase moved (for its refund), through
+ * the ledger store (store.h): the row routines where the tables are as
+ * created, statements otherwise.  Completion (points through the write path,
+ * a badge, events) is rare and stays in loyalty.challenge_complete.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -32,6 +35,7 @@
 #include "challenges.h"
 #include "loyalty.h"
 #include "rules.h"
+#include "store.h"
 
 PG_FUNCTION_INFO_V1(loyalty_challenge_move);
 PG_FUNCTION_INFO_V1(loyalty_challenge_period);
@@ -100,75 +104,22 @@ typedef struct Move
 	Numeric		spend;			/* the eligible amount of a purchase */
 	Datum		delta;			/* numeric; with items: none */
 	bool		has_delta;
-	Datum		items;			/* jsonb: the day, week or categories */
-	bool		has_items;
+	char	  **keys;			/* with items: the days, weeks or categories */
+	int			nkeys;
+	Datum		items;			/* jsonb {key: 1, ...} of the keys, for the
+								 * fact */
+	bool		every;			/* the period depends on the earlier ones */
 	TimestampTz start;
 	TimestampTz end;
-	bool		has_start;		/* an existing period was found */
 	bool		open_ended;
+	ProgressRow *row;			/* the period's row, when it exists */
 	bool		dropped;
 } Move;
-
-/*
- * Every moved period of a fact, and what a purchase moved (so that its
- * refund can take it back), in one statement.  $1 member, $2 program, $3
- * challenges, $4 deltas, $5 items, $6 and $7 the periods, $8 the purchase's
- * entry (NULL: not a purchase).  Two forms: with items (days, weeks or
- * categories, each kept with the number of facts behind it) and, cheaper to
- * start, without.
- */
-#define UPSERT_HEAD \
-	"WITH x AS (" \
-	" SELECT * FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[])," \
-	"  pg_catalog.unnest($4::pg_catalog.numeric[]), pg_catalog.unnest($5::pg_catalog.jsonb[])," \
-	"  pg_catalog.unnest($6::pg_catalog.timestamptz[]), pg_catalog.unnest($7::pg_catalog.timestamptz[]))" \
-	"  AS x(challenge_id, delta, items, period_start, period_end)" \
-	"), moved AS ("
-#define UPSERT_TAIL \
-	" RETURNING p.challenge_id, p.period_start, p.value, p.completed_at IS NULL" \
-	"), recorded AS (" \
-	" INSERT INTO loyalty.challenge_facts" \
-	"  (member_id, entry_id, program_id, challenge_ids, period_starts, deltas, items)" \
-	" SELECT $1, $8, $2, $3, $6, $4, $5 WHERE $8 IS NOT NULL" \
-	")" \
-	" SELECT * FROM moved"
-#define UPSERT \
-	UPSERT_HEAD \
-	" INSERT INTO loyalty.challenge_progress AS p" \
-	"  (member_id, challenge_id, period_start, period_end, program_id, value, updated_at)" \
-	" SELECT $1, x.challenge_id, x.period_start, x.period_end, $2, x.delta, pg_catalog.now() FROM x" \
-	" ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE" \
-	" SET value = p.value" PLUS "EXCLUDED.value, updated_at = EXCLUDED.updated_at" \
-	UPSERT_TAIL
-#define UPSERT_ITEMS \
-	UPSERT_HEAD \
-	" INSERT INTO loyalty.challenge_progress AS p" \
-	"  (member_id, challenge_id, period_start, period_end, program_id, value, items, last_item," \
-	"   updated_at)" \
-	" SELECT $1, x.challenge_id, x.period_start, x.period_end, $2," \
-	"  coalesce(x.delta, (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(x.items)))," \
-	"  x.items, (SELECT pg_catalog.max(k) FROM pg_catalog.jsonb_object_keys(x.items) k)," \
-	"  pg_catalog.now()" \
-	" FROM x" \
-	" ON CONFLICT (member_id, challenge_id, period_start) DO UPDATE" \
-	" SET items = CASE WHEN EXCLUDED.items IS NULL THEN p.items" \
-	"  ELSE p.items OPERATOR(pg_catalog.||) (SELECT pg_catalog.jsonb_object_agg(k," \
-	"   coalesce((p.items OPERATOR(pg_catalog.->>) k)::pg_catalog.numeric, 0)" PLUS "1)" \
-	"   FROM pg_catalog.jsonb_object_keys(EXCLUDED.items) k) END," \
-	"  value = CASE WHEN EXCLUDED.items IS NULL THEN p.value" PLUS "EXCLUDED.value" \
-	"  ELSE p.value" PLUS "(SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(EXCLUDED.items) k" \
-	"   WHERE NOT p.items OPERATOR(pg_catalog.?) k) END," \
-	"  last_item = greatest(p.last_item, EXCLUDED.last_item)," \
-	"  updated_at = EXCLUDED.updated_at" \
-	UPSERT_TAIL
 
 static HTAB *cache = NULL;
 static KeptPlan load_plan;
 static KeptPlan account_plan;
-static KeptPlan rows_plan;
 static KeptPlan joined_plan;
-static KeptPlan upsert_plan;
-static KeptPlan upsert_items_plan;
 static KeptPlan complete_plan;
 
 /*
@@ -516,82 +467,107 @@ period_of(Period period, int32 period_days, bool has_from, TimestampTz valid_fro
 }
 
 /*
- * The member's earlier periods, for the challenges that need them: one that
- * does not repeat is done once completed; a fact continues the instance of
- * a 'days' challenge it falls in, and the unfinished streak whose last week
- * is this week or the one before.
+ * The period of each challenge that depends on the member's earlier ones: one
+ * that does not repeat is done once completed; a fact continues the instance
+ * of a 'days' challenge it falls in, and the unfinished streak whose last
+ * week is this week or the one before.  rows: by challenge, latest first.
  */
 static void
-FindPeriods(const ChallengeFact *f, Move *mv, int nmv, const char *prev_week)
+ContinuePeriod(Move *m, const ProgressRow *rows, int nrows, TimestampTz at, const char *prev_week)
 {
-	static const Oid types[2] = {INT8OID, INT8ARRAYOID};
-	Datum	   *ids = palloc(sizeof(Datum) * nmv);
-	int			nids = 0;
-	Datum		values[2];
-	uint64		r;
-	int			i;
+	int			r;
 
-	for (i = 0; i < nmv; i++)
-		if (mv[i].c->period == P_DAYS || mv[i].c->period == P_STREAK || !mv[i].c->repeating)
-			ids[nids++] = Int64GetDatum(mv[i].c->id);
-	if (nids == 0)
-		return;
-	values[0] = Int64GetDatum(f->member_id);
-	values[1] = PointerGetDatum(construct_array(ids, nids, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	if (loyalty_run(&rows_plan,
-					"SELECT challenge_id, period_start, period_end, completed_at IS NOT NULL, last_item"
-					" FROM loyalty.challenge_progress"
-					" WHERE member_id" EQ "$1 AND challenge_id" EQ "ANY ($2)"
-					" ORDER BY challenge_id, period_start DESC",
-					2, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "loyalty: reading challenge progress failed");
-
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		TimestampTz start = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-		Datum		end = SPI_getbinval(tup, desc, 3, &isnull);
-		bool		end_null = isnull;
-		bool		completed = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		const ProgressRow *p = &rows[r];
 
-		for (i = 0; i < nmv; i++)
+		if (p->challenge_id != m->c->id)
+			continue;
+		if (p->completed && !m->c->repeating)
 		{
-			Move	   *m = &mv[i];
+			m->dropped = true;
+			return;
+		}
+		if (m->row)
+			continue;			/* the latest match is taken; look on for
+								 * completions */
+		if (m->c->period == P_DAYS && !p->end_null && p->period_start <= at && at < p->period_end)
+			m->row = (ProgressRow *) p;
+		else if (m->c->period == P_STREAK && !p->completed && p->last_item != NULL)
+		{
+			char	   *last = text_to_cstring(p->last_item);
 
-			if (m->c->id != id || m->dropped)
-				continue;
-			if (completed && !m->c->repeating)
-			{
-				m->dropped = true;
-				continue;
-			}
-			if (m->has_start)
-				continue;		/* the latest match is taken (rows come newest
-								 * first) */
-			if (m->c->period == P_DAYS && !end_null &&
-				start <= f->at && f->at < DatumGetTimestampTz(end))
-			{
-				m->has_start = true;
-				m->start = start;
-				m->end = DatumGetTimestampTz(end);
-			}
-			else if (m->c->period == P_STREAK && !completed)
-			{
-				char	   *last = SPI_getvalue(tup, desc, 5);
-
-				if (last != NULL && strcmp(last, prev_week) >= 0)
-				{
-					m->has_start = true;
-					m->start = start;
-					m->open_ended = end_null;
-					m->end = end_null ? 0 : DatumGetTimestampTz(end);
-				}
-			}
+			if (strcmp(last, prev_week) >= 0)
+				m->row = (ProgressRow *) p;
 		}
 	}
+	if (m->row)
+	{
+		m->start = m->row->period_start;
+		m->end = m->row->period_end;
+		m->open_ended = m->row->end_null;
+	}
+}
+
+/* The row of the period found or opened, among those read. */
+static ProgressRow *
+RowOf(const Move *m, ProgressRow *rows, int nrows)
+{
+	int			r;
+
+	for (r = 0; r < nrows; r++)
+		if (rows[r].challenge_id == m->c->id && rows[r].period_start == m->start)
+			return &rows[r];
+	return NULL;
+}
+
+/* The greater of two texts in the column's (the default) collation; NULL: the other. */
+static text *
+text_greater(text *a, text *b)
+{
+	if (a == NULL)
+		return b;
+	if (b == NULL)
+		return a;
+	return DatumGetTextPP(DirectFunctionCall2Coll(text_larger, DEFAULT_COLLATION_OID,
+												  PointerGetDatum(a), PointerGetDatum(b)));
+}
+
+/*
+ * The keys counted into a period's items, each with the number of facts
+ * behind it; *added: the keys new to the period (what its value grows by).
+ */
+static Datum
+items_add(Datum old_items, char **keys, int nkeys, int *added)
+{
+	Jsonb	   *old = old_items ? DatumGetJsonbP(old_items) : NULL;
+	StringInfoData buf;
+	Datum		fresh;
+	int			i;
+
+	if (old && !JB_ROOT_IS_OBJECT(old))
+		old = NULL;
+	*added = 0;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (i = 0; i < nkeys; i++)
+	{
+		JsonbValue	res;
+		JsonbValue *v = old ? getKeyJsonValueFromContainer(&old->root, keys[i], strlen(keys[i]), &res) : NULL;
+		Numeric		n = int64_to_numeric(1);
+
+		if (v != NULL && v->type == jbvNumeric)
+			n = numeric_add_opt_error(v->val.numeric, n, NULL);
+		else
+			(*added)++;
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, keys[i]);
+		appendStringInfo(&buf, ": %s", DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))));
+	}
+	appendStringInfoChar(&buf, '}');
+	fresh = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	return old ? DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(old), fresh) : fresh;
 }
 
 static int
@@ -606,8 +582,6 @@ CompareDone(const void *a, const void *b)
 int
 challenges_move(const ChallengeFact *f, ChallengeDone **done)
 {
-	static const Oid types[8] = {INT8OID, INT8OID, INT8ARRAYOID, NUMERICARRAYOID, JSONBARRAYOID,
-	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT8OID};
 	ProgramChallenges *pc = ProgramChallengesGet(f->program_id, f->rules_version);
 	Move	   *mv;
 	int			nmv = 0;
@@ -623,21 +597,13 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	char	   *prev_week;
 	bool		joined_read = false;
 	TimestampTz joined = 0;
-	Datum	   *ids,
-			   *deltas,
-			   *items,
-			   *starts,
-			   *ends;
-	bool	   *delta_null,
-			   *items_null,
-			   *ends_null;
-	int			dims[1];
-	int			lbs[1] = {1};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int64	   *req_ids;
+	TimestampTz *req_starts;
+	bool	   *req_every;
+	ProgressRow *rows;
+	int			nrows;
+	int			nmoved = 0;
 	int			ndone = 0;
-	bool		any_items = false;
-	uint64		r;
 	int			i,
 				j;
 
@@ -731,21 +697,23 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	if (nmv == 0)
 		return 0;
 
-	/* calendar facts of the moment in the program's time zone */
+	/*
+	 * Each one's period: from the calendar, the membership or the campaign,
+	 * or (days, streaks, challenges done once) from the member's earlier
+	 * periods, read with the others' in one go.
+	 */
 	day = local_day(f->at, f->time_zone);
 	prev_week = date_key(day.monday - 7);
-
-	FindPeriods(f, mv, nmv, prev_week);
-
-	/* each one's period and what it adds */
+	req_ids = palloc(sizeof(int64) * nmv);
+	req_starts = palloc0(sizeof(TimestampTz) * nmv);
+	req_every = palloc(sizeof(bool) * nmv);
 	for (i = 0; i < nmv; i++)
 	{
 		Move	   *m = &mv[i];
 		const Challenge *c = m->c;
 
-		if (m->dropped)
-			continue;
-		if (!m->has_start)
+		m->every = c->period == P_DAYS || c->period == P_STREAK || !c->repeating;
+		if (c->period != P_DAYS && c->period != P_STREAK)
 		{
 			if (c->period == P_JOINING && !joined_read)
 			{
@@ -755,12 +723,33 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
 					  f->at, &day, joined, &m->start, &m->end, &m->open_ended);
 		}
+		req_ids[i] = c->id;
+		req_starts[i] = m->start;
+		req_every[i] = m->every;
+	}
+	nrows = store_read_progress(f->w, f->member_id, req_ids, req_starts, req_every, nmv, &rows);
+
+	for (i = 0; i < nmv; i++)
+	{
+		Move	   *m = &mv[i];
+		const Challenge *c = m->c;
+
+		if (m->every)
+			ContinuePeriod(m, rows, nrows, f->at, prev_week);
+		if (m->dropped)
+			continue;
+		if (m->row == NULL && (c->period == P_DAYS || c->period == P_STREAK))
+			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
+					  f->at, &day, joined, &m->start, &m->end, &m->open_ended);
 		if (f->at < m->start || (!m->open_ended && f->at >= m->end))
 		{
 			m->dropped = true;
 			continue;
 		}
+		if (m->row == NULL)
+			m->row = RowOf(m, rows, nrows);
 
+		/* what it adds */
 		switch (c->metric)
 		{
 			case M_SPEND:
@@ -768,126 +757,129 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 				m->has_delta = true;
 				break;
 			case M_VISITS:
-				{
-					char	   *k = date_key(day.today);
-
-					m->items = items_json(&k, 1);
-					m->has_items = true;
-					break;
-				}
 			case M_STREAK:
-				{
-					char	   *k = date_key(day.monday);
-
-					m->items = items_json(&k, 1);
-					m->has_items = true;
-					break;
-				}
+				m->keys = palloc(sizeof(char *));
+				m->keys[0] = date_key(c->metric == M_VISITS ? day.today : day.monday);
+				m->nkeys = 1;
+				break;
 			case M_CATEGORIES:
 				{
-					char	  **keys = palloc(sizeof(char *) * nlines);
-					int			nk = 0,
-								k;
+					int			k;
 
+					m->keys = palloc(sizeof(char *) * nlines);
 					for (j = 0; j < nlines; j++)
 					{
 						bool		seen = false;
 
 						if (cats[j] == NULL || !num_positive(amounts[j]) || !strlist_has(&c->categories, cats[j]))
 							continue;
-						for (k = 0; k < nk && !seen; k++)
-							seen = strcmp(keys[k], cats[j]) == 0;
+						for (k = 0; k < m->nkeys && !seen; k++)
+							seen = strcmp(m->keys[k], cats[j]) == 0;
 						if (!seen)
-							keys[nk++] = cats[j];
+							m->keys[m->nkeys++] = cats[j];
 					}
-					if (nk == 0)
+					if (m->nkeys == 0)
 					{
 						/* only lines without a category: nothing to count */
 						m->dropped = true;
 						continue;
 					}
-					m->items = items_json(keys, nk);
-					m->has_items = true;
 					break;
 				}
 			default:
 				m->delta = NumericGetDatum(int64_to_numeric(1));
 				m->has_delta = true;
 		}
+		if (m->nkeys > 0)
+			m->items = items_json(m->keys, m->nkeys);
 	}
 
-	/* all of them written in one statement, with what the purchase moved */
-	ids = palloc(sizeof(Datum) * nmv);
-	deltas = palloc(sizeof(Datum) * nmv);
-	items = palloc(sizeof(Datum) * nmv);
-	starts = palloc(sizeof(Datum) * nmv);
-	ends = palloc(sizeof(Datum) * nmv);
-	delta_null = palloc(sizeof(bool) * nmv);
-	items_null = palloc(sizeof(bool) * nmv);
-	ends_null = palloc(sizeof(bool) * nmv);
-	j = 0;
+	/* the periods written, and those that reach their goal now */
 	for (i = 0; i < nmv; i++)
 	{
 		Move	   *m = &mv[i];
+		ProgressRow next = {0};
+		text	   *last = NULL;
+		bool		completed;
 
 		if (m->dropped)
 			continue;
-		any_items |= m->has_items;
-		ids[j] = Int64GetDatum(m->c->id);
-		deltas[j] = m->delta;
-		delta_null[j] = !m->has_delta;
-		items[j] = m->items;
-		items_null[j] = !m->has_items;
-		starts[j] = TimestampTzGetDatum(m->start);
-		ends[j] = TimestampTzGetDatum(m->end);
-		ends_null[j] = m->open_ended;
-		mv[j] = *m;
-		j++;
-	}
-	nmv = j;
-	if (nmv == 0)
-		return 0;
-	dims[0] = nmv;
-	values[0] = Int64GetDatum(f->member_id);
-	values[1] = Int64GetDatum(f->program_id);
-	values[2] = PointerGetDatum(construct_array(ids, nmv, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[3] = PointerGetDatum(construct_md_array(deltas, delta_null, 1, dims, lbs, NUMERICOID, -1, false,
-												   TYPALIGN_INT));
-	values[4] = PointerGetDatum(construct_md_array(items, items_null, 1, dims, lbs, JSONBOID, -1, false,
-												   TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_array(starts, nmv, TIMESTAMPTZOID, 8, true, TYPALIGN_DOUBLE));
-	values[6] = PointerGetDatum(construct_md_array(ends, ends_null, 1, dims, lbs, TIMESTAMPTZOID, 8, true,
-												   TYPALIGN_DOUBLE));
-	values[7] = Int64GetDatum(f->entry_id);
-	if (f->kind != 'p' || f->entry_id == 0)
-		nulls[7] = 'n';
-	if (loyalty_run(any_items ? &upsert_items_plan : &upsert_plan,
-					any_items ? UPSERT_ITEMS : UPSERT,
-					8, types, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "loyalty: moving challenge progress failed");
-
-	/* the periods that reached their goal now */
-	for (r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		Numeric		value = DatumGetNumeric(SPI_getbinval(tup, desc, 3, &isnull));
-
-		if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
-			continue;
-		for (i = 0; i < nmv; i++)
+		for (j = 0; j < m->nkeys; j++)
+			last = text_greater(last, cstring_to_text(m->keys[j]));
+		next.challenge_id = m->c->id;
+		next.period_start = m->start;
+		next.period_end = m->end;
+		next.end_null = m->open_ended;
+		if (m->row)
 		{
-			if (mv[i].c->id != id || num_cmp(value, mv[i].c->goal) < 0)
-				continue;
+			int			added = 0;
+
+			next.items = m->row->items;
+			if (m->nkeys > 0)
+				next.items = items_add(m->row->items, m->keys, m->nkeys, &added);
+			next.value = m->has_delta ?
+				NumericGetDatum(numeric_add_opt_error(DatumGetNumeric(m->row->value), DatumGetNumeric(m->delta), NULL)) :
+				NumericGetDatum(numeric_add_opt_error(DatumGetNumeric(m->row->value), int64_to_numeric(added), NULL));
+			next.last_item = text_greater(m->row->last_item, last);
+			next.tid = m->row->tid;
+			completed = m->row->completed;
+			store_update_progress(f->w, f->member_id, &next);
+		}
+		else
+		{
+			next.items = m->items;
+			next.value = m->has_delta ? m->delta : NumericGetDatum(int64_to_numeric(m->nkeys));
+			next.last_item = last;
+			completed = false;
+			store_insert_progress(f->w, f->member_id, f->program_id, &next);
+		}
+		if (!completed && num_cmp(DatumGetNumeric(next.value), m->c->goal) >= 0)
+		{
 			if (*done == NULL)
 				*done = palloc(sizeof(ChallengeDone) * nmv);
-			(*done)[ndone].challenge_id = id;
-			(*done)[ndone].period_start = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+			(*done)[ndone].challenge_id = m->c->id;
+			(*done)[ndone].period_start = m->start;
 			ndone++;
-			break;
 		}
+		mv[nmoved++] = *m;
+	}
+	if (nmoved == 0)
+		return 0;
+
+	/* what a purchase moved, so that its refund can take it back */
+	if (f->kind == 'p' && f->entry_id != 0)
+	{
+		ChallengeFactsRow cf;
+		Datum	   *ids = palloc(sizeof(Datum) * nmoved);
+		Datum	   *deltas = palloc(sizeof(Datum) * nmoved);
+		Datum	   *items = palloc(sizeof(Datum) * nmoved);
+		Datum	   *starts = palloc(sizeof(Datum) * nmoved);
+		bool	   *delta_null = palloc(sizeof(bool) * nmoved);
+		bool	   *items_null = palloc(sizeof(bool) * nmoved);
+		int			dims[1];
+		int			lbs[1] = {1};
+
+		for (i = 0; i < nmoved; i++)
+		{
+			ids[i] = Int64GetDatum(mv[i].c->id);
+			starts[i] = TimestampTzGetDatum(mv[i].start);
+			deltas[i] = mv[i].delta;
+			delta_null[i] = !mv[i].has_delta;
+			items[i] = mv[i].items;
+			items_null[i] = mv[i].nkeys == 0;
+		}
+		dims[0] = nmoved;
+		cf.member_id = f->member_id;
+		cf.entry_id = f->entry_id;
+		cf.program_id = f->program_id;
+		cf.challenge_ids = PointerGetDatum(construct_array(ids, nmoved, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		cf.period_starts = PointerGetDatum(construct_array(starts, nmoved, TIMESTAMPTZOID, 8, true,
+														   TYPALIGN_DOUBLE));
+		cf.deltas = PointerGetDatum(construct_md_array(deltas, delta_null, 1, dims, lbs, NUMERICOID, -1, false,
+													   TYPALIGN_INT));
+		cf.items = PointerGetDatum(construct_md_array(items, items_null, 1, dims, lbs, JSONBOID, -1, false,
+													  TYPALIGN_INT));
+		store_insert_challenge_facts(f->w, &cf);
 	}
 	if (ndone > 1)
 		qsort(*done, ndone, sizeof(ChallengeDone), CompareDone);
@@ -976,7 +968,9 @@ loyalty_challenge_move(PG_FUNCTION_ARGS)
 		f.tier_rank = isnull ? -1 : DatumGetInt32(d);
 		f.time_zone = SPI_getvalue(tup, desc, 5);
 		f.rules_version = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+		f.w = store_begin();
 		n = challenges_move(&f, &done);
+		store_end(f.w);
 		challenges_complete(f.member_id, done, n, f.at);
 	}
 	SPI_finish();

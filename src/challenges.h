@@ -14,6 +14,7 @@
 /* A fact that may move challenges, and what the member's account says. */
 typedef struct ChallengeFact
 {
+	struct StoreWriter *w;		/* the call's writes */
 	int64		member_id;
 	int64		program_id;
 	int64		rules_version;	/* the program's: the definitions' cache key */

@@ -1530,6 +1530,7 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 		ChallengeDone *done;
 		int			n;
 
+		f.w = m->w;
 		f.member_id = m->member_id;
 		f.program_id = m->program_id;
 		f.rules_version = m->rules_version;

@@ -121,6 +121,17 @@ const StoreTableDef store_tables[ST_COUNT] = {
 			COL("rules_version", INT8), COL("tier_metric", TEXT), OPT("household_pool_share", NUMERIC),
 	OPT("max_earn_multiplier", NUMERIC), OPT("has_challenges", "pg_catalog.bool")},
 	ACL_SELECT, true},
+	[ST_PROGRESS] = {"challenge_progress", PR_NCOLS, {
+			COL("member_id", INT8), COL("challenge_id", INT8), COL("period_start", TSTZ),
+			COL("period_end", TSTZ), COL("program_id", INT8), COL("value", NUMERIC),
+			COL("items", "pg_catalog.jsonb"), COL("last_item", TEXT), COL("completed_at", TSTZ),
+			COL("completions", "pg_catalog.int4"), COL("award_entry", INT8), COL("award_member", INT8),
+	COL("clawed_back_at", TSTZ), COL("updated_at", TSTZ)}, ACL_INSERT | ACL_UPDATE | ACL_SELECT, false},
+	[ST_FACTS] = {"challenge_facts", CF_NCOLS, {
+			COL("member_id", INT8), COL("entry_id", INT8), COL("program_id", INT8),
+			COL("challenge_ids", "pg_catalog._int8"), COL("period_starts", "pg_catalog._timestamptz"),
+			COL("deltas", "pg_catalog._numeric"), COL("items", "pg_catalog._jsonb"),
+	COL("standing", NUMERIC)}, ACL_INSERT, false},
 };
 
 bool		loyalty_fast_store = true;
@@ -526,6 +537,17 @@ ComputeShape(StoreTable t, Oid relid, TableShape *s)
 					s->key_index = FindIndex(s, rel, key, 2, true, -1, &max);
 			}
 			break;
+		case ST_PROGRESS:
+			{
+				static const int key[] = {PR_MEMBER, PR_CHALLENGE, PR_START};
+
+				if (!s->fast)
+					break;
+				s->key_index = FindIndex(s, rel, key, 3, true, -1, &max);
+				if (!OidIsValid(s->key_index))
+					NotFast(s, "loyalty.challenge_progress has no valid unique index on (member_id, challenge_id, period_start)");
+			}
+			break;
 		case ST_ALLOC:
 			{
 				static const int key[] = {X_ENTRY, X_MEMBER, X_LOT};
@@ -832,6 +854,41 @@ store_next_entry_id(StoreWriter *w)
 }
 
 /*
+ * A member's challenge periods (the caller holds the member's lock): for
+ * each i, every period of challenge ids[i] when every[i], else its period
+ * starting at starts[i]; by challenge, the latest period first.  One store
+ * reads and writes a call's progress rows.
+ */
+#define PROGRESS_MODE (ACL_SELECT | ACL_INSERT | ACL_UPDATE)
+int
+store_read_progress(StoreWriter *w, int64 member_id, const int64 *ids, const TimestampTz *starts,
+					const bool *every, int n, ProgressRow **out)
+{
+	return Choose(w, ST_PROGRESS, PROGRESS_MODE)->read_progress(w, member_id, ids, starts, every, n, out);
+}
+
+/* A new period's row (not completed, no award). */
+void
+store_insert_progress(StoreWriter *w, int64 member_id, int64 program_id, const ProgressRow *r)
+{
+	Choose(w, ST_PROGRESS, PROGRESS_MODE)->insert_progress(w, member_id, program_id, r);
+}
+
+/* A period read by store_read_progress: its value, items and last item. */
+void
+store_update_progress(StoreWriter *w, int64 member_id, const ProgressRow *r)
+{
+	Choose(w, ST_PROGRESS, PROGRESS_MODE)->update_progress(w, member_id, r);
+}
+
+/* What a purchase moved, for its refund. */
+void
+store_insert_challenge_facts(StoreWriter *w, const ChallengeFactsRow *f)
+{
+	Choose(w, ST_FACTS, ACL_INSERT)->insert_challenge_facts(w, f);
+}
+
+/*
  * A reversal's take from the lot of the credit it reverses: `points` leave
  * the lot (recorded in allocations for entry `entry_id`), and the lot's
  * reversed points and amount grow by `reversed` and `reversed_amount`.
@@ -990,7 +1047,12 @@ loyalty_write_store(PG_FUNCTION_ARGS)
 	{
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
-		const char *why = WhyNotFast(t, store_tables[t].writes);
+		const char *why;
+
+		/* a schema not yet updated has no challenge tables */
+		if (!OidIsValid(get_relname_relid(store_tables[t].name, get_namespace_oid("loyalty", false))))
+			continue;
+		why = WhyNotFast(t, store_tables[t].writes);
 
 		values[0] = CStringGetTextDatum(store_tables[t].name);
 		values[1] = CStringGetTextDatum(why ? "sql" : "fast");

@@ -44,6 +44,8 @@ typedef enum StoreTable
 	ST_IDEM,
 	ST_ALLOC,
 	ST_PROGRAMS,
+	ST_PROGRESS,
+	ST_FACTS,
 	ST_COUNT
 } StoreTable;
 
@@ -79,6 +81,17 @@ enum
 	P_PROGRAM, P_EARN_RATE, P_ROUNDING, P_EXPIRY, P_PENDING, P_REFUND, P_MAX_HOLD,
 	P_CLOSED, P_EVENTS, P_TIME_ZONE, P_RULES_VERSION, P_TIER_METRIC, P_POOL_SHARE, P_MAX_MULTIPLIER,
 	P_HAS_CHALLENGES, P_NCOLS
+};
+
+enum
+{
+	PR_MEMBER, PR_CHALLENGE, PR_START, PR_END, PR_PROGRAM, PR_VALUE, PR_ITEMS, PR_LAST,
+	PR_COMPLETED, PR_COMPLETIONS, PR_AWARD, PR_AWARD_MEMBER, PR_CLAWED, PR_UPDATED, PR_NCOLS
+};
+enum
+{
+	CF_MEMBER, CF_ENTRY, CF_PROGRAM, CF_CHALLENGES, CF_STARTS, CF_DELTAS, CF_ITEMS, CF_STANDING,
+	CF_NCOLS
 };
 
 #define STORE_MAX_COLS 24
@@ -266,6 +279,35 @@ typedef struct Allocation
 	ItemPointerData lot_tid;	/* the fast store's row */
 } Allocation;
 
+/*
+ * One period of a member's challenge (loyalty.challenge_progress), as far as
+ * moving it needs: its progress and whether it is completed.
+ */
+typedef struct ProgressRow
+{
+	int64		challenge_id;
+	TimestampTz period_start;
+	TimestampTz period_end;
+	bool		end_null;		/* open-ended */
+	Datum		value;			/* numeric */
+	Datum		items;			/* jsonb; (Datum) 0: NULL */
+	text	   *last_item;		/* NULL: none */
+	bool		completed;
+	ItemPointerData tid;		/* the fast store's row */
+} ProgressRow;
+
+/* What a purchase moved in its member's challenges (loyalty.challenge_facts). */
+typedef struct ChallengeFactsRow
+{
+	int64		member_id;
+	int64		entry_id;
+	int64		program_id;
+	Datum		challenge_ids;	/* int8[] */
+	Datum		period_starts;	/* timestamptz[] */
+	Datum		deltas;			/* numeric[] */
+	Datum		items;			/* jsonb[] */
+} ChallengeFactsRow;
+
 /* A keyed call's first result (store_read_idempotency). */
 typedef struct IdemRow
 {
@@ -303,6 +345,13 @@ typedef struct StoreRoutine
 	void		(*set_referral) (StoreWriter *w, int64 member_id, bool pending);
 	void		(*set_segment) (StoreWriter *w, int64 member_id, const SegmentChange *c);
 	int64		(*next_entry_id) (StoreWriter *w);
+	int			(*read_progress) (StoreWriter *w, int64 member_id, const int64 *ids,
+								  const TimestampTz *starts, const bool *every, int n,
+								  ProgressRow **out);
+	void		(*insert_progress) (StoreWriter *w, int64 member_id, int64 program_id,
+									const ProgressRow *r);
+	void		(*update_progress) (StoreWriter *w, int64 member_id, const ProgressRow *r);
+	void		(*insert_challenge_facts) (StoreWriter *w, const ChallengeFactsRow *f);
 } StoreRoutine;
 
 /*
@@ -357,6 +406,12 @@ extern void store_archive_rows(StoreWriter *w, const Oid *parts, int nparts,
 							   TimestampTz horizon, const char *archive_schema, int64 *lots,
 							   int64 *allocations);
 extern int64 store_next_entry_id(StoreWriter *w);
+extern int	store_read_progress(StoreWriter *w, int64 member_id, const int64 *ids,
+								const TimestampTz *starts, const bool *every, int n, ProgressRow **out);
+extern void store_insert_progress(StoreWriter *w, int64 member_id, int64 program_id,
+								  const ProgressRow *r);
+extern void store_update_progress(StoreWriter *w, int64 member_id, const ProgressRow *r);
+extern void store_insert_challenge_facts(StoreWriter *w, const ChallengeFactsRow *f);
 extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
 								int64 points, int64 reversed, Datum reversed_amount);
 extern TimestampTz store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry,

@@ -284,6 +284,7 @@ static const int referral_cols[] = {A_REFERRAL, -1};
 static const int segment_cols[] = {A_SEGMENT, A_RISK_BAND, A_SEGMENT_SINCE, -1};
 static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT, -1};
 static const int alloc_cols[] = {X_RETURNED, -1};
+static const int progress_cols[] = {PR_VALUE, PR_ITEMS, PR_LAST, PR_UPDATED, -1};
 
 static Bitmapset *
 ColumnSet(const TableShape *s, const int *cols)
@@ -1384,6 +1385,167 @@ fast_store_end(StoreWriter *w)
 	w->fast = NULL;
 }
 
+/* A copy of a by-reference column, detoasted, in the current context. */
+static Datum
+CopyVarlena(TupleTableSlot *slot, AttrNumber a)
+{
+	return PointerGetDatum(PG_DETOAST_DATUM_COPY(slot->tts_values[a]));
+}
+
+/*
+ * read_progress: each challenge's periods by the unique index on (member_id,
+ * challenge_id, period_start), walked backwards (the latest first), as a
+ * fresh snapshot sees them (the member is locked: its rows are committed or
+ * the caller's own).
+ */
+static int
+FastReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const TimestampTz *starts,
+				 const bool *every, int n, ProgressRow **out)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_PROGRESS);
+	const AttrNumber *a = s->attno;
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	ProgressRow *rows;
+	int			nrows = 0,
+				maxrows = Max(n, 4);
+	int			i;
+
+	Open(w, ST_PROGRESS);
+	rel = f->rri[ST_PROGRESS]->ri_RelationDesc;
+	slot = f->slot[ST_PROGRESS];
+	idx = index_open(s->key_index, AccessShareLock);
+	rows = palloc(sizeof(ProgressRow) * maxrows);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	for (i = 0; i < n; i++)
+	{
+		ScanKeyData skey[3];
+		int			nkeys = every[i] ? 2 : 3;
+		IndexScanDesc scan;
+
+		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(member_id));
+		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ids[i]));
+		if (!every[i])
+			ScanKeyInit(&skey[2], 3, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ, TimestampTzGetDatum(starts[i]));
+		scan = index_beginscan(rel, idx, snap, nkeys, 0);
+		index_rescan(scan, skey, nkeys, NULL, 0);
+		while (index_getnext_slot(scan, BackwardScanDirection, slot))
+		{
+			ProgressRow *p;
+
+			CHECK_FOR_INTERRUPTS();
+			slot_getallattrs(slot);
+			if (nrows == maxrows)
+			{
+				maxrows *= 2;
+				rows = repalloc(rows, sizeof(ProgressRow) * maxrows);
+			}
+			p = &rows[nrows++];
+			p->challenge_id = ids[i];
+			p->period_start = DatumGetTimestampTz(slot->tts_values[a[PR_START]]);
+			p->end_null = slot->tts_isnull[a[PR_END]];
+			p->period_end = p->end_null ? 0 : DatumGetTimestampTz(slot->tts_values[a[PR_END]]);
+			p->value = slot->tts_isnull[a[PR_VALUE]] ? NumericGetDatum(int64_to_numeric(0)) :
+				CopyVarlena(slot, a[PR_VALUE]);
+			p->items = slot->tts_isnull[a[PR_ITEMS]] ? (Datum) 0 : CopyVarlena(slot, a[PR_ITEMS]);
+			p->last_item = slot->tts_isnull[a[PR_LAST]] ? NULL :
+				DatumGetTextPP(CopyVarlena(slot, a[PR_LAST]));
+			p->completed = !slot->tts_isnull[a[PR_COMPLETED]];
+			p->tid = slot->tts_tid;
+		}
+		index_endscan(scan);
+	}
+	UnregisterSnapshot(snap);
+	ExecClearTuple(slot);
+	index_close(idx, NoLock);
+	*out = rows;
+	return nrows;
+}
+
+/* insert_progress: a new period, not completed. */
+static void
+FastInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const ProgressRow *p)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_PROGRESS);
+	TupleTableSlot *slot;
+
+	Open(w, ST_PROGRESS);
+	slot = NewRow(f, ST_PROGRESS);
+	Set(slot, s, PR_MEMBER, Int64GetDatum(member_id), false);
+	Set(slot, s, PR_CHALLENGE, Int64GetDatum(p->challenge_id), false);
+	Set(slot, s, PR_START, TimestampTzGetDatum(p->period_start), false);
+	Set(slot, s, PR_END, TimestampTzGetDatum(p->period_end), p->end_null);
+	Set(slot, s, PR_PROGRAM, Int64GetDatum(program_id), false);
+	Set(slot, s, PR_VALUE, p->value, false);
+	Set(slot, s, PR_ITEMS, p->items, p->items == (Datum) 0);
+	Set(slot, s, PR_LAST, PointerGetDatum(p->last_item), p->last_item == NULL);
+	Set(slot, s, PR_COMPLETIONS, Int32GetDatum(0), false);
+	Set(slot, s, PR_UPDATED, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	InsertRow(f, ST_PROGRESS, slot);
+}
+
+/*
+ * update_progress: a period's value, items and last item, on the row
+ * read_progress found (the member's lock keeps it where it was).
+ */
+static void
+FastUpdateProgress(StoreWriter *w, int64 member_id, const ProgressRow *p)
+{
+	FastState  *f = State(w);
+	const AttrNumber *a = store_shape(ST_PROGRESS)->attno;
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid = p->tid;
+	Snapshot	snap;
+	bool		found;
+
+	Open(w, ST_PROGRESS);
+	old = f->slot[ST_PROGRESS];
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	found = ItemPointerIsValid(&tid) &&
+		table_tuple_fetch_row_version(f->rri[ST_PROGRESS]->ri_RelationDesc, &tid, snap, old);
+	UnregisterSnapshot(snap);
+	if (!found)
+		elog(ERROR, "loyalty: challenge %lld's progress row of member %lld moved while locked",
+			 (long long) p->challenge_id, (long long) member_id);
+	slot_getallattrs(old);
+	new = CopyRow(f, ST_PROGRESS, old);
+	new->tts_values[a[PR_VALUE]] = p->value;
+	new->tts_isnull[a[PR_VALUE]] = false;
+	new->tts_values[a[PR_ITEMS]] = p->items;
+	new->tts_isnull[a[PR_ITEMS]] = p->items == (Datum) 0;
+	new->tts_values[a[PR_LAST]] = PointerGetDatum(p->last_item);
+	new->tts_isnull[a[PR_LAST]] = p->last_item == NULL;
+	new->tts_values[a[PR_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	new->tts_isnull[a[PR_UPDATED]] = false;
+	UpdateRow(f, ST_PROGRESS, old, new, progress_cols);
+}
+
+/* insert_challenge_facts: what a purchase moved (standing 1: not refunded). */
+static void
+FastInsertChallengeFacts(StoreWriter *w, const ChallengeFactsRow *cf)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_FACTS);
+	TupleTableSlot *slot;
+
+	Open(w, ST_FACTS);
+	slot = NewRow(f, ST_FACTS);
+	Set(slot, s, CF_MEMBER, Int64GetDatum(cf->member_id), false);
+	Set(slot, s, CF_ENTRY, Int64GetDatum(cf->entry_id), false);
+	Set(slot, s, CF_PROGRAM, Int64GetDatum(cf->program_id), false);
+	Set(slot, s, CF_CHALLENGES, cf->challenge_ids, false);
+	Set(slot, s, CF_STARTS, cf->period_starts, false);
+	Set(slot, s, CF_DELTAS, cf->deltas, false);
+	Set(slot, s, CF_ITEMS, cf->items, false);
+	Set(slot, s, CF_STANDING, NumericGetDatum(int64_to_numeric(1)), false);
+	InsertRow(f, ST_FACTS, slot);
+}
+
 const StoreRoutine fast_store = {
 	.name = "fast",
 	.read_account = FastReadAccount,
@@ -1402,4 +1564,8 @@ const StoreRoutine fast_store = {
 	.set_referral = FastSetReferral,
 	.set_segment = FastSetSegment,
 	.next_entry_id = FastNextEntryId,
+	.read_progress = FastReadProgress,
+	.insert_progress = FastInsertProgress,
+	.update_progress = FastUpdateProgress,
+	.insert_challenge_facts = FastInsertChallengeFacts,
 };

@@ -39,6 +39,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -167,6 +168,10 @@ typedef enum SqlStmt
 	Q_ACCOUNT_INS,
 	Q_IDEM_GET,
 	Q_NEXT_ENTRY,
+	Q_PROGRESS_GET,
+	Q_PROGRESS_INS,
+	Q_PROGRESS_UPD,
+	Q_FACTS_INS,
 	NUM_SQL_STMTS
 } SqlStmt;
 
@@ -345,6 +350,39 @@ BuildText(SqlStmt q)
 			appendStringInfoString(&b,
 								   "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('loyalty.ledger', 'entry_id'))");
 			break;
+		case Q_PROGRESS_GET:
+
+			/*
+			 * every period of the challenges $3, and the periods $4 of all
+			 * ($2)
+			 */
+			appendStringInfoString(&b,
+								   "SELECT challenge_id" I8 ", period_start::pg_catalog.timestamptz,"
+								   " period_end::pg_catalog.timestamptz, value::pg_catalog.numeric,"
+								   " items::pg_catalog.jsonb, last_item::pg_catalog.text, completed_at IS NOT NULL"
+								   " FROM loyalty.challenge_progress"
+								   " WHERE member_id" EQ "$1 AND challenge_id" EQ "ANY ($2)"
+								   " AND (challenge_id" EQ "ANY ($3) OR period_start" EQ "ANY ($4))"
+								   " ORDER BY challenge_id, period_start DESC");
+			break;
+		case Q_PROGRESS_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.challenge_progress (member_id, challenge_id, period_start,"
+								   " period_end, program_id, value, items, last_item, completed_at, completions,"
+								   " award_entry, award_member, clawed_back_at, updated_at)"
+								   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL, NULL, NULL, $9)");
+			break;
+		case Q_PROGRESS_UPD:
+			appendStringInfoString(&b,
+								   "UPDATE loyalty.challenge_progress SET value = $4, items = $5, last_item = $6,"
+								   " updated_at = $7"
+								   " WHERE member_id" EQ "$1 AND challenge_id" EQ "$2 AND period_start" EQ "$3");
+			break;
+		case Q_FACTS_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.challenge_facts (member_id, entry_id, program_id, challenge_ids,"
+								   " period_starts, deltas, items, standing) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)");
+			break;
 		default:
 			elog(ERROR, "loyalty: unknown statement %d", (int) q);
 	}
@@ -376,6 +414,12 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_SET_SEGMENT] = {INT8OID, TEXTOID, TEXTOID, DATEOID},
 	[Q_ACCOUNT_INS] = {INT8OID, INT8OID},
 	[Q_IDEM_GET] = {INT8OID, TEXTOID},
+	[Q_PROGRESS_GET] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID},
+	[Q_PROGRESS_INS] = {INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, NUMERICOID, JSONBOID,
+	TEXTOID, TIMESTAMPTZOID},
+	[Q_PROGRESS_UPD] = {INT8OID, INT8OID, TIMESTAMPTZOID, NUMERICOID, JSONBOID, TEXTOID, TIMESTAMPTZOID},
+	[Q_FACTS_INS] = {INT8OID, INT8OID, INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID,
+	JSONBARRAYOID},
 };
 static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ACCOUNT] = 1,
@@ -399,6 +443,10 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ACCOUNT_INS] = 2,
 	[Q_IDEM_GET] = 2,
 	[Q_NEXT_ENTRY] = 0,
+	[Q_PROGRESS_GET] = 4,
+	[Q_PROGRESS_INS] = 9,
+	[Q_PROGRESS_UPD] = 7,
+	[Q_FACTS_INS] = 7,
 };
 
 /* The table whose optional columns choose a statement's variant. */
@@ -1017,6 +1065,142 @@ SqlNextEntryId(StoreWriter *w)
 	return id;
 }
 
+/* read_progress: one statement for all the periods asked for. */
+static int
+SqlReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const TimestampTz *starts,
+				const bool *every, int n, ProgressRow **out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SpiSaved	saved;
+	Datum		values[4];
+	Datum	   *all = palloc(sizeof(Datum) * n);
+	Datum	   *whole = palloc(sizeof(Datum) * n);
+	Datum	   *times = palloc(sizeof(Datum) * n);
+	int			nwhole = 0,
+				ntimes = 0;
+	ProgressRow *rows;
+	int			nrows = 0;
+	uint64		r;
+	int			i;
+
+	(void) w;
+	for (i = 0; i < n; i++)
+	{
+		all[i] = Int64GetDatum(ids[i]);
+		if (every[i])
+			whole[nwhole++] = Int64GetDatum(ids[i]);
+		else
+			times[ntimes++] = TimestampTzGetDatum(starts[i]);
+	}
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = PointerGetDatum(construct_array(all, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(whole, nwhole, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(times, ntimes, TIMESTAMPTZOID, 8, true, TYPALIGN_DOUBLE));
+	Exec(Q_PROGRESS_GET, values, NULL, SPI_OK_SELECT);
+	rows = MemoryContextAlloc(cxt, sizeof(ProgressRow) * Max(SPI_processed, 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		ProgressRow *p = &rows[nrows];
+		bool		isnull;
+		Datum		d;
+		bool		wanted = false;
+
+		p->challenge_id = ColInt8(r, 1);
+		p->period_start = ColTime(r, 2, 0);
+		/* the statement's filter is looser than the request */
+		for (i = 0; i < n && !wanted; i++)
+			wanted = ids[i] == p->challenge_id && (every[i] || starts[i] == p->period_start);
+		if (!wanted)
+			continue;
+		(void) SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &p->end_null);
+		p->period_end = ColTime(r, 3, 0);
+		p->value = CopyCol(r, 4, &isnull, cxt);
+		if (isnull)
+			p->value = NumericGetDatum(int64_to_numeric(0));
+		p->items = CopyCol(r, 5, &isnull, cxt);
+		d = CopyCol(r, 6, &isnull, cxt);
+		p->last_item = isnull ? NULL : DatumGetTextPP(d);
+		p->completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 7, &isnull));
+		ItemPointerSetInvalid(&p->tid);
+		nrows++;
+	}
+	Restore(&saved);
+	*out = rows;
+	return nrows;
+}
+
+static void
+SqlInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const ProgressRow *p)
+{
+	SpiSaved	saved;
+	Datum		values[9];
+	char		nulls[9];
+
+	(void) w;
+	memset(nulls, ' ', sizeof(nulls));
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(p->challenge_id);
+	values[2] = TimestampTzGetDatum(p->period_start);
+	values[3] = TimestampTzGetDatum(p->period_end);
+	nulls[3] = p->end_null ? 'n' : ' ';
+	values[4] = Int64GetDatum(program_id);
+	values[5] = p->value;
+	values[6] = p->items;
+	nulls[6] = p->items ? ' ' : 'n';
+	values[7] = PointerGetDatum(p->last_item);
+	nulls[7] = p->last_item ? ' ' : 'n';
+	values[8] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Exec(Q_PROGRESS_INS, values, nulls, SPI_OK_INSERT);
+	RequireOneRow("challenge progress insert", member_id);
+	Restore(&saved);
+}
+
+static void
+SqlUpdateProgress(StoreWriter *w, int64 member_id, const ProgressRow *p)
+{
+	SpiSaved	saved;
+	Datum		values[7];
+	char		nulls[7];
+
+	(void) w;
+	memset(nulls, ' ', sizeof(nulls));
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	values[1] = Int64GetDatum(p->challenge_id);
+	values[2] = TimestampTzGetDatum(p->period_start);
+	values[3] = p->value;
+	values[4] = p->items;
+	nulls[4] = p->items ? ' ' : 'n';
+	values[5] = PointerGetDatum(p->last_item);
+	nulls[5] = p->last_item ? ' ' : 'n';
+	values[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Exec(Q_PROGRESS_UPD, values, nulls, SPI_OK_UPDATE);
+	RequireOneRow("challenge progress update", member_id);
+	Restore(&saved);
+}
+
+static void
+SqlInsertChallengeFacts(StoreWriter *w, const ChallengeFactsRow *f)
+{
+	SpiSaved	saved;
+	Datum		values[7];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(f->member_id);
+	values[1] = Int64GetDatum(f->entry_id);
+	values[2] = Int64GetDatum(f->program_id);
+	values[3] = f->challenge_ids;
+	values[4] = f->period_starts;
+	values[5] = f->deltas;
+	values[6] = f->items;
+	Exec(Q_FACTS_INS, values, NULL, SPI_OK_INSERT);
+	RequireOneRow("challenge facts insert", f->member_id);
+	Restore(&saved);
+}
+
 const StoreRoutine sql_store = {
 	.name = "sql",
 	.read_account = SqlReadAccount,
@@ -1035,4 +1219,8 @@ const StoreRoutine sql_store = {
 	.set_referral = SqlSetReferral,
 	.set_segment = SqlSetSegment,
 	.next_entry_id = SqlNextEntryId,
+	.read_progress = SqlReadProgress,
+	.insert_progress = SqlInsertProgress,
+	.update_progress = SqlUpdateProgress,
+	.insert_challenge_facts = SqlInsertChallengeFacts,
 };
