@@ -4,7 +4,7 @@
 -- from the raw tables.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT create_program('campaigns', earn_rate => 1) AS p \gset
 CREATE TEMP TABLE mm AS SELECT enroll(:p, 'app', 'm' || g, now() - interval '30 days') AS m, g FROM generate_series(1, 200) g;
@@ -75,6 +75,11 @@ SELECT is((SELECT cost_per_incremental_purchase FROM campaign_results WHERE kind
           (SELECT round(10.0 * (SELECT count(*) FROM grp WHERE NOT control AND g % 2 = 0)
                         / ((t.purchases::numeric / t.n - c.purchases::numeric / c.n) * t.n), 2)
            FROM raw t, raw c WHERE NOT t.control AND c.control), 'cost per incremental purchase');
+-- the rule doubled the first treated member's 10, each coupon user's 40 and every member's 20
+SELECT is((SELECT (reached, redemptions, points_issued, cost)::text FROM campaign_results WHERE kind = 'rule' AND campaign_id = :rule),
+          (SELECT (200, 1 + count(*) + 200, 10 + 40 * count(*) + 20 * 200, round((10 + 40 * count(*) + 20 * 200) * 0.01, 2))::text
+           FROM grp WHERE NOT control AND g % 2 = 0),
+          'a rule: the purchases it applied to, the points it added and their cost');
 SELECT throws_ok('SELECT loyalty.set_control_group(''coupon'', -1, 0.1)', 'P0002', NULL, 'an unknown campaign');
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 SELECT * FROM finish();

@@ -41,7 +41,7 @@ BEGIN
         ('members', 'Members of the program in the window, not held out'), ('control_members', 'Members held out'),
         ('reached', 'Members who got something: a coupon used, challenge progress, a journey event, a rule applied'),
         ('redemptions', 'Coupons used, challenges completed, journey events or earns the rule applied to'),
-        ('points_issued', 'Points given (coupons, challenges net of clawbacks; NULL for a rule, whose points are part of earns)'),
+        ('points_issued', 'Points given (coupons, challenges net of clawbacks; for a rule, what the purchases it applied to earned beyond the program''s rate, shared equally among the rules that applied to each)'),
         ('discounts', 'Money off given by coupons'), ('cost', 'Discounts plus points at the program''s point_value'),
         ('purchases', 'Purchases of the members in the window (net of refunded ones)'), ('control_purchases', 'Purchases of the control group'),
         ('revenue', 'Revenue of the members in the window, net of refunds'), ('control_revenue', 'Revenue of the control group'),

@@ -62,7 +62,12 @@ WITH c AS (
          AND (e.payload ->> 'step')::integer = j.step
     GROUP BY j.step_id
     UNION ALL
-    SELECT 'rule', r.rule_id, count(DISTINCT l.member_id), count(*), 0, NULL
+    -- (a rule's points: what its purchases earned beyond the program's rate,
+    -- shared equally among the rules that applied to each)
+    SELECT 'rule', r.rule_id, count(DISTINCT l.member_id), count(*), 0,
+           round(sum(((l.details ->> 'points')::numeric
+                      - floor((l.details ->> 'earn_base')::numeric * (l.details ->> 'earn_rate')::numeric))
+                     / greatest(jsonb_array_length(l.details -> 'rules'), 1)))
     FROM loyalty.earning_rules r
     JOIN loyalty.ledger l ON l.program_id = r.program_id AND l.kind = 'earn'
          AND l.details -> 'rules' @> jsonb_build_array(jsonb_build_object('rule', r.name))
