@@ -7,8 +7,8 @@
 
 -- programs ------------------------------------------------------------------
 
-#include "udfs/create_program/1.0.sql"
-COMMENT ON FUNCTION loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval) IS
+#include "udfs/create_program/1.4.sql"
+COMMENT ON FUNCTION loyalty.create_program(text, text, anycompatible, anycompatible, text, interval, interval, text, interval) IS
     'Create a loyalty program (currency, value of a point, base earn rate, rounding, expiry, pending period, refund policy); returns its id';
 
 -- members and identities ----------------------------------------------------

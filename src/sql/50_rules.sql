@@ -91,8 +91,8 @@ CREATE TRIGGER earning_rules_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.ea
     FOR EACH ROW EXECUTE FUNCTION loyalty.rules_version_bump();
 
 #include "udfs/create_earning_rule/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) IS
+COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, anycompatible, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, anycompatible, jsonb, text[], text[], text[], text[]) IS
     'Add a multiplier or bonus rule to a program; returns its id (see README "Earning rules" for stacking)';
 
 #include "udfs/set_earning_rule_active/1.0.sql"
@@ -159,14 +159,14 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.activities', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.activities_activity_id_seq', '');
 
 REVOKE ALL ON FUNCTION loyalty.rules_version_bump(),
-    loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-        timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]),
+    loyalty.create_earning_rule(bigint, text, text, anycompatible, loyalty.points, text, integer, boolean,
+        timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, anycompatible, jsonb, text[], text[], text[], text[]),
     loyalty.set_earning_rule_active(bigint, boolean),
     loyalty.set_activity_rule(bigint, text, loyalty.points, integer, integer, integer, integer, loyalty.points),
     loyalty.record_activity(bigint, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-        timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]),
+    loyalty.create_earning_rule(bigint, text, text, anycompatible, loyalty.points, text, integer, boolean,
+        timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, anycompatible, jsonb, text[], text[], text[], text[]),
     loyalty.set_earning_rule_active(bigint, boolean),
     loyalty.set_activity_rule(bigint, text, loyalty.points, integer, integer, integer, integer, loyalty.points)
 TO loyalty_admin;

@@ -72,8 +72,8 @@ CREATE TRIGGER tiers_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.tiers
 COMMENT ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean) IS
     'Set how a program''s members qualify for tiers: metric, window, downgrade rule, grace period, refund effect';
 
-#include "udfs/define_tier/1.1.sql"
-COMMENT ON FUNCTION loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb) IS
+#include "udfs/define_tier/1.4.sql"
+COMMENT ON FUNCTION loyalty.define_tier(bigint, integer, text, anycompatible, anycompatible, boolean, jsonb) IS
     'Add or change a rung of a program''s tier ladder; returns the tier value';
 
 -- Start of the qualification window ending at as_of.
@@ -145,7 +145,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.tier_history', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.tier_history_change_id_seq', '');
 
 REVOKE ALL ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean),
-    loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb),
+    loyalty.define_tier(bigint, integer, text, anycompatible, anycompatible, boolean, jsonb),
     loyalty.tier_window_start(bigint, timestamptz),
     loyalty.tier_metric(bigint, timestamptz),
     loyalty.member_tier_metric(bigint, timestamptz),
@@ -164,7 +164,7 @@ GRANT EXECUTE ON FUNCTION loyalty.evaluate_tier(bigint), loyalty.tier_at(bigint,
     loyalty.tier_metric(bigint, timestamptz), loyalty.qualified_tier(bigint, timestamptz)
 TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean),
-    loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb),
+    loyalty.define_tier(bigint, integer, text, anycompatible, anycompatible, boolean, jsonb),
     loyalty.assign_tier(bigint, loyalty.tier, timestamptz, text),
     loyalty.review_member_tier(bigint, timestamptz),
     loyalty.review_tiers_batch(bigint, timestamptz, bigint, integer)

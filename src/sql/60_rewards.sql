@@ -82,12 +82,12 @@ COMMENT ON FUNCTION loyalty.redeem_reward(bigint, bigint, text, text) IS
 COMMENT ON FUNCTION loyalty.cancel_redemption(bigint, bigint, text) IS
     'Cancel a redemption: points back to their original lots, the unit back to stock; returns the points given back';
 
-#include "udfs/set_redemption_rules/1.1.sql"
-COMMENT ON FUNCTION loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric) IS
+#include "udfs/set_redemption_rules/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible) IS
     'Limits on paying part of an order with points: minimum and maximum points per order, maximum share of the order amount';
 
 #include "udfs/redeem_for_discount/1.4.sql"
-COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, numeric, numeric, text, text) IS
+COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text) IS
     'Pay part of an order with points within the program''s limits; returns the discount (points x point value)';
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rewards', '');
@@ -101,16 +101,16 @@ REVOKE ALL ON FUNCTION
     loyalty.restock_reward(bigint, bigint),
     loyalty.redeem_reward(bigint, bigint, text, text),
     loyalty.cancel_redemption(bigint, bigint, text),
-    loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric),
-    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
+    loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible),
+    loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     loyalty.redeem_reward(bigint, bigint, text, text),
     loyalty.cancel_redemption(bigint, bigint, text),
-    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
+    loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text)
 TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION
     loyalty.create_reward(bigint, text, text, loyalty.points, bigint, timestamptz, timestamptz, loyalty.tier, integer),
     loyalty.restock_reward(bigint, bigint),
-    loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric)
+    loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible)
 TO loyalty_admin;

@@ -40,8 +40,8 @@ CREATE TABLE loyalty.referrals (
 CREATE INDEX referrals_referrer_idx ON loyalty.referrals (referrer);
 COMMENT ON TABLE loyalty.referrals IS 'Who referred whom (one referrer per member), and whether the bonuses were paid';
 
-#include "udfs/set_referral_rules/1.1.sql"
-COMMENT ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer) IS
+#include "udfs/set_referral_rules/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer) IS
     'Set a program''s referral bonuses, qualifying purchase amount and cap per referrer';
 
 #include "udfs/referral_code/1.1.sql"
@@ -72,10 +72,10 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.referral_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.referral_codes', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.referrals', '');
 
-REVOKE ALL ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer),
+REVOKE ALL ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer),
     loyalty.referral_code(bigint), loyalty.refer(bigint, text),
     loyalty.referral_refusal(bigint, bigint),
     loyalty.referral_purchase(bigint, bigint, numeric),
     loyalty.set_referral_pending(bigint, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.referral_code(bigint), loyalty.refer(bigint, text) TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer) TO loyalty_admin;

@@ -14,7 +14,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA loyalty FROM PUBLIC;
 
 -- API functions: nobody by default...
 REVOKE ALL ON FUNCTION
-    loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval),
+    loyalty.create_program(text, text, anycompatible, anycompatible, text, interval, interval, text, interval),
     loyalty.enroll(bigint, text, text, timestamptz, text, text, date, text),
     loyalty.member_id(bigint, text, text),
     loyalty.link_identity(bigint, text, text),
@@ -73,7 +73,7 @@ TO loyalty_app, loyalty_admin;
 
 -- ...and configuration, corrections and batch jobs to the administrator.
 GRANT EXECUTE ON FUNCTION
-    loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval),
+    loyalty.create_program(text, text, anycompatible, anycompatible, text, interval, interval, text, interval),
     loyalty.set_member_status(bigint, text),
     loyalty.adjust(bigint, numeric, text, text, text),
     loyalty.release_expired(bigint),

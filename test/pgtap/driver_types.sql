@@ -9,7 +9,7 @@
 -- node-postgres makes of a JS array).
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(64);
+SELECT plan(103);
 
 -- the points a prepared statement returns (EXECUTE cannot be a subquery)
 CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -143,6 +143,95 @@ PREPARE coupon_drv(bigint, float8, float8, float8) AS
 SELECT lives_ok(format('EXECUTE coupon_drv(%s, 7.5, 20, 100)', :p), 'create_coupon_campaign: float value, basket and budget');
 SELECT is((SELECT (value, min_basket, budget)::text FROM coupon_campaigns WHERE name = 'drv'), '(7.5,20,100)',
           '... stored as numeric');
+
+-- the configuration API and redeem_for_discount as drivers bind them: money,
+-- rates, shares and multipliers as double precision (psycopg 3's float, JDBC's
+-- setDouble), read as numeric; NaN and infinities refused as other bad values
+CREATE FUNCTION pg_temp.execute_numeric(stmt text) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE r numeric;
+BEGIN
+    EXECUTE stmt INTO r;
+    RETURN r;
+END $$;
+PREPARE program_drv(text, float8, float8) AS SELECT create_program($1, point_value => $2, earn_rate => $3);
+SELECT pg_temp.execute_points(format('EXECUTE program_drv(%L, 0.05, 2.5)', 'drivers-float')) AS fp \gset
+SELECT is((SELECT (point_value, earn_rate)::text FROM programs WHERE program_id = :fp), '(0.05,2.5)',
+          'create_program: a float point_value and earn_rate, stored as numeric');
+PREPARE program_untyped(text, unknown) AS SELECT create_program($1, point_value => $2);
+SELECT pg_temp.execute_points(format('EXECUTE program_untyped(%L, %L)', 'drivers-text', '0.02')) AS tp \gset
+SELECT is((SELECT (point_value, earn_rate)::text FROM programs WHERE program_id = :tp), '(0.02,1)',
+          '... an untyped point_value (node-postgres) beside the default earn_rate');
+SELECT throws_ok(format('SELECT create_program(%L, point_value => %L::float8)', 'nan', 'NaN'), '22023', NULL,
+                 '... a NaN point_value is refused');
+SELECT throws_ok(format('SELECT create_program(%L, earn_rate => %L::float8)', 'inf', 'Infinity'), '22023', NULL,
+                 '... an infinite earn_rate is refused');
+
+PREPARE tier_drv(bigint, integer, text, float8, float8) AS SELECT define_tier($1, $2, $3, $4, earn_multiplier => $5);
+SELECT lives_ok(format('EXECUTE tier_drv(%s, 0, %L, 0, 1)', :fp, 'Blue'), 'define_tier: float threshold and multiplier');
+SELECT lives_ok(format('EXECUTE tier_drv(%s, 1, %L, 150.5, 1.5)', :fp, 'Silver'), '... (another rung)');
+SELECT is((SELECT (threshold, earn_multiplier)::text FROM tiers WHERE program_id = :fp AND rank = 1), '(150.5,1.5)',
+          '... stored as numeric');
+PREPARE tier_untyped(bigint, unknown) AS SELECT define_tier($1, 2, 'Gold', $2);
+SELECT lives_ok(format('EXECUTE tier_untyped(%s, %L)', :fp, '999.5'), '... an untyped threshold beside the default multiplier');
+SELECT is((SELECT (threshold, earn_multiplier)::text FROM tiers WHERE program_id = :fp AND rank = 2), '(999.5,1)',
+          '... stored as numeric');
+SELECT throws_ok(format('SELECT define_tier(%s, 3, %L, %L::float8)', :fp, 'Nan', 'NaN'), '22023', NULL,
+                 '... a NaN threshold is refused');
+SELECT throws_ok(format('SELECT define_tier(%s, 3, %L, 10, earn_multiplier => %L::float8)', :fp, 'Inf', 'Infinity'), '22023', NULL,
+                 '... an infinite earn_multiplier is refused');
+
+PREPARE rule_drv(bigint, text, float8, float8) AS
+    SELECT create_earning_rule($1, $2, 'multiply', multiplier => $3, min_amount => $4);
+SELECT lives_ok(format('EXECUTE rule_drv(%s, %L, 1.5, 10.25)', :fp, 'drv x1.5'), 'create_earning_rule: a float multiplier and min_amount');
+SELECT is((SELECT (multiplier, min_amount)::text FROM earning_rules WHERE program_id = :fp AND name = 'drv x1.5'), '(1.5,10.25)',
+          '... stored as numeric');
+SELECT throws_ok(format('EXECUTE rule_drv(%s, %L, %L, NULL)', :fp, 'nan', 'NaN'), '22023', NULL, '... a NaN multiplier is refused');
+SELECT throws_ok(format('EXECUTE rule_drv(%s, %L, 2, %L)', :fp, 'nan', 'NaN'), '22023', NULL, '... a NaN min_amount is refused');
+SELECT throws_ok(format('EXECUTE rule_drv(%s, %L, 2, %L)', :fp, 'inf', 'Infinity'), '22023', NULL, '... an infinite min_amount is refused');
+
+PREPARE stacking_drv(bigint, float8, float8) AS SELECT set_stacking_rules($1, $2, $3);
+SELECT lives_ok(format('EXECUTE stacking_drv(%s, 3.5, 0.25)', :fp), 'set_stacking_rules: a float multiplier and share');
+SELECT is((SELECT (max_earn_multiplier, max_coupon_share)::text FROM programs WHERE program_id = :fp), '(3.5,0.25)',
+          '... stored as numeric');
+SELECT throws_ok(format('EXECUTE stacking_drv(%s, %L, NULL)', :fp, 'Infinity'), '22023', NULL, '... an infinite multiplier is refused');
+SELECT throws_ok(format('EXECUTE stacking_drv(%s, NULL, %L)', :fp, 'NaN'), '22023', NULL, '... a NaN share is refused');
+
+PREPARE plan_drv(bigint, float8, float8, float8) AS
+    SELECT create_plan($1, 'DRV', 'driver plan', $2, 'month', earn_multiplier => $3, reward_discount => $4);
+SELECT lives_ok(format('EXECUTE plan_drv(%s, 4.99, 1.5, 0.1)', :fp), 'create_plan: a float fee, multiplier and discount');
+SELECT is((SELECT (fee, reward_discount)::text FROM membership_plans WHERE program_id = :fp AND code = 'DRV'), '(4.99,0.1)',
+          '... stored as numeric');
+SELECT is((SELECT multiplier FROM earning_rules WHERE program_id = :fp AND name = 'plan DRV'), 1.5,
+          '... and its earn multiplier, an earning rule');
+PREPARE plan_untyped(bigint, unknown) AS SELECT create_plan($1, 'TXT', 'text plan', $2, 'month');
+SELECT lives_ok(format('EXECUTE plan_untyped(%s, %L)', :fp, '4.99'), '... an untyped fee (node-postgres) beside the default discount');
+SELECT throws_ok(format('SELECT create_plan(%s, %L, %L, %L::float8, %L)', :fp, 'NAN', 'x', 'NaN', 'month'), '22023', NULL,
+                 '... a NaN fee is refused');
+SELECT throws_ok(format('SELECT create_plan(%s, %L, %L, 5, %L, reward_discount => %L::float8)', :fp, 'NAN', 'x', 'month', 'NaN'),
+                 '22023', NULL, '... a NaN discount is refused');
+
+PREPARE household_drv(bigint, float8) AS SELECT set_household_rules($1, pool_share => $2);
+SELECT lives_ok(format('EXECUTE household_drv(%s, 0.1)', :fp), 'set_household_rules: a float pool_share');
+SELECT is((SELECT household_pool_share FROM programs WHERE program_id = :fp), 0.1, '... stored as numeric');
+SELECT throws_ok(format('EXECUTE household_drv(%s, %L)', :fp, 'NaN'), '22023', NULL, '... a NaN pool_share is refused');
+
+PREPARE redemption_drv(bigint, float8) AS SELECT set_redemption_rules($1, max_share_of_order => $2);
+SELECT lives_ok(format('EXECUTE redemption_drv(%s, 0.5)', :fp), 'set_redemption_rules: a float max_share_of_order');
+SELECT is((SELECT max_share_of_order FROM redemption_rules WHERE program_id = :fp), 0.5, '... stored as numeric');
+SELECT throws_ok(format('EXECUTE redemption_drv(%s, %L)', :fp, 'NaN'), '22023', NULL, '... a NaN share is refused');
+
+PREPARE referral_drv(bigint, float8) AS SELECT set_referral_rules($1, '100', '50', $2);
+SELECT lives_ok(format('EXECUTE referral_drv(%s, 12.5)', :fp), 'set_referral_rules: a float min_purchase_amount');
+SELECT is((SELECT min_purchase_amount FROM referral_rules WHERE program_id = :fp), 12.5, '... stored as numeric');
+SELECT throws_ok(format('EXECUTE referral_drv(%s, %L)', :fp, 'NaN'), '22023', NULL, '... a NaN amount is refused');
+SELECT throws_ok(format('EXECUTE referral_drv(%s, %L)', :fp, 'Infinity'), '22023', NULL, '... an infinite amount is refused');
+
+-- at checkout: the order's amount as the application binds it
+PREPARE discount_drv(bigint, float8, bigint) AS SELECT redeem_for_discount($1, $2, $3);
+SELECT is(pg_temp.execute_numeric(format('EXECUTE discount_drv(%s, 20.5, 10)', :m)), 0.10,
+          'redeem_for_discount: a float order_amount, int8 points');
+SELECT throws_ok(format('EXECUTE discount_drv(%s, %L, 10)', :m, 'NaN'), '22023', NULL, '... a NaN order_amount is refused');
+SELECT throws_ok(format('EXECUTE discount_drv(%s, %L, 10)', :m, 'Infinity'), '22023', NULL, '... an infinite order_amount is refused');
 
 -- points arithmetic and comparisons with integers stay points, without ambiguity
 SELECT is(pg_typeof('5'::points + 1)::text, 'points', 'points + 1 is points');

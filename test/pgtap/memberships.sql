@@ -152,7 +152,7 @@ SELECT is((SELECT tier::text FROM loyalty.accounts WHERE member_id = :bob), '0:B
           'an assigned tier whose lock ended falls back to the tier bob qualifies for');
 
 SELECT ok(has_function_privilege('loyalty_app', 'loyalty.subscribe(bigint, text, text, anycompatible, timestamptz)', 'EXECUTE')
-          AND NOT has_function_privilege('loyalty_app', 'loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric)', 'EXECUTE')
+          AND NOT has_function_privilege('loyalty_app', 'loyalty.create_plan(bigint, text, text, anycompatible, text, text, loyalty.tier, anycompatible, bigint, bigint, interval, anycompatible)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.end_membership_benefits(bigint, bigint, text)', 'EXECUTE')
           AND has_table_privilege('loyalty_analyst', 'loyalty.membership_kpis', 'SELECT'),
           'the application subscribes, the administrator makes plans, the analyst reads the KPIs');

@@ -136,8 +136,8 @@ SELECT throws_ok($$SELECT loyalty.set_referral_rules(-1, '10', '10')$$, 'P0002',
 -- who may call what
 SELECT ok(has_function_privilege('loyalty_app', 'loyalty.refer(bigint, text)', 'EXECUTE')
           AND has_function_privilege('loyalty_app', 'loyalty.referral_code(bigint)', 'EXECUTE')
-          AND NOT has_function_privilege('loyalty_app', 'loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer)', 'EXECUTE')
-          AND has_function_privilege('loyalty_admin', 'loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer)', 'EXECUTE'),
+          AND NOT has_function_privilege('loyalty_app', 'loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer)', 'EXECUTE')
+          AND has_function_privilege('loyalty_admin', 'loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer)', 'EXECUTE'),
           'the app refers and reads codes; only the administrator sets the rules');
 SELECT is((SELECT count(*) FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
            WHERE p.oid = ANY (ARRAY['loyalty.referral_purchase(bigint, bigint, numeric)'::regprocedure,

@@ -189,15 +189,15 @@ SELECT throws_ok($$SELECT loyalty.set_redemption_rules(-1)$$, 'P0002', NULL, 'ru
 -- 8. who may call what
 SELECT ok(has_function_privilege('loyalty_app', 'loyalty.redeem_reward(bigint, bigint, text, text)', 'EXECUTE')
           AND has_function_privilege('loyalty_app', 'loyalty.cancel_redemption(bigint, bigint, text)', 'EXECUTE')
-          AND has_function_privilege('loyalty_app', 'loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)', 'EXECUTE'),
+          AND has_function_privilege('loyalty_app', 'loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text)', 'EXECUTE'),
           'the app may redeem, cancel and pay with points');
 SELECT ok(NOT has_function_privilege('loyalty_app', 'loyalty.create_reward(bigint, text, text, loyalty.points, bigint, timestamptz, timestamptz, loyalty.tier, integer)', 'EXECUTE')
           AND NOT has_function_privilege('loyalty_app', 'loyalty.restock_reward(bigint, bigint)', 'EXECUTE')
-          AND NOT has_function_privilege('loyalty_app', 'loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric)', 'EXECUTE'),
+          AND NOT has_function_privilege('loyalty_app', 'loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible)', 'EXECUTE'),
           'the app may not change the catalog or the rules');
 SELECT ok(has_function_privilege('loyalty_admin', 'loyalty.create_reward(bigint, text, text, loyalty.points, bigint, timestamptz, timestamptz, loyalty.tier, integer)', 'EXECUTE')
           AND has_function_privilege('loyalty_admin', 'loyalty.restock_reward(bigint, bigint)', 'EXECUTE')
-          AND has_function_privilege('loyalty_admin', 'loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric)', 'EXECUTE'),
+          AND has_function_privilege('loyalty_admin', 'loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible)', 'EXECUTE'),
           'the administrator keeps the catalog and the rules');
 SELECT is((SELECT count(*) FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
            WHERE p.pronamespace = 'loyalty'::regnamespace AND a.privilege_type = 'EXECUTE'

@@ -145,7 +145,7 @@ COMMENT ON FUNCTION loyalty.capture_coupon(bigint, bigint) IS
 COMMENT ON FUNCTION loyalty.release_coupon(bigint, bigint, text) IS
     'Give a coupon use back: a held one is released; a captured one (its order refunded) is reversed, its points taken back; returns the new status';
 #include "udfs/set_stacking_rules/1.4.sql"
-COMMENT ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) IS
+COMMENT ON FUNCTION loyalty.set_stacking_rules(bigint, anycompatible, anycompatible) IS
     'Set a program''s ceilings: the most a purchase earns over its base points however its rules stack, and the most of an order''s amount its coupons give';
 #include "udfs/coupons_refunded/1.4.sql"
 COMMENT ON FUNCTION loyalty.coupons_refunded(bigint, text) IS
@@ -191,5 +191,5 @@ GRANT EXECUTE ON FUNCTION loyalty.create_coupon_campaign(bigint, text, text, any
         timestamptz, timestamptz, integer, text[], integer, integer, bigint, anycompatible, boolean, interval, text[]),
     loyalty.generate_coupon_codes(bigint, integer, text, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.release_expired_coupons() TO loyalty_admin;
-REVOKE ALL ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.set_stacking_rules(bigint, numeric, numeric) TO loyalty_admin;
+REVOKE ALL ON FUNCTION loyalty.set_stacking_rules(bigint, anycompatible, anycompatible) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.set_stacking_rules(bigint, anycompatible, anycompatible) TO loyalty_admin;

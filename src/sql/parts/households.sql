@@ -125,7 +125,7 @@ COMMENT ON FUNCTION loyalty.household_open_pool(bigint) IS
 COMMENT ON FUNCTION loyalty.household_close(bigint, text) IS
     'Internal (dissolve_household): split the pool''s spendable points among the members by their contributions, or return them, forfeit the rest and close the pool; returns the points split';
 #include "udfs/set_household_rules/1.4.sql"
-COMMENT ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean, numeric, text) IS
+COMMENT ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean, anycompatible, text) IS
     'Set a program''s household size, whether children may redeem, the monthly redemption limits of adults and children, household tiers (qualification on the household''s combined metric), the share of each earn also credited to a household pool (NULL: pooled redemption instead) and what a dissolved household''s pool does (split or forfeit)';
 #include "udfs/household_redeem/1.4.sql"
 COMMENT ON FUNCTION loyalty.household_redeem(bigint, numeric, text, text, text) IS
@@ -154,7 +154,7 @@ REVOKE ALL ON FUNCTION loyalty.household_lock(bigint), loyalty.start_household(b
     loyalty.change_household_owner(bigint, bigint), loyalty.dissolve_household(bigint),
     loyalty.invite_to_household(bigint, bigint, text), loyalty.join_household(bigint, bigint),
     loyalty.remove_household_member(bigint, bigint),
-    loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean, numeric, text),
+    loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean, anycompatible, text),
     loyalty.household_redeem(bigint, numeric, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.start_household(bigint, text), loyalty.add_household_member(bigint, bigint, text),
     loyalty.leave_household(bigint, bigint), loyalty.change_household_owner(bigint, bigint),
@@ -162,5 +162,5 @@ GRANT EXECUTE ON FUNCTION loyalty.start_household(bigint, text), loyalty.add_hou
     loyalty.invite_to_household(bigint, bigint, text), loyalty.join_household(bigint, bigint),
     loyalty.remove_household_member(bigint, bigint)
     TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean, numeric, text) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.set_household_rules(bigint, integer, boolean, bigint, bigint, boolean, anycompatible, text) TO loyalty_admin;
 GRANT SELECT ON loyalty.household_summary TO loyalty_analyst, loyalty_admin;

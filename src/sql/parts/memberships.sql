@@ -90,7 +90,7 @@ INSERT INTO loyalty.event_kinds VALUES
 -- (the kinds a new program emits by default are set once, with the coupons' kinds)
 
 #include "udfs/create_plan/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric) IS
+COMMENT ON FUNCTION loyalty.create_plan(bigint, text, text, anycompatible, text, text, loyalty.tier, anycompatible, bigint, bigint, interval, anycompatible) IS
     'Add a paid membership plan to a program (fee per month or year, a tier for the period, an earn multiplier, welcome and monthly points, a discount on rewards); returns its id';
 
 #include "udfs/end_membership_benefits/1.4.sql"
@@ -138,7 +138,7 @@ COMMENT ON COLUMN loyalty.membership_kpis.cancelled IS 'Memberships that ended b
 COMMENT ON COLUMN loyalty.membership_kpis.renewal_rate IS 'renewals / (renewals + lapsed + cancelled) in the month';
 COMMENT ON COLUMN loyalty.membership_kpis.revenue IS 'Membership payments less refunds, in the plans'' currency';
 
-REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
+REVOKE ALL ON FUNCTION loyalty.create_plan(bigint, text, text, anycompatible, text, text, loyalty.tier, anycompatible, bigint, bigint, interval, anycompatible),
     loyalty.end_membership_benefits(bigint, bigint, text),
     loyalty.membership_start(bigint, bigint, timestamptz, text, numeric, text),
     loyalty.subscribe(bigint, text, text, anycompatible, timestamptz),
@@ -151,7 +151,7 @@ GRANT EXECUTE ON FUNCTION loyalty.subscribe(bigint, text, text, anycompatible, t
     loyalty.renew_membership(bigint, text, anycompatible, timestamptz),
     loyalty.cancel_membership(bigint, boolean, text, text, anycompatible),
     loyalty.change_membership_plan(bigint, text, text, anycompatible) TO loyalty_app, loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.create_plan(bigint, text, text, numeric, text, text, loyalty.tier, numeric, bigint, bigint, interval, numeric),
+GRANT EXECUTE ON FUNCTION loyalty.create_plan(bigint, text, text, anycompatible, text, text, loyalty.tier, anycompatible, bigint, bigint, interval, anycompatible),
     loyalty.membership_batch(timestamptz, integer) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.run_memberships(timestamptz, integer) TO loyalty_admin;
 GRANT SELECT ON loyalty.membership_kpis TO loyalty_analyst, loyalty_admin;

@@ -44,7 +44,7 @@ COMMENT ON FUNCTION loyalty.reverse(bigint, bigint, numeric, anycompatible, text
     'Undo an entry fully or partly (by points, or by refunded amount in proportion: amount is any number type or a string); never more than the entry; returns points reversed';
 COMMENT ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) IS
     'Administrator correction by a signed number of points, with a reason; returns the ledger entry id';
-COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, numeric, numeric, text, text) IS
+COMMENT ON FUNCTION loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text) IS
     'Pay part of an order with points within the program''s limits; returns the discount (points x point value)';
 REVOKE ALL ON FUNCTION
     loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz),
@@ -53,7 +53,7 @@ REVOKE ALL ON FUNCTION
     loyalty.capture(bigint, numeric, text),
     loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text),
     loyalty.adjust(bigint, numeric, text, text, text),
-    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
+    loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     loyalty.award(bigint, numeric, text, text, text, text, timestamptz, timestamptz),
@@ -61,7 +61,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.hold(bigint, numeric, interval, text, text, text),
     loyalty.capture(bigint, numeric, text),
     loyalty.reverse(bigint, bigint, numeric, anycompatible, text, text, text),
-    loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)
+    loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text)
 TO loyalty_app, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.adjust(bigint, numeric, text, text, text) TO loyalty_admin;
 -- a points value passes where a numeric does; points with integers stay points
@@ -229,7 +229,7 @@ BEGIN
                 'loyalty.balance(bigint)',
                 'loyalty.balance_at(bigint, timestamptz)',
                 'loyalty.adjust(bigint, numeric, text, text, text)',
-                'loyalty.redeem_for_discount(bigint, numeric, numeric, text, text)']) f
+                'loyalty.redeem_for_discount(bigint, anycompatible, numeric, text, text)']) f
             WHERE EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
                           WHERE d.logicalrelid OPERATOR(pg_catalog.=) 'loyalty.accounts'::regclass)$q$;
     END IF;
@@ -320,13 +320,13 @@ REVOKE ALL ON SEQUENCE loyalty.member_changes_change_id_seq FROM PUBLIC;
 DROP FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
     timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric);
 #include "udfs/create_earning_rule/1.4.sql"
-COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) IS
+COMMENT ON FUNCTION loyalty.create_earning_rule(bigint, text, text, anycompatible, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, anycompatible, jsonb, text[], text[], text[], text[]) IS
     'Add a multiplier or bonus rule to a program; returns its id (see README "Earning rules" for stacking)';
-REVOKE ALL ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.create_earning_rule(bigint, text, text, numeric, loyalty.points, text, integer, boolean,
-    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, numeric, jsonb, text[], text[], text[], text[]) TO loyalty_admin;
+REVOKE ALL ON FUNCTION loyalty.create_earning_rule(bigint, text, text, anycompatible, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, anycompatible, jsonb, text[], text[], text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.create_earning_rule(bigint, text, text, anycompatible, loyalty.points, text, integer, boolean,
+    timestamptz, timestamptz, integer[], integer, integer, text[], text[], text[], text[], loyalty.tier, text[], text, boolean, anycompatible, jsonb, text[], text[], text[], text[]) TO loyalty_admin;
 
 -- == paid membership ===========================================================
 #include "parts/memberships.sql"
@@ -430,3 +430,38 @@ REVOKE ALL ON SEQUENCE loyalty.journey_steps_step_id_seq FROM PUBLIC;
 
 -- == what a merge carries besides the books ===================================
 #include "parts/merge.sql"
+
+-- == configuration amounts as drivers bind them ================================
+-- Money, rates, shares and multipliers of the configuration API are
+-- anycompatible, read as numeric: psycopg 3 and JDBC bind floats as double
+-- precision, which no numeric parameter takes (points parameters stay as
+-- they are).  create_earning_rule, set_stacking_rules, create_plan,
+-- set_household_rules and redeem_for_discount are created so above.
+DROP FUNCTION loyalty.create_program(text, text, numeric, numeric, text, interval, interval, text, interval);
+DROP FUNCTION loyalty.define_tier(bigint, integer, text, numeric, numeric, boolean, jsonb);
+DROP FUNCTION loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, numeric);
+DROP FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, numeric, integer);
+#include "udfs/create_program/1.4.sql"
+#include "udfs/define_tier/1.4.sql"
+#include "udfs/set_redemption_rules/1.4.sql"
+#include "udfs/set_referral_rules/1.4.sql"
+COMMENT ON FUNCTION loyalty.create_program(text, text, anycompatible, anycompatible, text, interval, interval, text, interval) IS
+    'Create a loyalty program (currency, value of a point, base earn rate, rounding, expiry, pending period, refund policy); returns its id';
+COMMENT ON FUNCTION loyalty.define_tier(bigint, integer, text, anycompatible, anycompatible, boolean, jsonb) IS
+    'Add or change a rung of a program''s tier ladder; returns the tier value';
+COMMENT ON FUNCTION loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible) IS
+    'Limits on paying part of an order with points: minimum and maximum points per order, maximum share of the order amount';
+COMMENT ON FUNCTION loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer) IS
+    'Set a program''s referral bonuses, qualifying purchase amount and cap per referrer';
+REVOKE ALL ON FUNCTION
+    loyalty.create_program(text, text, anycompatible, anycompatible, text, interval, interval, text, interval),
+    loyalty.define_tier(bigint, integer, text, anycompatible, anycompatible, boolean, jsonb),
+    loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible),
+    loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    loyalty.create_program(text, text, anycompatible, anycompatible, text, interval, interval, text, interval),
+    loyalty.define_tier(bigint, integer, text, anycompatible, anycompatible, boolean, jsonb),
+    loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible),
+    loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer)
+TO loyalty_admin;

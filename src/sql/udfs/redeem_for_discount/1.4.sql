@@ -1,4 +1,4 @@
-CREATE FUNCTION loyalty.redeem_for_discount(member bigint, order_amount numeric, points numeric,
+CREATE FUNCTION loyalty.redeem_for_discount(member bigint, order_amount anycompatible, points numeric,
                                             reference text DEFAULT NULL, idempotency_key text DEFAULT NULL)
 RETURNS numeric
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -9,14 +9,16 @@ DECLARE
     v_value numeric;
     v_rules loyalty.redemption_rules;
     v_discount numeric;
+    -- the order's amount as numeric, whatever a driver sent (ints, floats, decimals)
+    v_amount numeric := order_amount::numeric;
 BEGIN
     PERFORM loyalty.require_member(redeem_for_discount.member);
-    IF member IS NULL OR order_amount IS NULL OR points IS NULL THEN
+    IF member IS NULL OR v_amount IS NULL OR points IS NULL THEN
         RAISE EXCEPTION 'member, order_amount and points must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     -- a whole number of points (integer, numeric or text from the driver)
     PERFORM loyalty.points(points);
-    IF order_amount = 'NaN' OR order_amount <= 0 OR order_amount = 'Infinity' THEN
+    IF v_amount = 'NaN' OR v_amount <= 0 OR v_amount = 'Infinity' THEN
         RAISE EXCEPTION 'order_amount must be a positive, finite amount' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT a.program_id, p.point_value INTO v_program, v_value
@@ -36,13 +38,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_discount := points::bigint * v_value;
-    IF v_discount > order_amount THEN
-        RAISE EXCEPTION 'a discount of % exceeds the order amount %', v_discount, order_amount
+    IF v_discount > v_amount THEN
+        RAISE EXCEPTION 'a discount of % exceeds the order amount %', v_discount, v_amount
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Redeem fewer points.';
     END IF;
-    IF v_rules.max_share_of_order IS NOT NULL AND v_discount > order_amount * v_rules.max_share_of_order THEN
+    IF v_rules.max_share_of_order IS NOT NULL AND v_discount > v_amount * v_rules.max_share_of_order THEN
         RAISE EXCEPTION 'points may pay at most % of an order (% of %), got a discount of %',
-            v_rules.max_share_of_order, order_amount * v_rules.max_share_of_order, order_amount, v_discount
+            v_rules.max_share_of_order, v_amount * v_rules.max_share_of_order, v_amount, v_discount
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Redeem fewer points.';
     END IF;
     PERFORM loyalty.redeem(member, points, NULL, reference, idempotency_key);

@@ -1,13 +1,15 @@
 CREATE FUNCTION loyalty.set_household_rules(
     program bigint, max_members integer DEFAULT 6, child_can_redeem boolean DEFAULT false,
     adult_monthly_points bigint DEFAULT NULL, child_monthly_points bigint DEFAULT NULL,
-    household_tier boolean DEFAULT false, pool_share numeric DEFAULT NULL, pool_on_dissolve text DEFAULT 'split')
+    household_tier boolean DEFAULT false, pool_share anycompatible DEFAULT NULL, pool_on_dissolve text DEFAULT 'split')
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     h record;
+    -- the share as numeric, whatever a driver sent (ints, floats, decimals)
+    v_share numeric := pool_share::numeric;
 BEGIN
     PERFORM loyalty.require_program(set_household_rules.program);
     IF program IS NULL OR max_members IS NULL OR child_can_redeem IS NULL OR household_tier IS NULL
@@ -15,8 +17,8 @@ BEGIN
         RAISE EXCEPTION 'program, max_members, child_can_redeem, household_tier and pool_on_dissolve must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT (pool_share > 0 AND pool_share <= 1) THEN
-        RAISE EXCEPTION 'pool_share must lie in (0, 1], not %', pool_share USING ERRCODE = 'invalid_parameter_value',
+    IF NOT (v_share > 0 AND v_share <= 1) THEN
+        RAISE EXCEPTION 'pool_share must lie in (0, 1], not %', v_share USING ERRCODE = 'invalid_parameter_value',
             HINT = 'The share of each earn also credited to the household pool, e.g. 0.1; NULL: no pool (pooled redemption).';
     END IF;
     BEGIN
@@ -36,12 +38,12 @@ BEGIN
             RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
     END;
     -- the share is read with the program by every earn
-    UPDATE loyalty.programs p SET household_pool_share = set_household_rules.pool_share
+    UPDATE loyalty.programs p SET household_pool_share = v_share
     WHERE p.program_id OPERATOR(pg_catalog.=) set_household_rules.program
-      AND p.household_pool_share IS DISTINCT FROM set_household_rules.pool_share;
+      AND p.household_pool_share IS DISTINCT FROM v_share;
     -- households that have none get their pool (ones that have keep it, even
     -- when sharing stops: its points stay spendable by the household)
-    IF pool_share IS NOT NULL THEN
+    IF v_share IS NOT NULL THEN
         FOR h IN SELECT x.household_id FROM loyalty.households x
                  WHERE x.program_id OPERATOR(pg_catalog.=) set_household_rules.program
                    AND x.dissolved_at IS NULL AND x.pool_member IS NULL
