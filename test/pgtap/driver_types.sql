@@ -9,7 +9,7 @@
 -- node-postgres makes of a JS array).
 BEGIN;
 SET search_path = public, loyalty;
-SELECT plan(103);
+SELECT plan(104);
 
 -- the points a prepared statement returns (EXECUTE cannot be a subquery)
 CREATE FUNCTION pg_temp.execute_points(stmt text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -143,6 +143,8 @@ PREPARE coupon_drv(bigint, float8, float8, float8) AS
 SELECT lives_ok(format('EXECUTE coupon_drv(%s, 7.5, 20, 100)', :p), 'create_coupon_campaign: float value, basket and budget');
 SELECT is((SELECT (value, min_basket, budget)::text FROM coupon_campaigns WHERE name = 'drv'), '(7.5,20,100)',
           '... stored as numeric');
+PREPARE coupon_untyped(bigint, unknown) AS SELECT create_coupon_campaign($1, 'drv-text', 'amount_off', $2);
+SELECT lives_ok(format('EXECUTE coupon_untyped(%s, %L)', :p, '7.5'), 'create_coupon_campaign: an untyped value alone (node-postgres)');
 
 -- the configuration API and redeem_for_discount as drivers bind them: money,
 -- rates, shares and multipliers as double precision (psycopg 3's float, JDBC's

@@ -1,6 +1,6 @@
 CREATE FUNCTION loyalty.create_coupon_campaign(
     program bigint, name text, offer text, value anycompatible,
-    code text DEFAULT NULL, item text DEFAULT NULL, min_basket anycompatible DEFAULT 0,
+    code text DEFAULT NULL, item text DEFAULT NULL, min_basket anycompatible DEFAULT 0::numeric,
     categories text[] DEFAULT NULL, products text[] DEFAULT NULL, channels text[] DEFAULT NULL,
     valid_from timestamptz DEFAULT NULL, valid_until timestamptz DEFAULT NULL,
     min_tier_rank integer DEFAULT NULL, segments text[] DEFAULT NULL,
