@@ -20,7 +20,7 @@ CREATE TABLE loyalty.challenges (
     period_days    integer CHECK (period_days BETWEEN 1 AND 3660),
     repeating      boolean NOT NULL DEFAULT false,
     reward_points  loyalty.points,
-    badge          text CHECK (badge ~ '^[a-z0-9][a-z0-9_.:-]{0,62}$'),
+    badge          text CHECK (loyalty.valid_tag(badge)),
     categories     text[],
     channels       text[],
     activities     text[],

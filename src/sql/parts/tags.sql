@@ -1,8 +1,14 @@
 -- Member tags' objects, for the install script and the 1.3 -> 1.4 upgrade.
 
+-- what a tag (and a badge) may be, written once
+#include "udfs/valid_tag/1.4.sql"
+COMMENT ON FUNCTION loyalty.valid_tag(text) IS
+    'Whether a text is a valid tag or badge: 1 to 63 lower-case letters, digits, and _ . : - (not first)';
+REVOKE ALL ON FUNCTION loyalty.valid_tag(text) FROM PUBLIC;
+
 CREATE TABLE loyalty.member_tags (
     member_id   bigint NOT NULL,
-    tag         text NOT NULL CHECK (tag ~ '^[a-z0-9][a-z0-9_.:-]{0,62}$'),
+    tag         text NOT NULL CHECK (loyalty.valid_tag(tag)),
     program_id  bigint NOT NULL,
     tagged_at   timestamptz NOT NULL DEFAULT now(),
     tagged_by   text NOT NULL DEFAULT current_user,

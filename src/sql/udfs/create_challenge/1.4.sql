@@ -61,8 +61,8 @@ BEGIN
         RAISE EXCEPTION 'activities filter the activities metric; categories and channels filter purchases'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF EXISTS (SELECT FROM unnest(v_tags) t(tag) WHERE t.tag IS NULL OR t.tag !~ '^[a-z0-9][a-z0-9_.:-]{0,62}$')
-       OR (v_badge IS NOT NULL AND v_badge !~ '^[a-z0-9][a-z0-9_.:-]{0,62}$') THEN
+    IF EXISTS (SELECT FROM unnest(v_tags) t(tag) WHERE t.tag IS NULL OR NOT loyalty.valid_tag(t.tag))
+       OR (v_badge IS NOT NULL AND NOT loyalty.valid_tag(v_badge)) THEN
         RAISE EXCEPTION 'tags and badges are 1 to 63 letters, digits, and _ . : - (not first)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

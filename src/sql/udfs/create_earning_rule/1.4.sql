@@ -52,7 +52,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT FROM unnest(v_tags || v_apply) t(tag)
-                                    WHERE t.tag IS NULL OR t.tag !~ '^[a-z0-9][a-z0-9_.:-]{0,62}$') THEN
+                                    WHERE t.tag IS NULL OR NOT loyalty.valid_tag(t.tag)) THEN
         RAISE EXCEPTION 'a tag is 1 to 63 letters, digits, and _ . : - (not first), not %', coalesce(tags, apply_tags)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

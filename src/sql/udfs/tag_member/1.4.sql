@@ -10,7 +10,7 @@ BEGIN
     IF member IS NULL OR tag IS NULL THEN
         RAISE EXCEPTION 'member and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF v_tag !~ '^[a-z0-9][a-z0-9_.:-]{0,62}$' THEN
+    IF NOT loyalty.valid_tag(v_tag) THEN
         RAISE EXCEPTION 'a tag is 1 to 63 letters, digits, and _ . : - (not first), not "%"', tag
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
