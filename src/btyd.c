@@ -644,25 +644,125 @@ btyd_bgnbd_loglik(PG_FUNCTION_ARGS)
 							   PG_GETARG_FLOAT8(6)));
 }
 
-/* Gauss hypergeometric 2F1(a, b; c; z) for 0 <= z < 1, by its series. */
-static double
-hyp2f1(double a, double b, double c, double z)
+/*
+ * The series of 2F1(a, b; c; z), 0 <= z < 1, summed until what is left
+ * (about the last term / (1 - z), as the terms' ratio tends to z) is below
+ * double precision; false when that takes more than max_terms.
+ */
+static bool
+hyp2f1_series(double a, double b, double c, double z, int max_terms, double *out)
 {
 	double		term = 1,
 				sum = 1;
 	int			j;
 
-	for (j = 0; j < 100000; j++)
+	for (j = 0; j < max_terms; j++)
 	{
 		term *= (a + j) * (b + j) / ((c + j) * (j + 1)) * z;
 		sum += term;
-		if (fabs(term) < 1e-15 * fabs(sum))
-			return sum;
+		if (fabs(term) <= 1e-16 * (1 - z) * fabs(sum))
+		{
+			*out = sum;
+			return true;
+		}
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-			 errmsg("hypergeometric series did not converge (z = %g)", z)));
-	return sum;					/* keep the compiler quiet */
+	return false;
+}
+
+/* The same where it must converge (z <= 1/2: each term at most about half the last). */
+static double
+hyp2f1_sum(double a, double b, double c, double z)
+{
+	double		v;
+
+	if (!hyp2f1_series(a, b, c, z, 100000, &v))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("hypergeometric series did not converge (a = %g, b = %g, c = %g, z = %g)", a, b, c, z)));
+	return v;
+}
+
+/* log |Gamma(x)| and its sign; *zero when 1/Gamma(x) = 0 (x = 0, -1, -2 ...). */
+static double
+log_gamma(double x, int *sign, bool *zero)
+{
+	*zero = x <= 0 && x == floor(x);
+	*sign = x > 0 || ((long) floor(x)) % 2 == 0 ? 1 : -1;
+	return *zero ? 0 : lgamma(x);
+}
+
+/*
+ * Gamma(p1) Gamma(p2) / (Gamma(q1) Gamma(q2)), by logarithms (the arguments
+ * grow with a customer's purchases, beyond where Gamma itself overflows).
+ */
+static double
+gamma_ratio(double p1, double p2, double q1, double q2)
+{
+	int			s1,
+				s2,
+				s3,
+				s4;
+	bool		z1,
+				z2,
+				z3,
+				z4;
+	double		l = log_gamma(p1, &s1, &z1) + log_gamma(p2, &s2, &z2)
+	- log_gamma(q1, &s3, &z3) - log_gamma(q2, &s4, &z4);
+
+	if (z3 || z4)
+		return 0;				/* a pole below: the term vanishes */
+	if (z1 || z2)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("hypergeometric function at a pole (Gamma(%g) Gamma(%g))", p1, p2)));
+	return s1 * s2 * s3 * s4 * exp(l);
+}
+
+/* 2F1 for 1/2 < z < 1 by its continuation around z = 1 (c - a - b not an integer). */
+static double
+hyp2f1_near_one(double a, double b, double c, double z)
+{
+	double		d = c - a - b;
+	double		w = 1 - z;
+
+	return gamma_ratio(c, d, c - a, c - b) * hyp2f1_sum(a, b, 1 - d, w) +
+		pow(w, d) * gamma_ratio(c, -d, a, b) * hyp2f1_sum(c - a, c - b, 1 + d, w);
+}
+
+/* The continuation where c - a - b = k + e (integer k): on both sides of the pole, averaged. */
+static double
+hyp2f1_beside(double a, double b, double c, double z, double e, double h)
+{
+	return (hyp2f1_near_one(a, b, c - e + h, z) + hyp2f1_near_one(a, b, c - e - h, z)) / 2;
+}
+
+/*
+ * Gauss hypergeometric 2F1(a, b; c; z) for 0 <= z < 1.  Its series converges
+ * slowly as z nears 1 (a customer with no history and a long horizon: z =
+ * t / (alpha + T + t) within 1e-4 of 1 needs 10^5 terms and more), so above
+ * 1/2 it is computed from two series in 1 - z (Abramowitz and Stegun
+ * 15.3.6).  Where c - a - b is an integer that form has poles that cancel:
+ * there the series itself is used if it converges in 200,000 terms, else the
+ * continuation is evaluated on both sides of the integer, at steps h and 2h,
+ * and extrapolated to the pole (Richardson: an error of order h^4).
+ */
+static double
+hyp2f1(double a, double b, double c, double z)
+{
+	double		d,
+				k,
+				v,
+				h = 1e-4;
+
+	if (z <= 0.5)
+		return hyp2f1_sum(a, b, c, z);
+	d = c - a - b;
+	k = round(d);
+	if (fabs(d - k) >= 2 * h)
+		return hyp2f1_near_one(a, b, c, z);
+	if (hyp2f1_series(a, b, c, z, 200000, &v))
+		return v;
+	return (4 * hyp2f1_beside(a, b, c, z, d - k, h) - hyp2f1_beside(a, b, c, z, d - k, 2 * h)) / 3;
 }
 
 static void
