@@ -148,26 +148,29 @@ CREATE TABLE loyalty.models (
     time_unit       text NOT NULL CHECK (time_unit IN ('day', 'week')),
     bgnbd           loyalty.bgnbd_params NOT NULL,
     gamma_gamma     loyalty.gamma_gamma_params,
+    gamma_gamma_failure text,
     PRIMARY KEY (program_id, fitted_at)
 );
 COMMENT ON TABLE loyalty.models IS 'Fitted BG/NBD and Gamma-Gamma models per program, with fit time, calibration end and log-likelihoods';
+COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
+    'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase model (BG/NBD) is kept without it';
 
-#include "udfs/fit_models/1.1.sql"
+#include "udfs/fit_models/1.4.sql"
 COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
-    'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify a model';
+    'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify the purchase model; a spend model the data do not identify (or with q <= 1) is left out, with the reason in gamma_gamma_failure';
 
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
 #include "udfs/refresh_models/1.0.sql"
 COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
-    'Batch job (e.g. nightly with pg_cron): refit the models of every program on its purchases up to calibration_end (default today), one commit per program; programs whose data cannot identify a model are reported and skipped';
+    'Batch job (e.g. nightly with pg_cron): refit the models of every program on its purchases up to calibration_end (default today), one commit per program; programs whose data cannot identify the purchase model are reported and skipped';
 
 -- CLV over `horizon` time units with a discount rate per unit: expected spend
 -- per purchase times the discounted expected purchases of each unit.
-#include "udfs/clv/1.0.sql"
+#include "udfs/clv/1.4.sql"
 COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) IS
     'Customer lifetime value over horizon time units, discounted per unit (default 52 weeks at 10% a year)';
 
-#include "udfs/member_predictions/1.1.sql"
+#include "udfs/member_predictions/1.4.sql"
 
 #include "udfs/churn_risk/1.0.sql"
 
@@ -216,7 +219,8 @@ BEGIN
         ('member_predictions', 'p_alive', 'Probability the member is still active (BG/NBD)'),
         ('member_predictions', 'expected_purchases_year', 'Expected purchases in the next year (BG/NBD)'),
         ('member_predictions', 'expected_avg_spend', 'Expected spend per purchase (Gamma-Gamma)'),
-        ('member_predictions', 'clv_year', 'Expected discounted spend over the next year'),
+        ('member_predictions', 'clv_year', 'Expected discounted spend over the next year (NULL without a spend model)'),
+        ('member_predictions', 'spend_model_failure', 'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value'),
         ('churn_risk', NULL, 'Churn risk per member: 1 - P(alive), in bands, with value at stake'),
         ('churn_risk', 'program_id', 'Program'), ('churn_risk', 'member_id', 'Member'), ('churn_risk', 'p_alive', 'Probability the member is still active'),
         ('churn_risk', 'churn_risk', '1 - P(alive)'), ('churn_risk', 'risk_band', 'high (P(alive) < 0.3), medium (< 0.6) or low'),

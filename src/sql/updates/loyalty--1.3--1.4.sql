@@ -465,3 +465,20 @@ GRANT EXECUTE ON FUNCTION
     loyalty.set_redemption_rules(bigint, loyalty.points, loyalty.points, anycompatible),
     loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer)
 TO loyalty_admin;
+
+-- == models that degrade gracefully ============================================
+-- the spend model is fitted on its own: without it (or with q <= 1) the
+-- purchase model is kept, and the views give NULL spend and CLV with a reason
+ALTER TABLE loyalty.models ADD COLUMN gamma_gamma_failure text;
+COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
+    'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase model (BG/NBD) is kept without it';
+#include-replace "udfs/fit_models/1.4.sql"
+COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
+    'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify the purchase model; a spend model the data do not identify (or with q <= 1) is left out, with the reason in gamma_gamma_failure';
+COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
+    'Batch job (e.g. nightly with pg_cron): refit the models of every program on its purchases up to calibration_end (default today), one commit per program; programs whose data cannot identify the purchase model are reported and skipped';
+#include-replace "udfs/clv/1.4.sql"
+#include-replace "udfs/member_predictions/1.4.sql"
+COMMENT ON COLUMN loyalty.member_predictions.clv_year IS 'Expected discounted spend over the next year (NULL without a spend model)';
+COMMENT ON COLUMN loyalty.member_predictions.spend_model_failure IS
+    'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value';
