@@ -159,6 +159,10 @@ COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
 COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
     'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify the purchase model; a spend model the data do not identify (or with q <= 1) is left out, with the reason in gamma_gamma_failure';
 
+#include "udfs/model_holdout/1.4.sql"
+COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
+    'Validation: the latest model''s expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
+
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
 #include "udfs/refresh_models/1.0.sql"
 COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
@@ -273,12 +277,12 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_segments', '');   -- emp
 SELECT pg_catalog.pg_extension_config_dump('loyalty.models', '');
 
 REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text),
-    loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) FROM PUBLIC;
+    loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_models(text, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
     TO loyalty_analyst;
 GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text),
-    loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) TO loyalty_admin;
+    loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.refresh_models(text, date) TO loyalty_admin;
 -- the analyst reads views, nothing else (the views run with their owner's rights)
 GRANT SELECT ON loyalty.rfm_segment_map, loyalty.member_rfm, loyalty.segment_summary, loyalty.member_predictions, loyalty.churn_risk,

@@ -91,6 +91,19 @@ check "conditional expectation: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purc
     "SELECT round(loyalty.bgnbd_expected((bgnbd).r, (bgnbd).alpha, (bgnbd).a, (bgnbd).b, 2, 30.43, 38.86, 39)::numeric, 3) = 1.226 FROM loyalty.models" \
     "SELECT loyalty.bgnbd_expected((bgnbd).r, (bgnbd).alpha, (bgnbd).a, (bgnbd).b, 2, 30.43, 38.86, 39) FROM loyalty.models"
 
+# validation: the calibration model's expected purchases in weeks 40-78
+# against the purchase days seen there, by calibration frequency
+psql -d $DB -c "SELECT * FROM loyalty.model_holdout(1, '1998-06-30')"
+check "holdout: 2357 customers, 1882 purchase days seen in weeks 40-78" \
+    "SELECT (customers, total_actual) = (2357, 1882) FROM loyalty.model_holdout(1, '1998-06-30') WHERE repeat_purchases = 'all'" \
+    "SELECT (customers, total_actual) FROM loyalty.model_holdout(1, '1998-06-30') WHERE repeat_purchases = 'all'"
+check "holdout: the model expects 1653 of them" \
+    "SELECT round(total_predicted) = 1653 FROM loyalty.model_holdout(1, '1998-06-30') WHERE repeat_purchases = 'all'" \
+    "SELECT total_predicted FROM loyalty.model_holdout(1, '1998-06-30') WHERE repeat_purchases = 'all'"
+check "holdout: the buckets add up to the total" \
+    "SELECT sum(customers) FILTER (WHERE repeat_purchases <> 'all') = 2357 AND sum(total_actual) FILTER (WHERE repeat_purchases <> 'all') = 1882 FROM loyalty.model_holdout(1, '1998-06-30')" \
+    "SELECT * FROM loyalty.model_holdout(1, '1998-06-30')"
+
 # the refresh procedure (what pg_cron runs): commits per program; here it
 # refits on the whole 78 weeks
 psql -d $DB -o /dev/null -c "CALL loyalty.refresh_models(calibration_end => '1998-06-30')"

@@ -482,3 +482,8 @@ COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
 COMMENT ON COLUMN loyalty.member_predictions.clv_year IS 'Expected discounted spend over the next year (NULL without a spend model)';
 COMMENT ON COLUMN loyalty.member_predictions.spend_model_failure IS
     'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value';
+#include "udfs/model_holdout/1.4.sql"
+COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
+    'Validation: the latest model''s expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
+REVOKE ALL ON FUNCTION loyalty.model_holdout(bigint, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
