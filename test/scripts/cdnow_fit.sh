@@ -91,6 +91,17 @@ check "conditional expectation: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purc
     "SELECT round(loyalty.bgnbd_expected((bgnbd).r, (bgnbd).alpha, (bgnbd).a, (bgnbd).b, 2, 30.43, 38.86, 39)::numeric, 3) = 1.226 FROM loyalty.models" \
     "SELECT loyalty.bgnbd_expected((bgnbd).r, (bgnbd).alpha, (bgnbd).a, (bgnbd).b, 2, 30.43, 38.86, 39) FROM loyalty.models"
 
+# one calendar convention: a daily fit of the same purchases predicts the
+# same year (365.25 days) and CLV as the weekly one
+psql -d $DB -o /dev/null -c "CREATE TABLE weekly AS SELECT member_id, expected_purchases_year, clv_year FROM loyalty.member_predictions"
+psql -d $DB -o /dev/null -c "SELECT loyalty.fit_models(1, '1997-09-30', 'day')"
+check "daily and weekly fits: the same expected purchases and CLV for a year (to the rounding of the views)" \
+    "SELECT max(abs(d.clv_year - w.clv_year)) <= 0.02 AND max(abs(d.expected_purchases_year - w.expected_purchases_year)) <= 0.0002 AND count(*) = 2357
+     FROM loyalty.member_predictions d JOIN weekly w USING (member_id) WHERE d.time_unit = 'day'" \
+    "SELECT max(abs(d.clv_year - w.clv_year)), max(abs(d.expected_purchases_year - w.expected_purchases_year)), count(*)
+     FROM loyalty.member_predictions d JOIN weekly w USING (member_id) WHERE d.time_unit = 'day'"
+psql -d $DB -o /dev/null -c "DELETE FROM loyalty.models WHERE time_unit = 'day'"
+
 # validation: the calibration model's expected purchases in weeks 40-78
 # against the purchase days seen there, by calibration frequency
 psql -d $DB -c "SELECT * FROM loyalty.model_holdout(1, '1998-06-30')"

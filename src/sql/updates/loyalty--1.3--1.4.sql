@@ -479,7 +479,8 @@ COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
     'Batch job (e.g. nightly with pg_cron): refit the models of every program on its purchases up to calibration_end (default today), one commit per program; programs whose data cannot identify the purchase model are reported and skipped';
 #include-replace "udfs/clv/1.4.sql"
 #include-replace "udfs/member_predictions/1.4.sql"
-COMMENT ON COLUMN loyalty.member_predictions.clv_year IS 'Expected discounted spend over the next year (NULL without a spend model)';
+COMMENT ON COLUMN loyalty.member_predictions.expected_purchases_year IS 'Expected purchases in the next 365.25 days (BG/NBD), whatever the model''s time unit';
+COMMENT ON COLUMN loyalty.member_predictions.clv_year IS 'Expected spend over the next 365.25 days, month by month discounted 10% a year (NULL without a spend model)';
 COMMENT ON COLUMN loyalty.member_predictions.spend_model_failure IS
     'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value';
 #include "udfs/model_holdout/1.4.sql"
