@@ -176,7 +176,7 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 
 #include "udfs/member_predictions/1.4.sql"
 
-#include "udfs/churn_risk/1.0.sql"
+#include "udfs/churn_risk/1.4.sql"
 
 -- KPI and distribution views --------------------------------------------------------
 
@@ -225,11 +225,15 @@ BEGIN
         ('member_predictions', 'expected_avg_spend', 'Expected spend per purchase (Gamma-Gamma)'),
         ('member_predictions', 'clv_year', 'Expected spend over the next 365.25 days, month by month discounted 10% a year (NULL without a spend model)'),
         ('member_predictions', 'spend_model_failure', 'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value'),
+        ('member_predictions', 'calibration_end', 'The last day of the purchases the model was fitted on: the predictions are as of it'),
+        ('member_predictions', 'last_purchase', 'The member''s last purchase day up to the calibration end'),
         ('churn_risk', NULL, 'Churn risk per member: 1 - P(alive), in bands, with value at stake'),
         ('churn_risk', 'program_id', 'Program'), ('churn_risk', 'member_id', 'Member'), ('churn_risk', 'p_alive', 'Probability the member is still active'),
         ('churn_risk', 'churn_risk', '1 - P(alive)'), ('churn_risk', 'risk_band', 'high (P(alive) < 0.3), medium (< 0.6) or low'),
         ('churn_risk', 'expected_purchases_year', 'Expected purchases in the next year'), ('churn_risk', 'clv_year', 'Expected discounted spend over the next year'),
-        ('churn_risk', 'last_purchase', 'Date of the last purchase'), ('churn_risk', 'purchases', 'Number of purchases'),
+        ('churn_risk', 'last_purchase', 'Date of the last purchase up to as_of'), ('churn_risk', 'purchases', 'Days with a purchase up to as_of'),
+        ('churn_risk', 'as_of', 'The model''s calibration end: P(alive), the band, the last purchase and the purchases are as of this day'),
+        ('churn_risk', 'risk_label', 'The band, or why a member has none: never bought, or first purchase after the model'),
         ('kpi_daily', NULL, 'Daily KPIs per program (days in the program time zone)'),
         ('kpi_daily', 'program_id', 'Program'), ('kpi_daily', 'day', 'Day'), ('kpi_daily', 'new_members', 'Members who joined'),
         ('kpi_daily', 'active_members', 'Members who bought'), ('kpi_daily', 'purchases', 'Purchases'), ('kpi_daily', 'revenue', 'Purchase amounts'),

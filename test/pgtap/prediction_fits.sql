@@ -6,7 +6,7 @@
 -- as an earlier version stored) empties those columns, not the views.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(8);
+SELECT plan(11);
 
 SELECT create_program('flat price') AS p \gset
 -- the purchase days of the first 200 customers of the CDNOW sample (data/cdnow,
@@ -32,6 +32,15 @@ SELECT is((SELECT count(*) FROM member_predictions WHERE program_id = :p AND exp
           :buyers::bigint, '... spend and CLV NULL, with the reason');
 SELECT is((SELECT count(*) FROM churn_risk WHERE program_id = :p AND risk_band IS NOT NULL), :buyers::bigint,
           'churn_risk lists them in bands');
+-- churn_risk is as of the model's day, and names the members it has no band for
+SELECT enroll(:p, 'pos', 'never') AS never, enroll(:p, 'pos', 'late') AS late \gset
+SELECT earn(:late, 10, reference => 'late-1');
+SELECT is((SELECT array_agg(risk_label ORDER BY member_id) FROM churn_risk WHERE member_id IN (:never, :late)),
+          ARRAY['never bought', 'first purchase after the model'], 'members without a band are listed, with why');
+SELECT is((SELECT count(*) FROM churn_risk WHERE program_id = :p AND as_of = '1998-06-30' AND (last_purchase IS NULL OR last_purchase <= as_of)),
+          :buyers::bigint + 2, 'every row as of the calibration end, the last purchase too');
+SELECT is((SELECT count(*) FROM churn_risk WHERE program_id = :p AND risk_label = risk_band), :buyers::bigint,
+          '... the label is the band where there is one');
 
 -- a spend model stored with q <= 1 (which an earlier version did)
 UPDATE models SET gamma_gamma = ROW(6.25, 0.68, 15.44, -100, 200)::gamma_gamma_params, gamma_gamma_failure = NULL

@@ -483,6 +483,24 @@ COMMENT ON COLUMN loyalty.member_predictions.expected_purchases_year IS 'Expecte
 COMMENT ON COLUMN loyalty.member_predictions.clv_year IS 'Expected spend over the next 365.25 days, month by month discounted 10% a year (NULL without a spend model)';
 COMMENT ON COLUMN loyalty.member_predictions.spend_model_failure IS
     'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value';
+COMMENT ON COLUMN loyalty.member_predictions.calibration_end IS 'The last day of the purchases the model was fitted on: the predictions are as of it';
+COMMENT ON COLUMN loyalty.member_predictions.last_purchase IS 'The member''s last purchase day up to the calibration end';
+-- churn_risk as of one day (the model's), with the members it has no band for
+DROP VIEW loyalty.churn_risk;
+#include "udfs/churn_risk/1.4.sql"
+COMMENT ON VIEW loyalty.churn_risk IS 'Churn risk per member: 1 - P(alive), in bands, with value at stake';
+COMMENT ON COLUMN loyalty.churn_risk.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.churn_risk.member_id IS 'Member';
+COMMENT ON COLUMN loyalty.churn_risk.p_alive IS 'Probability the member is still active';
+COMMENT ON COLUMN loyalty.churn_risk.churn_risk IS '1 - P(alive)';
+COMMENT ON COLUMN loyalty.churn_risk.risk_band IS 'high (P(alive) < 0.3), medium (< 0.6) or low';
+COMMENT ON COLUMN loyalty.churn_risk.expected_purchases_year IS 'Expected purchases in the next year';
+COMMENT ON COLUMN loyalty.churn_risk.clv_year IS 'Expected discounted spend over the next year';
+COMMENT ON COLUMN loyalty.churn_risk.last_purchase IS 'Date of the last purchase up to as_of';
+COMMENT ON COLUMN loyalty.churn_risk.purchases IS 'Days with a purchase up to as_of';
+COMMENT ON COLUMN loyalty.churn_risk.as_of IS 'The model''s calibration end: P(alive), the band, the last purchase and the purchases are as of this day';
+COMMENT ON COLUMN loyalty.churn_risk.risk_label IS 'The band, or why a member has none: never bought, or first purchase after the model';
+GRANT SELECT ON loyalty.churn_risk TO loyalty_analyst, loyalty_admin;
 #include "udfs/model_holdout/1.4.sql"
 COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
     'Validation: the latest model''s expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';

@@ -22,7 +22,8 @@ SELECT m.program_id, s.member_id, m.fitted_at, m.time_unit,
                          FROM generate_series(1, 12) k))::numeric, 2) AS clv_year,
        CASE WHEN m.gamma_gamma IS NULL THEN coalesce(m.gamma_gamma_failure, 'no spend model')
             WHEN NOT (m.gamma_gamma).q > 1 THEN format('q = %s: no expected spend (q must exceed 1)', round((m.gamma_gamma).q::numeric, 4))
-       END AS spend_model_failure
+       END AS spend_model_failure,
+       m.calibration_end, s.last_purchase
 FROM m, LATERAL loyalty.purchase_summary(m.program_id, m.calibration_end, m.time_unit) s,
      LATERAL (SELECT CASE WHEN (m.gamma_gamma).q > 1
                           THEN loyalty.gamma_gamma_expected((m.gamma_gamma).p, (m.gamma_gamma).q, (m.gamma_gamma).gamma, s.x,
