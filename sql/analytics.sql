@@ -62,6 +62,10 @@ FROM kpi_daily WHERE program_id = :p AND day < '2026-06-01' ORDER BY day;
 -- January: 2 buyers, none bought before; February: k1 had bought in January: rate 1
 SELECT month, new_members, active_members, purchases, revenue, avg_order_value, repeat_purchase_rate
 FROM kpi_monthly WHERE program_id = :p AND month < '2026-06-01' ORDER BY month;
+-- the redemption took 40 of January's points (first in, first out): a share of
+-- January's cohort, wherever the month it happened in
+SELECT month, points_issued, points_redeemed, redemption_rate, breakage
+FROM kpi_monthly WHERE program_id = :p AND month < '2026-06-01' ORDER BY month;
 -- 3 members; 2 buyers, 1 of them repeat: 0.5; aov 180/3 = 60; outstanding 180 - 40 = 140 -> 1.40
 SELECT members, repeat_purchase_rate, avg_order_value, points_outstanding, points_pending, points_issued, points_redeemed,
        redemption_rate, breakage, liability

@@ -506,3 +506,5 @@ COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
     'Validation: the latest model''s expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
 REVOKE ALL ON FUNCTION loyalty.model_holdout(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
+COMMENT ON COLUMN loyalty.kpi_monthly.redemption_rate IS 'Share of the points issued in the month redeemed since (the month''s cohort of points; at most 1)';
+COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in the month expired since (the month''s cohort of points)';

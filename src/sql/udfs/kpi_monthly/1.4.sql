@@ -15,6 +15,20 @@ WITH k AS (
           FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
           WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)) x
     GROUP BY 1, 2
+), c AS (
+    -- what became of each month's points since (by the month the credit
+    -- they were issued by occurred): redeemed (net of holds released and
+    -- redemptions refunded) or expired
+    SELECT cr.program_id, date_trunc('month', cr.occurred_at AT TIME ZONE p.time_zone)::date AS month,
+           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind IN ('redeem', 'hold')) AS redeemed,
+           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind = 'expire') AS expired
+    FROM loyalty.allocations a
+    JOIN loyalty.ledger d ON d.member_id = a.member_id AND d.entry_id = a.entry_id
+    JOIN loyalty.lots t ON t.member_id = a.member_id AND t.lot_id = a.lot_id
+    JOIN loyalty.ledger cr ON cr.member_id = t.member_id AND cr.entry_id = t.entry_id
+    JOIN loyalty.programs p ON p.program_id = cr.program_id
+    WHERE cr.kind IN ('earn', 'award', 'adjust') AND loyalty.program_visible(cr.program_id)
+    GROUP BY 1, 2
 )
 SELECT k.program_id, k.month, k.new_members::bigint AS new_members, coalesce(b.buyers, 0)::bigint AS active_members,
        k.purchases::bigint AS purchases, k.revenue,
@@ -22,6 +36,7 @@ SELECT k.program_id, k.month, k.new_members::bigint AS new_members, coalesce(b.b
        CASE WHEN b.buyers > 0 THEN round(b.repeat_buyers * 1.0 / b.buyers, 4) END AS repeat_purchase_rate,
        k.points_issued AS points_issued, k.points_redeemed AS points_redeemed,
        k.points_expired AS points_expired,
-       CASE WHEN k.points_issued > 0 THEN round(k.points_redeemed * 1.0 / k.points_issued, 4) END AS redemption_rate,
-       CASE WHEN k.points_issued > 0 THEN round(k.points_expired * 1.0 / k.points_issued, 4) END AS breakage
-FROM k LEFT JOIN b ON b.program_id = k.program_id AND b.month = k.month;
+       CASE WHEN k.points_issued > 0 THEN round(coalesce(c.redeemed, 0) * 1.0 / k.points_issued, 4) END AS redemption_rate,
+       CASE WHEN k.points_issued > 0 THEN round(coalesce(c.expired, 0) * 1.0 / k.points_issued, 4) END AS breakage
+FROM k LEFT JOIN b ON b.program_id = k.program_id AND b.month = k.month
+LEFT JOIN c ON c.program_id = k.program_id AND c.month = k.month;
