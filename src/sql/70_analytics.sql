@@ -137,16 +137,7 @@ COMMENT ON FUNCTION loyalty.gamma_gamma_expected(float8, float8, float8, float8,
 
 -- Customer summaries for the models, from the ledger: one purchase per day
 -- (in the program's time zone), calibration up to and including `calibration_end`.
--- The summary itself, inlined by the planner into member_predictions and
--- churn_risk, so that a query for one member reads only that member's
--- ledger rows.  No SET search_path, as the exception: a SET keeps a
--- function from being inlined; every name in it is schema-qualified, it is
--- granted to no one, and the views and purchase_summary call it.
-#include "udfs/purchase_days/1.4.sql"
-COMMENT ON FUNCTION loyalty.purchase_days(bigint, date, text) IS
-    'Internal: each member''s purchase days up to calibration_end (x, t_x, T in time units, mean repeat spend), for the models and their views';
-REVOKE ALL ON FUNCTION loyalty.purchase_days(bigint, date, text) FROM PUBLIC;
-#include "udfs/purchase_summary/1.4.sql"
+#include "udfs/purchase_summary/1.2.sql"
 COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text) IS
     'Per member of a program, as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
 

@@ -466,14 +466,6 @@ GRANT EXECUTE ON FUNCTION
     loyalty.set_referral_rules(bigint, loyalty.points, loyalty.points, anycompatible, integer)
 TO loyalty_admin;
 
--- == one member's predictions read only its ledger rows =========================
--- the summary is an inlinable function the views use (see 70_analytics.sql)
-#include "udfs/purchase_days/1.4.sql"
-COMMENT ON FUNCTION loyalty.purchase_days(bigint, date, text) IS
-    'Internal: each member''s purchase days up to calibration_end (x, t_x, T in time units, mean repeat spend), for the models and their views';
-REVOKE ALL ON FUNCTION loyalty.purchase_days(bigint, date, text) FROM PUBLIC;
-#include-replace "udfs/purchase_summary/1.4.sql"
-
 -- == models that degrade gracefully ============================================
 -- the spend model is fitted on its own: without it (or with q <= 1) the
 -- purchase model is kept, and the views give NULL spend and CLV with a reason

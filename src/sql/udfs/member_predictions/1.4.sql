@@ -24,7 +24,7 @@ SELECT m.program_id, s.member_id, m.fitted_at, m.time_unit,
             WHEN NOT (m.gamma_gamma).q > 1 THEN format('q = %s: no expected spend (q must exceed 1)', round((m.gamma_gamma).q::numeric, 4))
        END AS spend_model_failure,
        m.calibration_end, s.last_purchase
-FROM m, LATERAL loyalty.purchase_days(m.program_id, m.calibration_end, m.time_unit) s,
+FROM m, LATERAL loyalty.purchase_summary(m.program_id, m.calibration_end, m.time_unit) s,
      LATERAL (SELECT CASE WHEN (m.gamma_gamma).q > 1
                           THEN loyalty.gamma_gamma_expected((m.gamma_gamma).p, (m.gamma_gamma).q, (m.gamma_gamma).gamma, s.x,
                                                             coalesce(s.m_x, 0)) END AS spend) v;
