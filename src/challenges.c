@@ -397,23 +397,16 @@ typedef struct LocalDay
 } LocalDay;
 
 static LocalDay
-local_day(TimestampTz at, const char *time_zone)
+local_day(TimestampTz at, const char *time_zone, const LocalTime *known)
 {
 	LocalDay	d;
-	Timestamp	local;
-	struct pg_tm tm;
-	fsec_t		fsec;
+	LocalTime	lt = known ? *known : local_time(at, time_zone);
 
 	d.zone = CStringGetTextDatum(time_zone);
-	local = DatumGetTimestamp(DirectFunctionCall2(timestamptz_zone, d.zone, TimestampTzGetDatum(at)));
-	if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	d.year = tm.tm_year;
-	d.month = tm.tm_mon;
-	d.today = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
-	d.monday = d.today - (j2day(d.today) + 6) % 7;
+	d.year = lt.year;
+	d.month = lt.month;
+	d.today = lt.julian;
+	d.monday = lt.julian - (lt.isodow - 1);
 	return d;
 }
 
@@ -579,6 +572,30 @@ CompareDone(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/*
+ * The member's tags as the fact sees them: as the earning rules read them
+ * (or read now), with those the rules put on the member with this purchase
+ * (written by this command, so not in its snapshot).
+ */
+static StrList
+fact_tags(const ChallengeFact *f)
+{
+	StrList		tags;
+	ListCell   *lc;
+
+	if (f->purchase && f->purchase->tags_read)
+		tags = f->purchase->tags;
+	else
+		tags = member_tags(f->member_id);
+	if (f->new_tags == NIL)
+		return tags;
+	tags.v = tags.n > 0 ? repalloc(tags.v, sizeof(char *) * (tags.n + list_length(f->new_tags)))
+		: palloc(sizeof(char *) * list_length(f->new_tags));
+	foreach(lc, f->new_tags)
+		tags.v[tags.n++] = text_to_cstring(lfirst(lc));
+	return tags;
+}
+
 int
 challenges_move(const ChallengeFact *f, ChallengeDone **done)
 {
@@ -613,7 +630,13 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 
 	if (f->kind == 'p')
 	{
-		if (f->lines)
+		if (f->purchase)
+		{
+			nlines = f->purchase->nlines;
+			cats = f->purchase->categories;
+			amounts = f->purchase->amounts;
+		}
+		else if (f->lines)
 			nlines = rules_order_lines(f->lines, &cats, &amounts);
 		else
 		{
@@ -681,7 +704,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 		{
 			if (!tags_read)
 			{
-				tags = member_tags(f->member_id);
+				tags = fact_tags(f);
 				tags_read = true;
 			}
 			if (!strlist_meets(&c->tags, &tags))
@@ -702,7 +725,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	 * or (days, streaks, challenges done once) from the member's earlier
 	 * periods, read with the others' in one go.
 	 */
-	day = local_day(f->at, f->time_zone);
+	day = local_day(f->at, f->time_zone, f->purchase ? &f->purchase->lt : NULL);
 	prev_week = date_key(day.monday - 7);
 	req_ids = palloc(sizeof(int64) * nmv);
 	req_starts = palloc0(sizeof(TimestampTz) * nmv);
@@ -1003,7 +1026,7 @@ loyalty_challenge_period(PG_FUNCTION_ARGS)
 	if (period == P_JOINING && PG_ARGISNULL(6))
 		PG_RETURN_NULL();
 	at = PG_GETARG_TIMESTAMPTZ(4);
-	day = local_day(at, text_to_cstring(PG_GETARG_TEXT_PP(5)));
+	day = local_day(at, text_to_cstring(PG_GETARG_TEXT_PP(5)), NULL);
 	period_of(period, PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
 			  !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2),
 			  !PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_TIMESTAMPTZ(3),

@@ -11,6 +11,8 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "rules.h"
+
 /* A fact that may move challenges, and what the member's account says. */
 typedef struct ChallengeFact
 {
@@ -29,6 +31,10 @@ typedef struct ChallengeFact
 	TimestampTz at;
 	text	   *channel;		/* may be NULL */
 	const char *detail;			/* the activity, or NULL */
+	const PurchaseFacts *purchase;	/* what the rules found out about a
+									 * purchase, or NULL */
+	List	   *new_tags;		/* text *: tags the rules put on the member
+								 * with this purchase */
 } ChallengeFact;
 
 /* A challenge period that reached its goal. */

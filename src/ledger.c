@@ -1397,7 +1397,7 @@ CheckPurchase(const EarnRequest *r)
  */
 static Points
 EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
-		   TimestampTz at, Numeric *base, StringInfo why)
+		   TimestampTz at, Numeric *base, StringInfo why, PurchaseFacts *facts)
 {
 	EarnContext ctx = {0};
 
@@ -1424,6 +1424,7 @@ EarnPoints(Member *m, Numeric amount, Jsonb *lines, text *channel, text *store,
 	ctx.amount = amount;
 	ctx.lines = lines;
 	ctx.max_multiplier = m->max_multiplier;
+	ctx.facts = facts;
 	return rules_earn_points(&ctx, base, why);
 }
 
@@ -1470,6 +1471,7 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 	int64		entry_id;
 	StringInfoData why;
 	List	   *tags;
+	PurchaseFacts facts = {0};
 
 	e.row.channel = r->channel;
 	e.row.reference = r->reference;
@@ -1479,7 +1481,8 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 
 	initStringInfo(&why);
 	(void) rules_take_tags();
-	points = EarnPoints(m, amount, r->lines, e.row.channel, r->store, e.row.occurred_at, &amount, &why);
+	points = EarnPoints(m, amount, r->lines, e.row.channel, r->store, e.row.occurred_at, &amount, &why,
+						m->has_challenges ? &facts : NULL);
 	tags = rules_take_tags();
 	e.row.kind = "earn";
 	e.row.points = points;
@@ -1543,6 +1546,8 @@ EarnWrite(Member *m, const EarnRequest *r, int64 hash, LedgerResult *res)
 		f.lines = r->lines;
 		f.at = e.row.occurred_at;
 		f.channel = e.row.channel;
+		f.purchase = facts.valid ? &facts : NULL;
+		f.new_tags = tags;
 		n = challenges_move(&f, &done);
 		if (n > 0)
 		{
@@ -1740,7 +1745,7 @@ ledger_preview_earn(const EarnRequest *r)
 	LoadMember(false, r->member_id, &m, false);
 	at = OccurredAt(&r->occurred_at, &m);
 	initStringInfo(&why);
-	(void) EarnPoints(&m, amount, r->lines, r->channel, r->store, at, &amount, &why);
+	(void) EarnPoints(&m, amount, r->lines, r->channel, r->store, at, &amount, &why, NULL);
 	if (why.len == 0)
 	{
 		/* no rules and no lines: the base rate alone */

@@ -580,17 +580,12 @@ json_str(StringInfo buf, const char *s)
 		escape_json(buf, s);
 }
 
-/* Local calendar facts of the purchase in the program's time zone. */
-typedef struct LocalTime
-{
-	int			year,
-				month,
-				day,
-				hour,
-				isodow;
-} LocalTime;
-
-static LocalTime
+/*
+ * The local calendar of a moment in the program's time zone: the one
+ * conversion for the rules (day, hour, weekday) and the challenges (their
+ * periods).
+ */
+LocalTime
 local_time(TimestampTz ts, const char *zone)
 {
 	LocalTime	lt;
@@ -610,7 +605,8 @@ local_time(TimestampTz ts, const char *zone)
 	lt.month = tm.tm_mon;
 	lt.day = tm.tm_mday;
 	lt.hour = tm.tm_hour;
-	dow = j2day(date2j(tm.tm_year, tm.tm_mon, tm.tm_mday));
+	lt.julian = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	dow = j2day(lt.julian);
 	lt.isodow = dow == 0 ? 7 : dow;
 	return lt;
 }
@@ -984,6 +980,23 @@ rules_earn_points(EarnContext *ctx, Numeric *base_amount, StringInfo details)
 			appendStringInfoChar(details, ']');
 		}
 		appendStringInfoChar(details, '}');
+	}
+	if (ctx->facts)
+	{
+		PurchaseFacts *pf = ctx->facts;
+
+		pf->nlines = nlines;
+		pf->categories = palloc(sizeof(char *) * nlines);
+		pf->amounts = palloc(sizeof(Numeric) * nlines);
+		for (i = 0; i < nlines; i++)
+		{
+			pf->categories[i] = lines[i].category;
+			pf->amounts[i] = lines[i].amount;
+		}
+		pf->lt = lt;
+		pf->tags_read = facts.tags_read;
+		pf->tags = facts.tags;
+		pf->valid = true;
 	}
 	return points;
 }

@@ -30,6 +30,35 @@ extern bool strlist_meets(const StrList *l, const StrList *have);
 extern StrList member_tags(int64 member_id);
 extern int	rules_order_lines(Jsonb *lines, char ***categories, Numeric **amounts);
 
+/* Local calendar facts of a moment in a program's time zone. */
+typedef struct LocalTime
+{
+	int			year,
+				month,
+				day,
+				hour,
+				isodow;			/* 1 Monday .. 7 Sunday */
+	int			julian;			/* the day's Julian day number */
+} LocalTime;
+
+extern LocalTime local_time(TimestampTz ts, const char *zone);
+
+/*
+ * What the rules engine found out about a purchase, handed on to the
+ * challenges so that they do not parse the lines, convert the time or read
+ * the tags a second time.
+ */
+typedef struct PurchaseFacts
+{
+	bool		valid;			/* filled by rules_earn_points */
+	int			nlines;
+	char	  **categories;		/* per line, NULL where none */
+	Numeric    *amounts;		/* per line */
+	LocalTime	lt;
+	bool		tags_read;
+	StrList		tags;
+} PurchaseFacts;
+
 /* What the rules look at; filled by the caller (ledger.c). */
 typedef struct EarnContext
 {
@@ -52,6 +81,7 @@ typedef struct EarnContext
 	Datum		max_multiplier; /* numeric: the program's ceiling on the
 								 * points of a purchase over its base points
 								 * (0: none) */
+	PurchaseFacts *facts;		/* if not NULL: filled for the challenges */
 } EarnContext;
 
 /*

@@ -1,0 +1,48 @@
+-- A purchase's earning rules and its challenges see the same facts: the
+-- challenges take the order lines, the local day and the member's tags from
+-- what the rules read, and tags a rule puts on the member with this purchase
+-- count for the challenges it moves.
+BEGIN;
+SET LOCAL search_path = public, loyalty;
+SELECT plan(7);
+
+SELECT create_program('challenge rules', earn_rate => 1) AS p \gset
+-- a time zone far from UTC, so a local day differs from the UTC day
+UPDATE programs SET time_zone = 'Pacific/Kiritimati' WHERE program_id = :p;
+SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
+
+-- rules that read the tags (a condition on them) and put one on the member
+SELECT create_earning_rule(:p, 'wine lovers', 'multiply', multiplier => 1, categories => '{wine}',
+                           apply_tags => '{wine-lover}') > 0 AS rule;
+SELECT create_earning_rule(:p, 'vip', 'multiply', multiplier => 2, tags => '{vip}') > 0 AS rule;
+SELECT create_challenge(:p, 'cellar', 'Five purchases for wine lovers', 'purchases', 5, 'campaign',
+                        tags => '{wine-lover}', badge => 'cellar') AS cellar \gset
+SELECT create_challenge(:p, 'explorer', 'Three categories', 'categories', 3, 'campaign', badge => 'explorer') AS explorer \gset
+SELECT create_challenge(:p, 'days', 'Ten days', 'visits', 10, 'campaign', badge => 'days') AS days \gset
+
+SELECT earn(:ann, NULL, reference => 'a1', occurred_at => '2026-03-01 11:30+00',
+            lines => '[{"category": "wine", "amount": 12}, {"category": "bread", "amount": 3},
+                       {"category": null, "amount": 1}, {"category": "cheese", "amount": 0}]');
+SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ann AND challenge_id = :cellar), 1::numeric,
+          'the tag the rule put on the member with this purchase moves the tagged challenge');
+SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ann AND challenge_id = :explorer), 2::numeric,
+          'the categories of the lines the rules read (a line without a category or amount counts for none)');
+SELECT is((SELECT last_item FROM challenge_progress WHERE member_id = :ann AND challenge_id = :days), '2026-03-02',
+          'the day is the program''s local day (UTC+14), as the rules see it');
+
+-- a member the rules do not tag: the tags read by the rules are used as they are
+SELECT tag_member(:bob, 'vip');
+SELECT earn(:bob, NULL, reference => 'b1', occurred_at => '2026-03-01 09:00+00',
+            lines => '[{"category": "bread", "amount": 10}]') AS bob_points \gset
+SELECT is(:bob_points::bigint, 20::bigint, 'the vip rule read the tags');
+SELECT is((SELECT count(*) FROM challenge_progress WHERE member_id = :bob AND challenge_id = :cellar), 0::bigint,
+          'no wine-lover tag: the tagged challenge does not move');
+SELECT tag_member(:bob, 'wine-lover');
+SELECT earn(:bob, NULL, reference => 'b2', occurred_at => '2026-03-01 10:00+00',
+            lines => '[{"category": "bread", "amount": 10}]');
+SELECT is((SELECT value FROM challenge_progress WHERE member_id = :bob AND challenge_id = :cellar), 1::numeric,
+          'tagged by the application: it moves');
+SELECT is_empty('SELECT * FROM verify()', 'verify() finds the books sound');
+
+SELECT * FROM finish();
+ROLLBACK;
