@@ -9,7 +9,8 @@ CREATE TABLE chaos.expected (code text PRIMARY KEY, meaning text);
 INSERT INTO chaos.expected VALUES
     ('00000', 'success'), ('LY001', 'insufficient points'), ('LY003', 'hold already resolved or expired'),
     ('LY004', 'over-reversal'), ('55000', 'member closed by a merge'), ('P0002', 'no such hold or entry'),
-    ('LY041', 'transfer limit reached'), ('LY060', 'member in no household (any more)');
+    ('LY041', 'transfer limit reached'), ('LY060', 'member in no household (any more)'),
+    ('LY070', 'coupon does not apply'), ('LY071', 'coupon limit reached');
 
 SELECT loyalty.create_program('chaos', expiry_period => interval '1 year', pending_period => interval '0') AS p \gset
 SELECT loyalty.set_transfer_rules(:p, sender_daily_points => 2000);
@@ -20,6 +21,15 @@ SELECT count(loyalty.add_household_member(h, loyalty.member_id(:p, 'load', (4 * 
 FROM generate_series(1, 100) g,
      LATERAL (SELECT loyalty.start_household(loyalty.member_id(:p, 'load', (4 * (g - 1) + 1)::text)) AS h) c,
      generate_series(2, 4) k;
+
+-- challenges every purchase moves (a completion pays points, or a badge),
+-- undone by refunds; a public coupon with limits per member and campaign
+SELECT loyalty.create_challenge(:p, 'three-a-week', 'Three purchases a week', 'purchases', 3, 'week',
+                                repeating => true, reward_points => '5');
+SELECT loyalty.create_challenge(:p, 'spend-200', 'Spend 200 a month', 'spend', 200, 'month',
+                                repeating => true, badge => 'big-spender');
+SELECT loyalty.create_coupon_campaign(:p, 'chaos', 'bonus_points', 10, code => 'CHAOS10',
+                                      uses_per_member => 3, max_uses => 2000);
 
 -- with -v pools=1 (test/scripts/chaos_pools.sh) the households pool a fifth of
 -- every earn instead, and household_redeem spends the pools
@@ -38,6 +48,7 @@ DECLARE
     v_state text := '00000';
     v_h bigint;
     v_e bigint;
+    v_ref text;
 BEGIN
     BEGIN
         CASE
@@ -90,6 +101,35 @@ BEGIN
         WHEN op <= 114 THEN
             v_name := 'household redeem';
             PERFORM loyalty.household_redeem(v_m, n);
+        WHEN op <= 120 THEN
+            -- a partial refund of the member's latest purchase (cumulative:
+            -- LY004 once its amount is used up), which moves challenges back
+            v_name := 'refund';
+            SELECT l.reference INTO v_ref FROM loyalty.ledger l
+            WHERE l.member_id = v_m AND l.kind = 'earn' AND l.reference IS NOT NULL
+            ORDER BY l.entry_id DESC LIMIT 1;
+            IF v_ref IS NULL THEN
+                RAISE EXCEPTION 'nothing to refund' USING ERRCODE = 'P0002';
+            END IF;
+            PERFORM loyalty.refund(v_m, v_ref, 1 + n % 10);
+        WHEN op <= 125 THEN
+            -- a coupon at checkout, captured with the order or released
+            v_name := 'coupon';
+            v_e := loyalty.redeem_coupon(v_m, 'CHAOS10', 10 + n, reference => 'c' || client_no || '-' || clock_timestamp());
+            IF n % 2 = 0 THEN
+                PERFORM loyalty.capture_coupon(v_m, v_e);
+            ELSE
+                PERFORM loyalty.release_coupon(v_m, v_e, 'abandoned');
+            END IF;
+        WHEN op <= 129 THEN
+            -- a batch import of three orders (in member order: no deadlock
+            -- with the online calls)
+            v_name := 'earn_batch';
+            PERFORM loyalty.earn_batch(ARRAY[v_m, chaos.m(1 + k % 1000), chaos.m(1 + (k + 1) % 1000)],
+                                       ARRAY[n, n + 1, n + 2]::numeric[],
+                                       ARRAY['b' || client_no || '-' || clock_timestamp() || '-1',
+                                             'b' || client_no || '-' || clock_timestamp() || '-2',
+                                             'b' || client_no || '-' || clock_timestamp() || '-3']);
         ELSE
             v_name := 'merge';
             -- a rare merge of two hot members (the absorbed one is closed for good)

@@ -3,8 +3,10 @@
 # the suite; set it higher for a long run) mix earn, redeem, hold/capture,
 # hold/release, holds left to expire, reversals, awards, expiry, the hold
 # sweep, transfers and their reversal, household redemptions (100 households
-# of four; with CHAOS_POOLS=1 from pools fed by a share of every earn) and
-# merges on 1,000 hot members (test/load/).  Every error must be a
+# of four; with CHAOS_POOLS=1 from pools fed by a share of every earn),
+# partial refunds, coupons captured or released, batch imports (earn_batch)
+# and merges on 1,000 hot members (test/load/), in a program whose purchases
+# move two challenges.  Every error must be a
 # documented refusal (a client aborts otherwise, and the run fails); after the
 # run, loyalty.verify() must find nothing.  Prints what was done.
 set -euo pipefail
