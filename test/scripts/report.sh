@@ -98,6 +98,25 @@ MEASURE='<script>
     out.push([f.dataset.chart, svgs.length, Math.round(w), Math.round(h), marks, bad, zero, outside, blank,
               f.querySelectorAll("p.nodata").length, Math.round(x0), Math.round(y0), Math.round(x1 - x0), Math.round(y1 - y0)].join(" "));
   });
+  // pixels to look at in the screenshot: up to 12 marks per chart, each a
+  // point inside it (the centre of a circle, an inner corner of a rectangle)
+  // where it is the topmost element, and its fill colour
+  document.querySelectorAll("figure[data-chart]").forEach(function (f) {
+    var marks = f.querySelectorAll("svg.chart .mark"), step = Math.max(1, Math.floor(marks.length / 12)), n = 0;
+    for (var i = 0; i < marks.length && n < 12; i += step) {
+      var m = marks[i], q, x, y;
+      m.scrollIntoView({block: "center"});
+      q = m.getBoundingClientRect();
+      if (q.width < 4 || q.height < 4) continue;
+      if (m.tagName === "circle") { x = q.left + q.width / 2; y = q.top + q.height / 2; }
+      else { x = q.left + Math.min(3, q.width / 2); y = q.top + Math.min(3, q.height / 2); }
+      if (document.elementFromPoint(x, y) !== m) continue;
+      n++;
+      out.push("px " + f.dataset.chart + " " + Math.floor(x + scrollX) + " " + Math.floor(y + scrollY) + " " +
+               getComputedStyle(m).fill.replace(/[^0-9,]/g, "").split(",").join(" "));
+    }
+  });
+  window.scrollTo(0, 0);
   out.push("title " + document.querySelector("h1").textContent);
   out.push("page " + document.documentElement.scrollWidth + " " + document.documentElement.scrollHeight);
   var pre = document.createElement("pre");
@@ -150,8 +169,9 @@ check_charts() {
     return $problems
 }
 
-# paint FILE: a screenshot of the whole page; prints "page NONWHITE%" and per
-# chart "CHART NONWHITE%" of its area
+# paint FILE: a screenshot of the whole page; prints "page INK%" (the share of
+# pixels darker than the page's white) and per chart "CHART SAMPLED PAINTED":
+# how many of the sampled marks have their fill colour on the screenshot
 paint() {
     local f=$1 size
     size=$(sed -n 's/^page //p' "$f.measure")
@@ -203,10 +223,16 @@ def ink(x0, y0, cw, ch):   # share of pixels clearly darker than the page (#f8fa
                 n += 1
     return 100.0 * n / max(tot, 1)
 print('page %.2f' % ink(0, 0, w, h))
+sampled, painted = {}, {}
 for line in open(sys.argv[2], encoding='utf-8'):
     p = line.split()
-    if len(p) == 14 and p[1] != '0':
-        print('%s %.2f' % (p[0], ink(*map(int, p[10:14]))))
+    if p[0] == 'px':
+        chart, x, y, want = p[1], int(p[2]), int(p[3]), list(map(int, p[4:7]))
+        sampled[chart] = sampled.get(chart, 0) + 1
+        if 0 <= x < w and 0 <= y < h and all(abs(rows[y][x * bpp + k] - want[k]) <= 40 for k in range(3)):
+            painted[chart] = painted.get(chart, 0) + 1
+for chart in sampled:
+    print('%s %d %d' % (chart, sampled[chart], painted.get(chart, 0)))
 PY
 }
 
@@ -251,10 +277,12 @@ else
 fi
 paint "$TMP/admin.html" >"$TMP/admin.paint"
 cat "$TMP/admin.paint"
-if awk '$1 == "page" && $2 < 2 {exit 1} $1 != "page" && $2 < 1 {exit 1}' "$TMP/admin.paint" && [[ $(wc -l <"$TMP/admin.paint") -ge 5 ]]; then
-    ok "the screenshot is not blank, and every chart's area is painted"
+# every chart has marks sampled, each painted in its colour
+if awk '$1 == "page" && $2 < 2 {exit 1} $1 != "page" && ($2 < 6 || $3 < $2) {exit 1}' "$TMP/admin.paint" &&
+   [[ $(grep -vc '^page' "$TMP/admin.paint") -eq $(awk 'NF == 14 && $2 > 0' "$TMP/admin.html.measure" | wc -l) ]]; then
+    ok "the screenshot is not blank ($(sed -n 's/^page //p' "$TMP/admin.paint") % ink), and every chart's sampled marks are painted in their colour: $(grep -v '^page' "$TMP/admin.paint" | awk '{printf "%s %d/%d ", $1, $3, $2}')"
 else
-    bad "a blank screenshot or chart area"
+    bad "a blank screenshot, or a chart whose marks are not painted:"; cat "$TMP/admin.paint"
 fi
 [[ -n ${REPORT_SCREENSHOT:-} ]] && cp "$TMP/admin.html.png" "$REPORT_SCREENSHOT"
 
