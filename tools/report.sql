@@ -20,6 +20,7 @@
 -- execute: for any other role the section says so and the rest is written.
 -- A role bound to programs (loyalty.bind_role) sees only those.
 --
+-- Run it outside a transaction block (in autocommit, psql's default).
 -- Everything happens in one transaction that is rolled back at the end: the
 -- sections read one snapshot, and the helper functions (pg_temp) and settings
 -- are gone afterwards, so tools/demo.sql can include this file mid-session.
@@ -534,9 +535,11 @@ BEGIN
 
     -- the conditional expectation: mean predicted and actual purchase days
     -- in the holdout per customer, by repeat purchases in calibration
-    SELECT jsonb_agg(to_jsonb(h) ORDER BY n) FILTER (WHERE h.repeat_purchases <> 'all') INTO rows_
-    FROM loyalty.model_holdout(program, holdout_end) WITH ORDINALITY h(repeat_purchases, customers, predicted, actual, total_predicted, total_actual, n);
-    SELECT * INTO tot FROM loyalty.model_holdout(program, holdout_end) h WHERE h.repeat_purchases = 'all';
+    CREATE TEMP TABLE report_holdout ON COMMIT DROP AS
+    SELECT h.* FROM loyalty.model_holdout(program, holdout_end) WITH ORDINALITY h(repeat_purchases, customers, predicted, actual,
+                                                                                      total_predicted, total_actual, n);
+    SELECT jsonb_agg(to_jsonb(h) - 'n' ORDER BY h.n) INTO rows_ FROM report_holdout h WHERE h.repeat_purchases <> 'all';
+    SELECT * INTO tot FROM report_holdout h WHERE h.repeat_purchases = 'all';
     o := o || pg_temp.figure('holdout', 'Predicted against actual purchases in the holdout, by calibration frequency',
         format('BG/NBD calibrated on the purchases up to %s; holdout %s to %s (%s %ss); from loyalty.model_holdout',
                cal_end, cal_end + 1, holdout_end, pg_temp.fmt((holdout_end - cal_end) / CASE unit WHEN 'week' THEN 7.0 ELSE 1 END, 1), unit),
