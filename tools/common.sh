@@ -23,6 +23,9 @@ PACKAGES=(
 	pg-bsd-indent cppcheck
 	python3-psycopg2 python3-psycopg nodejs npm default-jdk-headless libpostgresql-jdbc-java
 )
+# Only the tests (tools/test.sh) need these: test/scripts/report.sh renders
+# the HTML report in headless Chromium, with a font of known metrics.
+TEST_PACKAGES=(chromium fonts-dejavu-core)
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 

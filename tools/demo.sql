@@ -153,6 +153,17 @@ CALL refresh_segments(:cdnow);
 RESET client_min_messages;
 SELECT segment, risk_band, count(*) AS members FROM member_segments WHERE program_id = :cdnow
 GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8;
+
+\echo
+\echo '== the HTML report of CDNOW (tools/report.sql): KPIs, segments, P(alive), calibration against holdout'
+-- written now, before the purchases below; report_file is set by tools/demo.sh
+-- (default: loyalty-report.html where psql runs).  report.sql reads the
+-- variable program: the Coffee Club's is kept aside meanwhile.
+\set demo_program :program
+\set program :cdnow
+\set holdout_end '1998-06-30'
+\ir report.sql
+\set program :demo_program
 SELECT create_earning_rule(:cdnow, 'win back x3', 'multiply', multiplier => 3, risk_bands => '{high}') > 0 AS win_back_rule;
 SELECT member_id AS gone FROM accounts WHERE program_id = :cdnow AND risk_band = 'high' ORDER BY member_id LIMIT 1 \gset
 SELECT earn(:gone, 20, reference => 'comeback-1') AS points_for_20_dollars_at_high_risk;
