@@ -93,10 +93,15 @@ DROP TRIGGER accounts_cap ON accounts;
 TRUNCATE public.dba_audit;
 SELECT table_name, pg_temp.fast_unless_off(table_name) FROM write_store()
 WHERE table_name IN ('ledger', 'lots', 'accounts') ORDER BY 1;
+-- a trigger on a generated column fires when what it is computed from is
+-- updated (is_open from remaining), as for an UPDATE of that column
+CREATE TRIGGER lots_open AFTER UPDATE OF is_open ON lots
+    FOR EACH ROW EXECUTE FUNCTION public.dba_audit('remaining');
 SELECT redeem(:m, '15') > 0 AS redeemed;
 SELECT what, n FROM public.dba_audit ORDER BY seq;
 DROP TRIGGER accounts_balance ON accounts;
 DROP TRIGGER accounts_status ON accounts;
+DROP TRIGGER lots_open ON lots;
 
 -- == constraints ============================================================
 -- accounts_sound made stricter under the same name: the new rule applies

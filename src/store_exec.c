@@ -93,6 +93,8 @@ typedef struct ExprCache
 	ExprState **checks;			/* NULL: the table has no CHECK */
 	int			ngenerated;
 	ExprState **generated;		/* per attribute; NULL: none */
+	Bitmapset **generated_uses; /* per attribute: the columns its expression
+								 * reads */
 } ExprCache;
 
 static ExprCache ecache[ST_COUNT];
@@ -218,11 +220,16 @@ BuildExprCache(Relation rel, StoreTable t)
 		TupleDesc	desc = RelationGetDescr(rel);
 
 		c->generated = palloc0(sizeof(ExprState *) * desc->natts);
+		c->generated_uses = palloc0(sizeof(Bitmapset *) * desc->natts);
 		for (i = 0; i < desc->natts; i++)
 		{
+			Node	   *expr;
+
 			if (TupleDescAttr(desc, i)->attgenerated != ATTRIBUTE_GENERATED_STORED)
 				continue;
-			c->generated[i] = CompileExpr(build_column_default(rel, i + 1));
+			expr = build_column_default(rel, i + 1);
+			c->generated[i] = CompileExpr(expr);
+			pull_varattnos(expr, 1, &c->generated_uses[i]);
 			c->ngenerated++;
 		}
 	}
@@ -541,6 +548,54 @@ CopyRow(FastState *f, StoreTable t, TupleTableSlot *old)
 }
 
 /*
+ * The generated columns an UPDATE of `set` changes, worked out as
+ * ExecInitStoredGenerated would (those computed from a column of `set`; all
+ * under a BEFORE UPDATE row trigger), where the executor looks for them: an
+ * UPDATE OF trigger on such a column fires as for the statement.  The
+ * executor would not find its own, as the expressions come from the cache.
+ */
+static void
+SetExtraUpdated(FastState *f, StoreTable t, Bitmapset *set)
+{
+	ResultRelInfo *rri = f->rri[t];
+	Relation	rel = rri->ri_RelationDesc;
+	ExprCache  *c = &ecache[t];
+	Bitmapset  *extra = NULL;
+	bool		all = rel->trigdesc && rel->trigdesc->trig_update_before_row;
+	int			i;
+#if PG_VERSION_NUM < 160000 && PG_VERSION_NUM >= 150002
+	ResultRelInfoExtra *rextra = NULL;
+	ListCell   *lc;
+#endif
+
+	if (c->generated == NULL)
+		return;
+	for (i = 0; i < RelationGetDescr(rel)->natts; i++)
+		if (c->generated[i] && (all || bms_overlap(c->generated_uses[i], set)))
+			extra = bms_add_member(extra, i + 1 - FirstLowInvalidHeapAttributeNumber);
+#if PG_VERSION_NUM >= 160000
+	rri->ri_extraUpdatedCols = extra;
+#elif PG_VERSION_NUM < 150002
+	/* before 15.2 the executor took them from the range table */
+	exec_rt_fetch(t + 1, f->estate)->extraUpdatedCols = extra;
+#else
+	foreach(lc, f->estate->es_resultrelinfo_extra)
+		if (((ResultRelInfoExtra *) lfirst(lc))->rinfo == rri)
+		rextra = lfirst(lc);
+	if (rextra == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(f->estate->es_query_cxt);
+
+		rextra = palloc_object(ResultRelInfoExtra);
+		rextra->rinfo = rri;
+		f->estate->es_resultrelinfo_extra = lappend(f->estate->es_resultrelinfo_extra, rextra);
+		MemoryContextSwitchTo(old);
+	}
+	rextra->ri_extraUpdatedCols = extra;
+#endif
+}
+
+/*
  * Write the changed row `new` over `old`, as an UPDATE setting the columns
  * `cols` would.
  */
@@ -554,6 +609,7 @@ UpdateRow(FastState *f, StoreTable t, TupleTableSlot *old, TupleTableSlot *new, 
 #else
 	exec_rt_fetch(t + 1, f->estate)->updatedCols = set;
 #endif
+	SetExtraUpdated(f, t, set);
 	ExecStoreVirtualTuple(new);
 	OpBegin(f);
 	ExecSimpleRelationUpdate(f->rri[t], f->estate, NULL, old, new);
