@@ -113,3 +113,11 @@ prove:
 	pg_prove -d $(PROVE_DB) $(TEST); rc=$$?; dropdb --if-exists $(PROVE_DB); exit $$rc
 
 .PHONY: prove
+
+# The long checks (tools/soak.sh: chaos 10 minutes, 20 crash rounds, random
+# SQL and generated input at full size; the suite on an instrumented build
+# when LOYALTY_PG_BIN is set).  Not part of the test command.
+soak:
+	bash tools/soak.sh
+
+.PHONY: soak

@@ -17,6 +17,14 @@
 #   LOYALTY_STORE_MODES   e.g. "on off": the isolation and pgTAP parts run
 #                         once per value with PGOPTIONS="-c loyalty.fast_store=VALUE"
 #                         (default: once, without PGOPTIONS)
+#   LOYALTY_PG_VERSIONS   the builds to run, each with its LOYALTY_PG<label>_BIN
+#                         (default "16 17"; test/scripts/instrumented.sh runs one
+#                         labelled "inst")
+#   LOYALTY_PG_SERVER_WRAPPER   a command the server runs under (valgrind), started
+#                         without pg_ctl and waited for with pg_isready
+#   LOYALTY_REGRESS, LOYALTY_ISOLATION, LOYALTY_PGTAP   when set, only these
+#                         tests (names as for make installcheck; pgTAP file names
+#                         without the directory), e.g. for a slow instrumented run
 #
 # The prefixes must be writable by the user running this (root is; as root
 # the clusters run as user postgres).  Exits 77 with "SKIP: ..." when neither
@@ -26,7 +34,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 VERSIONS=()
 MISSING=()
-for V in 16 17; do
+for V in ${LOYALTY_PG_VERSIONS:-16 17}; do
     var=LOYALTY_PG${V}_BIN
     BIN=${!var:-/opt/loyalty-pg/$V/bin}
     if [ -x "$BIN/postgres" ] && [ -x "$BIN/pg_ctl" ] && [ -x "$BIN/pg_config" ]; then
@@ -190,9 +198,21 @@ for V in "${VERSIONS[@]}"; do
     started=""
     for try in 1 2 3; do
         PORT=$(free_port) || break
-        if $RUN "$BIN/pg_ctl" -D "$W/cluster/data" -w -t 60 -l "$W/cluster/server.log" \
-            -o "-p $PORT -k $W/cluster -c listen_addresses=127.0.0.1 -c max_prepared_transactions=10 -c shared_preload_libraries='' -c fsync=off" \
-            start >/dev/null 2>&1; then
+        opts=(-p "$PORT" -k "$W/cluster" -c listen_addresses=127.0.0.1 -c max_prepared_transactions=10
+              -c "shared_preload_libraries=" -c fsync=off)
+        if [ -n "${LOYALTY_PG_SERVER_WRAPPER:-}" ]; then
+            # pg_ctl cannot put the server under another program: start it
+            # directly and wait (a server under valgrind starts slowly)
+            touch "$W/cluster/server.log"; [ "$(id -u)" -eq 0 ] && chown postgres "$W/cluster/server.log"
+            $RUN $LOYALTY_PG_SERVER_WRAPPER "$BIN/postgres" -D "$W/cluster/data" "${opts[@]}" \
+                >>"$W/cluster/server.log" 2>&1 &
+            for _ in $(seq 1 300); do
+                "$BIN/pg_isready" -q -h "$W/cluster" -p "$PORT" && { started=1; break; }
+                sleep 1
+            done
+            [ -n "$started" ] && break
+        elif $RUN "$BIN/pg_ctl" -D "$W/cluster/data" -w -t 60 -l "$W/cluster/server.log" \
+            -o "$(printf '%q ' "${opts[@]}")" start >/dev/null 2>&1; then
             started=1; break
         fi
     done
@@ -209,7 +229,7 @@ for V in "${VERSIONS[@]}"; do
 
     # --- pg_regress (as run-suites.sh) ---------------------------------------
     echo "== pg_regress (sql/, expected/)"
-    (cd "$SRC" && make -s installcheck ISOLATION= PG_CONFIG="$PG_CONFIG") >"$LOG/regress.out" 2>&1
+    (cd "$SRC" && make -s installcheck ${LOYALTY_REGRESS+REGRESS="$LOYALTY_REGRESS"} ISOLATION= PG_CONFIG="$PG_CONFIG") >"$LOG/regress.out" 2>&1
     rc=$?
     cat "$LOG/regress.out"
     count_regress "$LOG/regress.out" regress
@@ -229,7 +249,7 @@ for V in "${VERSIONS[@]}"; do
         if ls "$SRC"/specs/*.spec >/dev/null 2>&1; then
             echo "== isolation (specs/)${tag:+ $tag}"
             rm -rf "$SRC/output_iso"
-            (cd "$SRC" && make -s installcheck REGRESS= PG_CONFIG="$PG_CONFIG") >"$LOG/isolation$mode.out" 2>&1
+            (cd "$SRC" && make -s installcheck REGRESS= ${LOYALTY_ISOLATION+ISOLATION="$LOYALTY_ISOLATION"} PG_CONFIG="$PG_CONFIG") >"$LOG/isolation$mode.out" 2>&1
             rc=$?
             cat "$LOG/isolation$mode.out"
             count_regress "$LOG/isolation$mode.out" "isolation$tag"
@@ -249,7 +269,9 @@ for V in "${VERSIONS[@]}"; do
                 -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION loyalty'; then
                 failed=$((failed + 1)); failures+=("pgtap-setup$tag"); continue
             fi
-            for f in "$SRC"/test/pgtap/*.sql; do
+            files=("$SRC"/test/pgtap/*.sql)
+            [ -n "${LOYALTY_PGTAP+x}" ] && { files=(); for t in $LOYALTY_PGTAP; do files+=("$SRC/test/pgtap/$t"); done; }
+            for f in "${files[@]}"; do
                 rel=test/pgtap/$(basename "$f")
                 if (cd "$SRC" && pg_prove -d loyalty_tap "$rel") >"$LOG/$(basename "$f")$mode.tap" 2>&1; then
                     passed=$((passed + 1)); echo "ok     $rel"
