@@ -54,8 +54,9 @@ BEGIN
         CASE
         WHEN op <= 30 THEN
             v_name := 'earn';
-            PERFORM loyalty.earn(v_m, n, 'load', 'o' || client_no || '-' || k || '-' || n,
-                                 idempotency_key => 'e' || client_no || '-' || clock_timestamp());
+            -- one reference per purchase, so a refund names one
+            v_ref := client_no || '-' || clock_timestamp();
+            PERFORM loyalty.earn(v_m, n, 'load', 'o' || v_ref, idempotency_key => 'e' || v_ref);
         WHEN op <= 50 THEN
             v_name := 'redeem';
             PERFORM loyalty.redeem(v_m, n::bigint::loyalty.points);
