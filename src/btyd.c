@@ -1,15 +1,17 @@
 /*
  * btyd.c
- *		Buy-till-you-die models in C: BG/NBD (Fader, Hardie & Lee 2005) and
- *		Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV"), fitted by
- *		maximum likelihood, and the per-customer expectations built on them.
+ *		Buy-till-you-die models in C: BG/NBD (Fader, Hardie & Lee 2005),
+ *		MBG/NBD (Batislam, Denizel & Filiztekin 2007) and Gamma-Gamma (Fader,
+ *		Hardie & Lee 2005, "RFM and CLV"), fitted by maximum likelihood, and
+ *		the per-customer expectations built on them.
  *
- * The fits are aggregates: loyalty.bgnbd_fit(x, t_x, T) and
- * loyalty.gamma_gamma_fit(x, m_x) collect the customers (identical rows are
- * merged, so the state stays small) and the final function maximises the
- * log-likelihood with Nelder-Mead on the logarithms of the parameters,
- * restarted until it no longer improves.  A fit that the data cannot
- * identify fails with SQLSTATE LY030 instead of returning numbers.
+ * The fits are aggregates: loyalty.bgnbd_fit(x, t_x, T),
+ * loyalty.mbgnbd_fit(x, t_x, T) and loyalty.gamma_gamma_fit(x, m_x) collect
+ * the customers (identical rows are merged, so the state stays small) and the
+ * final function maximises the log-likelihood with Nelder-Mead on the
+ * logarithms of the parameters, restarted until it no longer improves.  A fit
+ * that the data cannot identify fails with SQLSTATE LY030 instead of
+ * returning numbers.
  */
 #include "postgres.h"
 
@@ -35,6 +37,10 @@ PG_FUNCTION_INFO_V1(btyd_bgnbd_loglik);
 PG_FUNCTION_INFO_V1(btyd_bgnbd_expected);
 PG_FUNCTION_INFO_V1(btyd_bgnbd_p_alive);
 PG_FUNCTION_INFO_V1(btyd_gg_expected);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_final);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_loglik);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_expected);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_p_alive);
 
 #define ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED MAKE_SQLSTATE('L','Y','0','3','0')
 
@@ -547,8 +553,9 @@ final_state(BtydState *s, const char *model, const char *what)
 	return true;
 }
 
-Datum
-btyd_bgnbd_final(PG_FUNCTION_ARGS)
+/* The final function of the purchase models (BG/NBD, MBG/NBD): the fit of f. */
+static Datum
+purchase_final(FunctionCallInfo fcinfo, LogLik f, const char *model)
 {
 	BtydState  *s = PG_ARGISNULL(0) ? NULL : (BtydState *) PG_GETARG_POINTER(0);
 	static const char *const names[] = {"r", "alpha", "a", "b"};
@@ -557,16 +564,16 @@ btyd_bgnbd_final(PG_FUNCTION_ARGS)
 	double		meanT = 0;
 	int			i;
 
-	if (!final_state(s, "BG/NBD", "customers"))
+	if (!final_state(s, model, "customers"))
 		PG_RETURN_NULL();
 	if (s->repeaters == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
-				 errmsg("the data do not identify the BG/NBD model: no customer made a repeat purchase")));
+				 errmsg("the data do not identify the %s model: no customer made a repeat purchase", model)));
 	if (s->repeaters == s->total)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
-				 errmsg("the data do not identify the BG/NBD model: every customer made a repeat purchase"),
+				 errmsg("the data do not identify the %s model: every customer made a repeat purchase", model),
 				 errdetail("Dropout cannot be told from a low purchase rate without customers who did not come back.")));
 	for (i = 0; i < s->nobs; i++)
 		meanT += s->obs[i].n * s->obs[i].c;
@@ -576,11 +583,17 @@ btyd_bgnbd_final(PG_FUNCTION_ARGS)
 	p[1] = Max(meanT, 1e-3);
 	p[2] = 1;
 	p[3] = 1;
-	out[4] = fit(bgnbd_ll, s, p, 4, "BG/NBD", names);
+	out[4] = fit(f, s, p, 4, model, names);
 	for (i = 0; i < 4; i++)
 		out[i] = p[i];
 	out[5] = s->total;
 	PG_RETURN_DATUM(result_tuple(fcinfo, out, 6));
+}
+
+Datum
+btyd_bgnbd_final(PG_FUNCTION_ARGS)
+{
+	return purchase_final(fcinfo, bgnbd_ll, "BG/NBD");
 }
 
 Datum
@@ -675,10 +688,9 @@ hyp2f1_sum(double a, double b, double c, double z)
 {
 	double		v;
 
+	/* NaN: the callers say for whom it failed (or give NULL and why) */
 	if (!hyp2f1_series(a, b, c, z, 100000, &v))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("hypergeometric series did not converge (a = %g, b = %g, c = %g, z = %g)", a, b, c, z)));
+		return NAN;
 	return v;
 }
 
@@ -712,9 +724,7 @@ gamma_ratio(double p1, double p2, double q1, double q2)
 	if (z3 || z4)
 		return 0;				/* a pole below: the term vanishes */
 	if (z1 || z2)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("hypergeometric function at a pole (Gamma(%g) Gamma(%g))", p1, p2)));
+		return NAN;				/* at a pole: as hyp2f1_sum */
 	return s1 * s2 * s3 * s4 * exp(l);
 }
 
@@ -786,9 +796,37 @@ p_alive(double r, double alpha, double a, double b, double x, double tx, double 
 	return 1 / (1 + (a / (b + x - 1)) * pow((alpha + T) / (alpha + tx), r + x));
 }
 
-/* loyalty.bgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] (eq. 10) */
-Datum
-btyd_bgnbd_expected(PG_FUNCTION_ARGS)
+/*
+ * An alive customer's expected purchases in the next t, over lambda ~
+ * Gamma(r, alpha) and p ~ Beta(a, b): E[(1 - e^(-lambda p t)) / p], in closed
+ * form (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t))^r * 2F1(r, b;
+ * a + b - 1; t / (alpha + t))).  The models' expectations are this with
+ * their posterior parameters, times P(alive).  The integral is finite for
+ * every a > 0 and the closed form is its analytic continuation below a = 1
+ * (tools/btyd_reference.py checks both sides against quadrature).
+ */
+static double
+alive_expected(double r, double alpha, double a, double b, double t)
+{
+	/* a = 1 is a removable singularity of the closed form: step beside it */
+	if (fabs(a - 1) < 1e-9)
+		a = 1 + 1e-9;
+	return (a + b - 1) / (a - 1) *
+		(1 - pow(alpha / (alpha + t), r) * hyp2f1(r, b, a + b - 1, t / (alpha + t)));
+}
+
+/* BG/NBD: E[purchases in (T, T+t] | x, t_x, T] (eq. 10) */
+static double
+bgnbd_cond_expected(double r, double alpha, double a, double b, double x, double tx, double T, double t)
+{
+	return alive_expected(r + x, alpha + T, a, b + x, t) * p_alive(r, alpha, a, b, x, tx, T);
+}
+
+typedef double (*Expected) (double r, double alpha, double a, double b, double x, double tx, double T, double t);
+
+/* A model's expected purchases (r, alpha, a, b, x, t_x, T, t) called from SQL: arguments checked. */
+static double
+sql_expected(FunctionCallInfo fcinfo, Expected f, const char *model)
 {
 	double		r,
 				alpha,
@@ -798,8 +836,7 @@ btyd_bgnbd_expected(PG_FUNCTION_ARGS)
 				tx,
 				T,
 				t;
-	double		lead,
-				body;
+	double		v;
 
 	check_params(fcinfo, 0, 4);
 	r = PG_GETARG_FLOAT8(0);
@@ -812,12 +849,22 @@ btyd_bgnbd_expected(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the horizon must be a finite time, not negative, got %g", t)));
-	/* a = 1 is a removable singularity of the closed form: step beside it */
-	if (fabs(a - 1) < 1e-9)
-		a = 1 + 1e-9;
-	lead = (a + b + x - 1) / (a - 1);
-	body = 1 - pow((alpha + T) / (alpha + T + t), r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t));
-	PG_RETURN_FLOAT8(lead * body * p_alive(r, alpha, a, b, x, tx, T));
+	v = f(r, alpha, a, b, x, tx, T, t);
+	if (isnan(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the %s expected purchases cannot be computed for x = %g, t_x = %g, T = %g, t = %g",
+						model, x, tx, T, t),
+				 errdetail("Its hypergeometric function did not converge, or met a pole, at r = %g, alpha = %g, a = %g, b = %g.",
+						   r, alpha, a, b)));
+	return v;
+}
+
+/* loyalty.bgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] (eq. 10) */
+Datum
+btyd_bgnbd_expected(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(sql_expected(fcinfo, bgnbd_cond_expected, "BG/NBD"));
 }
 
 /* loyalty.bgnbd_p_alive(r, alpha, a, b, x, t_x, T) */
@@ -860,4 +907,100 @@ btyd_gg_expected(PG_FUNCTION_ARGS)
 				 errmsg("x and m_x must be finite and not negative")));
 	/* with no repeat purchase the population mean p*gamma/(q-1) */
 	PG_RETURN_FLOAT8((g + m * x) * p / (p * x + q - 1));
+}
+
+/*
+ * MBG/NBD (Batislam, Denizel & Filiztekin 2007; lifetimes'
+ * ModifiedBetaGeoFitter): BG/NBD where a customer may also drop out at the
+ * first purchase, so one who never came back is not certainly alive.  A
+ * customer's likelihood is (1-p)^(x+1) lambda^x e^(-lambda T), alive at T,
+ * plus p (1-p)^x lambda^x e^(-lambda t_x), gone after the last purchase; A4
+ * is the logarithm of the second over the first, each integrated over lambda
+ * ~ Gamma(r, alpha) and p ~ Beta(a, b).
+ */
+static double
+mbgnbd_a4(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	return log(a) - log(b + x) + (r + x) * (log(alpha + T) - log(alpha + tx));
+}
+
+/* MBG/NBD log-likelihood of one customer */
+static double
+mbgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	double		A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
+	double		A2 = lgamma(a + b) + lgamma(b + x + 1) - lgamma(b) - lgamma(a + b + x + 1);
+	double		A3 = -(r + x) * log(alpha + T);
+	double		A4 = mbgnbd_a4(r, alpha, a, b, x, tx, T);
+
+	/* log(1 + e^A4), which for a large A4 is A4 + log(1 + e^-A4) */
+	return A1 + A2 + A3 + (A4 > 0 ? A4 + log1p(exp(-A4)) : log1p(exp(A4)));
+}
+
+/* MBG/NBD log-likelihood of the state's customers */
+static double
+mbgnbd_ll(BtydState *s, const double *p)
+{
+	double		ll = 0;
+	int			i;
+
+	for (i = 0; i < s->nobs; i++)
+		ll += s->obs[i].n * mbgnbd_ll1(p[0], p[1], p[2], p[3], s->obs[i].a, s->obs[i].b, s->obs[i].c);
+	return ll;
+}
+
+/* MBG/NBD P(alive | x, t_x, T) = 1 / (1 + e^A4): below 1 also when x = 0 */
+static double
+mbgnbd_p_alive(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	return 1 / (1 + exp(mbgnbd_a4(r, alpha, a, b, x, tx, T)));
+}
+
+/* MBG/NBD: E[purchases in (T, T+t] | x, t_x, T] */
+static double
+mbgnbd_cond_expected(double r, double alpha, double a, double b, double x, double tx, double T, double t)
+{
+	/* alive at T: lambda ~ Gamma(r + x, alpha + T), p ~ Beta(a, b + x + 1) */
+	return alive_expected(r + x, alpha + T, a, b + x + 1, t) * mbgnbd_p_alive(r, alpha, a, b, x, tx, T);
+}
+
+Datum
+btyd_mbgnbd_final(PG_FUNCTION_ARGS)
+{
+	return purchase_final(fcinfo, mbgnbd_ll, "MBG/NBD");
+}
+
+/* loyalty.mbgnbd_loglik(r, alpha, a, b, x, t_x, T): one customer's log-likelihood */
+Datum
+btyd_mbgnbd_loglik(PG_FUNCTION_ARGS)
+{
+	double		x,
+				tx,
+				T;
+
+	check_params(fcinfo, 0, 4);
+	summary_args(fcinfo, 4, &x, &tx, &T);
+	PG_RETURN_FLOAT8(mbgnbd_ll1(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+								PG_GETARG_FLOAT8(3), x, tx, T));
+}
+
+/* loyalty.mbgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] */
+Datum
+btyd_mbgnbd_expected(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(sql_expected(fcinfo, mbgnbd_cond_expected, "MBG/NBD"));
+}
+
+/* loyalty.mbgnbd_p_alive(r, alpha, a, b, x, t_x, T) */
+Datum
+btyd_mbgnbd_p_alive(PG_FUNCTION_ARGS)
+{
+	double		x,
+				tx,
+				T;
+
+	check_params(fcinfo, 0, 4);
+	summary_args(fcinfo, 4, &x, &tx, &T);
+	PG_RETURN_FLOAT8(mbgnbd_p_alive(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+									PG_GETARG_FLOAT8(3), x, tx, T));
 }

@@ -1,6 +1,6 @@
 -- ---------------------------------------------------------------------------
 -- Analytics: the RFM aggregate, RFM scores and segments, buy-till-you-die
--- models (BG/NBD, Gamma-Gamma) with predictions, and the BI views.
+-- models (BG/NBD, MBG/NBD, Gamma-Gamma) with predictions, and the BI views.
 -- ---------------------------------------------------------------------------
 
 -- RFM aggregate (src/rfm.c) -----------------------------------------------------
@@ -89,7 +89,7 @@ COMMENT ON VIEW loyalty.rfm_segment_map IS 'The RFM segment mapping in force: lo
 
 CREATE TYPE loyalty.bgnbd_params AS (r float8, alpha float8, a float8, b float8, loglik float8, customers float8);
 CREATE TYPE loyalty.gamma_gamma_params AS (p float8, q float8, gamma float8, loglik float8, customers float8);
-COMMENT ON TYPE loyalty.bgnbd_params IS 'A fitted BG/NBD model: r, alpha (purchase rate), a, b (dropout), log-likelihood, customers';
+COMMENT ON TYPE loyalty.bgnbd_params IS 'A fitted BG/NBD (or MBG/NBD) model: r, alpha (purchase rate), a, b (dropout), log-likelihood, customers';
 COMMENT ON TYPE loyalty.gamma_gamma_params IS 'A fitted Gamma-Gamma spend model: p, q, gamma, log-likelihood, repeat customers';
 
 CREATE FUNCTION loyalty.bgnbd_trans(internal, float8, float8, float8) RETURNS internal
@@ -154,6 +154,8 @@ CREATE TABLE loyalty.models (
 COMMENT ON TABLE loyalty.models IS 'Fitted BG/NBD and Gamma-Gamma models per program, with fit time, calibration end and log-likelihoods';
 COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
     'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase model (BG/NBD) is kept without it';
+
+#include "parts/purchase_models.sql"
 
 #include "udfs/fit_models/1.4.sql"
 COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
