@@ -11,7 +11,8 @@
  * final function maximises the log-likelihood with Nelder-Mead on the
  * logarithms of the parameters, restarted until it no longer improves.  A fit
  * that the data cannot identify fails with SQLSTATE LY030 instead of
- * returning numbers.
+ * returning numbers.  Each takes an optional penalizer (lifetimes' L2
+ * penalty on the parameters).
  */
 #include "postgres.h"
 
@@ -60,6 +61,7 @@ typedef struct BtydState
 	Obs		   *obs;
 	double		total;			/* customers */
 	double		repeaters;		/* customers with x > 0 */
+	double		penalizer;		/* the fit's penalizer; NaN: none given */
 } BtydState;
 
 static BtydState *
@@ -69,6 +71,7 @@ state_new(MemoryContext cxt)
 
 	s->cap = 64;
 	s->obs = MemoryContextAlloc(cxt, sizeof(Obs) * s->cap);
+	s->penalizer = NAN;
 	return s;
 }
 
@@ -146,6 +149,31 @@ arg_double(FunctionCallInfo fcinfo, int i, const char *name)
 	return v;
 }
 
+/*
+ * Take a penalizer (a property of the fit, so the same on every row; a NULL
+ * one is no penalizer) into the state.
+ */
+static void
+state_penalizer(BtydState *s, double v)
+{
+	if (isnan(v))
+		return;
+	if (!isnan(s->penalizer) && s->penalizer != v)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the penalizer must be the same for every row of a fit, got %g and %g", s->penalizer, v)));
+	s->penalizer = v;
+}
+
+/* The penalizer argument argno of a transition function, if it has one. */
+static void
+arg_penalizer(FunctionCallInfo fcinfo, BtydState *s, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return;
+	state_penalizer(s, arg_double(fcinfo, argno, "the penalizer"));
+}
+
 Datum
 btyd_bgnbd_trans(PG_FUNCTION_ARGS)
 {
@@ -158,6 +186,7 @@ btyd_bgnbd_trans(PG_FUNCTION_ARGS)
 	if (!AggCheckCallContext(fcinfo, &cxt))
 		elog(ERROR, "btyd_bgnbd_trans called in non-aggregate context");
 	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
+	arg_penalizer(fcinfo, s, 4);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(s);	/* like other aggregates, rows with NULLs are
 								 * skipped */
@@ -188,6 +217,7 @@ btyd_gg_trans(PG_FUNCTION_ARGS)
 	if (!AggCheckCallContext(fcinfo, &cxt))
 		elog(ERROR, "btyd_gg_trans called in non-aggregate context");
 	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
+	arg_penalizer(fcinfo, s, 3);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_POINTER(s);
 	x = arg_double(fcinfo, 1, "x");
@@ -214,6 +244,7 @@ btyd_combine(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(a);
 	if (a == NULL)
 		a = state_new(cxt);
+	state_penalizer(a, b->penalizer);
 	for (i = 0; i < b->nobs; i++)
 		state_add(a, cxt, b->obs[i].a, b->obs[i].b, b->obs[i].c, b->obs[i].n);
 	PG_RETURN_POINTER(a);
@@ -227,11 +258,12 @@ btyd_serialize(PG_FUNCTION_ARGS)
 	bytea	   *out;
 
 	state_compact(s);
-	len = sizeof(int32) + sizeof(Obs) * s->nobs;
+	len = sizeof(int32) + sizeof(Obs) * s->nobs + sizeof(double);
 	out = palloc(VARHDRSZ + len);
 	SET_VARSIZE(out, VARHDRSZ + len);
 	memcpy(VARDATA(out), &s->nobs, sizeof(int32));
 	memcpy(VARDATA(out) + sizeof(int32), s->obs, sizeof(Obs) * s->nobs);
+	memcpy(VARDATA(out) + sizeof(int32) + sizeof(Obs) * s->nobs, &s->penalizer, sizeof(double));
 	PG_RETURN_BYTEA_P(out);
 }
 
@@ -250,9 +282,10 @@ btyd_deserialize(PG_FUNCTION_ARGS)
 	if (VARSIZE_ANY_EXHDR(in) < sizeof(int32))
 		elog(ERROR, "loyalty: corrupt model state");
 	memcpy(&n, p, sizeof(int32));
-	if (n < 0 || VARSIZE_ANY_EXHDR(in) != sizeof(int32) + sizeof(Obs) * (Size) n)
+	if (n < 0 || VARSIZE_ANY_EXHDR(in) != sizeof(int32) + sizeof(Obs) * (Size) n + sizeof(double))
 		elog(ERROR, "loyalty: corrupt model state");
 	s = state_new(cxt);
+	memcpy(&s->penalizer, p + sizeof(int32) + sizeof(Obs) * n, sizeof(double));
 	for (i = 0; i < n; i++)
 	{
 		Obs			o;
@@ -320,7 +353,11 @@ gg_ll(BtydState *s, const double *p)
 
 typedef double (*LogLik) (BtydState *s, const double *p);
 
-/* -LL at exp(logp); +inf when not finite, so the simplex steers away. */
+/*
+ * -LL at exp(logp); +inf when not finite, so the simplex steers away.  With
+ * a penalizer, lifetimes' objective -LL / n + penalizer * sum(p^2) (the
+ * parameters, not their logarithms), here times n: the same minimum.
+ */
 static double
 objective(LogLik f, BtydState *s, const double *logp, int k)
 {
@@ -335,6 +372,9 @@ objective(LogLik f, BtydState *s, const double *logp, int k)
 		p[i] = exp(logp[i]);
 	}
 	v = -f(s, p);
+	if (s->penalizer > 0)
+		for (i = 0; i < k; i++)
+			v += s->penalizer * s->total * p[i] * p[i];
 	return isfinite(v) ? v : INFINITY;
 }
 
@@ -517,7 +557,8 @@ fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *con
 					 errmsg("the data do not identify the %s model: %s runs off to %g", model, names[i], p[i]),
 					 errhint("Fit on more customers, with repeat purchases, over a longer calibration period.")));
 	}
-	return -best;
+	/* the log-likelihood, without the penalty */
+	return f(s, p);
 }
 
 static Datum

@@ -84,6 +84,16 @@ check "the fit from the published summary file gives the same estimates" \
 check "a parallel plan (partial states combined) fits the same model" \
     "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
      SELECT round((loyalty.bgnbd_fit(x, t_x, \"T\")).r::numeric, 3) = 0.243 FROM published" "SELECT 'parallel fit differs'"
+# the penalizer travels with the partial states
+psql -d $DB -o /dev/null -c "CREATE TABLE serial_fit AS SELECT loyalty.mbgnbd_fit(x, t_x, \"T\", 0.01)::text AS f FROM published"
+parallel="SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;"
+check "a parallel plan with a penalizer fits as a serial one does (MBG/NBD, 0.01)" \
+    "$parallel SELECT loyalty.mbgnbd_fit(x, t_x, \"T\", 0.01)::text = (SELECT f FROM serial_fit) FROM published" \
+    "$parallel SELECT loyalty.mbgnbd_fit(x, t_x, \"T\", 0.01)::text || ' against ' || (SELECT f FROM serial_fit) FROM published"
+check "... in a plan that is parallel" \
+    "$parallel CREATE FUNCTION pg_temp.plan(q text) RETURNS SETOF text LANGUAGE plpgsql AS \$\$ BEGIN RETURN QUERY EXECUTE 'EXPLAIN ' || q; END \$\$;
+     SELECT bool_or(p LIKE '%Partial Aggregate%') FROM pg_temp.plan('SELECT loyalty.mbgnbd_fit(x, t_x, \"T\", 0.01)::text = (SELECT f FROM serial_fit) FROM published') p" \
+    "SELECT 'no parallel plan'"
 check "predictions: P(alive) in [0, 1], expected purchases >= 0, CLV >= 0 for every customer" \
     "SELECT bool_and(p_alive >= 0 AND p_alive <= 1 AND expected_purchases_year >= 0 AND clv_year >= 0) AND count(*) = 2357 FROM loyalty.member_predictions" \
     "SELECT count(*) FROM loyalty.member_predictions"
