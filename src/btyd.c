@@ -20,8 +20,10 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -42,6 +44,7 @@ PG_FUNCTION_INFO_V1(btyd_mbgnbd_final);
 PG_FUNCTION_INFO_V1(btyd_mbgnbd_loglik);
 PG_FUNCTION_INFO_V1(btyd_mbgnbd_expected);
 PG_FUNCTION_INFO_V1(btyd_mbgnbd_p_alive);
+PG_FUNCTION_INFO_V1(btyd_predict);
 
 #define ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED MAKE_SQLSTATE('L','Y','0','3','0')
 
@@ -1044,4 +1047,145 @@ btyd_mbgnbd_p_alive(PG_FUNCTION_ARGS)
 	summary_args(fcinfo, 4, &x, &tx, &T);
 	PG_RETURN_FLOAT8(mbgnbd_p_alive(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
 									PG_GETARG_FLOAT8(3), x, tx, T));
+}
+
+/*
+ * The purchase models a program can predict with, by their name in SQL (and
+ * in loyalty.models), with the argument of predict_purchases that carries
+ * their parameters.
+ */
+typedef struct PurchaseModel
+{
+	const char *name;
+	const char *title;			/* in messages */
+	int			argno;
+	double		(*p_alive) (double r, double alpha, double a, double b, double x, double tx, double T);
+	Expected	expected;
+} PurchaseModel;
+
+static const PurchaseModel purchase_models[] = {
+	{"bgnbd", "BG/NBD", 1, p_alive, bgnbd_cond_expected},
+	{"mbgnbd", "MBG/NBD", 2, mbgnbd_p_alive, mbgnbd_cond_expected},
+};
+
+/*
+ * loyalty.predict_purchases(model, bgnbd, mbgnbd, x, t_x, T, horizons): the
+ * one place where predictions pick their model's formulas.  The views pass
+ * the models' purchase_model (the program's choice, resolved when they were
+ * fitted or the choice set) and both fits; the result is the model,
+ * P(alive), the expected purchases in (T, T + h] for each horizon h, and why
+ * they are NULL.  For a member the formulas fail for (or a model not fitted)
+ * the values are NULL and the reason is given, not raised, so that a view
+ * over every member still answers.  (0, 0, 0) is a customer at the first
+ * purchase: the expectations are then the model's E[X(t)].
+ */
+Datum
+btyd_predict(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {true, true, true, true};
+	const PurchaseModel *m = NULL;
+	char	   *name;
+	char	   *failure = NULL;
+	double		prm[4];
+	double		x = 0,
+				tx = 0,
+				T = 0;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "loyalty: predict_purchases must return a composite type");
+	desc = BlessTupleDesc(desc);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the purchase model to predict with must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	for (i = 0; i < (int) lengthof(purchase_models); i++)
+		if (strcmp(purchase_models[i].name, name) == 0)
+			m = &purchase_models[i];
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown purchase model \"%s\"", name),
+				 errhint("The purchase models are bgnbd (BG/NBD) and mbgnbd (MBG/NBD).")));
+	values[0] = CStringGetTextDatum(m->name);
+	nulls[0] = false;
+
+	if (PG_ARGISNULL(m->argno))
+		failure = psprintf("the %s model was not fitted (models.%s_failure says why)", m->title, m->name);
+	else
+	{
+		HeapTupleHeader params = PG_GETARG_HEAPTUPLEHEADER(m->argno);
+		static const char *const names[] = {"r", "alpha", "a", "b"};
+
+		for (i = 0; i < 4 && failure == NULL; i++)
+		{
+			bool		isnull;
+
+			prm[i] = DatumGetFloat8(GetAttributeByName(params, names[i], &isnull));
+			if (isnull || !(prm[i] > 0) || isinf(prm[i]))
+				failure = psprintf("the %s model's parameters are not all positive and finite", m->title);
+		}
+	}
+	if (failure == NULL && (PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5)))
+		failure = pstrdup("no customer summary (x, t_x, T)");
+	if (failure == NULL)
+	{
+		x = PG_GETARG_FLOAT8(3);
+		tx = PG_GETARG_FLOAT8(4);
+		T = PG_GETARG_FLOAT8(5);
+		if (!(x >= 0) || !(tx >= 0) || !(T >= tx) || isinf(T))
+			failure = psprintf("inconsistent customer summary: x = %g, t_x = %g, T = %g", x, tx, T);
+	}
+	if (failure == NULL)
+	{
+		double		pa = m->p_alive(prm[0], prm[1], prm[2], prm[3], x, tx, T);
+
+		if (isfinite(pa))
+		{
+			values[1] = Float8GetDatum(pa);
+			nulls[1] = false;
+		}
+		else
+			failure = psprintf("the %s P(alive) is not finite for x = %g, t_x = %g, T = %g", m->title, x, tx, T);
+	}
+	if (failure == NULL && !PG_ARGISNULL(6))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(6);
+		Datum	   *hs;
+		bool	   *hnulls;
+		int			n;
+
+		deconstruct_array(arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &hs, &hnulls, &n);
+		for (i = 0; i < n && failure == NULL; i++)
+		{
+			double		h = hnulls[i] ? NAN : DatumGetFloat8(hs[i]);
+			double		e;
+
+			if (!(h >= 0) || isinf(h))
+			{
+				failure = psprintf("a horizon is not a finite time, not negative: %g", h);
+				break;
+			}
+			e = m->expected(prm[0], prm[1], prm[2], prm[3], x, tx, T, h);
+			if (!isfinite(e))
+				failure = psprintf("the %s expected purchases cannot be computed for x = %g, t_x = %g, T = %g, t = %g",
+								   m->title, x, tx, T, h);
+			hs[i] = Float8GetDatum(e);
+		}
+		if (failure == NULL)
+		{
+			values[2] = PointerGetDatum(construct_array(hs, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+														TYPALIGN_DOUBLE));
+			nulls[2] = false;
+		}
+	}
+	if (failure != NULL)
+	{
+		values[3] = CStringGetTextDatum(failure);
+		nulls[3] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -1,4 +1,4 @@
--- MBG/NBD and the penalizer.
+-- MBG/NBD, the penalizer and the purchase model per program.
 --
 -- MBG/NBD's formulas (log-likelihood, P(alive), conditional expected
 -- purchases, and E[X(t)] from the first purchase, what model_tracking adds
@@ -11,7 +11,7 @@
 -- forms are their analytic continuation.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(49);
+SELECT plan(80);
 
 CREATE TEMP TABLE ref (what text, model text, r float8, alpha float8, a float8, b float8, x float8, tx float8, age float8,
                        horizon float8, value float8);
@@ -131,6 +131,103 @@ SELECT throws_ok('SELECT mbgnbd_fit(x, t_x, age, -0.01) FROM summary', '22023', 
 SELECT throws_ok('SELECT gamma_gamma_fit(x, 10 + x) FROM summary', 'LY030', NULL,
                  'Gamma-Gamma on spend that rises with the purchases alone: not identified without a penalizer');
 SELECT ok((SELECT (gamma_gamma_fit(x, 10 + x, 0.001)).q > 0 FROM summary), '... it fits with one');
+
+-- fit_models: both purchase models, each on its own, and the penalizer
+SELECT is((SELECT purchase_model FROM programs WHERE program_id = :p), 'auto', 'a program predicts with the better model by default');
+SELECT lives_ok(format('SELECT fit_models(%s, %L, %L, 0)', :p, '2021-09-30', 'week'), 'fit_models without a penalizer');
+SELECT is((SELECT (bgnbd IS NOT NULL, mbgnbd IS NULL, mbgnbd_failure LIKE 'the data do not identify the MBG/NBD model%', purchase_model,
+                   bgnbd_penalizer, mbgnbd_penalizer)
+           FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          (true, true, true, 'bgnbd'::text, 0::float8, NULL::float8),
+          '... stores BG/NBD, predicts with it, and says why MBG/NBD is missing');
+SELECT throws_ok(format('SELECT set_purchase_model(%s, %L)', :p, 'mbgnbd'), 'LY030', NULL,
+                 'a program cannot choose a model its latest fit does not have');
+SELECT is((SELECT purchase_model FROM programs WHERE program_id = :p), 'auto', '... and keeps its setting');
+SELECT lives_ok(format('SELECT fit_models(%s, %L, %L)', :p, '2021-09-30', 'week'), 'fit_models with the automatic penalizer');
+SELECT is((SELECT (bgnbd_penalizer, mbgnbd_penalizer, bgnbd IS NOT NULL, mbgnbd IS NOT NULL)
+           FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          (0::float8, 0.001::float8, true, true), '... MBG/NBD fitted with the least penalizer that identifies it, recorded');
+SELECT is((SELECT mbgnbd::text FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          (SELECT ROW(r, alpha, a, b, loglik, customers)::bgnbd_params::text FROM pen WHERE pen = 0.001),
+          '... the fit of mbgnbd_fit with that penalizer');
+SELECT is((SELECT purchase_model FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          (SELECT CASE WHEN (mbgnbd).loglik > (bgnbd).loglik THEN 'mbgnbd' ELSE 'bgnbd' END
+           FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          '... and predicts with the one of the higher log-likelihood');
+SELECT lives_ok(format('SELECT fit_models(%s, %L, %L, 0.01)', :p, '2021-09-30', 'week'), 'fit_models with a penalizer');
+SELECT is((SELECT (bgnbd_penalizer, mbgnbd_penalizer, gamma_gamma_penalizer) FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          (0.01::float8, 0.01::float8, 0.01::float8), '... used for every model');
+SELECT throws_ok(format('SELECT fit_models(%s, %L, %L, -1)', :p, '2021-09-30', 'week'), '22023', NULL, 'a negative penalizer is refused');
+SELECT throws_ok(format('SELECT fit_models(%s, %L, %L, %L::float8)', :p, '2021-09-30', 'week', 'NaN'), '22023', NULL, '... and NaN');
+SELECT lives_ok(format('SELECT fit_models(%s, %L, %L)', :p, '2021-09-30', 'week'), 'the automatic penalizer again');
+
+-- the choice, through one entry point for every view
+CREATE TEMP VIEW latest AS SELECT * FROM models WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1;
+CREATE TEMP VIEW check_predictions AS
+SELECT count(*) AS members,
+       count(*) FILTER (WHERE pr.purchase_model = m.purchase_model) AS by_chosen,
+       count(*) FILTER (WHERE pr.p_alive = round(CASE WHEN m.purchase_model = 'bgnbd'
+                                                      THEN bgnbd_p_alive((m.bgnbd).r, (m.bgnbd).alpha, (m.bgnbd).a, (m.bgnbd).b, s.x, s.t_x, s."T")
+                                                      ELSE mbgnbd_p_alive((m.mbgnbd).r, (m.mbgnbd).alpha, (m.mbgnbd).a, (m.mbgnbd).b, s.x, s.t_x, s."T") END::numeric, 4)
+                          AND pr.expected_purchases_year = round(CASE WHEN m.purchase_model = 'bgnbd'
+                                   THEN bgnbd_expected((m.bgnbd).r, (m.bgnbd).alpha, (m.bgnbd).a, (m.bgnbd).b, s.x, s.t_x, s."T", 365.25 / 7)
+                                   ELSE mbgnbd_expected((m.mbgnbd).r, (m.mbgnbd).alpha, (m.mbgnbd).a, (m.mbgnbd).b, s.x, s.t_x, s."T", 365.25 / 7) END::numeric, 4)) AS agree,
+       count(*) FILTER (WHERE s.x = 0 AND pr.p_alive = 1) AS one_time_alive,
+       count(*) FILTER (WHERE c.purchase_model = m.purchase_model AND c.p_alive = pr.p_alive) AS churn_agrees
+FROM member_predictions pr JOIN purchase_summary(:p, '2021-09-30', 'week') s USING (member_id)
+JOIN churn_risk c USING (member_id), latest m;
+SELECT is((SELECT (members, by_chosen, agree, churn_agrees) FROM check_predictions), (300::bigint, 300::bigint, 300::bigint, 300::bigint),
+          'member_predictions and churn_risk predict every member with the model chosen (auto)');
+SELECT is(set_purchase_model(:p, 'bgnbd'), 'bgnbd', 'set_purchase_model: BG/NBD');
+SELECT is((SELECT (by_chosen, agree, churn_agrees) FROM check_predictions), (300::bigint, 300::bigint, 300::bigint),
+          '... the views follow at once');
+SELECT is((SELECT one_time_alive FROM check_predictions), (SELECT count(*) FROM purchase_summary(:p, '2021-09-30', 'week') WHERE x = 0),
+          '... every one-time buyer alive');
+SELECT is(set_purchase_model(:p, 'mbgnbd'), 'mbgnbd', 'set_purchase_model: MBG/NBD');
+SELECT is((SELECT (by_chosen, agree, churn_agrees, one_time_alive) FROM check_predictions), (300::bigint, 300::bigint, 300::bigint, 0::bigint),
+          '... the views follow, and no one-time buyer is certainly alive');
+SELECT ok((SELECT abs(clv(m, 2, 20, 35, 12) / (
+               SELECT gamma_gamma_expected((m.gamma_gamma).p, (m.gamma_gamma).q, (m.gamma_gamma).gamma, 2, 12)
+                      * sum((mbgnbd_expected((m.mbgnbd).r, (m.mbgnbd).alpha, (m.mbgnbd).a, (m.mbgnbd).b, 2, 20, 35, k)
+                             - mbgnbd_expected((m.mbgnbd).r, (m.mbgnbd).alpha, (m.mbgnbd).a, (m.mbgnbd).b, 2, 20, 35, k - 1)) / power(1.0019, k))
+               FROM generate_series(1, 52) k) - 1) < 1e-12
+           FROM models m WHERE program_id = :p ORDER BY fitted_at DESC LIMIT 1),
+          'clv() too');
+SELECT is((SELECT array_agg(DISTINCT (model, chosen)::text) FROM model_holdout(:p, '2021-12-31') WHERE repeat_purchases = 'all'),
+          ARRAY['(bgnbd,f)', '(mbgnbd,t)'], 'model_holdout: both models, the chosen one marked');
+SELECT is((SELECT count(DISTINCT (customers, total_actual)) FROM model_holdout(:p, '2021-12-31') WHERE repeat_purchases = 'all'), 1::bigint,
+          '... on the same customers and purchases');
+SELECT is((SELECT array_agg(total_predicted ORDER BY model) FROM model_holdout(:p, '2021-12-31') WHERE repeat_purchases = 'all'),
+          (SELECT ARRAY[round(sum(bgnbd_expected((m.bgnbd).r, (m.bgnbd).alpha, (m.bgnbd).a, (m.bgnbd).b, s.x, s.t_x, s."T", 92 / 7.0))::numeric, 1),
+                        round(sum(mbgnbd_expected((m.mbgnbd).r, (m.mbgnbd).alpha, (m.mbgnbd).a, (m.mbgnbd).b, s.x, s.t_x, s."T", 92 / 7.0))::numeric, 1)]
+           FROM purchase_summary(:p, '2021-09-30', 'week') s, latest m),
+          '... each model''s own expectations, summed');
+SELECT is(set_purchase_model(:p, 'auto'), (SELECT CASE WHEN (mbgnbd).loglik > (bgnbd).loglik THEN 'mbgnbd' ELSE 'bgnbd' END FROM latest),
+          'set_purchase_model: auto again');
+SELECT throws_ok(format('SELECT set_purchase_model(%s, %L)', :p, 'pareto'), '22023', NULL, 'an unknown model is refused');
+UPDATE programs SET purchase_model = 'mbgnbd' WHERE program_id = :p;
+SELECT count(*) AS fits FROM models WHERE program_id = :p \gset
+SELECT throws_ok(format('SELECT fit_models(%s, %L, %L, 0)', :p, '2021-09-30', 'week'), 'LY030', NULL,
+                 'a program that asks for MBG/NBD: LY030 when it cannot be fitted');
+SELECT is((SELECT count(*) FROM models WHERE program_id = :p), :fits::bigint, '... and its last fit stays the latest');
+UPDATE programs SET purchase_model = 'auto' WHERE program_id = :p;
+
+-- a member a formula fails for: NULLs and the reason, never an error
+UPDATE models m SET bgnbd = ROW(0.5, 1, 0.5, 0.5, -1, 300)::bgnbd_params, purchase_model = 'bgnbd'
+WHERE m.program_id = :p AND m.fitted_at = (SELECT fitted_at FROM latest);
+SELECT throws_ok('SELECT bgnbd_expected(0.5, 1, 0.5, 0.5, 0, 0, 10, 52)', '22003', NULL,
+                 'BG/NBD with a + b = 1: no expectation for x = 0 (its hypergeometric function has c = 0)');
+SELECT is((SELECT (count(*) FILTER (WHERE prediction_failure IS NOT NULL AND expected_purchases_year IS NULL AND clv_year IS NULL),
+                   count(*) FILTER (WHERE prediction_failure IS NULL AND expected_purchases_year IS NOT NULL))
+           FROM member_predictions WHERE program_id = :p),
+          ((SELECT count(*) FROM purchase_summary(:p, '2021-09-30', 'week') WHERE x = 0),
+           (SELECT count(*) FROM purchase_summary(:p, '2021-09-30', 'week') WHERE x > 0)),
+          'member_predictions: those members without expected purchases and with the reason, the others predicted');
+UPDATE models m SET bgnbd = ROW(0.5, 1, -0.5, 0.5, -1, 300)::bgnbd_params
+WHERE m.program_id = :p AND m.fitted_at = (SELECT fitted_at FROM latest);
+SELECT is((SELECT count(*) FROM churn_risk WHERE program_id = :p AND p_alive IS NULL AND risk_band IS NULL
+                                               AND risk_label = 'no prediction' AND prediction_failure LIKE '%parameters%'),
+          300::bigint, 'churn_risk: no band, and why, rather than an error');
 
 SELECT * FROM finish();
 ROLLBACK;
