@@ -11,7 +11,7 @@
 -- forms are their analytic continuation.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(80);
+SELECT plan(83);
 
 CREATE TEMP TABLE ref (what text, model text, r float8, alpha float8, a float8, b float8, x float8, tx float8, age float8,
                        horizon float8, value float8);
@@ -211,6 +211,22 @@ SELECT throws_ok(format('SELECT fit_models(%s, %L, %L, 0)', :p, '2021-09-30', 'w
                  'a program that asks for MBG/NBD: LY030 when it cannot be fitted');
 SELECT is((SELECT count(*) FROM models WHERE program_id = :p), :fits::bigint, '... and its last fit stays the latest');
 UPDATE programs SET purchase_model = 'auto' WHERE program_id = :p;
+
+-- model_tracking: the period totals add up
+SELECT is((SELECT (count(*), count(*) FILTER (WHERE chosen), max(cumulative_actual), sum(actual) FILTER (WHERE chosen), max(period)) FROM model_tracking(:p, '2021-12-31')),
+          (2 * 53::bigint, 53::bigint,
+           (SELECT count(*) FROM purchases p WHERE day > (SELECT min(day) FROM purchases q WHERE q.customer = p.customer)),
+           (SELECT count(*) FROM purchases p WHERE day > (SELECT min(day) FROM purchases q WHERE q.customer = p.customer))::numeric, 53),
+          'model_tracking: 53 weeks from the first purchase to 2021-12-31 per model, every repeat purchase day counted once');
+SELECT ok((SELECT bool_and(abs(e - cumulative_expected) <= 0.01 * period) AND bool_and(expected >= 0)
+           FROM (SELECT *, sum(expected) OVER (PARTITION BY model ORDER BY period) AS e FROM model_tracking(:p, '2021-12-31')) t),
+          '... the expected purchases per period add up to the cumulative ones');
+SELECT ok((SELECT bool_and(cumulative_expected = round((SELECT sum(CASE WHEN t.model = 'bgnbd'
+                                 THEN bgnbd_expected((m.bgnbd).r, (m.bgnbd).alpha, (m.bgnbd).a, (m.bgnbd).b, 0, 0, 0, greatest(t.period_end - s.first_purchase, 0) / 7.0)
+                                 ELSE mbgnbd_expected((m.mbgnbd).r, (m.mbgnbd).alpha, (m.mbgnbd).a, (m.mbgnbd).b, 0, 0, 0, greatest(t.period_end - s.first_purchase, 0) / 7.0) END)
+                              FROM purchase_summary(:p, '2021-09-30', 'week') s)::numeric, 2))
+           FROM model_tracking(:p, '2021-12-31') t, latest m WHERE t.period IN (1, 20, 39, 53)),
+          '... the cumulative expected: each customer''s E[X(t)] since the first purchase, summed');
 
 -- a member a formula fails for: NULLs and the reason, never an error
 UPDATE models m SET bgnbd = ROW(0.5, 1, 0.5, 0.5, -1, 300)::bgnbd_params, purchase_model = 'bgnbd'

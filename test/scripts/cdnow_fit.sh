@@ -9,8 +9,8 @@
 #   MBG/NBD      r = 0.525, alpha = 6.183, a = 0.891, b = 1.614 (BTYDplus, and
 #                lifetimes' test of its ModifiedBetaGeoFitter)
 #   Gamma-Gamma  p = 6.25,  q = 3.74,  gamma = 15.44
-# Compare both purchase models on the holdout (weeks 40-78) and on the
-# one-time buyers of a fit on all 78 weeks.
+# Compare both purchase models on the holdout (weeks 40-78), per period
+# (model_tracking) and on the one-time buyers of a fit on all 78 weeks.
 # Then show that data which cannot identify the model fail with LY030.
 # Runs inside the throwaway cluster of tools/test.sh.  The data ship in the
 # repository (data/cdnow; LOYALTY_DATA may point at another copy of data/)
@@ -144,6 +144,18 @@ check "holdout: MBG/NBD expects 1577" \
 check "holdout: the buckets add up to the total, for each model" \
     "SELECT bool_and(c = 2357 AND a = 1882) AND count(*) = 2 FROM (SELECT sum(customers) FILTER (WHERE repeat_purchases <> 'all') AS c, sum(total_actual) FILTER (WHERE repeat_purchases <> 'all') AS a FROM loyalty.model_holdout(1, '1998-06-30') GROUP BY model) t" \
     "SELECT * FROM loyalty.model_holdout(1, '1998-06-30')"
+
+# the tracking plot (the BG/NBD paper's figure 3): repeat purchases per week
+# against the sum of each customer's E[X(t)] since the first purchase
+psql -d $DB -c "SELECT model, chosen, period AS week, period_end, actual, expected, cumulative_actual, cumulative_expected,
+                       round(100 * (cumulative_expected / cumulative_actual - 1), 2) AS cumulative_error_pct
+                FROM loyalty.model_tracking(1, '1998-06-30') WHERE period IN (39, 78) ORDER BY model, period"
+check "tracking: 78 weeks, 2457 repeat purchase days in weeks 1-39 and 4339 to week 78" \
+    "SELECT bool_and((max_week, at39, at78) = (78, 2457, 4339)) AND count(*) = 2 FROM (SELECT model, max(period) AS max_week, max(cumulative_actual) FILTER (WHERE period = 39) AS at39, max(cumulative_actual) FILTER (WHERE period = 78) AS at78 FROM loyalty.model_tracking(1, '1998-06-30') GROUP BY model) t" \
+    "SELECT model, max(period), max(cumulative_actual) FROM loyalty.model_tracking(1, '1998-06-30') GROUP BY model"
+check "tracking: at the calibration end (week 39) each model's cumulative expected is within 3% of the actual" \
+    "SELECT bool_and(abs(cumulative_expected / cumulative_actual - 1) < 0.03) AND count(*) = 2 FROM loyalty.model_tracking(1, '1998-06-30') WHERE period = 39 AND period_end = '1997-09-30'" \
+    "SELECT model, cumulative_expected, cumulative_actual FROM loyalty.model_tracking(1, '1998-06-30') WHERE period = 39"
 
 # the refresh procedure (what pg_cron runs): commits per program; here it
 # refits on the whole 78 weeks

@@ -100,3 +100,9 @@ CREATE FUNCTION loyalty.predict_purchases(model text, bgnbd loyalty.bgnbd_params
     AS 'MODULE_PATHNAME', 'btyd_predict' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION loyalty.predict_purchases(text, loyalty.bgnbd_params, loyalty.bgnbd_params, float8, float8, float8, float8[]) IS
     'Predict a customer (x, t_x, T) with the purchase model named (the views: the models'' purchase_model) of the two fits given: P(alive) and the expected purchases in the next h time units for each h of horizons; where a formula fails, NULLs and the reason in failure, never an error';
+
+#include "udfs/model_tracking/1.4.sql"
+COMMENT ON FUNCTION loyalty.model_tracking(bigint, date) IS
+    'Validation: per period (the model''s time unit) from the program''s first purchase to holdout_end, the repeat purchase days of the latest fit''s customers and what each purchase model expects of them since their first purchase, with running totals (the BG/NBD paper''s tracking plot)';
+REVOKE ALL ON FUNCTION loyalty.model_tracking(bigint, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.model_tracking(bigint, date) TO loyalty_admin;
