@@ -1,15 +1,18 @@
 /*
  * btyd.c
- *		Buy-till-you-die models in C: BG/NBD (Fader, Hardie & Lee 2005) and
- *		Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV"), fitted by
- *		maximum likelihood, and the per-customer expectations built on them.
+ *		Buy-till-you-die models in C: BG/NBD (Fader, Hardie & Lee 2005),
+ *		MBG/NBD (Batislam, Denizel & Filiztekin 2007) and Gamma-Gamma (Fader,
+ *		Hardie & Lee 2005, "RFM and CLV"), fitted by maximum likelihood, and
+ *		the per-customer expectations built on them.
  *
- * The fits are aggregates: loyalty.bgnbd_fit(x, t_x, T) and
- * loyalty.gamma_gamma_fit(x, m_x) collect the customers (identical rows are
- * merged, so the state stays small) and the final function maximises the
- * log-likelihood with Nelder-Mead on the logarithms of the parameters,
- * restarted until it no longer improves.  A fit that the data cannot
- * identify fails with SQLSTATE LY030 instead of returning numbers.
+ * The fits are aggregates: loyalty.bgnbd_fit(x, t_x, T),
+ * loyalty.mbgnbd_fit(x, t_x, T) and loyalty.gamma_gamma_fit(x, m_x) collect
+ * the customers (identical rows are merged, so the state stays small) and the
+ * final function maximises the log-likelihood with Nelder-Mead on the
+ * logarithms of the parameters, restarted until it no longer improves.  A fit
+ * that the data cannot identify fails with SQLSTATE LY030 instead of
+ * returning numbers.  Each takes an optional penalizer (lifetimes' L2
+ * penalty on the parameters).
  */
 #include "postgres.h"
 
@@ -17,8 +20,10 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -35,6 +40,11 @@ PG_FUNCTION_INFO_V1(btyd_bgnbd_loglik);
 PG_FUNCTION_INFO_V1(btyd_bgnbd_expected);
 PG_FUNCTION_INFO_V1(btyd_bgnbd_p_alive);
 PG_FUNCTION_INFO_V1(btyd_gg_expected);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_final);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_loglik);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_expected);
+PG_FUNCTION_INFO_V1(btyd_mbgnbd_p_alive);
+PG_FUNCTION_INFO_V1(btyd_predict);
 
 #define ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED MAKE_SQLSTATE('L','Y','0','3','0')
 
@@ -54,6 +64,7 @@ typedef struct BtydState
 	Obs		   *obs;
 	double		total;			/* customers */
 	double		repeaters;		/* customers with x > 0 */
+	double		penalizer;		/* the fit's penalizer; NaN: none given */
 } BtydState;
 
 static BtydState *
@@ -63,6 +74,7 @@ state_new(MemoryContext cxt)
 
 	s->cap = 64;
 	s->obs = MemoryContextAlloc(cxt, sizeof(Obs) * s->cap);
+	s->penalizer = NAN;
 	return s;
 }
 
@@ -140,6 +152,31 @@ arg_double(FunctionCallInfo fcinfo, int i, const char *name)
 	return v;
 }
 
+/*
+ * Take a penalizer (a property of the fit, so the same on every row; a NULL
+ * one is no penalizer) into the state.
+ */
+static void
+state_penalizer(BtydState *s, double v)
+{
+	if (isnan(v))
+		return;
+	if (!isnan(s->penalizer) && s->penalizer != v)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the penalizer must be the same for every row of a fit, got %g and %g", s->penalizer, v)));
+	s->penalizer = v;
+}
+
+/* The penalizer argument argno of a transition function, if it has one. */
+static void
+arg_penalizer(FunctionCallInfo fcinfo, BtydState *s, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return;
+	state_penalizer(s, arg_double(fcinfo, argno, "the penalizer"));
+}
+
 Datum
 btyd_bgnbd_trans(PG_FUNCTION_ARGS)
 {
@@ -152,6 +189,7 @@ btyd_bgnbd_trans(PG_FUNCTION_ARGS)
 	if (!AggCheckCallContext(fcinfo, &cxt))
 		elog(ERROR, "btyd_bgnbd_trans called in non-aggregate context");
 	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
+	arg_penalizer(fcinfo, s, 4);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(s);	/* like other aggregates, rows with NULLs are
 								 * skipped */
@@ -182,6 +220,7 @@ btyd_gg_trans(PG_FUNCTION_ARGS)
 	if (!AggCheckCallContext(fcinfo, &cxt))
 		elog(ERROR, "btyd_gg_trans called in non-aggregate context");
 	s = PG_ARGISNULL(0) ? state_new(cxt) : (BtydState *) PG_GETARG_POINTER(0);
+	arg_penalizer(fcinfo, s, 3);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_POINTER(s);
 	x = arg_double(fcinfo, 1, "x");
@@ -208,6 +247,7 @@ btyd_combine(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(a);
 	if (a == NULL)
 		a = state_new(cxt);
+	state_penalizer(a, b->penalizer);
 	for (i = 0; i < b->nobs; i++)
 		state_add(a, cxt, b->obs[i].a, b->obs[i].b, b->obs[i].c, b->obs[i].n);
 	PG_RETURN_POINTER(a);
@@ -221,11 +261,12 @@ btyd_serialize(PG_FUNCTION_ARGS)
 	bytea	   *out;
 
 	state_compact(s);
-	len = sizeof(int32) + sizeof(Obs) * s->nobs;
+	len = sizeof(int32) + sizeof(Obs) * s->nobs + sizeof(double);
 	out = palloc(VARHDRSZ + len);
 	SET_VARSIZE(out, VARHDRSZ + len);
 	memcpy(VARDATA(out), &s->nobs, sizeof(int32));
 	memcpy(VARDATA(out) + sizeof(int32), s->obs, sizeof(Obs) * s->nobs);
+	memcpy(VARDATA(out) + sizeof(int32) + sizeof(Obs) * s->nobs, &s->penalizer, sizeof(double));
 	PG_RETURN_BYTEA_P(out);
 }
 
@@ -244,9 +285,10 @@ btyd_deserialize(PG_FUNCTION_ARGS)
 	if (VARSIZE_ANY_EXHDR(in) < sizeof(int32))
 		elog(ERROR, "loyalty: corrupt model state");
 	memcpy(&n, p, sizeof(int32));
-	if (n < 0 || VARSIZE_ANY_EXHDR(in) != sizeof(int32) + sizeof(Obs) * (Size) n)
+	if (n < 0 || VARSIZE_ANY_EXHDR(in) != sizeof(int32) + sizeof(Obs) * (Size) n + sizeof(double))
 		elog(ERROR, "loyalty: corrupt model state");
 	s = state_new(cxt);
+	memcpy(&s->penalizer, p + sizeof(int32) + sizeof(Obs) * n, sizeof(double));
 	for (i = 0; i < n; i++)
 	{
 		Obs			o;
@@ -314,7 +356,11 @@ gg_ll(BtydState *s, const double *p)
 
 typedef double (*LogLik) (BtydState *s, const double *p);
 
-/* -LL at exp(logp); +inf when not finite, so the simplex steers away. */
+/*
+ * -LL at exp(logp); +inf when not finite, so the simplex steers away.  With
+ * a penalizer, lifetimes' objective -LL / n + penalizer * sum(p^2) (the
+ * parameters, not their logarithms), here times n: the same minimum.
+ */
 static double
 objective(LogLik f, BtydState *s, const double *logp, int k)
 {
@@ -329,6 +375,9 @@ objective(LogLik f, BtydState *s, const double *logp, int k)
 		p[i] = exp(logp[i]);
 	}
 	v = -f(s, p);
+	if (s->penalizer > 0)
+		for (i = 0; i < k; i++)
+			v += s->penalizer * s->total * p[i] * p[i];
 	return isfinite(v) ? v : INFINITY;
 }
 
@@ -511,7 +560,8 @@ fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *con
 					 errmsg("the data do not identify the %s model: %s runs off to %g", model, names[i], p[i]),
 					 errhint("Fit on more customers, with repeat purchases, over a longer calibration period.")));
 	}
-	return -best;
+	/* the log-likelihood, without the penalty */
+	return f(s, p);
 }
 
 static Datum
@@ -547,8 +597,9 @@ final_state(BtydState *s, const char *model, const char *what)
 	return true;
 }
 
-Datum
-btyd_bgnbd_final(PG_FUNCTION_ARGS)
+/* The final function of the purchase models (BG/NBD, MBG/NBD): the fit of f. */
+static Datum
+purchase_final(FunctionCallInfo fcinfo, LogLik f, const char *model)
 {
 	BtydState  *s = PG_ARGISNULL(0) ? NULL : (BtydState *) PG_GETARG_POINTER(0);
 	static const char *const names[] = {"r", "alpha", "a", "b"};
@@ -557,16 +608,16 @@ btyd_bgnbd_final(PG_FUNCTION_ARGS)
 	double		meanT = 0;
 	int			i;
 
-	if (!final_state(s, "BG/NBD", "customers"))
+	if (!final_state(s, model, "customers"))
 		PG_RETURN_NULL();
 	if (s->repeaters == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
-				 errmsg("the data do not identify the BG/NBD model: no customer made a repeat purchase")));
+				 errmsg("the data do not identify the %s model: no customer made a repeat purchase", model)));
 	if (s->repeaters == s->total)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED),
-				 errmsg("the data do not identify the BG/NBD model: every customer made a repeat purchase"),
+				 errmsg("the data do not identify the %s model: every customer made a repeat purchase", model),
 				 errdetail("Dropout cannot be told from a low purchase rate without customers who did not come back.")));
 	for (i = 0; i < s->nobs; i++)
 		meanT += s->obs[i].n * s->obs[i].c;
@@ -576,11 +627,17 @@ btyd_bgnbd_final(PG_FUNCTION_ARGS)
 	p[1] = Max(meanT, 1e-3);
 	p[2] = 1;
 	p[3] = 1;
-	out[4] = fit(bgnbd_ll, s, p, 4, "BG/NBD", names);
+	out[4] = fit(f, s, p, 4, model, names);
 	for (i = 0; i < 4; i++)
 		out[i] = p[i];
 	out[5] = s->total;
 	PG_RETURN_DATUM(result_tuple(fcinfo, out, 6));
+}
+
+Datum
+btyd_bgnbd_final(PG_FUNCTION_ARGS)
+{
+	return purchase_final(fcinfo, bgnbd_ll, "BG/NBD");
 }
 
 Datum
@@ -675,10 +732,9 @@ hyp2f1_sum(double a, double b, double c, double z)
 {
 	double		v;
 
+	/* NaN: the callers say for whom it failed (or give NULL and why) */
 	if (!hyp2f1_series(a, b, c, z, 100000, &v))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("hypergeometric series did not converge (a = %g, b = %g, c = %g, z = %g)", a, b, c, z)));
+		return NAN;
 	return v;
 }
 
@@ -712,9 +768,7 @@ gamma_ratio(double p1, double p2, double q1, double q2)
 	if (z3 || z4)
 		return 0;				/* a pole below: the term vanishes */
 	if (z1 || z2)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("hypergeometric function at a pole (Gamma(%g) Gamma(%g))", p1, p2)));
+		return NAN;				/* at a pole: as hyp2f1_sum */
 	return s1 * s2 * s3 * s4 * exp(l);
 }
 
@@ -786,9 +840,37 @@ p_alive(double r, double alpha, double a, double b, double x, double tx, double 
 	return 1 / (1 + (a / (b + x - 1)) * pow((alpha + T) / (alpha + tx), r + x));
 }
 
-/* loyalty.bgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] (eq. 10) */
-Datum
-btyd_bgnbd_expected(PG_FUNCTION_ARGS)
+/*
+ * An alive customer's expected purchases in the next t, over lambda ~
+ * Gamma(r, alpha) and p ~ Beta(a, b): E[(1 - e^(-lambda p t)) / p], in closed
+ * form (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t))^r * 2F1(r, b;
+ * a + b - 1; t / (alpha + t))).  The models' expectations are this with
+ * their posterior parameters, times P(alive).  The integral is finite for
+ * every a > 0 and the closed form is its analytic continuation below a = 1
+ * (tools/btyd_reference.py checks both sides against quadrature).
+ */
+static double
+alive_expected(double r, double alpha, double a, double b, double t)
+{
+	/* a = 1 is a removable singularity of the closed form: step beside it */
+	if (fabs(a - 1) < 1e-9)
+		a = 1 + 1e-9;
+	return (a + b - 1) / (a - 1) *
+		(1 - pow(alpha / (alpha + t), r) * hyp2f1(r, b, a + b - 1, t / (alpha + t)));
+}
+
+/* BG/NBD: E[purchases in (T, T+t] | x, t_x, T] (eq. 10) */
+static double
+bgnbd_cond_expected(double r, double alpha, double a, double b, double x, double tx, double T, double t)
+{
+	return alive_expected(r + x, alpha + T, a, b + x, t) * p_alive(r, alpha, a, b, x, tx, T);
+}
+
+typedef double (*Expected) (double r, double alpha, double a, double b, double x, double tx, double T, double t);
+
+/* A model's expected purchases (r, alpha, a, b, x, t_x, T, t) called from SQL: arguments checked. */
+static double
+sql_expected(FunctionCallInfo fcinfo, Expected f, const char *model)
 {
 	double		r,
 				alpha,
@@ -798,8 +880,7 @@ btyd_bgnbd_expected(PG_FUNCTION_ARGS)
 				tx,
 				T,
 				t;
-	double		lead,
-				body;
+	double		v;
 
 	check_params(fcinfo, 0, 4);
 	r = PG_GETARG_FLOAT8(0);
@@ -812,12 +893,22 @@ btyd_bgnbd_expected(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the horizon must be a finite time, not negative, got %g", t)));
-	/* a = 1 is a removable singularity of the closed form: step beside it */
-	if (fabs(a - 1) < 1e-9)
-		a = 1 + 1e-9;
-	lead = (a + b + x - 1) / (a - 1);
-	body = 1 - pow((alpha + T) / (alpha + T + t), r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t));
-	PG_RETURN_FLOAT8(lead * body * p_alive(r, alpha, a, b, x, tx, T));
+	v = f(r, alpha, a, b, x, tx, T, t);
+	if (isnan(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the %s expected purchases cannot be computed for x = %g, t_x = %g, T = %g, t = %g",
+						model, x, tx, T, t),
+				 errdetail("Its hypergeometric function did not converge, or met a pole, at r = %g, alpha = %g, a = %g, b = %g.",
+						   r, alpha, a, b)));
+	return v;
+}
+
+/* loyalty.bgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] (eq. 10) */
+Datum
+btyd_bgnbd_expected(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(sql_expected(fcinfo, bgnbd_cond_expected, "BG/NBD"));
 }
 
 /* loyalty.bgnbd_p_alive(r, alpha, a, b, x, t_x, T) */
@@ -860,4 +951,241 @@ btyd_gg_expected(PG_FUNCTION_ARGS)
 				 errmsg("x and m_x must be finite and not negative")));
 	/* with no repeat purchase the population mean p*gamma/(q-1) */
 	PG_RETURN_FLOAT8((g + m * x) * p / (p * x + q - 1));
+}
+
+/*
+ * MBG/NBD (Batislam, Denizel & Filiztekin 2007; lifetimes'
+ * ModifiedBetaGeoFitter): BG/NBD where a customer may also drop out at the
+ * first purchase, so one who never came back is not certainly alive.  A
+ * customer's likelihood is (1-p)^(x+1) lambda^x e^(-lambda T), alive at T,
+ * plus p (1-p)^x lambda^x e^(-lambda t_x), gone after the last purchase; A4
+ * is the logarithm of the second over the first, each integrated over lambda
+ * ~ Gamma(r, alpha) and p ~ Beta(a, b).
+ */
+static double
+mbgnbd_a4(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	return log(a) - log(b + x) + (r + x) * (log(alpha + T) - log(alpha + tx));
+}
+
+/* MBG/NBD log-likelihood of one customer */
+static double
+mbgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	double		A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
+	double		A2 = lgamma(a + b) + lgamma(b + x + 1) - lgamma(b) - lgamma(a + b + x + 1);
+	double		A3 = -(r + x) * log(alpha + T);
+	double		A4 = mbgnbd_a4(r, alpha, a, b, x, tx, T);
+
+	/* log(1 + e^A4), which for a large A4 is A4 + log(1 + e^-A4) */
+	return A1 + A2 + A3 + (A4 > 0 ? A4 + log1p(exp(-A4)) : log1p(exp(A4)));
+}
+
+/* MBG/NBD log-likelihood of the state's customers */
+static double
+mbgnbd_ll(BtydState *s, const double *p)
+{
+	double		ll = 0;
+	int			i;
+
+	for (i = 0; i < s->nobs; i++)
+		ll += s->obs[i].n * mbgnbd_ll1(p[0], p[1], p[2], p[3], s->obs[i].a, s->obs[i].b, s->obs[i].c);
+	return ll;
+}
+
+/* MBG/NBD P(alive | x, t_x, T) = 1 / (1 + e^A4): below 1 also when x = 0 */
+static double
+mbgnbd_p_alive(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	return 1 / (1 + exp(mbgnbd_a4(r, alpha, a, b, x, tx, T)));
+}
+
+/* MBG/NBD: E[purchases in (T, T+t] | x, t_x, T] */
+static double
+mbgnbd_cond_expected(double r, double alpha, double a, double b, double x, double tx, double T, double t)
+{
+	/* alive at T: lambda ~ Gamma(r + x, alpha + T), p ~ Beta(a, b + x + 1) */
+	return alive_expected(r + x, alpha + T, a, b + x + 1, t) * mbgnbd_p_alive(r, alpha, a, b, x, tx, T);
+}
+
+Datum
+btyd_mbgnbd_final(PG_FUNCTION_ARGS)
+{
+	return purchase_final(fcinfo, mbgnbd_ll, "MBG/NBD");
+}
+
+/* loyalty.mbgnbd_loglik(r, alpha, a, b, x, t_x, T): one customer's log-likelihood */
+Datum
+btyd_mbgnbd_loglik(PG_FUNCTION_ARGS)
+{
+	double		x,
+				tx,
+				T;
+
+	check_params(fcinfo, 0, 4);
+	summary_args(fcinfo, 4, &x, &tx, &T);
+	PG_RETURN_FLOAT8(mbgnbd_ll1(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+								PG_GETARG_FLOAT8(3), x, tx, T));
+}
+
+/* loyalty.mbgnbd_expected(r, alpha, a, b, x, t_x, T, t): E[purchases in (T, T+t]] */
+Datum
+btyd_mbgnbd_expected(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(sql_expected(fcinfo, mbgnbd_cond_expected, "MBG/NBD"));
+}
+
+/* loyalty.mbgnbd_p_alive(r, alpha, a, b, x, t_x, T) */
+Datum
+btyd_mbgnbd_p_alive(PG_FUNCTION_ARGS)
+{
+	double		x,
+				tx,
+				T;
+
+	check_params(fcinfo, 0, 4);
+	summary_args(fcinfo, 4, &x, &tx, &T);
+	PG_RETURN_FLOAT8(mbgnbd_p_alive(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
+									PG_GETARG_FLOAT8(3), x, tx, T));
+}
+
+/*
+ * The purchase models a program can predict with, by their name in SQL (and
+ * in loyalty.models), with the argument of predict_purchases that carries
+ * their parameters.
+ */
+typedef struct PurchaseModel
+{
+	const char *name;
+	const char *title;			/* in messages */
+	int			argno;
+	double		(*p_alive) (double r, double alpha, double a, double b, double x, double tx, double T);
+	Expected	expected;
+} PurchaseModel;
+
+static const PurchaseModel purchase_models[] = {
+	{"bgnbd", "BG/NBD", 1, p_alive, bgnbd_cond_expected},
+	{"mbgnbd", "MBG/NBD", 2, mbgnbd_p_alive, mbgnbd_cond_expected},
+};
+
+/*
+ * loyalty.predict_purchases(model, bgnbd, mbgnbd, x, t_x, T, horizons): the
+ * one place where predictions pick their model's formulas.  The views pass
+ * the models' purchase_model (the program's choice, resolved when they were
+ * fitted or the choice set) and both fits; the result is the model,
+ * P(alive), the expected purchases in (T, T + h] for each horizon h, and why
+ * they are NULL.  For a member the formulas fail for (or a model not fitted)
+ * the values are NULL and the reason is given, not raised, so that a view
+ * over every member still answers.  (0, 0, 0) is a customer at the first
+ * purchase: the expectations are then the model's E[X(t)].
+ */
+Datum
+btyd_predict(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {true, true, true, true};
+	const PurchaseModel *m = NULL;
+	char	   *name;
+	char	   *failure = NULL;
+	double		prm[4];
+	double		x = 0,
+				tx = 0,
+				T = 0;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "loyalty: predict_purchases must return a composite type");
+	desc = BlessTupleDesc(desc);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the purchase model to predict with must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	for (i = 0; i < (int) lengthof(purchase_models); i++)
+		if (strcmp(purchase_models[i].name, name) == 0)
+			m = &purchase_models[i];
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown purchase model \"%s\"", name),
+				 errhint("The purchase models are bgnbd (BG/NBD) and mbgnbd (MBG/NBD).")));
+	values[0] = CStringGetTextDatum(m->name);
+	nulls[0] = false;
+
+	if (PG_ARGISNULL(m->argno))
+		failure = psprintf("the %s model was not fitted (models.%s_failure says why)", m->title, m->name);
+	else
+	{
+		HeapTupleHeader params = PG_GETARG_HEAPTUPLEHEADER(m->argno);
+		static const char *const names[] = {"r", "alpha", "a", "b"};
+
+		for (i = 0; i < 4 && failure == NULL; i++)
+		{
+			bool		isnull;
+
+			prm[i] = DatumGetFloat8(GetAttributeByName(params, names[i], &isnull));
+			if (isnull || !(prm[i] > 0) || isinf(prm[i]))
+				failure = psprintf("the %s model's parameters are not all positive and finite", m->title);
+		}
+	}
+	if (failure == NULL && (PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5)))
+		failure = pstrdup("no customer summary (x, t_x, T)");
+	if (failure == NULL)
+	{
+		x = PG_GETARG_FLOAT8(3);
+		tx = PG_GETARG_FLOAT8(4);
+		T = PG_GETARG_FLOAT8(5);
+		if (!(x >= 0) || !(tx >= 0) || !(T >= tx) || isinf(T))
+			failure = psprintf("inconsistent customer summary: x = %g, t_x = %g, T = %g", x, tx, T);
+	}
+	if (failure == NULL)
+	{
+		double		pa = m->p_alive(prm[0], prm[1], prm[2], prm[3], x, tx, T);
+
+		if (isfinite(pa))
+		{
+			values[1] = Float8GetDatum(pa);
+			nulls[1] = false;
+		}
+		else
+			failure = psprintf("the %s P(alive) is not finite for x = %g, t_x = %g, T = %g", m->title, x, tx, T);
+	}
+	if (failure == NULL && !PG_ARGISNULL(6))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(6);
+		Datum	   *hs;
+		bool	   *hnulls;
+		int			n;
+
+		deconstruct_array(arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &hs, &hnulls, &n);
+		for (i = 0; i < n && failure == NULL; i++)
+		{
+			double		h = hnulls[i] ? NAN : DatumGetFloat8(hs[i]);
+			double		e;
+
+			if (!(h >= 0) || isinf(h))
+			{
+				failure = psprintf("a horizon is not a finite time, not negative: %g", h);
+				break;
+			}
+			e = m->expected(prm[0], prm[1], prm[2], prm[3], x, tx, T, h);
+			if (!isfinite(e))
+				failure = psprintf("the %s expected purchases cannot be computed for x = %g, t_x = %g, T = %g, t = %g",
+								   m->title, x, tx, T, h);
+			hs[i] = Float8GetDatum(e);
+		}
+		if (failure == NULL)
+		{
+			values[2] = PointerGetDatum(construct_array(hs, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+														TYPALIGN_DOUBLE));
+			nulls[2] = false;
+		}
+	}
+	if (failure != NULL)
+	{
+		values[3] = CStringGetTextDatum(failure);
+		nulls[3] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -1,6 +1,6 @@
 -- ---------------------------------------------------------------------------
 -- Analytics: the RFM aggregate, RFM scores and segments, buy-till-you-die
--- models (BG/NBD, Gamma-Gamma) with predictions, and the BI views.
+-- models (BG/NBD, MBG/NBD, Gamma-Gamma) with predictions, and the BI views.
 -- ---------------------------------------------------------------------------
 
 -- RFM aggregate (src/rfm.c) -----------------------------------------------------
@@ -89,7 +89,7 @@ COMMENT ON VIEW loyalty.rfm_segment_map IS 'The RFM segment mapping in force: lo
 
 CREATE TYPE loyalty.bgnbd_params AS (r float8, alpha float8, a float8, b float8, loglik float8, customers float8);
 CREATE TYPE loyalty.gamma_gamma_params AS (p float8, q float8, gamma float8, loglik float8, customers float8);
-COMMENT ON TYPE loyalty.bgnbd_params IS 'A fitted BG/NBD model: r, alpha (purchase rate), a, b (dropout), log-likelihood, customers';
+COMMENT ON TYPE loyalty.bgnbd_params IS 'A fitted BG/NBD (or MBG/NBD) model: r, alpha (purchase rate), a, b (dropout), log-likelihood, customers';
 COMMENT ON TYPE loyalty.gamma_gamma_params IS 'A fitted Gamma-Gamma spend model: p, q, gamma, log-likelihood, repeat customers';
 
 CREATE FUNCTION loyalty.bgnbd_trans(internal, float8, float8, float8) RETURNS internal
@@ -151,17 +151,19 @@ CREATE TABLE loyalty.models (
     gamma_gamma_failure text,
     PRIMARY KEY (program_id, fitted_at)
 );
-COMMENT ON TABLE loyalty.models IS 'Fitted BG/NBD and Gamma-Gamma models per program, with fit time, calibration end and log-likelihoods';
+COMMENT ON TABLE loyalty.models IS 'Fitted purchase models (BG/NBD, MBG/NBD) and spend model (Gamma-Gamma) per program, with fit time, calibration end, log-likelihoods and the purchase model in use';
 COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
-    'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase model (BG/NBD) is kept without it';
+    'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase models are kept without it';
+
+#include "parts/purchase_models.sql"
 
 #include "udfs/fit_models/1.4.sql"
-COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
-    'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify the purchase model; a spend model the data do not identify (or with q <= 1) is left out, with the reason in gamma_gamma_failure';
+COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) IS
+    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure';
 
 #include "udfs/model_holdout/1.4.sql"
 COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
-    'Validation: the latest model''s expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
+    'Validation: each purchase model of the latest fit (model; chosen: the one the predictions use): its expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
 
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
 #include "udfs/refresh_models/1.0.sql"
@@ -172,7 +174,7 @@ COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
 -- per purchase times the discounted expected purchases of each unit.
 #include "udfs/clv/1.4.sql"
 COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) IS
-    'Customer lifetime value over horizon time units, discounted per unit (default 52 weeks at 10% a year)';
+    'Customer lifetime value over horizon time units, discounted per unit (default 52 weeks at 10% a year), with the models'' purchase_model';
 
 #include "udfs/member_predictions/1.4.sql"
 
@@ -215,25 +217,30 @@ BEGIN
         ('segment_summary', 'members', 'Members in the segment'), ('segment_summary', 'share', 'Share of the program''s buyers'),
         ('segment_summary', 'avg_recency_days', 'Average days since the last purchase'), ('segment_summary', 'avg_frequency', 'Average number of purchases'),
         ('segment_summary', 'avg_monetary', 'Average total spend'), ('segment_summary', 'total_monetary', 'Total spend of the segment'),
-        ('member_predictions', NULL, 'Per member, from the latest fitted models: P(alive), expected purchases and spend, CLV over a year'),
+        ('member_predictions', NULL, 'Per member, from the latest fitted models: P(alive), expected purchases and spend, CLV over a year, by the program''s purchase model (purchase_model)'),
         ('member_predictions', 'program_id', 'Program'), ('member_predictions', 'member_id', 'Member'),
         ('member_predictions', 'fitted_at', 'When the models used were fitted'), ('member_predictions', 'time_unit', 'Time unit of the model (day or week)'),
         ('member_predictions', 'repeat_purchases', 'Repeat purchase days in the calibration period (x)'),
         ('member_predictions', 't_x', 'Time from the first to the last purchase (t_x)'), ('member_predictions', 'customer_age', 'Time from the first purchase to the calibration end (T)'),
-        ('member_predictions', 'p_alive', 'Probability the member is still active (BG/NBD)'),
-        ('member_predictions', 'expected_purchases_year', 'Expected purchases in the next 365.25 days (BG/NBD), whatever the model''s time unit'),
+        ('member_predictions', 'p_alive', 'Probability the member is still active, by the purchase model in purchase_model'),
+        ('member_predictions', 'expected_purchases_year', 'Expected purchases in the next 365.25 days, whatever the model''s time unit, by the purchase model in purchase_model'),
         ('member_predictions', 'expected_avg_spend', 'Expected spend per purchase (Gamma-Gamma)'),
         ('member_predictions', 'clv_year', 'Expected spend over the next 365.25 days, month by month discounted 10% a year (NULL without a spend model)'),
         ('member_predictions', 'spend_model_failure', 'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value'),
         ('member_predictions', 'calibration_end', 'The last day of the purchases the model was fitted on: the predictions are as of it'),
         ('member_predictions', 'last_purchase', 'The member''s last purchase day up to the calibration end'),
+        ('member_predictions', 'purchase_model', 'The purchase model of p_alive, expected_purchases_year and clv_year: bgnbd (BG/NBD) or mbgnbd (MBG/NBD), the program''s choice (loyalty.set_purchase_model)'),
+        ('member_predictions', 'prediction_failure', 'Why p_alive or the expected purchases (and CLV) are NULL: the purchase model''s formulas failed for this member'),
         ('churn_risk', NULL, 'Churn risk per member: 1 - P(alive), in bands, with value at stake'),
-        ('churn_risk', 'program_id', 'Program'), ('churn_risk', 'member_id', 'Member'), ('churn_risk', 'p_alive', 'Probability the member is still active'),
-        ('churn_risk', 'churn_risk', '1 - P(alive)'), ('churn_risk', 'risk_band', 'high (P(alive) < 0.3), medium (< 0.6) or low'),
+        ('churn_risk', 'program_id', 'Program'), ('churn_risk', 'member_id', 'Member'),
+        ('churn_risk', 'p_alive', 'Probability the member is still active, by the purchase model in purchase_model'),
+        ('churn_risk', 'churn_risk', '1 - P(alive)'), ('churn_risk', 'risk_band', 'high (P(alive) < 0.3), medium (< 0.6) or low; NULL without a P(alive)'),
         ('churn_risk', 'expected_purchases_year', 'Expected purchases in the next year'), ('churn_risk', 'clv_year', 'Expected discounted spend over the next year'),
         ('churn_risk', 'last_purchase', 'Date of the last purchase up to as_of'), ('churn_risk', 'purchases', 'Days with a purchase up to as_of'),
         ('churn_risk', 'as_of', 'The model''s calibration end: P(alive), the band, the last purchase and the purchases are as of this day'),
-        ('churn_risk', 'risk_label', 'The band, or why a member has none: never bought, or first purchase after the model'),
+        ('churn_risk', 'risk_label', 'The band, or why a member has none: never bought, first purchase after the model, or no prediction (see prediction_failure)'),
+        ('churn_risk', 'purchase_model', 'The purchase model of P(alive) and the expected purchases: bgnbd (BG/NBD) or mbgnbd (MBG/NBD), the program''s choice'),
+        ('churn_risk', 'prediction_failure', 'Why a member with purchases has no P(alive) or expected purchases: the purchase model''s formulas failed for it'),
         ('kpi_daily', NULL, 'Daily KPIs per program (days in the program time zone)'),
         ('kpi_daily', 'program_id', 'Program'), ('kpi_daily', 'day', 'Day'), ('kpi_daily', 'new_members', 'Members who joined'),
         ('kpi_daily', 'active_members', 'Members who bought'), ('kpi_daily', 'purchases', 'Purchases'), ('kpi_daily', 'revenue', 'Purchase amounts'),
@@ -281,12 +288,12 @@ END $$;
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_segments', '');   -- empty until you change the mapping
 SELECT pg_catalog.pg_extension_config_dump('loyalty.models', '');
 
-REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text),
+REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text, anycompatible),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_models(text, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
     TO loyalty_analyst;
-GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text),
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text, anycompatible),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.refresh_models(text, date) TO loyalty_admin;
 -- the analyst reads views, nothing else (the views run with their owner's rights)

@@ -87,7 +87,11 @@ SELECT pg_temp.try('analytics', sql) FROM unnest(ARRAY[
     'SELECT loyalty.rfm(''infinity''::timestamptz, 1)', 'SELECT loyalty.rfm(now(), ''NaN'')',
     'SELECT loyalty.bgnbd_fit(''NaN'', 1, 2)', 'SELECT loyalty.bgnbd_fit(3, 5, 4)', 'SELECT loyalty.bgnbd_fit(1.5, 1, 2)',
     'SELECT loyalty.bgnbd_expected(0.2, 4, 0.8, 2.4, 1, 2, 3, ''Infinity'')', 'SELECT loyalty.bgnbd_p_alive(-1, 4, 0.8, 2.4, 1, 2, 3)',
-    'SELECT loyalty.gamma_gamma_fit(2, ''Infinity'')', 'SELECT loyalty.gamma_gamma_expected(6, 0.5, 15, 2, 10)']) sql;
+    'SELECT loyalty.gamma_gamma_fit(2, ''Infinity'')', 'SELECT loyalty.gamma_gamma_expected(6, 0.5, 15, 2, 10)',
+    'SELECT loyalty.mbgnbd_fit(''NaN'', 1, 2)', 'SELECT loyalty.mbgnbd_fit(3, 5, 4)', 'SELECT loyalty.bgnbd_fit(1, 1, 2, ''NaN'')',
+    'SELECT loyalty.mbgnbd_fit(1, 1, 2, ''-Infinity'')', 'SELECT loyalty.gamma_gamma_fit(2, 10, -1)',
+    'SELECT loyalty.mbgnbd_expected(0.2, 4, 0.8, 2.4, 1, 2, 3, ''Infinity'')', 'SELECT loyalty.mbgnbd_p_alive(0.2, 4, 0.8, 2.4, 1, 4, 3)',
+    'SELECT loyalty.mbgnbd_loglik(0.2, ''NaN'', 0.8, 2.4, 1, 2, 3)', 'SELECT loyalty.bgnbd_expected(0.5, 1, 0.5, 0.5, 0, 0, 10, 52)']) sql;
 
 -- documented SQLSTATEs (README "Errors"), plus what PostgreSQL itself
 -- raises before our code runs (22P02 casts, 22003 numeric range, 22008 dates,

@@ -366,6 +366,14 @@ if out=$(q -c "SELECT loyalty.ack_events(ARRAY(SELECT event_id FROM loyalty.even
 else bad "ack_events()" "$out"; fi
 
 # --- the BI views -------------------------------------------------------------------
+# a stored model (the CDNOW estimates), so that the prediction views compute
+# through loyalty.predict_purchases on the cluster
+q -o /dev/null -c "INSERT INTO loyalty.models (program_id, calibration_end, time_unit, bgnbd, mbgnbd, purchase_model)
+                   VALUES ($P, current_date, 'week', ROW(0.243, 4.414, 0.793, 2.426, -9582.4, 2357),
+                           ROW(0.525, 6.183, 0.891, 1.614, -9582.1, 2357), 'mbgnbd')"
+check "member_predictions: every buyer of the program predicted with MBG/NBD, the model stored as in use" \
+    "SELECT count(*) > 0 AND bool_and(p_alive > 0 AND p_alive < 1 AND purchase_model = 'mbgnbd' AND prediction_failure IS NULL)
+     FROM loyalty.member_predictions WHERE program_id = $P"
 for v in kpi_daily kpi_monthly kpi_summary tier_distribution channel_distribution member_mix cohort_retention \
          reward_popularity member_rfm segment_summary rfm_segment_map member_predictions churn_risk \
          transfers consent_summary membership_kpis household_summary coupon_performance; do

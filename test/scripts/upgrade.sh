@@ -28,6 +28,9 @@ SELECT loyalty.create_program('upgrade', expiry_period => interval '1 year') AS 
 SELECT loyalty.enroll(:p, 'pos', 'c' || g) FROM generate_series(1, 20) g;
 SELECT loyalty.earn(m.member_id, 100 + m.member_id, 'pos', 'o' || m.member_id) FROM loyalty.members m;
 SELECT loyalty.redeem(m.member_id, '30') FROM loyalty.members m WHERE m.member_id % 2 = 0;
+-- a stored model (BG/NBD, the CDNOW estimates)
+INSERT INTO loyalty.models (program_id, calibration_end, time_unit, bgnbd)
+VALUES (:p, current_date, 'week', ROW(0.243, 4.414, 0.793, 2.426, -9582.4, 2357));
 SQL
 psql -d $UP -c "ALTER EXTENSION loyalty UPDATE TO '$CURRENT'"
 psql -d $FRESH -c "CREATE EXTENSION loyalty"
@@ -119,4 +122,11 @@ SELECT count(*) FROM loyalty.verify();
 SQL
 )
 check "the updated extension earns and redeems on old data" "$(echo $after)" "50 t 0"
+models=$(psql -d $UP -A -t <<'SQL'
+SELECT (SELECT string_agg(purchase_model || ' ' || (mbgnbd IS NULL)::text, ',') FROM loyalty.models)
+    || ' ' || (SELECT count(*) FROM loyalty.member_predictions
+               WHERE purchase_model = 'bgnbd' AND p_alive = 1 AND prediction_failure IS NULL);
+SQL
+)
+check "a model stored before: predicts with BG/NBD, as it did, for every member" "$models" "bgnbd true 20"
 exit $fail

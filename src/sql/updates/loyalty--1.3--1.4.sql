@@ -471,40 +471,74 @@ TO loyalty_admin;
 -- purchase model is kept, and the views give NULL spend and CLV with a reason
 ALTER TABLE loyalty.models ADD COLUMN gamma_gamma_failure text;
 COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
-    'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase model (BG/NBD) is kept without it';
-#include-replace "udfs/fit_models/1.4.sql"
-COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text) IS
-    'Fit BG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end and store them; LY030 if the data do not identify the purchase model; a spend model the data do not identify (or with q <= 1) is left out, with the reason in gamma_gamma_failure';
+    'Why the spend model (Gamma-Gamma) was not fitted, when it was not: the purchase models are kept without it';
 COMMENT ON PROCEDURE loyalty.refresh_models(text, date) IS
     'Batch job (e.g. nightly with pg_cron): refit the models of every program on its purchases up to calibration_end (default today), one commit per program; programs whose data cannot identify the purchase model are reported and skipped';
+-- (fit_models, clv, member_predictions, churn_risk and model_holdout: with
+-- MBG/NBD, below)
+COMMENT ON COLUMN loyalty.kpi_monthly.redemption_rate IS 'Share of the points issued in the month redeemed since (the month''s cohort of points; at most 1)';
+COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in the month expired since (the month''s cohort of points)';
+
+-- == MBG/NBD, a penalizer, and the purchase model per program ===================
+-- member_predictions (1.1) passes loyalty.models' row type to clv(), which
+-- bars adding columns with defaults to it: both prediction views go while the
+-- table changes, and come back below
+DROP VIEW loyalty.churn_risk;
+DROP VIEW loyalty.member_predictions;
+#include "parts/purchase_models.sql"
+COMMENT ON TABLE loyalty.models IS 'Fitted purchase models (BG/NBD, MBG/NBD) and spend model (Gamma-Gamma) per program, with fit time, calibration end, log-likelihoods and the purchase model in use';
+-- fit_models gains a penalizer: a new signature
+DROP FUNCTION loyalty.fit_models(bigint, date, text);
+#include "udfs/fit_models/1.4.sql"
+COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) IS
+    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure';
+REVOKE ALL ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) TO loyalty_admin;
+-- the predictions through loyalty.predict_purchases, with the program's model
 #include-replace "udfs/clv/1.4.sql"
-#include-replace "udfs/member_predictions/1.4.sql"
-COMMENT ON COLUMN loyalty.member_predictions.expected_purchases_year IS 'Expected purchases in the next 365.25 days (BG/NBD), whatever the model''s time unit';
+COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8) IS
+    'Customer lifetime value over horizon time units, discounted per unit (default 52 weeks at 10% a year), with the models'' purchase_model';
+#include "udfs/member_predictions/1.4.sql"
+COMMENT ON VIEW loyalty.member_predictions IS 'Per member, from the latest fitted models: P(alive), expected purchases and spend, CLV over a year, by the program''s purchase model (purchase_model)';
+COMMENT ON COLUMN loyalty.member_predictions.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.member_predictions.member_id IS 'Member';
+COMMENT ON COLUMN loyalty.member_predictions.fitted_at IS 'When the models used were fitted';
+COMMENT ON COLUMN loyalty.member_predictions.time_unit IS 'Time unit of the model (day or week)';
+COMMENT ON COLUMN loyalty.member_predictions.repeat_purchases IS 'Repeat purchase days in the calibration period (x)';
+COMMENT ON COLUMN loyalty.member_predictions.t_x IS 'Time from the first to the last purchase (t_x)';
+COMMENT ON COLUMN loyalty.member_predictions.customer_age IS 'Time from the first purchase to the calibration end (T)';
+COMMENT ON COLUMN loyalty.member_predictions.p_alive IS 'Probability the member is still active, by the purchase model in purchase_model';
+COMMENT ON COLUMN loyalty.member_predictions.expected_purchases_year IS 'Expected purchases in the next 365.25 days, whatever the model''s time unit, by the purchase model in purchase_model';
+COMMENT ON COLUMN loyalty.member_predictions.expected_avg_spend IS 'Expected spend per purchase (Gamma-Gamma)';
 COMMENT ON COLUMN loyalty.member_predictions.clv_year IS 'Expected spend over the next 365.25 days, month by month discounted 10% a year (NULL without a spend model)';
 COMMENT ON COLUMN loyalty.member_predictions.spend_model_failure IS
     'Why expected spend and CLV are NULL: the spend model could not be fitted, or has no expected value';
 COMMENT ON COLUMN loyalty.member_predictions.calibration_end IS 'The last day of the purchases the model was fitted on: the predictions are as of it';
 COMMENT ON COLUMN loyalty.member_predictions.last_purchase IS 'The member''s last purchase day up to the calibration end';
+COMMENT ON COLUMN loyalty.member_predictions.purchase_model IS
+    'The purchase model of p_alive, expected_purchases_year and clv_year: bgnbd (BG/NBD) or mbgnbd (MBG/NBD), the program''s choice (loyalty.set_purchase_model)';
+COMMENT ON COLUMN loyalty.member_predictions.prediction_failure IS
+    'Why p_alive or the expected purchases (and CLV) are NULL: the purchase model''s formulas failed for this member';
+GRANT SELECT ON loyalty.member_predictions TO loyalty_analyst, loyalty_admin;
 -- churn_risk as of one day (the model's), with the members it has no band for
-DROP VIEW loyalty.churn_risk;
 #include "udfs/churn_risk/1.4.sql"
 COMMENT ON VIEW loyalty.churn_risk IS 'Churn risk per member: 1 - P(alive), in bands, with value at stake';
 COMMENT ON COLUMN loyalty.churn_risk.program_id IS 'Program';
 COMMENT ON COLUMN loyalty.churn_risk.member_id IS 'Member';
-COMMENT ON COLUMN loyalty.churn_risk.p_alive IS 'Probability the member is still active';
+COMMENT ON COLUMN loyalty.churn_risk.p_alive IS 'Probability the member is still active, by the purchase model in purchase_model';
 COMMENT ON COLUMN loyalty.churn_risk.churn_risk IS '1 - P(alive)';
-COMMENT ON COLUMN loyalty.churn_risk.risk_band IS 'high (P(alive) < 0.3), medium (< 0.6) or low';
+COMMENT ON COLUMN loyalty.churn_risk.risk_band IS 'high (P(alive) < 0.3), medium (< 0.6) or low; NULL without a P(alive)';
 COMMENT ON COLUMN loyalty.churn_risk.expected_purchases_year IS 'Expected purchases in the next year';
 COMMENT ON COLUMN loyalty.churn_risk.clv_year IS 'Expected discounted spend over the next year';
 COMMENT ON COLUMN loyalty.churn_risk.last_purchase IS 'Date of the last purchase up to as_of';
 COMMENT ON COLUMN loyalty.churn_risk.purchases IS 'Days with a purchase up to as_of';
 COMMENT ON COLUMN loyalty.churn_risk.as_of IS 'The model''s calibration end: P(alive), the band, the last purchase and the purchases are as of this day';
-COMMENT ON COLUMN loyalty.churn_risk.risk_label IS 'The band, or why a member has none: never bought, or first purchase after the model';
+COMMENT ON COLUMN loyalty.churn_risk.risk_label IS 'The band, or why a member has none: never bought, first purchase after the model, or no prediction (see prediction_failure)';
+COMMENT ON COLUMN loyalty.churn_risk.purchase_model IS 'The purchase model of P(alive) and the expected purchases: bgnbd (BG/NBD) or mbgnbd (MBG/NBD), the program''s choice';
+COMMENT ON COLUMN loyalty.churn_risk.prediction_failure IS 'Why a member with purchases has no P(alive) or expected purchases: the purchase model''s formulas failed for it';
 GRANT SELECT ON loyalty.churn_risk TO loyalty_analyst, loyalty_admin;
 #include "udfs/model_holdout/1.4.sql"
 COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
-    'Validation: the latest model''s expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
+    'Validation: each purchase model of the latest fit (model; chosen: the one the predictions use): its expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
 REVOKE ALL ON FUNCTION loyalty.model_holdout(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
-COMMENT ON COLUMN loyalty.kpi_monthly.redemption_rate IS 'Share of the points issued in the month redeemed since (the month''s cohort of points; at most 1)';
-COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in the month expired since (the month''s cohort of points)';

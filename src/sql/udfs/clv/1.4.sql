@@ -4,11 +4,12 @@ RETURNS float8
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- (no spend model, or one without an expected value: no CLV)
+    -- (no spend model, or one without an expected value: no CLV; no
+    -- prediction by the program's purchase model: none either)
     SELECT CASE WHEN ($1.gamma_gamma).q > 1
                 THEN loyalty.gamma_gamma_expected(($1.gamma_gamma).p, ($1.gamma_gamma).q, ($1.gamma_gamma).gamma, $2, coalesce($5, 0)) END
-         * sum((loyalty.bgnbd_expected(($1.bgnbd).r, ($1.bgnbd).alpha, ($1.bgnbd).a, ($1.bgnbd).b, $2, $3, $4, k)
-                - loyalty.bgnbd_expected(($1.bgnbd).r, ($1.bgnbd).alpha, ($1.bgnbd).a, ($1.bgnbd).b, $2, $3, $4, k - 1))
-               / power(1 + $7, k))
-    FROM generate_series(1, $6) k
+         * (SELECT sum((p.expected[k + 1] - p.expected[k]) / power(1 + $7, k))
+            FROM loyalty.predict_purchases(($1).purchase_model, ($1).bgnbd, ($1).mbgnbd, $2, $3, $4,
+                                           ARRAY(SELECT generate_series(0, $6))::float8[]) p,
+                 generate_series(1, $6) k)
 $$;

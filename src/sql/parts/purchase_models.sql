@@ -1,0 +1,108 @@
+-- Purchase models (BG/NBD and MBG/NBD, src/btyd.c), a penalizer for every
+-- fit, and the model each program predicts with: for the install script and
+-- the 1.3 -> 1.4 upgrade.
+
+-- MBG/NBD: BG/NBD where a customer may also drop out at the first purchase
+CREATE FUNCTION loyalty.mbgnbd_final(internal) RETURNS loyalty.bgnbd_params
+    AS 'MODULE_PATHNAME', 'btyd_mbgnbd_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE loyalty.mbgnbd_fit(x float8, t_x float8, "T" float8) (
+    SFUNC = loyalty.bgnbd_trans, STYPE = internal, FINALFUNC = loyalty.mbgnbd_final,
+    COMBINEFUNC = loyalty.btyd_combine, SERIALFUNC = loyalty.btyd_serialize,
+    DESERIALFUNC = loyalty.btyd_deserialize, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE loyalty.mbgnbd_fit(float8, float8, float8) IS
+    'Maximum-likelihood MBG/NBD fit over customers (x repeat purchases, t_x time of the last, T age, in one time unit), as a loyalty.bgnbd_params; LY030 when the data do not identify the model';
+
+-- a penalizer (lifetimes' penalizer_coef): -LL / customers + penalizer * sum(parameters^2)
+CREATE FUNCTION loyalty.bgnbd_trans(internal, float8, float8, float8, float8) RETURNS internal
+    AS 'MODULE_PATHNAME', 'btyd_bgnbd_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION loyalty.gamma_gamma_trans(internal, float8, float8, float8) RETURNS internal
+    AS 'MODULE_PATHNAME', 'btyd_gg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE loyalty.bgnbd_fit(x float8, t_x float8, "T" float8, penalizer float8) (
+    SFUNC = loyalty.bgnbd_trans, STYPE = internal, FINALFUNC = loyalty.bgnbd_final,
+    COMBINEFUNC = loyalty.btyd_combine, SERIALFUNC = loyalty.btyd_serialize,
+    DESERIALFUNC = loyalty.btyd_deserialize, PARALLEL = SAFE
+);
+CREATE AGGREGATE loyalty.mbgnbd_fit(x float8, t_x float8, "T" float8, penalizer float8) (
+    SFUNC = loyalty.bgnbd_trans, STYPE = internal, FINALFUNC = loyalty.mbgnbd_final,
+    COMBINEFUNC = loyalty.btyd_combine, SERIALFUNC = loyalty.btyd_serialize,
+    DESERIALFUNC = loyalty.btyd_deserialize, PARALLEL = SAFE
+);
+CREATE AGGREGATE loyalty.gamma_gamma_fit(x float8, m_x float8, penalizer float8) (
+    SFUNC = loyalty.gamma_gamma_trans, STYPE = internal, FINALFUNC = loyalty.gamma_gamma_final,
+    COMBINEFUNC = loyalty.btyd_combine, SERIALFUNC = loyalty.btyd_serialize,
+    DESERIALFUNC = loyalty.btyd_deserialize, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE loyalty.bgnbd_fit(float8, float8, float8, float8) IS
+    'BG/NBD fit with a penalizer (the same on every row; NULL or 0: none): minimises -LL / customers + penalizer * (r^2 + alpha^2 + a^2 + b^2), as lifetimes does; loglik is the log-likelihood without the penalty';
+COMMENT ON AGGREGATE loyalty.mbgnbd_fit(float8, float8, float8, float8) IS
+    'MBG/NBD fit with a penalizer (the same on every row; NULL or 0: none): minimises -LL / customers + penalizer * (r^2 + alpha^2 + a^2 + b^2), as lifetimes does; loglik is the log-likelihood without the penalty';
+COMMENT ON AGGREGATE loyalty.gamma_gamma_fit(float8, float8, float8) IS
+    'Gamma-Gamma fit with a penalizer (the same on every row; NULL or 0: none): minimises -LL / customers + penalizer * (p^2 + q^2 + gamma^2); loglik is the log-likelihood without the penalty';
+
+CREATE FUNCTION loyalty.mbgnbd_loglik(r float8, alpha float8, a float8, b float8, x float8, t_x float8, "T" float8)
+    RETURNS float8 AS 'MODULE_PATHNAME', 'btyd_mbgnbd_loglik' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION loyalty.mbgnbd_expected(r float8, alpha float8, a float8, b float8, x float8, t_x float8, "T" float8, t float8)
+    RETURNS float8 AS 'MODULE_PATHNAME', 'btyd_mbgnbd_expected' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION loyalty.mbgnbd_p_alive(r float8, alpha float8, a float8, b float8, x float8, t_x float8, "T" float8)
+    RETURNS float8 AS 'MODULE_PATHNAME', 'btyd_mbgnbd_p_alive' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION loyalty.mbgnbd_loglik(float8, float8, float8, float8, float8, float8, float8) IS 'MBG/NBD log-likelihood of one customer';
+COMMENT ON FUNCTION loyalty.mbgnbd_expected(float8, float8, float8, float8, float8, float8, float8, float8) IS
+    'MBG/NBD: expected purchases of a customer in the next t time units (x = t_x = T = 0: a new customer''s expected repeat purchases in the t after the first)';
+COMMENT ON FUNCTION loyalty.mbgnbd_p_alive(float8, float8, float8, float8, float8, float8, float8) IS
+    'MBG/NBD: probability that the customer is still active (below 1 also for a customer who never came back)';
+
+-- Which purchase model a program predicts with
+ALTER TABLE loyalty.programs ADD COLUMN purchase_model text NOT NULL DEFAULT 'auto'
+    CHECK (purchase_model = ANY (ARRAY['auto', 'bgnbd', 'mbgnbd']));
+COMMENT ON COLUMN loyalty.programs.purchase_model IS
+    'The purchase model the predictions use (loyalty.set_purchase_model): auto (of BG/NBD and MBG/NBD, the one with the higher log-likelihood at each fit), bgnbd or mbgnbd';
+
+-- Both purchase models with each fit, each on its own, and the one in use
+ALTER TABLE loyalty.models ALTER COLUMN bgnbd DROP NOT NULL,
+    ADD COLUMN bgnbd_failure text,
+    ADD COLUMN mbgnbd loyalty.bgnbd_params,
+    ADD COLUMN mbgnbd_failure text,
+    ADD COLUMN purchase_model text NOT NULL DEFAULT 'bgnbd' CHECK (purchase_model = ANY (ARRAY['bgnbd', 'mbgnbd'])),
+    ADD COLUMN bgnbd_penalizer float8,
+    ADD COLUMN mbgnbd_penalizer float8,
+    ADD COLUMN gamma_gamma_penalizer float8,
+    ADD CONSTRAINT models_purchase_model_fitted CHECK (CASE WHEN purchase_model = 'bgnbd' THEN bgnbd IS NOT NULL
+                                                           ELSE mbgnbd IS NOT NULL END);
+COMMENT ON COLUMN loyalty.models.bgnbd IS 'The BG/NBD purchase model (NULL: not fitted, see bgnbd_failure)';
+COMMENT ON COLUMN loyalty.models.bgnbd_failure IS 'Why BG/NBD was not fitted, when it was not';
+COMMENT ON COLUMN loyalty.models.mbgnbd IS 'The MBG/NBD purchase model (NULL: not fitted, see mbgnbd_failure)';
+COMMENT ON COLUMN loyalty.models.mbgnbd_failure IS 'Why MBG/NBD was not fitted, when it was not';
+COMMENT ON COLUMN loyalty.models.purchase_model IS
+    'The purchase model the predictions use (bgnbd or mbgnbd): the program''s purchase_model setting, auto resolved to the higher log-likelihood';
+COMMENT ON COLUMN loyalty.models.bgnbd_penalizer IS 'The penalizer BG/NBD was fitted with (0: none; NULL: not fitted)';
+COMMENT ON COLUMN loyalty.models.mbgnbd_penalizer IS 'The penalizer MBG/NBD was fitted with (0: none; NULL: not fitted)';
+COMMENT ON COLUMN loyalty.models.gamma_gamma_penalizer IS 'The penalizer Gamma-Gamma was fitted with (0: none; NULL: not fitted)';
+
+#include "udfs/purchase_model_choice/1.4.sql"
+COMMENT ON FUNCTION loyalty.purchase_model_choice(text, loyalty.bgnbd_params, loyalty.bgnbd_params) IS
+    'Internal: the purchase model a setting (auto, bgnbd, mbgnbd) picks from two fits: auto takes the higher log-likelihood (BG/NBD on a tie), NULL when neither was fitted';
+REVOKE ALL ON FUNCTION loyalty.purchase_model_choice(text, loyalty.bgnbd_params, loyalty.bgnbd_params) FROM PUBLIC;
+
+#include "udfs/set_purchase_model/1.4.sql"
+COMMENT ON FUNCTION loyalty.set_purchase_model(bigint, text) IS
+    'Choose the purchase model a program''s predictions use: auto (the higher log-likelihood at each fit), bgnbd or mbgnbd; the latest fit follows at once; returns the model it now uses (NULL before the first fit)';
+REVOKE ALL ON FUNCTION loyalty.set_purchase_model(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.set_purchase_model(bigint, text) TO loyalty_admin;
+
+-- The one entry point of the predictions: the model chosen written once
+CREATE TYPE loyalty.purchase_prediction AS (model text, p_alive float8, expected float8[], failure text);
+COMMENT ON TYPE loyalty.purchase_prediction IS
+    'A member''s purchase prediction: the model, P(alive), the expected purchases at each horizon asked, and why they are NULL';
+CREATE FUNCTION loyalty.predict_purchases(model text, bgnbd loyalty.bgnbd_params, mbgnbd loyalty.bgnbd_params,
+                                          x float8, t_x float8, "T" float8, horizons float8[])
+    RETURNS loyalty.purchase_prediction
+    AS 'MODULE_PATHNAME', 'btyd_predict' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION loyalty.predict_purchases(text, loyalty.bgnbd_params, loyalty.bgnbd_params, float8, float8, float8, float8[]) IS
+    'Predict a customer (x, t_x, T) with the purchase model named (the views: the models'' purchase_model) of the two fits given: P(alive) and the expected purchases in the next h time units for each h of horizons; where a formula fails, NULLs and the reason in failure, never an error';
+
+#include "udfs/model_tracking/1.4.sql"
+COMMENT ON FUNCTION loyalty.model_tracking(bigint, date) IS
+    'Validation: per period (the model''s time unit) from the program''s first purchase to holdout_end, the repeat purchase days of the latest fit''s customers and what each purchase model expects of them since their first purchase, with running totals (the BG/NBD paper''s tracking plot)';
+REVOKE ALL ON FUNCTION loyalty.model_tracking(bigint, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.model_tracking(bigint, date) TO loyalty_admin;
