@@ -13,7 +13,7 @@
 -- mix from loyalty.member_rfm, (c) P(alive) by frequency and recency from
 -- loyalty.member_predictions, (d) the latest model's calibration against the
 -- holdout from loyalty.model_holdout, and the per-period tracking of
--- loyalty.model_tracking where that function exists.
+-- loyalty.model_tracking.
 --
 -- Roles: (a) to (c) read views only, so loyalty_analyst (or loyalty_admin)
 -- can run the report; (d) calls model_holdout, which only loyalty_admin may
@@ -472,8 +472,8 @@ SELECT '<h2>Models</h2>' ||
        THEN pg_temp.figure('palive', 'P(alive) by frequency and recency', 'loyalty.member_predictions',
                            pg_temp.no_data('No fitted model: loyalty.fit_models(program, calibration_end) fits one (loyalty_admin).'))
        ELSE pg_temp.figure('palive', 'P(alive) by frequency and recency',
-           format('Mean probability that the members of each cell are still active, BG/NBD fitted %s on the purchases up to %s (time in %ss)',
-                  to_char(w.fitted_at, 'YYYY-MM-DD HH24:MI'), w.calibration_end, w.time_unit),
+           format('Mean probability that the members of each cell are still active, %s fitted %s on the purchases up to %s (time in %ss)',
+                  w.model_name, to_char(w.fitted_at, 'YYYY-MM-DD HH24:MI'), w.calibration_end, w.time_unit),
            pg_temp.heatmap('palive-chart', ARRAY['0', '1', '2', '3', '4', '5', '6', '7+'],
                            (SELECT array_agg(format('%s–%s', (i * w.width)::text, ((i + 1) * w.width)::text) ORDER BY i) FROM generate_series(0, 7) i),
                            (SELECT jsonb_agg(jsonb_build_object('r', b.r, 'c', b.c, 'v', b.v, 'n', b.n) ORDER BY b.r, b.c)
@@ -481,19 +481,20 @@ SELECT '<h2>Models</h2>' ||
                                          round(avg(p.p_alive), 4) AS v, count(*) AS n
                                   FROM loyalty.member_predictions p WHERE p.program_id = :program GROUP BY 1, 2) b),
                            'repeat purchase days x', format('t_x: %ss from the first to the last purchase', w.time_unit), 'P(alive)'),
-           format('<p class="note">%s members in all. The rows are how often a member bought again in the calibration period, the columns how late (in %ss after the first purchase) they last bought; the customer age T runs up to %s %ss. Under BG/NBD a member who never bought again (x = 0) cannot have left, so that row is 1.</p>',
-                  pg_temp.fmt(w.n), w.time_unit, pg_temp.fmt(w.max_age, 1), w.time_unit))
+           format('<p class="note">%s members in all. The rows are how often a member bought again in the calibration period, the columns how late (in %ss after the first purchase) they last bought; the customer age T runs up to %s %ss. %s</p>',
+                  pg_temp.fmt(w.n), w.time_unit, pg_temp.fmt(w.max_age, 1), w.time_unit,
+                  CASE w.model_name WHEN 'BG/NBD' THEN 'Under BG/NBD a member who never bought again (x = 0) cannot have left, so that row is 1.'
+                       ELSE 'Under MBG/NBD a member who never bought again (x = 0) may have left too, more likely the longer ago the first purchase.' END))
        END
 FROM (SELECT count(*) AS n, greatest(ceil(max(customer_age) / 8), 1) AS width, max(customer_age) AS max_age,
-             max(time_unit) AS time_unit, max(calibration_end) AS calibration_end, max(fitted_at) AS fitted_at
+             max(time_unit) AS time_unit, max(calibration_end) AS calibration_end, max(fitted_at) AS fitted_at,
+             CASE max(purchase_model) WHEN 'mbgnbd' THEN 'MBG/NBD' ELSE 'BG/NBD' END AS model_name
       FROM loyalty.member_predictions WHERE program_id = :program) w;
 
 -- (d) Calibration against the holdout.  A function, so that the section
 -- reads one model and one holdout end for all its charts: the conditional
 -- expectation of loyalty.model_holdout, then the per-period tracking of
--- loyalty.model_tracking when that function exists (found at run time;
--- its columns are found by name: the period first, then the actual and the
--- expected repeat purchases, and their cumulative forms if it has them).  A
+-- loyalty.model_tracking, both with the program's purchase model.  A
 -- further chart of this section is one more block below.
 CREATE FUNCTION pg_temp.section_holdout(program bigint, holdout_end_in text) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -504,14 +505,6 @@ DECLARE
     o text;
     rows_ jsonb;
     tot record;
-    fn regprocedure := to_regprocedure('loyalty.model_tracking(bigint,date)');
-    cols text[];
-    col text;
-    period_col text;
-    actual_col text;
-    expected_col text;
-    cum_actual_col text;
-    cum_expected_col text;
     marker int;
 BEGIN
     SELECT max(calibration_end), max(time_unit) INTO cal_end, unit FROM loyalty.member_predictions p WHERE p.program_id = program;
@@ -536,17 +529,20 @@ BEGIN
     -- the conditional expectation: mean predicted and actual purchase days
     -- in the holdout per customer, by repeat purchases in calibration
     CREATE TEMP TABLE report_holdout ON COMMIT DROP AS
-    SELECT h.* FROM loyalty.model_holdout(program, holdout_end) WITH ORDINALITY h(repeat_purchases, customers, predicted, actual,
-                                                                                      total_predicted, total_actual, n);
-    SELECT jsonb_agg(to_jsonb(h) - 'n' ORDER BY h.n) INTO rows_ FROM report_holdout h WHERE h.repeat_purchases <> 'all';
+    SELECT h.repeat_purchases, h.customers, h.predicted, h.actual, h.total_predicted, h.total_actual, h.n,
+           CASE h.model WHEN 'mbgnbd' THEN 'MBG/NBD' ELSE 'BG/NBD' END AS model_name
+    FROM loyalty.model_holdout(program, holdout_end) WITH ORDINALITY h(repeat_purchases, customers, predicted, actual,
+                                                                          total_predicted, total_actual, model, chosen, n)
+    WHERE h.chosen;
+    SELECT jsonb_agg(to_jsonb(h) - 'n' - 'model_name' ORDER BY h.n) INTO rows_ FROM report_holdout h WHERE h.repeat_purchases <> 'all';
     SELECT * INTO tot FROM report_holdout h WHERE h.repeat_purchases = 'all';
     o := o || pg_temp.figure('holdout', 'Predicted against actual purchases in the holdout, by calibration frequency',
-        format('BG/NBD calibrated on the purchases up to %s; holdout %s to %s (%s %ss); from loyalty.model_holdout',
-               cal_end, cal_end + 1, holdout_end, pg_temp.fmt((holdout_end - cal_end) / CASE unit WHEN 'week' THEN 7.0 ELSE 1 END, 1), unit),
+        format('%s (the program''s purchase model) calibrated on the purchases up to %s; holdout %s to %s (%s %ss); from loyalty.model_holdout',
+               tot.model_name, cal_end, cal_end + 1, holdout_end, pg_temp.fmt((holdout_end - cal_end) / CASE unit WHEN 'week' THEN 7.0 ELSE 1 END, 1), unit),
         pg_temp.xy_chart('holdout-chart', (SELECT array_agg(e ->> 'repeat_purchases') FROM jsonb_array_elements(rows_) e),
             'repeat purchase days in the calibration period (x)', 'purchase days per customer',
             jsonb_build_array(
-                jsonb_build_object('name', 'predicted (BG/NBD)', 'color', '#d97706', 'kind', 'line', 'dash', '6 4', 'unit', 'per customer',
+                jsonb_build_object('name', format('predicted (%s)', tot.model_name), 'color', '#d97706', 'kind', 'line', 'dash', '6 4', 'unit', 'per customer',
                                    'values', (SELECT jsonb_agg(e -> 'predicted') FROM jsonb_array_elements(rows_) e)),
                 jsonb_build_object('name', 'actual', 'color', '#2563eb', 'kind', 'line', 'unit', 'per customer',
                                    'values', (SELECT jsonb_agg(e -> 'actual') FROM jsonb_array_elements(rows_) e))),
@@ -565,55 +561,34 @@ BEGIN
                   CASE WHEN tot.total_actual >= tot.total_predicted THEN '+' ELSE '' END,
                   pg_temp.fmt(CASE WHEN tot.total_predicted > 0 THEN 100 * (tot.total_actual / tot.total_predicted - 1) END, 1)));
 
-    -- tracking: actual against expected repeat purchases per period
-    IF fn IS NULL OR NOT has_function_privilege(fn, 'EXECUTE') THEN
-        RETURN o;
-    END IF;
-    SELECT array_agg(a.name ORDER BY a.ord) INTO cols
-    FROM pg_proc p, unnest(p.proargnames, p.proargmodes::text[]) WITH ORDINALITY a(name, mode, ord)
-    WHERE p.oid = fn AND a.mode IN ('o', 't', 'b');
-    FOREACH col IN ARRAY coalesce(cols, '{}') LOOP
-        IF col ~* 'actual' THEN
-            IF col ~* 'cum' THEN cum_actual_col := coalesce(cum_actual_col, col); ELSE actual_col := coalesce(actual_col, col); END IF;
-        ELSIF col ~* 'expected|predicted' THEN
-            IF col ~* 'cum' THEN cum_expected_col := coalesce(cum_expected_col, col); ELSE expected_col := coalesce(expected_col, col); END IF;
-        ELSE
-            period_col := coalesce(period_col, col);
-        END IF;
-    END LOOP;
-    IF period_col IS NULL OR actual_col IS NULL OR expected_col IS NULL THEN
-        RETURN o || pg_temp.figure('tracking', 'Repeat purchases per period', 'loyalty.model_tracking',
-            pg_temp.no_data(format('loyalty.model_tracking returns columns the report does not know: %s.', array_to_string(cols, ', '))));
-    END IF;
-    EXECUTE format('SELECT jsonb_agg(to_jsonb(t) ORDER BY t.%I) FROM loyalty.model_tracking($1, $2) t', period_col)
-        INTO rows_ USING program, holdout_end;
+    -- tracking: actual against expected repeat purchases per period, with
+    -- the program's purchase model
+    SELECT jsonb_agg(to_jsonb(t) ORDER BY t.period) INTO rows_
+    FROM loyalty.model_tracking(program, holdout_end) t WHERE t.chosen;
     IF rows_ IS NULL THEN
         RETURN o || pg_temp.figure('tracking', 'Repeat purchases per period', 'loyalty.model_tracking', pg_temp.no_data('No data.'));
     END IF;
     -- the holdout starts at the first period after the calibration end
-    SELECT min(n) INTO marker FROM jsonb_array_elements(rows_) WITH ORDINALITY e(x, n)
-    WHERE e.x ->> period_col ~ '^\d{4}-\d{2}-\d{2}' AND left(e.x ->> period_col, 10)::date > cal_end;
+    SELECT min(n) INTO marker FROM jsonb_array_elements(rows_) WITH ORDINALITY e(x, n) WHERE (e.x ->> 'holdout')::boolean;
     o := o || pg_temp.figure('tracking', 'Repeat purchases per period: actual against expected',
-        format('The calibration model''s expected repeat purchases of the calibration customers against those seen, per %s, up to %s; from loyalty.model_tracking',
-               period_col, holdout_end),
-        pg_temp.xy_chart('tracking-chart', (SELECT array_agg(left(e ->> period_col, 10)) FROM jsonb_array_elements(rows_) e),
-            period_col, 'repeat purchases',
+        format('%s''s expected repeat purchases of the calibration customers against those seen, per %s, up to %s; from loyalty.model_tracking',
+               tot.model_name, unit, holdout_end),
+        pg_temp.xy_chart('tracking-chart', (SELECT array_agg(e ->> 'period_start') FROM jsonb_array_elements(rows_) e),
+            format('%s starting', unit), 'repeat purchases',
             jsonb_build_array(
                 jsonb_build_object('name', 'expected', 'color', '#d97706', 'kind', 'line', 'dash', '6 4',
-                                   'values', (SELECT jsonb_agg(e -> expected_col) FROM jsonb_array_elements(rows_) e)),
+                                   'values', (SELECT jsonb_agg(e -> 'expected') FROM jsonb_array_elements(rows_) e)),
                 jsonb_build_object('name', 'actual', 'color', '#2563eb', 'kind', 'line',
-                                   'values', (SELECT jsonb_agg(e -> actual_col) FROM jsonb_array_elements(rows_) e))),
+                                   'values', (SELECT jsonb_agg(e -> 'actual') FROM jsonb_array_elements(rows_) e))),
             marker, 'holdout →', height => 280)
-        || CASE WHEN cum_actual_col IS NOT NULL AND cum_expected_col IS NOT NULL THEN
-               pg_temp.xy_chart('tracking-cumulative-chart', (SELECT array_agg(left(e ->> period_col, 10)) FROM jsonb_array_elements(rows_) e),
-                   period_col, 'cumulative repeat purchases',
-                   jsonb_build_array(
-                       jsonb_build_object('name', 'expected, cumulative', 'color', '#d97706', 'kind', 'line', 'dash', '6 4',
-                                          'values', (SELECT jsonb_agg(e -> cum_expected_col) FROM jsonb_array_elements(rows_) e)),
-                       jsonb_build_object('name', 'actual, cumulative', 'color', '#2563eb', 'kind', 'line',
-                                          'values', (SELECT jsonb_agg(e -> cum_actual_col) FROM jsonb_array_elements(rows_) e))),
-                   marker, 'holdout →', height => 280)
-           ELSE '' END);
+        || pg_temp.xy_chart('tracking-cumulative-chart', (SELECT array_agg(e ->> 'period_start') FROM jsonb_array_elements(rows_) e),
+               format('%s starting', unit), 'cumulative repeat purchases',
+               jsonb_build_array(
+                   jsonb_build_object('name', 'expected, cumulative', 'color', '#d97706', 'kind', 'line', 'dash', '6 4',
+                                      'values', (SELECT jsonb_agg(e -> 'cumulative_expected') FROM jsonb_array_elements(rows_) e)),
+                   jsonb_build_object('name', 'actual, cumulative', 'color', '#2563eb', 'kind', 'line',
+                                      'values', (SELECT jsonb_agg(e -> 'cumulative_actual') FROM jsonb_array_elements(rows_) e))),
+               marker, 'holdout →', height => 280));
     RETURN o;
 END $$;
 

@@ -11,8 +11,8 @@
 #   - text is escaped (the program name reads back unchanged);
 #   - the analyst gets three charts and a note for the admin-only section,
 #     a program without data gets notes and no SVG, an unknown program fails;
-#   - loyalty.model_tracking, when it exists, is charted (a stand-in is
-#     created for the check when it does not).
+#   - loyalty.model_tracking is charted (per period and cumulative, the
+#     program's purchase model, the holdout marked).
 # A negative control: a report with one chart's marks taken out must fail
 # the same check.  Runs inside the throwaway cluster of tools/test.sh; skips
 # (77) without Chromium (Debian's chromium, which tools/test.sh installs).
@@ -246,22 +246,19 @@ SELECT 'palive=' || count(*) FROM (
     FROM loyalty.member_predictions p,
          (SELECT greatest(ceil(max(customer_age) / 8), 1) AS width FROM loyalty.member_predictions WHERE program_id = :program) w
     WHERE p.program_id = :program) c;
-SELECT 'holdout=' || 2 * count(*) FROM loyalty.model_holdout(:program, :'holdout_end') WHERE repeat_purchases <> 'all';
+SELECT 'holdout=' || 2 * count(*) FROM loyalty.model_holdout(:program, :'holdout_end') WHERE repeat_purchases <> 'all' AND chosen;
 SQL
 }
 
 # --- the CDNOW report as loyalty_admin ------------------------------------
 mapfile -t WANT < <(expect $P)
 echo "expected marks: ${WANT[*]}"
-has_tracking=$(psql -d $DB -A -t -c "SELECT to_regprocedure('loyalty.model_tracking(bigint,date)') IS NOT NULL")
 report loyalty_admin $P "$TMP/admin.html" -v holdout_end=$HOLDOUT_END
 measure "$TMP/admin.html"
 cat "$TMP/admin.html.measure"
-if [[ $has_tracking == t ]]; then
-    tracking_rows=$(psql -d $DB -A -t -c "SELECT count(*) FROM loyalty.model_tracking($P, '$HOLDOUT_END')")
-    svgs=$(awk '$1 == "tracking" {print $2}' "$TMP/admin.html.measure")
-    WANT+=("tracking=$((2 * tracking_rows * ${svgs:-1}))")
-fi
+# the tracking section: two charts (per period, cumulative) of two lines
+tracking_rows=$(psql -d $DB -A -t -c "SELECT count(*) FROM loyalty.model_tracking($P, '$HOLDOUT_END') WHERE chosen")
+WANT+=("tracking=$((4 * tracking_rows))")
 if problems=$(check_charts "$TMP/admin.html" "${WANT[@]}"); then
     ok "admin report: $(awk 'NF == 14 && $2 > 0' "$TMP/admin.html.measure" | wc -l) charts drawn, each with the marks of its view (${WANT[*]})"
 else
@@ -277,8 +274,9 @@ else
 fi
 paint "$TMP/admin.html" >"$TMP/admin.paint"
 cat "$TMP/admin.paint"
-# every chart has marks sampled, each painted in its colour
-if awk '$1 == "page" && $2 < 2 {exit 1} $1 != "page" && ($2 < 6 || $3 < $2) {exit 1}' "$TMP/admin.paint" &&
+# every chart has marks sampled, painted in their colour (nine in ten: a
+# small line marker's centre may be blended with the line drawn through it)
+if awk '$1 == "page" && $2 < 2 {exit 1} $1 != "page" && ($2 < 6 || 10 * $3 < 9 * $2) {exit 1}' "$TMP/admin.paint" &&
    [[ $(grep -vc '^page' "$TMP/admin.paint") -eq $(awk 'NF == 14 && $2 > 0' "$TMP/admin.html.measure" | wc -l) ]]; then
     ok "the screenshot is not blank ($(sed -n 's/^page //p' "$TMP/admin.paint") % ink), and every chart's sampled marks are painted in their colour: $(grep -v '^page' "$TMP/admin.paint" | awk '{printf "%s %d/%d ", $1, $3, $2}')"
 else
@@ -330,26 +328,4 @@ else
     bad "an unknown program: $(cat "$TMP/none.out")"
 fi
 
-# --- loyalty.model_tracking, through a stand-in when it does not exist -----
-if [[ $has_tracking == f ]]; then
-    psql -d $DB -o /dev/null <<'SQL'
-CREATE FUNCTION loyalty.model_tracking(program bigint, holdout_end date)
-RETURNS TABLE (period_start date, actual bigint, expected numeric, cumulative_actual bigint, cumulative_expected numeric)
-LANGUAGE sql AS $$
-    SELECT w::date, n, n * 0.9 + 1, sum(n) OVER (ORDER BY w), sum(n * 0.9 + 1) OVER (ORDER BY w)
-    FROM (SELECT date_trunc('week', d.day) AS w, sum(d.purchases)::bigint AS n
-          FROM loyalty.kpi_daily d WHERE d.program_id = program AND d.day <= holdout_end GROUP BY 1) x
-$$;
-SQL
-    tracking_rows=$(psql -d $DB -A -t -c "SELECT count(*) FROM loyalty.model_tracking($P, '$HOLDOUT_END')")
-    report loyalty_admin $P "$TMP/tracking.html" -v holdout_end=$HOLDOUT_END
-    psql -d $DB -o /dev/null -c 'DROP FUNCTION loyalty.model_tracking(bigint, date)'
-    measure "$TMP/tracking.html"
-    if problems=$(check_charts "$TMP/tracking.html" "${WANT[@]}" "tracking=$((4 * tracking_rows))") &&
-       grep -q 'class="marker"' "$TMP/tracking.html"; then
-        ok "a loyalty.model_tracking (a stand-in) is charted: $tracking_rows periods, per period and cumulative, the holdout marked"
-    else
-        bad "the tracking chart:"; echo "$problems"
-    fi
-fi
 exit $fail
