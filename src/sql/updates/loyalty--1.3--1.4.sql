@@ -508,3 +508,6 @@ REVOKE ALL ON FUNCTION loyalty.model_holdout(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
 COMMENT ON COLUMN loyalty.kpi_monthly.redemption_rate IS 'Share of the points issued in the month redeemed since (the month''s cohort of points; at most 1)';
 COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in the month expired since (the month''s cohort of points)';
+
+-- == membership retention (sBG) ================================================
+#include "parts/membership_retention.sql"
