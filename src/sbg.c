@@ -33,6 +33,7 @@
 
 #include "btyd.h"
 #include "loyalty.h"
+#include "utils/hsearch.h"
 
 PG_FUNCTION_INFO_V1(sbg_trans);
 PG_FUNCTION_INFO_V1(sbg_trans_weighted);
@@ -49,6 +50,31 @@ PG_FUNCTION_INFO_V1(sbg_derl);
  * a third of a second for the longest.
  */
 #define SBG_SERIES_TERMS 100000000
+
+/*
+ * DERL by its arguments, per call site (fn_extra): a view asks for the same
+ * plan and periods paid once per membership, and the series of a monthly
+ * plan takes thousands of terms (about 70 us).  Emptied when it holds
+ * SBG_MEMO_MAX values, so arguments that never repeat cost little memory.
+ */
+#define SBG_MEMO_MAX 10000
+
+typedef struct SbgMemo
+{
+	double		key[4];			/* alpha, beta, periods, discount */
+	double		derl;
+} SbgMemo;
+
+static HTAB *
+sbg_memo_create(MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(double) * 4;
+	ctl.entrysize = sizeof(SbgMemo);
+	ctl.hcxt = cxt;
+	return hash_create("loyalty sbg_derl values", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
 
 /* ln B(a, b) */
 static double
@@ -339,7 +365,10 @@ sbg_derl(PG_FUNCTION_ARGS)
 				beta,
 				d,
 				v;
+	double		key[4];
 	int32		n;
+	HTAB	   *memo;
+	SbgMemo    *entry;
 
 	sbg_params_args(fcinfo, &alpha, &beta);
 	n = sbg_periods_arg(fcinfo, 2);
@@ -355,10 +384,28 @@ sbg_derl(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_FLOAT8((beta + n - 1) / (alpha - 1));
 	}
+	key[0] = alpha;
+	key[1] = beta;
+	key[2] = n;
+	key[3] = d;
+	memo = (HTAB *) fcinfo->flinfo->fn_extra;
+	if (memo == NULL)
+		fcinfo->flinfo->fn_extra = memo = sbg_memo_create(fcinfo->flinfo->fn_mcxt);
+	entry = (SbgMemo *) hash_search(memo, key, HASH_FIND, NULL);
+	if (entry != NULL)
+		PG_RETURN_FLOAT8(entry->derl);
 	if (!btyd_hyp2f1_series(1, beta + n, alpha + beta + n, 1 / (1 + d), SBG_SERIES_TERMS, &v))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("the discount rate per period is too small to sum the residual lifetime: %g", d),
 				 errhint("Use a rate of at least 1e-6 per period, or 0 for the undiscounted expected remaining periods.")));
-	PG_RETURN_FLOAT8((beta + n - 1) / (alpha + beta + n - 1) * v);
+	v *= (beta + n - 1) / (alpha + beta + n - 1);
+	if (hash_get_num_entries(memo) >= SBG_MEMO_MAX)
+	{
+		hash_destroy(memo);
+		fcinfo->flinfo->fn_extra = memo = sbg_memo_create(fcinfo->flinfo->fn_mcxt);
+	}
+	entry = (SbgMemo *) hash_search(memo, key, HASH_ENTER, NULL);
+	entry->derl = v;
+	PG_RETURN_FLOAT8(v);
 }

@@ -5,7 +5,7 @@
 -- predictions against values computed with 30 digits by mpmath 1.3; input
 -- checks; and the data that cannot identify the model (LY030).
 BEGIN;
-SELECT plan(65);
+SELECT plan(67);
 
 -- Table 1: "regular" and "high end" customers still renewing after 0..12 years
 CREATE TEMP TABLE paper (segment text, year integer, alive integer);
@@ -141,6 +141,16 @@ INSERT INTO ref_derl VALUES
 SELECT ok(abs(loyalty.sbg_derl(alpha, beta, n, d) / derl - 1) < 1e-11,
           format('sbg_derl within 1e-11 of mpmath: %s (%s, reference %s)', what, loyalty.sbg_derl(alpha, beta, n, d), derl))
 FROM ref_derl ORDER BY what;
+-- one call site over 12,001 values (its memo of 10,000 emptied on the way),
+-- each asked 2 or 3 times, against the recurrence of the sum:
+-- DERL(n) = r(n) (1 + DERL(n + 1) / (1 + d)), r(n) = (beta + n - 1) / (alpha + beta + n - 1)
+CREATE TEMP TABLE memo AS
+SELECT g % 12001 + 1 AS n, loyalty.sbg_derl(0.704, 1.182, g % 12001 + 1, 0.1) AS derl FROM generate_series(1, 30000) g;
+SELECT is((SELECT count(*) FROM (SELECT n FROM memo GROUP BY n HAVING min(derl) = max(derl)) x), 12001::bigint,
+          'sbg_derl asked again for the same arguments answers the same');
+SELECT ok((SELECT bool_and(abs(a.derl - loyalty.sbg_renewal_probability(0.704, 1.182, a.n) * (1 + b.derl / 1.1)) < 1e-12 * a.derl)
+           FROM (SELECT DISTINCT n, derl FROM memo) a JOIN (SELECT DISTINCT n, derl FROM memo) b ON b.n = a.n + 1),
+          'DERL(n) = r(n) (1 + DERL(n + 1) / (1 + d)) for n = 1 .. 12000');
 -- a new subscriber's discounted expected periods, the first included:
 -- 1 + DERL(d | 1) / (1 + d) = 2F1(1, beta; alpha + beta; 1 / (1 + d)) (mpmath)
 SELECT ok(abs((1 + loyalty.sbg_derl(0.704, 1.182, 1, 0.0079741404289037411) / 1.0079741404289037411) / 10.254859325296698 - 1) < 1e-12
