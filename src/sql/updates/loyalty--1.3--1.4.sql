@@ -511,3 +511,6 @@ COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in
 
 -- == membership retention (sBG) ================================================
 #include "parts/membership_retention.sql"
+ALTER TABLE loyalty.membership_models ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.membership_models USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.membership_models TO loyalty_admin;
