@@ -25,7 +25,8 @@
  *		DERL(d | n) = sum_{k >= 0} S(n + k) / S(n - 1) / (1 + d)^k
  *					= (beta + n - 1) / (alpha + beta + n - 1)
  *					  * 2F1(1, beta + n; alpha + beta + n; 1 / (1 + d))
- * (Fader & Hardie 2010, eq. 6, whose n - 1 renewals are our n periods paid).
+ * (Fader & Hardie 2010, whose customer with n - 1 renewals has paid our n
+ * periods).
  */
 #include "postgres.h"
 
@@ -46,8 +47,8 @@ PG_FUNCTION_INFO_V1(sbg_derl);
 
 /*
  * Terms of 2F1's series DERL may sum: the terms fall at least as fast as
- * 1 / (1 + d)^k, so this covers any discount from about 5e-7 per period, at
- * a third of a second for the longest.
+ * 1 / (1 + d)^k, so this covers any discount from about 5e-7 per period, in
+ * under half a second for the longest.
  */
 #define SBG_SERIES_TERMS 100000000
 
@@ -92,6 +93,7 @@ sbg_ll1(double alpha, double beta, double n, bool still_active)
 	return sbg_lbeta(alpha + 1, beta + n - 1) - sbg_lbeta(alpha, beta);
 }
 
+/* The log-likelihood of the whole state at p = (alpha, beta). */
 static double
 sbg_ll(BtydState *s, const double *p)
 {

@@ -67,6 +67,9 @@ CREATE TABLE loyalty.membership_models (
 );
 COMMENT ON TABLE loyalty.membership_models IS
     'Fitted sBG retention models per program and membership plan, one row per plan and fit (loyalty.fit_membership_models); a plan the data could not identify has its reason and no parameters';
+COMMENT ON COLUMN loyalty.membership_models.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.membership_models.plan_id IS 'Membership plan the model is of (its periods are the plan''s)';
+COMMENT ON COLUMN loyalty.membership_models.fitted_at IS 'When fit_membership_models ran (the same for every plan of one call)';
 COMMENT ON COLUMN loyalty.membership_models.alpha IS 'sBG alpha (NULL: not fitted, see failure)';
 COMMENT ON COLUMN loyalty.membership_models.beta IS 'sBG beta (NULL: not fitted, see failure)';
 COMMENT ON COLUMN loyalty.membership_models.loglik IS 'Log-likelihood at the fit';
@@ -75,6 +78,8 @@ COMMENT ON COLUMN loyalty.membership_models.churned IS 'Of them, those that ende
 COMMENT ON COLUMN loyalty.membership_models.failure IS 'Why this plan has no model from this fit (LY030''s message: the data do not identify it)';
 SELECT pg_catalog.pg_extension_config_dump('loyalty.membership_models', '');
 
+-- SECURITY DEFINER (search_path pinned): the administrator reads the tables
+-- but writes membership_models only through this function
 #include "udfs/fit_membership_models/1.4.sql"
 COMMENT ON FUNCTION loyalty.fit_membership_models(bigint) IS
     'Fit the sBG retention model of each membership plan of a program on its subscriptions and store them, each plan on its own (one the data do not identify gets its reason); returns the rows stored';
@@ -126,6 +131,7 @@ COMMENT ON COLUMN loyalty.membership_plan_retention.new_subscriber_periods IS 'E
 COMMENT ON COLUMN loyalty.membership_plan_retention.new_subscriber_value IS 'Expected fees of a new subscriber discounted to the start, the first included: fee * (1 + DERL(1) / (1 + discount_rate))';
 COMMENT ON COLUMN loyalty.membership_plan_retention.discount_rate IS 'Discount rate per period of the plan: 10% a year';
 
+-- not SECURITY DEFINER: it reads the views, as the analyst calling it may
 #include "udfs/membership_survival/1.4.sql"
 COMMENT ON FUNCTION loyalty.membership_survival(bigint, text, integer) IS
     'A plan''s projected retention for the next periods from its latest sBG fit: the share of new subscribers still paying after each renewal, the renewal rate at each, and the expected paid memberships of today still paying after k more renewals; LY030 without a model';
