@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "btyd.h"
 #include "loyalty.h"
 
 PG_FUNCTION_INFO_V1(btyd_bgnbd_trans);
@@ -45,27 +46,6 @@ PG_FUNCTION_INFO_V1(btyd_mbgnbd_loglik);
 PG_FUNCTION_INFO_V1(btyd_mbgnbd_expected);
 PG_FUNCTION_INFO_V1(btyd_mbgnbd_p_alive);
 PG_FUNCTION_INFO_V1(btyd_predict);
-
-#define ERRCODE_LOYALTY_MODEL_NOT_IDENTIFIED MAKE_SQLSTATE('L','Y','0','3','0')
-
-/* One distinct customer summary and how many customers share it. */
-typedef struct Obs
-{
-	double		a;				/* x */
-	double		b;				/* t_x (BG/NBD) or m_x (Gamma-Gamma) */
-	double		c;				/* T (BG/NBD) */
-	double		n;				/* weight */
-} Obs;
-
-typedef struct BtydState
-{
-	int			nobs;
-	int			cap;
-	Obs		   *obs;
-	double		total;			/* customers */
-	double		repeaters;		/* customers with x > 0 */
-	double		penalizer;		/* the fit's penalizer; NaN: none given */
-} BtydState;
 
 static BtydState *
 state_new(MemoryContext cxt)
@@ -364,7 +344,7 @@ typedef double (*LogLik) (BtydState *s, const double *p);
 static double
 objective(LogLik f, BtydState *s, const double *logp, int k)
 {
-	double		p[4];
+	double		p[4] = {0};
 	double		v;
 	int			i;
 
@@ -817,6 +797,46 @@ hyp2f1(double a, double b, double c, double z)
 	if (hyp2f1_series(a, b, c, z, 200000, &v))
 		return v;
 	return (4 * hyp2f1_beside(a, b, c, z, d - k, h) - hyp2f1_beside(a, b, c, z, d - k, 2 * h)) / 3;
+}
+
+/*
+ * The state, the fit and the hypergeometric series for the other models'
+ * files (btyd.h): the same code, under names of their own in the library.
+ */
+BtydState *
+btyd_state_new(MemoryContext cxt)
+{
+	return state_new(cxt);
+}
+
+void
+btyd_state_add(BtydState *s, MemoryContext cxt, double a, double b, double c, double n)
+{
+	state_add(s, cxt, a, b, c, n);
+}
+
+bool
+btyd_final_state(BtydState *s, const char *model, const char *what)
+{
+	return final_state(s, model, what);
+}
+
+double
+btyd_fit(BtydLogLik f, BtydState *s, double *p, int k, const char *model, const char *const *names)
+{
+	return fit(f, s, p, k, model, names);
+}
+
+Datum
+btyd_result_tuple(FunctionCallInfo fcinfo, const double *v, int nv)
+{
+	return result_tuple(fcinfo, v, nv);
+}
+
+bool
+btyd_hyp2f1_series(double a, double b, double c, double z, int max_terms, double *out)
+{
+	return hyp2f1_series(a, b, c, z, max_terms, out);
 }
 
 static void

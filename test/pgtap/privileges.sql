@@ -35,7 +35,7 @@ SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege
                     AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text)')$$,
                 'the analyst role may execute no writer');
 SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_app', oid, 'EXECUTE')
-                    AND sig ~ '^loyalty\.(adjust|merge_members|expire_|create_|define_|set_|assign_tier|restock|fit_models|review_|verify|emit_event|tier_change|tier_after_write|referral_purchase|referral_refusal|rules_version_bump|ledger_refuse)'$$,
+                    AND sig ~ '^loyalty\.(adjust|merge_members|expire_|create_|define_|set_|assign_tier|restock|fit_models|fit_membership_models|review_|verify|emit_event|tier_change|tier_after_write|referral_purchase|referral_refusal|rules_version_bump|ledger_refuse)'$$,
                 'the application role may execute no administrator or internal function');
 
 SELECT * FROM finish();

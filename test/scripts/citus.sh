@@ -376,7 +376,8 @@ check "member_predictions: every buyer of the program predicted with MBG/NBD, th
      FROM loyalty.member_predictions WHERE program_id = $P"
 for v in kpi_daily kpi_monthly kpi_summary tier_distribution channel_distribution member_mix cohort_retention \
          reward_popularity member_rfm segment_summary rfm_segment_map member_predictions churn_risk \
-         transfers consent_summary membership_kpis household_summary coupon_performance; do
+         transfers consent_summary membership_kpis household_summary coupon_performance \
+         membership_retention membership_plan_retention; do
     if out=$(q -c "SELECT count(*) FROM loyalty.$v" 2>&1); then echo "ok   view loyalty.$v ($out rows)"
     else bad "view loyalty.$v" "$out"; fi
 done

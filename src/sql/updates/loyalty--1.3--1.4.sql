@@ -542,3 +542,8 @@ COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
     'Validation: each purchase model of the latest fit (model; chosen: the one the predictions use): its expected purchases in (calibration_end, holdout_end] against the purchase days seen, mean per customer by calibration frequency (0 to 6, 7+) and in all, as in the BG/NBD paper''s conditional-expectation table';
 REVOKE ALL ON FUNCTION loyalty.model_holdout(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
+-- == membership retention (sBG) ================================================
+#include "parts/membership_retention.sql"
+ALTER TABLE loyalty.membership_models ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.membership_models USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.membership_models TO loyalty_admin;
