@@ -264,51 +264,113 @@ lbeta(double a, double b)
 	return lgamma(a) + lgamma(b) - lgamma(a + b);
 }
 
-/* BG/NBD log-likelihood of one customer (Fader, Hardie & Lee 2005, eq. 6). */
-static double
-bgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+/*
+ * The terms of one customer's BG/NBD log-likelihood (Fader, Hardie & Lee
+ * 2005, eq. 6) that depend on x alone: a fit computes them once per distinct
+ * x (the state is sorted by x), not once per customer, which saves the four
+ * lgamma calls that were most of its time.
+ */
+typedef struct BgnbdX
 {
-	double		A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
-	double		A2 = lbeta(a, b + x) - lbeta(a, b);
+	double		A1;
+	double		A2;
+	double		A4;				/* the part of A4 before t_x */
+} BgnbdX;
+
+static void
+bgnbd_x_terms(double r, double alpha, double a, double b, double x, BgnbdX *t)
+{
+	t->A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
+	t->A2 = lbeta(a, b + x) - lbeta(a, b);
+	t->A4 = x > 0 ? log(a) - log(b + x - 1) : 0;
+}
+
+/* The rest, for one customer with the x of t. */
+static double
+bgnbd_ll_row(const BgnbdX *t, double r, double alpha, double x, double tx, double T)
+{
 	double		A3 = -(r + x) * log(alpha + T);
 
 	if (x > 0)
 	{
-		double		A4 = log(a) - log(b + x - 1) - (r + x) * log(alpha + tx);
+		double		A4 = t->A4 - (r + x) * log(alpha + tx);
 		double		mx = Max(A3, A4);
 
-		return A1 + A2 + mx + log(exp(A3 - mx) + exp(A4 - mx));
+		return t->A1 + t->A2 + mx + log(exp(A3 - mx) + exp(A4 - mx));
 	}
-	return A1 + A2 + A3;
+	return t->A1 + t->A2 + A3;
+}
+
+/* BG/NBD log-likelihood of one customer. */
+static double
+bgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	BgnbdX		t;
+
+	bgnbd_x_terms(r, alpha, a, b, x, &t);
+	return bgnbd_ll_row(&t, r, alpha, x, tx, T);
 }
 
 static double
 bgnbd_ll(BtydState *s, const double *p)
 {
+	BgnbdX		t = {0};
 	double		ll = 0;
+	double		x = -1;
 	int			i;
 
 	for (i = 0; i < s->nobs; i++)
-		ll += s->obs[i].n * bgnbd_ll1(p[0], p[1], p[2], p[3], s->obs[i].a, s->obs[i].b, s->obs[i].c);
+	{
+		const Obs  *o = &s->obs[i];
+
+		if (o->a != x)
+		{
+			x = o->a;
+			bgnbd_x_terms(p[0], p[1], p[2], p[3], x, &t);
+		}
+		ll += o->n * bgnbd_ll_row(&t, p[0], p[1], x, o->b, o->c);
+	}
 	return ll;
 }
 
-/* Gamma-Gamma log-likelihood of one customer with x repeat purchases of mean m. */
+/*
+ * Gamma-Gamma log-likelihood of customers with x repeat purchases of mean m:
+ * what depends on x alone (three lgamma calls and two logs) computed once
+ * per distinct x.
+ */
 static double
-gg_ll1(double pp, double q, double g, double x, double m)
+gg_x_terms(double pp, double q, double g, double x)
 {
-	return lgamma(pp * x + q) - lgamma(pp * x) - lgamma(q) + q * log(g)
-		+ (pp * x - 1) * log(m) + pp * x * log(x) - (pp * x + q) * log(g + m * x);
+	return lgamma(pp * x + q) - lgamma(pp * x) - lgamma(q) + q * log(g);
+}
+
+static double
+gg_ll_row(double x_terms, double pp, double q, double g, double x, double m, double logx)
+{
+	return x_terms + (pp * x - 1) * log(m) + pp * x * logx - (pp * x + q) * log(g + m * x);
 }
 
 static double
 gg_ll(BtydState *s, const double *p)
 {
 	double		ll = 0;
+	double		x = -1,
+				xt = 0,
+				logx = 0;
 	int			i;
 
 	for (i = 0; i < s->nobs; i++)
-		ll += s->obs[i].n * gg_ll1(p[0], p[1], p[2], s->obs[i].a, s->obs[i].b);
+	{
+		const Obs  *o = &s->obs[i];
+
+		if (o->a != x)
+		{
+			x = o->a;
+			xt = gg_x_terms(p[0], p[1], p[2], x);
+			logx = log(x);
+		}
+		ll += o->n * gg_ll_row(xt, p[0], p[1], p[2], x, o->b, logx);
+	}
 	return ll;
 }
 
