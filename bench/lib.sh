@@ -195,3 +195,76 @@ DROP TABLE scale_rows, scale_shape;
 SQL
     q -c "VACUUM ANALYZE" -c "CHECKPOINT"
 }
+
+# --- a program whose members buy as the models say (fit.sh) -------------------
+# generate_btyd MEMBERS [DAYS] [SEED]: a fresh program ('btyd') whose members'
+# purchases are drawn from BG/NBD and Gamma-Gamma with CDNOW's published
+# parameters (bench/btyd_draw.py, Debian's python3 with numpy), so a fit on
+# them identifies the models and should find those parameters again.
+# generate's purchases are too regular for that: every member drops out
+# alike, and the BG/NBD fit runs off (LY030).  Each member joins with a
+# purchase within the last DAYS (730) days; earns only (1 point per unit,
+# floor), a lot per earn that never expires, and the account statistics,
+# written set-based as generate does.
+generate_btyd() {
+    local members=$1 days=${2:-730} seed=${3:-1} dir
+    dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    /usr/bin/python3 "$dir/btyd_draw.py" "$members" "$days" "$seed" "$TMP/btyd_members.csv" "$TMP/btyd_purchases.csv"
+    q -o /dev/null -v members_csv="$TMP/btyd_members.csv" -v purchases_csv="$TMP/btyd_purchases.csv" <<'SQL'
+\set ON_ERROR_STOP 1
+SET work_mem = '1GB';
+SET maintenance_work_mem = '1GB';
+SELECT loyalty.create_program('btyd') AS p \gset
+UPDATE loyalty.programs SET event_kinds = '{}' WHERE program_id = :p;
+SELECT now() AS t0, coalesce(max(member_id), 0) AS m0 FROM loyalty.members \gset
+SELECT coalesce(max(entry_id), 0) AS e0 FROM loyalty.ledger \gset
+CREATE UNLOGGED TABLE btyd_members (m bigint, age float8);
+CREATE UNLOGGED TABLE btyd_purchases (m bigint, k int, after float8, amount numeric(12, 2));
+\set copy_members '\\copy btyd_members FROM ' :'members_csv' ' WITH (FORMAT csv)'
+\set copy_purchases '\\copy btyd_purchases FROM ' :'purchases_csv' ' WITH (FORMAT csv)'
+:copy_members
+:copy_purchases
+
+INSERT INTO loyalty.members (member_id, program_id, joined_at, created_at, source_channel, region)
+OVERRIDING SYSTEM VALUE
+SELECT :m0 + m, :p, :'t0'::timestamptz - make_interval(secs => age * 86400),
+       :'t0'::timestamptz - make_interval(secs => age * 86400), 'pos', 'north'
+FROM btyd_members ORDER BY m;
+INSERT INTO loyalty.identities (program_id, channel, external_id, member_id, created_at)
+SELECT :p, 'card', 'B' || m, :m0 + m, :'t0'::timestamptz - make_interval(secs => age * 86400)
+FROM btyd_members ORDER BY 3;
+
+CREATE UNLOGGED TABLE btyd_rows AS
+SELECT :m0 + p.m AS member_id, :e0 + row_number() OVER (ORDER BY p.m, p.k) AS i, p.amount,
+       floor(p.amount)::bigint AS pts,
+       :'t0'::timestamptz - make_interval(secs => (b.age - p.after) * 86400) AS at
+FROM btyd_purchases p JOIN btyd_members b USING (m);
+
+CREATE TEMP TABLE btyd_indexes AS
+SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
+FROM pg_index i
+WHERE i.indrelid IN ('loyalty.ledger'::regclass, 'loyalty.lots'::regclass)
+  AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid);
+SELECT format('DROP INDEX %s', name) FROM btyd_indexes \gexec
+
+INSERT INTO loyalty.ledger (member_id, entry_id, program_id, kind, points, amount, channel, actor, created_at, occurred_at)
+OVERRIDING SYSTEM VALUE
+SELECT member_id, i, :p, 'earn', pts::loyalty.points, amount, 'pos', 'btyd', at, at
+FROM btyd_rows ORDER BY i;
+INSERT INTO loyalty.lots (member_id, lot_id, entry_id, original, remaining, vests_at, expires_at, created_at)
+SELECT member_id, i, i, pts::loyalty.points, pts::loyalty.points, at, NULL, at
+FROM btyd_rows ORDER BY i;
+INSERT INTO loyalty.accounts (member_id, program_id, balance, lifetime_earned, first_purchase_at, last_purchase_at,
+                              purchase_count, purchase_days, purchase_amount, updated_at)
+SELECT member_id, :p, sum(pts)::loyalty.points, sum(pts)::loyalty.points, min(at), max(at),
+       count(*), count(DISTINCT (at AT TIME ZONE 'UTC')::date), sum(amount), max(at)
+FROM btyd_rows GROUP BY member_id ORDER BY member_id;
+
+SELECT def FROM btyd_indexes \gexec
+
+SELECT setval('loyalty.ledger_entry_id_seq', (SELECT max(entry_id) FROM loyalty.ledger));
+SELECT setval('loyalty.members_member_id_seq', (SELECT max(member_id) FROM loyalty.members));
+DROP TABLE btyd_rows, btyd_purchases, btyd_members;
+SQL
+    q -c "VACUUM ANALYZE" -c "CHECKPOINT"
+}

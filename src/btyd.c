@@ -286,51 +286,211 @@ lbeta(double a, double b)
 	return lgamma(a) + lgamma(b) - lgamma(a + b);
 }
 
-/* BG/NBD log-likelihood of one customer (Fader, Hardie & Lee 2005, eq. 6). */
-static double
-bgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+/*
+ * The terms of one customer's BG/NBD log-likelihood (Fader, Hardie & Lee
+ * 2005, eq. 6) that depend on x alone: a fit computes them once per distinct
+ * x (the state is sorted by x), not once per customer, which saves the four
+ * lgamma calls that were most of its time.
+ */
+typedef struct BgnbdX
 {
-	double		A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
-	double		A2 = lbeta(a, b + x) - lbeta(a, b);
+	double		A1;
+	double		A2;
+	double		A4;				/* the part of A4 before t_x */
+} BgnbdX;
+
+static void
+bgnbd_x_terms(double r, double alpha, double a, double b, double x, BgnbdX *t)
+{
+	t->A1 = lgamma(r + x) - lgamma(r) + r * log(alpha);
+	t->A2 = lbeta(a, b + x) - lbeta(a, b);
+	t->A4 = x > 0 ? log(a) - log(b + x - 1) : 0;
+}
+
+/* The rest, for one customer with the x of t. */
+static double
+bgnbd_ll_row(const BgnbdX *t, double r, double alpha, double x, double tx, double T)
+{
 	double		A3 = -(r + x) * log(alpha + T);
 
 	if (x > 0)
 	{
-		double		A4 = log(a) - log(b + x - 1) - (r + x) * log(alpha + tx);
+		double		A4 = t->A4 - (r + x) * log(alpha + tx);
 		double		mx = Max(A3, A4);
 
-		return A1 + A2 + mx + log(exp(A3 - mx) + exp(A4 - mx));
+		return t->A1 + t->A2 + mx + log(exp(A3 - mx) + exp(A4 - mx));
 	}
-	return A1 + A2 + A3;
+	return t->A1 + t->A2 + A3;
+}
+
+/* BG/NBD log-likelihood of one customer. */
+static double
+bgnbd_ll1(double r, double alpha, double a, double b, double x, double tx, double T)
+{
+	BgnbdX		t;
+
+	bgnbd_x_terms(r, alpha, a, b, x, &t);
+	return bgnbd_ll_row(&t, r, alpha, x, tx, T);
 }
 
 static double
 bgnbd_ll(BtydState *s, const double *p)
 {
+	BgnbdX		t = {0};
 	double		ll = 0;
+	double		x = -1;
 	int			i;
 
 	for (i = 0; i < s->nobs; i++)
-		ll += s->obs[i].n * bgnbd_ll1(p[0], p[1], p[2], p[3], s->obs[i].a, s->obs[i].b, s->obs[i].c);
+	{
+		const Obs  *o = &s->obs[i];
+
+		if (o->a != x)
+		{
+			x = o->a;
+			bgnbd_x_terms(p[0], p[1], p[2], p[3], x, &t);
+		}
+		ll += o->n * bgnbd_ll_row(&t, p[0], p[1], x, o->b, o->c);
+	}
 	return ll;
 }
 
-/* Gamma-Gamma log-likelihood of one customer with x repeat purchases of mean m. */
+/* digamma: the recurrence up to 10, then the asymptotic series */
 static double
-gg_ll1(double pp, double q, double g, double x, double m)
+digamma(double x)
 {
-	return lgamma(pp * x + q) - lgamma(pp * x) - lgamma(q) + q * log(g)
-		+ (pp * x - 1) * log(m) + pp * x * log(x) - (pp * x + q) * log(g + m * x);
+	double		v = 0;
+	double		x2;
+
+	while (x < 10)
+	{
+		v -= 1 / x;
+		x += 1;
+	}
+	x2 = 1 / (x * x);
+	return v + log(x) - 0.5 / x
+		- x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 * (1.0 / 252 - x2 * (1.0 / 240 - x2 / 132))));
+}
+
+/*
+ * The BG/NBD log-likelihood (the same sum as bgnbd_ll) and its gradient in
+ * the logarithms of the parameters, for the quasi-Newton search.  With w3,
+ * w4 the shares of the two terms of a repeat customer's likelihood (w3 = 1,
+ * w4 = 0 without repeats):
+ *   d/dr     = psi(r + x) - psi(r) + ln alpha - w3 ln(alpha + T) - w4 ln(alpha + t_x)
+ *   d/dalpha = r / alpha - (r + x) (w3 / (alpha + T) + w4 / (alpha + t_x))
+ *   d/da     = psi(a + b) - psi(a + b + x) + w4 / a
+ *   d/db     = psi(a + b) - psi(a + b + x) + psi(b + x) - psi(b) - w4 / (b + x - 1)
+ * each times its parameter for the log scale.
+ */
+static double
+bgnbd_ll_grad(BtydState *s, const double *p, double *grad)
+{
+	double		r = p[0],
+				alpha = p[1],
+				a = p[2],
+				b = p[3];
+	double		lalpha = log(alpha);
+	BgnbdX		t = {0};
+	double		ll = 0,
+				gr = 0,
+				galpha = 0,
+				ga = 0,
+				gb = 0;
+	double		x = -1,
+				dr = 0,
+				dab = 0,
+				db = 0;
+	int			i;
+
+	for (i = 0; i < s->nobs; i++)
+	{
+		const Obs  *o = &s->obs[i];
+		double		lT,
+					A3,
+					v;
+
+		if (o->a != x)
+		{
+			x = o->a;
+			bgnbd_x_terms(r, alpha, a, b, x, &t);
+			dr = digamma(r + x) - digamma(r);
+			dab = digamma(a + b) - digamma(a + b + x);
+			db = digamma(b + x) - digamma(b);
+		}
+		lT = log(alpha + o->c);
+		A3 = -(r + x) * lT;
+		if (x > 0)
+		{
+			double		ltx = log(alpha + o->b);
+			double		A4 = t.A4 - (r + x) * ltx;
+			double		mx = Max(A3, A4);
+			double		e3 = exp(A3 - mx);
+			double		e4 = exp(A4 - mx);
+			double		w3 = e3 / (e3 + e4);
+			double		w4 = e4 / (e3 + e4);
+
+			v = t.A1 + t.A2 + mx + log(e3 + e4);
+			gr += o->n * (dr + lalpha - w3 * lT - w4 * ltx);
+			galpha += o->n * (r / alpha - (r + x) * (w3 / (alpha + o->c) + w4 / (alpha + o->b)));
+			ga += o->n * (dab + w4 / a);
+			gb += o->n * (dab + db - w4 / (b + x - 1));
+		}
+		else
+		{
+			v = t.A1 + t.A2 + A3;
+			gr += o->n * (dr + lalpha - lT);
+			galpha += o->n * (r / alpha - r / (alpha + o->c));
+			ga += o->n * dab;
+			gb += o->n * (dab + db);
+		}
+		ll += o->n * v;
+	}
+	grad[0] = gr * r;
+	grad[1] = galpha * alpha;
+	grad[2] = ga * a;
+	grad[3] = gb * b;
+	return ll;
+}
+
+/*
+ * Gamma-Gamma log-likelihood of customers with x repeat purchases of mean m:
+ * what depends on x alone (three lgamma calls and two logs) computed once
+ * per distinct x.
+ */
+static double
+gg_x_terms(double pp, double q, double g, double x)
+{
+	return lgamma(pp * x + q) - lgamma(pp * x) - lgamma(q) + q * log(g);
+}
+
+static double
+gg_ll_row(double x_terms, double pp, double q, double g, double x, double m, double logx)
+{
+	return x_terms + (pp * x - 1) * log(m) + pp * x * logx - (pp * x + q) * log(g + m * x);
 }
 
 static double
 gg_ll(BtydState *s, const double *p)
 {
 	double		ll = 0;
+	double		x = -1,
+				xt = 0,
+				logx = 0;
 	int			i;
 
 	for (i = 0; i < s->nobs; i++)
-		ll += s->obs[i].n * gg_ll1(p[0], p[1], p[2], s->obs[i].a, s->obs[i].b);
+	{
+		const Obs  *o = &s->obs[i];
+
+		if (o->a != x)
+		{
+			x = o->a;
+			xt = gg_x_terms(p[0], p[1], p[2], x);
+			logx = log(x);
+		}
+		ll += o->n * gg_ll_row(xt, p[0], p[1], p[2], x, o->b, logx);
+	}
 	return ll;
 }
 
@@ -359,6 +519,179 @@ objective(LogLik f, BtydState *s, const double *logp, int k)
 		for (i = 0; i < k; i++)
 			v += s->penalizer * s->total * p[i] * p[i];
 	return isfinite(v) ? v : INFINITY;
+}
+
+typedef double (*LogLikGrad) (BtydState *s, const double *p, double *grad);
+
+/* -LL and its gradient at exp(logp); +inf when either is not finite. */
+static double
+objective_grad(LogLikGrad f, BtydState *s, const double *logp, int k, double *grad)
+{
+	double		p[4] = {0};
+	double		v;
+	int			i;
+
+	for (i = 0; i < k; i++)
+	{
+		if (logp[i] > 30 || logp[i] < -30)
+			return INFINITY;
+		p[i] = exp(logp[i]);
+	}
+	v = -f(s, p, grad);
+	for (i = 0; i < k; i++)
+	{
+		grad[i] = -grad[i];
+		/* the penalty as objective() adds it, derived on the log scale */
+		if (s->penalizer > 0)
+		{
+			v += s->penalizer * s->total * p[i] * p[i];
+			grad[i] += 2 * s->penalizer * s->total * p[i] * p[i];
+		}
+		if (!isfinite(grad[i]))
+			return INFINITY;
+	}
+	return isfinite(v) ? v : INFINITY;
+}
+
+/*
+ * BFGS on k <= 4 log-parameters from `logp`, with a backtracking (Armijo)
+ * line search; leaves the best point in `logp` and its value in *best.  True
+ * when it stops at a minimum: the gradient vanishes (to 1e-10 of the
+ * objective), or the decrease the quasi-Newton step still promises is below
+ * what the objective resolves (1e-14 of it, or 1e-11 once the line search
+ * finds only steps that rounding swamps: a sum over many customers carries
+ * that much rounding).  False when it cannot get there (a parameter running
+ * off, a likelihood not finite at the start, steps that stall far from a
+ * minimum), and the caller goes on with Nelder-Mead.  It needs a few dozen
+ * evaluations where Nelder-Mead needs hundreds.
+ */
+static bool
+bfgs(LogLikGrad f, BtydState *s, double *logp, int k, double *best)
+{
+	double		H[4][4];
+	double		g[4],
+				gn[4],
+				d[4],
+				xn[4],
+				sv[4],
+				y[4],
+				Hy[4];
+	double		fx,
+				fn = INFINITY;
+	bool		scaled = false;
+	int			it,
+				i,
+				j;
+
+	fx = objective_grad(f, s, logp, k, g);
+	*best = fx;
+	if (!isfinite(fx))
+		return false;
+	for (i = 0; i < k; i++)
+		for (j = 0; j < k; j++)
+			H[i][j] = i == j ? 1 : 0;
+	for (it = 0; it < 200; it++)
+	{
+		double		gmax = 0,
+					dmax = 0,
+					gd = 0,
+					step = 1,
+					step0,
+					sy = 0,
+					yHy = 0;
+		int			ls;
+
+		CHECK_FOR_INTERRUPTS();
+		for (i = 0; i < k; i++)
+		{
+			gmax = Max(gmax, fabs(g[i]));
+			d[i] = 0;
+			for (j = 0; j < k; j++)
+				d[i] -= H[i][j] * g[j];
+			gd += g[i] * d[i];
+		}
+		if (gmax <= 1e-10 * (fabs(fx) + 1) || -gd <= 1e-14 * (fabs(fx) + 1))
+			return true;
+		if (!(gd < 0))
+		{
+			/* not a descent direction: start again from the gradient */
+			for (i = 0; i < k; i++)
+				for (j = 0; j < k; j++)
+					H[i][j] = i == j ? 1 : 0;
+			scaled = false;
+			gd = 0;
+			for (i = 0; i < k; i++)
+			{
+				d[i] = -g[i];
+				gd -= g[i] * g[i];
+			}
+		}
+		/* at most a factor e on any parameter per step */
+		for (i = 0; i < k; i++)
+			dmax = Max(dmax, fabs(d[i]));
+		if (dmax > 1)
+			step = 1 / dmax;
+		step0 = step;
+		for (ls = 0; ls < 30; ls++)
+		{
+			for (i = 0; i < k; i++)
+				xn[i] = logp[i] + step * d[i];
+			fn = objective_grad(f, s, xn, k, gn);
+			if (fn < fx && fn <= fx + 1e-4 * step * gd)
+				break;
+			step *= 0.5;
+		}
+		if (ls == 30 || step < 1e-3 * step0)
+		{
+			/* rounding swamps the steps: a minimum if little is left to gain */
+			if (ls < 30)
+			{
+				memcpy(logp, xn, sizeof(double) * k);
+				*best = fn;
+			}
+			return -gd <= 1e-11 * (fabs(fx) + 1);
+		}
+		for (i = 0; i < k; i++)
+		{
+			sv[i] = xn[i] - logp[i];
+			y[i] = gn[i] - g[i];
+			sy += sv[i] * y[i];
+			logp[i] = xn[i];
+			g[i] = gn[i];
+		}
+		fx = fn;
+		*best = fx;
+		/* running off, as in nelder_mead: leave it to fit() to say so */
+		for (i = 0; i < k; i++)
+			if (fabs(logp[i]) > 16)
+				return false;
+		/* the inverse Hessian, updated where the curvature is positive */
+		if (!(sy > 0))
+			continue;
+		if (!scaled)
+		{
+			double		yy = 0;
+
+			for (i = 0; i < k; i++)
+				yy += y[i] * y[i];
+			for (i = 0; i < k; i++)
+				for (j = 0; j < k; j++)
+					H[i][j] = i == j ? sy / yy : 0;
+			scaled = true;
+		}
+		for (i = 0; i < k; i++)
+		{
+			Hy[i] = 0;
+			for (j = 0; j < k; j++)
+				Hy[i] += H[i][j] * y[j];
+			yHy += y[i] * Hy[i];
+		}
+		for (i = 0; i < k; i++)
+			for (j = 0; j < k; j++)
+				H[i][j] += ((sy + yHy) * sv[i] * sv[j]) / (sy * sy)
+					- (Hy[i] * sv[j] + sv[i] * Hy[j]) / sy;
+	}
+	return false;
 }
 
 /*
@@ -493,9 +826,13 @@ nelder_mead(LogLik f, BtydState *s, double *start, int k, int max_iter)
 	}
 }
 
-/* Maximise; fail loudly when the optimum is not an interior, finite point. */
+/*
+ * Maximise; fail loudly when the optimum is not an interior, finite point.
+ * With a gradient (grad not NULL), BFGS first; Nelder-Mead, restarted until
+ * it no longer improves, only where BFGS did not reach a stationary point.
+ */
 static double
-fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *const *names)
+fit_with(LogLik f, LogLikGrad grad, BtydState *s, double *p, int k, const char *model, const char *const *names)
 {
 	double		logp[4];
 	double		best = INFINITY;
@@ -504,7 +841,9 @@ fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *con
 
 	for (i = 0; i < k; i++)
 		logp[i] = log(p[i]);
-	for (round = 0; round < 50; round++)
+	/* at a minimum after BFGS: no Nelder-Mead */
+	round = grad != NULL && bfgs(grad, s, logp, k, &best) ? 50 : 0;
+	for (; round < 50; round++)
 	{
 		double		v = nelder_mead(f, s, logp, k, 5000);
 
@@ -542,6 +881,12 @@ fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *con
 	}
 	/* the log-likelihood, without the penalty */
 	return f(s, p);
+}
+
+static double
+fit(LogLik f, BtydState *s, double *p, int k, const char *model, const char *const *names)
+{
+	return fit_with(f, NULL, s, p, k, model, names);
 }
 
 static Datum
@@ -607,7 +952,8 @@ purchase_final(FunctionCallInfo fcinfo, LogLik f, const char *model)
 	p[1] = Max(meanT, 1e-3);
 	p[2] = 1;
 	p[3] = 1;
-	out[4] = fit(f, s, p, 4, model, names);
+	/* BG/NBD's gradient is written out: quasi-Newton first */
+	out[4] = fit_with(f, f == bgnbd_ll ? bgnbd_ll_grad : NULL, s, p, 4, model, names);
 	for (i = 0; i < 4; i++)
 		out[i] = p[i];
 	out[5] = s->total;
