@@ -18,6 +18,10 @@
 #   - tier reviews: review_tiers() in batches of 3 and review_member_tier() on
 #     members of both workers in every state, compared with the same data in
 #     a database without Citus;
+#   - calls over a set outside a transaction block, as operations.md
+#     recommends: over generate_series and a local staging table,
+#     earn_batch over the array_agg of loyalty.members, import_orders from a
+#     distributed and from a local table;
 #   - test/pgtap-citus/*.sql with pg_prove against the coordinator.
 # Exits 77 with "SKIP: ..." when Citus is not installed for $PGBIN.
 #
@@ -538,6 +542,38 @@ if out=$(q -c "CALL loyalty.run_journeys($CP)" -c "CALL loyalty.run_journeys($CP
     check "run_journeys() twice on the coordinator: one welcome per member, on its worker" \
         "SELECT count(*) = 2 AND count(DISTINCT member_id) = 2 FROM loyalty.events WHERE kind = 'journey.welcome' AND program_id = $CP"
 else bad "run_journeys() on the cluster" "$out"; fi
+
+# --- calling the API over a set, outside a transaction block (operations.md) -------
+# (the shapes that end the coordinator, a distributed function over VALUES,
+# a subquery or a CTE, are not run)
+SP=$(q -c "SELECT loyalty.create_program('citus-shapes')")
+q -o /dev/null -c "CREATE TABLE public.shape_members AS SELECT loyalty.enroll($SP, 'app', 'cs-' || g) AS m FROM generate_series(1, 6) g"
+SM=$(q -c "SELECT min(m) FROM public.shape_members")
+if out=$(q -c "SELECT count(loyalty.earn($SM, 1, reference => 'cs-gs-' || g)) FROM generate_series(1, 3) g" \
+           -c "SELECT count(loyalty.earn(m, 2, reference => 'cs-st-' || m)) FROM public.shape_members" \
+           -c "SELECT sum(available)::bigint FROM public.shape_members s CROSS JOIN LATERAL loyalty.balance(s.m)" 2>&1) &&
+   [ "$(echo "$out" | tr '\n' ' ')" = "3 6 15 " ]; then
+    ok "calls over generate_series and over a local staging table, balance() over it"
+else bad "calls over generate_series and a local staging table" "$out"; fi
+if out=$(q -c "SELECT loyalty.earn_batch(array_agg(member_id ORDER BY member_id), array_agg(5::numeric ORDER BY member_id),
+                                         array_agg('cs-ab-' || member_id ORDER BY member_id))
+               FROM loyalty.members WHERE program_id = $SP" 2>&1) && [ "$out" = "(6,6,0,0,30)" ]; then
+    ok "earn_batch(array_agg(...)) over loyalty.members: $out"
+else bad "earn_batch over the array_agg of loyalty.members" "$out"; fi
+# import_orders from a distributed orders table (co-located with members) and from a local one
+q -o /dev/null -c "CREATE TABLE public.shape_orders (customer bigint, total numeric, ref text)" \
+    -c "SELECT create_distributed_table('public.shape_orders', 'customer', colocate_with => 'loyalty.members')" \
+    -c "INSERT INTO public.shape_orders SELECT member_id, 7, 'cs-io-' || member_id FROM loyalty.members WHERE program_id = $SP" \
+    -c "CREATE TABLE public.shape_orders_local AS SELECT customer, total, 'l-' || ref AS ref FROM public.shape_orders"
+for src in shape_orders shape_orders_local; do
+    if out=$(q -c "CALL loyalty.import_orders('public.$src', 'customer', 'total', 'ref', batch_size => 4)" 2>&1) &&
+       echo "$out" | grep -q "done: 6 orders (6 earned, 0 replayed, 0 rejected), 42 points"; then
+        ok "import_orders() from $([ $src = shape_orders ] && echo "a distributed" || echo "a local") table, in batches of 4 members"
+    else bad "import_orders() from public.$src" "$out"; fi
+done
+check "  the shapes' balances (3 + 6 * (2 + 5 + 7 + 7))" \
+    "SELECT sum(balance::bigint) = 3 + 6 * 21 FROM loyalty.accounts WHERE program_id = $SP"
+check "loyalty.verify() still returns no rows" "SELECT count(*) = 0 FROM loyalty.verify()"
 
 # --- pgTAP ----------------------------------------------------------------------
 if command -v pg_prove >/dev/null && [ -d "$ROOT/test/pgtap-citus" ]; then
