@@ -30,73 +30,101 @@ SELECT loyalty.set_household_rules(:p, pool_share => 0.2);
 CREATE FUNCTION chaos.m(k integer) RETURNS bigint LANGUAGE sql STABLE AS
     $$ SELECT loyalty.member_id((SELECT program_id FROM loyalty.programs WHERE name = 'chaos'), 'load', k::text) $$;
 
-CREATE FUNCTION chaos.op(k integer, op integer, n integer, client_no integer) RETURNS text
+-- The operation a draw op (1-115) of the load stands for.
+CREATE FUNCTION chaos.op_name(op integer) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN op <= 30 THEN 'earn'
+        WHEN op <= 50 THEN 'redeem'
+        WHEN op <= 60 THEN 'hold+capture'
+        WHEN op <= 70 THEN 'hold+release'
+        WHEN op <= 75 THEN 'hold (left to expire)'
+        WHEN op <= 85 THEN 'reverse'
+        WHEN op <= 93 THEN 'award'
+        WHEN op <= 97 THEN 'expire'
+        WHEN op <= 99 THEN 'release expired'
+        WHEN op <= 106 THEN 'transfer'
+        WHEN op <= 109 THEN 'reverse transfer'
+        WHEN op <= 114 THEN 'household redeem'
+        ELSE 'merge' END $$;
+
+-- A retried call must send the arguments of the first (else LY002), but
+-- chaos.op resolves some itself, from a state that moves on: the members (an
+-- identity follows a merge to the survivor) and the entry a reversal undoes.
+-- A real client knows what it sent; here a keyed call writes what it resolved
+-- in the transaction of its effect, so a retry of a call that did commit sends
+-- the same arguments (one that did not commit is still new: it resolves afresh).
+CREATE TABLE chaos.calls (call_key text PRIMARY KEY, member bigint NOT NULL, other bigint, entry bigint);
+
+CREATE FUNCTION chaos.op(k integer, op integer, n integer, client_no integer, key text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_m bigint := chaos.m(k);
-    v_name text;
+    v_m bigint;
+    v_other bigint;
+    v_name text := chaos.op_name(op);
     v_state text := '00000';
+    v_result bigint;
     v_h bigint;
     v_e bigint;
 BEGIN
+    SELECT c.member, c.other, c.entry INTO v_m, v_other, v_e FROM chaos.calls c WHERE c.call_key = key;
+    IF NOT FOUND THEN
+        v_m := chaos.m(k);
+        v_other := CASE v_name WHEN 'transfer' THEN chaos.m(1 + (k * 13 + n) % 1000)
+                               WHEN 'merge' THEN chaos.m(1 + (k * 7 + n) % 1000) END;
+    END IF;
     BEGIN
-        CASE
-        WHEN op <= 30 THEN
-            v_name := 'earn';
-            PERFORM loyalty.earn(v_m, n, 'load', 'o' || client_no || '-' || k || '-' || n,
-                                 idempotency_key => 'e' || client_no || '-' || clock_timestamp());
-        WHEN op <= 50 THEN
-            v_name := 'redeem';
-            PERFORM loyalty.redeem(v_m, n::bigint::loyalty.points);
-        WHEN op <= 60 THEN
-            v_name := 'hold+capture';
-            v_h := loyalty.hold(v_m, n::bigint::loyalty.points, '1 minute');
-            PERFORM loyalty.capture(v_h);
-        WHEN op <= 70 THEN
-            v_name := 'hold+release';
-            v_h := loyalty.hold(v_m, n::bigint::loyalty.points, '1 minute');
-            PERFORM loyalty.release(v_h);
-        WHEN op <= 75 THEN
-            v_name := 'hold (left to expire)';
-            PERFORM loyalty.hold(v_m, (1 + n % 5)::bigint::loyalty.points, '1 second');
-        WHEN op <= 85 THEN
-            v_name := 'reverse';
-            SELECT max(entry_id) INTO v_e FROM loyalty.ledger
-            WHERE member_id = v_m AND kind IN ('earn', 'redeem');
+        CASE v_name
+        WHEN 'earn' THEN
+            v_result := loyalty.earn(v_m, n, 'load', 'o' || client_no || '-' || k || '-' || n,
+                                     idempotency_key => coalesce(key, 'e' || client_no || '-' || clock_timestamp()));
+        WHEN 'redeem' THEN
+            v_result := loyalty.redeem(v_m, n::bigint::loyalty.points, idempotency_key => key);
+        WHEN 'hold+capture' THEN
+            v_h := loyalty.hold(v_m, n::bigint::loyalty.points, '1 minute', idempotency_key => key || '/hold');
+            v_result := loyalty.capture(v_h, idempotency_key => key || '/capture');
+        WHEN 'hold+release' THEN
+            v_h := loyalty.hold(v_m, n::bigint::loyalty.points, '1 minute', idempotency_key => key || '/hold');
+            v_result := loyalty.release(v_h, idempotency_key => key || '/release');
+        WHEN 'hold (left to expire)' THEN
+            v_result := loyalty.hold(v_m, (1 + n % 5)::bigint::loyalty.points, '1 second', idempotency_key => key);
+        WHEN 'reverse' THEN
             IF v_e IS NULL THEN
-                RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
+                SELECT max(entry_id) INTO v_e FROM loyalty.ledger
+                WHERE member_id = v_m AND kind IN ('earn', 'redeem');
+                IF v_e IS NULL THEN
+                    RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
+                END IF;
             END IF;
-            PERFORM loyalty.reverse(v_m, v_e, points => 1::bigint::loyalty.points);
-        WHEN op <= 93 THEN
-            v_name := 'award';
-            PERFORM loyalty.award(v_m, n::bigint::loyalty.points, 'load');
-        WHEN op <= 97 THEN
-            v_name := 'expire';
-            PERFORM loyalty.expire_member(v_m);
-        WHEN op <= 99 THEN
-            v_name := 'release expired';
-            PERFORM loyalty.release_expired(v_m);
-        WHEN op <= 106 THEN
-            v_name := 'transfer';
-            PERFORM loyalty.transfer(v_m, chaos.m(1 + (k * 13 + n) % 1000), n);
-        WHEN op <= 109 THEN
-            v_name := 'reverse transfer';
-            SELECT max(l.entry_id) INTO v_e FROM loyalty.ledger l
-            WHERE l.member_id = v_m AND l.kind = 'transfer' AND l.points::bigint < 0;
+            v_result := loyalty.reverse(v_m, v_e, points => 1::bigint::loyalty.points, idempotency_key => key);
+        WHEN 'award' THEN
+            v_result := loyalty.award(v_m, n::bigint::loyalty.points, 'load', idempotency_key => key);
+        WHEN 'expire' THEN
+            -- takes no key: running it again changes nothing
+            v_result := loyalty.expire_member(v_m);
+        WHEN 'release expired' THEN
+            -- takes no key, as expire
+            v_result := loyalty.release_expired(v_m);
+        WHEN 'transfer' THEN
+            v_result := loyalty.transfer(v_m, v_other, n, idempotency_key => key);
+        WHEN 'reverse transfer' THEN
             IF v_e IS NULL THEN
-                RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
+                SELECT max(l.entry_id) INTO v_e FROM loyalty.ledger l
+                WHERE l.member_id = v_m AND l.kind = 'transfer' AND l.points::bigint < 0;
+                IF v_e IS NULL THEN
+                    RAISE EXCEPTION 'nothing to reverse' USING ERRCODE = 'P0002';
+                END IF;
             END IF;
-            PERFORM loyalty.reverse_transfer(v_m, v_e, 'load');
-        WHEN op <= 114 THEN
-            v_name := 'household redeem';
-            PERFORM loyalty.household_redeem(v_m, n);
-        ELSE
-            v_name := 'merge';
+            v_result := loyalty.reverse_transfer(v_m, v_e, 'load', idempotency_key => key);
+        WHEN 'household redeem' THEN
+            v_result := loyalty.household_redeem(v_m, n, idempotency_key => key);
+        ELSE    -- merge
             -- a rare merge of two hot members (the absorbed one is closed for good)
-            PERFORM loyalty.merge_members(v_m, chaos.m(1 + (k * 7 + n) % 1000));
+            v_result := loyalty.merge_members(v_m, v_other, idempotency_key => key);
         END CASE;
+        INSERT INTO chaos.calls SELECT key, v_m, v_other, v_e WHERE key IS NOT NULL ON CONFLICT DO NOTHING;
     EXCEPTION WHEN OTHERS THEN
         v_state := SQLSTATE;
+        v_result := NULL;
         -- 22023 only for a merge or a transfer that drew the same member twice
         IF v_state NOT IN (SELECT e.code FROM chaos.expected e)
            AND NOT (v_name IN ('merge', 'transfer') AND v_state = '22023') THEN
@@ -105,5 +133,5 @@ BEGIN
     END;
     INSERT INTO chaos.outcomes VALUES (client_no, v_name, v_state, 1)
     ON CONFLICT ON CONSTRAINT outcomes_pkey DO UPDATE SET n = chaos.outcomes.n + 1;
-    RETURN v_state;
+    RETURN v_state || coalesce(' ' || v_result, '');
 END $$;
