@@ -53,10 +53,17 @@ FROM (SELECT chaos.op(c.k, c.op, c.n, c.client, c.call_key) AS answer
 SELECT count(*) FILTER (WHERE t.txns > 1) AS doubled_after FROM trace t \gset
 SELECT count(*) AS verify FROM loyalty.verify() \gset
 
-\echo 'calls acknowledged:' :acked '(succeeded' :acked_ok ', refused' :acked_refused ', of them without a key (expire, release expired):' :keyless ')'
-\echo 'acknowledged calls lost:' :lost ', doubled (ledger rows from two transactions):' :doubled ', refusals that left an effect:' :phantom
-\echo 'acknowledged after more than one sending:' :retried '(already applied before the retry:' :retried_found ', applied by the retry:' :retried_applied ')'
-\echo 'acknowledged successes sent again:' :replayed ', other answer:' :replay_differ ', ledger rows written:' :replay_written
-\echo 'unacknowledged calls:' :unacked '(found applied:' :unacked_found '), sent again:' :unacked_sent '(answered 00000:' :unacked_ok '); calls doubled after:' :doubled_after
-\echo 'verify() rows:' :verify
+SELECT v.line FROM (VALUES
+    (1, format('calls acknowledged: %s (succeeded %s, refused %s; without a key (expire, release expired): %s)',
+               :acked, :acked_ok, :acked_refused, :keyless)),
+    (2, format('acknowledged calls lost: %s, doubled (ledger rows from two transactions): %s, refusals that left an effect: %s',
+               :lost, :doubled, :phantom)),
+    (3, format('acknowledged after more than one sending: %s (already applied before the retry: %s, applied by the retry: %s)',
+               :retried, :retried_found, :retried_applied)),
+    (4, format('acknowledged successes sent again: %s, other answer: %s, ledger rows written: %s',
+               :replayed, :replay_differ, :replay_written)),
+    (5, format('unacknowledged calls: %s (found applied: %s), sent again: %s (answered 00000: %s); calls doubled after: %s',
+               :unacked, :unacked_found, :unacked_sent, :unacked_ok, :doubled_after)),
+    (6, format('verify() rows: %s', :verify))) v (i, line)
+ORDER BY v.i;
 \echo FIGURES acked=:acked lost=:lost doubled=:doubled phantom=:phantom retried=:retried retried_found=:retried_found retried_applied=:retried_applied replayed=:replayed replay_differ=:replay_differ replay_written=:replay_written unacked=:unacked unacked_found=:unacked_found unacked_ok=:unacked_ok doubled_after=:doubled_after verify=:verify
