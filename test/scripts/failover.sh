@@ -4,9 +4,9 @@
 # synchronous_commit = remote_apply.  FAILOVER_CLIENTS (8) clients of
 # test/load/acked.sh make the chaos load's calls against the primary, each
 # call with its own idempotency key and logged once acknowledged.  After
-# FAILOVER_SECONDS (8) the clients' sessions on the primary stop for 0.5 s
-# (SIGSTOP: commits whose record was written reach the standby unanswered),
-# then the primary's processes all get SIGKILL and the standby is promoted
+# FAILOVER_SECONDS (8) the standby pauses its replay until every client
+# waits at commit (so that it holds commits no client was answered for), then
+# the primary's processes all get SIGKILL and the standby is promoted
 # (pg_ctl promote).  The clients, whose connection string names both servers
 # with target_session_attrs=read-write, send their unanswered call again with
 # the same key and go on against the new primary for as long again.  Then, on
@@ -99,16 +99,19 @@ done
 echo "== $CLIENTS clients, ${SECS}s on the primary, then the crash and ${SECS}s on the promoted standby"
 sleep "$SECS"
 
-walsender=$(q $P1 -d postgres -c "SELECT pid FROM pg_stat_replication")
-backends=$(q $P1 -d postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
 if [ "$SELFTEST" = async ]; then
-    kill -STOP $walsender; sleep 1.5
+    kill -STOP "$(q $P1 -d postgres -c "SELECT pid FROM pg_stat_replication")"; sleep 1.5
 else
-    # the clients' sessions stop (SIGSTOP) a moment before the crash while the
-    # WAL sender goes on: a call whose commit record was written by then
-    # reaches the standby but is never answered, the case a retry with the
-    # same key must get right (a plain crash rarely hits that window)
-    kill -STOP $backends 2>/dev/null || true; sleep 0.5
+    # the standby stops applying what it receives until every client waits
+    # for it at commit (at most 5 s): at the crash the standby then holds
+    # commits for which no client got an answer, which a retry with the same
+    # key must find instead of applying again (a plain crash rarely hits
+    # that window); promotion ends the pause and applies them
+    q $P2 -d postgres -o /dev/null -c "SELECT pg_wal_replay_pause()"
+    for _ in $(seq 1 50); do
+        [ "$(q $P1 -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")" -ge "$CLIENTS" ] && break
+        sleep 0.1
+    done
 fi
 # the crash: the postmaster and every child at once, as a lost machine
 pm=$(head -1 "$TMP/primary/postmaster.pid")
@@ -135,7 +138,7 @@ fi
 # client's call after the crash is; before it none is)
 before=$(cat "$TMP"/load/acks.[0-9]* | awk -F, -v c="$crash_us" '$4 <= c' | wc -l)
 total=$(cat "$TMP"/load/acks.[0-9]* | wc -l)
-resumed_us=$(cat "$TMP"/load/acks.[0-9]* | awk -F, '$3 > 1 && (m == "" || $4 < m) { m = $4 } END { print m }')
+resumed_us=$(cat "$TMP"/load/acks.[0-9]* | awk -F, '$3 > 1 && (m == "" || $4 < m) { m = $4 } END { if (m != "") printf "%.0f\n", m }')
 promotion=$(awk -v a="$crash_us" -v b="$promoted_us" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
 resumed=$(awk -v a="$crash_us" -v b="${resumed_us:-0}" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
 echo "== $before calls acknowledged by the old primary, $((total - before)) by the new one; promotion took ${promotion}s (SIGKILL to pg_ctl promote -w done), first acknowledged write ${resumed}s after the SIGKILL"
@@ -144,12 +147,16 @@ echo "== check on the new primary"
 ok=1
 acked_check "host=$TMP port=$P2 user=postgres dbname=$DB" "$TMP/load" "$crash_at" || ok=0
 fig() { sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$ACKED_FIGURES"; }
-summary="acknowledged $(fig acked), lost $(fig lost), doubled $(fig doubled), verify rows $(fig verify), promotion ${promotion}s; ${SECONDS}s in all"
+summary="acknowledged $(fig acked), lost $(fig lost), doubled $(fig doubled), verify rows $(fig verify), promotion ${promotion}s, retries answered from their key (committed, unanswered at the crash) $(fig retried_found); ${SECONDS}s in all"
 if [ "$SELFTEST" = async ]; then
     if [ "$(fig lost)" -gt 0 ] 2>/dev/null; then
         echo "PASS failover self-test: under asynchronous replication the check finds what the crash lost ($summary)"; exit 0
     fi
     echo "FAIL failover self-test: asynchronous replication lost nothing the check could see ($summary)"; exit 1
+fi
+# the case the pause made: calls committed on the standby, unanswered
+if [ "$(fig retried_found)" = 0 ]; then
+    echo "FAIL failover: no call was on the standby unanswered at the crash, so no retry was answered from its key ($summary)"; exit 1
 fi
 if [ $ok = 1 ]; then echo "PASS failover: $summary"; exit 0; fi
 echo "FAIL failover: $summary"; exit 1
