@@ -56,12 +56,20 @@ COMMENT ON FUNCTION loyalty.ledger_partitions() IS
 COMMENT ON FUNCTION loyalty.ledger_partition_setup(regclass) IS
     'Internal: give a new ledger partition the TRUNCATE refusal and the parent''s row-level security';
 
+-- Internal: the name of the partition [start, stop), as pg_partman names it
+-- (ledger_pYYYY_MM for months, _pYYYY_MM_DD for days, _pYYYYwWW for weeks,
+-- _pYYYYqQ for quarters, _pYYYY for years), so that it finds the partitions
+-- it would make and makes the others next to them.
+#include "udfs/ledger_partition_name/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_name(timestamptz, timestamptz) IS
+    'Internal: the name pg_partman gives the ledger partition of a period (ledger_pYYYY_MM, ledger_pYYYY_MM_DD, ledger_pYYYYwWW, ledger_pYYYYqQ, ledger_pYYYY)';
+
 -- Internal: create and attach one partition [start, stop) (or the DEFAULT
 -- one when start is NULL).  Created apart and attached, which locks the
 -- parent only in SHARE UPDATE EXCLUSIVE mode (writers go on).  Rows the
 -- DEFAULT partition holds for the new range move into it first.  Returns
 -- false when a partition already covers part of the range.
-#include "udfs/ledger_add_partition/1.2.sql"
+#include "udfs/ledger_add_partition/1.4.sql"
 COMMENT ON FUNCTION loyalty.ledger_add_partition(timestamptz, timestamptz) IS
     'Internal: create and attach one ledger partition (NULL start: the DEFAULT one), moving rows the DEFAULT partition holds for its range';
 
@@ -99,7 +107,7 @@ COMMENT ON FUNCTION loyalty.purge_events(interval) IS
 
 -- Restore of a partitioned ledger (see the top of this file).  SECURITY
 -- DEFINER: they fire for every user's DDL and read the extension's tables.
-#include "udfs/ledger_restore_convert/1.2.sql"
+#include "udfs/ledger_restore_convert/1.4.sql"
 COMMENT ON FUNCTION loyalty.ledger_restore_convert() IS
     'Internal event trigger: when a restore creates a ledger partition while loyalty.ledger is still the plain, empty table of CREATE EXTENSION, partition it';
 
@@ -119,6 +127,7 @@ REVOKE ALL ON FUNCTION
     loyalty.ledger_period_start(timestamptz, interval),
     loyalty.ledger_partitions(),
     loyalty.ledger_partition_setup(regclass),
+    loyalty.ledger_partition_name(timestamptz, timestamptz),
     loyalty.ledger_add_partition(timestamptz, timestamptz),
     loyalty.ledger_convert(interval, integer, boolean),
     loyalty.partition_ledger(interval, integer),

@@ -2,7 +2,8 @@
 -- invariant; every writer (the C write path's partition routing included)
 -- works afterwards and its rows land in the current partition; append-only
 -- holds on the parent and on partitions; partitions are created ahead
--- idempotently and the DEFAULT partition catches the rest; archiving keeps
+-- idempotently, named as pg_partman names them, and the DEFAULT partition
+-- catches the rest; archiving keeps
 -- balances, lots and verify(), refuses what is still needed, and makes
 -- archived entries and times before the horizon clear errors; only
 -- administrators may call any of it.
@@ -13,7 +14,7 @@
 -- (session_replication_role = replica), which is the only hand edit.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(71);
+SELECT plan(72);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
 CREATE FUNCTION pg_temp.id(text) RETURNS bigint LANGUAGE sql AS $$ SELECT id FROM ids WHERE name = $1 $$;
@@ -74,7 +75,7 @@ SELECT is((SELECT count(*)::integer FROM loyalty.ledger_partitions() WHERE is_de
 
 -- every writer after the conversion -------------------------------------------
 CREATE TEMP TABLE cur AS
-SELECT format('loyalty.ledger_p%s', to_char(date_trunc('month', now() AT TIME ZONE 'UTC'), 'YYYYMMDD'))::regclass AS rel;
+SELECT format('loyalty.ledger_p%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass AS rel;
 SELECT is(loyalty.earn(pg_temp.id('m4'), 40, 'web', 'after-1'), 40::bigint, 'earn (C write path, partition routing)');
 SELECT isnt(loyalty.award(pg_temp.id('m4'), '15', 'review'), NULL, 'award');
 SELECT isnt(loyalty.redeem(pg_temp.id('m4'), '20'), NULL, 'redeem');
@@ -121,8 +122,15 @@ VALUES (pg_temp.id('m1'), pg_temp.id('p'), 'adjust', '0', 'long ago', now() - in
 SELECT cmp_ok(loyalty.create_ledger_partitions(5, since => now() - interval '5 years'), '>=', 55,
               'partitions from five years ago');
 SELECT is((SELECT tableoid::regclass FROM loyalty.ledger WHERE reason = 'long ago'),
-          format('loyalty.ledger_p%s', to_char(date_trunc('month', (now() - interval '5 years') AT TIME ZONE 'UTC'), 'YYYYMMDD'))::regclass,
+          format('loyalty.ledger_p%s', to_char((now() - interval '5 years') AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass,
           'a row of the DEFAULT partition moves into the partition created for it');
+SELECT is(ARRAY[loyalty.ledger_partition_name('2025-07-01 00:00+00', '2025-08-01 00:00+00'),
+                loyalty.ledger_partition_name('2025-07-14 00:00+00', '2025-07-15 00:00+00'),
+                loyalty.ledger_partition_name('2025-07-14 00:00+00', '2025-07-21 00:00+00'),
+                loyalty.ledger_partition_name('2025-07-01 00:00+00', '2025-10-01 00:00+00'),
+                loyalty.ledger_partition_name('2025-01-01 00:00+00', '2026-01-01 00:00+00')],
+          ARRAY['ledger_p2025_07', 'ledger_p2025_07_14', 'ledger_p2025w29', 'ledger_p2025q3', 'ledger_p2025'],
+          'partitions are named as pg_partman names them (monthly, daily, weekly, quarterly, yearly)');
 
 -- archiving ----------------------------------------------------------------------
 -- three years ago: m1 earns 100 and redeems 60 (a lot stays open); m2 earns
