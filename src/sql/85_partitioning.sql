@@ -122,6 +122,18 @@ CREATE EVENT TRIGGER loyalty_ledger_restore_indexes ON ddl_command_start
     WHEN TAG IN ('ALTER INDEX')
     EXECUTE FUNCTION loyalty.ledger_restore_indexes();
 
+-- Partitions made by other tools (pg_partman, a DBA's CREATE TABLE ...
+-- PARTITION OF or ATTACH PARTITION) get what ledger_add_partition gives its
+-- own: the ledger_no_truncate trigger and row-level security.  pg_partman
+-- 4's template table cannot carry them (it copies indexes, tablespace and
+-- persistence only).  SECURITY DEFINER: fires for every user's DDL.
+#include "udfs/ledger_partition_added/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_added() IS
+    'Internal event trigger: give every ledger partition without it (created or attached by any tool, pg_partman included) the TRUNCATE refusal and the parent''s row-level security';
+CREATE EVENT TRIGGER loyalty_ledger_partition_added ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION loyalty.ledger_partition_added();
+
 -- Administrators only.
 REVOKE ALL ON FUNCTION
     loyalty.ledger_period_start(timestamptz, interval),
@@ -137,7 +149,8 @@ REVOKE ALL ON FUNCTION
     loyalty.purge_idempotency_keys(interval),
     loyalty.purge_events(interval),
     loyalty.ledger_restore_convert(),
-    loyalty.ledger_restore_indexes()
+    loyalty.ledger_restore_indexes(),
+    loyalty.ledger_partition_added()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     loyalty.ledger_partitions(),

@@ -3,7 +3,8 @@
 -- works afterwards and its rows land in the current partition; append-only
 -- holds on the parent and on partitions; partitions are created ahead
 -- idempotently, named as pg_partman names them, and the DEFAULT partition
--- catches the rest; archiving keeps
+-- catches the rest; one created or attached by another tool gets the
+-- TRUNCATE refusal and row-level security too; archiving keeps
 -- balances, lots and verify(), refuses what is still needed, and makes
 -- archived entries and times before the horizon clear errors; only
 -- administrators may call any of it.
@@ -14,7 +15,7 @@
 -- (session_replication_role = replica), which is the only hand edit.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(72);
+SELECT plan(76);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
 CREATE FUNCTION pg_temp.id(text) RETURNS bigint LANGUAGE sql AS $$ SELECT id FROM ids WHERE name = $1 $$;
@@ -131,6 +132,26 @@ SELECT is(ARRAY[loyalty.ledger_partition_name('2025-07-01 00:00+00', '2025-08-01
                 loyalty.ledger_partition_name('2025-01-01 00:00+00', '2026-01-01 00:00+00')],
           ARRAY['ledger_p2025_07', 'ledger_p2025_07_14', 'ledger_p2025w29', 'ledger_p2025q3', 'ledger_p2025'],
           'partitions are named as pg_partman names them (monthly, daily, weekly, quarterly, yearly)');
+
+-- partitions made by other tools -------------------------------------------------
+CREATE TABLE loyalty.ledger_p2099_01 PARTITION OF loyalty.ledger
+    FOR VALUES FROM ('2099-01-01 00:00+00') TO ('2099-02-01 00:00+00');
+CREATE TABLE loyalty.ledger_p2099_02 (LIKE loyalty.ledger INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE loyalty.ledger ATTACH PARTITION loyalty.ledger_p2099_02
+    FOR VALUES FROM ('2099-02-01 00:00+00') TO ('2099-03-01 00:00+00');
+SELECT is((SELECT array_agg(c.relname::text ORDER BY 1) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           WHERE t.tgname = 'ledger_no_truncate' AND t.tgrelid = ANY ('{loyalty.ledger_p2099_01, loyalty.ledger_p2099_02}'::regclass[])),
+          ARRAY['ledger_p2099_01', 'ledger_p2099_02'],
+          'a partition created as one, or attached, gets the TRUNCATE refusal');
+SELECT throws_ok($$TRUNCATE loyalty.ledger_p2099_01$$, '42501', 'the loyalty ledger is append-only', '... which refuses');
+SELECT is((SELECT count(*)::integer FROM pg_class c JOIN pg_policies p ON p.schemaname = 'loyalty' AND p.tablename = c.relname
+           WHERE c.oid = ANY ('{loyalty.ledger_p2099_01, loyalty.ledger_p2099_02}'::regclass[])
+             AND c.relrowsecurity AND p.policyname = 'program_isolation'), 2,
+          '... and row-level security with the ledger''s policy');
+SELECT is((SELECT count(*)::integer FROM pg_partition_tree('loyalty.ledger') t
+           WHERE t.isleaf AND t.level > 0
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'ledger_no_truncate')), 0,
+          'every partition of the ledger has the TRUNCATE refusal');
 
 -- archiving ----------------------------------------------------------------------
 -- three years ago: m1 earns 100 and redeems 60 (a lot stays open); m2 earns

@@ -535,3 +535,12 @@ BEGIN
         END LOOP;
     END LOOP;
 END $$;
+-- Partitions made by other tools get the TRUNCATE refusal and row-level
+-- security.
+#include "udfs/ledger_partition_added/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_added() IS
+    'Internal event trigger: give every ledger partition without it (created or attached by any tool, pg_partman included) the TRUNCATE refusal and the parent''s row-level security';
+CREATE EVENT TRIGGER loyalty_ledger_partition_added ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION loyalty.ledger_partition_added();
+REVOKE ALL ON FUNCTION loyalty.ledger_partition_added() FROM PUBLIC;
