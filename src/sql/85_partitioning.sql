@@ -16,6 +16,14 @@
 -- holds what the archived entries summed to, so balances, held points and
 -- every sum from the horizon on are unchanged.
 --
+-- pg_partman can create the partitions instead (partman.create_parent() on
+-- the converted ledger, then partman.run_maintenance()): the extension names
+-- its partitions as pg_partman does, an event trigger gives every partition,
+-- whoever made it, what the extension's own get, and another refuses that a
+-- partition holding entries not carried forward leave the ledger (detached or
+-- dropped, e.g. by pg_partman's retention): archive_ledger() stays the way to
+-- retire partitions.
+--
 -- What is not partitioned: lots, allocations and holds are working state
 -- (open lots are few per member, and closed ones are read by reversals of
 -- later entries); idempotency keys and delivered events only need deleting
@@ -134,6 +142,17 @@ CREATE EVENT TRIGGER loyalty_ledger_partition_added ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION loyalty.ledger_partition_added();
 
+-- A ledger partition holding entries that were not carried forward may not
+-- leave the ledger (src/partitions.c), whoever detaches or drops it.  No
+-- search_path of its own: it resolves the names the command gives as the
+-- command will (it runs no SQL).
+#include "udfs/ledger_keep_entries/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_keep_entries() IS
+    'Internal event trigger: refuse (55000) to detach or drop a partition of loyalty.ledger that holds entries loyalty.archive_ledger() has not carried forward';
+CREATE EVENT TRIGGER loyalty_ledger_keep_entries ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
+    EXECUTE FUNCTION loyalty.ledger_keep_entries();
+
 -- Administrators only.
 REVOKE ALL ON FUNCTION
     loyalty.ledger_period_start(timestamptz, interval),
@@ -150,7 +169,8 @@ REVOKE ALL ON FUNCTION
     loyalty.purge_events(interval),
     loyalty.ledger_restore_convert(),
     loyalty.ledger_restore_indexes(),
-    loyalty.ledger_partition_added()
+    loyalty.ledger_partition_added(),
+    loyalty.ledger_keep_entries()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     loyalty.ledger_partitions(),

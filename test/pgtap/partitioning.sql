@@ -2,9 +2,11 @@
 -- invariant; every writer (the C write path's partition routing included)
 -- works afterwards and its rows land in the current partition; append-only
 -- holds on the parent and on partitions; partitions are created ahead
--- idempotently, named as pg_partman names them, and the DEFAULT partition
--- catches the rest; one created or attached by another tool gets the
--- TRUNCATE refusal and row-level security too; archiving keeps
+-- idempotently and the DEFAULT partition catches the rest; partitions are
+-- named as pg_partman names them, and one created or attached by another
+-- tool gets the TRUNCATE refusal and row-level security too; a partition
+-- holding entries may not be detached or dropped, except by archive_ledger
+-- (and not after its archive rolled back); archiving keeps
 -- balances, lots and verify(), refuses what is still needed, and makes
 -- archived entries and times before the horizon clear errors; only
 -- administrators may call any of it.
@@ -15,7 +17,7 @@
 -- (session_replication_role = replica), which is the only hand edit.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(76);
+SELECT plan(85);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
 CREATE FUNCTION pg_temp.id(text) RETURNS bigint LANGUAGE sql AS $$ SELECT id FROM ids WHERE name = $1 $$;
@@ -133,7 +135,7 @@ SELECT is(ARRAY[loyalty.ledger_partition_name('2025-07-01 00:00+00', '2025-08-01
           ARRAY['ledger_p2025_07', 'ledger_p2025_07_14', 'ledger_p2025w29', 'ledger_p2025q3', 'ledger_p2025'],
           'partitions are named as pg_partman names them (monthly, daily, weekly, quarterly, yearly)');
 
--- partitions made by other tools -------------------------------------------------
+-- partitions made by other tools, and partitions leaving --------------------------
 CREATE TABLE loyalty.ledger_p2099_01 PARTITION OF loyalty.ledger
     FOR VALUES FROM ('2099-01-01 00:00+00') TO ('2099-02-01 00:00+00');
 CREATE TABLE loyalty.ledger_p2099_02 (LIKE loyalty.ledger INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
@@ -152,6 +154,17 @@ SELECT is((SELECT count(*)::integer FROM pg_partition_tree('loyalty.ledger') t
            WHERE t.isleaf AND t.level > 0
              AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'ledger_no_truncate')), 0,
           'every partition of the ledger has the TRUNCATE refusal');
+SELECT throws_ok(format('ALTER TABLE loyalty.ledger DETACH PARTITION %s', (SELECT rel FROM cur)), '55000',
+                 format('cannot detach partition loyalty.%s: it holds ledger entries that were not carried forward',
+                        (SELECT c.relname FROM pg_class c WHERE c.oid = (SELECT rel FROM cur))),
+                 'detaching a partition that holds entries is refused');
+SELECT throws_ok(format('DROP TABLE %s', (SELECT rel FROM cur)), '55000', NULL,
+                 'dropping a partition that holds entries is refused');
+SELECT throws_ok($$DROP TABLE loyalty.ledger_default$$, '55000', NULL,
+                 'so is dropping the DEFAULT partition while it holds an entry');
+SELECT lives_ok($$ALTER TABLE loyalty.ledger DETACH PARTITION loyalty.ledger_p2099_02$$, 'an empty partition may be detached');
+SELECT lives_ok($$DROP TABLE loyalty.ledger_p2099_01$$, '... or dropped');
+SELECT is_empty($$SELECT * FROM loyalty.verify()$$, 'verify() is clean after the refusals');
 
 -- archiving ----------------------------------------------------------------------
 -- three years ago: m1 earns 100 and redeems 60 (a lot stays open); m2 earns
@@ -189,6 +202,15 @@ SELECT throws_ok($$SELECT * FROM loyalty.archive_ledger(now() - interval '6 mont
                  'archiving within the tier window is refused');
 SELECT throws_ok($$SELECT * FROM loyalty.archive_ledger(now() + interval '1 day')$$, '22023', NULL,
                  'archiving before a future time is refused');
+
+-- an archive rolled back leaves no leave to detach behind it
+CREATE TEMP TABLE old_part AS SELECT tableoid::regclass AS rel FROM loyalty.ledger WHERE reference = 'old-1';
+SAVEPOINT before_archive;
+SELECT cmp_ok((SELECT count(*) FROM loyalty.archive_ledger(now() - interval '2 years')), '>=', 30::bigint, 'an archive ...');
+ROLLBACK TO SAVEPOINT before_archive;
+SELECT throws_ok(format('ALTER TABLE loyalty.ledger DETACH PARTITION %s', (SELECT rel FROM old_part)), '55000', NULL,
+                 '... rolled back to a savepoint: its partitions may no longer be detached');
+SELECT is_empty($$SELECT * FROM loyalty.verify()$$, 'verify() is clean after the rollback');
 
 CREATE TEMP TABLE pre_accounts AS SELECT member_id, balance, held, debt FROM loyalty.accounts;
 CREATE TEMP TABLE pre_lots AS SELECT * FROM loyalty.lots;

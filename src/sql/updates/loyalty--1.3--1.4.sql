@@ -536,11 +536,17 @@ BEGIN
     END LOOP;
 END $$;
 -- Partitions made by other tools get the TRUNCATE refusal and row-level
--- security.
+-- security; a partition holding entries not carried forward may not leave.
 #include "udfs/ledger_partition_added/1.4.sql"
 COMMENT ON FUNCTION loyalty.ledger_partition_added() IS
     'Internal event trigger: give every ledger partition without it (created or attached by any tool, pg_partman included) the TRUNCATE refusal and the parent''s row-level security';
 CREATE EVENT TRIGGER loyalty_ledger_partition_added ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION loyalty.ledger_partition_added();
-REVOKE ALL ON FUNCTION loyalty.ledger_partition_added() FROM PUBLIC;
+#include "udfs/ledger_keep_entries/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_keep_entries() IS
+    'Internal event trigger: refuse (55000) to detach or drop a partition of loyalty.ledger that holds entries loyalty.archive_ledger() has not carried forward';
+CREATE EVENT TRIGGER loyalty_ledger_keep_entries ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
+    EXECUTE FUNCTION loyalty.ledger_keep_entries();
+REVOKE ALL ON FUNCTION loyalty.ledger_partition_added(), loyalty.ledger_keep_entries() FROM PUBLIC;

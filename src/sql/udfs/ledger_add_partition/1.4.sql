@@ -32,20 +32,20 @@ BEGIN
                        v_default, start, stop) INTO v_moved;
     END IF;
     IF v_moved THEN
-        -- the rows move as they are (ids, times); the detached DEFAULT
-        -- partition has lost the parent's append-only triggers meanwhile
+        -- the rows move as they are (ids, times) while the DEFAULT partition
+        -- stays attached (detached, its entries would have left the books):
+        -- its copy of the append-only trigger steps aside for the delete, and
+        -- the lock that takes keeps writers out of it until commit
         SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
         FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = 'loyalty.ledger'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
-        EXECUTE format('ALTER TABLE loyalty.ledger DETACH PARTITION %s', v_default);
+        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER ledger_append_only', v_default);
         EXECUTE format('INSERT INTO loyalty.%I (%s) SELECT %s FROM %s WHERE created_at >= %L AND created_at < %L',
                        v_name, v_cols, v_cols, v_default, start, stop);
         EXECUTE format('DELETE FROM %s WHERE created_at >= %L AND created_at < %L', v_default, start, stop);
+        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER ledger_append_only', v_default);
     END IF;
     EXECUTE format('ALTER TABLE loyalty.ledger ATTACH PARTITION loyalty.%I FOR VALUES FROM (%L) TO (%L)',
                    v_name, start, stop);
-    IF v_moved THEN
-        EXECUTE format('ALTER TABLE loyalty.ledger ATTACH PARTITION %s DEFAULT', v_default);
-    END IF;
     RETURN true;
 END $$;
