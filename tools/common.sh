@@ -10,7 +10,7 @@ export PG_CONFIG
 
 # Debian packages the build and the tests need (a minbase Debian has none of
 # them): build-essential is what dpkg-buildpackage checks for, procps gives
-# the scripts pgrep.  The last line is for the real clients of
+# the scripts pgrep; pg_partman and faketime are for test/scripts/partman.sh.  The last line is for the real clients of
 # test/scripts/clients.sh: Debian's psycopg2 and psycopg 3, Node.js and npm
 # (node-postgres itself comes from the npm registry), a JDK and Debian's JDBC
 # driver.
@@ -19,7 +19,7 @@ PACKAGES=(
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	debhelper dpkg-dev postgresql-server-dev-all git python3
-	postgresql-$PGVER-cron
+	postgresql-$PGVER-cron postgresql-$PGVER-partman faketime
 	pg-bsd-indent cppcheck
 	python3-psycopg2 python3-psycopg nodejs npm default-jdk-headless libpostgresql-jdbc-java
 )
