@@ -264,6 +264,9 @@ extern void ledger_apply_segments(const SegmentDecision *d, int n);
 extern void ledger_open_account(int64 member_id, int64 program_id);
 extern void ledger_archive(const ArchiveRequest *r, ArchiveResult *res);
 
+/* partitions.c: partitions whose entries were carried forward may leave the ledger */
+extern void ledger_mark_carried(const Oid *parts, int nparts);
+
 /* The earn's explanation without writing anything (preview_earn). */
 extern Jsonb *ledger_preview_earn(const EarnRequest *r);
 

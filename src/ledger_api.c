@@ -978,7 +978,10 @@ loyalty_archive_books(PG_FUNCTION_ARGS)
 	r.horizon = PG_GETARG_TIMESTAMPTZ(1);
 	r.archive_schema = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (n > 0)
+	{
 		ledger_archive(&r, &res);
+		ledger_mark_carried(oids, n);
+	}
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "loyalty: archive_books must return a record");

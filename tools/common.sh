@@ -11,7 +11,7 @@ export PG_CONFIG
 # Debian packages the build and the tests need (a minbase Debian has none of
 # them): build-essential is what dpkg-buildpackage checks for, procps gives
 # the scripts pgrep, pg_cron and wal2json are for test/scripts/pg_cron_jobs.sh
-# and cdc.sh.  The last line is for the real clients of
+# and cdc.sh, pg_partman and faketime for partman.sh.  The last line is for the real clients of
 # test/scripts/clients.sh: Debian's psycopg2 and psycopg 3, Node.js and npm
 # (node-postgres itself comes from the npm registry), a JDK and Debian's JDBC
 # driver.
@@ -20,7 +20,7 @@ PACKAGES=(
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-contrib
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	debhelper dpkg-dev postgresql-server-dev-all git python3
-	postgresql-$PGVER-cron postgresql-$PGVER-wal2json
+	postgresql-$PGVER-cron postgresql-$PGVER-wal2json postgresql-$PGVER-partman faketime
 	pg-bsd-indent cppcheck
 	python3-psycopg2 python3-psycopg nodejs npm default-jdk-headless libpostgresql-jdbc-java
 )

@@ -16,6 +16,14 @@
 -- holds what the archived entries summed to, so balances, held points and
 -- every sum from the horizon on are unchanged.
 --
+-- pg_partman can create the partitions instead (partman.create_parent() on
+-- the converted ledger, then partman.run_maintenance()): the extension names
+-- its partitions as pg_partman does, an event trigger gives every partition,
+-- whoever made it, what the extension's own get, and another refuses that a
+-- partition holding entries not carried forward leave the ledger (detached or
+-- dropped, e.g. by pg_partman's retention): archive_ledger() stays the way to
+-- retire partitions.
+--
 -- What is not partitioned: lots, allocations and holds are working state
 -- (open lots are few per member, and closed ones are read by reversals of
 -- later entries); idempotency keys and delivered events only need deleting
@@ -56,12 +64,20 @@ COMMENT ON FUNCTION loyalty.ledger_partitions() IS
 COMMENT ON FUNCTION loyalty.ledger_partition_setup(regclass) IS
     'Internal: give a new ledger partition the TRUNCATE refusal and the parent''s row-level security';
 
+-- Internal: the name of the partition [start, stop), as pg_partman names it
+-- (ledger_pYYYY_MM for months, _pYYYY_MM_DD for days, _pYYYYwWW for weeks,
+-- _pYYYYqQ for quarters, _pYYYY for years), so that it finds the partitions
+-- it would make and makes the others next to them.
+#include "udfs/ledger_partition_name/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_name(timestamptz, timestamptz) IS
+    'Internal: the name pg_partman gives the ledger partition of a period (ledger_pYYYY_MM, ledger_pYYYY_MM_DD, ledger_pYYYYwWW, ledger_pYYYYqQ, ledger_pYYYY)';
+
 -- Internal: create and attach one partition [start, stop) (or the DEFAULT
 -- one when start is NULL).  Created apart and attached, which locks the
 -- parent only in SHARE UPDATE EXCLUSIVE mode (writers go on).  Rows the
 -- DEFAULT partition holds for the new range move into it first.  Returns
 -- false when a partition already covers part of the range.
-#include "udfs/ledger_add_partition/1.2.sql"
+#include "udfs/ledger_add_partition/1.4.sql"
 COMMENT ON FUNCTION loyalty.ledger_add_partition(timestamptz, timestamptz) IS
     'Internal: create and attach one ledger partition (NULL start: the DEFAULT one), moving rows the DEFAULT partition holds for its range';
 
@@ -99,7 +115,7 @@ COMMENT ON FUNCTION loyalty.purge_events(interval) IS
 
 -- Restore of a partitioned ledger (see the top of this file).  SECURITY
 -- DEFINER: they fire for every user's DDL and read the extension's tables.
-#include "udfs/ledger_restore_convert/1.2.sql"
+#include "udfs/ledger_restore_convert/1.4.sql"
 COMMENT ON FUNCTION loyalty.ledger_restore_convert() IS
     'Internal event trigger: when a restore creates a ledger partition while loyalty.ledger is still the plain, empty table of CREATE EXTENSION, partition it';
 
@@ -114,11 +130,35 @@ CREATE EVENT TRIGGER loyalty_ledger_restore_indexes ON ddl_command_start
     WHEN TAG IN ('ALTER INDEX')
     EXECUTE FUNCTION loyalty.ledger_restore_indexes();
 
+-- Partitions made by other tools (pg_partman, a DBA's CREATE TABLE ...
+-- PARTITION OF or ATTACH PARTITION) get what ledger_add_partition gives its
+-- own: the ledger_no_truncate trigger and row-level security.  pg_partman
+-- 4's template table cannot carry them (it copies indexes, tablespace and
+-- persistence only).  SECURITY DEFINER: fires for every user's DDL.
+#include "udfs/ledger_partition_added/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_added() IS
+    'Internal event trigger: give every ledger partition without it (created or attached by any tool, pg_partman included) the TRUNCATE refusal and the parent''s row-level security';
+CREATE EVENT TRIGGER loyalty_ledger_partition_added ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION loyalty.ledger_partition_added();
+
+-- A ledger partition holding entries that were not carried forward may not
+-- leave the ledger (src/partitions.c), whoever detaches or drops it.  No
+-- search_path of its own: it resolves the names the command gives as the
+-- command will (it runs no SQL).
+#include "udfs/ledger_keep_entries/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_keep_entries() IS
+    'Internal event trigger: refuse (55000) to detach or drop a partition of loyalty.ledger that holds entries loyalty.archive_ledger() has not carried forward';
+CREATE EVENT TRIGGER loyalty_ledger_keep_entries ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
+    EXECUTE FUNCTION loyalty.ledger_keep_entries();
+
 -- Administrators only.
 REVOKE ALL ON FUNCTION
     loyalty.ledger_period_start(timestamptz, interval),
     loyalty.ledger_partitions(),
     loyalty.ledger_partition_setup(regclass),
+    loyalty.ledger_partition_name(timestamptz, timestamptz),
     loyalty.ledger_add_partition(timestamptz, timestamptz),
     loyalty.ledger_convert(interval, integer, boolean),
     loyalty.partition_ledger(interval, integer),
@@ -128,7 +168,9 @@ REVOKE ALL ON FUNCTION
     loyalty.purge_idempotency_keys(interval),
     loyalty.purge_events(interval),
     loyalty.ledger_restore_convert(),
-    loyalty.ledger_restore_indexes()
+    loyalty.ledger_restore_indexes(),
+    loyalty.ledger_partition_added(),
+    loyalty.ledger_keep_entries()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     loyalty.ledger_partitions(),

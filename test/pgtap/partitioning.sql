@@ -2,7 +2,11 @@
 -- invariant; every writer (the C write path's partition routing included)
 -- works afterwards and its rows land in the current partition; append-only
 -- holds on the parent and on partitions; partitions are created ahead
--- idempotently and the DEFAULT partition catches the rest; archiving keeps
+-- idempotently and the DEFAULT partition catches the rest; partitions are
+-- named as pg_partman names them, and one created or attached by another
+-- tool gets the TRUNCATE refusal and row-level security too; a partition
+-- holding entries may not be detached or dropped, except by archive_ledger
+-- (and not after its archive rolled back); archiving keeps
 -- balances, lots and verify(), refuses what is still needed, and makes
 -- archived entries and times before the horizon clear errors; only
 -- administrators may call any of it.
@@ -13,7 +17,7 @@
 -- (session_replication_role = replica), which is the only hand edit.
 BEGIN;
 SET search_path = loyalty, public;
-SELECT plan(71);
+SELECT plan(85);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
 CREATE FUNCTION pg_temp.id(text) RETURNS bigint LANGUAGE sql AS $$ SELECT id FROM ids WHERE name = $1 $$;
@@ -74,7 +78,7 @@ SELECT is((SELECT count(*)::integer FROM loyalty.ledger_partitions() WHERE is_de
 
 -- every writer after the conversion -------------------------------------------
 CREATE TEMP TABLE cur AS
-SELECT format('loyalty.ledger_p%s', to_char(date_trunc('month', now() AT TIME ZONE 'UTC'), 'YYYYMMDD'))::regclass AS rel;
+SELECT format('loyalty.ledger_p%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass AS rel;
 SELECT is(loyalty.earn(pg_temp.id('m4'), 40, 'web', 'after-1'), 40::bigint, 'earn (C write path, partition routing)');
 SELECT isnt(loyalty.award(pg_temp.id('m4'), '15', 'review'), NULL, 'award');
 SELECT isnt(loyalty.redeem(pg_temp.id('m4'), '20'), NULL, 'redeem');
@@ -121,8 +125,46 @@ VALUES (pg_temp.id('m1'), pg_temp.id('p'), 'adjust', '0', 'long ago', now() - in
 SELECT cmp_ok(loyalty.create_ledger_partitions(5, since => now() - interval '5 years'), '>=', 55,
               'partitions from five years ago');
 SELECT is((SELECT tableoid::regclass FROM loyalty.ledger WHERE reason = 'long ago'),
-          format('loyalty.ledger_p%s', to_char(date_trunc('month', (now() - interval '5 years') AT TIME ZONE 'UTC'), 'YYYYMMDD'))::regclass,
+          format('loyalty.ledger_p%s', to_char((now() - interval '5 years') AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass,
           'a row of the DEFAULT partition moves into the partition created for it');
+SELECT is(ARRAY[loyalty.ledger_partition_name('2025-07-01 00:00+00', '2025-08-01 00:00+00'),
+                loyalty.ledger_partition_name('2025-07-14 00:00+00', '2025-07-15 00:00+00'),
+                loyalty.ledger_partition_name('2025-07-14 00:00+00', '2025-07-21 00:00+00'),
+                loyalty.ledger_partition_name('2025-07-01 00:00+00', '2025-10-01 00:00+00'),
+                loyalty.ledger_partition_name('2025-01-01 00:00+00', '2026-01-01 00:00+00')],
+          ARRAY['ledger_p2025_07', 'ledger_p2025_07_14', 'ledger_p2025w29', 'ledger_p2025q3', 'ledger_p2025'],
+          'partitions are named as pg_partman names them (monthly, daily, weekly, quarterly, yearly)');
+
+-- partitions made by other tools, and partitions leaving --------------------------
+CREATE TABLE loyalty.ledger_p2099_01 PARTITION OF loyalty.ledger
+    FOR VALUES FROM ('2099-01-01 00:00+00') TO ('2099-02-01 00:00+00');
+CREATE TABLE loyalty.ledger_p2099_02 (LIKE loyalty.ledger INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE loyalty.ledger ATTACH PARTITION loyalty.ledger_p2099_02
+    FOR VALUES FROM ('2099-02-01 00:00+00') TO ('2099-03-01 00:00+00');
+SELECT is((SELECT array_agg(c.relname::text ORDER BY 1) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           WHERE t.tgname = 'ledger_no_truncate' AND t.tgrelid = ANY ('{loyalty.ledger_p2099_01, loyalty.ledger_p2099_02}'::regclass[])),
+          ARRAY['ledger_p2099_01', 'ledger_p2099_02'],
+          'a partition created as one, or attached, gets the TRUNCATE refusal');
+SELECT throws_ok($$TRUNCATE loyalty.ledger_p2099_01$$, '42501', 'the loyalty ledger is append-only', '... which refuses');
+SELECT is((SELECT count(*)::integer FROM pg_class c JOIN pg_policies p ON p.schemaname = 'loyalty' AND p.tablename = c.relname
+           WHERE c.oid = ANY ('{loyalty.ledger_p2099_01, loyalty.ledger_p2099_02}'::regclass[])
+             AND c.relrowsecurity AND p.policyname = 'program_isolation'), 2,
+          '... and row-level security with the ledger''s policy');
+SELECT is((SELECT count(*)::integer FROM pg_partition_tree('loyalty.ledger') t
+           WHERE t.isleaf AND t.level > 0
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'ledger_no_truncate')), 0,
+          'every partition of the ledger has the TRUNCATE refusal');
+SELECT throws_ok(format('ALTER TABLE loyalty.ledger DETACH PARTITION %s', (SELECT rel FROM cur)), '55000',
+                 format('cannot detach partition loyalty.%s: it holds ledger entries that were not carried forward',
+                        (SELECT c.relname FROM pg_class c WHERE c.oid = (SELECT rel FROM cur))),
+                 'detaching a partition that holds entries is refused');
+SELECT throws_ok(format('DROP TABLE %s', (SELECT rel FROM cur)), '55000', NULL,
+                 'dropping a partition that holds entries is refused');
+SELECT throws_ok($$DROP TABLE loyalty.ledger_default$$, '55000', NULL,
+                 'so is dropping the DEFAULT partition while it holds an entry');
+SELECT lives_ok($$ALTER TABLE loyalty.ledger DETACH PARTITION loyalty.ledger_p2099_02$$, 'an empty partition may be detached');
+SELECT lives_ok($$DROP TABLE loyalty.ledger_p2099_01$$, '... or dropped');
+SELECT is_empty($$SELECT * FROM loyalty.verify()$$, 'verify() is clean after the refusals');
 
 -- archiving ----------------------------------------------------------------------
 -- three years ago: m1 earns 100 and redeems 60 (a lot stays open); m2 earns
@@ -160,6 +202,15 @@ SELECT throws_ok($$SELECT * FROM loyalty.archive_ledger(now() - interval '6 mont
                  'archiving within the tier window is refused');
 SELECT throws_ok($$SELECT * FROM loyalty.archive_ledger(now() + interval '1 day')$$, '22023', NULL,
                  'archiving before a future time is refused');
+
+-- an archive rolled back leaves no leave to detach behind it
+CREATE TEMP TABLE old_part AS SELECT tableoid::regclass AS rel FROM loyalty.ledger WHERE reference = 'old-1';
+SAVEPOINT before_archive;
+SELECT cmp_ok((SELECT count(*) FROM loyalty.archive_ledger(now() - interval '2 years')), '>=', 30::bigint, 'an archive ...');
+ROLLBACK TO SAVEPOINT before_archive;
+SELECT throws_ok(format('ALTER TABLE loyalty.ledger DETACH PARTITION %s', (SELECT rel FROM old_part)), '55000', NULL,
+                 '... rolled back to a savepoint: its partitions may no longer be detached');
+SELECT is_empty($$SELECT * FROM loyalty.verify()$$, 'verify() is clean after the rollback');
 
 CREATE TEMP TABLE pre_accounts AS SELECT member_id, balance, held, debt FROM loyalty.accounts;
 CREATE TEMP TABLE pre_lots AS SELECT * FROM loyalty.lots;

@@ -129,4 +129,33 @@ SELECT (SELECT string_agg(purchase_model || ' ' || (mbgnbd IS NULL)::text, ',') 
 SQL
 )
 check "a model stored before: predicts with BG/NBD, as it did, for every member" "$models" "bgnbd true 20"
+
+# An install partitioned under 1.3: the update renames its partitions (and
+# their indexes) as pg_partman names them, and it goes on working.
+PART=loyalty_upgrade_part
+"$PGBIN/createdb" $PART
+trap 'rm -rf "$TMP"; "$PGBIN/dropdb" --if-exists $UP; "$PGBIN/dropdb" --if-exists $FRESH; "$PGBIN/dropdb" --if-exists $PART' EXIT
+psql -d $PART -o /dev/null <<'SQL'
+CREATE EXTENSION loyalty VERSION '1.3';
+SELECT loyalty.create_program('partitioned') AS p \gset
+SELECT loyalty.enroll(:p, 'pos', 'c' || g) FROM generate_series(1, 5) g;
+SELECT loyalty.earn(m.member_id, 10 * m.member_id) FROM loyalty.members m;
+SELECT loyalty.partition_ledger('1 month', 2);
+SQL
+psql -d $PART -c "ALTER EXTENSION loyalty UPDATE TO '$CURRENT'"
+out=$(psql -d $PART -A -t <<'SQL'
+SELECT count(*) FILTER (WHERE c.relname ~ '^ledger_p[0-9]{4}_[0-9]{2}(_|$)')
+    || ' ' || count(*) FILTER (WHERE c.relname ~ '^ledger_p[0-9]{8}')
+FROM pg_class c WHERE c.relnamespace = 'loyalty'::regnamespace;
+SELECT loyalty.create_ledger_partitions(3);
+SELECT count(*) FROM loyalty.ledger_partitions() p
+WHERE NOT p.is_default AND p.partition::text <> 'loyalty.' || loyalty.ledger_partition_name(p.lower_bound, p.upper_bound);
+SELECT loyalty.earn(min(member_id), 5) FROM loyalty.members;
+SELECT count(*) FROM loyalty.verify();
+SQL
+)
+# 3 partitions with their primary key and reference index each, none left under its old name;
+# one more partition ahead, named as the others
+check "a ledger partitioned under 1.3: partitions and indexes renamed, one more made ahead, writes, verify() clean" \
+    "$(echo $out)" "9 0 1 0 5 0"
 exit $fail

@@ -547,3 +547,44 @@ GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
 ALTER TABLE loyalty.membership_models ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.membership_models USING (loyalty.program_visible(program_id));
 GRANT SELECT ON loyalty.membership_models TO loyalty_admin;
+-- == pg_partman can manage the ledger's partitions ==============================
+-- Partitions are named as pg_partman names them; those of an install
+-- partitioned before are renamed (with their indexes), so that pg_partman
+-- finds them by name and adds its own next to them.
+#include "udfs/ledger_partition_name/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_name(timestamptz, timestamptz) IS
+    'Internal: the name pg_partman gives the ledger partition of a period (ledger_pYYYY_MM, ledger_pYYYY_MM_DD, ledger_pYYYYwWW, ledger_pYYYYqQ, ledger_pYYYY)';
+REVOKE ALL ON FUNCTION loyalty.ledger_partition_name(timestamptz, timestamptz) FROM PUBLIC;
+#include-replace "udfs/ledger_add_partition/1.4.sql"
+#include-replace "udfs/ledger_restore_convert/1.4.sql"
+DO $$
+DECLARE
+    p record;
+    i record;
+BEGIN
+    FOR p IN SELECT c.relname AS old, loyalty.ledger_partition_name(l.lower_bound, l.upper_bound) AS new
+             FROM loyalty.ledger_partitions() l JOIN pg_catalog.pg_class c ON c.oid = l.partition
+             WHERE NOT l.is_default AND c.relnamespace = 'loyalty'::regnamespace LOOP
+        CONTINUE WHEN p.old = p.new OR pg_catalog.to_regclass(format('loyalty.%I', p.new)) IS NOT NULL;
+        EXECUTE format('ALTER TABLE loyalty.%I RENAME TO %I', p.old, p.new);
+        FOR i IN SELECT c.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+                 WHERE x.indrelid = format('loyalty.%I', p.new)::regclass AND starts_with(c.relname, p.old || '_') LOOP
+            EXECUTE format('ALTER INDEX loyalty.%I RENAME TO %I', i.relname, p.new || substr(i.relname, length(p.old) + 1));
+        END LOOP;
+    END LOOP;
+END $$;
+-- Partitions made by other tools get the TRUNCATE refusal and row-level
+-- security; a partition holding entries not carried forward may not leave.
+#include "udfs/ledger_partition_added/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_partition_added() IS
+    'Internal event trigger: give every ledger partition without it (created or attached by any tool, pg_partman included) the TRUNCATE refusal and the parent''s row-level security';
+CREATE EVENT TRIGGER loyalty_ledger_partition_added ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION loyalty.ledger_partition_added();
+#include "udfs/ledger_keep_entries/1.4.sql"
+COMMENT ON FUNCTION loyalty.ledger_keep_entries() IS
+    'Internal event trigger: refuse (55000) to detach or drop a partition of loyalty.ledger that holds entries loyalty.archive_ledger() has not carried forward';
+CREATE EVENT TRIGGER loyalty_ledger_keep_entries ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
+    EXECUTE FUNCTION loyalty.ledger_keep_entries();
+REVOKE ALL ON FUNCTION loyalty.ledger_partition_added(), loyalty.ledger_keep_entries() FROM PUBLIC;
