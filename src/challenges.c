@@ -193,7 +193,11 @@ period_from(const char *s)
 		return P_CAMPAIGN;
 	if (strcmp(s, "streak") == 0)
 		return P_STREAK;
-	elog(ERROR, "loyalty: unknown challenge period \"%s\"", s);
+	/* the table's CHECK allows no other; challenge_period takes any text */
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown challenge period \"%s\"", s),
+			 errhint("A period is month, week, days, joining, campaign or streak.")));
 	return P_MONTH;
 }
 

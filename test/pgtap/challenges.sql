@@ -4,7 +4,7 @@
 -- completion (points clawed back by policy); member_progress for the app.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(58);
+SELECT plan(59);
 
 SELECT create_program('challenges', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
@@ -186,6 +186,9 @@ SELECT is(loyalty.challenge_period('streak', NULL, NULL, NULL, '2027-01-01 00:30
           tstzrange('2026-12-28 00:00+09', NULL), 'period: a streak from its local week on, open-ended');
 SELECT is(loyalty.challenge_period('campaign', NULL, NULL, '2027-01-01', '2026-12-01', 'UTC', NULL),
           tstzrange('-infinity', '2027-01-01'), 'period: a campaign''s window');
+-- an unknown period is the caller's mistake (22023), not an internal error
+SELECT throws_ok($$SELECT loyalty.challenge_period('fortnight', NULL, NULL, NULL, now(), 'UTC', NULL)$$,
+                 '22023', 'unknown challenge period "fortnight"', 'period: an unknown period is refused (22023)');
 
 -- a challenge created and rolled back is forgotten, though the program's
 -- rules version it was read under is reused by the next change
