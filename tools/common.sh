@@ -10,7 +10,8 @@ export PG_CONFIG
 
 # Debian packages the build and the tests need (a minbase Debian has none of
 # them): build-essential is what dpkg-buildpackage checks for, procps gives
-# the scripts pgrep.  The last line is for the real clients of
+# the scripts pgrep, sqlsmith sends test/scripts/sqlsmith.sh its random
+# queries.  The last line is for the real clients of
 # test/scripts/clients.sh: Debian's psycopg2 and psycopg 3, Node.js and npm
 # (node-postgres itself comes from the npm registry), a JDK and Debian's JDBC
 # driver.
@@ -20,7 +21,7 @@ PACKAGES=(
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	debhelper dpkg-dev postgresql-server-dev-all git python3
 	postgresql-$PGVER-cron
-	pg-bsd-indent cppcheck
+	pg-bsd-indent cppcheck sqlsmith
 	python3-psycopg2 python3-psycopg nodejs npm default-jdk-headless libpostgresql-jdbc-java
 )
 
