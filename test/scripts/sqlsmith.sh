@@ -13,10 +13,11 @@
 # (server log, every query in queries-*.sql.gz) for inspection.
 #
 # The superuser can call PostgreSQL's own pg_terminate_backend() and
-# pg_cancel_backend(); sqlsmith's integer constants (1..100) and its own
-# pg_backend_pid() are the only pids it can name, so at worst it ends its own
-# session, which it then reopens: such disconnections are counted, not
-# failures.  The run uses a cluster of its own, so nothing else is reachable.
+# pg_cancel_backend(); sqlsmith's integers are its constants (1..100) and the
+# fixture's small column values, so the only backend it can name is its own
+# (pg_backend_pid()): at worst it ends its session, which it then reopens.
+# Such ends are counted, not failures.  The run uses a cluster of its own, so
+# nothing else is reachable.
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -100,28 +101,38 @@ fi
 echo "== errors sqlsmith saw, by SQLSTATE (the first message of each)"
 q -d smithlog -F ' | ' -c "SELECT sqlstate, count(*), min(split_part(msg, E'\n', 1)) FROM error GROUP BY 1 ORDER BY 2 DESC, 1" |
     sed 's/^/   /' | cut -c1-160
-# an XX error of the log, with the LOCATION (file) that raised it and its CONTEXT
-awk '
-    / XX[0-9A-Z][0-9A-Z][0-9A-Z] +(ERROR|FATAL|PANIC):/ { if (msg) print msg "\t" loc "\t" ctx; msg = $0; loc = ""; ctx = ""; inxx = 1; next }
-    /^20[0-9][0-9]-/ && !/ (LOCATION|CONTEXT|STATEMENT|DETAIL|HINT):/ { if (msg) print msg "\t" loc "\t" ctx; msg = ""; inxx = 0; next }
-    inxx && / LOCATION: / { sub(/.* LOCATION: +/, ""); loc = $0; next }
-    inxx && / CONTEXT: / { sub(/.* CONTEXT: +/, ""); ctx = $0; next }
-    END { if (msg) print msg "\t" loc "\t" ctx }
-' "$TMP/server.log" >"$TMP/xx.tsv"
-# raised by our C code: a LOCATION naming one of our functions in one of our
-# files (PostgreSQL has a trigger.c too); or inside one of our functions
+# Each internal error of the log, classified: "ext" when raised by our C code
+# (its LOCATION names one of our functions in one of our files: PostgreSQL
+# has a trigger.c too) or inside one of our functions (its CONTEXT names a
+# function of schema loyalty: PL/pgSQL ones qualified, SQL ones by name),
+# else "pg"; then the message, LOCATION and CONTEXT.
 ours="^($(grep -hoE '^[A-Za-z_][A-Za-z0-9_]*\(' "$ROOT"/src/*.c | tr -d '(' | sort -u | paste -sd'|')), ($(cd "$ROOT/src" && ls *.c | paste -sd'|')):"
-ext_xx=$(awk -F'\t' -v ours="$ours" '$2 ~ ours || $3 ~ /loyalty\./' "$TMP/xx.tsv" | wc -l)
-pg_xx=$(($(wc -l <"$TMP/xx.tsv") - ext_xx))
+sqlfns=$(q -d smith -c "SELECT string_agg(DISTINCT p.proname, '|') FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+                        WHERE p.pronamespace = 'loyalty'::regnamespace AND l.lanname = 'sql'")
+inside="loyalty[.]|SQL function \"(${sqlfns:-none})\""
+awk -v ours="$ours" -v inside="$inside" '
+    function flush() {
+        if (msg) print ((loc ~ ours || ctx ~ inside) ? "ext" : "pg") "\t" msg "\t" loc "\t" ctx
+        msg = ""; inctx = 0
+    }
+    / XX[0-9A-Z][0-9A-Z][0-9A-Z] +(ERROR|FATAL|PANIC):/ { flush(); msg = $0; sub(/^.* (ERROR|FATAL|PANIC): +/, "", msg); loc = ""; ctx = ""; next }
+    /^20[0-9][0-9]-/ && !/ (LOCATION|CONTEXT|STATEMENT|DETAIL|HINT):/ { flush(); next }
+    msg && / LOCATION: / { sub(/.* LOCATION: +/, ""); loc = $0; inctx = 0; next }
+    msg && / CONTEXT: / { sub(/.* CONTEXT: +/, ""); ctx = $0; inctx = 1; next }
+    msg && /^\t/ && inctx { ctx = ctx " | " substr($0, 2); next }
+    /^20[0-9][0-9]-/ { inctx = 0 }
+    END { flush() }
+' "$TMP/server.log" >"$TMP/xx.tsv"
+ext_xx=$(grep -c '^ext' "$TMP/xx.tsv" || true)
+pg_xx=$(grep -c '^pg' "$TMP/xx.tsv" || true)
 echo "== internal errors (XX): $ext_xx raised by the extension or inside its functions, $pg_xx elsewhere in PostgreSQL"
 if [ "$pg_xx" -gt 0 ]; then
-    awk -F'\t' -v ours="$ours" '!($2 ~ ours || $3 ~ /loyalty\./)' "$TMP/xx.tsv" |
-        sed -E 's/^[^ ]+ [^ ]+ [^ ]+ \[[0-9]+\] //' | awk -F'\t' '{ print $1 " (" $2 ")" }' | sort | uniq -c | sort -rn |
+    awk -F'\t' '$1 == "pg" { print $2 " (" $3 ")" }' "$TMP/xx.tsv" | sort | uniq -c | sort -rn |
         head -20 | sed 's/^/   PostgreSQL: /' | cut -c1-200
 fi
 if [ "$ext_xx" -gt 0 ]; then
     echo "FAIL internal errors in the extension:"
-    awk -F'\t' -v ours="$ours" '$2 ~ ours || $3 ~ /loyalty\./' "$TMP/xx.tsv" | head -20 | sed 's/^/   /'
+    grep '^ext' "$TMP/xx.tsv" | head -20 | sed 's/^/   /'
     fail=1
 fi
 disconnects=$(grep -c "terminating connection due to administrator command" "$TMP/server.log" || true)
