@@ -10,7 +10,9 @@
 -- earn, a preview and a tier evaluation.  Every case must succeed or fail
 -- with a SQLSTATE outside class XX (a crash ends the file early); accepted
 -- values must read back as written.  Each case runs in a subtransaction that
--- is rolled back, so the program stays as set up.
+-- is rolled back, so the program stays as set up.  The binary cases write
+-- their file with the server-side lo_export and read it with COPY FROM a
+-- file, so the file runs as a superuser (as the suite does).
 --   FUZZ_SEED=7 FUZZ_CASES=100000 pg_prove -d DB test/pgtap/fuzz_generated.sql
 \getenv fuzz_cases FUZZ_CASES
 \getenv fuzz_seed FUZZ_SEED
