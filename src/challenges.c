@@ -193,6 +193,7 @@ period_from(const char *s)
 		return P_CAMPAIGN;
 	if (strcmp(s, "streak") == 0)
 		return P_STREAK;
+	/* the table's CHECK allows no other; challenge_period takes any text */
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown challenge period \"%s\"", s),

@@ -25,8 +25,9 @@ PACKAGES=(
 	python3-psycopg2 python3-psycopg nodejs npm default-jdk-headless libpostgresql-jdbc-java
 )
 # Only the tests (tools/test.sh) need these: test/scripts/report.sh renders
-# the HTML report in headless Chromium, with a font of known metrics.
-TEST_PACKAGES=(chromium fonts-dejavu-core)
+# the HTML report in headless Chromium, with a font of known metrics;
+# sqlsmith sends test/scripts/sqlsmith.sh its random queries.
+TEST_PACKAGES=(chromium fonts-dejavu-core sqlsmith)
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 

@@ -68,7 +68,7 @@ COMMENT ON TABLE loyalty.tier_history IS 'Every tier change of a member: from, t
 CREATE TRIGGER tiers_bump AFTER INSERT OR UPDATE OR DELETE ON loyalty.tiers
     FOR EACH ROW EXECUTE FUNCTION loyalty.rules_version_bump();
 
-#include "udfs/set_tier_policy/1.1.sql"
+#include "udfs/set_tier_policy/1.4.sql"
 COMMENT ON FUNCTION loyalty.set_tier_policy(bigint, text, text, integer, text, interval, boolean) IS
     'Set how a program''s members qualify for tiers: metric, window, downgrade rule, grace period, refund effect';
 

@@ -3,7 +3,7 @@
 -- multipliers, history and tier_at.
 BEGIN;
 SET LOCAL search_path = public, loyalty;   -- pgTAP compares tiers with the tier operators
-SELECT plan(43);
+SELECT plan(44);
 
 SELECT loyalty.create_program('tiers') AS p \gset
 SELECT loyalty.set_tier_policy(:p, 'spend');
@@ -109,6 +109,8 @@ SELECT loyalty.earn(:vm, 5, occurred_at => '2026-03-01 10:00+00');
 SELECT is(loyalty.tier_metric(:vm, '2026-06-01'), 2::numeric, 'visits: distinct days in the calendar year (2025 not included)');
 SELECT loyalty.set_tier_policy(:v, 'points', 'anniversary', 12);
 SELECT is(loyalty.tier_metric(:vm, '2026-06-01'), 10::numeric, 'points earned in the current membership year (from the join date at 12:00)');
+SELECT throws_ok(format($$SELECT loyalty.set_tier_policy(%s, 'spend', 'calendar', 0)$$, :v), '22023',
+                 'window_months must be between 1 and 120, got 0', 'a window of 0 months is refused (22023), not divided by');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'the books balance');
 -- an earn reads the qualification window only when the member's lifetime

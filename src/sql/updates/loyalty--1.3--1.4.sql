@@ -292,6 +292,7 @@ COMMENT ON FUNCTION loyalty.apply_tiers(bigint[], boolean[], loyalty.tier[], tim
     'Internal: a tier review''s decisions for a batch of locked members, in one writer: changes[i] moves members[i] to tiers[i] (no lock, no grace), else its grace period becomes grace_until[i]; the caller writes history and events';
 REVOKE ALL ON FUNCTION loyalty.apply_tiers(bigint[], boolean[], loyalty.tier[], timestamptz[]) FROM PUBLIC;
 #include-replace "udfs/review_tiers_batch/1.4.sql"
+#include-replace "udfs/set_tier_policy/1.4.sql"
 #include "udfs/set_referral_pending/1.4.sql"
 COMMENT ON FUNCTION loyalty.set_referral_pending(bigint, boolean) IS
     'Internal: mark whether the member''s referral still waits for a qualifying purchase (accounts.referral_pending), under its lock';
