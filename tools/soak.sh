@@ -6,8 +6,8 @@
 #     and again with household pools;
 #   - SOAK_CRASH_ROUNDS (20) rounds of SIGKILL under load, each followed by
 #     the replay of every acknowledged call and verify();
-#   - every other soak-sized script that exists (random SQL, generated input)
-#     at its soak size;
+#   - random SQL (sqlsmith, 100,000 queries), generated input (100,000 cases),
+#     failover and point-in-time recovery under a longer load;
 #   - with LOYALTY_PG_BIN set, the whole suite on that instrumented build
 #     (test/scripts/instrumented.sh).
 # Prints each part's figures and one line "soak: N parts passed, M failed".
@@ -40,9 +40,16 @@ part() {   # name, command...: run one part, keep its last lines
 part "chaos load, ${chaos}s" env CHAOS_SECONDS="$chaos" bash test/scripts/chaos_load.sh
 part "chaos load with household pools, ${chaos}s" env CHAOS_SECONDS="$chaos" bash test/scripts/chaos_pools.sh
 part "crash recovery, $rounds rounds" env CRASH_ROUNDS="$rounds" bash test/scripts/crash_recovery.sh
-[ -f test/scripts/sqlsmith.sh ] && part "sqlsmith, 100,000 queries" env SQLSMITH_QUERIES=100000 bash test/scripts/sqlsmith.sh
-[ -f test/scripts/fuzz_soak.sh ] && part "generated input, 100,000 cases" env FUZZ_CASES=100000 bash test/scripts/fuzz_soak.sh
-[ -f test/scripts/failover.sh ] && part "failover under load" env SOAK=1 bash test/scripts/failover.sh
+part "sqlsmith, 100,000 queries" env SQLSMITH_QUERIES=100000 bash test/scripts/sqlsmith.sh
+fuzz() {    # the generated-input file of the suite, at the soak size, in a database of its own
+    dropdb --if-exists loyalty_fuzz_soak && createdb loyalty_fuzz_soak &&
+    psql -qX -d loyalty_fuzz_soak -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION loyalty" &&
+    FUZZ_CASES=100000 pg_prove -d loyalty_fuzz_soak test/pgtap/fuzz_generated.sql; local rc=$?
+    dropdb --if-exists loyalty_fuzz_soak; return $rc
+}
+part "generated input, 100,000 cases" fuzz
+part "failover under load, 60s at 16 clients" env FAILOVER_SECONDS=60 FAILOVER_CLIENTS=16 bash test/scripts/failover.sh
+part "point-in-time recovery, 3 phases of 30s at 16 clients" env PITR_SECONDS=30 PITR_CLIENTS=16 bash test/scripts/pitr.sh
 [ -n "${LOYALTY_PG_BIN:-}" ] && part "the suite on $LOYALTY_PG_BIN" bash test/scripts/instrumented.sh
 echo; printf "%s\n" "${lines[@]}"
 echo "soak: $passed parts passed, $failed failed"

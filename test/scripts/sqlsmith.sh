@@ -10,7 +10,8 @@
 # The errors sqlsmith saw are listed by SQLSTATE.  Replay a run with the seed
 # it prints: SQLSMITH_SEED=<seed> (the superuser half takes the seed, the
 # application half seed + 1); SQLSMITH_KEEP=1 keeps the cluster's directory
-# (server log, every query in queries-*.sql.gz) for inspection.
+# (server log, every query in queries-*.sql.gz) for inspection; SQLSMITH_PORT
+# (54397) is its port.
 #
 # The superuser can call PostgreSQL's own pg_terminate_backend() and
 # pg_cancel_backend(); sqlsmith's integers are its constants (1..100) and the
@@ -26,7 +27,7 @@ SEED=${SQLSMITH_SEED:-$(( (RANDOM << 15 | RANDOM) % 1000000000 ))}
 SMITH=${SQLSMITH:-$(command -v sqlsmith || true)}
 [ -n "$SMITH" ] || { echo "sqlsmith.sh: sqlsmith is not installed (Debian package sqlsmith)" >&2; exit 1; }
 TMP=$(mktemp -d -t loyalty-smith.XXXXXX)
-PORT=54397
+PORT=${SQLSMITH_PORT:-54397}
 if [ "$(id -u)" -eq 0 ]; then chown postgres "$TMP"; RUN="runuser -u postgres --"; else RUN=""; fi
 cleanup() {
     set +e
