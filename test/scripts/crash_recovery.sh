@@ -13,7 +13,7 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROUNDS=${CRASH_ROUNDS:-3}
 TMP=$(mktemp -d -t loyalty-crash.XXXXXX)
-PORT=54392
+PORT=${CRASH_PORT:-54392}
 DB=loyalty_crash
 # shellcheck source=test/load/acked.sh
 . "$ROOT/test/load/acked.sh"

@@ -9,7 +9,9 @@
 #     under valgrind memcheck (slow: hours for the whole suite; set
 #     LOYALTY_INSTRUMENTED_PARTS to a subset, see below);
 #   - --enable-cassert alone: assertions only.
-# Then every report is classified: one with a frame in the extension's code
+# Then the chaos load and the crash rounds run on the build too
+# (LOYALTY_INSTRUMENTED_SCRIPTS, default "chaos_load crash_recovery"; not
+# under valgrind).  Every report is classified: one with a frame in the extension's code
 # (loyalty.so, src/*.c) fails the run; reports wholly inside PostgreSQL are
 # listed.  A crash or failed assertion fails the run too (pg_versions.sh).
 #
@@ -63,6 +65,27 @@ export LOYALTY_PG_VERSIONS=inst LOYALTY_PGinst_BIN=$BIN
 export LOYALTY_STORE_MODES=${LOYALTY_STORE_MODES:-on off}
 bash "$ROOT/test/scripts/pg_versions.sh"
 rc=$?
+
+# The chaos load and the crash rounds on the same build (not under valgrind,
+# whose wrapper these scripts' own pg_ctl does not know): the extension
+# pg_versions.sh built and installed there, a cluster of its own.
+SCRIPTS=${LOYALTY_INSTRUMENTED_SCRIPTS-chaos_load crash_recovery}
+if [ "$KIND" != valgrind ] && [ -n "$SCRIPTS" ]; then
+    D=$(mktemp -d -t loyalty-instrumented-cluster.XXXXXX)
+    IPORT=${LOYALTY_INSTRUMENTED_PORT:-54431}
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$D"; AS=(runuser -u postgres --); else AS=(); fi
+    "${AS[@]}" "$BIN/initdb" -D "$D/data" -U postgres -A trust >/dev/null &&
+        "${AS[@]}" "$BIN/pg_ctl" -D "$D/data" -l "$D/log" -w -t 120 \
+            -o "-p $IPORT -k $D -c listen_addresses= -c max_prepared_transactions=10" start >/dev/null || rc=1
+    for s in $SCRIPTS; do
+        echo "== $s on $BIN"
+        PGHOST=$D PGPORT=$IPORT PGUSER=postgres PGBIN=$BIN PATH="$BIN:$PATH" CRASH_PORT=$((IPORT + 1)) \
+            bash "$ROOT/test/scripts/$s.sh" || { echo "FAILED $s"; rc=1; }
+    done
+    "${AS[@]}" "$BIN/pg_ctl" -D "$D/data" -m fast stop >/dev/null
+    if grep -E "TRAP:|terminated by signal" "$D/log"; then echo "FAILED: a crash or failed assertion in the server log"; rc=1; fi
+    rm -rf "$D"
+fi
 
 # Every report (a file with an error in it: valgrind's own warnings about
 # debug information are not reports), classified by whether a frame is ours.
