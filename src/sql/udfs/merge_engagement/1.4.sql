@@ -13,6 +13,15 @@ BEGIN
     -- Row by row, each statement on one member's rows: on Citus the two
     -- members may live on different workers.  The caller holds both locks.
 
+    -- coupons: a use held at a checkout is released, as the absorbed
+    -- member's points holds are (the checkout redeems again on the
+    -- survivor); captured ones stay with the orders they were on, counted in
+    -- the survivor's limits, given back through either member
+    FOR r IN SELECT x.redemption_id FROM loyalty.coupon_redemptions x
+             WHERE x.member_id = merge_engagement.absorbed AND x.status = 'held' ORDER BY x.redemption_id LOOP
+        PERFORM loyalty.release_coupon(merge_engagement.absorbed, r.redemption_id);
+    END LOOP;
+
     -- tags: the survivor has both members' tags (the earlier tagging kept)
     FOR r IN SELECT * FROM loyalty.member_tags t WHERE t.member_id = merge_engagement.absorbed ORDER BY t.tag LOOP
         INSERT INTO loyalty.member_tags AS t (member_id, tag, program_id, tagged_at, tagged_by)
