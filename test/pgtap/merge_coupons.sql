@@ -1,13 +1,13 @@
 -- A merge and the absorbed member's coupons: its uses count toward the
 -- survivor's per-member limits (a merge gives no second "once per member"
 -- use, after any number of merges), its captured uses stay with the orders
--- they were on (a refund of one, by either member, gives the coupon back and
+-- they were on (a refund of one, by either member's id, gives the coupon back and
 -- takes its points back from the survivor), its held uses are released as
 -- its points holds are, and a redemption acknowledged on it replays on
 -- either member, writing nothing.  Runs with either store.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(23);
+SELECT plan(24);
 
 SELECT create_program('merge coupons', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob, enroll(:p, 'app', 'cy') AS cy \gset
@@ -22,6 +22,9 @@ SELECT redemption_id AS r1 FROM coupon_redemptions WHERE member_id = :bob AND id
 SELECT earn(:bob, 30, reference => 'b2');
 SELECT capture_coupon(:bob, redeem_coupon(:bob, 'BONUS', 30, reference => 'b2', idempotency_key => 'bk-2'));
 SELECT redeem_coupon(:bob, 'HELD', 40, reference => 'b3', idempotency_key => 'bk-3') AS r3 \gset
+SELECT create_coupon_campaign(:p, 'four', 'bonus_points', 4, code => 'FOUR') AS four \gset
+SELECT earn(:bob, 20, reference => 'b4');
+SELECT capture_coupon(:bob, redeem_coupon(:bob, 'FOUR', 20, reference => 'b4'));
 
 SELECT merge_members(:ann, :bob) IS NOT NULL AS merged;
 CREATE TEMP TABLE n AS SELECT (SELECT count(*) FROM coupon_redemptions) AS redemptions, (SELECT count(*) FROM ledger) AS entries,
@@ -68,7 +71,11 @@ SELECT is(redeem_coupon(:ann, 'ONCE', 50, reference => 'b1', idempotency_key => 
           '... and on the member in between');
 
 -- a refund of the absorbed member's order gives its coupon back
-SELECT is((SELECT balance::bigint FROM accounts WHERE member_id = :cy), 85::bigint, 'the survivor has 50 + 30 + 5 points');
+SELECT is((SELECT balance::bigint FROM accounts WHERE member_id = :cy), 109::bigint, 'the survivor has 50 + 30 + 5 + 20 + 4 points');
+SELECT refund(:bob, 'b4');
+SELECT is((SELECT (status, (SELECT balance::bigint FROM accounts WHERE member_id = :cy))::text FROM coupon_redemptions
+           WHERE member_id = :bob AND campaign_id = :four), '(reversed,85)',
+          'a refund by the absorbed member''s id reverses its coupon too, its 20 + 4 points taken from the last survivor');
 SELECT refund(:cy, 'b2');
 SELECT is((SELECT status FROM coupon_redemptions WHERE member_id = :bob AND campaign_id = :bonus), 'reversed',
           'a refund of the absorbed member''s order through the survivor reverses its coupon');
