@@ -9,14 +9,21 @@
 # goals are out of reach, so the ratios are the cost of moving progress, not
 # of awards.  See bench/README.md.
 #
+# Most purchases of a run are their member's first of the period (each
+# inserts its progress rows); BENCH_WARM=1 gives every member one purchase
+# before the runs, so they measure the steady state (each earn updates the
+# member's periods).
+#
 #   pg_virtualenv -t -v 15 bench/engagement.sh
 #   BENCH_MEMBERS=10000 BENCH_SECONDS=10 pg_virtualenv -t -v 15 bench/engagement.sh   # quicker
+#   BENCH_WARM=1 pg_virtualenv -t -v 15 bench/engagement.sh                            # periods already open
 set -euo pipefail
 
 BENCH_MEMBERS=${BENCH_MEMBERS:-100000}
 BENCH_SECONDS=${BENCH_SECONDS:-60}
 BENCH_CLIENTS=${BENCH_CLIENTS:-2}
 BENCH_DB=${BENCH_DB:-loyalty_bench_engagement}
+BENCH_WARM=${BENCH_WARM:-0}
 
 BENCH_NAME=engagement.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,6 +72,12 @@ SQL
 for p in engaged targeted; do
     printf '\\set m :%s + random(1, :members)\n\\set amount random(1, 200)\nSELECT loyalty.earn(:m, :amount);\n' "$p" >"$TMP/$p.sql"
 done
+if [ "$BENCH_WARM" = 1 ]; then
+    # every member's periods open before the runs (purchases today: the
+    # runs' periods, but for the days and streak challenges' own starts)
+    q -o /dev/null -c "SELECT count(loyalty.earn(member_id, 1)) FROM loyalty.members" -c "VACUUM ANALYZE"
+    echo "  warmed: one purchase per member, progress rows: $(q1 "SELECT count(*) FROM loyalty.challenge_progress")"
+fi
 q -c "CHECKPOINT"
 
 for sync in on off; do

@@ -3,7 +3,7 @@
 -- the last use of a code and a campaign's budget hold across shards.
 -- Run by test/scripts/citus.sh after loyalty.distribute().
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 
 SELECT loyalty.create_program('tap-coupons') AS p \gset
 CREATE TEMP TABLE cm AS SELECT loyalty.enroll(:p, 'app', 'coupon-' || g) AS m FROM generate_series(1, 8) g;
@@ -33,6 +33,16 @@ SELECT loyalty.tag_member(:b, 'tap-vip');
 SELECT loyalty.create_coupon_campaign(:p, 'tap-vip', 'bonus_points', 5, code => 'TAPVIP', tags => '{tap-vip}');
 SELECT loyalty.validate_coupon(:a, 'TAPVIP') ->> 'reason' AS ra, loyalty.validate_coupon(:b, 'TAPVIP') ->> 'valid' AS vb \gset
 SELECT is(:'ra' || ' ' || :'vb', 'tag true', 'a campaign for tagged members: the tag on the member''s shard');
+-- a merge across shards: the absorbed member's use counts toward the
+-- survivor's limit, and its redemption replays on the survivor
+SELECT loyalty.create_coupon_campaign(:p, 'tap-member', 'amount_off', 5, code => 'TAPMEM', uses_per_member => 1) AS c3 \gset
+SELECT loyalty.redeem_coupon(:b, 'TAPMEM', 20, reference => 'tap-m1', idempotency_key => 'tap-mk') AS rm \gset
+SELECT loyalty.capture_coupon(:b, :rm);
+SELECT loyalty.merge_members(:a, :b) IS NOT NULL AS merged;
+SELECT is(loyalty.validate_coupon(:a, 'TAPMEM', 20) ->> 'reason', 'member_limit',
+          'a merge across shards: the absorbed member''s use counts toward the survivor''s limit');
+SELECT is(loyalty.redeem_coupon(:a, 'TAPMEM', 20, reference => 'tap-m1', idempotency_key => 'tap-mk'), :rm::bigint,
+          '... and its redemption replays on the survivor');
 SELECT count(*) AS v FROM loyalty.verify() \gset
 SELECT is(:v::bigint, 0::bigint, 'verify() finds nothing');
 

@@ -4,7 +4,7 @@
 -- from the raw tables.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(17);
+SELECT plan(18);
 
 SELECT create_program('campaigns', earn_rate => 1) AS p \gset
 CREATE TEMP TABLE mm AS SELECT enroll(:p, 'app', 'm' || g, now() - interval '30 days') AS m, g FROM generate_series(1, 200) g;
@@ -80,6 +80,15 @@ SELECT is((SELECT (reached, redemptions, points_issued, cost)::text FROM campaig
           (SELECT (200, 1 + count(*) + 200, 10 + 40 * count(*) + 20 * 200, round((10 + 40 * count(*) + 20 * 200) * 0.01, 2))::text
            FROM grp WHERE NOT control AND g % 2 = 0),
           'a rule: the purchases it applied to, the points it added and their cost');
+-- a completion carried by a merge: its award stays in the absorbed member's ledger, and counts
+SELECT create_program('carried', earn_rate => 1) AS q \gset
+SELECT enroll(:q, 'app', 'eve') AS eve, enroll(:q, 'app', 'fay') AS fay \gset
+SELECT create_challenge(:q, 'two', 'Two purchases', 'purchases', 2, 'campaign', reward_points => '7') AS two \gset
+SELECT earn(:fay, 10, reference => 'f1'), earn(:fay, 10, reference => 'f2');
+SELECT merge_members(:eve, :fay) IS NOT NULL AS merged;
+SELECT is((SELECT (reached, redemptions, points_issued, cost)::text FROM campaign_results WHERE kind = 'challenge' AND campaign_id = :two),
+          (SELECT (1, 1, 7, round(7 * point_value, 2))::text FROM programs WHERE program_id = :q),
+          'a completion carried by a merge: its award (in the absorbed member''s ledger) and its cost still count');
 SELECT throws_ok('SELECT loyalty.set_control_group(''coupon'', -1, 0.1)', 'P0002', NULL, 'an unknown campaign');
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 SELECT * FROM finish();

@@ -4,7 +4,7 @@
 -- from the survivor) and survey answers (one per survey).
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(20);
+SELECT plan(26);
 
 SELECT create_program('merge engagement', earn_rate => 1) AS p \gset
 SELECT enroll(:p, 'app', 'ann') AS ann, enroll(:p, 'app', 'bob') AS bob \gset
@@ -85,6 +85,27 @@ SELECT is((SELECT (value, completed_at, award_entry) FROM challenge_progress WHE
           (1::numeric, NULL::timestamptz, NULL::bigint), 'a refund of the absorbed member''s purchase undoes it');
 SELECT is((SELECT balance::bigint FROM accounts WHERE member_id = :eve), 10::bigint,
           '... and claws its 7 points back from the survivor (10 + 10 + 7 - 10 - 7)');
+
+-- after a second merge, a carried award still names the ledger it was paid to
+SELECT enroll(:p, 'app', 'gus') AS gus, enroll(:p, 'app', 'hal') AS hal, enroll(:p, 'app', 'ida') AS ida \gset
+SELECT earn(:ida, 10, reference => 'i1'), earn(:ida, 10, reference => 'i2');
+SELECT merge_members(:hal, :ida) IS NOT NULL AS merged;
+SELECT merge_members(:gus, :hal) IS NOT NULL AS merged;
+SELECT is((SELECT award_member FROM challenge_progress WHERE member_id = :gus AND challenge_id = :two), :ida::bigint,
+          'after two merges a carried award names the member it was paid to, not the one in between');
+SELECT is((SELECT points_issued FROM campaign_results WHERE kind = 'challenge' AND campaign_id = :two), 7::numeric,
+          '... so campaign_results counts its points');
+SELECT is_empty('SELECT * FROM loyalty.verify()', '... and verify() accepts it');
+SAVEPOINT tamper;
+UPDATE challenge_progress SET award_member = :hal WHERE member_id = :gus AND challenge_id = :two;
+SELECT count(*) AS flagged FROM loyalty.verify() WHERE invariant = 'a paid challenge completion names its award' \gset
+ROLLBACK TO SAVEPOINT tamper;
+SELECT is(:flagged::bigint, 1::bigint, 'verify() finds a carried award that names a ledger without it');
+SELECT refund(:gus, 'i2');
+SELECT is((SELECT (value, award_entry) FROM challenge_progress WHERE member_id = :gus AND challenge_id = :two),
+          (1::numeric, NULL::bigint), 'a refund of the first absorbed member''s purchase undoes the completion');
+SELECT is((SELECT balance::bigint FROM accounts WHERE member_id = :gus), 10::bigint,
+          '... and claws its 7 points back from the last survivor (10 + 10 + 7 - 10 - 7)');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 SELECT * FROM finish();

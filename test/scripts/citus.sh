@@ -284,6 +284,16 @@ else bad "redeem_reward() on both workers" "$out"; fi
 check "the stocked reward lost one unit (a reference table written from a worker)" \
     "SELECT stock = 9 FROM loyalty.rewards WHERE reward_id = $RS"
 
+# --- coupons: top-level calls are delegated to the member's worker -------------------
+q -o /dev/null -c "SELECT loyalty.create_coupon_campaign($P, 'shard-once', 'amount_off', 5, code => 'SHONCE', uses_per_member => 1)"
+if out=$(q -c "SELECT loyalty.redeem_coupon($EA, 'SHONCE', 20, reference => 'sh-1', idempotency_key => 'sh-k1') > 0" \
+           -c "SELECT loyalty.redeem_coupon($EA, 'SHONCE', 20, reference => 'sh-1', idempotency_key => 'sh-k1') > 0" \
+           -c "SELECT loyalty.validate_coupon($EA, 'SHONCE', 20) ->> 'reason'" \
+           -c "SELECT loyalty.capture_coupon($EB, loyalty.redeem_coupon($EB, 'SHONCE', 20, reference => 'sh-2'))" 2>&1) &&
+   [ "$(echo $out)" = "t t member_limit 0" ]; then
+    ok "redeem_coupon(), its replay, validate_coupon() and capture_coupon() on both workers (delegated)"
+else bad "redeem_coupon() and capture_coupon() on both workers (delegated)" "$out"; fi
+
 # --- referrals ----------------------------------------------------------------------
 q -o /dev/null -c "SELECT loyalty.set_referral_rules($P, '50', '20')"
 RA=$(fresh_on ref-a $W1); RB=$(fresh_on ref-b $W2); RC=$(fresh_on ref-c $W1)

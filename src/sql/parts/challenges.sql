@@ -77,7 +77,7 @@ CREATE INDEX challenge_progress_challenge_idx ON loyalty.challenge_progress (cha
 COMMENT ON TABLE loyalty.challenge_progress IS
     'Each member''s progress in each period of a challenge, moved in the same transaction as the purchase, activity or referral (and back by a refund)';
 COMMENT ON COLUMN loyalty.challenge_progress.award_member IS
-    'Whose ledger award_entry is in when not this member''s: the member merged into this one that was paid (a merge carries progress, not ledger entries)';
+    'Whose ledger award_entry is in when not this member''s: the member merged into this one (directly or through other merges) that was paid (a merge carries progress, not ledger entries)';
 COMMENT ON COLUMN loyalty.challenge_progress.items IS
     'For visits, categories and streaks: each day, category or week counted, with the number of facts behind it (a refund takes its own away)';
 

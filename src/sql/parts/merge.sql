@@ -5,5 +5,5 @@
 -- owner (it is granted to no one).
 #include "udfs/merge_engagement/1.4.sql"
 COMMENT ON FUNCTION loyalty.merge_engagement(bigint, bigint) IS
-    'Internal, under both members'' locks: a merge gives the survivor the absorbed member''s tags, badges, challenge progress (added up) and survey answers';
+    'Internal, under both members'' locks: a merge gives the survivor the absorbed member''s tags, badges, challenge progress (added up) and survey answers, and releases its held coupons';
 REVOKE ALL ON FUNCTION loyalty.merge_engagement(bigint, bigint) FROM PUBLIC;

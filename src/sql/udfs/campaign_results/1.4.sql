@@ -43,18 +43,28 @@ WITH c AS (
            var_samp(pm.revenue) FILTER (WHERE pm.control) AS var_c
     FROM per_member pm
     GROUP BY pm.kind, pm.campaign_id
+), awards AS MATERIALIZED (
+    -- the awards of completions that stand (a clawed-back one has none), in
+    -- the ledger of the member they were paid to: one carried by a merge is
+    -- the absorbed member's (award_member)
+    SELECT p.challenge_id, coalesce(p.award_member, p.member_id) AS paid_to, p.award_entry
+    FROM loyalty.challenge_progress p WHERE p.award_entry IS NOT NULL
+), award_points AS (
+    SELECT a.challenge_id, sum(l.points::bigint) AS points
+    FROM awards a JOIN loyalty.ledger l ON l.member_id = a.paid_to AND l.entry_id = a.award_entry
+    GROUP BY a.challenge_id
 ), reach AS (
     -- who the campaign reached and what it gave
     SELECT 'coupon'::text AS kind, r.campaign_id, count(DISTINCT r.member_id) AS reached, count(*) AS redemptions,
            sum(r.discount) AS discounts, sum(r.points) AS points
     FROM loyalty.coupon_redemptions r WHERE r.status = 'captured' GROUP BY r.campaign_id
     UNION ALL
-    -- (the awards of completions that stand: a clawed-back one has none)
-    SELECT 'challenge', h.challenge_id, count(DISTINCT p.member_id), count(*) FILTER (WHERE p.completed_at IS NOT NULL), 0,
-           coalesce(sum(l.points::bigint), 0)
-    FROM loyalty.challenges h JOIN loyalty.challenge_progress p ON p.challenge_id = h.challenge_id
-    LEFT JOIN loyalty.ledger l ON l.member_id = p.member_id AND l.entry_id = p.award_entry
-    GROUP BY h.challenge_id
+    SELECT 'challenge', x.challenge_id, x.reached, x.completions, 0, coalesce(ap.points, 0)
+    FROM (SELECT h.challenge_id, count(DISTINCT p.member_id) AS reached,
+                 count(*) FILTER (WHERE p.completed_at IS NOT NULL) AS completions
+          FROM loyalty.challenges h JOIN loyalty.challenge_progress p ON p.challenge_id = h.challenge_id
+          GROUP BY h.challenge_id) x
+    LEFT JOIN award_points ap ON ap.challenge_id = x.challenge_id
     UNION ALL
     SELECT 'journey', j.step_id, count(DISTINCT e.member_id), count(*), 0, 0
     FROM loyalty.journey_steps j

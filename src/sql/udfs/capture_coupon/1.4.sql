@@ -6,15 +6,29 @@ AS $$
 DECLARE
     r loyalty.coupon_redemptions;
     c loyalty.coupon_campaigns;
+    v_member bigint;
     v_entry bigint;
 BEGIN
     IF member IS NULL OR redemption IS NULL THEN
         RAISE EXCEPTION 'member and redemption must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) capture_coupon.member FOR NO KEY UPDATE;
     PERFORM loyalty.require_member(member);
+    -- a use by a member merged into this one stays that member's (with its
+    -- order): it is found by the survivor's id too, and handled as the
+    -- absorbed member's, which is locked, as a refund of its order locks it
+    v_member := member;
+    IF NOT EXISTS (SELECT FROM loyalty.coupon_redemptions x
+                   WHERE x.member_id OPERATOR(pg_catalog.=) capture_coupon.member
+                     AND x.redemption_id OPERATOR(pg_catalog.=) capture_coupon.redemption) THEN
+        SELECT x.member_id INTO v_member FROM loyalty.coupon_redemptions x
+        WHERE x.member_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT m.member_id FROM loyalty.members m
+                                                            WHERE m.merged_into OPERATOR(pg_catalog.=) capture_coupon.member))
+          AND x.redemption_id OPERATOR(pg_catalog.=) capture_coupon.redemption;
+        v_member := coalesce(v_member, member);
+    END IF;
+    PERFORM FROM loyalty.accounts x WHERE x.member_id OPERATOR(pg_catalog.=) v_member FOR NO KEY UPDATE;
     SELECT * INTO r FROM loyalty.coupon_redemptions x
-    WHERE x.member_id OPERATOR(pg_catalog.=) capture_coupon.member AND x.redemption_id OPERATOR(pg_catalog.=) capture_coupon.redemption
+    WHERE x.member_id OPERATOR(pg_catalog.=) v_member AND x.redemption_id OPERATOR(pg_catalog.=) capture_coupon.redemption
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'member % has no coupon redemption %', member, redemption USING ERRCODE = 'no_data_found';

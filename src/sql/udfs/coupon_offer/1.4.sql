@@ -105,9 +105,13 @@ BEGIN
             END IF;
         END IF;
 
-        -- the limits, over what is held (and not expired) or captured
+        -- the limits, over what is held (and not expired) or captured, by
+        -- the member or by the members merged into it (whose uses stay with
+        -- their orders)
         SELECT count(*) INTO v_uses FROM loyalty.coupon_redemptions r
-        WHERE r.member_id OPERATOR(pg_catalog.=) coupon_offer.member
+        WHERE r.member_id OPERATOR(pg_catalog.=) ANY (coupon_offer.member
+                  OPERATOR(pg_catalog.||) ARRAY(SELECT m.member_id FROM loyalty.members m
+                                                WHERE m.merged_into OPERATOR(pg_catalog.=) coupon_offer.member))
           AND r.campaign_id OPERATOR(pg_catalog.=) c.campaign_id
           AND (r.status = 'captured' OR (r.status = 'held' AND r.expires_at > now()));
         v_reason := CASE

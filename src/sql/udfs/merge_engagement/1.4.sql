@@ -13,6 +13,15 @@ BEGIN
     -- Row by row, each statement on one member's rows: on Citus the two
     -- members may live on different workers.  The caller holds both locks.
 
+    -- coupons: a use held at a checkout is released, as the absorbed
+    -- member's points holds are (the checkout redeems again on the
+    -- survivor); captured ones stay with the orders they were on, counted in
+    -- the survivor's limits, given back through either member
+    FOR r IN SELECT x.redemption_id FROM loyalty.coupon_redemptions x
+             WHERE x.member_id = merge_engagement.absorbed AND x.status = 'held' ORDER BY x.redemption_id LOOP
+        PERFORM loyalty.release_coupon(merge_engagement.absorbed, r.redemption_id);
+    END LOOP;
+
     -- tags: the survivor has both members' tags (the earlier tagging kept)
     FOR r IN SELECT * FROM loyalty.member_tags t WHERE t.member_id = merge_engagement.absorbed ORDER BY t.tag LOOP
         INSERT INTO loyalty.member_tags AS t (member_id, tag, program_id, tagged_at, tagged_by)
@@ -51,9 +60,12 @@ BEGIN
                                 ELSE p.completed_at END,
             award_entry = CASE WHEN p.completed_at IS NULL OR r.completed_at < p.completed_at THEN r.award_entry
                                ELSE p.award_entry END,
-            -- an award carried over stays in the absorbed member's ledger
+            -- an award carried over stays in the ledger it was paid to: the
+            -- absorbed member's, or, carried to it by an earlier merge, the
+            -- one it names
             award_member = CASE WHEN p.completed_at IS NULL OR r.completed_at < p.completed_at
-                                THEN CASE WHEN r.award_entry IS NOT NULL THEN merge_engagement.absorbed END
+                                THEN CASE WHEN r.award_entry IS NOT NULL
+                                          THEN coalesce(r.award_member, merge_engagement.absorbed) END
                                 ELSE p.award_member END,
             completions = p.completions + r.completions,
             clawed_back_at = greatest(p.clawed_back_at, r.clawed_back_at),
@@ -66,7 +78,8 @@ BEGIN
                                                     award_member, clawed_back_at, updated_at)
             VALUES (merge_engagement.survivor, r.challenge_id, r.period_start, r.period_end, r.program_id, r.value,
                     r.items, r.last_item, r.completed_at, r.completions, r.award_entry,
-                    CASE WHEN r.award_entry IS NOT NULL THEN merge_engagement.absorbed END, r.clawed_back_at, now());
+                    CASE WHEN r.award_entry IS NOT NULL THEN coalesce(r.award_member, merge_engagement.absorbed) END,
+                    r.clawed_back_at, now());
         END IF;
     END LOOP;
     DELETE FROM loyalty.challenge_progress p WHERE p.member_id = merge_engagement.absorbed;

@@ -15,6 +15,7 @@ DECLARE
     v_hash text;
     v_id bigint;
     v_code text;
+    v_root bigint;
 BEGIN
     PERFORM loyalty.coupon_check_basket(member, code, v_amount, lines);
     IF idempotency_key = '' THEN
@@ -31,6 +32,20 @@ BEGIN
         SELECT * INTO r FROM loyalty.coupon_redemptions x
         WHERE x.member_id OPERATOR(pg_catalog.=) redeem_coupon.member
           AND x.idempotency_key OPERATOR(pg_catalog.=) redeem_coupon.idempotency_key;
+        IF NOT FOUND THEN
+            -- a use acknowledged on a member merged with this one replays on
+            -- either (a merge leaves the uses with the absorbed member's
+            -- orders): the last survivor's own key first, then those of the
+            -- members merged into it
+            v_root := coalesce((SELECT m.merged_into FROM loyalty.members m
+                                WHERE m.member_id OPERATOR(pg_catalog.=) redeem_coupon.member), member);
+            SELECT * INTO r FROM loyalty.coupon_redemptions x
+            WHERE x.member_id OPERATOR(pg_catalog.=) ANY (v_root OPERATOR(pg_catalog.||)
+                      ARRAY(SELECT m.member_id FROM loyalty.members m WHERE m.merged_into OPERATOR(pg_catalog.=) v_root))
+              AND x.idempotency_key OPERATOR(pg_catalog.=) redeem_coupon.idempotency_key
+            ORDER BY x.member_id OPERATOR(pg_catalog.<>) v_root, x.redemption_id
+            LIMIT 1;
+        END IF;
         IF FOUND THEN
             IF r.request_hash OPERATOR(pg_catalog.<>) v_hash THEN
                 RAISE EXCEPTION 'idempotency key "%" was used for another coupon request', idempotency_key

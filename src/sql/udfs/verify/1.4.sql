@@ -184,12 +184,17 @@ AS $$
            format('challenge %s, period from %s: award entry %s', p.challenge_id, p.period_start, p.award_entry)
     FROM loyalty.challenge_progress p JOIN loyalty.challenges c ON c.challenge_id = p.challenge_id
     WHERE p.completed_at IS NOT NULL AND c.reward_points IS NOT NULL
-      -- (an award carried by a merge is in the absorbed member's ledger: the
-      -- survivor's records the merge from it)
-      AND NOT EXISTS (SELECT 1 FROM loyalty.ledger l
-                      WHERE l.member_id = p.member_id
-                        AND CASE WHEN p.award_member IS NULL THEN l.entry_id = p.award_entry AND l.kind = 'award'
-                                 ELSE l.kind = 'merge' AND (l.details ->> 'merged_from')::bigint = p.award_member END)
+      AND CASE WHEN p.award_member IS NULL
+               THEN NOT EXISTS (SELECT 1 FROM loyalty.ledger l
+                                WHERE l.member_id = p.member_id AND l.entry_id = p.award_entry AND l.kind = 'award')
+               -- an award carried by merges is in the ledger of the member it
+               -- was paid to, merged into this one (after any number of
+               -- merges: merged_into names the last survivor).  Not
+               -- correlated: on Citus the two members live on any shards.
+               ELSE (p.award_member, p.award_entry, p.member_id) NOT IN
+                    (SELECT l.member_id, l.entry_id, m.merged_into
+                     FROM loyalty.ledger l JOIN loyalty.members m ON m.member_id = l.member_id
+                     WHERE l.kind = 'award' AND m.merged_into IS NOT NULL) END
     UNION ALL
     SELECT 'a badge comes from a completed challenge period', b.member_id, format('badge %s', b.badge)
     FROM loyalty.member_badges b
