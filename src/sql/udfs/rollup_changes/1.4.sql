@@ -79,27 +79,30 @@ BEGIN
         FROM bc, pg_catalog.unnest(bc.channels) x(channel)
         WHERE bc.old_channels IS NULL OR NOT x.channel OPERATOR(pg_catalog.=) ANY (bc.old_channels)
     ), deb AS (
-        -- debits whose allocations count: new ones, and those given back to
-        SELECT x.entry_id, pg_catalog.bool_or(x.is_new) AS is_new
-        FROM (SELECT l.entry_id, true AS is_new FROM l
-              WHERE l.kind OPERATOR(pg_catalog.=) ANY (ARRAY['redeem', 'hold', 'expire'])
-              UNION ALL
-              SELECT l.source_entry, false FROM l WHERE l.source_entry IS NOT NULL) x
-        GROUP BY x.entry_id
+        -- debits whose allocations count: new ones (their member and kind
+        -- known), and older ones given back to (named by a new entry)
+        SELECT l.member_id, l.entry_id, true AS is_new, l.kind FROM l
+        WHERE l.kind OPERATOR(pg_catalog.=) ANY (ARRAY['redeem', 'hold', 'expire'])
+        UNION ALL
+        SELECT d.member_id, d.entry_id, false, d.kind
+        FROM (SELECT DISTINCT l.source_entry FROM l WHERE l.source_entry IS NOT NULL) x
+        JOIN loyalty.allocations a ON a.entry_id OPERATOR(pg_catalog.=) x.source_entry
+        JOIN loyalty.ledger d ON d.member_id OPERATOR(pg_catalog.=) a.member_id AND d.entry_id OPERATOR(pg_catalog.=) a.entry_id
+        WHERE d.kind OPERATOR(pg_catalog.=) ANY (ARRAY['redeem', 'hold', 'expire'])
+          AND d.entry_id OPERATOR(pg_catalog.<=) $1
+        GROUP BY d.member_id, d.entry_id, d.kind
     ), ret AS MATERIALIZED (
         -- per debit and month of the credit its lots came from: points taken
         -- and given back (as kpi_monthly's redemption rate and breakage)
-        SELECT a.entry_id, deb.is_new, cr.program_id, d.kind,
+        SELECT deb.entry_id, deb.is_new, cr.program_id, deb.kind,
                pg_catalog.date_trunc('month', cr.occurred_at AT TIME ZONE p.time_zone)::date AS month,
                sum(a.points::bigint) AS points, sum(a.returned::bigint) AS returned
         FROM deb
-        JOIN loyalty.allocations a ON a.entry_id OPERATOR(pg_catalog.=) deb.entry_id
-        JOIN loyalty.ledger d ON d.member_id OPERATOR(pg_catalog.=) a.member_id AND d.entry_id OPERATOR(pg_catalog.=) a.entry_id
+        JOIN loyalty.allocations a ON a.entry_id OPERATOR(pg_catalog.=) deb.entry_id AND a.member_id OPERATOR(pg_catalog.=) deb.member_id
         JOIN loyalty.lots t ON t.member_id OPERATOR(pg_catalog.=) a.member_id AND t.lot_id OPERATOR(pg_catalog.=) a.lot_id
         JOIN loyalty.ledger cr ON cr.member_id OPERATOR(pg_catalog.=) t.member_id AND cr.entry_id OPERATOR(pg_catalog.=) t.entry_id
         JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) cr.program_id
-        WHERE d.kind OPERATOR(pg_catalog.=) ANY (ARRAY['redeem', 'hold', 'expire'])
-          AND cr.kind OPERATOR(pg_catalog.=) ANY (ARRAY['earn', 'award', 'adjust'])
+        WHERE cr.kind OPERATOR(pg_catalog.=) ANY (ARRAY['earn', 'award', 'adjust'])
           AND loyalty.program_visible(cr.program_id)
         GROUP BY 1, 2, 3, 4, 5
     ), rt AS (
