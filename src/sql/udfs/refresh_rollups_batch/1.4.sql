@@ -18,6 +18,14 @@ BEGIN
     IF new_mark IS NULL THEN
         RAISE EXCEPTION 'new_mark must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- on Citus each node draws ledger ids from its own range of the sequence
+    -- and runs its own transactions: no mark taken here bounds them
+    IF loyalty.books_distributed() THEN
+        RAISE EXCEPTION 'the rollups cannot be refreshed on a Citus cluster'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Each node draws ledger ids from its own range, so no watermark taken on the coordinator bounds them.',
+                  HINT = 'Read the BI views without refreshing: they then compute from the ledger.';
+    END IF;
     -- the rollups count every program: a role bound to some may not write them
     IF EXISTS (SELECT FROM loyalty.programs p WHERE NOT loyalty.program_visible(p.program_id)) THEN
         RAISE EXCEPTION 'the rollups can only be refreshed by a role that sees every program'
