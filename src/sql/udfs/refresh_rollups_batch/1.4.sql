@@ -75,6 +75,15 @@ BEGIN
 
     v_upto := CASE WHEN max_entries IS NULL OR s.safe_entry_id OPERATOR(pg_catalog.-) s.last_entry OPERATOR(pg_catalog.<=) max_entries
                    THEN s.safe_entry_id ELSE s.last_entry OPERATOR(pg_catalog.+) max_entries END;
+    IF v_upto OPERATOR(pg_catalog.<) s.safe_entry_id
+       AND NOT EXISTS (SELECT FROM loyalty.ledger l WHERE l.entry_id OPERATOR(pg_catalog.>) s.last_entry
+                                                     AND l.entry_id OPERATOR(pg_catalog.<=) v_upto) THEN
+        -- a gap of ids (writes rolled back, lot ids of merges): on to the next row
+        v_upto := (SELECT min(l.entry_id) FROM loyalty.ledger l
+                   WHERE l.entry_id OPERATOR(pg_catalog.>) s.last_entry AND l.entry_id OPERATOR(pg_catalog.<=) s.safe_entry_id);
+        v_upto := CASE WHEN v_upto IS NULL THEN s.safe_entry_id
+                       ELSE least(s.safe_entry_id, v_upto OPERATOR(pg_catalog.-) 1 OPERATOR(pg_catalog.+) max_entries) END;
+    END IF;
 
     IF v_upto OPERATOR(pg_catalog.>) s.last_entry OR s.safe_member_id OPERATOR(pg_catalog.>) s.last_member
        OR EXISTS (SELECT FROM loyalty.rollup_pools x JOIN loyalty.members m ON m.member_id OPERATOR(pg_catalog.=) x.member_id
