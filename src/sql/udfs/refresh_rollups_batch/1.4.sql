@@ -61,7 +61,7 @@ BEGIN
             WHERE k.locktype OPERATOR(pg_catalog.=) 'virtualxid' AND k.granted
               AND k.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
               -- (autovacuum writes no ledger row and may run for long)
-              AND coalesce(a.backend_type, '') OPERATOR(pg_catalog.<>) 'autovacuum worker';
+              AND coalesce(a.backend_type, '') OPERATOR(pg_catalog.<>) ALL (ARRAY['autovacuum worker', 'autovacuum launcher']);
             s.mark_snapshot := pg_catalog.pg_current_snapshot();
         END IF;
         IF s.mark_at IS NOT NULL AND loyalty.rollup_mark_safe(s.mark_vxids, s.mark_snapshot, s.mark_at) THEN
