@@ -22,6 +22,7 @@ SCALE_SECONDS=${SCALE_SECONDS:-20}               # each pgbench write run (earn,
 SCALE_READ_SECONDS=${SCALE_READ_SECONDS:-10}     # each pgbench read run (balance_at, history)
 SCALE_CLIENTS=${SCALE_CLIENTS:-2}                # pgbench -c and -j
 SCALE_VERIFY=${SCALE_VERIFY:-1}                  # 0: skip loyalty.verify() at full size
+SCALE_DAY_ROWS=${SCALE_DAY_ROWS:-100000}         # a day's new ledger rows for the rollups' refresh
 BENCH_DB=${BENCH_DB:-loyalty_bench_scale}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,7 +39,7 @@ TENTH_MEMBERS=$((SCALE_MEMBERS / 10))
 TENTH_ROWS=$((SCALE_LEDGER_ROWS / 10))
 ((TENTH_MEMBERS >= 10)) || die "SCALE_MEMBERS must be at least 100, got $SCALE_MEMBERS"
 ((TENTH_ROWS >= TENTH_MEMBERS)) || die "SCALE_LEDGER_ROWS must be at least SCALE_MEMBERS (every member buys once)"
-bench_setup SCALE_MEMBERS SCALE_LEDGER_ROWS SCALE_DAYS SCALE_SECONDS SCALE_READ_SECONDS SCALE_CLIENTS
+bench_setup SCALE_MEMBERS SCALE_LEDGER_ROWS SCALE_DAYS SCALE_SECONDS SCALE_READ_SECONDS SCALE_CLIENTS SCALE_DAY_ROWS
 
 echo "== loyalty scale benchmark: $SCALE_MEMBERS members / $SCALE_LEDGER_ROWS ledger rows against a tenth =="
 q1 "SELECT version()"
@@ -102,6 +103,8 @@ timed() {
 
 # a view's rows, every column computed (the whole-row reference), none sent
 view() { timed "$1" "$2" "SELECT count(v) FROM (SELECT * FROM loyalty.$2 OFFSET 0) v"; }
+# the same view's former definition on the raw tables (bench/raw_views.sql)
+raw() { timed "$1" "$2 (raw)" "SELECT count(v) FROM (SELECT * FROM public.raw_$2 OFFSET 0) v"; }
 
 cat >"$TMP/balance_at.sql" <<'SQL'
 \set m random(1, :members)
@@ -131,6 +134,11 @@ measure() {
                       (SELECT count(*) FROM loyalty.lots), (SELECT count(*) FROM loyalty.lots WHERE remaining::bigint > 0),
                       (SELECT count(*) FROM loyalty.allocations), pg_size_pretty(pg_database_size(current_database())))"
 
+    # the BI views' former definitions on the raw tables, timed beside the views on the rollups
+    q -o /dev/null -f "$HERE/raw_views.sql"
+    echo " rollups:"
+    timed "$size" "rollups: first build" "CALL loyalty.refresh_rollups()"
+
     echo " pgbench (random members):"
     # earn with the program's tier policy (each earn checks for an upgrade),
     # then without it (as in ledger.sh: the program has no tiers)
@@ -142,15 +150,35 @@ measure() {
     bench "$size" balance_at "$SCALE_READ_SECONDS" "$TMP/balance_at.sql"
     bench "$size" history "$SCALE_READ_SECONDS" "$TMP/history.sql"
 
-    echo " views and analytics (one run each):"
+    echo " rollups: refreshes"
+    q1 "SELECT format('  %s ledger rows and %s members since the first build (pgbench)',
+                      (SELECT count(*) FROM loyalty.ledger WHERE entry_id > (SELECT last_entry FROM loyalty.rollup_state)),
+                      (SELECT count(*) FROM loyalty.members WHERE member_id > (SELECT last_member FROM loyalty.rollup_state)))"
+    timed "$size" "rollups: refresh pgbench" "CALL loyalty.refresh_rollups()"
+    # a day's purchases (earn_batch, channels in turn) and a twentieth as many redemptions
+    q -o /dev/null -c "SELECT loyalty.earn_batch(array_agg(m ORDER BY g), array_agg((5 + g % 95)::numeric ORDER BY g),
+                                                 array_agg('day-' || g ORDER BY g), NULL,
+                                                 array_agg((ARRAY['pos', 'web', 'app'])[1 + g % 3] ORDER BY g))
+                       FROM (SELECT g, 1 + (hashint8(g) & 2147483647) % $MEMBERS AS m
+                             FROM generate_series(1, $SCALE_DAY_ROWS * 20 / 21) g) x" \
+                    -c "SELECT count(loyalty.redeem(a.member_id, 1)) FROM (SELECT member_id FROM loyalty.accounts
+                        WHERE balance::bigint > 10 ORDER BY hashint8(member_id) LIMIT $SCALE_DAY_ROWS / 21) a"
+    q1 "SELECT format('  a day: %s new ledger rows', (SELECT count(*) FROM loyalty.ledger
+                      WHERE entry_id > (SELECT last_entry FROM loyalty.rollup_state)))"
+    timed "$size" "rollups: refresh a day" "CALL loyalty.refresh_rollups()"
+
+    echo " views and analytics (one run each; raw: the former definition in the same run):"
     view "$size" kpi_summary
     view "$size" kpi_monthly
+    raw "$size" kpi_monthly
     view "$size" tier_distribution
     view "$size" member_mix
     view "$size" channel_distribution
+    raw "$size" channel_distribution
     view "$size" member_rfm
     view "$size" segment_summary
     view "$size" cohort_retention
+    raw "$size" cohort_retention
     # not fit_models / churn_risk: the BG/NBD fit does not identify a model on
     # this synthetic history (evenly spaced purchases), after minutes of search
     if [[ $size == tenth || $SCALE_VERIFY == 1 ]]; then

@@ -182,6 +182,8 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 
 -- KPI and distribution views --------------------------------------------------------
 
+#include "parts/rollups.sql"
+
 #include "udfs/kpi_daily/1.4.sql"
 
 #include "udfs/kpi_monthly/1.4.sql"
@@ -190,11 +192,11 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 
 #include "udfs/tier_distribution/1.4.sql"
 
-#include "udfs/channel_distribution/1.1.sql"
+#include "udfs/channel_distribution/1.4.sql"
 
 #include "udfs/member_mix/1.4.sql"
 
-#include "udfs/cohort_retention/1.1.sql"
+#include "udfs/cohort_retention/1.4.sql"
 
 #include "udfs/reward_popularity/1.1.sql"
 

@@ -3,7 +3,7 @@
 -- but the types' own functions and operators, the application role limited to
 -- the API, the analyst role limited to the views.
 BEGIN;
-SELECT plan(9);
+SELECT plan(10);
 
 CREATE TEMP TABLE fns AS
 SELECT p.oid, p.oid::regprocedure::text AS sig, p.prosecdef, p.prokind, p.proconfig
@@ -32,11 +32,15 @@ SELECT is_empty($$SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace
                 'the analyst role can read every view');
 -- what the analyst may execute among the definer functions: what its views call
 SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_analyst', oid, 'EXECUTE')
-                    AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text)')$$,
+                    AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text)',
+                                    'loyalty.rollup_changes(bigint,bigint,bigint,bigint)', 'loyalty.rollups_as_of(bigint)')$$,
                 'the analyst role may execute no writer');
 SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_app', oid, 'EXECUTE')
                     AND sig ~ '^loyalty\.(adjust|merge_members|expire_|create_|define_|set_|assign_tier|restock|fit_models|fit_membership_models|review_|verify|emit_event|tier_change|tier_after_write|referral_purchase|referral_refusal|rules_version_bump|ledger_refuse)'$$,
                 'the application role may execute no administrator or internal function');
+SELECT is_empty($$SELECT sig FROM fns WHERE sig ~ '^loyalty\.(refresh_rollups|rollup_mark_safe)'
+                    AND (has_function_privilege('loyalty_app', oid, 'EXECUTE') OR has_function_privilege('loyalty_analyst', oid, 'EXECUTE'))$$,
+                'neither the application nor the analyst role may refresh the rollups (nor write them: no table)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -395,6 +395,11 @@ for v in kpi_daily kpi_monthly kpi_summary tier_distribution channel_distributio
     if out=$(q -c "SELECT count(*) FROM loyalty.$v" 2>&1); then echo "ok   view loyalty.$v ($out rows)"
     else bad "view loyalty.$v" "$out"; fi
 done
+if out=$(q -c "CALL loyalty.refresh_rollups()" 2>&1); then bad "refresh_rollups() is refused on a cluster" "it ran: $out"
+elif echo "$out" | grep -q 'cannot be refreshed on a Citus cluster'; then ok "refresh_rollups() is refused on a cluster (ids are drawn per node)"
+else bad "refresh_rollups() is refused on a cluster" "$out"; fi
+check "channel_distribution (no rollups: from the ledger) counts every purchase" \
+    "SELECT (SELECT sum(purchases) FROM loyalty.channel_distribution) = (SELECT count(*) FROM loyalty.ledger WHERE kind = 'earn')"
 check "kpi_summary counts the program's open members (no household pool) and outstanding points (pools too)" \
     "SELECT k.members = (SELECT count(*) FROM loyalty.accounts WHERE program_id = $P AND status NOT IN ('closed', 'pool'))
         AND k.points_outstanding = (SELECT sum(balance::bigint) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The batch jobs under pg_cron (Debian's postgresql-15-cron), as the README
 # schedules them: a cluster of our own with pg_cron preloaded, a hold whose
-# time is up and points past their expiry, the two jobs scheduled every
-# minute; within two minutes pg_cron must have run both successfully, the hold
-# must be released, the points expired, and the books sound.
+# time is up and points past their expiry, the jobs scheduled every
+# minute; within two minutes pg_cron must have run each successfully, the hold
+# must be released, the points expired, the BI rollups counted, and the books
+# sound.
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || { echo "pg_cron_jobs.sh: postgresql-15-cron is not installed" >&2; exit 1; }
@@ -29,17 +30,19 @@ SELECT loyalty.hold(:m, '5', interval '1 second');
 SELECT pg_sleep(1.5);
 SELECT cron.schedule('loyalty-holds', '* * * * *', 'CALL loyalty.release_expired_holds()');
 SELECT cron.schedule('loyalty-expiry', '* * * * *', 'CALL loyalty.expire_points()');
+SELECT cron.schedule('loyalty-rollups', '* * * * *', 'CALL loyalty.refresh_rollups()');
 SQL
 for _ in $(seq 1 130); do
     done_=$(q -c "SELECT count(DISTINCT jobid) FROM cron.job_run_details WHERE status = 'succeeded'")
-    [ "$done_" = 2 ] && break
+    [ "$done_" = 3 ] && break
     sleep 1
 done
 q -c "SELECT j.jobname, d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid) ORDER BY d.runid" | sed 's/^/   /'
 fail=0
 check() { if [ "$(q -c "$2")" = t ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
-check "pg_cron ran both jobs successfully" "SELECT count(DISTINCT jobid) = 2 FROM cron.job_run_details WHERE status = 'succeeded'"
+check "pg_cron ran the three jobs successfully" "SELECT count(DISTINCT jobid) = 3 FROM cron.job_run_details WHERE status = 'succeeded'"
 check "the hold whose time was up is released" "SELECT status = 'expired' FROM loyalty.holds"
 check "the expired points are written off" "SELECT lifetime_expired::bigint = 30 FROM loyalty.accounts"
+check "the rollups count the purchases" "SELECT sum(purchases) = 2 FROM loyalty.rollup_channels"
 check "the books are sound" "SELECT count(*) = 0 FROM loyalty.verify()"
 exit $fail

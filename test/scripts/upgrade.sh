@@ -154,8 +154,9 @@ SELECT loyalty.earn(min(member_id), 5) FROM loyalty.members;
 SELECT count(*) FROM loyalty.verify();
 SQL
 )
-# 3 partitions with their primary key and reference index each, none left under its old name;
+# 3 partitions with their primary key, reference index and entry-id BRIN index each, none
+# left under its old name;
 # one more partition ahead, named as the others
 check "a ledger partitioned under 1.3: partitions and indexes renamed, one more made ahead, writes, verify() clean" \
-    "$(echo $out)" "9 0 1 0 5 0"
+    "$(echo $out)" "12 0 1 0 5 0"
 exit $fail

@@ -247,6 +247,26 @@ REVOKE ALL ON FUNCTION loyalty.open_account(bigint, bigint) FROM PUBLIC;
 #include-replace "udfs/enroll/1.4.sql"
 #include-replace "udfs/link_identity/1.4.sql"
 
+-- == rollups behind the BI views ================================================
+-- (before the KPI views below, which read them)
+#include "parts/rollups.sql"
+ALTER TABLE loyalty.rollup_days ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_days USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_channels ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_channels USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_cohorts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_cohorts USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_point_months ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_point_months USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_buyers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_buyers USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_returns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_returns USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_pools ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_pools USING (loyalty.program_visible(program_id));
+#include-replace "udfs/channel_distribution/1.4.sql"
+#include-replace "udfs/cohort_retention/1.4.sql"
+
 -- == BI views never overflow ====================================================
 -- The KPI views sum points in numeric: their points columns become numeric
 -- (bigint could not hold a sum beyond 2^63).  A view's column types change

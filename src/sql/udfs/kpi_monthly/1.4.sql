@@ -1,39 +1,46 @@
 CREATE VIEW loyalty.kpi_monthly AS
-WITH k AS (
-    SELECT program_id, date_trunc('month', day)::date AS month, sum(new_members) AS new_members,
-           sum(purchases) AS purchases, sum(revenue) AS revenue, sum(points_issued) AS points_issued,
-           sum(points_redeemed) AS points_redeemed, sum(points_expired) AS points_expired
-    FROM loyalty.kpi_daily GROUP BY 1, 2
+-- From the rollups (loyalty.refresh_rollups) and the ledger rows recorded
+-- since (loyalty.rollup_changes()): exact to now, fast while the rollups are
+-- refreshed regularly; loyalty.rollups_as_of() says up to when they count.
+WITH t AS MATERIALIZED (
+    SELECT * FROM loyalty.rollup_changes() c
+    WHERE c.target = ANY (ARRAY['day', 'cohort', 'points'])
+), k AS (
+    SELECT x.program_id, date_trunc('month', x.day::timestamp)::date AS month, sum(x.new_members) AS new_members,
+           sum(x.purchases) AS purchases, sum(x.revenue) AS revenue, sum(x.points_issued) AS points_issued,
+           sum(x.points_redeemed) AS points_redeemed, sum(x.points_expired) AS points_expired
+    FROM (SELECT r.program_id, r.day, r.new_members, r.purchases, r.revenue, r.points_issued, r.points_redeemed, r.points_expired
+          FROM loyalty.rollup_days r WHERE loyalty.program_visible(r.program_id)
+          UNION ALL
+          SELECT t.program_id, t.day, t.members, t.purchases, t.revenue, t.points_issued, t.points_redeemed, t.points_expired
+          FROM t WHERE t.target = 'day') x
+    GROUP BY 1, 2
 ), b AS (
-    -- buyers of the month, and those of them who had bought before it
-    SELECT x.program_id, x.month, count(*) AS buyers,
-           count(*) FILTER (WHERE x.first_month < x.month) AS repeat_buyers
-    FROM (SELECT DISTINCT l.program_id, l.member_id,
-                 date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date AS month,
-                 min(date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date)
-                     OVER (PARTITION BY l.member_id) AS first_month
-          FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
-          WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)) x
+    -- buyers of the month, and those of them who had bought before it (an
+    -- earlier cohort)
+    SELECT x.program_id, x.month, sum(x.members) AS buyers,
+           sum(x.members) FILTER (WHERE x.cohort_month < x.month) AS repeat_buyers
+    FROM (SELECT r.program_id, r.cohort_month, r.month, r.members
+          FROM loyalty.rollup_cohorts r WHERE loyalty.program_visible(r.program_id)
+          UNION ALL
+          SELECT t.program_id, t.day, t.month, t.members FROM t WHERE t.target = 'cohort') x
     GROUP BY 1, 2
 ), c AS (
     -- what became of each month's points since (by the month the credit
     -- they were issued by occurred): redeemed (net of holds released and
     -- redemptions refunded) or expired
-    SELECT cr.program_id, date_trunc('month', cr.occurred_at AT TIME ZONE p.time_zone)::date AS month,
-           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind IN ('redeem', 'hold')) AS redeemed,
-           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind = 'expire') AS expired
-    FROM loyalty.allocations a
-    JOIN loyalty.ledger d ON d.member_id = a.member_id AND d.entry_id = a.entry_id
-    JOIN loyalty.lots t ON t.member_id = a.member_id AND t.lot_id = a.lot_id
-    JOIN loyalty.ledger cr ON cr.member_id = t.member_id AND cr.entry_id = t.entry_id
-    JOIN loyalty.programs p ON p.program_id = cr.program_id
-    WHERE cr.kind IN ('earn', 'award', 'adjust') AND loyalty.program_visible(cr.program_id)
+    SELECT x.program_id, x.month, sum(x.points_redeemed) AS redeemed, sum(x.points_expired) AS expired
+    FROM (SELECT r.program_id, r.month, r.points_redeemed, r.points_expired
+          FROM loyalty.rollup_point_months r WHERE loyalty.program_visible(r.program_id)
+          UNION ALL
+          SELECT t.program_id, t.day, coalesce(t.points_redeemed, 0), coalesce(t.points_expired, 0)
+          FROM t WHERE t.target = 'points') x
     GROUP BY 1, 2
 )
 SELECT k.program_id, k.month, k.new_members::bigint AS new_members, coalesce(b.buyers, 0)::bigint AS active_members,
        k.purchases::bigint AS purchases, k.revenue,
        CASE WHEN k.purchases > 0 THEN round(k.revenue / k.purchases, 2) END AS avg_order_value,
-       CASE WHEN b.buyers > 0 THEN round(b.repeat_buyers * 1.0 / b.buyers, 4) END AS repeat_purchase_rate,
+       CASE WHEN b.buyers > 0 THEN round(coalesce(b.repeat_buyers, 0) * 1.0 / b.buyers, 4) END AS repeat_purchase_rate,
        k.points_issued AS points_issued, k.points_redeemed AS points_redeemed,
        k.points_expired AS points_expired,
        CASE WHEN k.points_issued > 0 THEN round(coalesce(c.redeemed, 0) * 1.0 / k.points_issued, 4) END AS redemption_rate,

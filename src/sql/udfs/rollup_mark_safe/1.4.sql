@@ -1,0 +1,17 @@
+CREATE FUNCTION loyalty.rollup_mark_safe(vxids text[], snap pg_snapshot, marked_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- every transaction running when the mark was taken has ended: those with
+    -- a virtual transaction id (any session, before or after it took an xid),
+    -- those with an xid (a transaction prepared before the mark), and none
+    -- has been prepared since (it may have been running without an xid)
+    SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_locks k
+                       WHERE k.locktype OPERATOR(pg_catalog.=) 'virtualxid'
+                         AND k.virtualxid OPERATOR(pg_catalog.=) ANY (vxids))
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_snapshot_xip(snap) x
+                       WHERE NOT pg_catalog.pg_visible_in_snapshot(x, pg_catalog.pg_current_snapshot()))
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts t
+                       WHERE t.prepared OPERATOR(pg_catalog.>=) marked_at)
+$$;

@@ -1,0 +1,236 @@
+-- Rollups behind kpi_monthly, channel_distribution and cohort_retention: a
+-- history written through the API (earns in several channels and time zones,
+-- back-dated ones, refunds of old orders, redemptions given back, holds
+-- released and captured, expiry, a merge, a household pool dissolved), and
+-- every column of each view compared with the views' former definitions on
+-- the raw tables: before any refresh (the views add the uncounted rows),
+-- after one (from the rollups alone), after more writes (both), after a
+-- second refresh; a refresh with nothing new writes nothing.
+BEGIN;
+SET LOCAL search_path = public, loyalty;
+SELECT plan(41);
+
+-- the views as they were (on the raw tables): the reference -------------------------------
+CREATE TEMP VIEW ref_kpi_monthly AS
+WITH k AS (
+    SELECT program_id, date_trunc('month', day)::date AS month, sum(new_members) AS new_members,
+           sum(purchases) AS purchases, sum(revenue) AS revenue, sum(points_issued) AS points_issued,
+           sum(points_redeemed) AS points_redeemed, sum(points_expired) AS points_expired
+    FROM loyalty.kpi_daily GROUP BY 1, 2
+), b AS (
+    SELECT x.program_id, x.month, count(*) AS buyers,
+           count(*) FILTER (WHERE x.first_month < x.month) AS repeat_buyers
+    FROM (SELECT DISTINCT l.program_id, l.member_id,
+                 date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date AS month,
+                 min(date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date)
+                     OVER (PARTITION BY l.member_id) AS first_month
+          FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
+          WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)) x
+    GROUP BY 1, 2
+), c AS (
+    SELECT cr.program_id, date_trunc('month', cr.occurred_at AT TIME ZONE p.time_zone)::date AS month,
+           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind IN ('redeem', 'hold')) AS redeemed,
+           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind = 'expire') AS expired
+    FROM loyalty.allocations a
+    JOIN loyalty.ledger d ON d.member_id = a.member_id AND d.entry_id = a.entry_id
+    JOIN loyalty.lots t ON t.member_id = a.member_id AND t.lot_id = a.lot_id
+    JOIN loyalty.ledger cr ON cr.member_id = t.member_id AND cr.entry_id = t.entry_id
+    JOIN loyalty.programs p ON p.program_id = cr.program_id
+    WHERE cr.kind IN ('earn', 'award', 'adjust') AND loyalty.program_visible(cr.program_id)
+    GROUP BY 1, 2
+)
+SELECT k.program_id, k.month, k.new_members::bigint AS new_members, coalesce(b.buyers, 0)::bigint AS active_members,
+       k.purchases::bigint AS purchases, k.revenue,
+       CASE WHEN k.purchases > 0 THEN round(k.revenue / k.purchases, 2) END AS avg_order_value,
+       CASE WHEN b.buyers > 0 THEN round(b.repeat_buyers * 1.0 / b.buyers, 4) END AS repeat_purchase_rate,
+       k.points_issued AS points_issued, k.points_redeemed AS points_redeemed,
+       k.points_expired AS points_expired,
+       CASE WHEN k.points_issued > 0 THEN round(coalesce(c.redeemed, 0) * 1.0 / k.points_issued, 4) END AS redemption_rate,
+       CASE WHEN k.points_issued > 0 THEN round(coalesce(c.expired, 0) * 1.0 / k.points_issued, 4) END AS breakage
+FROM k LEFT JOIN b ON b.program_id = k.program_id AND b.month = k.month
+LEFT JOIN c ON c.program_id = k.program_id AND c.month = k.month;
+
+CREATE TEMP VIEW ref_channel_distribution AS
+SELECT l.program_id, coalesce(l.channel, 'unknown') AS channel, count(*)::bigint AS purchases,
+       count(DISTINCT l.member_id)::bigint AS members, sum(l.amount) AS revenue,
+       sum(l.points::bigint)::bigint AS points_issued
+FROM loyalty.ledger l WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)
+GROUP BY 1, 2;
+
+CREATE TEMP VIEW ref_cohort_retention AS
+WITH buys AS (
+    SELECT DISTINCT l.program_id, l.member_id, date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date AS month
+    FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
+    WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)
+), c AS (
+    SELECT b.*, min(b.month) OVER (PARTITION BY b.member_id) AS cohort FROM buys b
+)
+SELECT c.program_id, c.cohort AS cohort_month,
+       ((extract(year FROM c.month) - extract(year FROM c.cohort)) * 12
+         + extract(month FROM c.month) - extract(month FROM c.cohort))::bigint AS months_since_first,
+       count(*)::bigint AS active_members,
+       max(s.size)::bigint AS cohort_size,
+       round(count(*) * 1.0 / max(s.size), 4) AS retention
+FROM c JOIN (SELECT c2.program_id, c2.cohort, count(DISTINCT c2.member_id) AS size FROM c c2 GROUP BY 1, 2) s
+  ON s.program_id = c.program_id AND s.cohort = c.cohort
+GROUP BY 1, 2, 3;
+
+-- compare(label): every column of the three views against the reference
+CREATE FUNCTION pg_temp.compare(label text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NEXT results_eq('SELECT * FROM loyalty.kpi_monthly ORDER BY program_id, month',
+                           'SELECT * FROM ref_kpi_monthly ORDER BY program_id, month',
+                           'kpi_monthly: every column as computed from the raw tables, ' || label);
+    RETURN NEXT results_eq('SELECT * FROM loyalty.channel_distribution ORDER BY program_id, channel',
+                           'SELECT * FROM ref_channel_distribution ORDER BY program_id, channel',
+                           'channel_distribution: every column as computed from the raw tables, ' || label);
+    RETURN NEXT results_eq('SELECT * FROM loyalty.cohort_retention ORDER BY program_id, cohort_month, months_since_first',
+                           'SELECT * FROM ref_cohort_retention ORDER BY program_id, cohort_month, months_since_first',
+                           'cohort_retention: every column as computed from the raw tables, ' || label);
+END $$;
+
+-- a refresh in this transaction, retried for up to half a second as
+-- refresh_rollups() does (it waits for any transaction running at its mark,
+-- e.g. another session's)
+CREATE FUNCTION pg_temp.refresh(OUT entries bigint, OUT members bigint, OUT done boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    entries := 0; members := 0;
+    FOR i IN 1 .. 50 LOOP
+        SELECT * INTO r FROM loyalty.refresh_rollups_batch();
+        entries := entries + r.entries; members := members + r.members; done := r.done;
+        EXIT WHEN done;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END $$;
+
+-- writes to the rollup tables by this transaction so far
+CREATE FUNCTION pg_temp.rollup_writes() RETURNS bigint LANGUAGE sql AS $$
+    SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_xact_user_tables
+    WHERE schemaname = 'loyalty' AND relname LIKE 'rollup\_%' AND relname <> 'rollup_state'
+$$;
+
+-- the history --------------------------------------------------------------------------------
+SELECT loyalty.create_program('rollups-ny', expiry_period => interval '2 years') AS p \gset
+UPDATE loyalty.programs SET time_zone = 'America/New_York' WHERE program_id = :p;
+SELECT loyalty.create_program('rollups-utc') AS q \gset
+SELECT loyalty.enroll(:p, 'pos', 'a', joined_at => '2024-12-31 23:30 America/New_York') AS a,
+       loyalty.enroll(:p, 'web', 'b', joined_at => '2025-01-01 03:30+00') AS b,
+       loyalty.enroll(:p, 'app', 'c', joined_at => now() - interval '20 days') AS c,
+       loyalty.enroll(:p, 'app', 'd') AS d,
+       loyalty.enroll(:q, 'pos', 'e', joined_at => '2025-03-10') AS e,
+       loyalty.enroll(:q, 'pos', 'f') AS f \gset
+-- a: purchases across 2025 (one at the turn of a month in New York time),
+-- refunded, redeemed, expired
+SELECT loyalty.earn(:a, 100, 'pos', 'a-1', occurred_at => '2025-01-31 23:30 America/New_York');
+SELECT count(nextval(pg_get_serial_sequence('loyalty.ledger', 'entry_id'))) FROM generate_series(1, 50);  -- rolled back writes
+SELECT loyalty.earn(:a, 250, 'web', 'a-2', occurred_at => '2025-02-15 12:00+00');
+SELECT loyalty.earn(:a, 80, NULL, 'a-3', occurred_at => '2025-11-20 12:00+00');
+SELECT loyalty.redeem(:a, 120, 'pos', 'a-r1', occurred_at => '2025-03-01 12:00+00') AS a_r1 \gset
+SELECT loyalty.refund(:a, 'a-3', 30);
+-- b: a purchase this month, then one in 2025 (its cohort moves back)
+SELECT loyalty.earn(:b, 60, 'web', 'b-1');
+SELECT loyalty.earn(:b, 40, 'pos', 'b-2', occurred_at => '2025-06-10 10:00+00');
+SELECT loyalty.hold(:b, 20) AS b_h1 \gset
+SELECT loyalty.release(:b_h1);
+SELECT loyalty.hold(:b, 15) AS b_h2 \gset
+SELECT loyalty.capture(:b_h2);
+-- c and d: c absorbs d
+SELECT loyalty.earn(:c, 70, 'app', 'c-1', occurred_at => now() - interval '10 days');
+SELECT loyalty.earn(:d, 90, 'app', 'd-1', occurred_at => '2025-08-05 12:00+00');
+SELECT loyalty.award(:d, 25, 'welcome', occurred_at => '2025-08-06 12:00+00');
+SELECT loyalty.merge_members(:c, :d);
+SELECT loyalty.redeem(:c, 50, 'app', 'c-r1');
+-- the other program
+SELECT loyalty.earn(:e, 300, 'pos', 'e-1', occurred_at => '2025-03-11 12:00+00');
+SELECT loyalty.earn(:e, 10, 'pos', 'e-2', occurred_at => '2025-04-11 12:00+00');
+SELECT loyalty.adjust(:e, -5, 'correction');
+SELECT loyalty.adjust(:f, 12, 'goodwill');
+-- a's points awarded in 2024 expire
+SELECT loyalty.award(:a, 40, 'launch', occurred_at => '2024-10-01 12:00+00');
+SELECT loyalty.expire_member(:a);
+
+SELECT ok((SELECT count(*) FROM loyalty.ledger l WHERE l.member_id = :a AND l.kind = 'expire') > 0,
+          'the history has an expiry');
+SELECT is((SELECT count(*) FROM loyalty.rollup_state), 0::bigint, 'nothing refreshed yet');
+SELECT * FROM pg_temp.compare('before any refresh (all from the ledger rows not counted)');
+
+-- the first refresh ---------------------------------------------------------------------------
+SELECT is((SELECT (entries, members, done)::text FROM pg_temp.refresh()),
+          (SELECT (count(*), (SELECT count(*) FROM loyalty.members WHERE program_id IN (:p, :q)), true)::text FROM loyalty.ledger),
+          'a refresh counts every ledger row and member');
+SELECT ok((SELECT last_entry FROM loyalty.rollup_state) >= (SELECT max(entry_id) FROM loyalty.ledger), 'up to the last entry');
+SELECT is((SELECT count(*) FROM loyalty.rollup_changes()), 0::bigint, 'nothing is left uncounted');
+SELECT ok((SELECT count(*) FROM loyalty.rollup_cohorts) > 0 AND (SELECT count(*) FROM loyalty.rollup_point_months) > 0
+          AND (SELECT count(*) FROM loyalty.rollup_channels) > 0, 'the rollups have rows');
+SELECT * FROM pg_temp.compare('after a refresh (all from the rollups)');
+SELECT is(loyalty.rollups_as_of(:p), (SELECT as_of FROM loyalty.rollup_state), 'rollups_as_of gives the watermark''s time');
+SELECT ok(loyalty.rollups_as_of(:p) <= clock_timestamp(), '... a time already past');
+
+-- more: late refunds and give-backs of last year's orders, back-dated purchases --------------
+SELECT (SELECT to_jsonb(k) FROM loyalty.kpi_monthly k WHERE program_id = :p AND month = '2025-01-01') AS jan_before \gset
+SELECT loyalty.reverse(:a, :a_r1, 50, reason => 'redemption partly given back');
+SELECT loyalty.refund(:a, 'a-1');
+SELECT isnt((SELECT to_jsonb(k) FROM loyalty.kpi_monthly k WHERE program_id = :p AND month = '2025-01-01'),
+            :'jan_before'::jsonb, 'a give-back of last year''s redemption changes January 2025 (its points'' redemption rate)');
+SELECT loyalty.earn(:c, 33, 'phone', 'c-2', occurred_at => '2024-11-03 12:00+00');     -- c's cohort moves back a year
+SELECT loyalty.earn(:b, 5, 'web', 'b-3');
+SELECT loyalty.earn(:e, 1, NULL, 'e-3', occurred_at => '2025-03-12 12:00+00');
+SELECT loyalty.enroll(:q, 'web', 'g', joined_at => '2025-05-05') AS g \gset
+SELECT loyalty.earn(:g, 44, 'web', 'g-1', occurred_at => '2025-05-06 12:00+00');
+-- a household pool (no member while a pool) dissolved: counted as joined then
+SELECT loyalty.set_household_rules(:q, pool_share => 0.5);
+SELECT loyalty.start_household(:e, 'E''s') AS h \gset
+SELECT loyalty.earn(:e, 20, 'pos', 'e-4');
+SELECT is((SELECT kind FROM loyalty.ledger WHERE member_id = :a AND reference = 'a-1' ORDER BY entry_id DESC LIMIT 1),
+          'reverse', 'the refund is a reversal');
+SELECT is((SELECT occurred_at FROM loyalty.ledger WHERE member_id = :a AND reference = 'a-1' ORDER BY entry_id DESC LIMIT 1),
+          now(), '... dated when it is made (the views count no reversal by its date)');
+SELECT * FROM pg_temp.compare('after more writes (rollups and the rows since)');
+SELECT is((SELECT (entries > 0, done)::text FROM pg_temp.refresh()), '(t,t)', 'a second refresh counts the new rows');
+SELECT * FROM pg_temp.compare('after the second refresh');
+SELECT loyalty.dissolve_household(:h);
+SELECT * FROM pg_temp.compare('with a pool dissolved since');
+SELECT is((SELECT (members, done)::text FROM pg_temp.refresh()), '(1,t)', 'the dissolved pool counts as joined');
+SELECT * FROM pg_temp.compare('after the third refresh');
+
+-- nothing new: nothing written ------------------------------------------------------------------
+SELECT pg_temp.rollup_writes() AS w0 \gset
+SELECT is((SELECT (entries, members, done)::text FROM pg_temp.refresh()), '(0,0,t)', 'a refresh with nothing new');
+SELECT is(pg_temp.rollup_writes(), :w0::bigint, '... writes no rollup row');
+
+-- small batches add up to the same ---------------------------------------------------------------
+DELETE FROM loyalty.rollup_days; DELETE FROM loyalty.rollup_channels; DELETE FROM loyalty.rollup_cohorts;
+DELETE FROM loyalty.rollup_point_months; DELETE FROM loyalty.rollup_buyers; DELETE FROM loyalty.rollup_returns;
+DELETE FROM loyalty.rollup_pools; DELETE FROM loyalty.rollup_state;
+-- (batches of 3 ids; a gap of 50 ids rolled back lies in the history)
+CREATE FUNCTION pg_temp.refresh_in_batches(n bigint, OUT most bigint, OUT total bigint, OUT empty integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    calls integer := 0;
+BEGIN
+    most := 0; total := 0; empty := 0;
+    LOOP
+        SELECT * INTO r FROM loyalty.refresh_rollups_batch(n);
+        most := greatest(most, r.entries); total := total + r.entries; calls := calls + 1;
+        EXIT WHEN r.done OR calls > 1000;
+        IF r.entries = 0 THEN
+            empty := empty + 1;
+        END IF;
+    END LOOP;
+END $$;
+SELECT is((SELECT (most, total, empty)::text FROM pg_temp.refresh_in_batches(3)),
+          (SELECT (3, count(*), 0)::text FROM loyalty.ledger),
+          'batches of at most 3 entries count every entry once, none spent on a gap of ids');
+SELECT ok((SELECT last_entry FROM loyalty.rollup_state) >= (SELECT max(entry_id) FROM loyalty.ledger), '... reach the end');
+SELECT * FROM pg_temp.compare('rebuilt in batches of 3 entries');
+
+-- arguments and rights ----------------------------------------------------------------------------
+SELECT throws_ok('SELECT loyalty.refresh_rollups_batch(0)', '22023', NULL, 'a batch of 0 entries is refused');
+SELECT throws_ok('SELECT loyalty.rollups_as_of(NULL)', '22004', NULL, 'rollups_as_of(NULL) is refused');
+SELECT throws_ok('CALL loyalty.refresh_rollups()', '2D000', NULL, 'the procedure commits, so it refuses a transaction block');
+
+SELECT * FROM finish();
+ROLLBACK;
