@@ -137,9 +137,9 @@ COMMENT ON FUNCTION loyalty.gamma_gamma_expected(float8, float8, float8, float8,
 
 -- Customer summaries for the models, from the ledger: one purchase per day
 -- (in the program's time zone), calibration up to and including `calibration_end`.
-#include "udfs/purchase_summary/1.2.sql"
-COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text) IS
-    'Per member of a program, as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
+#include "udfs/purchase_summary/1.4.sql"
+COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) IS
+    'Per member of a program (or of its members from member_from to member_to, read through the ledger''s key), as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
 
 CREATE TABLE loyalty.models (
     program_id      bigint NOT NULL REFERENCES loyalty.programs,
@@ -288,12 +288,12 @@ END $$;
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_segments', '');   -- empty until you change the mapping
 SELECT pg_catalog.pg_extension_config_dump('loyalty.models', '');
 
-REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text, anycompatible),
+REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint), loyalty.fit_models(bigint, date, text, anycompatible),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_models(text, date) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
     TO loyalty_analyst;
-GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text, anycompatible),
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint), loyalty.fit_models(bigint, date, text, anycompatible),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.refresh_models(text, date) TO loyalty_admin;
 -- the analyst reads views, nothing else (the views run with their owner's rights)

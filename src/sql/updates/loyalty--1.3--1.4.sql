@@ -486,6 +486,17 @@ COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in
 DROP VIEW loyalty.churn_risk;
 DROP VIEW loyalty.member_predictions;
 #include "parts/purchase_models.sql"
+-- each member's predictions stored with the fit (member_scores, in the part
+-- above), and a summary of a member range read through the ledger's key
+ALTER TABLE loyalty.member_scores ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.member_scores USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.member_scores TO loyalty_admin;
+DROP FUNCTION loyalty.purchase_summary(bigint, date, text);
+#include "udfs/purchase_summary/1.4.sql"
+COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) IS
+    'Per member of a program (or of its members from member_from to member_to, read through the ledger''s key), as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
+REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) TO loyalty_analyst, loyalty_admin;
 COMMENT ON TABLE loyalty.models IS 'Fitted purchase models (BG/NBD, MBG/NBD) and spend model (Gamma-Gamma) per program, with fit time, calibration end, log-likelihoods and the purchase model in use';
 -- fit_models gains a penalizer: a new signature
 DROP FUNCTION loyalty.fit_models(bigint, date, text);
