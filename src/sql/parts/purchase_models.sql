@@ -162,6 +162,12 @@ REVOKE ALL ON FUNCTION loyalty.score_members(loyalty.models, bigint[], bigint[],
 GRANT EXECUTE ON FUNCTION loyalty.score_members(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[])
     TO loyalty_analyst, loyalty_admin;
 
+#include "udfs/predict_member/1.4.sql"
+COMMENT ON FUNCTION loyalty.predict_member(loyalty.models, bigint) IS
+    'Internal (member_predictions): one member''s summary and predictions by a fit, computed from its ledger rows now; no row without a purchase by the calibration end';
+REVOKE ALL ON FUNCTION loyalty.predict_member(loyalty.models, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.predict_member(loyalty.models, bigint) TO loyalty_analyst, loyalty_admin;
+
 #include "udfs/store_member_scores/1.4.sql"
 COMMENT ON FUNCTION loyalty.store_member_scores(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[], date[],
                                                 bigint[], bigint[], numeric[], timestamptz[]) IS

@@ -17,12 +17,10 @@ WITH m AS (
     -- computed now for the program's other members who bought (after the
     -- fit, or bought, were refunded or merged since), each from its own
     -- ledger rows; the same figures as the fit would have stored
-    SELECT m.program_id, a.member_id, ps.x, ps.t_x, ps."T", ps.last_purchase, sc.p_alive, sc.expected_purchases_year,
-           sc.expected_avg_spend, sc.clv_year, sc.purchase_model, sc.prediction_failure
+    SELECT m.program_id, a.member_id, pm.x, pm.t_x, pm."T", pm.last_purchase, pm.p_alive, pm.expected_purchases_year,
+           pm.expected_avg_spend, pm.clv_year, pm.purchase_model, pm.prediction_failure
     FROM m JOIN loyalty.accounts a ON a.program_id = m.program_id
-    CROSS JOIN LATERAL loyalty.purchase_summary(m.program_id, m.calibration_end, m.time_unit, a.member_id, a.member_id) ps
-    CROSS JOIN LATERAL loyalty.score_members(m.model, ARRAY[ps.member_id], ARRAY[ps.x], ARRAY[ps.t_x], ARRAY[ps."T"],
-                                             ARRAY[ps.m_x]) sc
+    CROSS JOIN LATERAL loyalty.predict_member(m.model, a.member_id) pm
     WHERE a.first_purchase_at IS NOT NULL
       AND NOT EXISTS (SELECT FROM loyalty.member_scores s
                       WHERE s.member_id = a.member_id AND s.program_id = m.program_id AND s.fitted_at = m.fitted_at
