@@ -562,3 +562,5 @@ GRANT EXECUTE ON FUNCTION loyalty.model_holdout(bigint, date) TO loyalty_admin;
 ALTER TABLE loyalty.membership_models ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.membership_models USING (loyalty.program_visible(program_id));
 GRANT SELECT ON loyalty.membership_models TO loyalty_admin;
+-- == the model functions in C: not for PUBLIC ====================================
+#include "parts/model_grants.sql"
