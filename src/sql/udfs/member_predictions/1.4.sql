@@ -20,7 +20,17 @@ WITH m AS (
     SELECT m.program_id, a.member_id, pm.x, pm.t_x, pm."T", pm.last_purchase, pm.p_alive, pm.expected_purchases_year,
            pm.expected_avg_spend, pm.clv_year, pm.purchase_model, pm.prediction_failure
     FROM m JOIN loyalty.accounts a ON a.program_id = m.program_id
-    CROSS JOIN LATERAL loyalty.predict_member(m.model, a.member_id) pm
+    -- the test again inside, before the call (a one-time filter: OFFSET 0
+    -- keeps the planner from moving it after), so that a member with a
+    -- fresh row is never summarised whichever way the join is planned
+    CROSS JOIN LATERAL (SELECT p.* FROM loyalty.predict_member(m.model, a.member_id) p
+                        WHERE NOT EXISTS (SELECT FROM loyalty.member_scores s
+                                          WHERE s.member_id = a.member_id AND s.program_id = m.program_id
+                                            AND s.fitted_at = m.fitted_at
+                                            AND (a.purchase_count, a.purchase_days, a.purchase_amount, a.last_purchase_at)
+                                                IS NOT DISTINCT FROM (s.purchase_count, s.purchase_days, s.purchase_amount,
+                                                                      s.last_purchase_at))
+                        OFFSET 0) pm
     WHERE a.first_purchase_at IS NOT NULL
       AND NOT EXISTS (SELECT FROM loyalty.member_scores s
                       WHERE s.member_id = a.member_id AND s.program_id = m.program_id AND s.fitted_at = m.fitted_at
