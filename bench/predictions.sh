@@ -5,7 +5,9 @@
 #      say (lib.sh generate_btyd), and a small one of BENCH_SMALL members in
 #      the same ledger;
 #   2. loyalty.fit_models on the large program (the fits and every member's
-#      stored predictions), best of BENCH_RUNS; and the stored predictions
+#      stored predictions), best of BENCH_RUNS, against fit_models as it was
+#      before them (its text, created by this script as
+#      bench_fit_models_before, each run rolled back); and the stored predictions
 #      rewritten alone (an UPDATE of the fit's row: the models_rescore
 #      trigger), best of BENCH_RUNS;
 #   3. one member's churn_risk row (pgbench, BENCH_READS reads of random
@@ -41,6 +43,16 @@ timed() {
     for ((i = 0; i < ${2:-$BENCH_RUNS}; i++)); do
         out=$(q -c '\timing on' -c "$1") || exit 1
         t=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -1)
+        best=$(awk -v a="$t" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
+    done
+    awk -v ms="$best" 'BEGIN { printf "%.4f", ms / 1000 }'
+}
+# the same, each run in a transaction rolled back
+timed_tx() {
+    local best='' out t i
+    for ((i = 0; i < BENCH_RUNS; i++)); do
+        out=$(q -c '\timing on' -c 'BEGIN' -c "$1" -c 'ROLLBACK') || exit 1
+        t=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -2 | head -1)
         best=$(awk -v a="$t" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
     done
     awk -v ms="$best" 'BEGIN { printf "%.4f", ms / 1000 }'
@@ -97,9 +109,137 @@ SELECT p.program_id, p.member_id, p.p_alive, round(1 - p.p_alive, 4) AS churn_ri
 FROM live_predictions p;
 SQL
 
+# fit_models before stored predictions (1.4 as it was): the fits alone
+q -o /dev/null <<'SQL'
+CREATE FUNCTION bench_fit_models_before(program bigint, calibration_end date DEFAULT current_date, time_unit text DEFAULT 'week',
+                                   penalizer anycompatible DEFAULT NULL)
+RETURNS loyalty.models
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v loyalty.models;
+    v_penalizer numeric := penalizer::numeric;
+    -- the penalizers each model is fitted with, in turn, until one fits:
+    -- the one given, or (NULL) none and then stronger ones
+    v_tries float8[];
+    v_setting text;
+    v_model text;
+    v_fit loyalty.bgnbd_params;
+    v_pen float8;
+    v_used float8;
+    v_err text;
+    -- the customers, read once for every fit: x, t_x, T, mean repeat spend
+    v_x float8[];
+    v_tx float8[];
+    v_age float8[];
+    v_m float8[];
+BEGIN
+    PERFORM loyalty.require_program(bench_fit_models_before.program);
+    IF time_unit IS NULL OR time_unit NOT IN ('day', 'week') THEN
+        RAISE EXCEPTION 'time_unit must be day or week' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT (v_penalizer >= 0 AND v_penalizer < 'Infinity') THEN
+        RAISE EXCEPTION 'penalizer must be a finite number, not negative, not %', v_penalizer
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'NULL: none, or the least of 0.001, 0.01 and 0.1 that fits.';
+    END IF;
+    SELECT p.purchase_model INTO v_setting FROM loyalty.programs p WHERE p.program_id = program;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', program USING ERRCODE = 'no_data_found';
+    END IF;
+    v_tries := CASE WHEN v_penalizer IS NULL THEN ARRAY[0, 0.001, 0.01, 0.1]::float8[] ELSE ARRAY[v_penalizer::float8] END;
+    v.program_id := program;
+    v.fitted_at := clock_timestamp();
+    v.calibration_end := coalesce(calibration_end, current_date);
+    v.time_unit := time_unit;
+    SELECT array_agg(s.x::float8), array_agg(s.t_x::float8), array_agg(s."T"::float8), array_agg(s.m_x::float8)
+    INTO v_x, v_tx, v_age, v_m
+    FROM loyalty.purchase_summary(program, v.calibration_end, time_unit) s WHERE s."T" > 0;
+    IF v_x IS NULL THEN
+        RAISE EXCEPTION 'program % has no purchases before %', program, v.calibration_end
+            USING ERRCODE = 'LY030';
+    END IF;
+
+    -- the purchase models, each on its own: one the data cannot identify
+    -- leaves the other
+    FOREACH v_model IN ARRAY ARRAY['bgnbd', 'mbgnbd'] LOOP
+        v_fit := NULL;
+        v_used := NULL;
+        v_err := NULL;
+        FOREACH v_pen IN ARRAY v_tries LOOP
+            BEGIN
+                IF v_model = 'bgnbd' THEN
+                    v_fit := (SELECT loyalty.bgnbd_fit(u.x, u.t_x, u."T", v_pen) FROM unnest(v_x, v_tx, v_age) u(x, t_x, "T"));
+                ELSE
+                    v_fit := (SELECT loyalty.mbgnbd_fit(u.x, u.t_x, u."T", v_pen) FROM unnest(v_x, v_tx, v_age) u(x, t_x, "T"));
+                END IF;
+                v_used := v_pen;
+                EXIT;
+            EXCEPTION WHEN SQLSTATE 'LY030' THEN
+                v_err := coalesce(v_err, SQLERRM);
+            END;
+        END LOOP;
+        IF v_fit IS NULL AND v_penalizer IS NULL THEN
+            v_err := v_err || ' (nor with a penalizer of 0.001, 0.01 or 0.1)';
+        END IF;
+        IF v_model = 'bgnbd' THEN
+            v.bgnbd := v_fit;
+            v.bgnbd_penalizer := v_used;
+            v.bgnbd_failure := CASE WHEN v_fit IS NULL THEN v_err END;
+        ELSE
+            v.mbgnbd := v_fit;
+            v.mbgnbd_penalizer := v_used;
+            v.mbgnbd_failure := CASE WHEN v_fit IS NULL THEN v_err END;
+        END IF;
+    END LOOP;
+    -- the one the program predicts with: LY030 (and nothing stored, so the
+    -- program keeps its last fit) when the data identify neither or not the
+    -- one the program asks for
+    v.purchase_model := loyalty.purchase_model_choice(v_setting, v.bgnbd, v.mbgnbd);
+    IF v.purchase_model IS NULL THEN
+        RAISE EXCEPTION '%', v.bgnbd_failure
+            USING ERRCODE = 'LY030', DETAIL = format('Nor MBG/NBD: %s.', v.mbgnbd_failure);
+    ELSIF v.purchase_model = 'bgnbd' AND v.bgnbd IS NULL OR v.purchase_model = 'mbgnbd' AND v.mbgnbd IS NULL THEN
+        RAISE EXCEPTION '%', CASE WHEN v.purchase_model = 'bgnbd' THEN v.bgnbd_failure ELSE v.mbgnbd_failure END
+            USING ERRCODE = 'LY030',
+                  DETAIL = format('Program %s predicts with %s (loyalty.set_purchase_model).', program, v.purchase_model),
+                  HINT = 'loyalty.set_purchase_model(program, ''auto'') lets it predict with the model the data identify.';
+    END IF;
+
+    -- the spend model on its own too: when the data cannot identify it, or
+    -- identify one without an expected value (q <= 1: spend too
+    -- heavy-tailed), the purchase models are kept and the failure recorded
+    v_err := NULL;
+    FOREACH v_pen IN ARRAY v_tries LOOP
+        BEGIN
+            v.gamma_gamma := (SELECT loyalty.gamma_gamma_fit(u.x, u.m_x, v_pen) FROM unnest(v_x, v_m) u(x, m_x) WHERE u.x > 0);
+            v.gamma_gamma_penalizer := v_pen;
+            EXIT;
+        EXCEPTION WHEN SQLSTATE 'LY030' THEN
+            v_err := coalesce(v_err, SQLERRM);
+        END;
+    END LOOP;
+    IF v.gamma_gamma IS NULL AND v_err IS NOT NULL THEN
+        v.gamma_gamma_failure := v_err || CASE WHEN v_penalizer IS NULL THEN ' (nor with a penalizer of 0.001, 0.01 or 0.1)' ELSE '' END;
+    ELSIF v.gamma_gamma IS NULL THEN
+        v.gamma_gamma_failure := 'no customer with a repeat purchase';
+        v.gamma_gamma_penalizer := NULL;
+    ELSIF NOT (v.gamma_gamma).q > 1 THEN
+        v.gamma_gamma_failure := format('q = %s: spend this heavy-tailed has no expected value (q must exceed 1)',
+                                        round((v.gamma_gamma).q::numeric, 4));
+        v.gamma_gamma := NULL;
+        v.gamma_gamma_penalizer := NULL;
+    END IF;
+    INSERT INTO loyalty.models VALUES (v.*);
+    RETURN v;
+END $$;
+SQL
+
 echo "fit_models on $BENCH_MEMBERS members (the fits and every member's stored predictions), best of $BENCH_RUNS"
 T_FIT=$(timed "SELECT loyalty.fit_models($P, '$CAL', 'week') IS NOT NULL")
 echo "  loyalty.fit_models end to end                         ${T_FIT}s"
+T_BEFORE=$(timed_tx "SELECT bench_fit_models_before($P, '$CAL', 'week') IS NOT NULL")
+echo "  fit_models before stored predictions (the fits alone)  ${T_BEFORE}s"
 T_STORE=$(timed "UPDATE loyalty.models SET purchase_model = purchase_model WHERE program_id = $P
                  AND fitted_at = (SELECT max(fitted_at) FROM loyalty.models WHERE program_id = $P)")
 echo "  the stored predictions rewritten alone (models_rescore) ${T_STORE}s"
@@ -147,3 +287,4 @@ q1 "EXPLAIN (COSTS OFF)
 echo "ratio stored/live (one member's churn_risk row): $(ratio "$L_STORED" "$L_LIVE")"
 echo "ratio stored prepared/live (one member's churn_risk row): $(ratio "$L_PREP" "$L_LIVE")"
 echo "ratio stored/live (whole member_predictions): $(ratio "$V_STORED" "$V_LIVE")"
+echo "ratio fit_models with stored predictions/before (time): $(ratio "$T_FIT" "$T_BEFORE")"
