@@ -164,7 +164,7 @@ GRANT EXECUTE ON FUNCTION loyalty.score_members(loyalty.models, bigint[], bigint
 
 #include "udfs/predict_member/1.4.sql"
 COMMENT ON FUNCTION loyalty.predict_member(loyalty.models, bigint) IS
-    'Internal (member_predictions): one member''s summary and predictions by a fit, computed from its ledger rows now; no row without a purchase by the calibration end';
+    'Internal (member_predictions): one member''s summary and predictions by a fit, computed from its ledger rows now; no row without a purchase by the calibration end, nor for a member whose stored row (member_scores) the account still matches; SECURITY DEFINER to read those two tables for the views'' readers, who may read no table';
 REVOKE ALL ON FUNCTION loyalty.predict_member(loyalty.models, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.predict_member(loyalty.models, bigint) TO loyalty_analyst, loyalty_admin;
 

@@ -9,10 +9,13 @@ WITH m AS (
     -- account still shows the purchase figures they were computed with
     SELECT s.program_id, s.member_id, s.x, s.t_x, s."T", s.last_purchase, s.p_alive, s.expected_purchases_year,
            s.expected_avg_spend, s.clv_year, s.purchase_model, s.prediction_failure
+    -- (equalities, not IS NOT DISTINCT FROM: join keys the planner estimates
+    -- from the columns' statistics, so that it expects few members to
+    -- compute below, as there are)
     FROM m JOIN loyalty.member_scores s ON s.program_id = m.program_id AND s.fitted_at = m.fitted_at
-    LEFT JOIN loyalty.accounts a ON a.member_id = s.member_id
-    WHERE (a.purchase_count, a.purchase_days, a.purchase_amount, a.last_purchase_at)
-          IS NOT DISTINCT FROM (s.purchase_count, s.purchase_days, s.purchase_amount, s.last_purchase_at)
+    JOIN loyalty.accounts a ON a.member_id = s.member_id AND a.purchase_count = s.purchase_count
+                           AND a.purchase_days = s.purchase_days AND a.purchase_amount = s.purchase_amount
+                           AND a.last_purchase_at = s.last_purchase_at
     UNION ALL
     -- computed now for the program's other members who bought (after the
     -- fit, or bought, were refunded or merged since), each from its own
@@ -20,22 +23,14 @@ WITH m AS (
     SELECT m.program_id, a.member_id, pm.x, pm.t_x, pm."T", pm.last_purchase, pm.p_alive, pm.expected_purchases_year,
            pm.expected_avg_spend, pm.clv_year, pm.purchase_model, pm.prediction_failure
     FROM m JOIN loyalty.accounts a ON a.program_id = m.program_id
-    -- the test again inside, before the call (a one-time filter: OFFSET 0
-    -- keeps the planner from moving it after), so that a member with a
-    -- fresh row is never summarised whichever way the join is planned
-    CROSS JOIN LATERAL (SELECT p.* FROM loyalty.predict_member(m.model, a.member_id) p
-                        WHERE NOT EXISTS (SELECT FROM loyalty.member_scores s
-                                          WHERE s.member_id = a.member_id AND s.program_id = m.program_id
-                                            AND s.fitted_at = m.fitted_at
-                                            AND (a.purchase_count, a.purchase_days, a.purchase_amount, a.last_purchase_at)
-                                                IS NOT DISTINCT FROM (s.purchase_count, s.purchase_days, s.purchase_amount,
-                                                                      s.last_purchase_at))
-                        OFFSET 0) pm
+    -- (predict_member also gives nothing for a member with a fresh row,
+    -- should the join call it before the test below)
+    CROSS JOIN LATERAL loyalty.predict_member(m.model, a.member_id) pm
     WHERE a.first_purchase_at IS NOT NULL
       AND NOT EXISTS (SELECT FROM loyalty.member_scores s
                       WHERE s.member_id = a.member_id AND s.program_id = m.program_id AND s.fitted_at = m.fitted_at
-                        AND (a.purchase_count, a.purchase_days, a.purchase_amount, a.last_purchase_at)
-                            IS NOT DISTINCT FROM (s.purchase_count, s.purchase_days, s.purchase_amount, s.last_purchase_at))
+                        AND s.purchase_count = a.purchase_count AND s.purchase_days = a.purchase_days
+                        AND s.purchase_amount = a.purchase_amount AND s.last_purchase_at = a.last_purchase_at)
 )
 SELECT m.program_id, r.member_id, m.fitted_at, m.time_unit,
        r.x AS repeat_purchases, round(r.t_x, 2) AS t_x, round(r."T", 2) AS customer_age,

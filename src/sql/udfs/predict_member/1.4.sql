@@ -1,14 +1,35 @@
 CREATE FUNCTION loyalty.predict_member(m loyalty.models, member bigint)
 RETURNS TABLE (x bigint, t_x numeric, "T" numeric, last_purchase date, p_alive numeric, expected_purchases_year numeric,
                expected_avg_spend numeric, clv_year numeric, purchase_model text, prediction_failure text)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
 -- one member's summary: at most one row (an estimate of 1000 per call would
 -- make a view computing a few members look like millions of rows)
 ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT ps.x, ps.t_x, ps."T", ps.last_purchase, sc.p_alive, sc.expected_purchases_year, sc.expected_avg_spend, sc.clv_year,
-       sc.purchase_model, sc.prediction_failure
-FROM loyalty.purchase_summary(($1).program_id, ($1).calibration_end, ($1).time_unit, $2, $2) ps,
-     LATERAL loyalty.score_members($1, ARRAY[ps.member_id], ARRAY[ps.x], ARRAY[ps.t_x], ARRAY[ps."T"], ARRAY[ps.m_x]) sc
-$$;
+DECLARE
+    v record;
+BEGIN
+    -- nothing for a member whose stored row still holds (the view reads
+    -- that), whatever order the view's join calls this in; PL/pgSQL keeps
+    -- both statements' plans for the session
+    IF EXISTS (SELECT FROM loyalty.member_scores s
+               JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) s.member_id
+                                      AND a.purchase_count OPERATOR(pg_catalog.=) s.purchase_count
+                                      AND a.purchase_days OPERATOR(pg_catalog.=) s.purchase_days
+                                      AND a.purchase_amount OPERATOR(pg_catalog.=) s.purchase_amount
+                                      AND a.last_purchase_at OPERATOR(pg_catalog.=) s.last_purchase_at
+               WHERE s.member_id OPERATOR(pg_catalog.=) predict_member.member
+                 AND s.program_id OPERATOR(pg_catalog.=) m.program_id
+                 AND s.fitted_at OPERATOR(pg_catalog.=) m.fitted_at) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v FROM loyalty.purchase_summary(m.program_id, m.calibration_end, m.time_unit, member, member);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT v.x, v.t_x, v."T", v.last_purchase, sc.p_alive, sc.expected_purchases_year, sc.expected_avg_spend,
+           sc.clv_year, sc.purchase_model, sc.prediction_failure
+    FROM loyalty.score_members(m, ARRAY[v.member_id], ARRAY[v.x], ARRAY[v.t_x], ARRAY[v."T"], ARRAY[v.m_x]) sc;
+END $$;
