@@ -137,10 +137,6 @@ COMMENT ON FUNCTION loyalty.gamma_gamma_expected(float8, float8, float8, float8,
 
 -- Customer summaries for the models, from the ledger: one purchase per day
 -- (in the program's time zone), calibration up to and including `calibration_end`.
-#include "udfs/purchase_summary_rows/1.4.sql"
-COMMENT ON FUNCTION loyalty.purchase_summary_rows(bigint, date, integer, bigint, bigint) IS
-    'Internal (purchase_summary): the summary of a program''s members from member_from to member_to, time in units of unit_days days';
-REVOKE ALL ON FUNCTION loyalty.purchase_summary_rows(bigint, date, integer, bigint, bigint) FROM PUBLIC;
 #include "udfs/purchase_summary/1.4.sql"
 COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) IS
     'Per member of a program (or of its members from member_from to member_to, read through the ledger''s key), as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';

@@ -69,9 +69,8 @@ def fail(message):
 
 def statements(text):
     """(offset, statement) of each top-level statement: skips comments and
-    psql lines, keeps quotes, quoted names, dollar quotes and SQL-standard
-    bodies (BEGIN ATOMIC ... END, CASE ... END nested) whole."""
-    i, n, start, atomic = 0, len(text), None, 0
+    psql lines, keeps quotes, quoted names and dollar quotes whole."""
+    i, n, start = 0, len(text), None
     while i < n:
         c = text[i]
         if start is None:
@@ -106,17 +105,6 @@ def statements(text):
             tag = re.match(r'\$(\w*)\$', text[i:]).group(0)
             j = text.find(tag, i + len(tag))
             i = n if j < 0 else j + len(tag)
-        elif (c.isalpha() or c == '_') and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in '_$')):
-            w = re.match(r'\w+', text[i:]).group(0)
-            if w.lower() == 'begin' and re.match(r'begin\s+atomic\b', text[i:], re.I):
-                atomic += 1
-            elif atomic and w.lower() == 'case':
-                atomic += 1
-            elif atomic and w.lower() == 'end':
-                atomic -= 1
-            i += len(w)
-        elif c == ';' and atomic:
-            i += 1
         elif c == ';':
             yield start, text[start:i + 1]
             start = None

@@ -6,6 +6,9 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
 -- make a view computing a few members look like millions of rows)
 ROWS 1
 SET search_path = pg_catalog, pg_temp
+-- on Citus this runs inside the view's query on a shard, and summarises the
+-- member through distributed tables: allowed there (a placeholder elsewhere)
+SET citus.allow_nested_distributed_execution = on
 AS $$
 DECLARE
     v record;
