@@ -159,7 +159,7 @@ COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
 
 #include "udfs/fit_models/1.4.sql"
 COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) IS
-    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure';
+    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure; every member''s summary and predictions by the fit are stored in loyalty.member_scores in the same transaction, for the views';
 
 #include "udfs/model_holdout/1.4.sql"
 COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS

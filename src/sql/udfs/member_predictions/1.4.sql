@@ -9,9 +9,8 @@ WITH m AS (
     -- account still shows the purchase figures they were computed with
     SELECT s.program_id, s.member_id, s.x, s.t_x, s."T", s.last_purchase, s.p_alive, s.expected_purchases_year,
            s.expected_avg_spend, s.clv_year, s.purchase_model, s.prediction_failure
-    -- (equalities, not IS NOT DISTINCT FROM: join keys the planner estimates
-    -- from the columns' statistics, so that it expects few members to
-    -- compute below, as there are)
+    -- (equalities: a member without an account or figures is not read here
+    -- but computed below, exactly the complement of this test)
     FROM m JOIN loyalty.member_scores s ON s.program_id = m.program_id AND s.fitted_at = m.fitted_at
     JOIN loyalty.accounts a ON a.member_id = s.member_id AND a.purchase_count = s.purchase_count
                            AND a.purchase_days = s.purchase_days AND a.purchase_amount = s.purchase_amount
