@@ -4,10 +4,9 @@ CREATE FUNCTION loyalty.purchase_summary(program bigint, calibration_end date DE
 RETURNS TABLE (member_id bigint, x bigint, t_x numeric, "T" numeric, m_x numeric, first_purchase date, last_purchase date)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
--- every call planned with its own values: a member range (one member, for
--- the views) reads the ledger through its primary key, a small program in a
--- large ledger goes from the members' index into that key, a large program
--- scans the ledger (and on Citus a plan with parameters cannot be sent)
+-- a program's summary planned with its values on every call: a small
+-- program in a large ledger goes from the members' index into the ledger's
+-- primary key, a large one scans the ledger
 SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
@@ -20,6 +19,14 @@ BEGIN
         RAISE EXCEPTION 'time_unit must be day or week' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM loyalty.require_program(program);
+    IF member_from IS NOT NULL AND member_to IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        -- a member range (one member, for the views): one plan for every
+        -- range, through the primary keys, kept for the session instead of
+        -- planned again per member (undone when the function returns); not
+        -- on Citus, which cannot plan a distributed query with parameters
+        PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true);
+    END IF;
     RETURN QUERY
     WITH days AS (
         -- the program's members (an index), and their ledger rows through
