@@ -1,7 +1,10 @@
 CREATE FUNCTION loyalty.predict_member(m loyalty.models, member bigint)
 RETURNS TABLE (x bigint, t_x numeric, "T" numeric, last_purchase date, p_alive numeric, expected_purchases_year numeric,
                expected_avg_spend numeric, clv_year numeric, purchase_model text, prediction_failure text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+-- purchase_summary sets plan_cache_mode for a member's summary: not in a
+-- parallel query
+PARALLEL UNSAFE
 -- one member's summary: at most one row (an estimate of 1000 per call would
 -- make a view computing a few members look like millions of rows)
 ROWS 1
