@@ -1146,6 +1146,29 @@ hyp2f1(double a, double b, double c, double z)
 }
 
 /*
+ * w^s 2F1(a, b; c; z), 0 <= z < 1, w = 1 - z given as computed without
+ * cancellation by the caller, as alive_expected needs it.  Above
+ * z = 1/2 with a large parameter (a customer with many purchases: a and b
+ * grow with x) the two terms of the continuation around z = 1 are each much
+ * larger than their difference, and cancel to a few digits or none (a
+ * relative error of 1e-5 at max(a, b) (1 - z) near 17).  There Euler's
+ * transformation, 2F1(a, b; c; z) = (1 - z)^(c - a - b) 2F1(c - a, c - b;
+ * c; z), gives a series of small terms (c - a and c - b stay of the size of
+ * the model's parameters) that falls at least as fast as z^j j^(c - a - b - 1):
+ * in few terms, and with the power of 1 - z combined with s, no overflow.
+ */
+static double
+hyp2f1_scaled(double a, double b, double c, double z, double w, double s)
+{
+	double		v;
+
+	if (z > 0.5 && Max(fabs(a), fabs(b)) * w > 1 &&
+		hyp2f1_series(c - a, c - b, c, z, 200000, &v))
+		return pow(w, s + c - a - b) * v;
+	return pow(w, s) * hyp2f1(a, b, c, z);
+}
+
+/*
  * The state, the fit and the hypergeometric series for the other models'
  * files (btyd.h): the same code, under names of their own in the library.
  */
@@ -1222,7 +1245,7 @@ alive_expected(double r, double alpha, double a, double b, double t)
 	if (fabs(a - 1) < 1e-9)
 		a = 1 + 1e-9;
 	return (a + b - 1) / (a - 1) *
-		(1 - pow(alpha / (alpha + t), r) * hyp2f1(r, b, a + b - 1, t / (alpha + t)));
+		(1 - hyp2f1_scaled(r, b, a + b - 1, t / (alpha + t), alpha / (alpha + t), r));
 }
 
 /* BG/NBD: E[purchases in (T, T+t] | x, t_x, T] (eq. 10) */

@@ -137,9 +137,9 @@ COMMENT ON FUNCTION loyalty.gamma_gamma_expected(float8, float8, float8, float8,
 
 -- Customer summaries for the models, from the ledger: one purchase per day
 -- (in the program's time zone), calibration up to and including `calibration_end`.
-#include "udfs/purchase_summary/1.2.sql"
-COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text) IS
-    'Per member of a program, as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
+#include "udfs/purchase_summary/1.4.sql"
+COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) IS
+    'Per member of a program (or of its members from member_from to member_to, read through the ledger''s key), as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
 
 CREATE TABLE loyalty.models (
     program_id      bigint NOT NULL REFERENCES loyalty.programs,
@@ -159,7 +159,7 @@ COMMENT ON COLUMN loyalty.models.gamma_gamma_failure IS
 
 #include "udfs/fit_models/1.4.sql"
 COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) IS
-    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure';
+    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure; every member''s summary and predictions by the fit are stored in loyalty.member_scores in the same transaction, for the views';
 
 #include "udfs/model_holdout/1.4.sql"
 COMMENT ON FUNCTION loyalty.model_holdout(bigint, date) IS
@@ -290,12 +290,12 @@ END $$;
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_segments', '');   -- empty until you change the mapping
 SELECT pg_catalog.pg_extension_config_dump('loyalty.models', '');
 
-REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text, anycompatible),
+REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint), loyalty.fit_models(bigint, date, text, anycompatible),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_models(text, date) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint), loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8)
     TO loyalty_analyst;
-GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text), loyalty.fit_models(bigint, date, text, anycompatible),
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint), loyalty.fit_models(bigint, date, text, anycompatible),
     loyalty.clv(loyalty.models, float8, float8, float8, float8, integer, float8), loyalty.model_holdout(bigint, date) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.refresh_models(text, date) TO loyalty_admin;
 -- the analyst reads views, nothing else (the views run with their owner's rights)

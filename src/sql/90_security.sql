@@ -117,3 +117,5 @@ BEGIN
                             ELSE 'loyalty.member_visible(member_id)' END);
     END LOOP;
 END $$;
+
+#include "parts/model_grants.sql"

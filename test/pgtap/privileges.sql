@@ -3,7 +3,7 @@
 -- but the types' own functions and operators, the application role limited to
 -- the API, the analyst role limited to the views.
 BEGIN;
-SELECT plan(10);
+SELECT plan(13);
 
 CREATE TEMP TABLE fns AS
 SELECT p.oid, p.oid::regprocedure::text AS sig, p.prosecdef, p.prokind, p.proconfig
@@ -18,6 +18,15 @@ SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege
                 'PUBLIC may execute no SECURITY DEFINER function');
 SELECT is_empty($$SELECT sig FROM fns WHERE prokind = 'p' AND has_function_privilege('public', oid, 'EXECUTE')$$,
                 'PUBLIC may call no procedure');
+SELECT is_empty($$SELECT sig FROM fns WHERE has_function_privilege('public', oid, 'EXECUTE')
+                    AND sig !~ 'loyalty\.(points|tier)(\M|_)' AND sig <> 'loyalty.version()'$$,
+                'PUBLIC may execute nothing but the types'' functions, operators and aggregates (and version())');
+SELECT is_empty($$SELECT sig FROM fns WHERE sig ~ '^loyalty\.(bgnbd|mbgnbd|gamma_gamma|sbg)_(fit|loglik|expected|p_alive|survival|renewal_probability|expected_remaining|derl)\(|^loyalty\.(rfm|predict_purchases)\('
+                    AND NOT (has_function_privilege('loyalty_analyst', oid, 'EXECUTE') AND has_function_privilege('loyalty_admin', oid, 'EXECUTE'))$$,
+                'the analyst and the administrator may call the model formulas the views call');
+SELECT is_empty($$SELECT sig FROM fns WHERE sig ~ '^loyalty\.(rfm|btyd|bgnbd|mbgnbd|gamma_gamma|sbg)_|^loyalty\.(rfm|predict_purchases)\('
+                    AND has_function_privilege('loyalty_app', oid, 'EXECUTE')$$,
+                'the application role may not');
 SELECT is_empty($$SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = 'loyalty' AND c.relkind IN ('r', 'p', 'v')
                     AND (has_table_privilege('loyalty_app', c.oid, 'SELECT') OR has_table_privilege('loyalty_app', c.oid, 'INSERT')
@@ -32,7 +41,8 @@ SELECT is_empty($$SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace
                 'the analyst role can read every view');
 -- what the analyst may execute among the definer functions: what its views call
 SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_analyst', oid, 'EXECUTE')
-                    AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text)',
+                    AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text,bigint,bigint)',
+                                    'loyalty.predict_member(loyalty.models,bigint)',
                                     'loyalty.rollup_changes(bigint,bigint,bigint,bigint)', 'loyalty.rollups_as_of(bigint)')$$,
                 'the analyst role may execute no writer');
 SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_app', oid, 'EXECUTE')

@@ -106,3 +106,78 @@ COMMENT ON FUNCTION loyalty.model_tracking(bigint, date) IS
     'Validation: per period (the model''s time unit) from the program''s first purchase to holdout_end, the repeat purchase days of the latest fit''s customers and what each purchase model expects of them since their first purchase, with running totals (the BG/NBD paper''s tracking plot)';
 REVOKE ALL ON FUNCTION loyalty.model_tracking(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.model_tracking(bigint, date) TO loyalty_admin;
+
+-- Each member's summary and predictions as of the latest fit, written by
+-- fit_models in its transaction, so that member_predictions and churn_risk
+-- read a member in a key lookup and a program in a scan instead of
+-- summarising its ledger on every query
+CREATE TABLE loyalty.member_scores (
+    member_id       bigint PRIMARY KEY,
+    program_id      bigint NOT NULL,
+    fitted_at       timestamptz NOT NULL,
+    x               bigint NOT NULL,
+    t_x             numeric NOT NULL,
+    "T"             numeric NOT NULL,
+    m_x             numeric,
+    last_purchase   date NOT NULL,
+    purchase_count  bigint,
+    purchase_days   bigint,
+    purchase_amount numeric,
+    last_purchase_at timestamptz,
+    p_alive         numeric,
+    expected_purchases_year numeric,
+    expected_avg_spend numeric,
+    clv_year        numeric,
+    purchase_model  text,
+    prediction_failure text
+);
+CREATE INDEX member_scores_program_idx ON loyalty.member_scores (program_id);
+COMMENT ON TABLE loyalty.member_scores IS
+    'Per member, the purchase summary and predictions of the program''s latest fit (fit_models, refresh_models, set_purchase_model write them with the model, in its transaction); member_predictions reads them while the member''s account shows the purchases they were computed from, and computes the others at query time';
+COMMENT ON COLUMN loyalty.member_scores.member_id IS 'Member';
+COMMENT ON COLUMN loyalty.member_scores.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.member_scores.fitted_at IS 'The fit (loyalty.models.fitted_at) the row belongs to: rows of an older fit are not read';
+COMMENT ON COLUMN loyalty.member_scores.x IS 'Repeat purchase days up to the calibration end (purchase_summary x)';
+COMMENT ON COLUMN loyalty.member_scores.t_x IS 'Time from the first to the last purchase, in the model''s unit (purchase_summary t_x)';
+COMMENT ON COLUMN loyalty.member_scores."T" IS 'Time from the first purchase to the calibration end, in the model''s unit (purchase_summary T)';
+COMMENT ON COLUMN loyalty.member_scores.m_x IS 'Mean spend of the repeat purchase days (purchase_summary m_x; NULL without one)';
+COMMENT ON COLUMN loyalty.member_scores.last_purchase IS 'Last purchase day up to the calibration end';
+COMMENT ON COLUMN loyalty.member_scores.purchase_count IS
+    'The account''s purchase_count when the summary was read (in the same snapshot): with purchase_days, purchase_amount and last_purchase_at, the row is read only while the account still shows them; any purchase, refund or merge since changes one, and the view computes that member at query time';
+COMMENT ON COLUMN loyalty.member_scores.purchase_days IS 'The account''s purchase_days when the summary was read';
+COMMENT ON COLUMN loyalty.member_scores.purchase_amount IS 'The account''s purchase_amount when the summary was read';
+COMMENT ON COLUMN loyalty.member_scores.last_purchase_at IS 'The account''s last_purchase_at when the summary was read';
+COMMENT ON COLUMN loyalty.member_scores.p_alive IS 'P(alive) by purchase_model, rounded as member_predictions shows it';
+COMMENT ON COLUMN loyalty.member_scores.expected_purchases_year IS 'Expected purchases in the next 365.25 days';
+COMMENT ON COLUMN loyalty.member_scores.expected_avg_spend IS 'Expected spend per purchase (Gamma-Gamma; NULL without a spend model)';
+COMMENT ON COLUMN loyalty.member_scores.clv_year IS 'Expected spend over the next 365.25 days, month by month discounted 10% a year';
+COMMENT ON COLUMN loyalty.member_scores.purchase_model IS 'The purchase model of the predictions: bgnbd or mbgnbd';
+COMMENT ON COLUMN loyalty.member_scores.prediction_failure IS 'Why p_alive or the expected purchases are NULL for this member';
+SELECT pg_catalog.pg_extension_config_dump('loyalty.member_scores', '');
+
+#include "udfs/score_members/1.4.sql"
+COMMENT ON FUNCTION loyalty.score_members(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[]) IS
+    'Internal: the predictions member_predictions shows for customers (member, x, t_x, T, m_x as purchase_summary gives them) by a fit: P(alive), expected purchases, spend and CLV over a year, the purchase model and why a prediction failed';
+REVOKE ALL ON FUNCTION loyalty.score_members(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.score_members(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[])
+    TO loyalty_analyst, loyalty_admin;
+
+#include "udfs/predict_member/1.4.sql"
+COMMENT ON FUNCTION loyalty.predict_member(loyalty.models, bigint) IS
+    'Internal (member_predictions): one member''s summary and predictions by a fit, computed from its ledger rows now; no row without a purchase by the calibration end, nor for a member whose stored row (member_scores) the account still matches; SECURITY DEFINER to read those two tables for the views'' readers, who may read no table';
+REVOKE ALL ON FUNCTION loyalty.predict_member(loyalty.models, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.predict_member(loyalty.models, bigint) TO loyalty_analyst, loyalty_admin;
+
+#include "udfs/store_member_scores/1.4.sql"
+COMMENT ON FUNCTION loyalty.store_member_scores(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[], date[],
+                                                bigint[], bigint[], numeric[], timestamptz[]) IS
+    'Internal (fit_models, set_purchase_model): replace a program''s rows of loyalty.member_scores by those of a fit, from the members'' summaries and the account figures read with them; returns the rows written';
+REVOKE ALL ON FUNCTION loyalty.store_member_scores(loyalty.models, bigint[], bigint[], numeric[], numeric[], numeric[], date[],
+                                                   bigint[], bigint[], numeric[], timestamptz[]) FROM PUBLIC;
+
+#include "udfs/models_rescore/1.4.sql"
+COMMENT ON FUNCTION loyalty.models_rescore() IS
+    'Internal trigger of loyalty.models: when a fit''s row changes (its purchase model, its parameters), rewrite the predictions stored with it';
+REVOKE ALL ON FUNCTION loyalty.models_rescore() FROM PUBLIC;
+CREATE TRIGGER models_rescore AFTER UPDATE ON loyalty.models
+    FOR EACH ROW EXECUTE FUNCTION loyalty.models_rescore();

@@ -507,12 +507,23 @@ COMMENT ON COLUMN loyalty.kpi_monthly.breakage IS 'Share of the points issued in
 DROP VIEW loyalty.churn_risk;
 DROP VIEW loyalty.member_predictions;
 #include "parts/purchase_models.sql"
+-- each member's predictions stored with the fit (member_scores, in the part
+-- above), and a summary of a member range read through the ledger's key
+ALTER TABLE loyalty.member_scores ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.member_scores USING (loyalty.program_visible(program_id));
+GRANT SELECT ON loyalty.member_scores TO loyalty_admin;
+DROP FUNCTION loyalty.purchase_summary(bigint, date, text);
+#include "udfs/purchase_summary/1.4.sql"
+COMMENT ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) IS
+    'Per member of a program (or of its members from member_from to member_to, read through the ledger''s key), as of calibration_end: x (repeat purchases, one per day), t_x (last - first purchase), T (calibration_end - first purchase) in days or weeks, m_x (mean repeat-day spend)';
+REVOKE ALL ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.purchase_summary(bigint, date, text, bigint, bigint) TO loyalty_analyst, loyalty_admin;
 COMMENT ON TABLE loyalty.models IS 'Fitted purchase models (BG/NBD, MBG/NBD) and spend model (Gamma-Gamma) per program, with fit time, calibration end, log-likelihoods and the purchase model in use';
 -- fit_models gains a penalizer: a new signature
 DROP FUNCTION loyalty.fit_models(bigint, date, text);
 #include "udfs/fit_models/1.4.sql"
 COMMENT ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) IS
-    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure';
+    'Fit BG/NBD, MBG/NBD and Gamma-Gamma on a program''s purchases up to calibration_end, each on its own, and store them with the purchase model the program predicts with (its purchase_model; auto: the higher log-likelihood); penalizer: a number, or NULL for none and, where the data do not identify a model, the least of 0.001, 0.01 and 0.1 that does; LY030 if the data identify no purchase model (or not the one the program asks for); a model not fitted has its reason in NAME_failure; every member''s summary and predictions by the fit are stored in loyalty.member_scores in the same transaction, for the views';
 REVOKE ALL ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.fit_models(bigint, date, text, anycompatible) TO loyalty_admin;
 -- the predictions through loyalty.predict_purchases, with the program's model
@@ -609,3 +620,5 @@ CREATE EVENT TRIGGER loyalty_ledger_keep_entries ON ddl_command_start
     WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
     EXECUTE FUNCTION loyalty.ledger_keep_entries();
 REVOKE ALL ON FUNCTION loyalty.ledger_partition_added(), loyalty.ledger_keep_entries() FROM PUBLIC;
+-- == the model functions in C: not for PUBLIC ====================================
+#include "parts/model_grants.sql"

@@ -16,11 +16,19 @@ DECLARE
     v_pen float8;
     v_used float8;
     v_err text;
-    -- the customers, read once for every fit: x, t_x, T, mean repeat spend
-    v_x float8[];
-    v_tx float8[];
-    v_age float8[];
-    v_m float8[];
+    -- the customers, read once for every fit and the stored predictions:
+    -- member, x, t_x, T, mean repeat spend, last purchase day, and the
+    -- account's purchase figures read in the same snapshot
+    v_member bigint[];
+    v_x bigint[];
+    v_tx numeric[];
+    v_age numeric[];
+    v_m numeric[];
+    v_last date[];
+    v_count bigint[];
+    v_days bigint[];
+    v_amount numeric[];
+    v_last_at timestamptz[];
 BEGIN
     PERFORM loyalty.require_program(fit_models.program);
     IF time_unit IS NULL OR time_unit NOT IN ('day', 'week') THEN
@@ -39,10 +47,15 @@ BEGIN
     v.fitted_at := clock_timestamp();
     v.calibration_end := coalesce(calibration_end, current_date);
     v.time_unit := time_unit;
-    SELECT array_agg(s.x::float8), array_agg(s.t_x::float8), array_agg(s."T"::float8), array_agg(s.m_x::float8)
-    INTO v_x, v_tx, v_age, v_m
-    FROM loyalty.purchase_summary(program, v.calibration_end, time_unit) s WHERE s."T" > 0;
-    IF v_x IS NULL THEN
+    SELECT array_agg(s.member_id), array_agg(s.x), array_agg(s.t_x), array_agg(s."T"), array_agg(s.m_x),
+           array_agg(s.last_purchase), array_agg(a.purchase_count), array_agg(a.purchase_days),
+           array_agg(a.purchase_amount), array_agg(a.last_purchase_at)
+    INTO v_member, v_x, v_tx, v_age, v_m, v_last, v_count, v_days, v_amount, v_last_at
+    FROM loyalty.purchase_summary(program, v.calibration_end, time_unit) s
+    LEFT JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) s.member_id;
+    -- the fits take the customers of some age (a first purchase on the
+    -- calibration end says nothing yet); the predictions are for everyone
+    IF NOT EXISTS (SELECT FROM unnest(v_age) t WHERE t > 0) THEN
         RAISE EXCEPTION 'program % has no purchases before %', program, v.calibration_end
             USING ERRCODE = 'LY030';
     END IF;
@@ -56,9 +69,11 @@ BEGIN
         FOREACH v_pen IN ARRAY v_tries LOOP
             BEGIN
                 IF v_model = 'bgnbd' THEN
-                    v_fit := (SELECT loyalty.bgnbd_fit(u.x, u.t_x, u."T", v_pen) FROM unnest(v_x, v_tx, v_age) u(x, t_x, "T"));
+                    v_fit := (SELECT loyalty.bgnbd_fit(u.x::float8, u.t_x::float8, u."T"::float8, v_pen)
+                              FROM unnest(v_x, v_tx, v_age) u(x, t_x, "T") WHERE u."T" > 0);
                 ELSE
-                    v_fit := (SELECT loyalty.mbgnbd_fit(u.x, u.t_x, u."T", v_pen) FROM unnest(v_x, v_tx, v_age) u(x, t_x, "T"));
+                    v_fit := (SELECT loyalty.mbgnbd_fit(u.x::float8, u.t_x::float8, u."T"::float8, v_pen)
+                              FROM unnest(v_x, v_tx, v_age) u(x, t_x, "T") WHERE u."T" > 0);
                 END IF;
                 v_used := v_pen;
                 EXIT;
@@ -99,7 +114,8 @@ BEGIN
     v_err := NULL;
     FOREACH v_pen IN ARRAY v_tries LOOP
         BEGIN
-            v.gamma_gamma := (SELECT loyalty.gamma_gamma_fit(u.x, u.m_x, v_pen) FROM unnest(v_x, v_m) u(x, m_x) WHERE u.x > 0);
+            v.gamma_gamma := (SELECT loyalty.gamma_gamma_fit(u.x::float8, u.m_x::float8, v_pen)
+                              FROM unnest(v_x, v_m, v_age) u(x, m_x, "T") WHERE u.x > 0 AND u."T" > 0);
             v.gamma_gamma_penalizer := v_pen;
             EXIT;
         EXCEPTION WHEN SQLSTATE 'LY030' THEN
@@ -118,5 +134,8 @@ BEGIN
         v.gamma_gamma_penalizer := NULL;
     END IF;
     INSERT INTO loyalty.models VALUES (v.*);
+    -- every member's predictions by this fit, in this transaction: the views
+    -- read them instead of summarising the ledger again
+    PERFORM loyalty.store_member_scores(v, v_member, v_x, v_tx, v_age, v_m, v_last, v_count, v_days, v_amount, v_last_at);
     RETURN v;
 END $$;
