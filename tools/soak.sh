@@ -11,7 +11,7 @@
 #   - with LOYALTY_PG_BIN set, the whole suite on that instrumented build
 #     (test/scripts/instrumented.sh).
 # Prints each part's figures and one line "soak: N parts passed, M failed".
-# About 40 minutes on 2 cores.
+# About 70 minutes on 2 cores.
 #
 #   tools/soak.sh
 #   SOAK_CHAOS_SECONDS=60 SOAK_CRASH_ROUNDS=3 tools/soak.sh     # a quick look
