@@ -1,6 +1,6 @@
 -- The BI views as they were before the rollups (1.3's definitions, on the raw
 -- tables), for bench/scale.sh to time beside the views on the rollups.
--- test/pgtap/rollups.sql holds the same definitions as its reference.
+-- test/pgtap/rollups.sql reads them as its reference (\ir).
 CREATE VIEW public.raw_kpi_monthly AS
 WITH k AS (
     SELECT program_id, date_trunc('month', day)::date AS month, sum(new_members) AS new_members,

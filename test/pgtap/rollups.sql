@@ -10,82 +10,20 @@ BEGIN;
 SET LOCAL search_path = public, loyalty;
 SELECT plan(41);
 
--- the views as they were (on the raw tables): the reference -------------------------------
-CREATE TEMP VIEW ref_kpi_monthly AS
-WITH k AS (
-    SELECT program_id, date_trunc('month', day)::date AS month, sum(new_members) AS new_members,
-           sum(purchases) AS purchases, sum(revenue) AS revenue, sum(points_issued) AS points_issued,
-           sum(points_redeemed) AS points_redeemed, sum(points_expired) AS points_expired
-    FROM loyalty.kpi_daily GROUP BY 1, 2
-), b AS (
-    SELECT x.program_id, x.month, count(*) AS buyers,
-           count(*) FILTER (WHERE x.first_month < x.month) AS repeat_buyers
-    FROM (SELECT DISTINCT l.program_id, l.member_id,
-                 date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date AS month,
-                 min(date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date)
-                     OVER (PARTITION BY l.member_id) AS first_month
-          FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
-          WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)) x
-    GROUP BY 1, 2
-), c AS (
-    SELECT cr.program_id, date_trunc('month', cr.occurred_at AT TIME ZONE p.time_zone)::date AS month,
-           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind IN ('redeem', 'hold')) AS redeemed,
-           sum((a.points - a.returned)::bigint) FILTER (WHERE d.kind = 'expire') AS expired
-    FROM loyalty.allocations a
-    JOIN loyalty.ledger d ON d.member_id = a.member_id AND d.entry_id = a.entry_id
-    JOIN loyalty.lots t ON t.member_id = a.member_id AND t.lot_id = a.lot_id
-    JOIN loyalty.ledger cr ON cr.member_id = t.member_id AND cr.entry_id = t.entry_id
-    JOIN loyalty.programs p ON p.program_id = cr.program_id
-    WHERE cr.kind IN ('earn', 'award', 'adjust') AND loyalty.program_visible(cr.program_id)
-    GROUP BY 1, 2
-)
-SELECT k.program_id, k.month, k.new_members::bigint AS new_members, coalesce(b.buyers, 0)::bigint AS active_members,
-       k.purchases::bigint AS purchases, k.revenue,
-       CASE WHEN k.purchases > 0 THEN round(k.revenue / k.purchases, 2) END AS avg_order_value,
-       CASE WHEN b.buyers > 0 THEN round(b.repeat_buyers * 1.0 / b.buyers, 4) END AS repeat_purchase_rate,
-       k.points_issued AS points_issued, k.points_redeemed AS points_redeemed,
-       k.points_expired AS points_expired,
-       CASE WHEN k.points_issued > 0 THEN round(coalesce(c.redeemed, 0) * 1.0 / k.points_issued, 4) END AS redemption_rate,
-       CASE WHEN k.points_issued > 0 THEN round(coalesce(c.expired, 0) * 1.0 / k.points_issued, 4) END AS breakage
-FROM k LEFT JOIN b ON b.program_id = k.program_id AND b.month = k.month
-LEFT JOIN c ON c.program_id = k.program_id AND c.month = k.month;
-
-CREATE TEMP VIEW ref_channel_distribution AS
-SELECT l.program_id, coalesce(l.channel, 'unknown') AS channel, count(*)::bigint AS purchases,
-       count(DISTINCT l.member_id)::bigint AS members, sum(l.amount) AS revenue,
-       sum(l.points::bigint)::bigint AS points_issued
-FROM loyalty.ledger l WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)
-GROUP BY 1, 2;
-
-CREATE TEMP VIEW ref_cohort_retention AS
-WITH buys AS (
-    SELECT DISTINCT l.program_id, l.member_id, date_trunc('month', l.occurred_at AT TIME ZONE p.time_zone)::date AS month
-    FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id = l.program_id
-    WHERE l.kind = 'earn' AND loyalty.program_visible(l.program_id)
-), c AS (
-    SELECT b.*, min(b.month) OVER (PARTITION BY b.member_id) AS cohort FROM buys b
-)
-SELECT c.program_id, c.cohort AS cohort_month,
-       ((extract(year FROM c.month) - extract(year FROM c.cohort)) * 12
-         + extract(month FROM c.month) - extract(month FROM c.cohort))::bigint AS months_since_first,
-       count(*)::bigint AS active_members,
-       max(s.size)::bigint AS cohort_size,
-       round(count(*) * 1.0 / max(s.size), 4) AS retention
-FROM c JOIN (SELECT c2.program_id, c2.cohort, count(DISTINCT c2.member_id) AS size FROM c c2 GROUP BY 1, 2) s
-  ON s.program_id = c.program_id AND s.cohort = c.cohort
-GROUP BY 1, 2, 3;
+-- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
+\ir ../../bench/raw_views.sql
 
 -- compare(label): every column of the three views against the reference
 CREATE FUNCTION pg_temp.compare(label text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
     RETURN NEXT results_eq('SELECT * FROM loyalty.kpi_monthly ORDER BY program_id, month',
-                           'SELECT * FROM ref_kpi_monthly ORDER BY program_id, month',
+                           'SELECT * FROM raw_kpi_monthly ORDER BY program_id, month',
                            'kpi_monthly: every column as computed from the raw tables, ' || label);
     RETURN NEXT results_eq('SELECT * FROM loyalty.channel_distribution ORDER BY program_id, channel',
-                           'SELECT * FROM ref_channel_distribution ORDER BY program_id, channel',
+                           'SELECT * FROM raw_channel_distribution ORDER BY program_id, channel',
                            'channel_distribution: every column as computed from the raw tables, ' || label);
     RETURN NEXT results_eq('SELECT * FROM loyalty.cohort_retention ORDER BY program_id, cohort_month, months_since_first',
-                           'SELECT * FROM ref_cohort_retention ORDER BY program_id, cohort_month, months_since_first',
+                           'SELECT * FROM raw_cohort_retention ORDER BY program_id, cohort_month, months_since_first',
                            'cohort_retention: every column as computed from the raw tables, ' || label);
 END $$;
 
