@@ -7,7 +7,8 @@
 #     server runs with ASAN_OPTIONS/UBSAN_OPTIONS writing reports to files;
 #   - -DUSE_VALGRIND (assertions, valgrind client requests): the server runs
 #     under valgrind memcheck (slow: hours for the whole suite; set
-#     LOYALTY_INSTRUMENTED_PARTS to a subset, see below);
+#     LOYALTY_REGRESS / LOYALTY_ISOLATION / LOYALTY_PGTAP to a subset, see
+#     pg_versions.sh; LOYALTY_VALGRIND_ORIGINS=no drops --track-origins);
 #   - --enable-cassert alone: assertions only.
 # Then the chaos load and the crash rounds run on the build too
 # (LOYALTY_INSTRUMENTED_SCRIPTS, default "chaos_load crash_recovery"; not
@@ -58,7 +59,9 @@ case $KIND in
         command -v valgrind >/dev/null || { echo "SKIP: valgrind is not installed"; exit 77; }
         SUPP=${LOYALTY_VALGRIND_SUPP:-$("$BIN/pg_config" --sharedir)/valgrind.supp}
         [ -f "$SUPP" ] || { echo "FAILED: no valgrind suppressions at $SUPP (PostgreSQL's src/tools/valgrind.supp)"; exit 1; }
-        export LOYALTY_PG_SERVER_WRAPPER="valgrind --quiet --trace-children=yes --track-origins=yes
+        # origins make memcheck about twice as slow again: a long run may turn
+        # them off (LOYALTY_VALGRIND_ORIGINS=no) and rerun a test that reports
+        export LOYALTY_PG_SERVER_WRAPPER="valgrind --quiet --trace-children=yes --track-origins=${LOYALTY_VALGRIND_ORIGINS:-yes}
             --num-callers=40 --leak-check=no --gen-suppressions=all
             --suppressions=$SUPP --log-file=$REPORTS/valgrind.%p"
         ;;
