@@ -893,6 +893,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 				NumericGetDatum(numeric_add_opt_error(DatumGetNumeric(m->row->value), int64_to_numeric(added), NULL));
 			next.last_item = text_greater(m->row->last_item, last);
 			next.tid = m->row->tid;
+			next.tuple = m->row->tuple;
 			completed = m->row->completed;
 			store_update_progress(f->w, f->member_id, &next);
 		}

@@ -299,6 +299,8 @@ typedef struct ProgressRow
 	text	   *last_item;		/* NULL: none */
 	bool		completed;
 	ItemPointerData tid;		/* the fast store's row */
+	struct HeapTupleData *tuple;	/* the fast store's copy of the row read,
+									 * or NULL */
 } ProgressRow;
 
 /* What a purchase moved in its member's challenges (loyalty.challenge_facts). */

@@ -1550,6 +1550,9 @@ FastReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timest
 			DatumGetTextPP(CopyVarlena(slot, a[PR_LAST]));
 		p->completed = !slot->tts_isnull[a[PR_COMPLETED]];
 		p->tid = slot->tts_tid;
+		/* what update_progress writes over, without fetching it again */
+		p->tuple = ExecCopySlotHeapTuple(slot);
+		p->tuple->t_tableOid = RelationGetRelid(rel);
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);
@@ -1585,7 +1588,9 @@ FastInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const Prog
 
 /*
  * update_progress: a period's value, items and last item, on the row
- * read_progress found (the member's lock keeps it where it was).
+ * read_progress found (the member's lock keeps it where it was and as it
+ * was: its copy is the version written over; a version changed meanwhile
+ * would fail the update).
  */
 static void
 FastUpdateProgress(StoreWriter *w, int64 member_id, const ProgressRow *p)
@@ -1595,15 +1600,25 @@ FastUpdateProgress(StoreWriter *w, int64 member_id, const ProgressRow *p)
 	TupleTableSlot *old;
 	TupleTableSlot *new;
 	ItemPointerData tid = p->tid;
-	Snapshot	snap;
 	bool		found;
 
 	Open(w, ST_PROGRESS);
 	old = f->slot[ST_PROGRESS];
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	found = ItemPointerIsValid(&tid) &&
-		table_tuple_fetch_row_version(f->rri[ST_PROGRESS]->ri_RelationDesc, &tid, snap, old);
-	UnregisterSnapshot(snap);
+	if (p->tuple != NULL && ItemPointerEquals(&p->tuple->t_self, &tid))
+	{
+		ExecForceStoreHeapTuple(p->tuple, old, false);
+		old->tts_tid = p->tuple->t_self;
+		old->tts_tableOid = p->tuple->t_tableOid;
+		found = true;
+	}
+	else
+	{
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+		found = ItemPointerIsValid(&tid) &&
+			table_tuple_fetch_row_version(f->rri[ST_PROGRESS]->ri_RelationDesc, &tid, snap, old);
+		UnregisterSnapshot(snap);
+	}
 	if (!found)
 		elog(ERROR, "loyalty: challenge %lld's progress row of member %lld moved while locked",
 			 (long long) p->challenge_id, (long long) member_id);

@@ -1130,6 +1130,7 @@ SqlReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timesta
 		p->last_item = isnull ? NULL : DatumGetTextPP(d);
 		p->completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 7, &isnull));
 		ItemPointerSetInvalid(&p->tid);
+		p->tuple = NULL;
 		nrows++;
 	}
 	Restore(&saved);
