@@ -119,7 +119,6 @@ typedef struct Move
 static HTAB *cache = NULL;
 static KeptPlan load_plan;
 static KeptPlan account_plan;
-static KeptPlan joined_plan;
 static KeptPlan complete_plan;
 
 /*
@@ -349,45 +348,44 @@ plus_days(TimestampTz t, int32 days)
 												   IntervalPGetDatum(&iv)));
 }
 
+/*
+ * Jsonb objects are built from values, not from text parsed again: the
+ * object's keys end up sorted and unique as jsonb_in leaves them, the last
+ * value of a key kept.
+ */
+static void
+push_pair(JsonbParseState **st, const char *key, int keylen, Numeric n)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = keylen;
+	(void) pushJsonbValue(st, WJB_KEY, &k);
+	v.type = jbvNumeric;
+	v.val.numeric = n;
+	(void) pushJsonbValue(st, WJB_VALUE, &v);
+}
+
 /* A JSON object of the keys, each counted once: {"key": 1, ...}. */
 static Datum
 items_json(char **keys, int n)
 {
-	StringInfoData buf;
+	JsonbParseState *st = NULL;
+	Numeric		one = int64_to_numeric(1);
 	int			i;
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < n; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, keys[i]);
-		appendStringInfoString(&buf, ": 1");
-	}
-	appendStringInfoChar(&buf, '}');
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+		push_pair(&st, keys[i], strlen(keys[i]), one);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 }
 
 static char *
 text_or_null(text *t)
 {
 	return t ? text_to_cstring(t) : NULL;
-}
-
-/* When the member joined (for challenges of the first days of membership). */
-static TimestampTz
-joined_at(int64 member_id)
-{
-	static const Oid types[1] = {INT8OID};
-	Datum		values[1];
-	bool		isnull;
-
-	values[0] = Int64GetDatum(member_id);
-	if (loyalty_run(&joined_plan, "SELECT joined_at FROM loyalty.members WHERE member_id" EQ "$1",
-					1, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "loyalty: member %lld not found", (long long) member_id);
-	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* The calendar of a moment in the program's time zone. */
@@ -398,12 +396,19 @@ typedef struct LocalDay
 				month;
 	int			today;			/* Julian day numbers */
 	int			monday;			/* of the ISO week */
+	/* the month's and the week's bounds, found once for all challenges */
+	bool		has_month,
+				has_week;
+	TimestampTz month_start,
+				month_end,
+				week_start,
+				week_end;
 } LocalDay;
 
 static LocalDay
 local_day(TimestampTz at, const char *time_zone, const LocalTime *known)
 {
-	LocalDay	d;
+	LocalDay	d = {0};
 	LocalTime	lt = known ? *known : local_time(at, time_zone);
 
 	d.zone = CStringGetTextDatum(time_zone);
@@ -411,6 +416,7 @@ local_day(TimestampTz at, const char *time_zone, const LocalTime *known)
 	d.month = lt.month;
 	d.today = lt.julian;
 	d.monday = lt.julian - (lt.isodow - 1);
+	d.has_month = d.has_week = false;
 	return d;
 }
 
@@ -424,7 +430,7 @@ local_day(TimestampTz at, const char *time_zone, const LocalTime *known)
  */
 static void
 period_of(Period period, int32 period_days, bool has_from, TimestampTz valid_from, bool has_until,
-		  TimestampTz valid_until, TimestampTz at, const LocalDay *d, TimestampTz joined,
+		  TimestampTz valid_until, TimestampTz at, LocalDay *d, TimestampTz joined,
 		  TimestampTz *start, TimestampTz *end, bool *open_ended)
 {
 	*open_ended = false;
@@ -432,13 +438,29 @@ period_of(Period period, int32 period_days, bool has_from, TimestampTz valid_fro
 	switch (period)
 	{
 		case P_MONTH:
-			*start = local_midnight(date2j(d->year, d->month, 1), d->zone);
-			*end = local_midnight(d->month == 12 ? date2j(d->year + 1, 1, 1) : date2j(d->year, d->month + 1, 1),
-								  d->zone);
+			if (!d->has_month)
+			{
+				d->month_start = local_midnight(date2j(d->year, d->month, 1), d->zone);
+				d->month_end = local_midnight(d->month == 12 ? date2j(d->year + 1, 1, 1) :
+											  date2j(d->year, d->month + 1, 1), d->zone);
+				d->has_month = true;
+			}
+			*start = d->month_start;
+			*end = d->month_end;
 			break;
 		case P_WEEK:
-			*start = local_midnight(d->monday, d->zone);
-			*end = local_midnight(d->monday + 7, d->zone);
+		case P_STREAK:
+			if (!d->has_week)
+			{
+				d->week_start = local_midnight(d->monday, d->zone);
+				d->week_end = local_midnight(d->monday + 7, d->zone);
+				d->has_week = true;
+			}
+			*start = d->week_start;
+			*end = d->week_end;
+			*open_ended = period == P_STREAK;
+			if (period == P_STREAK)
+				*end = 0;
 			break;
 		case P_JOINING:
 			*start = joined;
@@ -455,10 +477,6 @@ period_of(Period period, int32 period_days, bool has_from, TimestampTz valid_fro
 		case P_DAYS:
 			*start = at;
 			*end = plus_days(at, period_days);
-			break;
-		case P_STREAK:
-			*start = local_midnight(d->monday, d->zone);
-			*open_ended = true;
 			break;
 	}
 }
@@ -538,33 +556,58 @@ static Datum
 items_add(Datum old_items, char **keys, int nkeys, int *added)
 {
 	Jsonb	   *old = old_items ? DatumGetJsonbP(old_items) : NULL;
-	StringInfoData buf;
-	Datum		fresh;
+	JsonbParseState *st = NULL;
+	Numeric    *counts = palloc(sizeof(Numeric) * nkeys);
 	int			i;
 
-	if (old && !JB_ROOT_IS_OBJECT(old))
-		old = NULL;
 	*added = 0;
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
 	for (i = 0; i < nkeys; i++)
 	{
 		JsonbValue	res;
-		JsonbValue *v = old ? getKeyJsonValueFromContainer(&old->root, keys[i], strlen(keys[i]), &res) : NULL;
-		Numeric		n = int64_to_numeric(1);
+		JsonbValue *v = old && JB_ROOT_IS_OBJECT(old) ?
+		getKeyJsonValueFromContainer(&old->root, keys[i], strlen(keys[i]), &res) : NULL;
 
+		counts[i] = int64_to_numeric(1);
 		if (v != NULL && v->type == jbvNumeric)
-			n = numeric_add_opt_error(v->val.numeric, n, NULL);
+			counts[i] = numeric_add_opt_error(v->val.numeric, counts[i], NULL);
 		else
 			(*added)++;
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, keys[i]);
-		appendStringInfo(&buf, ": %s", DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))));
 	}
-	appendStringInfoChar(&buf, '}');
-	fresh = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	return old ? DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(old), fresh) : fresh;
+	if (old == NULL || !JB_ROOT_IS_OBJECT(old))
+	{
+		/* as old || fresh did: an array or scalar before stays in front */
+		Datum		fresh;
+
+		(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		for (i = 0; i < nkeys; i++)
+			push_pair(&st, keys[i], strlen(keys[i]), counts[i]);
+		fresh = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+		return old ? DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(old), fresh) : fresh;
+	}
+	else
+	{
+		/* the old pairs, then the new counts (the later value of a key wins) */
+		JsonbIterator *it = JsonbIteratorInit(&old->root);
+		JsonbIteratorToken tok;
+		JsonbValue	v;
+		JsonbValue *res = NULL;
+		int			depth = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+		{
+			if (tok == WJB_BEGIN_ARRAY || tok == WJB_BEGIN_OBJECT)
+				depth++;
+			else if (tok == WJB_END_ARRAY || tok == WJB_END_OBJECT)
+				depth--;
+			if (tok == WJB_END_OBJECT && depth == 0)
+			{
+				for (i = 0; i < nkeys; i++)
+					push_pair(&st, keys[i], strlen(keys[i]), counts[i]);
+			}
+			res = pushJsonbValue(&st, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+		}
+		return JsonbPGetDatum(JsonbValueToJsonb(res));
+	}
 }
 
 static int
@@ -744,7 +787,8 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 		{
 			if (c->period == P_JOINING && !joined_read)
 			{
-				joined = joined_at(f->member_id);
+				/* through the store's row routines, not a statement */
+				joined = store_read_joined(f->w, f->member_id);
 				joined_read = true;
 			}
 			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
@@ -849,6 +893,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 				NumericGetDatum(numeric_add_opt_error(DatumGetNumeric(m->row->value), int64_to_numeric(added), NULL));
 			next.last_item = text_greater(m->row->last_item, last);
 			next.tid = m->row->tid;
+			next.tuple = m->row->tuple;
 			completed = m->row->completed;
 			store_update_progress(f->w, f->member_id, &next);
 		}

@@ -132,6 +132,8 @@ const StoreTableDef store_tables[ST_COUNT] = {
 			COL("challenge_ids", "pg_catalog._int8"), COL("period_starts", "pg_catalog._timestamptz"),
 			COL("deltas", "pg_catalog._numeric"), COL("items", "pg_catalog._jsonb"),
 	COL("standing", NUMERIC)}, ACL_INSERT, false},
+	[ST_MEMBERS] = {"members", M_NCOLS, {
+	COL("member_id", INT8), COL("joined_at", TSTZ)}, ACL_SELECT, true},
 };
 
 bool		loyalty_fast_store = true;
@@ -516,13 +518,16 @@ ComputeShape(StoreTable t, Oid relid, TableShape *s)
 			break;
 		case ST_ACCOUNTS:
 		case ST_PROGRAMS:
+		case ST_MEMBERS:
 			{
 				static const int acc_key[] = {A_MEMBER};
 				static const int prog_key[] = {P_PROGRAM};
+				static const int member_key[] = {M_MEMBER};
 
 				if (!s->fast)
 					break;
-				s->key_index = FindIndex(s, rel, t == ST_ACCOUNTS ? acc_key : prog_key, 1, true, -1, &max);
+				s->key_index = FindIndex(s, rel, t == ST_ACCOUNTS ? acc_key : t == ST_PROGRAMS ? prog_key : member_key,
+										 1, true, -1, &max);
 				if (!OidIsValid(s->key_index))
 					NotFast(s, "loyalty.%s has no valid unique index on %s", def->name,
 							def->cols[0].name);
@@ -886,6 +891,17 @@ void
 store_insert_challenge_facts(StoreWriter *w, const ChallengeFactsRow *f)
 {
 	Choose(w, ST_FACTS, ACL_INSERT)->insert_challenge_facts(w, f);
+}
+
+/* When the member joined (challenges of the first days of membership). */
+TimestampTz
+store_read_joined(StoreWriter *w, int64 member_id)
+{
+	TimestampTz joined = 0;
+
+	if (!Choose(w, ST_MEMBERS, ACL_SELECT)->read_joined(w, member_id, &joined))
+		elog(ERROR, "loyalty: member %lld not found", (long long) member_id);
+	return joined;
 }
 
 /*

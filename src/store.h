@@ -46,6 +46,7 @@ typedef enum StoreTable
 	ST_PROGRAMS,
 	ST_PROGRESS,
 	ST_FACTS,
+	ST_MEMBERS,
 	ST_COUNT
 } StoreTable;
 
@@ -87,6 +88,10 @@ enum
 {
 	PR_MEMBER, PR_CHALLENGE, PR_START, PR_END, PR_PROGRAM, PR_VALUE, PR_ITEMS, PR_LAST,
 	PR_COMPLETED, PR_COMPLETIONS, PR_AWARD, PR_AWARD_MEMBER, PR_CLAWED, PR_UPDATED, PR_NCOLS
+};
+enum
+{
+	M_MEMBER, M_JOINED, M_NCOLS
 };
 enum
 {
@@ -294,6 +299,8 @@ typedef struct ProgressRow
 	text	   *last_item;		/* NULL: none */
 	bool		completed;
 	ItemPointerData tid;		/* the fast store's row */
+	struct HeapTupleData *tuple;	/* the fast store's copy of the row read,
+									 * or NULL */
 } ProgressRow;
 
 /* What a purchase moved in its member's challenges (loyalty.challenge_facts). */
@@ -352,6 +359,7 @@ typedef struct StoreRoutine
 									const ProgressRow *r);
 	void		(*update_progress) (StoreWriter *w, int64 member_id, const ProgressRow *r);
 	void		(*insert_challenge_facts) (StoreWriter *w, const ChallengeFactsRow *f);
+	bool		(*read_joined) (StoreWriter *w, int64 member_id, TimestampTz *joined);
 } StoreRoutine;
 
 /*
@@ -412,6 +420,7 @@ extern void store_insert_progress(StoreWriter *w, int64 member_id, int64 program
 								  const ProgressRow *r);
 extern void store_update_progress(StoreWriter *w, int64 member_id, const ProgressRow *r);
 extern void store_insert_challenge_facts(StoreWriter *w, const ChallengeFactsRow *f);
+extern TimestampTz store_read_joined(StoreWriter *w, int64 member_id);
 extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,
 								int64 points, int64 reversed, Datum reversed_amount);
 extern TimestampTz store_return_to_lots(StoreWriter *w, int64 member_id, int64 source_entry,

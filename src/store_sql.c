@@ -172,6 +172,7 @@ typedef enum SqlStmt
 	Q_PROGRESS_INS,
 	Q_PROGRESS_UPD,
 	Q_FACTS_INS,
+	Q_JOINED,
 	NUM_SQL_STMTS
 } SqlStmt;
 
@@ -383,6 +384,10 @@ BuildText(SqlStmt q)
 								   "INSERT INTO loyalty.challenge_facts (member_id, entry_id, program_id, challenge_ids,"
 								   " period_starts, deltas, items, standing) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)");
 			break;
+		case Q_JOINED:
+			appendStringInfoString(&b, "SELECT joined_at::pg_catalog.timestamptz FROM loyalty.members"
+								   " WHERE member_id" EQ "$1");
+			break;
 		default:
 			elog(ERROR, "loyalty: unknown statement %d", (int) q);
 	}
@@ -420,6 +425,7 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_PROGRESS_UPD] = {INT8OID, INT8OID, TIMESTAMPTZOID, NUMERICOID, JSONBOID, TEXTOID, TIMESTAMPTZOID},
 	[Q_FACTS_INS] = {INT8OID, INT8OID, INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID,
 	JSONBARRAYOID},
+	[Q_JOINED] = {INT8OID},
 };
 static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_ACCOUNT] = 1,
@@ -447,6 +453,7 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_PROGRESS_INS] = 9,
 	[Q_PROGRESS_UPD] = 7,
 	[Q_FACTS_INS] = 7,
+	[Q_JOINED] = 1,
 };
 
 /* The table whose optional columns choose a statement's variant. */
@@ -1123,6 +1130,7 @@ SqlReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timesta
 		p->last_item = isnull ? NULL : DatumGetTextPP(d);
 		p->completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 7, &isnull));
 		ItemPointerSetInvalid(&p->tid);
+		p->tuple = NULL;
 		nrows++;
 	}
 	Restore(&saved);
@@ -1201,6 +1209,31 @@ SqlInsertChallengeFacts(StoreWriter *w, const ChallengeFactsRow *f)
 	Restore(&saved);
 }
 
+static bool
+SqlReadJoined(StoreWriter *w, int64 member_id, TimestampTz *joined)
+{
+	SpiSaved	saved;
+	Datum		values[1];
+	bool		found;
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	Exec(Q_JOINED, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed == 1;
+	if (found)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (isnull)
+			elog(ERROR, "loyalty: member %lld has no joined_at", (long long) member_id);
+		*joined = DatumGetTimestampTz(d);
+	}
+	Restore(&saved);
+	return found;
+}
+
 const StoreRoutine sql_store = {
 	.name = "sql",
 	.read_account = SqlReadAccount,
@@ -1223,4 +1256,5 @@ const StoreRoutine sql_store = {
 	.insert_progress = SqlInsertProgress,
 	.update_progress = SqlUpdateProgress,
 	.insert_challenge_facts = SqlInsertChallengeFacts,
+	.read_joined = SqlReadJoined,
 };

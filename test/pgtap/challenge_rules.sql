@@ -4,7 +4,7 @@
 -- count for the challenges it moves.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(7);
+SELECT plan(11);
 
 SELECT create_program('challenge rules', earn_rate => 1) AS p \gset
 -- a time zone far from UTC, so a local day differs from the UTC day
@@ -29,6 +29,28 @@ SELECT is((SELECT value FROM challenge_progress WHERE member_id = :ann AND chall
           'the categories of the lines the rules read (a line without a category or amount counts for none)');
 SELECT is((SELECT last_item FROM challenge_progress WHERE member_id = :ann AND challenge_id = :days), '2026-03-02',
           'the day is the program''s local day (UTC+14), as the rules see it');
+
+-- the items count each day or category with the purchases behind it
+SELECT earn(:ann, NULL, reference => 'a2', occurred_at => '2026-03-01 12:00+00',
+            lines => '[{"category": "wine", "amount": 5}, {"category": "bread", "amount": 2}]');
+SELECT is((SELECT items FROM challenge_progress WHERE member_id = :ann AND challenge_id = :explorer),
+          '{"bread": 2, "wine": 2}'::jsonb, 'a category bought again counts its purchases, not again in the value');
+SELECT is((SELECT (value, items) FROM challenge_progress WHERE member_id = :ann AND challenge_id = :days),
+          (1::numeric, '{"2026-03-02": 2}'::jsonb), '... and so does a day');
+-- the periods of the challenges a purchase moves are found among those of
+-- others (here of a challenge paused between them)
+SELECT set_challenge_active(:explorer, false);
+SELECT earn(:ann, NULL, reference => 'a3', occurred_at => '2026-03-02 12:00+00',
+            lines => '[{"category": "cheese", "amount": 4}]');
+SELECT is((SELECT array_agg(value ORDER BY challenge_id) FROM challenge_progress WHERE member_id = :ann),
+          ARRAY[3, 2, 2]::numeric[], 'a paused challenge does not move; those around it do');
+SELECT set_challenge_active(:explorer, true);
+SELECT earn(:ann, NULL, reference => 'a4', occurred_at => '2026-03-02 13:00+00',
+            lines => '[{"category": "cheese", "amount": 4}]');
+SELECT is((SELECT (value, items, completed_at IS NOT NULL) FROM challenge_progress
+           WHERE member_id = :ann AND challenge_id = :explorer),
+          (3::numeric, '{"bread": 2, "cheese": 1, "wine": 2}'::jsonb, true),
+          'active again, it continues its period: a third category completes it');
 
 -- a member the rules do not tag: the tags read by the rules are used as they are
 SELECT tag_member(:bob, 'vip');
