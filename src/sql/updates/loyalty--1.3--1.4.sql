@@ -626,6 +626,7 @@ REVOKE ALL ON FUNCTION loyalty.ledger_partition_added(), loyalty.ledger_keep_ent
 -- (the tables, account_changes and rollup_account_changes() came with
 -- parts/rollups.sql above; the rollups are built by the first refresh, and
 -- until then the views compute from the accounts, as they did)
+REVOKE ALL ON SEQUENCE loyalty.account_changes_change_id_seq FROM PUBLIC;
 ALTER TABLE loyalty.account_changes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.account_changes USING (loyalty.member_visible(member_id));
 ALTER TABLE loyalty.rollup_accounts ENABLE ROW LEVEL SECURITY;
