@@ -12,7 +12,7 @@
 -- writes nothing, and an earn writes no rollup row.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(85);
+SELECT plan(90);
 
 -- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
 \ir ../../bench/raw_views.sql
@@ -195,6 +195,11 @@ SELECT ok((SELECT sum(changed) FROM loyalty.review_tiers_batch(:r, now() + inter
 SELECT * FROM pg_temp.compare('after a tier review since the refresh');
 SELECT is((SELECT (done)::text FROM pg_temp.refresh()), 'true', 'a fifth refresh');
 SELECT * FROM pg_temp.compare('after the fifth refresh');
+-- a reader whose transaction began before the counted vesting points' bound
+-- (as if a refresh had run since): points_pending from the lots
+UPDATE loyalty.rollup_state SET vesting_from = now() + interval '1 hour';
+SELECT * FROM pg_temp.compare('for a reader older than the vesting bound');
+UPDATE loyalty.rollup_state SET vesting_from = now() - interval '1 day';
 
 -- nothing new: nothing written ------------------------------------------------------------------
 SELECT pg_temp.rollup_writes() AS w0 \gset
