@@ -71,7 +71,7 @@ COMMENT ON COLUMN loyalty.rollup_state.mark_snapshot IS 'Pending mark: the snaps
 COMMENT ON COLUMN loyalty.rollup_state.last_change IS 'Account changes (loyalty.account_changes) up to this change_id are counted';
 COMMENT ON COLUMN loyalty.rollup_state.safe_change_id IS 'Account changes up to this id are all committed or rolled back';
 COMMENT ON COLUMN loyalty.rollup_state.mark_change_id IS 'Pending mark: the account changes sequence''s last value when taken';
-COMMENT ON COLUMN loyalty.rollup_state.vesting_from IS 'rollup_vesting holds the points vesting after this time (a reader whose transaction began before it: the points pending computed from the lots)';
+COMMENT ON COLUMN loyalty.rollup_state.vesting_from IS 'rollup_vesting holds the points vesting after this time, the last refresh''s start (a reader whose transaction began before it: the points pending computed from the lots)';
 
 CREATE TABLE loyalty.rollup_days (
     program_id      bigint NOT NULL,

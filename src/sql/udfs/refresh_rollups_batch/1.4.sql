@@ -5,6 +5,9 @@ LANGUAGE plpgsql VOLATILE
 -- (no role may write them), for whoever may run the refresh; search_path pinned
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- each statement runs once per batch over estimates far above its work: JIT
+-- compiling the account rollups' statement took longer than running it
+SET jit = off
 AS $$
 DECLARE
     s loyalty.rollup_state;
@@ -220,11 +223,12 @@ BEGIN
         SELECT c.member_id, c.at, c.program_id, c.pending
         FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'vest';
 
-        -- points vested over a day ago are no reader's pending points any
-        -- more (rollup_account_changes counted those after the same bound)
+        -- points vested by this transaction's start are pending for no reader
+        -- that began since (rollup_account_changes counted those after the
+        -- same bound; an older reader computes them from the lots)
         WITH gone AS (
             DELETE FROM loyalty.rollup_vesting v
-            WHERE v.vests_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day')
+            WHERE v.vests_at OPERATOR(pg_catalog.<=) pg_catalog.now()
             RETURNING v.program_id, (v.vests_at AT TIME ZONE 'UTC')::date AS day, v.points
         )
         INSERT INTO loyalty.rollup_account_days AS r (program_id, day, pending_points)
@@ -233,7 +237,7 @@ BEGIN
         SET pending_points = r.pending_points OPERATOR(pg_catalog.+) excluded.pending_points;
         DELETE FROM loyalty.rollup_account_days r
         WHERE r.active_members OPERATOR(pg_catalog.=) 0 AND r.pending_points OPERATOR(pg_catalog.=) 0;
-        s.vesting_from := greatest(s.vesting_from, pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day');
+        s.vesting_from := greatest(s.vesting_from, pg_catalog.now());
 
         -- the account changes counted are no longer needed
         DELETE FROM loyalty.account_changes x WHERE x.change_id OPERATOR(pg_catalog.<=) s.safe_change_id;

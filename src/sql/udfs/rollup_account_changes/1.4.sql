@@ -13,6 +13,7 @@ AS $$
 DECLARE
     s loyalty.rollup_state;
     v_view boolean := upto_entry IS NULL;
+    v_all boolean;
 BEGIN
     SELECT * INTO s FROM loyalty.rollup_state;
     IF v_view AND NOT FOUND THEN
@@ -55,6 +56,9 @@ BEGIN
     s.last_entry := coalesce(after_entry, s.last_entry, 0);
     s.last_member := coalesce(after_member, s.last_member, 0);
     s.last_change := coalesce(after_change, s.last_change, 0);
+    -- a role that sees every program (the refresh's) filters no row: no call
+    -- of program_visible() per account, counted row and vesting row
+    v_all := NOT EXISTS (SELECT FROM loyalty.programs p WHERE NOT loyalty.program_visible(p.program_id));
     -- EXECUTE: planned with the bounds' values, so the ledger's tail is read
     -- through ledger_entry_id_brin and a first build scans the tables
     RETURN QUERY EXECUTE $q$
@@ -78,25 +82,27 @@ BEGIN
                a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
                a.purchase_count, a.purchase_amount, a.last_purchase_at
         FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE loyalty.program_visible(a.program_id)
+        WHERE $10 OR loyalty.program_visible(a.program_id)
     ), o AS MATERIALIZED (
         -- as counted
         SELECT r.member_id, r.program_id, r.status, coalesce(r.tier::text, '') AS tier, r.balance, r.held,
                r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at
         FROM c JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE loyalty.program_visible(r.program_id)
+        WHERE $10 OR loyalty.program_visible(r.program_id)
     ), nv AS MATERIALIZED (
-        -- their points vesting now, and those vested within a day (kept by
-        -- the refresh: a reader whose transaction began a little before the
-        -- refresh still finds them)
-        SELECT n.member_id, n.program_id, t.vests_at, sum(t.remaining::bigint) AS points
-        FROM n JOIN loyalty.lots t ON t.member_id OPERATOR(pg_catalog.=) n.member_id
-        WHERE t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
-        GROUP BY 1, 2, 3
+        -- their points vesting after the bound ($7: the refresh's start; a
+        -- view's reader, its own): member by member through lots_open_idx,
+        -- so the time follows the members changed, not the lots table
+        SELECT n.member_id, n.program_id, t.vests_at, t.points
+        FROM n CROSS JOIN LATERAL (
+            SELECT t.vests_at, sum(t.remaining::bigint) AS points
+            FROM loyalty.lots t
+            WHERE t.member_id OPERATOR(pg_catalog.=) n.member_id AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
+            GROUP BY t.vests_at) t
     ), ov AS MATERIALIZED (
         SELECT v.member_id, v.program_id, v.vests_at, v.points
         FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE loyalty.program_visible(v.program_id)
+        WHERE $10 OR loyalty.program_visible(v.program_id)
     ), d AS (
         -- old and new contributions (-1, +1)
         SELECT -1 AS sign, o.* FROM o UNION ALL SELECT 1, n.* FROM n
@@ -112,24 +118,24 @@ BEGIN
             -- what the rollups count: whole days...
             SELECT r.program_id, r.active_members AS active, 0::numeric AS pending
             FROM loyalty.rollup_account_days r, bounds b
-            WHERE r.day OPERATOR(pg_catalog.>) b.active_day AND loyalty.program_visible(r.program_id)
+            WHERE r.day OPERATOR(pg_catalog.>) b.active_day AND ($10 OR loyalty.program_visible(r.program_id))
             UNION ALL
             SELECT r.program_id, 0, r.pending_points
             FROM loyalty.rollup_account_days r, bounds b
-            WHERE $8 AND r.day OPERATOR(pg_catalog.>) b.vest_day AND loyalty.program_visible(r.program_id)
+            WHERE $8 AND r.day OPERATOR(pg_catalog.>) b.vest_day AND ($10 OR loyalty.program_visible(r.program_id))
             UNION ALL
             -- ...and the day of the bound, member by member
             SELECT r.program_id, 1, 0
             FROM loyalty.rollup_accounts r, bounds b
             WHERE r.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
               AND r.last_purchase_at OPERATOR(pg_catalog.<) ((b.active_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
-              AND r.status OPERATOR(pg_catalog.<>) 'closed' AND loyalty.program_visible(r.program_id)
+              AND r.status OPERATOR(pg_catalog.<>) 'closed' AND ($10 OR loyalty.program_visible(r.program_id))
             UNION ALL
             SELECT v.program_id, 0, v.points
             FROM loyalty.rollup_vesting v, bounds b
             WHERE $8 AND v.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
               AND v.vests_at OPERATOR(pg_catalog.<) ((b.vest_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
-              AND loyalty.program_visible(v.program_id)
+              AND ($10 OR loyalty.program_visible(v.program_id))
             UNION ALL
             -- the changed members: their contribution now for the one counted
             SELECT d.program_id, d.sign, 0
@@ -185,12 +191,12 @@ BEGIN
     $q$ USING s.last_entry, coalesce(upto_entry, 9223372036854775807),
               s.last_member, coalesce(upto_member, 9223372036854775807),
               s.last_change, coalesce(upto_change, 9223372036854775807),
-              pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day',
-              -- the vesting points counted are exact only for a reader whose
-              -- transaction began after the bound they were counted from
-              s.vesting_from IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.>) s.vesting_from,
-              v_view;
-    IF v_view AND s.vesting_from IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.<=) s.vesting_from THEN
+              pg_catalog.now(),
+              -- the vesting points counted (those after the bound) are all a
+              -- reader needs whose transaction began at the bound or later
+              s.vesting_from IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.>=) s.vesting_from,
+              v_view, v_all;
+    IF v_view AND s.vesting_from IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.<) s.vesting_from THEN
         -- a transaction begun before the last refresh's bound: the points
         -- vesting now computed from the lots
         RETURN QUERY
