@@ -493,13 +493,17 @@ ExecStmt(LedgerStmt s, Datum *values, const char *nulls, long tcount)
 /*
  * Record that the member's account changed in a way no ledger row of this
  * transaction shows (its status, its tier): the BI rollups count the member
- * again.  A row per change, never a shared one.
+ * again.  A row per change, never a shared one.  Not on Citus: the refresh is
+ * refused there and the views compute from the accounts, so no one would
+ * read or delete the row.
  */
 static void
 AccountChanged(int64 member_id)
 {
 	Datum		values[1];
 
+	if (loyalty_distributed())
+		return;
 	values[0] = Int64GetDatum(member_id);
 	ExecStmt(S_ACCOUNT_CHANGE, values, NULL, 0);
 }
