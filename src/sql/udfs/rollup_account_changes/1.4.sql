@@ -66,18 +66,27 @@ BEGIN
         -- the members whose accounts may have changed since they were
         -- counted: a ledger row of theirs, a new member, a status or tier
         -- change (account_changes); every write of a column the views sum
-        -- is one of these
-        SELECT l.member_id FROM loyalty.ledger l
-        WHERE l.entry_id OPERATOR(pg_catalog.>) $1 AND l.entry_id OPERATOR(pg_catalog.<=) $2
-        UNION
-        SELECT m.member_id FROM loyalty.members m
-        WHERE m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4
-        UNION
-        SELECT x.member_id FROM loyalty.account_changes x
-        WHERE x.change_id OPERATOR(pg_catalog.>) $5 AND x.change_id OPERATOR(pg_catalog.<=) $6
+        -- is one of these.  probe: whether its points vesting may have
+        -- changed other than by a lot counted before (see nv)
+        SELECT x.member_id, pg_catalog.bool_or(x.probe) AS probe
+        FROM (SELECT l.member_id, l.kind OPERATOR(pg_catalog.<>) 'earn' AS probe FROM loyalty.ledger l
+              WHERE l.entry_id OPERATOR(pg_catalog.>) $1 AND l.entry_id OPERATOR(pg_catalog.<=) $2
+              UNION ALL
+              -- a lot takes the id of the entry that created it (a merge's,
+              -- one of the same sequence): the new lots still vesting
+              SELECT t.member_id, true FROM loyalty.lots t
+              WHERE t.lot_id OPERATOR(pg_catalog.>) $1 AND t.lot_id OPERATOR(pg_catalog.<=) $2
+                AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
+              UNION ALL
+              SELECT m.member_id, false FROM loyalty.members m
+              WHERE m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4
+              UNION ALL
+              SELECT x.member_id, true FROM loyalty.account_changes x
+              WHERE x.change_id OPERATOR(pg_catalog.>) $5 AND x.change_id OPERATOR(pg_catalog.<=) $6) x
+        GROUP BY x.member_id
     ), n AS MATERIALIZED (
         -- their accounts now
-        SELECT a.member_id, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
+        SELECT a.member_id, c.probe, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
                a.balance::bigint AS balance, a.held::bigint AS held, a.lifetime_earned::bigint AS earned,
                a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
                a.purchase_count, a.purchase_amount, a.last_purchase_at
@@ -89,23 +98,35 @@ BEGIN
                r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at
         FROM c JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
         WHERE $10 OR loyalty.program_visible(r.program_id)
+    ), ov AS MATERIALIZED (
+        SELECT v.member_id, v.program_id, v.vests_at, v.points
+        FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
+        WHERE $10 OR loyalty.program_visible(v.program_id)
     ), nv AS MATERIALIZED (
         -- their points vesting after the bound ($7: the refresh's start; a
-        -- view's reader, its own): member by member through lots_open_idx,
-        -- so the time follows the members changed, not the lots table
+        -- view's reader, its own), member by member through lots_open_idx,
+        -- so the time follows the members changed, not the lots table.  Only
+        -- members with points counted as vesting (ov), a new lot vesting, a
+        -- status change, or a ledger row other than a purchase's: a purchase
+        -- adds its own lot and takes from no other (a debt it settles, it
+        -- settles from that lot), and every other write that changes a lot
+        -- (a refund, a release, a merge, an expiry) writes a row of another
+        -- kind for the member.  (A redemption takes vested points only, but
+        -- may be dated a little ahead: it is probed too.)
         SELECT n.member_id, n.program_id, t.vests_at, t.points
         FROM n CROSS JOIN LATERAL (
             SELECT t.vests_at, sum(t.remaining::bigint) AS points
             FROM loyalty.lots t
             WHERE t.member_id OPERATOR(pg_catalog.=) n.member_id AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
             GROUP BY t.vests_at) t
-    ), ov AS MATERIALIZED (
-        SELECT v.member_id, v.program_id, v.vests_at, v.points
-        FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE $10 OR loyalty.program_visible(v.program_id)
+        WHERE n.probe OR n.member_id IN (SELECT ov.member_id FROM ov)
     ), d AS (
         -- old and new contributions (-1, +1)
-        SELECT -1 AS sign, o.* FROM o UNION ALL SELECT 1, n.* FROM n
+        SELECT -1 AS sign, o.* FROM o
+        UNION ALL
+        SELECT 1, n.member_id, n.program_id, n.status, n.tier, n.balance, n.held, n.earned, n.redeemed, n.expired,
+               n.purchase_count, n.purchase_amount, n.last_purchase_at
+        FROM n
     ), bounds AS (
         -- the views' time-dependent columns sum whole days after the day
         -- their bound falls in, and read that day's rows one by one
