@@ -1,5 +1,7 @@
 -- The BI views as they were before the rollups (1.3's definitions, on the raw
--- tables), for bench/scale.sh to time beside the views on the rollups.
+-- tables; kpi_summary and tier_distribution as 1.4 had them before their
+-- account rollups, with sums in numeric), for bench/scale.sh to time beside
+-- the views on the rollups.
 -- test/pgtap/rollups.sql reads them as its reference (\ir).
 CREATE VIEW public.raw_kpi_monthly AS
 WITH k AS (
@@ -64,3 +66,38 @@ SELECT c.program_id, c.cohort AS cohort_month,
 FROM c JOIN (SELECT c2.program_id, c2.cohort, count(DISTINCT c2.member_id) AS size FROM c c2 GROUP BY 1, 2) s
   ON s.program_id = c.program_id AND s.cohort = c.cohort
 GROUP BY 1, 2, 3;
+
+CREATE VIEW public.raw_kpi_summary AS
+SELECT p.program_id, p.name AS program, p.currency,
+       -- (a household's pool is no member, but its points are owed like theirs)
+       count(a.member_id) FILTER (WHERE a.status <> 'pool')::bigint AS members,
+       count(a.member_id) FILTER (WHERE a.last_purchase_at > now() - interval '90 days')::bigint AS active_members_90d,
+       CASE WHEN count(a.member_id) FILTER (WHERE a.purchase_count > 0) > 0
+            THEN round(count(a.member_id) FILTER (WHERE a.purchase_count > 1) * 1.0
+                       / count(a.member_id) FILTER (WHERE a.purchase_count > 0), 4) END AS repeat_purchase_rate,
+       CASE WHEN sum(a.purchase_count) > 0 THEN round(sum(a.purchase_amount) / sum(a.purchase_count), 2) END AS avg_order_value,
+       coalesce(sum(a.balance::bigint), 0) AS points_outstanding,
+       coalesce(sum(a.held::bigint), 0) AS points_held,
+       coalesce(max(pp.pending), 0) AS points_pending,
+       coalesce(sum(a.lifetime_earned::bigint), 0) AS points_issued,
+       coalesce(sum(a.lifetime_redeemed::bigint), 0) AS points_redeemed,
+       coalesce(sum(a.lifetime_expired::bigint), 0) AS points_expired,
+       CASE WHEN sum(a.lifetime_earned::bigint) > 0
+            THEN round(sum(a.lifetime_redeemed::bigint) * 1.0 / sum(a.lifetime_earned::bigint), 4) END AS redemption_rate,
+       CASE WHEN sum(a.lifetime_earned::bigint) > 0
+            THEN round(sum(a.lifetime_expired::bigint) * 1.0 / sum(a.lifetime_earned::bigint), 4) END AS breakage,
+       round(coalesce(sum(a.balance::numeric + a.held::numeric), 0) * p.point_value, 2) AS liability
+FROM loyalty.programs p LEFT JOIN loyalty.accounts a ON a.program_id = p.program_id AND a.status <> 'closed'
+-- points still vesting, per program (a join, not a subquery per program: Citus
+-- cannot plan a correlated subquery beside the programs reference table)
+LEFT JOIN (SELECT x.program_id, sum(l.remaining::bigint) AS pending
+           FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id = l.member_id
+           WHERE l.is_open AND l.vests_at > now() GROUP BY x.program_id) pp ON pp.program_id = p.program_id
+WHERE loyalty.program_visible(p.program_id)
+GROUP BY p.program_id;
+
+CREATE VIEW public.raw_tier_distribution AS
+SELECT a.program_id, coalesce(loyalty.tier_name(a.tier), 'none') AS tier, loyalty.tier_rank(a.tier)::bigint AS tier_rank,
+       count(*)::bigint AS members, round(count(*) * 1.0 / sum(count(*)) OVER (PARTITION BY a.program_id), 4) AS share
+FROM loyalty.accounts a WHERE a.status <> ALL (ARRAY['closed', 'pool']) AND loyalty.program_visible(a.program_id)
+GROUP BY a.program_id, a.tier;

@@ -169,9 +169,11 @@ measure() {
 
     echo " views and analytics (one run each; raw: the former definition in the same run):"
     view "$size" kpi_summary
+    raw "$size" kpi_summary
     view "$size" kpi_monthly
     raw "$size" kpi_monthly
     view "$size" tier_distribution
+    raw "$size" tier_distribution
     view "$size" member_mix
     view "$size" channel_distribution
     raw "$size" channel_distribution

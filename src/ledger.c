@@ -84,6 +84,7 @@ typedef enum LedgerStmt
 	S_EXPIRED_HOLDS,
 	S_TIER_HISTORY,
 	S_TIER_EVENT,
+	S_ACCOUNT_CHANGE,
 	S_ACTIVE_HOLDS,
 	S_MOVE_IDENTITIES,
 	S_MEMBER_KEYS,
@@ -344,6 +345,14 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		"SELECT loyalty.emit_event($1, 'tier.changed',"
 		" pg_catalog.jsonb_build_object('from', $2, 'to', $3, 'reason', $4))",
 	4, {INT8OID, TEXTOID, TEXTOID, TEXTOID}},
+
+	/*
+	 * a change of an account's status or tier, which writes no ledger row:
+	 * the rollups' refresh finds the accounts to count again by it
+	 */
+	[S_ACCOUNT_CHANGE] = {
+		"INSERT INTO loyalty.account_changes (member_id) VALUES ($1)",
+	1, {INT8OID}},
 	[S_EXPIRED_HOLDS] = {
 		"SELECT hold_id FROM loyalty.holds WHERE member_id" EQ "$1"
 		" AND status" EQ "'active' AND expires_at" LE "pg_catalog.now() ORDER BY hold_id",
@@ -479,6 +488,24 @@ ExecStmt(LedgerStmt s, Datum *values, const char *nulls, long tcount)
 	if (rc < 0)
 		elog(ERROR, "loyalty: statement %d failed: %s", (int) s, SPI_result_code_string(rc));
 	return rc;
+}
+
+/*
+ * Record that the member's account changed in a way no ledger row of this
+ * transaction shows (its status, its tier): the BI rollups count the member
+ * again.  A row per change, never a shared one.  Not on Citus: the refresh is
+ * refused there and the views compute from the accounts, so no one would
+ * read or delete the row.
+ */
+static void
+AccountChanged(int64 member_id)
+{
+	Datum		values[1];
+
+	if (loyalty_distributed())
+		return;
+	values[0] = Int64GetDatum(member_id);
+	ExecStmt(S_ACCOUNT_CHANGE, values, NULL, 0);
 }
 
 /* Column `col` (1-based) of row `row` of the last result; *isnull set. */
@@ -3144,6 +3171,7 @@ ledger_merge(const MergeRequest *r, LedgerResult *res)
 	da.exact_next_expiry = true;
 	UpdateAccount(&a, &da);
 	store_set_status(s.w, a.member_id, "closed");
+	AccountChanged(a.member_id);
 
 	CarryKeys(&s, &a, r->idempotency_key);
 
@@ -3657,6 +3685,7 @@ ForfeitWrite(Member *m, text *reason, LedgerResult *res)
 	values[1] = CStringGetTextDatum("closed");
 	ExecStmt(S_MEMBER_STATUS, values, NULL, 0);
 	store_set_status(m->w, m->member_id, "closed");
+	AccountChanged(m->member_id);
 	res->points = balance;
 }
 
@@ -4198,6 +4227,7 @@ ledger_set_status(const StatusRequest *r)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("member %lld does not exist or was merged away", (long long) m.member_id)));
 	store_set_status(m.w, m.member_id, r->status);
+	AccountChanged(m.member_id);
 	Finish(&m);
 }
 
@@ -4255,6 +4285,7 @@ ledger_tier_change(const TierRequest *r)
 	c.set_grace = true;
 	c.grace_null = true;
 	store_set_tier(m.w, r->member_id, &c);
+	AccountChanged(r->member_id);
 
 	values[0] = Int64GetDatum(r->member_id);
 	values[1] = TierText(PointerGetDatum(m.tier), m.tier == NULL, &nulls[1]);
@@ -4320,6 +4351,8 @@ ledger_apply_tiers(const TierDecision *d, int n)
 			c.grace_null = d[i].grace_null;
 		}
 		store_set_tier(m.w, d[i].member_id, &c);
+		if (d[i].change)
+			AccountChanged(d[i].member_id);
 	}
 	Finish(&m);
 }

@@ -1,14 +1,18 @@
--- Rollups behind kpi_monthly, channel_distribution and cohort_retention: a
--- history written through the API (earns in several channels and time zones,
--- back-dated ones, refunds of old orders, redemptions given back, holds
--- released and captured, expiry, a merge, a household pool dissolved), and
--- every column of each view compared with the views' former definitions on
--- the raw tables: before any refresh (the views add the uncounted rows),
--- after one (from the rollups alone), after more writes (both), after a
--- second refresh; a refresh with nothing new writes nothing.
+-- Rollups behind kpi_monthly, channel_distribution, cohort_retention,
+-- kpi_summary and tier_distribution: a history written through the API
+-- (earns in several channels and time zones, back-dated ones, refunds of old
+-- orders, redemptions given back, holds released and captured, expiry, a
+-- merge, a household pool dissolved; tiers reached by earns, lowered by a
+-- review and assigned, members closed, reopened, suspended and erased,
+-- points vesting a second either side of now, last purchases a second
+-- either side of the 90 days), and every column of each view compared with
+-- the views' former definitions on the raw tables: before any refresh (the
+-- views add the uncounted rows), after one (from the rollups alone), after
+-- more writes (both), after a second refresh; a refresh with nothing new
+-- writes nothing, and an earn writes no rollup row.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(41);
+SELECT plan(90);
 
 -- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
 \ir ../../bench/raw_views.sql
@@ -25,6 +29,12 @@ BEGIN
     RETURN NEXT results_eq('SELECT * FROM loyalty.cohort_retention ORDER BY program_id, cohort_month, months_since_first',
                            'SELECT * FROM raw_cohort_retention ORDER BY program_id, cohort_month, months_since_first',
                            'cohort_retention: every column as computed from the raw tables, ' || label);
+    RETURN NEXT results_eq('SELECT * FROM loyalty.kpi_summary ORDER BY program_id',
+                           'SELECT * FROM raw_kpi_summary ORDER BY program_id',
+                           'kpi_summary: every column as computed from the raw tables, ' || label);
+    RETURN NEXT results_eq('SELECT * FROM loyalty.tier_distribution ORDER BY program_id, tier_rank, tier',
+                           'SELECT * FROM raw_tier_distribution ORDER BY program_id, tier_rank, tier',
+                           'tier_distribution: every column as computed from the raw tables, ' || label);
 END $$;
 
 -- a refresh in this transaction, retried for up to half a second as
@@ -89,17 +99,45 @@ SELECT loyalty.adjust(:f, 12, 'goodwill');
 SELECT loyalty.award(:a, 40, 'launch', occurred_at => '2024-10-01 12:00+00');
 SELECT loyalty.expire_member(:a);
 
+-- a program with tiers (by spend) and points that vest 30 days after the
+-- purchase: h reaches Gold by an earn, one of its lots vests a second from
+-- now, one vested a second ago; i bought a second inside the 90 days, j a
+-- second outside them; k holds points; l is closed, m never bought
+SELECT loyalty.create_program('rollups-tiers') AS r \gset
+UPDATE loyalty.programs SET pending_period = interval '30 days' WHERE program_id = :r;
+SELECT loyalty.set_tier_policy(:r, 'spend');
+SELECT loyalty.define_tier(:r, 0, 'Blue', 0), loyalty.define_tier(:r, 1, 'Silver', 100), loyalty.define_tier(:r, 2, 'Gold', 500);
+SELECT loyalty.enroll(:r, 'pos', 'r-h') AS rh, loyalty.enroll(:r, 'pos', 'r-i') AS ri, loyalty.enroll(:r, 'web', 'r-j') AS rj,
+       loyalty.enroll(:r, 'web', 'r-k') AS rk, loyalty.enroll(:r, 'app', 'r-l') AS rl, loyalty.enroll(:r, 'app', 'r-m') AS rm \gset
+SELECT loyalty.earn(:rh, 600, 'pos', 'h-1', occurred_at => now() - interval '30 days' + interval '1 second');
+SELECT loyalty.earn(:rh, 50, 'pos', 'h-2', occurred_at => now() - interval '30 days' - interval '1 second');
+SELECT loyalty.earn(:rh, 20, 'pos', 'h-3');
+SELECT loyalty.earn(:ri, 120, 'web', 'i-1', occurred_at => now() - interval '90 days' + interval '1 second');
+SELECT loyalty.earn(:rj, 30, 'web', 'j-1', occurred_at => now() - interval '90 days' - interval '1 second');
+SELECT loyalty.earn(:rk, 200, 'app', 'k-1', occurred_at => now() - interval '40 days');
+SELECT loyalty.hold(:rk, 50);
+SELECT loyalty.earn(:rl, 70, 'app', 'l-1', occurred_at => now() - interval '60 days');
+SELECT loyalty.set_member_status(:rl, 'closed');
+
 SELECT ok((SELECT count(*) FROM loyalty.ledger l WHERE l.member_id = :a AND l.kind = 'expire') > 0,
           'the history has an expiry');
+SELECT is((SELECT (active_members_90d, points_pending, points_held, members)::text FROM raw_kpi_summary WHERE program_id = :r),
+          '(3,620,50,5)', 'the tiers program: i inside the 90 days and j not, h''s points vesting a second from now and not those vested, k''s hold, l closed');
+SELECT is((SELECT array_agg(tier || ':' || members ORDER BY tier_rank) FROM raw_tier_distribution WHERE program_id = :r),
+          ARRAY['Blue:1', 'Silver:2', 'Gold:1', 'none:1'], '... and its tiers');
 SELECT is((SELECT count(*) FROM loyalty.rollup_state), 0::bigint, 'nothing refreshed yet');
 SELECT * FROM pg_temp.compare('before any refresh (all from the ledger rows not counted)');
 
 -- the first refresh ---------------------------------------------------------------------------
 SELECT is((SELECT (entries, members, done)::text FROM pg_temp.refresh()),
-          (SELECT (count(*), (SELECT count(*) FROM loyalty.members WHERE program_id IN (:p, :q)), true)::text FROM loyalty.ledger),
+          (SELECT (count(*), (SELECT count(*) FROM loyalty.members WHERE program_id IN (:p, :q, :r)), true)::text FROM loyalty.ledger),
           'a refresh counts every ledger row and member');
 SELECT ok((SELECT last_entry FROM loyalty.rollup_state) >= (SELECT max(entry_id) FROM loyalty.ledger), 'up to the last entry');
 SELECT is((SELECT count(*) FROM loyalty.rollup_changes()), 0::bigint, 'nothing is left uncounted');
+SELECT is((SELECT count(*) FROM loyalty.rollup_account_changes() WHERE target = 'sums'), 0::bigint, '... no account either');
+SELECT ok((SELECT count(*) FROM loyalty.rollup_accounts) = (SELECT count(*) FROM loyalty.accounts)
+          AND (SELECT count(*) FROM loyalty.rollup_vesting) > 0 AND (SELECT count(*) FROM loyalty.rollup_account_days) > 0,
+          'the account rollups have every account, the points vesting and the days');
 SELECT ok((SELECT count(*) FROM loyalty.rollup_cohorts) > 0 AND (SELECT count(*) FROM loyalty.rollup_point_months) > 0
           AND (SELECT count(*) FROM loyalty.rollup_channels) > 0, 'the rollups have rows');
 SELECT * FROM pg_temp.compare('after a refresh (all from the rollups)');
@@ -133,6 +171,36 @@ SELECT * FROM pg_temp.compare('with a pool dissolved since');
 SELECT is((SELECT (members, done)::text FROM pg_temp.refresh()), '(1,t)', 'the dissolved pool counts as joined');
 SELECT * FROM pg_temp.compare('after the third refresh');
 
+-- accounts changed since the refresh, most without a ledger row -----------------------------------
+SELECT pg_temp.rollup_writes() AS w0 \gset
+SELECT loyalty.earn(:ri, 400, 'web', 'i-2');                                  -- i: Gold by the earn
+SELECT is(pg_temp.rollup_writes(), :w0::bigint, 'an earn writes no rollup row (no row shared by the program)');
+SELECT loyalty.set_member_status(:rj, 'closed');
+SELECT loyalty.set_member_status(:rl, 'active');                              -- l reopened
+SELECT loyalty.set_member_status(:rm, 'suspended');
+SELECT loyalty.assign_tier(:rk, '2:Gold', reason => 'goodwill');
+SELECT loyalty.erase_member(:rm);                                             -- no points: no ledger row
+SELECT loyalty.award(:b, 15, 'old', occurred_at => now() - interval '3 years');
+SELECT loyalty.expire_member(:b);
+SELECT loyalty.merge_members(:rk, :rl);
+SELECT is((SELECT count(*) FROM loyalty.account_changes), 7::bigint,
+          'the status and tier changes are in account_changes (i''s upgrade, j, l, m twice, k, l merged away)');
+SELECT * FROM pg_temp.compare('after status and tier changes since the refresh');
+SELECT is((SELECT (done)::text FROM pg_temp.refresh()), 'true', 'a fourth refresh');
+SELECT is((SELECT count(*) FROM loyalty.account_changes), 0::bigint, '... deletes the account changes it counted');
+SELECT * FROM pg_temp.compare('after the fourth refresh');
+-- a review lowers the tiers whose purchases aged out (set-based, no ledger row)
+SELECT ok((SELECT sum(changed) FROM loyalty.review_tiers_batch(:r, now() + interval '13 months', 0, 1000)) > 0,
+          'a review a year on lowers tiers');
+SELECT * FROM pg_temp.compare('after a tier review since the refresh');
+SELECT is((SELECT (done)::text FROM pg_temp.refresh()), 'true', 'a fifth refresh');
+SELECT * FROM pg_temp.compare('after the fifth refresh');
+-- a reader whose transaction began before the counted vesting points' bound
+-- (as if a refresh had run since): points_pending from the lots
+UPDATE loyalty.rollup_state SET vesting_from = now() + interval '1 hour';
+SELECT * FROM pg_temp.compare('for a reader older than the vesting bound');
+UPDATE loyalty.rollup_state SET vesting_from = now() - interval '1 day';
+
 -- nothing new: nothing written ------------------------------------------------------------------
 SELECT pg_temp.rollup_writes() AS w0 \gset
 SELECT is((SELECT (entries, members, done)::text FROM pg_temp.refresh()), '(0,0,t)', 'a refresh with nothing new');
@@ -141,7 +209,8 @@ SELECT is(pg_temp.rollup_writes(), :w0::bigint, '... writes no rollup row');
 -- small batches add up to the same ---------------------------------------------------------------
 DELETE FROM loyalty.rollup_days; DELETE FROM loyalty.rollup_channels; DELETE FROM loyalty.rollup_cohorts;
 DELETE FROM loyalty.rollup_point_months; DELETE FROM loyalty.rollup_buyers; DELETE FROM loyalty.rollup_returns;
-DELETE FROM loyalty.rollup_pools; DELETE FROM loyalty.rollup_state;
+DELETE FROM loyalty.rollup_pools; DELETE FROM loyalty.rollup_accounts; DELETE FROM loyalty.rollup_vesting;
+DELETE FROM loyalty.rollup_account_sums; DELETE FROM loyalty.rollup_account_days; DELETE FROM loyalty.rollup_state;
 -- (batches of 3 ids; a gap of 50 ids rolled back lies in the history)
 CREATE FUNCTION pg_temp.refresh_in_batches(n bigint, OUT most bigint, OUT total bigint, OUT empty integer)
 LANGUAGE plpgsql AS $$

@@ -124,6 +124,15 @@ check "per-member tables are distributed by member_id, co-located" \
      FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
      WHERE c.relnamespace = 'loyalty'::regnamespace AND p.partmethod = 'h'
        AND c.relname NOT IN ('identities', 'referral_codes')"
+check "the account rollups: per member distributed with the members, per program reference tables" \
+    "SELECT count(*) = 5
+            AND bool_and(CASE WHEN logicalrelid::text IN ('loyalty.rollup_account_sums', 'loyalty.rollup_account_days')
+                              THEN partmethod = 'n'
+                              ELSE partmethod = 'h' AND column_to_column_name(logicalrelid, partkey) = 'member_id'
+                                   AND colocationid = (SELECT colocationid FROM pg_dist_partition
+                                                       WHERE logicalrelid = 'loyalty.members'::regclass) END)
+     FROM pg_dist_partition WHERE logicalrelid::text IN ('loyalty.rollup_accounts', 'loyalty.rollup_vesting',
+         'loyalty.account_changes', 'loyalty.rollup_account_sums', 'loyalty.rollup_account_days')"
 check "no loyalty table is left local" \
     "SELECT count(*) = 0 FROM pg_class c WHERE c.relnamespace = 'loyalty'::regnamespace
        AND c.relkind IN ('r', 'p') AND NOT c.relispartition
@@ -404,6 +413,14 @@ check "kpi_summary counts the program's open members (no household pool) and out
     "SELECT k.members = (SELECT count(*) FROM loyalty.accounts WHERE program_id = $P AND status NOT IN ('closed', 'pool'))
         AND k.points_outstanding = (SELECT sum(balance::bigint) FROM loyalty.accounts WHERE program_id = $P AND status <> 'closed')
      FROM loyalty.kpi_summary k WHERE k.program_id = $P"
+check "tier_distribution counts the program's open members per tier (from the accounts)" \
+    "SELECT (SELECT array_agg(tier || ':' || members ORDER BY tier) FROM loyalty.tier_distribution WHERE program_id = $P)
+            = (SELECT array_agg(t || ':' || n ORDER BY t) FROM (SELECT coalesce(loyalty.tier_name(tier), 'none') AS t, count(*) AS n
+                FROM loyalty.accounts WHERE program_id = $P AND status NOT IN ('closed', 'pool') GROUP BY 1) x)"
+check "no account change is recorded on a cluster (tiers reached, members merged away: nothing would delete them)" \
+    "SELECT (SELECT count(*) FROM loyalty.account_changes) = 0
+            AND (SELECT count(*) FROM loyalty.accounts WHERE status = 'closed') > 0
+            AND (SELECT count(*) FROM loyalty.accounts WHERE tier IS NOT NULL) > 0"
 
 # --- expiry: the account's bound, the batch job and notices on the cluster --------
 # (the members of the first section: on both workers, checked there)

@@ -115,16 +115,23 @@ snapshot() {
 		-c "SELECT * FROM loyalty.membership_payments ORDER BY member_id, payment_id" \
 		-c "SELECT * FROM loyalty.rfm_segment_map ORDER BY priority" \
 		-c "SELECT * FROM loyalty.member_rfm ORDER BY member_id" \
-		-c "SELECT last_entry, last_member, as_of, refreshed_at, safe_entry_id, safe_member_id, safe_at, mark_at FROM loyalty.rollup_state" \
+		-c "SELECT last_entry, last_member, as_of, refreshed_at, safe_entry_id, safe_member_id, safe_at, mark_at, last_change, safe_change_id, vesting_from FROM loyalty.rollup_state" \
 		-c "SELECT * FROM loyalty.rollup_days ORDER BY program_id, day" \
 		-c "SELECT * FROM loyalty.rollup_channels ORDER BY program_id, channel" \
 		-c "SELECT * FROM loyalty.rollup_cohorts ORDER BY program_id, cohort_month, month" \
 		-c "SELECT * FROM loyalty.rollup_point_months ORDER BY program_id, month" \
 		-c "SELECT * FROM loyalty.rollup_buyers ORDER BY member_id" \
 		-c "SELECT * FROM loyalty.rollup_returns ORDER BY entry_id, month" \
+		-c "SELECT * FROM loyalty.rollup_accounts ORDER BY member_id" \
+		-c "SELECT * FROM loyalty.rollup_vesting ORDER BY member_id, vests_at" \
+		-c "SELECT * FROM loyalty.rollup_account_sums ORDER BY program_id, tier, pool" \
+		-c "SELECT * FROM loyalty.rollup_account_days ORDER BY program_id, day" \
+		-c "SELECT * FROM loyalty.account_changes ORDER BY member_id, change_id" \
 		-c "SELECT * FROM loyalty.kpi_monthly ORDER BY program_id, month" \
 		-c "SELECT * FROM loyalty.channel_distribution ORDER BY program_id, channel" \
 		-c "SELECT * FROM loyalty.cohort_retention ORDER BY program_id, cohort_month, months_since_first" \
+		-c "SELECT * FROM loyalty.kpi_summary ORDER BY program_id" \
+		-c "SELECT * FROM loyalty.tier_distribution ORDER BY program_id, tier_rank, tier" \
 		-c "SELECT 'violations', count(*) FROM loyalty.verify()" \
 		-c "SELECT partition, lower_bound, upper_bound FROM loyalty.ledger_partitions()" \
 		-c "SELECT indexrelid::regclass::text AS idx, indisvalid, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'loyalty.ledger'::regclass ORDER BY 1" \
@@ -142,9 +149,14 @@ after_restore_writes() {
 		-c "SELECT loyalty.transfer(6, 7, 1) > 0" \
 		-c "SELECT loyalty.update_member(3, region => 'after') = 1" \
 		-c "SELECT loyalty.subscribe(30, 'PLUS', 'pay-after') > 0" \
+		-c "SELECT count(*) = 1 FROM (SELECT loyalty.set_member_status(5, 'suspended')) x" \
+		-c "SELECT (SELECT max(change_id) FROM loyalty.account_changes) > (SELECT last_change FROM loyalty.rollup_state)" \
 		-c "CALL loyalty.refresh_rollups()" \
 		-c "SELECT (SELECT sum(purchases) FROM loyalty.rollup_channels) = (SELECT count(*) FROM loyalty.ledger WHERE kind = 'earn')
-		           AND NOT EXISTS (SELECT FROM loyalty.rollup_changes())" \
+		           AND NOT EXISTS (SELECT FROM loyalty.rollup_changes())
+		           AND NOT EXISTS (SELECT FROM loyalty.rollup_account_changes() WHERE target = 'sums')
+		           AND (SELECT sum(accounts) FROM loyalty.rollup_account_sums WHERE NOT pool)
+		               = (SELECT count(*) FROM loyalty.accounts WHERE status <> ALL (ARRAY['closed', 'pool']))" \
 		-c "SELECT count(*) FROM loyalty.verify()"
 }
 snapshot $SRC >"$TMP/src.txt"
@@ -169,7 +181,7 @@ snapshot ${SRC}_plain >"$TMP/plain.txt"
 
 for db in ${SRC}_fc ${SRC}_par ${SRC}_plain; do
 	got=$(after_restore_writes $db | tr '\n' ' ')
-	[ "$got" = "t t t t t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
+	[ "$got" = "t t t t t t t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
 done
 
 lines=$(wc -l <"$TMP/src.txt")

@@ -4,6 +4,9 @@
 -- ledger rows recorded since its last run (read in entry_id order through a
 -- BRIN index), so no write of the books touches a shared row.  The views add
 -- the rows recorded since (loyalty.rollup_changes()) and are exact to now.
+-- kpi_summary and tier_distribution sum the accounts: per member what was
+-- counted, per program (tier, day) the sums of that, and the views add the
+-- difference of the accounts changed since (loyalty.rollup_account_changes()).
 -- See doc/architecture.md, "Rollups".
 
 -- The ledger's order of recording: a BRIN index costs a write next to
@@ -46,7 +49,11 @@ CREATE TABLE loyalty.rollup_state (
     mark_at         timestamptz,
     mark_vxids      text[],
     mark_snapshot   pg_snapshot,
-    CHECK (last_entry <= safe_entry_id AND last_member <= safe_member_id)
+    last_change     bigint NOT NULL DEFAULT 0,
+    safe_change_id  bigint NOT NULL DEFAULT 0,
+    mark_change_id  bigint,
+    vesting_from    timestamptz,
+    CHECK (last_entry <= safe_entry_id AND last_member <= safe_member_id AND last_change <= safe_change_id)
 );
 COMMENT ON TABLE loyalty.rollup_state IS 'Watermark of the rollups (one row once refreshed): the ledger entries and members counted, and the mark the refresh waits on';
 COMMENT ON COLUMN loyalty.rollup_state.last_entry IS 'Ledger entries up to this entry_id are counted';
@@ -61,6 +68,10 @@ COMMENT ON COLUMN loyalty.rollup_state.mark_member_id IS 'Pending mark: the memb
 COMMENT ON COLUMN loyalty.rollup_state.mark_at IS 'Pending mark: when it was taken';
 COMMENT ON COLUMN loyalty.rollup_state.mark_vxids IS 'Pending mark: the transactions running then (virtual ids); the mark is safe once all have ended';
 COMMENT ON COLUMN loyalty.rollup_state.mark_snapshot IS 'Pending mark: the snapshot then (prepared transactions holding ids below the mark)';
+COMMENT ON COLUMN loyalty.rollup_state.last_change IS 'Account changes (loyalty.account_changes) up to this change_id are counted';
+COMMENT ON COLUMN loyalty.rollup_state.safe_change_id IS 'Account changes up to this id are all committed or rolled back';
+COMMENT ON COLUMN loyalty.rollup_state.mark_change_id IS 'Pending mark: the account changes sequence''s last value when taken';
+COMMENT ON COLUMN loyalty.rollup_state.vesting_from IS 'rollup_vesting holds the points vesting after this time, the last refresh''s start (a reader whose transaction began before it: the points pending computed from the lots)';
 
 CREATE TABLE loyalty.rollup_days (
     program_id      bigint NOT NULL,
@@ -132,6 +143,76 @@ CREATE TABLE loyalty.rollup_pools (
 );
 COMMENT ON TABLE loyalty.rollup_pools IS 'Household pools seen by the refresh: no members while pools, counted as joined if that changes (as kpi_daily counts them)';
 
+-- The accounts behind kpi_summary and tier_distribution.  A write of the
+-- books leaves a ledger row of the member and a new member has a new id; the
+-- other changes of what the views sum (status: closed, erased, merged away;
+-- tier) leave a row here, written with the change (one row per change, no
+-- shared row).  The refresh counts the members they name again and deletes
+-- the rows it has counted.
+CREATE TABLE loyalty.account_changes (
+    member_id       bigint NOT NULL,
+    change_id       bigint GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (member_id, change_id)
+);
+CREATE INDEX account_changes_change_id_idx ON loyalty.account_changes (change_id);
+COMMENT ON TABLE loyalty.account_changes IS 'A change of an account''s status or tier (no ledger row shows it), for the rollups of kpi_summary and tier_distribution; the refresh deletes the rows it has counted';
+
+CREATE TABLE loyalty.rollup_accounts (
+    member_id       bigint PRIMARY KEY,
+    program_id      bigint NOT NULL,
+    status          text NOT NULL,
+    tier            loyalty.tier,
+    balance         bigint NOT NULL,
+    held            bigint NOT NULL,
+    earned          bigint NOT NULL,
+    redeemed        bigint NOT NULL,
+    expired         bigint NOT NULL,
+    purchase_count  bigint NOT NULL,
+    purchase_amount numeric NOT NULL,
+    last_purchase_at timestamptz
+);
+-- the day the 90 days of active_members_90d begin in, read member by member
+CREATE INDEX rollup_accounts_last_purchase_idx ON loyalty.rollup_accounts (last_purchase_at);
+COMMENT ON TABLE loyalty.rollup_accounts IS 'Per member, its account as last counted in rollup_account_sums and rollup_account_days: status, tier, points, purchase statistics';
+
+CREATE TABLE loyalty.rollup_vesting (
+    member_id       bigint NOT NULL,
+    vests_at        timestamptz NOT NULL,
+    program_id      bigint NOT NULL,
+    points          bigint NOT NULL,
+    PRIMARY KEY (member_id, vests_at)
+);
+-- today's vesting points, read one by one
+CREATE INDEX rollup_vesting_vests_at_idx ON loyalty.rollup_vesting (vests_at);
+COMMENT ON TABLE loyalty.rollup_vesting IS 'Per member and time, its open lots'' points vesting then, as last counted (only those vesting after rollup_state.vesting_from)';
+
+CREATE TABLE loyalty.rollup_account_sums (
+    program_id      bigint NOT NULL,
+    tier            text NOT NULL,
+    pool            boolean NOT NULL,
+    accounts        bigint NOT NULL DEFAULT 0,
+    buyers          bigint NOT NULL DEFAULT 0,
+    repeat_buyers   bigint NOT NULL DEFAULT 0,
+    purchases       numeric NOT NULL DEFAULT 0,
+    revenue         numeric NOT NULL DEFAULT 0,
+    balance         numeric NOT NULL DEFAULT 0,
+    held            numeric NOT NULL DEFAULT 0,
+    issued          numeric NOT NULL DEFAULT 0,
+    redeemed        numeric NOT NULL DEFAULT 0,
+    expired         numeric NOT NULL DEFAULT 0,
+    PRIMARY KEY (program_id, tier, pool)
+);
+COMMENT ON TABLE loyalty.rollup_account_sums IS 'Rollup per program, tier (its text form; empty: none) and whether household pools, of the accounts not closed as counted in rollup_accounts: accounts, buyers (a purchase), repeat buyers (more than one), purchases, amounts, balances, held, points earned, redeemed, expired';
+
+CREATE TABLE loyalty.rollup_account_days (
+    program_id      bigint NOT NULL,
+    day             date NOT NULL,
+    active_members  bigint NOT NULL DEFAULT 0,
+    pending_points  numeric NOT NULL DEFAULT 0,
+    PRIMARY KEY (program_id, day)
+);
+COMMENT ON TABLE loyalty.rollup_account_days IS 'Rollup per program and day (UTC) of rollup_accounts and rollup_vesting: accounts not closed whose last purchase was that day, points vesting that day';
+
 #include "udfs/rollup_mark_safe/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz) IS
     'Internal: whether every transaction running when a refresh mark was taken (virtual ids, snapshot) has ended and none has been prepared since';
@@ -140,6 +221,35 @@ COMMENT ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz) I
 COMMENT ON FUNCTION loyalty.rollup_changes(bigint, bigint, bigint, bigint) IS
     'Internal: the changes of the rollups by ledger entries (after_entry, upto_entry] and members (after_member, upto_member] (defaults: all those not counted yet), for the programs the role sees; the BI views add them to the rollups';
 
+CREATE TYPE loyalty.rollup_account_change AS (
+    target          text,
+    program_id      bigint,
+    member_id       bigint,
+    tier            text,
+    pool            boolean,
+    status          text,
+    day             date,
+    at              timestamptz,
+    accounts        bigint,
+    buyers          bigint,
+    repeat_buyers   bigint,
+    purchases       numeric,
+    revenue         numeric,
+    balance         numeric,
+    held            numeric,
+    issued          numeric,
+    redeemed        numeric,
+    expired         numeric,
+    active          bigint,
+    pending         numeric
+);
+COMMENT ON TYPE loyalty.rollup_account_change IS
+    'Internal: one change of the account rollups by the accounts changed since counted. target sums (program, tier, pool: the differences of rollup_account_sums), day (day, active, pending: of rollup_account_days), now (active, pending: the views'' active_members_90d and points_pending in all), account (member_id, status, tier, at = last purchase, the sums: the account now), vest (member_id, at = vests_at, pending = points)';
+
+#include "udfs/rollup_account_changes/1.4.sql"
+COMMENT ON FUNCTION loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) IS
+    'Internal: the changes of the account rollups by the members with ledger entries in (after_entry, upto_entry], new in (after_member, upto_member] or with account changes in (after_change, upto_change] (defaults: all those not counted yet, and then also the views'' time-dependent columns), for the programs the role sees';
+
 #include "udfs/refresh_rollups_batch/1.4.sql"
 COMMENT ON FUNCTION loyalty.refresh_rollups_batch(bigint, boolean) IS
     'One step of loyalty.refresh_rollups in the caller''s transaction: count up to max_entries ledger entries (NULL: all) below the last safe mark, taking a new mark when caught up (new_mark); waits for a concurrent refresh; returns the entries and members counted, as of when the rollups are, and whether they are caught up';
@@ -147,7 +257,7 @@ COMMENT ON FUNCTION loyalty.refresh_rollups_batch(bigint, boolean) IS
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
 #include "udfs/refresh_rollups/1.4.sql"
 COMMENT ON PROCEDURE loyalty.refresh_rollups(bigint, interval) IS
-    'Batch job (e.g. every few minutes with pg_cron): bring the rollups behind kpi_monthly, channel_distribution and cohort_retention up to the start of the run, batch_size ledger entries per commit, waiting at most max_wait for transactions running at the start';
+    'Batch job (e.g. every few minutes with pg_cron): bring the rollups behind kpi_monthly, channel_distribution, cohort_retention, kpi_summary and tier_distribution up to the start of the run, batch_size ledger entries per commit, waiting at most max_wait for transactions running at the start';
 
 #include "udfs/rollups_as_of/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollups_as_of(bigint) IS
@@ -161,18 +271,28 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_point_months', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_buyers', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_returns', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_pools', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.account_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.account_changes_change_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_vesting', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_sums', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_days', '');
 
 REVOKE ALL ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
-    loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools FROM PUBLIC;
+    loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools,
+    loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
+    loyalty.rollup_account_days FROM PUBLIC;
 GRANT SELECT ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
-    loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools TO loyalty_admin;
+    loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools,
+    loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
+    loyalty.rollup_account_days TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),
     loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.refresh_rollups_batch(bigint, boolean),
-    loyalty.rollups_as_of(bigint) FROM PUBLIC;
+    loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_rollups(bigint, interval) FROM PUBLIC;
 -- the views call rollup_changes() as their reader
-GRANT EXECUTE ON FUNCTION loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.rollups_as_of(bigint)
-    TO loyalty_analyst, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.rollups_as_of(bigint),
+    loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) TO loyalty_analyst, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),
     loyalty.refresh_rollups_batch(bigint, boolean) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.refresh_rollups(bigint, interval) TO loyalty_admin;

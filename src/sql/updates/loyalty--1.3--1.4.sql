@@ -622,3 +622,20 @@ CREATE EVENT TRIGGER loyalty_ledger_keep_entries ON ddl_command_start
 REVOKE ALL ON FUNCTION loyalty.ledger_partition_added(), loyalty.ledger_keep_entries() FROM PUBLIC;
 -- == the model functions in C: not for PUBLIC ====================================
 #include "parts/model_grants.sql"
+-- == kpi_summary and tier_distribution on account rollups =======================
+-- (the tables, account_changes and rollup_account_changes() came with
+-- parts/rollups.sql above; the rollups are built by the first refresh, and
+-- until then the views compute from the accounts, as they did)
+REVOKE ALL ON SEQUENCE loyalty.account_changes_change_id_seq FROM PUBLIC;
+ALTER TABLE loyalty.account_changes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.account_changes USING (loyalty.member_visible(member_id));
+ALTER TABLE loyalty.rollup_accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_accounts USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_vesting ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_vesting USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_account_sums ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_account_sums USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.rollup_account_days ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_account_days USING (loyalty.program_visible(program_id));
+COMMENT ON VIEW loyalty.kpi_summary IS 'Current KPIs per program: members, activity, points outstanding and the liability in money (exact to now: the account rollups and the accounts changed since; see rollups_as_of)';
+COMMENT ON VIEW loyalty.tier_distribution IS 'Members per tier (exact to now: the account rollups and the accounts changed since; see rollups_as_of)';

@@ -5,6 +5,9 @@ LANGUAGE plpgsql VOLATILE
 -- (no role may write them), for whoever may run the refresh; search_path pinned
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- each statement runs once per batch over estimates far above its work: JIT
+-- compiling the account rollups' statement took longer than running it
+SET jit = off
 AS $$
 DECLARE
     s loyalty.rollup_state;
@@ -46,7 +49,8 @@ BEGIN
     INSERT INTO loyalty.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING;
     SELECT * INTO STRICT s FROM loyalty.rollup_state FOR UPDATE;
 
-    IF s.last_entry OPERATOR(pg_catalog.=) s.safe_entry_id AND s.last_member OPERATOR(pg_catalog.=) s.safe_member_id THEN
+    IF s.last_entry OPERATOR(pg_catalog.=) s.safe_entry_id AND s.last_member OPERATOR(pg_catalog.=) s.safe_member_id
+       AND s.last_change OPERATOR(pg_catalog.=) s.safe_change_id THEN
         -- caught up: mark the sequences' positions now, then every transaction
         -- running now (which may hold an id below the mark, committed later);
         -- the rows up to the mark are final once those transactions end
@@ -55,6 +59,8 @@ BEGIN
                 pg_catalog.pg_get_serial_sequence('loyalty.ledger', 'entry_id')::regclass), 0);
             s.mark_member_id := coalesce(pg_catalog.pg_sequence_last_value(
                 pg_catalog.pg_get_serial_sequence('loyalty.members', 'member_id')::regclass), 0);
+            s.mark_change_id := coalesce(pg_catalog.pg_sequence_last_value(
+                pg_catalog.pg_get_serial_sequence('loyalty.account_changes', 'change_id')::regclass), 0);
             s.mark_at := pg_catalog.clock_timestamp();
             SELECT coalesce(pg_catalog.array_agg(k.virtualxid), '{}') INTO s.mark_vxids
             FROM pg_catalog.pg_locks k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) k.pid
@@ -67,8 +73,9 @@ BEGIN
         IF s.mark_at IS NOT NULL AND loyalty.rollup_mark_safe(s.mark_vxids, s.mark_snapshot, s.mark_at) THEN
             s.safe_entry_id := greatest(s.safe_entry_id, s.mark_entry_id);
             s.safe_member_id := greatest(s.safe_member_id, s.mark_member_id);
+            s.safe_change_id := greatest(s.safe_change_id, coalesce(s.mark_change_id, 0));
             s.safe_at := s.mark_at;
-            s.mark_entry_id := NULL; s.mark_member_id := NULL; s.mark_at := NULL;
+            s.mark_entry_id := NULL; s.mark_member_id := NULL; s.mark_change_id := NULL; s.mark_at := NULL;
             s.mark_vxids := NULL; s.mark_snapshot := NULL;
         END IF;
     END IF;
@@ -86,6 +93,7 @@ BEGIN
     END IF;
 
     IF v_upto OPERATOR(pg_catalog.>) s.last_entry OR s.safe_member_id OPERATOR(pg_catalog.>) s.last_member
+       OR s.safe_change_id OPERATOR(pg_catalog.>) s.last_change
        OR EXISTS (SELECT FROM loyalty.rollup_pools x JOIN loyalty.members m ON m.member_id OPERATOR(pg_catalog.=) x.member_id
                   WHERE m.status OPERATOR(pg_catalog.<>) 'pool') THEN
         IF pg_catalog.to_regclass('pg_temp.loyalty_rollup_changes') IS NULL THEN
@@ -152,29 +160,116 @@ BEGIN
         FROM loyalty_rollup_changes c WHERE c.target OPERATOR(pg_catalog.=) 'day';
         TRUNCATE loyalty_rollup_changes;
 
+        -- the accounts of the members those rows (and account_changes) name:
+        -- read once, then what they add to the sums (new less counted) and
+        -- what is counted of them from now on
+        IF pg_catalog.to_regclass('pg_temp.loyalty_rollup_account_changes') IS NULL THEN
+            CREATE TEMP TABLE loyalty_rollup_account_changes OF loyalty.rollup_account_change ON COMMIT DROP;
+        END IF;
+        INSERT INTO loyalty_rollup_account_changes
+        SELECT * FROM loyalty.rollup_account_changes(s.last_entry, v_upto, s.last_member, s.safe_member_id,
+                                                     s.last_change, s.safe_change_id);
+
+        INSERT INTO loyalty.rollup_account_sums AS r (program_id, tier, pool, accounts, buyers, repeat_buyers, purchases,
+                                                      revenue, balance, held, issued, redeemed, expired)
+        SELECT c.program_id, c.tier, c.pool, c.accounts, coalesce(c.buyers, 0), coalesce(c.repeat_buyers, 0), c.purchases,
+               c.revenue, c.balance, c.held, c.issued, c.redeemed, c.expired
+        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'sums'
+          AND (c.accounts, coalesce(c.buyers, 0), coalesce(c.repeat_buyers, 0), c.purchases, c.revenue, c.balance,
+               c.held, c.issued, c.redeemed, c.expired)
+              OPERATOR(pg_catalog.<>) (0::bigint, 0::bigint, 0::bigint, 0::numeric, 0::numeric, 0::numeric,
+                                       0::numeric, 0::numeric, 0::numeric, 0::numeric)
+        ON CONFLICT (program_id, tier, pool) DO UPDATE
+        SET accounts = r.accounts OPERATOR(pg_catalog.+) excluded.accounts,
+            buyers = r.buyers OPERATOR(pg_catalog.+) excluded.buyers,
+            repeat_buyers = r.repeat_buyers OPERATOR(pg_catalog.+) excluded.repeat_buyers,
+            purchases = r.purchases OPERATOR(pg_catalog.+) excluded.purchases,
+            revenue = r.revenue OPERATOR(pg_catalog.+) excluded.revenue,
+            balance = r.balance OPERATOR(pg_catalog.+) excluded.balance,
+            held = r.held OPERATOR(pg_catalog.+) excluded.held,
+            issued = r.issued OPERATOR(pg_catalog.+) excluded.issued,
+            redeemed = r.redeemed OPERATOR(pg_catalog.+) excluded.redeemed,
+            expired = r.expired OPERATOR(pg_catalog.+) excluded.expired;
+        -- (no account left: every sum of the row is 0 too)
+        DELETE FROM loyalty.rollup_account_sums r WHERE r.accounts OPERATOR(pg_catalog.=) 0;
+
+        INSERT INTO loyalty.rollup_account_days AS r (program_id, day, active_members, pending_points)
+        SELECT c.program_id, c.day, c.active, c.pending
+        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'day'
+        ON CONFLICT (program_id, day) DO UPDATE
+        SET active_members = r.active_members OPERATOR(pg_catalog.+) excluded.active_members,
+            pending_points = r.pending_points OPERATOR(pg_catalog.+) excluded.pending_points;
+
+        INSERT INTO loyalty.rollup_accounts AS r (member_id, program_id, status, tier, balance, held, earned, redeemed,
+                                                  expired, purchase_count, purchase_amount, last_purchase_at)
+        SELECT c.member_id, c.program_id, c.status, NULLIF(c.tier, '')::loyalty.tier, c.balance, c.held,
+               c.issued, c.redeemed, c.expired, c.purchases, c.revenue, c.at
+        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'account'
+        ON CONFLICT (member_id) DO UPDATE
+        SET status = excluded.status, tier = excluded.tier, balance = excluded.balance, held = excluded.held,
+            earned = excluded.earned, redeemed = excluded.redeemed, expired = excluded.expired,
+            purchase_count = excluded.purchase_count, purchase_amount = excluded.purchase_amount,
+            last_purchase_at = excluded.last_purchase_at
+        WHERE (r.status, r.tier::text, r.balance, r.held, r.earned, r.redeemed, r.expired, r.purchase_count,
+               r.purchase_amount, r.last_purchase_at)
+              IS DISTINCT FROM
+              (excluded.status, excluded.tier::text, excluded.balance, excluded.held, excluded.earned, excluded.redeemed,
+               excluded.expired, excluded.purchase_count, excluded.purchase_amount, excluded.last_purchase_at);
+
+        DELETE FROM loyalty.rollup_vesting v
+        WHERE v.member_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.member_id FROM loyalty_rollup_account_changes c
+                                                            WHERE c.target OPERATOR(pg_catalog.=) 'account'));
+        INSERT INTO loyalty.rollup_vesting (member_id, vests_at, program_id, points)
+        SELECT c.member_id, c.at, c.program_id, c.pending
+        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'vest';
+
+        -- points vested by this transaction's start are pending for no reader
+        -- that began since (rollup_account_changes counted those after the
+        -- same bound; an older reader computes them from the lots)
+        WITH gone AS (
+            DELETE FROM loyalty.rollup_vesting v
+            WHERE v.vests_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+            RETURNING v.program_id, (v.vests_at AT TIME ZONE 'UTC')::date AS day, v.points
+        )
+        INSERT INTO loyalty.rollup_account_days AS r (program_id, day, pending_points)
+        SELECT g.program_id, g.day, -sum(g.points) FROM gone g GROUP BY 1, 2
+        ON CONFLICT (program_id, day) DO UPDATE
+        SET pending_points = r.pending_points OPERATOR(pg_catalog.+) excluded.pending_points;
+        DELETE FROM loyalty.rollup_account_days r
+        WHERE r.active_members OPERATOR(pg_catalog.=) 0 AND r.pending_points OPERATOR(pg_catalog.=) 0;
+        s.vesting_from := greatest(s.vesting_from, pg_catalog.now());
+
+        -- the account changes counted are no longer needed
+        DELETE FROM loyalty.account_changes x WHERE x.change_id OPERATOR(pg_catalog.<=) s.safe_change_id;
+        TRUNCATE loyalty_rollup_account_changes;
+
         s.last_entry := v_upto;
         s.last_member := s.safe_member_id;
+        s.last_change := s.safe_change_id;
         s.refreshed_at := pg_catalog.now();
     END IF;
-    IF s.last_entry OPERATOR(pg_catalog.=) s.safe_entry_id THEN
+    IF s.last_entry OPERATOR(pg_catalog.=) s.safe_entry_id AND s.last_change OPERATOR(pg_catalog.=) s.safe_change_id THEN
         s.as_of := s.safe_at;
     END IF;
     UPDATE loyalty.rollup_state x
     SET last_entry = s.last_entry, last_member = s.last_member, as_of = s.as_of, refreshed_at = s.refreshed_at,
         safe_entry_id = s.safe_entry_id, safe_member_id = s.safe_member_id, safe_at = s.safe_at,
         mark_entry_id = s.mark_entry_id, mark_member_id = s.mark_member_id, mark_at = s.mark_at,
-        mark_vxids = s.mark_vxids, mark_snapshot = s.mark_snapshot
+        mark_vxids = s.mark_vxids, mark_snapshot = s.mark_snapshot, last_change = s.last_change,
+        safe_change_id = s.safe_change_id, mark_change_id = s.mark_change_id, vesting_from = s.vesting_from
     WHERE x.singleton
       AND (x.last_entry, x.last_member, x.as_of, x.refreshed_at, x.safe_entry_id, x.safe_member_id, x.safe_at,
-           x.mark_entry_id, x.mark_member_id, x.mark_at, x.mark_vxids, x.mark_snapshot::text)
+           x.mark_entry_id, x.mark_member_id, x.mark_at, x.mark_vxids, x.mark_snapshot::text, x.last_change,
+           x.safe_change_id, x.mark_change_id, x.vesting_from)
           IS DISTINCT FROM
           (s.last_entry, s.last_member, s.as_of, s.refreshed_at, s.safe_entry_id, s.safe_member_id, s.safe_at,
-           s.mark_entry_id, s.mark_member_id, s.mark_at, s.mark_vxids, s.mark_snapshot::text);
+           s.mark_entry_id, s.mark_member_id, s.mark_at, s.mark_vxids, s.mark_snapshot::text, s.last_change,
+           s.safe_change_id, s.mark_change_id, s.vesting_from);
 
     entries := v_entries;
     members := v_members;
     as_of := s.as_of;
     done := s.last_entry OPERATOR(pg_catalog.=) s.safe_entry_id AND s.last_member OPERATOR(pg_catalog.=) s.safe_member_id
-            AND s.mark_at IS NULL;
+            AND s.last_change OPERATOR(pg_catalog.=) s.safe_change_id AND s.mark_at IS NULL;
     RETURN NEXT;
 END $$;

@@ -23,24 +23,27 @@ BEGIN
     -- EXECUTE: planned with the bounds' values, so the ledger's tail is read
     -- through ledger_entry_id_brin and a first build scans the table
     RETURN QUERY EXECUTE $q$
-    WITH l AS MATERIALIZED (
+    WITH p AS MATERIALIZED (
+        -- the programs the role sees, each tested once (program_visible()
+        -- pins its search_path: a call per ledger row cost a third of a
+        -- refresh)
+        SELECT p.program_id, p.time_zone FROM loyalty.programs p WHERE loyalty.program_visible(p.program_id)
+    ), l AS MATERIALIZED (
         SELECT l.member_id, l.entry_id, l.program_id, l.kind, l.points::bigint AS points, l.amount,
                coalesce(l.channel, 'unknown') AS channel, l.source_entry,
                (l.occurred_at AT TIME ZONE p.time_zone)::date AS day
-        FROM loyalty.ledger l JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) l.program_id
+        FROM loyalty.ledger l JOIN p ON p.program_id OPERATOR(pg_catalog.=) l.program_id
         WHERE l.entry_id OPERATOR(pg_catalog.>) $1 AND l.entry_id OPERATOR(pg_catalog.<=) $2
           -- an archive's carry_forward entries stand for rows already counted
           AND l.kind OPERATOR(pg_catalog.<>) 'carry_forward'
-          AND loyalty.program_visible(l.program_id)
     ), m AS MATERIALIZED (
         -- members who joined (pools are no members; a pool no longer one,
         -- e.g. closed, counts then, as in kpi_daily)
         SELECT m.member_id, m.program_id, m.status, (m.joined_at AT TIME ZONE p.time_zone)::date AS day,
                m.member_id OPERATOR(pg_catalog.<=) $4 AND m.member_id OPERATOR(pg_catalog.>) $3 AS is_new
-        FROM loyalty.members m JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) m.program_id
+        FROM loyalty.members m JOIN p ON p.program_id OPERATOR(pg_catalog.=) m.program_id
         WHERE ((m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4)
                OR m.member_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.member_id FROM loyalty.rollup_pools x)))
-          AND loyalty.program_visible(m.program_id)
     ), b AS (
         -- each buyer's months and channels in these rows
         SELECT l.member_id, l.program_id,
@@ -101,9 +104,8 @@ BEGIN
         JOIN loyalty.allocations a ON a.entry_id OPERATOR(pg_catalog.=) deb.entry_id AND a.member_id OPERATOR(pg_catalog.=) deb.member_id
         JOIN loyalty.lots t ON t.member_id OPERATOR(pg_catalog.=) a.member_id AND t.lot_id OPERATOR(pg_catalog.=) a.lot_id
         JOIN loyalty.ledger cr ON cr.member_id OPERATOR(pg_catalog.=) t.member_id AND cr.entry_id OPERATOR(pg_catalog.=) t.entry_id
-        JOIN loyalty.programs p ON p.program_id OPERATOR(pg_catalog.=) cr.program_id
+        JOIN p ON p.program_id OPERATOR(pg_catalog.=) cr.program_id
         WHERE cr.kind OPERATOR(pg_catalog.=) ANY (ARRAY['earn', 'award', 'adjust'])
-          AND loyalty.program_visible(cr.program_id)
         GROUP BY 1, 2, 3, 4, 5
     ), rt AS (
         SELECT ret.*, coalesce(o.returned, 0) AS counted
