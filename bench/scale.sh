@@ -178,6 +178,7 @@ measure() {
     view "$size" channel_distribution
     raw "$size" channel_distribution
     view "$size" member_rfm
+    raw "$size" member_rfm
     view "$size" segment_summary
     view "$size" cohort_retention
     raw "$size" cohort_retention

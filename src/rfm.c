@@ -234,3 +234,70 @@ rfm_final(PG_FUNCTION_ARGS)
 	values[5] = DirectFunctionCall2(numeric_div, NumericGetDatum(s->sum), NumericGetDatum(int64_to_numeric(s->count)));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
+
+/*
+ * The buckets of the RFM rollups behind member_rfm (loyalty.rollup_rfm_day,
+ * loyalty.rollup_rfm_band).  Only their order matters: a larger value never
+ * gets a lower bucket, so the counts per bucket, summed in bucket order, say
+ * which bucket holds the k-th value.  In C because the refresh and the view
+ * compute them for every buyer they (re)count.
+ */
+PG_FUNCTION_INFO_V1(rfm_rollup_day);
+PG_FUNCTION_INFO_V1(rfm_rollup_band);
+
+/* whole days since 2000-01-01 UTC (rounded down); the infinities at the ends */
+Datum
+rfm_rollup_day(PG_FUNCTION_ARGS)
+{
+	TimestampTz t = PG_GETARG_TIMESTAMPTZ(0);
+	int64		d;
+
+	if (TIMESTAMP_IS_NOBEGIN(t))
+		PG_RETURN_INT32(PG_INT32_MIN);
+	if (TIMESTAMP_IS_NOEND(t))
+		PG_RETURN_INT32(PG_INT32_MAX);
+	d = t / USECS_PER_DAY - (t % USECS_PER_DAY < 0 ? 1 : 0);
+	/* |t| < 2^63 microseconds: about 1.07e8 days, well inside int32 */
+	PG_RETURN_INT32((int32) d);
+}
+
+/*
+ * The number of digits of the whole part times 1000 plus its first three
+ * digits (bands of about a thousandth of the amount at any scale of spend);
+ * 0 below 1; below zero the mirror image (-1 - the band of the absolute
+ * value).  NaN and the infinities at the ends, in numeric's order.
+ */
+Datum
+rfm_rollup_band(PG_FUNCTION_ARGS)
+{
+	Numeric		n = PG_GETARG_NUMERIC(0);
+	bool		negative;
+	char	   *digits;
+	size_t		len;
+	int64		band;
+
+	if (numeric_is_nan(n))
+		PG_RETURN_INT64(PG_INT64_MAX);
+	negative = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+												 NumericGetDatum(int64_to_numeric(0)))) < 0;
+	if (numeric_is_inf(n))
+		PG_RETURN_INT64(negative ? PG_INT64_MIN : PG_INT64_MAX - 1);
+	digits = DatumGetCString(DirectFunctionCall1(numeric_out,
+												 DirectFunctionCall2(numeric_trunc,
+																	 DirectFunctionCall1(numeric_abs, NumericGetDatum(n)),
+																	 Int32GetDatum(0))));
+	len = strlen(digits);
+	if (len == 1 && digits[0] == '0')
+		band = 0;
+	else
+	{
+		int			lead = 0;
+
+		for (int i = 0; i < 3; i++)
+			lead = lead * 10 + (i < (int) len ? digits[i] - '0' : 0);
+		/* a numeric has at most 131072 digits before the point: no overflow */
+		band = (int64) len * 1000 + lead;
+	}
+	pfree(digits);
+	PG_RETURN_INT64(negative ? -1 - band : band);
+}

@@ -81,9 +81,8 @@ COMMENT ON TABLE loyalty.rfm_segments IS 'Your mapping of RFM scores to segments
 #include "udfs/rfm_segment_map/1.0.sql"
 COMMENT ON VIEW loyalty.rfm_segment_map IS 'The RFM segment mapping in force: loyalty.rfm_segments if it has rows, else the standard one';
 
-#include "udfs/member_rfm/1.1.sql"
-
-#include "udfs/segment_summary/1.0.sql"
+-- member_rfm and segment_summary follow the rollups (parts/rollups.sql), whose
+-- quintiles member_rfm reads
 
 -- Buy-till-you-die models (src/btyd.c) ---------------------------------------------
 
@@ -183,6 +182,10 @@ COMMENT ON FUNCTION loyalty.clv(loyalty.models, float8, float8, float8, float8, 
 -- KPI and distribution views --------------------------------------------------------
 
 #include "parts/rollups.sql"
+
+#include "udfs/member_rfm/1.4.sql"
+
+#include "udfs/segment_summary/1.0.sql"
 
 #include "udfs/kpi_daily/1.4.sql"
 

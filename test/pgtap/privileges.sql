@@ -44,7 +44,8 @@ SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege
                     AND sig NOT IN ('loyalty.purchase_summary(bigint,date,text,bigint,bigint)',
                                     'loyalty.predict_member(loyalty.models,bigint)',
                                     'loyalty.rollup_changes(bigint,bigint,bigint,bigint)', 'loyalty.rollups_as_of(bigint)',
-                                    'loyalty.rollup_account_changes(bigint,bigint,bigint,bigint,bigint,bigint)')$$,
+                                    'loyalty.rollup_account_changes(bigint,bigint,bigint,bigint,bigint,bigint)',
+                                    'loyalty.rfm_quintiles()')$$,
                 'the analyst role may execute no writer');
 SELECT is_empty($$SELECT sig FROM fns WHERE prosecdef AND has_function_privilege('loyalty_app', oid, 'EXECUTE')
                     AND sig ~ '^loyalty\.(adjust|merge_members|expire_|create_|define_|set_|assign_tier|restock|fit_models|fit_membership_models|review_|verify|emit_event|tier_change|tier_after_write|referral_purchase|referral_refusal|rules_version_bump|ledger_refuse)'$$,

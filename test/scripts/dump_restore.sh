@@ -126,12 +126,15 @@ snapshot() {
 		-c "SELECT * FROM loyalty.rollup_vesting ORDER BY member_id, vests_at" \
 		-c "SELECT * FROM loyalty.rollup_account_sums ORDER BY program_id, tier, pool" \
 		-c "SELECT * FROM loyalty.rollup_account_days ORDER BY program_id, day" \
+		-c "SELECT * FROM loyalty.rollup_rfm_counts ORDER BY program_id, measure, bucket" \
 		-c "SELECT * FROM loyalty.account_changes ORDER BY member_id, change_id" \
 		-c "SELECT * FROM loyalty.kpi_monthly ORDER BY program_id, month" \
 		-c "SELECT * FROM loyalty.channel_distribution ORDER BY program_id, channel" \
 		-c "SELECT * FROM loyalty.cohort_retention ORDER BY program_id, cohort_month, months_since_first" \
 		-c "SELECT * FROM loyalty.kpi_summary ORDER BY program_id" \
 		-c "SELECT * FROM loyalty.tier_distribution ORDER BY program_id, tier_rank, tier" \
+		-c "SELECT * FROM loyalty.rfm_quintiles() ORDER BY program_id" \
+		-c "SELECT * FROM loyalty.member_rfm ORDER BY program_id, member_id" \
 		-c "SELECT 'violations', count(*) FROM loyalty.verify()" \
 		-c "SELECT partition, lower_bound, upper_bound FROM loyalty.ledger_partitions()" \
 		-c "SELECT indexrelid::regclass::text AS idx, indisvalid, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'loyalty.ledger'::regclass ORDER BY 1" \

@@ -204,6 +204,32 @@ CREATE TABLE loyalty.rollup_account_sums (
 );
 COMMENT ON TABLE loyalty.rollup_account_sums IS 'Rollup per program, tier (its text form; empty: none) and whether household pools, of the accounts not closed as counted in rollup_accounts: accounts, buyers (a purchase), repeat buyers (more than one), purchases, amounts, balances, held, points earned, redeemed, expired';
 
+-- The buckets of member_rfm's quintiles (in C: the refresh and the view
+-- compute them for every buyer they count again).  Only their order matters:
+-- a larger value never gets a lower bucket.
+#include "udfs/rollup_rfm_day/1.4.sql"
+COMMENT ON FUNCTION loyalty.rollup_rfm_day(timestamptz) IS
+    'Internal: the RFM rollups'' bucket of a last purchase (whole days since 2000-01-01 UTC); never decreases as the time grows';
+#include "udfs/rollup_rfm_band/1.4.sql"
+COMMENT ON FUNCTION loyalty.rollup_rfm_band(numeric) IS
+    'Internal: the RFM rollups'' bucket of a spend (number of digits and first three digits of its whole part, negated below zero); never decreases as the amount grows';
+
+-- member_rfm's quintile boundaries lie in one bucket each: its buyers' last
+-- purchases or spends as counted, read through these
+CREATE INDEX rollup_accounts_rfm_day_idx ON loyalty.rollup_accounts
+    (program_id, loyalty.rollup_rfm_day(last_purchase_at)) WHERE purchase_count > 0 AND status <> 'closed';
+CREATE INDEX rollup_accounts_rfm_band_idx ON loyalty.rollup_accounts
+    (program_id, loyalty.rollup_rfm_band(purchase_amount)) WHERE purchase_count > 0 AND status <> 'closed';
+
+CREATE TABLE loyalty.rollup_rfm_counts (
+    program_id      bigint NOT NULL,
+    measure         text NOT NULL CHECK (measure = ANY (ARRAY['r', 'f', 'm'])),
+    bucket          bigint NOT NULL,
+    members         bigint NOT NULL,
+    PRIMARY KEY (program_id, measure, bucket)
+);
+COMMENT ON TABLE loyalty.rollup_rfm_counts IS 'Rollup per program and bucket of the buyers (a purchase, not closed) of rollup_accounts, for member_rfm''s quintiles: r = rollup_rfm_day(last purchase), f = purchase count, m = rollup_rfm_band(spend)';
+
 CREATE TABLE loyalty.rollup_account_days (
     program_id      bigint NOT NULL,
     day             date NOT NULL,
@@ -241,10 +267,12 @@ CREATE TYPE loyalty.rollup_account_change AS (
     redeemed        numeric,
     expired         numeric,
     active          bigint,
-    pending         numeric
+    pending         numeric,
+    measure         text,
+    bucket          bigint
 );
 COMMENT ON TYPE loyalty.rollup_account_change IS
-    'Internal: one change of the account rollups by the accounts changed since counted. target sums (program, tier, pool: the differences of rollup_account_sums), day (day, active, pending: of rollup_account_days), now (active, pending: the views'' active_members_90d and points_pending in all), account (member_id, status, tier, at = last purchase, the sums: the account now), vest (member_id, at = vests_at, pending = points)';
+    'Internal: one change of the account rollups by the accounts changed since counted. target sums (program, tier, pool: the differences of rollup_account_sums), day (day, active, pending: of rollup_account_days), now (active, pending: the views'' active_members_90d and points_pending in all), account (member_id, status, tier, at = last purchase, the sums: the account now), vest (member_id, at = vests_at, pending = points), rfm (measure, bucket, accounts: the difference of rollup_rfm_counts)';
 
 #include "udfs/rollup_account_changes/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) IS
@@ -263,6 +291,10 @@ COMMENT ON PROCEDURE loyalty.refresh_rollups(bigint, interval) IS
 COMMENT ON FUNCTION loyalty.rollups_as_of(bigint) IS
     'Everything committed before this time is counted in the program''s rollups (NULL: never refreshed); the BI views add what came since';
 
+#include "udfs/rfm_quintiles/1.4.sql"
+COMMENT ON FUNCTION loyalty.rfm_quintiles() IS
+    'Internal: per program the role sees, the quintile boundaries of member_rfm (percentile_disc 0.2, 0.4, 0.6, 0.8 of last purchase, purchase count and spend over the buyers not closed), exact to now: from rollup_rfm_counts, rollup_accounts and the accounts changed since, or from the accounts before any refresh, on Citus, and when the ledger has moved on by more entries than a quarter of the buyers';
+
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_state', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_days', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_channels', '');
@@ -277,22 +309,26 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_vesting', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_sums', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_days', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_rfm_counts', '');
 
 REVOKE ALL ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
     loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools,
     loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
-    loyalty.rollup_account_days FROM PUBLIC;
+    loyalty.rollup_account_days, loyalty.rollup_rfm_counts FROM PUBLIC;
 GRANT SELECT ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
     loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools,
     loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
-    loyalty.rollup_account_days TO loyalty_admin;
+    loyalty.rollup_account_days, loyalty.rollup_rfm_counts TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),
     loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.refresh_rollups_batch(bigint, boolean),
-    loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
+    loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint),
+    loyalty.rollup_rfm_day(timestamptz), loyalty.rollup_rfm_band(numeric), loyalty.rfm_quintiles() FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_rollups(bigint, interval) FROM PUBLIC;
--- the views call rollup_changes() as their reader
+-- the views call rollup_changes(), rollup_account_changes() and (member_rfm)
+-- rfm_quintiles() as their reader
 GRANT EXECUTE ON FUNCTION loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.rollups_as_of(bigint),
-    loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) TO loyalty_analyst, loyalty_admin;
+    loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint), loyalty.rfm_quintiles()
+    TO loyalty_analyst, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),
     loyalty.refresh_rollups_batch(bigint, boolean) TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.refresh_rollups(bigint, interval) TO loyalty_admin;

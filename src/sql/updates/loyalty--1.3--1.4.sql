@@ -639,3 +639,9 @@ ALTER TABLE loyalty.rollup_account_days ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.rollup_account_days USING (loyalty.program_visible(program_id));
 COMMENT ON VIEW loyalty.kpi_summary IS 'Current KPIs per program: members, activity, points outstanding and the liability in money (exact to now: the account rollups and the accounts changed since; see rollups_as_of)';
 COMMENT ON VIEW loyalty.tier_distribution IS 'Members per tier (exact to now: the account rollups and the accounts changed since; see rollups_as_of)';
+-- == member_rfm's quintiles from the account rollups ==============================
+-- (rollup_rfm_counts, the bucket functions, rollup_accounts' bucket indexes
+-- and rfm_quintiles() came with parts/rollups.sql above)
+ALTER TABLE loyalty.rollup_rfm_counts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_rfm_counts USING (loyalty.program_visible(program_id));
+#include-replace "udfs/member_rfm/1.4.sql"

@@ -200,6 +200,16 @@ BEGIN
         SET active_members = r.active_members OPERATOR(pg_catalog.+) excluded.active_members,
             pending_points = r.pending_points OPERATOR(pg_catalog.+) excluded.pending_points;
 
+        INSERT INTO loyalty.rollup_rfm_counts AS r (program_id, measure, bucket, members)
+        SELECT c.program_id, c.measure, c.bucket, c.accounts
+        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'rfm'
+        ON CONFLICT (program_id, measure, bucket) DO UPDATE SET members = r.members OPERATOR(pg_catalog.+) excluded.members;
+        DELETE FROM loyalty.rollup_rfm_counts r
+        WHERE r.members OPERATOR(pg_catalog.=) 0
+          AND (r.program_id, r.measure, r.bucket) IN (SELECT c.program_id, c.measure, c.bucket
+                                                      FROM loyalty_rollup_account_changes c
+                                                      WHERE c.target OPERATOR(pg_catalog.=) 'rfm');
+
         INSERT INTO loyalty.rollup_accounts AS r (member_id, program_id, status, tier, balance, held, earned, redeemed,
                                                   expired, purchase_count, purchase_amount, last_purchase_at)
         SELECT c.member_id, c.program_id, c.status, NULLIF(c.tier, '')::loyalty.tier, c.balance, c.held,

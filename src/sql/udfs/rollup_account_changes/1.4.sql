@@ -29,7 +29,7 @@ BEGIN
                sum(a.purchase_count)::numeric, sum(a.purchase_amount),
                sum(a.balance::bigint)::numeric, sum(a.held::bigint)::numeric, sum(a.lifetime_earned::bigint)::numeric,
                sum(a.lifetime_redeemed::bigint)::numeric, sum(a.lifetime_expired::bigint)::numeric,
-               NULL::bigint, NULL::numeric
+               NULL::bigint, NULL::numeric, NULL::text, NULL::bigint
         FROM loyalty.accounts a
         WHERE a.status OPERATOR(pg_catalog.<>) 'closed' AND loyalty.program_visible(a.program_id)
         GROUP BY a.program_id, a.tier, a.status OPERATOR(pg_catalog.=) 'pool';
@@ -37,7 +37,7 @@ BEGIN
         SELECT 'now'::text, a.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
                NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
                NULL::numeric, NULL::numeric, NULL::numeric,
-               count(*)::bigint, 0::numeric
+               count(*)::bigint, 0::numeric, NULL::text, NULL::bigint
         FROM loyalty.accounts a
         WHERE a.status OPERATOR(pg_catalog.<>) 'closed'
           AND a.last_purchase_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days')
@@ -47,7 +47,7 @@ BEGIN
         SELECT 'now'::text, x.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
                NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
                NULL::numeric, NULL::numeric, NULL::numeric,
-               0::bigint, sum(l.remaining::bigint)
+               0::bigint, sum(l.remaining::bigint), NULL::text, NULL::bigint
         FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id OPERATOR(pg_catalog.=) l.member_id
         WHERE l.is_open AND l.vests_at OPERATOR(pg_catalog.>) pg_catalog.now() AND loyalty.program_visible(x.program_id)
         GROUP BY x.program_id;
@@ -177,14 +177,14 @@ BEGIN
            sum(d.sign OPERATOR(pg_catalog.*) d.purchase_amount),
            sum(d.sign OPERATOR(pg_catalog.*) d.balance)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.held)::numeric,
            sum(d.sign OPERATOR(pg_catalog.*) d.earned)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.redeemed)::numeric,
-           sum(d.sign OPERATOR(pg_catalog.*) d.expired)::numeric, NULL::bigint, NULL::numeric
+           sum(d.sign OPERATOR(pg_catalog.*) d.expired)::numeric, NULL::bigint, NULL::numeric, NULL::text, NULL::bigint
     FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed'
     GROUP BY d.program_id, d.tier, d.status OPERATOR(pg_catalog.=) 'pool'
     UNION ALL
     -- per day (for the refresh): members by the day of their last purchase,
     -- points by the day they vest
     SELECT 'day', x.program_id, NULL, NULL, NULL, NULL, x.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, sum(x.active)::bigint, sum(x.pending)
+           NULL, NULL, sum(x.active)::bigint, sum(x.pending), NULL, NULL
     FROM (SELECT d.program_id, (d.last_purchase_at AT TIME ZONE 'UTC')::date AS day, d.sign AS active, 0::numeric AS pending
           FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.last_purchase_at IS NOT NULL
           UNION ALL
@@ -197,18 +197,31 @@ BEGIN
     UNION ALL
     -- the views' time-dependent columns, in all
     SELECT 'now', r.program_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, r.active::bigint, r.pending
+           NULL, NULL, r.active::bigint, r.pending, NULL, NULL
     FROM now_rows r WHERE $9
     UNION ALL
     -- the accounts and vesting points as the refresh counts them
     SELECT 'account', n.program_id, n.member_id, n.tier, NULL, n.status, NULL, n.last_purchase_at, NULL, NULL, NULL,
            n.purchase_count::numeric, n.purchase_amount, n.balance::numeric, n.held::numeric, n.earned::numeric,
-           n.redeemed::numeric, n.expired::numeric, NULL, NULL
-    FROM n WHERE NOT $9
+           n.redeemed::numeric, n.expired::numeric, NULL, NULL, NULL, NULL
+    -- (a view's reader too: member_rfm's quintiles read the changed members' figures now)
+    FROM n
     UNION ALL
     SELECT 'vest', nv.program_id, nv.member_id, NULL, NULL, NULL, NULL, nv.vests_at, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, NULL, NULL, NULL, NULL, nv.points
+           NULL, NULL, NULL, NULL, NULL, NULL, nv.points, NULL, NULL
     FROM nv WHERE NOT $9
+    UNION ALL
+    -- member_rfm's buckets (buyers not closed): the changed members' now less
+    -- as counted
+    SELECT 'rfm', d.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(d.sign)::bigint, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.measure, k.bucket
+    FROM d CROSS JOIN LATERAL (VALUES ('f', d.purchase_count::bigint),
+                                      ('r', loyalty.rollup_rfm_day(d.last_purchase_at)::bigint),
+                                      ('m', loyalty.rollup_rfm_band(d.purchase_amount))) k(measure, bucket)
+    WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0
+      AND k.bucket IS NOT NULL
+    GROUP BY d.program_id, k.measure, k.bucket
+    HAVING sum(d.sign) OPERATOR(pg_catalog.<>) 0
     $q$ USING s.last_entry, coalesce(upto_entry, 9223372036854775807),
               s.last_member, coalesce(upto_member, 9223372036854775807),
               s.last_change, coalesce(upto_change, 9223372036854775807),
@@ -224,7 +237,7 @@ BEGIN
         SELECT 'now'::text, x.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
                NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
                NULL::numeric, NULL::numeric, NULL::numeric,
-               0::bigint, sum(l.remaining::bigint)
+               0::bigint, sum(l.remaining::bigint), NULL::text, NULL::bigint
         FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id OPERATOR(pg_catalog.=) l.member_id
         WHERE l.is_open AND l.vests_at OPERATOR(pg_catalog.>) pg_catalog.now() AND loyalty.program_visible(x.program_id)
         GROUP BY x.program_id;
