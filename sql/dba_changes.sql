@@ -193,6 +193,24 @@ ALTER TABLE challenge_progress DROP COLUMN dba_note;
 ALTER TABLE challenge_facts DROP COLUMN dba_note;
 SELECT set_challenge_active(:ch, false);
 
+-- == a rule on members ====================================================
+-- the fast store reads nothing of a table with rules: a challenge of the
+-- first days of membership reads joined_at through SQL, and still counts
+-- from the day the member joined
+CREATE RULE dba_members_changed AS ON UPDATE TO members DO ALSO NOTIFY dba_members;
+SELECT store, reason FROM write_store() WHERE table_name = 'members';
+SELECT create_program('dba-joining') AS jp \gset
+SELECT create_challenge(:jp, 'welcome', 'Two purchases in your first month', 'purchases', 2, 'joining',
+                        period_days => 30, badge => 'welcome') AS jc \gset
+SELECT enroll(:jp, 'app', 'dba-joining-1') AS jm \gset
+SELECT earn(:jm, 5, reference => 'j0', occurred_at => now() - interval '1 day');
+SELECT earn(:jm, 5, reference => 'j1');
+SELECT value, period_start = (SELECT joined_at FROM members WHERE member_id = :jm) AS from_joining,
+       period_end - period_start AS length
+FROM challenge_progress WHERE member_id = :jm AND challenge_id = :jc;
+DROP RULE dba_members_changed ON members;
+SELECT pg_temp.fast_unless_off('members');
+
 -- == a partitioned ledger with a foreign key and a row trigger ================
 -- the DBA's foreign key survives partitioning; writes leak nothing (a
 -- WARNING here would fail the test)
