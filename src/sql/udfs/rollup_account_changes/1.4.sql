@@ -43,196 +43,188 @@ BEGIN
           AND a.last_purchase_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days')
           AND loyalty.program_visible(a.program_id)
         GROUP BY a.program_id;
-        RETURN QUERY
-        SELECT 'now'::text, x.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
-               NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
-               NULL::numeric, NULL::numeric, NULL::numeric,
-               0::bigint, sum(l.remaining::bigint), NULL::text, NULL::bigint
-        FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id OPERATOR(pg_catalog.=) l.member_id
-        WHERE l.is_open AND l.vests_at OPERATOR(pg_catalog.>) pg_catalog.now() AND loyalty.program_visible(x.program_id)
-        GROUP BY x.program_id;
-        RETURN;
-    END IF;
-    s.last_entry := coalesce(after_entry, s.last_entry, 0);
-    s.last_member := coalesce(after_member, s.last_member, 0);
-    s.last_change := coalesce(after_change, s.last_change, 0);
-    -- a role that sees every program (the refresh's) filters no row: no call
-    -- of program_visible() per account, counted row and vesting row
-    v_all := NOT EXISTS (SELECT FROM loyalty.programs p WHERE NOT loyalty.program_visible(p.program_id));
-    -- EXECUTE: planned with the bounds' values, so the ledger's tail is read
-    -- through ledger_entry_id_brin and a first build scans the tables
-    RETURN QUERY EXECUTE $q$
-    WITH c AS MATERIALIZED (
-        -- the members whose accounts may have changed since they were
-        -- counted: a ledger row of theirs, a new member, a status or tier
-        -- change (account_changes); every write of a column the views sum
-        -- is one of these.  probe: whether its points vesting may have
-        -- changed other than by a lot counted before (see nv)
-        SELECT x.member_id, pg_catalog.bool_or(x.probe) AS probe
-        FROM (SELECT l.member_id, l.kind OPERATOR(pg_catalog.<>) 'earn' AS probe FROM loyalty.ledger l
-              WHERE l.entry_id OPERATOR(pg_catalog.>) $1 AND l.entry_id OPERATOR(pg_catalog.<=) $2
-              UNION ALL
-              -- a lot takes the id of the entry that created it (a merge's,
-              -- one of the same sequence): the new lots still vesting
-              SELECT t.member_id, true FROM loyalty.lots t
-              WHERE t.lot_id OPERATOR(pg_catalog.>) $1 AND t.lot_id OPERATOR(pg_catalog.<=) $2
-                AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
-              UNION ALL
-              SELECT m.member_id, false FROM loyalty.members m
-              WHERE m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4
-              UNION ALL
-              SELECT x.member_id, true FROM loyalty.account_changes x
-              WHERE x.change_id OPERATOR(pg_catalog.>) $5 AND x.change_id OPERATOR(pg_catalog.<=) $6) x
-        GROUP BY x.member_id
-    ), n AS MATERIALIZED (
-        -- their accounts now
-        SELECT a.member_id, c.probe, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
-               a.balance::bigint AS balance, a.held::bigint AS held, a.lifetime_earned::bigint AS earned,
-               a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
-               a.purchase_count, a.purchase_amount, a.last_purchase_at
-        FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE $10 OR loyalty.program_visible(a.program_id)
-    ), o AS MATERIALIZED (
-        -- as counted
-        SELECT r.member_id, r.program_id, r.status, coalesce(r.tier::text, '') AS tier, r.balance, r.held,
-               r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at
-        FROM c JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE $10 OR loyalty.program_visible(r.program_id)
-    ), ov AS MATERIALIZED (
-        SELECT v.member_id, v.program_id, v.vests_at, v.points
-        FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
-        WHERE $10 OR loyalty.program_visible(v.program_id)
-    ), nv AS MATERIALIZED (
-        -- their points vesting after the bound ($7: the refresh's start; a
-        -- view's reader, its own), member by member through lots_open_idx,
-        -- so the time follows the members changed, not the lots table.  Only
-        -- members with points counted as vesting (ov), a new lot vesting, a
-        -- status change, or a ledger row other than a purchase's: a purchase
-        -- adds its own lot and takes from no other (a debt it settles, it
-        -- settles from that lot), and every other write that changes a lot
-        -- (a refund, a release, a merge, an expiry) writes a row of another
-        -- kind for the member.  (A redemption takes vested points only, but
-        -- may be dated a little ahead: it is probed too.)
-        SELECT n.member_id, n.program_id, t.vests_at, t.points
-        FROM n CROSS JOIN LATERAL (
-            SELECT t.vests_at, sum(t.remaining::bigint) AS points
-            FROM loyalty.lots t
-            WHERE t.member_id OPERATOR(pg_catalog.=) n.member_id AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
-            GROUP BY t.vests_at) t
-        WHERE n.probe OR n.member_id IN (SELECT ov.member_id FROM ov)
-    ), d AS (
-        -- old and new contributions (-1, +1)
-        SELECT -1 AS sign, o.* FROM o
+    ELSE
+        s.last_entry := coalesce(after_entry, s.last_entry, 0);
+        s.last_member := coalesce(after_member, s.last_member, 0);
+        s.last_change := coalesce(after_change, s.last_change, 0);
+        -- a role that sees every program (the refresh's) filters no row: no call
+        -- of program_visible() per account, counted row and vesting row
+        v_all := NOT EXISTS (SELECT FROM loyalty.programs p WHERE NOT loyalty.program_visible(p.program_id));
+        -- EXECUTE: planned with the bounds' values, so the ledger's tail is read
+        -- through ledger_entry_id_brin and a first build scans the tables
+        RETURN QUERY EXECUTE $q$
+        WITH c AS MATERIALIZED (
+            -- the members whose accounts may have changed since they were
+            -- counted: a ledger row of theirs, a new member, a status or tier
+            -- change (account_changes); every write of a column the views sum
+            -- is one of these.  probe: whether its points vesting may have
+            -- changed other than by a lot counted before (see nv)
+            SELECT x.member_id, pg_catalog.bool_or(x.probe) AS probe
+            FROM (SELECT l.member_id, l.kind OPERATOR(pg_catalog.<>) 'earn' AS probe FROM loyalty.ledger l
+                  WHERE l.entry_id OPERATOR(pg_catalog.>) $1 AND l.entry_id OPERATOR(pg_catalog.<=) $2
+                  UNION ALL
+                  -- a lot takes the id of the entry that created it (a merge's,
+                  -- one of the same sequence): the new lots still vesting
+                  SELECT t.member_id, true FROM loyalty.lots t
+                  WHERE t.lot_id OPERATOR(pg_catalog.>) $1 AND t.lot_id OPERATOR(pg_catalog.<=) $2
+                    AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
+                  UNION ALL
+                  SELECT m.member_id, false FROM loyalty.members m
+                  WHERE m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4
+                  UNION ALL
+                  SELECT x.member_id, true FROM loyalty.account_changes x
+                  WHERE x.change_id OPERATOR(pg_catalog.>) $5 AND x.change_id OPERATOR(pg_catalog.<=) $6) x
+            GROUP BY x.member_id
+        ), n AS MATERIALIZED (
+            -- their accounts now
+            SELECT a.member_id, c.probe, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
+                   a.balance::bigint AS balance, a.held::bigint AS held, a.lifetime_earned::bigint AS earned,
+                   a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
+                   a.purchase_count, a.purchase_amount, a.last_purchase_at
+            FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
+            WHERE $10 OR loyalty.program_visible(a.program_id)
+        ), o AS MATERIALIZED (
+            -- as counted
+            SELECT r.member_id, r.program_id, r.status, coalesce(r.tier::text, '') AS tier, r.balance, r.held,
+                   r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at
+            FROM c JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
+            WHERE $10 OR loyalty.program_visible(r.program_id)
+        ), ov AS MATERIALIZED (
+            SELECT v.member_id, v.program_id, v.vests_at, v.points
+            FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
+            WHERE $10 OR loyalty.program_visible(v.program_id)
+        ), nv AS MATERIALIZED (
+            -- their points vesting after the bound ($7: the refresh's start; a
+            -- view's reader, its own), member by member through lots_open_idx,
+            -- so the time follows the members changed, not the lots table.  Only
+            -- members with points counted as vesting (ov), a new lot vesting, a
+            -- status change, or a ledger row other than a purchase's: a purchase
+            -- adds its own lot and takes from no other (a debt it settles, it
+            -- settles from that lot), and every other write that changes a lot
+            -- (a refund, a release, a merge, an expiry) writes a row of another
+            -- kind for the member.  (A redemption takes vested points only, but
+            -- may be dated a little ahead: it is probed too.)
+            SELECT n.member_id, n.program_id, t.vests_at, t.points
+            FROM n CROSS JOIN LATERAL (
+                SELECT t.vests_at, sum(t.remaining::bigint) AS points
+                FROM loyalty.lots t
+                WHERE t.member_id OPERATOR(pg_catalog.=) n.member_id AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
+                GROUP BY t.vests_at) t
+            WHERE n.probe OR n.member_id IN (SELECT ov.member_id FROM ov)
+        ), d AS (
+            -- old and new contributions (-1, +1)
+            SELECT -1 AS sign, o.* FROM o
+            UNION ALL
+            SELECT 1, n.member_id, n.program_id, n.status, n.tier, n.balance, n.held, n.earned, n.redeemed, n.expired,
+                   n.purchase_count, n.purchase_amount, n.last_purchase_at
+            FROM n
+        ), bounds AS (
+            -- the views' time-dependent columns sum whole days after the day
+            -- their bound falls in, and read that day's rows one by one
+            SELECT pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days' AS active_from,
+                   ((pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days') AT TIME ZONE 'UTC')::date AS active_day,
+                   (pg_catalog.now() AT TIME ZONE 'UTC')::date AS vest_day
+        ), now_rows AS (
+            SELECT x.program_id, sum(x.active) AS active, sum(x.pending) AS pending
+            FROM (
+                -- what the rollups count: whole days...
+                SELECT r.program_id, r.active_members AS active, 0::numeric AS pending
+                FROM loyalty.rollup_account_days r, bounds b
+                WHERE r.day OPERATOR(pg_catalog.>) b.active_day AND ($10 OR loyalty.program_visible(r.program_id))
+                UNION ALL
+                SELECT r.program_id, 0, r.pending_points
+                FROM loyalty.rollup_account_days r, bounds b
+                WHERE $8 AND r.day OPERATOR(pg_catalog.>) b.vest_day AND ($10 OR loyalty.program_visible(r.program_id))
+                UNION ALL
+                -- ...and the day of the bound, member by member
+                SELECT r.program_id, 1, 0
+                FROM loyalty.rollup_accounts r, bounds b
+                WHERE r.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
+                  AND r.last_purchase_at OPERATOR(pg_catalog.<) ((b.active_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
+                  AND r.status OPERATOR(pg_catalog.<>) 'closed' AND ($10 OR loyalty.program_visible(r.program_id))
+                UNION ALL
+                SELECT v.program_id, 0, v.points
+                FROM loyalty.rollup_vesting v, bounds b
+                WHERE $8 AND v.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
+                  AND v.vests_at OPERATOR(pg_catalog.<) ((b.vest_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
+                  AND ($10 OR loyalty.program_visible(v.program_id))
+                UNION ALL
+                -- the changed members: their contribution now for the one counted
+                SELECT d.program_id, d.sign, 0
+                FROM d, bounds b
+                WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
+                UNION ALL
+                SELECT nv.program_id, 0, nv.points FROM nv WHERE $8 AND nv.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
+                UNION ALL
+                SELECT ov.program_id, 0, -ov.points FROM ov WHERE $8 AND ov.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
+            ) x
+            GROUP BY x.program_id
+        )
+        SELECT 'sums'::text, d.program_id, NULL::bigint, d.tier, d.status OPERATOR(pg_catalog.=) 'pool', NULL::text, NULL::date,
+               NULL::timestamptz, sum(d.sign)::bigint,
+               sum(d.sign) FILTER (WHERE d.purchase_count OPERATOR(pg_catalog.>) 0)::bigint,
+               sum(d.sign) FILTER (WHERE d.purchase_count OPERATOR(pg_catalog.>) 1)::bigint,
+               sum(d.sign OPERATOR(pg_catalog.*) d.purchase_count)::numeric,
+               sum(d.sign OPERATOR(pg_catalog.*) d.purchase_amount),
+               sum(d.sign OPERATOR(pg_catalog.*) d.balance)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.held)::numeric,
+               sum(d.sign OPERATOR(pg_catalog.*) d.earned)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.redeemed)::numeric,
+               sum(d.sign OPERATOR(pg_catalog.*) d.expired)::numeric, NULL::bigint, NULL::numeric, NULL::text, NULL::bigint
+        FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed'
+        GROUP BY d.program_id, d.tier, d.status OPERATOR(pg_catalog.=) 'pool'
         UNION ALL
-        SELECT 1, n.member_id, n.program_id, n.status, n.tier, n.balance, n.held, n.earned, n.redeemed, n.expired,
-               n.purchase_count, n.purchase_amount, n.last_purchase_at
+        -- per day (for the refresh): members by the day of their last purchase,
+        -- points by the day they vest
+        SELECT 'day', x.program_id, NULL, NULL, NULL, NULL, x.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, sum(x.active)::bigint, sum(x.pending), NULL, NULL
+        FROM (SELECT d.program_id, (d.last_purchase_at AT TIME ZONE 'UTC')::date AS day, d.sign AS active, 0::numeric AS pending
+              FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.last_purchase_at IS NOT NULL
+              UNION ALL
+              SELECT nv.program_id, (nv.vests_at AT TIME ZONE 'UTC')::date, 0, nv.points FROM nv
+              UNION ALL
+              SELECT ov.program_id, (ov.vests_at AT TIME ZONE 'UTC')::date, 0, -ov.points FROM ov) x
+        WHERE NOT $9
+        GROUP BY x.program_id, x.day
+        HAVING sum(x.active) OPERATOR(pg_catalog.<>) 0 OR sum(x.pending) OPERATOR(pg_catalog.<>) 0
+        UNION ALL
+        -- the views' time-dependent columns, in all
+        SELECT 'now', r.program_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, r.active::bigint, r.pending, NULL, NULL
+        FROM now_rows r WHERE $9
+        UNION ALL
+        -- the accounts and vesting points as the refresh counts them
+        SELECT 'account', n.program_id, n.member_id, n.tier, NULL, n.status, NULL, n.last_purchase_at, NULL, NULL, NULL,
+               n.purchase_count::numeric, n.purchase_amount, n.balance::numeric, n.held::numeric, n.earned::numeric,
+               n.redeemed::numeric, n.expired::numeric, NULL, NULL, NULL, NULL
+        -- (a view's reader too: member_rfm's quintiles read the changed members' figures now)
         FROM n
-    ), bounds AS (
-        -- the views' time-dependent columns sum whole days after the day
-        -- their bound falls in, and read that day's rows one by one
-        SELECT pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days' AS active_from,
-               ((pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days') AT TIME ZONE 'UTC')::date AS active_day,
-               (pg_catalog.now() AT TIME ZONE 'UTC')::date AS vest_day
-    ), now_rows AS (
-        SELECT x.program_id, sum(x.active) AS active, sum(x.pending) AS pending
-        FROM (
-            -- what the rollups count: whole days...
-            SELECT r.program_id, r.active_members AS active, 0::numeric AS pending
-            FROM loyalty.rollup_account_days r, bounds b
-            WHERE r.day OPERATOR(pg_catalog.>) b.active_day AND ($10 OR loyalty.program_visible(r.program_id))
-            UNION ALL
-            SELECT r.program_id, 0, r.pending_points
-            FROM loyalty.rollup_account_days r, bounds b
-            WHERE $8 AND r.day OPERATOR(pg_catalog.>) b.vest_day AND ($10 OR loyalty.program_visible(r.program_id))
-            UNION ALL
-            -- ...and the day of the bound, member by member
-            SELECT r.program_id, 1, 0
-            FROM loyalty.rollup_accounts r, bounds b
-            WHERE r.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
-              AND r.last_purchase_at OPERATOR(pg_catalog.<) ((b.active_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
-              AND r.status OPERATOR(pg_catalog.<>) 'closed' AND ($10 OR loyalty.program_visible(r.program_id))
-            UNION ALL
-            SELECT v.program_id, 0, v.points
-            FROM loyalty.rollup_vesting v, bounds b
-            WHERE $8 AND v.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
-              AND v.vests_at OPERATOR(pg_catalog.<) ((b.vest_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
-              AND ($10 OR loyalty.program_visible(v.program_id))
-            UNION ALL
-            -- the changed members: their contribution now for the one counted
-            SELECT d.program_id, d.sign, 0
-            FROM d, bounds b
-            WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
-            UNION ALL
-            SELECT nv.program_id, 0, nv.points FROM nv WHERE $8 AND nv.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
-            UNION ALL
-            SELECT ov.program_id, 0, -ov.points FROM ov WHERE $8 AND ov.vests_at OPERATOR(pg_catalog.>) pg_catalog.now()
-        ) x
-        GROUP BY x.program_id
-    )
-    SELECT 'sums'::text, d.program_id, NULL::bigint, d.tier, d.status OPERATOR(pg_catalog.=) 'pool', NULL::text, NULL::date,
-           NULL::timestamptz, sum(d.sign)::bigint,
-           sum(d.sign) FILTER (WHERE d.purchase_count OPERATOR(pg_catalog.>) 0)::bigint,
-           sum(d.sign) FILTER (WHERE d.purchase_count OPERATOR(pg_catalog.>) 1)::bigint,
-           sum(d.sign OPERATOR(pg_catalog.*) d.purchase_count)::numeric,
-           sum(d.sign OPERATOR(pg_catalog.*) d.purchase_amount),
-           sum(d.sign OPERATOR(pg_catalog.*) d.balance)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.held)::numeric,
-           sum(d.sign OPERATOR(pg_catalog.*) d.earned)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.redeemed)::numeric,
-           sum(d.sign OPERATOR(pg_catalog.*) d.expired)::numeric, NULL::bigint, NULL::numeric, NULL::text, NULL::bigint
-    FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed'
-    GROUP BY d.program_id, d.tier, d.status OPERATOR(pg_catalog.=) 'pool'
-    UNION ALL
-    -- per day (for the refresh): members by the day of their last purchase,
-    -- points by the day they vest
-    SELECT 'day', x.program_id, NULL, NULL, NULL, NULL, x.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, sum(x.active)::bigint, sum(x.pending), NULL, NULL
-    FROM (SELECT d.program_id, (d.last_purchase_at AT TIME ZONE 'UTC')::date AS day, d.sign AS active, 0::numeric AS pending
-          FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.last_purchase_at IS NOT NULL
-          UNION ALL
-          SELECT nv.program_id, (nv.vests_at AT TIME ZONE 'UTC')::date, 0, nv.points FROM nv
-          UNION ALL
-          SELECT ov.program_id, (ov.vests_at AT TIME ZONE 'UTC')::date, 0, -ov.points FROM ov) x
-    WHERE NOT $9
-    GROUP BY x.program_id, x.day
-    HAVING sum(x.active) OPERATOR(pg_catalog.<>) 0 OR sum(x.pending) OPERATOR(pg_catalog.<>) 0
-    UNION ALL
-    -- the views' time-dependent columns, in all
-    SELECT 'now', r.program_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, r.active::bigint, r.pending, NULL, NULL
-    FROM now_rows r WHERE $9
-    UNION ALL
-    -- the accounts and vesting points as the refresh counts them
-    SELECT 'account', n.program_id, n.member_id, n.tier, NULL, n.status, NULL, n.last_purchase_at, NULL, NULL, NULL,
-           n.purchase_count::numeric, n.purchase_amount, n.balance::numeric, n.held::numeric, n.earned::numeric,
-           n.redeemed::numeric, n.expired::numeric, NULL, NULL, NULL, NULL
-    -- (a view's reader too: member_rfm's quintiles read the changed members' figures now)
-    FROM n
-    UNION ALL
-    SELECT 'vest', nv.program_id, nv.member_id, NULL, NULL, NULL, NULL, nv.vests_at, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, NULL, NULL, NULL, NULL, nv.points, NULL, NULL
-    FROM nv WHERE NOT $9
-    UNION ALL
-    -- member_rfm's buckets (buyers not closed): the changed members' now less
-    -- as counted
-    SELECT 'rfm', d.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(d.sign)::bigint, NULL, NULL, NULL, NULL,
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.measure, k.bucket
-    FROM d CROSS JOIN LATERAL (VALUES ('f', d.purchase_count::bigint),
-                                      ('r', loyalty.rollup_rfm_day(d.last_purchase_at)::bigint),
-                                      ('m', loyalty.rollup_rfm_band(d.purchase_amount))) k(measure, bucket)
-    WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0
-      AND k.bucket IS NOT NULL
-    GROUP BY d.program_id, k.measure, k.bucket
-    HAVING sum(d.sign) OPERATOR(pg_catalog.<>) 0
-    $q$ USING s.last_entry, coalesce(upto_entry, 9223372036854775807),
-              s.last_member, coalesce(upto_member, 9223372036854775807),
-              s.last_change, coalesce(upto_change, 9223372036854775807),
-              pg_catalog.now(),
-              -- the vesting points counted (those after the bound) are all a
-              -- reader needs whose transaction began at the bound or later
-              s.vesting_from IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.>=) s.vesting_from,
-              v_view, v_all;
-    IF v_view AND s.vesting_from IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.<) s.vesting_from THEN
-        -- a transaction begun before the last refresh's bound: the points
-        -- vesting now computed from the lots
+        UNION ALL
+        SELECT 'vest', nv.program_id, nv.member_id, NULL, NULL, NULL, NULL, nv.vests_at, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL, nv.points, NULL, NULL
+        FROM nv WHERE NOT $9
+        UNION ALL
+        -- member_rfm's buckets (buyers not closed): the changed members' now less
+        -- as counted
+        SELECT 'rfm', d.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(d.sign)::bigint, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.measure, k.bucket
+        FROM d CROSS JOIN LATERAL (VALUES ('f', d.purchase_count::bigint),
+                                          ('r', loyalty.rollup_rfm_day(d.last_purchase_at)::bigint),
+                                          ('m', loyalty.rollup_rfm_band(d.purchase_amount))) k(measure, bucket)
+        WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0
+          AND k.bucket IS NOT NULL
+        GROUP BY d.program_id, k.measure, k.bucket
+        HAVING sum(d.sign) OPERATOR(pg_catalog.<>) 0
+        $q$ USING s.last_entry, coalesce(upto_entry, 9223372036854775807),
+                  s.last_member, coalesce(upto_member, 9223372036854775807),
+                  s.last_change, coalesce(upto_change, 9223372036854775807),
+                  pg_catalog.now(),
+                  -- the vesting points counted (those after the bound) are all a
+                  -- reader needs whose transaction began at the bound or later
+                  s.vesting_from IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.>=) s.vesting_from,
+                  v_view, v_all;
+    END IF;
+    IF v_view AND (s.singleton IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.<) s.vesting_from) THEN
+        -- never refreshed, or a transaction begun before the last refresh's
+        -- bound: the points vesting now computed from the lots
         RETURN QUERY
         SELECT 'now'::text, x.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
                NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
