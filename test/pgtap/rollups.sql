@@ -12,7 +12,7 @@
 -- writes nothing, and an earn writes no rollup row.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(90);
+SELECT plan(97);
 
 -- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
 \ir ../../bench/raw_views.sql
@@ -238,6 +238,18 @@ SELECT * FROM pg_temp.compare('rebuilt in batches of 3 entries');
 SELECT throws_ok('SELECT loyalty.refresh_rollups_batch(0)', '22023', NULL, 'a batch of 0 entries is refused');
 SELECT throws_ok('SELECT loyalty.rollups_as_of(NULL)', '22004', NULL, 'rollups_as_of(NULL) is refused');
 SELECT throws_ok('CALL loyalty.refresh_rollups()', '2D000', NULL, 'the procedure commits, so it refuses a transaction block');
+
+-- the merge of a buyer's months and channels ------------------------------------------------------
+SELECT is(loyalty.rollup_array_union('{2026-01-01,2026-03-01}'::date[], '{2025-12-01,2026-03-01,2026-04-01}'),
+          '{2025-12-01,2026-01-01,2026-03-01,2026-04-01}'::date[], 'months: merged ascending, each once');
+SELECT is(loyalty.rollup_array_union('{pos,web}'::text[] COLLATE "C", '{app,web}'), '{app,pos,web}'::text[],
+          'channels: merged in the collation''s order');
+SELECT is(loyalty.rollup_array_union(NULL::date[], '{2026-01-01}'), '{2026-01-01}'::date[], 'a buyer not counted yet: the new months');
+SELECT is(loyalty.rollup_array_union('{}'::text[], '{}'), '{}'::text[], 'two empty arrays: empty');
+SELECT is(loyalty.rollup_array_union('{c,a,c}'::text[] COLLATE "C", '{b,a}'), '{a,b,c}'::text[],
+          'arrays not in order: sorted, each once');
+SELECT throws_ok($$SELECT loyalty.rollup_array_union('{a,NULL}'::text[], '{b}')$$, '22004', NULL, 'an array with a null is refused');
+SELECT throws_ok($$SELECT loyalty.rollup_array_union('{{1,2},{3,4}}'::int[], '{5}')$$, '2202E', NULL, 'a multidimensional array is refused');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -126,6 +126,11 @@ CREATE TABLE loyalty.rollup_buyers (
     channels        text[] NOT NULL
 );
 COMMENT ON TABLE loyalty.rollup_buyers IS 'Per buyer, the months (ascending, the first is its cohort) and channels it bought in: what keeps distinct buyers exact';
+-- a day's months and channels merged into each buyer's (in C: per buyer, in
+-- SQL, a sort in a subquery cost most of the buyers' part of a refresh)
+#include "udfs/rollup_array_union/1.4.sql"
+COMMENT ON FUNCTION loyalty.rollup_array_union(anyarray, anyarray) IS
+    'Internal: the union of two arrays, ascending and without duplicates (NULL: the other array); the refresh merges each buyer''s months and channels with it';
 
 CREATE TABLE loyalty.rollup_returns (
     entry_id        bigint NOT NULL,
@@ -322,7 +327,8 @@ GRANT SELECT ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channe
 REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),
     loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.refresh_rollups_batch(bigint, boolean),
     loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint),
-    loyalty.rollup_rfm_day(timestamptz), loyalty.rollup_rfm_band(numeric), loyalty.rfm_quintiles() FROM PUBLIC;
+    loyalty.rollup_rfm_day(timestamptz), loyalty.rollup_rfm_band(numeric), loyalty.rfm_quintiles(),
+    loyalty.rollup_array_union(anyarray, anyarray) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_rollups(bigint, interval) FROM PUBLIC;
 -- the views call rollup_changes(), rollup_account_changes() and (member_rfm)
 -- rfm_quintiles() as their reader

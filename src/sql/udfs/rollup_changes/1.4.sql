@@ -54,10 +54,8 @@ BEGIN
     ), bc AS MATERIALIZED (
         -- buyers whose months or channels grow: old and new state
         SELECT b.member_id, b.program_id, r.months AS old_months, r.channels AS old_channels,
-               CASE WHEN r.member_id IS NULL THEN b.months
-                    ELSE ARRAY(SELECT DISTINCT x FROM pg_catalog.unnest(r.months OPERATOR(pg_catalog.||) b.months) x ORDER BY x) END AS months,
-               CASE WHEN r.member_id IS NULL THEN b.channels
-                    ELSE ARRAY(SELECT DISTINCT x FROM pg_catalog.unnest(r.channels OPERATOR(pg_catalog.||) b.channels) x ORDER BY x) END AS channels
+               loyalty.rollup_array_union(r.months, b.months) AS months,
+               loyalty.rollup_array_union(r.channels, b.channels) AS channels
         FROM b LEFT JOIN loyalty.rollup_buyers r ON r.member_id OPERATOR(pg_catalog.=) b.member_id
         WHERE r.member_id IS NULL
            OR NOT (b.months OPERATOR(pg_catalog.<@) r.months AND b.channels OPERATOR(pg_catalog.<@) r.channels)
