@@ -4,7 +4,7 @@
 # time is up and points past their expiry, the jobs scheduled every
 # minute; within two minutes pg_cron must have run each successfully, the hold
 # must be released, the points expired, the BI rollups counted, and the books
-# sound.
+# sound.  Then a refresh with a long transaction open in another database.
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || { echo "pg_cron_jobs.sh: postgresql-15-cron is not installed" >&2; exit 1; }
@@ -45,4 +45,21 @@ check "the hold whose time was up is released" "SELECT status = 'expired' FROM l
 check "the expired points are written off" "SELECT lifetime_expired::bigint = 30 FROM loyalty.accounts"
 check "the rollups count the purchases" "SELECT sum(purchases) = 2 FROM loyalty.rollup_channels"
 check "the books are sound" "SELECT count(*) = 0 FROM loyalty.verify()"
+
+# A long transaction in another database of the cluster (a dump, a report)
+# writes none of this one's rows: the refresh must not wait for it.
+q -c "CREATE DATABASE other"
+"$PGBIN/psql" -X -q -h "$TMP" -p $PORT -U postgres -d other \
+    -c "BEGIN" -c "SELECT pg_current_xact_id()" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+other=$!
+for _ in $(seq 1 50); do
+    [ "$(q -c "SELECT count(*) FROM pg_stat_activity a JOIN pg_database d ON d.oid = a.datid
+               WHERE d.datname = 'other' AND a.backend_xid IS NOT NULL")" = 1 ] && break
+    sleep 0.1
+done
+q -c "SELECT loyalty.earn(member_id, 7) FROM loyalty.members" >/dev/null
+notice=$(q -c "CALL loyalty.refresh_rollups(max_wait => '3 seconds')" 2>&1)
+kill $other 2>/dev/null; wait $other 2>/dev/null || true
+check "a transaction of another database does not hold the refresh back${notice:+ ($notice)}" \
+    "SELECT sum(purchases) = 3 FROM loyalty.rollup_channels"
 exit $fail

@@ -67,7 +67,12 @@ BEGIN
             WHERE k.locktype OPERATOR(pg_catalog.=) 'virtualxid' AND k.granted
               AND k.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
               -- (autovacuum writes no ledger row and may run for long)
-              AND coalesce(a.backend_type, '') OPERATOR(pg_catalog.<>) ALL (ARRAY['autovacuum worker', 'autovacuum launcher']);
+              AND coalesce(a.backend_type, '') OPERATOR(pg_catalog.<>) ALL (ARRAY['autovacuum worker', 'autovacuum launcher'])
+              -- nor does a session of another database: a long one (a dump, a
+              -- report, a bulk load) there must not hold the rollups back
+              AND (a.datid IS NULL
+                   OR a.datid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                                      WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()));
             s.mark_snapshot := pg_catalog.pg_current_snapshot();
         END IF;
         IF s.mark_at IS NOT NULL AND loyalty.rollup_mark_safe(s.mark_vxids, s.mark_snapshot, s.mark_at) THEN
