@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -82,11 +83,16 @@ access_init(void)
 
 /*
  * Run the lookups as the owner of the loyalty schema: the role asking (an
- * analyst reading a view, say) has no rights on the tables.  An error
- * restores the caller's identity through (sub)transaction abort.
+ * analyst reading a view, say) has no rights on the tables; and under
+ * search_path = pg_catalog, pg_temp.  The SQL functions over this module
+ * carry no SET clause because views and row security call them per row,
+ * where a clause would save and restore the setting on every call: the
+ * path is pinned here, around the only statements they run.  An error
+ * restores the caller's identity and search_path through (sub)transaction
+ * abort.
  */
 static void
-BecomeOwner(Oid *save_user, int *save_sec)
+BecomeOwner(Oid *save_user, int *save_sec, int *save_nestlevel)
 {
 	HeapTuple	tup;
 	Oid			owner;
@@ -96,8 +102,18 @@ BecomeOwner(Oid *save_user, int *save_sec)
 		elog(ERROR, "loyalty: schema loyalty not found");
 	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
+	*save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	GetUserIdAndSecContext(save_user, save_sec);
 	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+}
+
+static void
+RestoreCaller(Oid save_user, int save_sec, int save_nestlevel)
+{
+	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(true, save_nestlevel);
 }
 
 /* Load the outer role's bindings. */
@@ -109,6 +125,7 @@ LoadBindings(Oid role)
 	int64	   *allowed;
 	Oid			save_user;
 	int			save_sec;
+	int			save_nestlevel;
 
 	cache_valid = false;
 	cache_role = role;
@@ -126,7 +143,7 @@ LoadBindings(Oid role)
 		return;
 	}
 
-	BecomeOwner(&save_user, &save_sec);
+	BecomeOwner(&save_user, &save_sec, &save_nestlevel);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
 	values[0] = ObjectIdGetDatum(role);
@@ -147,7 +164,7 @@ LoadBindings(Oid role)
 	cache_nallowed = (int) SPI_processed;
 	cache_allowed = allowed;
 	SPI_finish();
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreCaller(save_user, save_sec, save_nestlevel);
 	cache_valid = true;
 }
 
@@ -190,8 +207,9 @@ MemberProgram(int64 member_id)
 	int64		program = -1;
 	Oid			save_user;
 	int			save_sec;
+	int			save_nestlevel;
 
-	BecomeOwner(&save_user, &save_sec);
+	BecomeOwner(&save_user, &save_sec, &save_nestlevel);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "loyalty: SPI_connect failed");
 	values[0] = Int64GetDatum(member_id);
@@ -200,7 +218,7 @@ MemberProgram(int64 member_id)
 	if (SPI_processed == 1)
 		program = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreCaller(save_user, save_sec, save_nestlevel);
 	return program;
 }
 

@@ -24,14 +24,17 @@ COMMENT ON FUNCTION loyalty.program_roles_changed() IS
 CREATE TRIGGER program_roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON loyalty.program_roles
     FOR EACH STATEMENT EXECUTE FUNCTION loyalty.program_roles_changed();
 
+-- program_visible and member_visible: no SET clause, as views and row
+-- security call them per row; the C code pins search_path (pg_catalog,
+-- pg_temp) around the only statements they run (access.c)
 CREATE FUNCTION loyalty.program_visible(program bigint) RETURNS boolean
     AS 'MODULE_PATHNAME', 'loyalty_program_visible'
-    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION loyalty.program_visible(bigint) IS
     'Whether the session''s role (SET ROLE included) may use and see the program';
 CREATE FUNCTION loyalty.member_visible(member bigint) RETURNS boolean
     AS 'MODULE_PATHNAME', 'loyalty_member_visible'
-    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION loyalty.member_visible(bigint) IS
     'Whether the session''s role may use and see the member''s program (row-level security of per-member tables)';
 CREATE FUNCTION loyalty.require_program(program bigint) RETURNS bigint

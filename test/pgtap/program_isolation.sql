@@ -3,7 +3,7 @@
 -- API, the views or (given table access) the tables' row-level security.
 -- Roles without a binding, and superusers, are not restricted.
 BEGIN;
-SELECT plan(39);
+SELECT plan(41);
 
 CREATE ROLE iso_shop_a;
 CREATE ROLE iso_analyst_a;
@@ -65,6 +65,17 @@ SELECT is((SELECT array_agg(DISTINCT program_id) FROM loyalty.channel_distributi
 SELECT is((SELECT count(*) FROM loyalty.reward_popularity), 0::bigint, 'reward_popularity hides B''s reward');
 SELECT is((SELECT array_agg(DISTINCT program_id) FROM loyalty.cohort_retention), ARRAY[:a::bigint], 'cohort_retention shows only A');
 RESET ROLE;
+
+-- the bindings are read under search_path = pg_catalog, pg_temp, set and
+-- restored by the C code (no SET clause: views call it per row)
+CREATE TEMP TABLE iso_inval (x int);  -- a relcache invalidation: the bindings are read again
+SET search_path = iso_nowhere, public;
+SET ROLE iso_analyst_a;
+SELECT is((SELECT array_agg(DISTINCT program_id) FROM loyalty.kpi_summary), ARRAY[:a::bigint],
+          'under another search_path the analyst still sees only A');
+SELECT is(current_setting('search_path'), 'iso_nowhere, public', '... and its search_path is left as it was');
+RESET ROLE;
+RESET search_path;
 
 -- a bound administrator cannot configure another program
 SET ROLE iso_admin_a;

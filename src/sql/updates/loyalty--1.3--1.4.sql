@@ -645,3 +645,8 @@ COMMENT ON VIEW loyalty.tier_distribution IS 'Members per tier (exact to now: th
 ALTER TABLE loyalty.rollup_rfm_counts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.rollup_rfm_counts USING (loyalty.program_visible(program_id));
 #include-replace "udfs/member_rfm/1.4.sql"
+-- == program_visible and member_visible without a SET clause =====================
+-- (views and row security call them per row; the C code pins search_path
+-- around the statements they run)
+ALTER FUNCTION loyalty.program_visible(bigint) RESET search_path;
+ALTER FUNCTION loyalty.member_visible(bigint) RESET search_path;
