@@ -102,18 +102,23 @@ SELECT loyalty.expire_member(:a);
 -- a program with tiers (by spend) and points that vest 30 days after the
 -- purchase: h reaches Gold by an earn, one of its lots vests a second from
 -- now, one vested a second ago; i bought a second inside the 90 days, j a
--- second outside them; k holds points; l is closed, m never bought
+-- second outside them; n bought two seconds inside them and was refunded in
+-- full (no purchase counted, its last purchase kept: active); k holds points;
+-- l is closed, m never bought
 SELECT loyalty.create_program('rollups-tiers') AS r \gset
 UPDATE loyalty.programs SET pending_period = interval '30 days' WHERE program_id = :r;
 SELECT loyalty.set_tier_policy(:r, 'spend');
 SELECT loyalty.define_tier(:r, 0, 'Blue', 0), loyalty.define_tier(:r, 1, 'Silver', 100), loyalty.define_tier(:r, 2, 'Gold', 500);
 SELECT loyalty.enroll(:r, 'pos', 'r-h') AS rh, loyalty.enroll(:r, 'pos', 'r-i') AS ri, loyalty.enroll(:r, 'web', 'r-j') AS rj,
-       loyalty.enroll(:r, 'web', 'r-k') AS rk, loyalty.enroll(:r, 'app', 'r-l') AS rl, loyalty.enroll(:r, 'app', 'r-m') AS rm \gset
+       loyalty.enroll(:r, 'web', 'r-k') AS rk, loyalty.enroll(:r, 'app', 'r-l') AS rl, loyalty.enroll(:r, 'app', 'r-m') AS rm,
+       loyalty.enroll(:r, 'web', 'r-n') AS rn \gset
 SELECT loyalty.earn(:rh, 600, 'pos', 'h-1', occurred_at => now() - interval '30 days' + interval '1 second');
 SELECT loyalty.earn(:rh, 50, 'pos', 'h-2', occurred_at => now() - interval '30 days' - interval '1 second');
 SELECT loyalty.earn(:rh, 20, 'pos', 'h-3');
 SELECT loyalty.earn(:ri, 120, 'web', 'i-1', occurred_at => now() - interval '90 days' + interval '1 second');
 SELECT loyalty.earn(:rj, 30, 'web', 'j-1', occurred_at => now() - interval '90 days' - interval '1 second');
+SELECT loyalty.earn(:rn, 40, 'web', 'n-1', occurred_at => now() - interval '90 days' + interval '2 seconds');
+SELECT loyalty.refund(:rn, 'n-1');
 SELECT loyalty.earn(:rk, 200, 'app', 'k-1', occurred_at => now() - interval '40 days');
 SELECT loyalty.hold(:rk, 50);
 SELECT loyalty.earn(:rl, 70, 'app', 'l-1', occurred_at => now() - interval '60 days');
@@ -122,9 +127,9 @@ SELECT loyalty.set_member_status(:rl, 'closed');
 SELECT ok((SELECT count(*) FROM loyalty.ledger l WHERE l.member_id = :a AND l.kind = 'expire') > 0,
           'the history has an expiry');
 SELECT is((SELECT (active_members_90d, points_pending, points_held, members)::text FROM raw_kpi_summary WHERE program_id = :r),
-          '(3,620,50,5)', 'the tiers program: i inside the 90 days and j not, h''s points vesting a second from now and not those vested, k''s hold, l closed');
+          '(4,620,50,6)', 'the tiers program: i and n inside the 90 days and j not, h''s points vesting a second from now and not those vested, k''s hold, l closed');
 SELECT is((SELECT array_agg(tier || ':' || members ORDER BY tier_rank) FROM raw_tier_distribution WHERE program_id = :r),
-          ARRAY['Blue:1', 'Silver:2', 'Gold:1', 'none:1'], '... and its tiers');
+          ARRAY['Blue:2', 'Silver:2', 'Gold:1', 'none:1'], '... and its tiers');
 SELECT is((SELECT count(*) FROM loyalty.rollup_state), 0::bigint, 'nothing refreshed yet');
 SELECT * FROM pg_temp.compare('before any refresh (all from the ledger rows not counted)');
 

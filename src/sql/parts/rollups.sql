@@ -176,8 +176,6 @@ CREATE TABLE loyalty.rollup_accounts (
     purchase_amount numeric NOT NULL,
     last_purchase_at timestamptz
 );
--- the day the 90 days of active_members_90d begin in, read member by member
-CREATE INDEX rollup_accounts_last_purchase_idx ON loyalty.rollup_accounts (last_purchase_at);
 COMMENT ON TABLE loyalty.rollup_accounts IS 'Per member, its account as last counted in rollup_account_sums and rollup_account_days: status, tier, points, purchase statistics';
 
 CREATE TABLE loyalty.rollup_vesting (
@@ -220,9 +218,12 @@ COMMENT ON FUNCTION loyalty.rollup_rfm_band(numeric) IS
     'Internal: the RFM rollups'' bucket of a spend (number of digits and first three digits of its whole part, negated below zero); never decreases as the amount grows';
 
 -- member_rfm's quintile boundaries lie in one bucket each: its buyers' last
--- purchases or spends as counted, read through these
+-- purchases or spends as counted, read through these.  The day's index also
+-- serves kpi_summary's active members (a last purchase in the last 90 days,
+-- a purchase count or not: a refunded one leaves its date), whose first day
+-- is read member by member: one index fewer to write per changed account
 CREATE INDEX rollup_accounts_rfm_day_idx ON loyalty.rollup_accounts
-    (program_id, loyalty.rollup_rfm_day(last_purchase_at)) WHERE purchase_count > 0 AND status <> 'closed';
+    (program_id, loyalty.rollup_rfm_day(last_purchase_at)) WHERE last_purchase_at IS NOT NULL AND status <> 'closed';
 CREATE INDEX rollup_accounts_rfm_band_idx ON loyalty.rollup_accounts
     (program_id, loyalty.rollup_rfm_band(purchase_amount)) WHERE purchase_count > 0 AND status <> 'closed';
 

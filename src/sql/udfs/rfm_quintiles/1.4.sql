@@ -95,7 +95,8 @@ BEGIN
           ON x.program_id OPERATOR(pg_catalog.=) k.program_id
          AND loyalty.rollup_rfm_day(x.last_purchase_at) OPERATOR(pg_catalog.=) k.bucket::integer
         WHERE k.measure OPERATOR(pg_catalog.=) 'r'
-          AND x.purchase_count OPERATOR(pg_catalog.>) 0 AND x.status OPERATOR(pg_catalog.<>) 'closed'
+          AND x.last_purchase_at IS NOT NULL AND x.status OPERATOR(pg_catalog.<>) 'closed'
+          AND x.purchase_count OPERATOR(pg_catalog.>) 0
         UNION ALL
         SELECT k.program_id, k.bucket, g.last_purchase_at, -1
         FROM k JOIN gone g ON g.program_id OPERATOR(pg_catalog.=) k.program_id

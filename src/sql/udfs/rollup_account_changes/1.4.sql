@@ -136,12 +136,16 @@ BEGIN
                 FROM loyalty.rollup_account_days r, bounds b
                 WHERE $8 AND r.day OPERATOR(pg_catalog.>) b.vest_day AND ($10 OR loyalty.program_visible(r.program_id))
                 UNION ALL
-                -- ...and the day of the bound, member by member
+                -- ...and the day of the bound, member by member (its day as
+                -- rollup_accounts_rfm_day_idx keys it, per program)
                 SELECT r.program_id, 1, 0
-                FROM loyalty.rollup_accounts r, bounds b
-                WHERE r.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
-                  AND r.last_purchase_at OPERATOR(pg_catalog.<) ((b.active_day OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC')
-                  AND r.status OPERATOR(pg_catalog.<>) 'closed' AND ($10 OR loyalty.program_visible(r.program_id))
+                FROM loyalty.programs p, bounds b, loyalty.rollup_accounts r
+                WHERE r.program_id OPERATOR(pg_catalog.=) p.program_id
+                  AND loyalty.rollup_rfm_day(r.last_purchase_at)
+                      OPERATOR(pg_catalog.=) (b.active_day OPERATOR(pg_catalog.-) '2000-01-01'::date)
+                  AND r.last_purchase_at OPERATOR(pg_catalog.>) b.active_from
+                  AND r.last_purchase_at IS NOT NULL AND r.status OPERATOR(pg_catalog.<>) 'closed'
+                  AND ($10 OR loyalty.program_visible(p.program_id))
                 UNION ALL
                 SELECT v.program_id, 0, v.points
                 FROM loyalty.rollup_vesting v, bounds b
