@@ -213,7 +213,7 @@ SELECT is(pg_temp.rollup_writes(), :w0::bigint, '... writes no rollup row');
 
 -- small batches add up to the same ---------------------------------------------------------------
 DELETE FROM loyalty.rollup_days; DELETE FROM loyalty.rollup_channels; DELETE FROM loyalty.rollup_cohorts;
-DELETE FROM loyalty.rollup_point_months; DELETE FROM loyalty.rollup_buyers; DELETE FROM loyalty.rollup_returns;
+DELETE FROM loyalty.rollup_point_months; DELETE FROM loyalty.rollup_returns;
 DELETE FROM loyalty.rollup_pools; DELETE FROM loyalty.rollup_accounts; DELETE FROM loyalty.rollup_vesting;
 DELETE FROM loyalty.rollup_account_sums; DELETE FROM loyalty.rollup_account_days; DELETE FROM loyalty.rollup_state;
 -- (batches of 3 ids; a gap of 50 ids rolled back lies in the history)

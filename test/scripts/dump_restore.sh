@@ -120,7 +120,6 @@ snapshot() {
 		-c "SELECT * FROM loyalty.rollup_channels ORDER BY program_id, channel" \
 		-c "SELECT * FROM loyalty.rollup_cohorts ORDER BY program_id, cohort_month, month" \
 		-c "SELECT * FROM loyalty.rollup_point_months ORDER BY program_id, month" \
-		-c "SELECT * FROM loyalty.rollup_buyers ORDER BY member_id" \
 		-c "SELECT * FROM loyalty.rollup_returns ORDER BY entry_id, month" \
 		-c "SELECT * FROM loyalty.rollup_accounts ORDER BY member_id" \
 		-c "SELECT * FROM loyalty.rollup_vesting ORDER BY member_id, vests_at" \

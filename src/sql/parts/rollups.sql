@@ -119,13 +119,6 @@ CREATE TABLE loyalty.rollup_point_months (
 );
 COMMENT ON TABLE loyalty.rollup_point_months IS 'Rollup per program and month in which credits (earn, award, adjust) occurred: their points redeemed (net of holds released and redemptions reversed) and expired since';
 
-CREATE TABLE loyalty.rollup_buyers (
-    member_id       bigint PRIMARY KEY,
-    program_id      bigint NOT NULL,
-    months          date[] NOT NULL,
-    channels        text[] NOT NULL
-);
-COMMENT ON TABLE loyalty.rollup_buyers IS 'Per buyer, the months (ascending, the first is its cohort) and channels it bought in: what keeps distinct buyers exact';
 -- a day's months and channels merged into each buyer's (in C: per buyer, in
 -- SQL, a sort in a subquery cost most of the buyers' part of a refresh)
 #include "udfs/rollup_array_union/1.4.sql"
@@ -174,9 +167,13 @@ CREATE TABLE loyalty.rollup_accounts (
     expired         bigint NOT NULL,
     purchase_count  bigint NOT NULL,
     purchase_amount numeric NOT NULL,
-    last_purchase_at timestamptz
+    last_purchase_at timestamptz,
+    -- the months (ascending, the first is its cohort) and channels of its
+    -- purchases counted (NULL: none): what keeps distinct buyers exact
+    months          date[],
+    channels        text[]
 );
-COMMENT ON TABLE loyalty.rollup_accounts IS 'Per member, its account as last counted in rollup_account_sums and rollup_account_days: status, tier, points, purchase statistics';
+COMMENT ON TABLE loyalty.rollup_accounts IS 'Per member, its account as last counted in rollup_account_sums and rollup_account_days: status, tier, points, purchase statistics; and the months and channels of its purchases counted in rollup_channels and rollup_cohorts';
 
 CREATE TABLE loyalty.rollup_vesting (
     member_id       bigint NOT NULL,
@@ -306,7 +303,6 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_days', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_channels', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_cohorts', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_point_months', '');
-SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_buyers', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_returns', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_pools', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.account_changes', '');
@@ -318,11 +314,11 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_days', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_rfm_counts', '');
 
 REVOKE ALL ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
-    loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools,
+    loyalty.rollup_point_months, loyalty.rollup_returns, loyalty.rollup_pools,
     loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
     loyalty.rollup_account_days, loyalty.rollup_rfm_counts FROM PUBLIC;
 GRANT SELECT ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
-    loyalty.rollup_point_months, loyalty.rollup_buyers, loyalty.rollup_returns, loyalty.rollup_pools,
+    loyalty.rollup_point_months, loyalty.rollup_returns, loyalty.rollup_pools,
     loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
     loyalty.rollup_account_days, loyalty.rollup_rfm_counts TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),

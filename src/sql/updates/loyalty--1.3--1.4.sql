@@ -258,8 +258,6 @@ ALTER TABLE loyalty.rollup_cohorts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.rollup_cohorts USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.rollup_point_months ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.rollup_point_months USING (loyalty.program_visible(program_id));
-ALTER TABLE loyalty.rollup_buyers ENABLE ROW LEVEL SECURITY;
-CREATE POLICY program_isolation ON loyalty.rollup_buyers USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.rollup_returns ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.rollup_returns USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.rollup_pools ENABLE ROW LEVEL SECURITY;

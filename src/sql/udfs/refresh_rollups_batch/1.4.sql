@@ -150,11 +150,6 @@ BEGIN
         FROM loyalty_rollup_changes c WHERE c.target OPERATOR(pg_catalog.=) 'return'
         ON CONFLICT (entry_id, month) DO UPDATE SET returned = excluded.returned;
 
-        INSERT INTO loyalty.rollup_buyers AS r (member_id, program_id, months, channels)
-        SELECT c.id, c.program_id, c.months, c.channels
-        FROM loyalty_rollup_changes c WHERE c.target OPERATOR(pg_catalog.=) 'buyer'
-        ON CONFLICT (member_id) DO UPDATE SET months = excluded.months, channels = excluded.channels;
-
         INSERT INTO loyalty.rollup_pools (member_id, program_id)
         SELECT c.id, c.program_id FROM loyalty_rollup_changes c WHERE c.target OPERATOR(pg_catalog.=) 'pool';
         DELETE FROM loyalty.rollup_pools x
@@ -163,7 +158,7 @@ BEGIN
 
         SELECT coalesce(sum(c.entries), 0), coalesce(sum(c.members), 0) INTO v_entries, v_members
         FROM loyalty_rollup_changes c WHERE c.target OPERATOR(pg_catalog.=) 'day';
-        TRUNCATE loyalty_rollup_changes;
+        -- (the buyers' rows are stored with their accounts, below)
 
         -- the accounts of the members those rows (and account_changes) name:
         -- read once, then what they add to the sums (new less counted) and
@@ -215,21 +210,31 @@ BEGIN
                                                       FROM loyalty_rollup_account_changes c
                                                       WHERE c.target OPERATOR(pg_catalog.=) 'rfm');
 
+        -- each changed account, with its months and channels if they grew (a
+        -- buyer has a purchase in the batch, so rollup_account_changes() read
+        -- its account: every buyer row finds its account row)
         INSERT INTO loyalty.rollup_accounts AS r (member_id, program_id, status, tier, balance, held, earned, redeemed,
-                                                  expired, purchase_count, purchase_amount, last_purchase_at)
+                                                  expired, purchase_count, purchase_amount, last_purchase_at, months,
+                                                  channels)
         SELECT c.member_id, c.program_id, c.status, NULLIF(c.tier, '')::loyalty.tier, c.balance, c.held,
-               c.issued, c.redeemed, c.expired, c.purchases, c.revenue, c.at
-        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'account'
+               c.issued, c.redeemed, c.expired, c.purchases, c.revenue, c.at, b.months, b.channels
+        FROM loyalty_rollup_account_changes c
+        LEFT JOIN loyalty_rollup_changes b
+          ON b.target OPERATOR(pg_catalog.=) 'buyer' AND b.id OPERATOR(pg_catalog.=) c.member_id
+        WHERE c.target OPERATOR(pg_catalog.=) 'account'
         ON CONFLICT (member_id) DO UPDATE
         SET status = excluded.status, tier = excluded.tier, balance = excluded.balance, held = excluded.held,
             earned = excluded.earned, redeemed = excluded.redeemed, expired = excluded.expired,
             purchase_count = excluded.purchase_count, purchase_amount = excluded.purchase_amount,
-            last_purchase_at = excluded.last_purchase_at
+            last_purchase_at = excluded.last_purchase_at, months = coalesce(excluded.months, r.months),
+            channels = coalesce(excluded.channels, r.channels)
         WHERE (r.status, r.tier::text, r.balance, r.held, r.earned, r.redeemed, r.expired, r.purchase_count,
                r.purchase_amount, r.last_purchase_at)
               IS DISTINCT FROM
               (excluded.status, excluded.tier::text, excluded.balance, excluded.held, excluded.earned, excluded.redeemed,
-               excluded.expired, excluded.purchase_count, excluded.purchase_amount, excluded.last_purchase_at);
+               excluded.expired, excluded.purchase_count, excluded.purchase_amount, excluded.last_purchase_at)
+           OR excluded.months IS NOT NULL;
+        TRUNCATE loyalty_rollup_changes;
 
         DELETE FROM loyalty.rollup_vesting v
         WHERE v.member_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.member_id FROM loyalty_rollup_account_changes c

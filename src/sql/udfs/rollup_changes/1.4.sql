@@ -56,8 +56,8 @@ BEGIN
         SELECT b.member_id, b.program_id, r.months AS old_months, r.channels AS old_channels,
                loyalty.rollup_array_union(r.months, b.months) AS months,
                loyalty.rollup_array_union(r.channels, b.channels) AS channels
-        FROM b LEFT JOIN loyalty.rollup_buyers r ON r.member_id OPERATOR(pg_catalog.=) b.member_id
-        WHERE r.member_id IS NULL
+        FROM b LEFT JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) b.member_id
+        WHERE r.months IS NULL
            OR NOT (b.months OPERATOR(pg_catalog.<@) r.months AND b.channels OPERATOR(pg_catalog.<@) r.channels)
     ), co AS (
         -- cohorts: a buyer whose first month moves leaves its old cohort
