@@ -12,7 +12,7 @@
 -- writes nothing, and an earn writes no rollup row.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(97);
+SELECT plan(98);
 
 -- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
 \ir ../../bench/raw_views.sql
@@ -255,6 +255,13 @@ SELECT is(loyalty.rollup_array_union('{c,a,c}'::text[] COLLATE "C", '{b,a}'), '{
           'arrays not in order: sorted, each once');
 SELECT throws_ok($$SELECT loyalty.rollup_array_union('{a,NULL}'::text[], '{b}')$$, '22004', NULL, 'an array with a null is refused');
 SELECT throws_ok($$SELECT loyalty.rollup_array_union('{{1,2},{3,4}}'::int[], '{5}')$$, '2202E', NULL, 'a multidimensional array is refused');
+
+-- the sessions the refresh waits for: this database's, of unknown database, not autovacuum
+SELECT is(ARRAY[loyalty.rollup_may_write((SELECT oid FROM pg_database WHERE datname = current_database()), 'client backend'),
+                loyalty.rollup_may_write(NULL, NULL),
+                loyalty.rollup_may_write((SELECT oid FROM pg_database WHERE datname = 'template1'), 'client backend'),
+                loyalty.rollup_may_write((SELECT oid FROM pg_database WHERE datname = current_database()), 'autovacuum worker')],
+          ARRAY[true, true, false, false], 'the refresh waits for this database''s sessions only, not autovacuum');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -242,6 +242,9 @@ CREATE TABLE loyalty.rollup_account_days (
 );
 COMMENT ON TABLE loyalty.rollup_account_days IS 'Rollup per program and day (UTC) of rollup_accounts and rollup_vesting: accounts not closed whose last purchase was that day, points vesting that day';
 
+#include "udfs/rollup_may_write/1.4.sql"
+COMMENT ON FUNCTION loyalty.rollup_may_write(oid, text) IS
+    'Internal: whether a session (its database and backend type) could write the rows the rollups count: the refresh waits only for those';
 #include "udfs/rollup_mark_safe/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz) IS
     'Internal: whether every transaction running when a refresh mark was taken (virtual ids, snapshot) has ended and none has been prepared since';
@@ -325,7 +328,7 @@ REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz
     loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.refresh_rollups_batch(bigint, boolean),
     loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint),
     loyalty.rollup_rfm_day(timestamptz), loyalty.rollup_rfm_band(numeric), loyalty.rfm_quintiles(),
-    loyalty.rollup_array_union(anyarray, anyarray) FROM PUBLIC;
+    loyalty.rollup_array_union(anyarray, anyarray), loyalty.rollup_may_write(oid, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_rollups(bigint, interval) FROM PUBLIC;
 -- the views call rollup_changes(), rollup_account_changes() and (member_rfm)
 -- rfm_quintiles() as their reader

@@ -66,13 +66,9 @@ BEGIN
             FROM pg_catalog.pg_locks k LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) k.pid
             WHERE k.locktype OPERATOR(pg_catalog.=) 'virtualxid' AND k.granted
               AND k.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-              -- (autovacuum writes no ledger row and may run for long)
-              AND coalesce(a.backend_type, '') OPERATOR(pg_catalog.<>) ALL (ARRAY['autovacuum worker', 'autovacuum launcher'])
-              -- nor does a session of another database: a long one (a dump, a
-              -- report, a bulk load) there must not hold the rollups back
-              AND (a.datid IS NULL
-                   OR a.datid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
-                                                      WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()));
+              -- (autovacuum and sessions of other databases write none of these
+              -- rows, and a long one must not hold the rollups back)
+              AND loyalty.rollup_may_write(a.datid, a.backend_type::text);
             s.mark_snapshot := pg_catalog.pg_current_snapshot();
         END IF;
         IF s.mark_at IS NOT NULL AND loyalty.rollup_mark_safe(s.mark_vxids, s.mark_snapshot, s.mark_at) THEN

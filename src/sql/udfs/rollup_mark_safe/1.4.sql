@@ -7,9 +7,8 @@ AS $$
     -- a virtual transaction id (any session, before or after it took an xid),
     -- those with an xid (a transaction prepared before the mark), and none
     -- has been prepared since (it may have been running without an xid)
-    -- (a session of another database writes none of this one's rows, nor
-    -- does autovacuum, whose analyze takes an xid: their transactions are not
-    -- waited for)
+    -- (nor those of sessions that cannot write these rows: autovacuum, whose
+    -- analyze takes an xid, and other databases' sessions)
     SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_locks k
                        WHERE k.locktype OPERATOR(pg_catalog.=) 'virtualxid'
                          AND k.virtualxid OPERATOR(pg_catalog.=) ANY (vxids))
@@ -17,10 +16,7 @@ AS $$
                        WHERE NOT pg_catalog.pg_visible_in_snapshot(x, pg_catalog.pg_current_snapshot())
                          AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a
                                          WHERE a.backend_xid OPERATOR(pg_catalog.=) x::xid
-                                           AND (a.datid OPERATOR(pg_catalog.<>)
-                                                (SELECT d.oid FROM pg_catalog.pg_database d
-                                                 WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-                                                OR a.backend_type OPERATOR(pg_catalog.=) 'autovacuum worker')))
+                                           AND NOT loyalty.rollup_may_write(a.datid, a.backend_type::text)))
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts t
                        WHERE t.prepared OPERATOR(pg_catalog.>=) marked_at)
 $$;
