@@ -1,6 +1,6 @@
 -- The BI views as they were before the rollups (1.3's definitions, on the raw
--- tables; kpi_summary and tier_distribution as 1.4 had them before their
--- account rollups, with sums in numeric), for bench/scale.sh to time beside
+-- tables; kpi_summary, tier_distribution and member_mix as 1.4 had them
+-- before their account rollups, with sums in numeric), for bench/scale.sh to time beside
 -- the views on the rollups.
 -- test/pgtap/rollups.sql reads them as its reference (\ir).
 CREATE VIEW public.raw_kpi_monthly AS
@@ -101,6 +101,13 @@ SELECT a.program_id, coalesce(loyalty.tier_name(a.tier), 'none') AS tier, loyalt
        count(*)::bigint AS members, round(count(*) * 1.0 / sum(count(*)) OVER (PARTITION BY a.program_id), 4) AS share
 FROM loyalty.accounts a WHERE a.status <> ALL (ARRAY['closed', 'pool']) AND loyalty.program_visible(a.program_id)
 GROUP BY a.program_id, a.tier;
+-- member_mix before its rollup (the members and accounts, as 1.4 had it)
+CREATE VIEW public.raw_member_mix AS
+SELECT m.program_id, coalesce(m.source_channel, 'unknown') AS source_channel, coalesce(m.region, 'unknown') AS region,
+       count(*)::bigint AS members, count(*) FILTER (WHERE a.purchase_count > 0)::bigint AS buyers
+FROM loyalty.members m JOIN loyalty.accounts a ON a.member_id = m.member_id
+WHERE m.status <> ALL (ARRAY['closed', 'pool']) AND loyalty.program_visible(m.program_id)
+GROUP BY 1, 2, 3;
 -- member_rfm before its quintiles came from the rollups (1.1's definition):
 -- percentile_disc over every buyer's account
 CREATE VIEW public.raw_member_rfm AS

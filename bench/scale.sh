@@ -175,6 +175,7 @@ measure() {
     view "$size" tier_distribution
     raw "$size" tier_distribution
     view "$size" member_mix
+    raw "$size" member_mix
     view "$size" channel_distribution
     raw "$size" channel_distribution
     view "$size" member_rfm

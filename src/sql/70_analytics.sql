@@ -271,7 +271,7 @@ BEGIN
         ('channel_distribution', NULL, 'Purchases per channel'), ('channel_distribution', 'program_id', 'Program'), ('channel_distribution', 'channel', 'Channel of the purchase'),
         ('channel_distribution', 'purchases', 'Purchases'), ('channel_distribution', 'members', 'Distinct buyers'), ('channel_distribution', 'revenue', 'Purchase amounts'),
         ('channel_distribution', 'points_issued', 'Points earned'),
-        ('member_mix', NULL, 'Members by source channel and region'), ('member_mix', 'program_id', 'Program'), ('member_mix', 'source_channel', 'Channel the member joined through'),
+        ('member_mix', NULL, 'Members by source channel and region (exact to now: the member mix rollup and the members changed since; see rollups_as_of)'), ('member_mix', 'program_id', 'Program'), ('member_mix', 'source_channel', 'Channel the member joined through'),
         ('member_mix', 'region', 'Region'), ('member_mix', 'members', 'Members'), ('member_mix', 'buyers', 'Members with a purchase'),
         ('cohort_retention', NULL, 'Monthly cohorts by first purchase: members buying again n months later'),
         ('cohort_retention', 'program_id', 'Program'), ('cohort_retention', 'cohort_month', 'Month of the first purchase'),

@@ -1,9 +1,10 @@
 -- Rollups behind kpi_monthly, channel_distribution, cohort_retention,
--- kpi_summary and tier_distribution: a history written through the API
+-- kpi_summary, tier_distribution and member_mix: a history written through the API
 -- (earns in several channels and time zones, back-dated ones, refunds of old
 -- orders, redemptions given back, holds released and captured, expiry, a
 -- merge, a household pool dissolved; tiers reached by earns, lowered by a
 -- review and assigned, members closed, reopened, suspended and erased,
+-- regions set, moved and cleared,
 -- points vesting a second either side of now, last purchases a second
 -- either side of the 90 days), and every column of each view compared with
 -- the views' former definitions on the raw tables: before any refresh (the
@@ -12,7 +13,7 @@
 -- writes nothing, and an earn writes no rollup row.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(98);
+SELECT plan(112);
 
 -- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
 \ir ../../bench/raw_views.sql
@@ -35,6 +36,9 @@ BEGIN
     RETURN NEXT results_eq('SELECT * FROM loyalty.tier_distribution ORDER BY program_id, tier_rank, tier',
                            'SELECT * FROM raw_tier_distribution ORDER BY program_id, tier_rank, tier',
                            'tier_distribution: every column as computed from the raw tables, ' || label);
+    RETURN NEXT results_eq('SELECT * FROM loyalty.member_mix ORDER BY program_id, source_channel, region',
+                           'SELECT * FROM raw_member_mix ORDER BY program_id, source_channel, region',
+                           'member_mix: every column as computed from the raw tables, ' || label);
 END $$;
 
 -- a refresh in this transaction, retried for up to half a second as
@@ -53,6 +57,11 @@ BEGIN
     END LOOP;
 END $$;
 
+-- rows in account_changes (as the refresh deletes them, their ids)
+CREATE FUNCTION pg_temp.account_changes() RETURNS bigint LANGUAGE sql AS $$
+    SELECT coalesce(pg_sequence_last_value('loyalty.account_changes_change_id_seq'), 0)
+$$;
+
 -- writes to the rollup tables by this transaction so far
 CREATE FUNCTION pg_temp.rollup_writes() RETURNS bigint LANGUAGE sql AS $$
     SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_xact_user_tables
@@ -63,11 +72,11 @@ $$;
 SELECT loyalty.create_program('rollups-ny', expiry_period => interval '2 years') AS p \gset
 UPDATE loyalty.programs SET time_zone = 'America/New_York' WHERE program_id = :p;
 SELECT loyalty.create_program('rollups-utc') AS q \gset
-SELECT loyalty.enroll(:p, 'pos', 'a', joined_at => '2024-12-31 23:30 America/New_York') AS a,
+SELECT loyalty.enroll(:p, 'pos', 'a', joined_at => '2024-12-31 23:30 America/New_York', region => 'north') AS a,
        loyalty.enroll(:p, 'web', 'b', joined_at => '2025-01-01 03:30+00') AS b,
        loyalty.enroll(:p, 'app', 'c', joined_at => now() - interval '20 days') AS c,
        loyalty.enroll(:p, 'app', 'd') AS d,
-       loyalty.enroll(:q, 'pos', 'e', joined_at => '2025-03-10') AS e,
+       loyalty.enroll(:q, 'pos', 'e', joined_at => '2025-03-10', region => 'south') AS e,
        loyalty.enroll(:q, 'pos', 'f') AS f \gset
 -- a: purchases across 2025 (one at the turn of a month in New York time),
 -- refunded, redeemed, expired
@@ -110,7 +119,8 @@ UPDATE loyalty.programs SET pending_period = interval '30 days' WHERE program_id
 SELECT loyalty.set_tier_policy(:r, 'spend');
 SELECT loyalty.define_tier(:r, 0, 'Blue', 0), loyalty.define_tier(:r, 1, 'Silver', 100), loyalty.define_tier(:r, 2, 'Gold', 500);
 SELECT loyalty.enroll(:r, 'pos', 'r-h') AS rh, loyalty.enroll(:r, 'pos', 'r-i') AS ri, loyalty.enroll(:r, 'web', 'r-j') AS rj,
-       loyalty.enroll(:r, 'web', 'r-k') AS rk, loyalty.enroll(:r, 'app', 'r-l') AS rl, loyalty.enroll(:r, 'app', 'r-m') AS rm,
+       loyalty.enroll(:r, 'web', 'r-k') AS rk, loyalty.enroll(:r, 'app', 'r-l') AS rl,
+       loyalty.enroll(:r, 'app', 'r-m', source_channel => 'store', region => 'west') AS rm,
        loyalty.enroll(:r, 'web', 'r-n') AS rn \gset
 SELECT loyalty.earn(:rh, 600, 'pos', 'h-1', occurred_at => now() - interval '30 days' + interval '1 second');
 SELECT loyalty.earn(:rh, 50, 'pos', 'h-2', occurred_at => now() - interval '30 days' - interval '1 second');
@@ -140,6 +150,9 @@ SELECT is((SELECT (entries, members, done)::text FROM pg_temp.refresh()),
 SELECT ok((SELECT last_entry FROM loyalty.rollup_state) >= (SELECT max(entry_id) FROM loyalty.ledger), 'up to the last entry');
 SELECT is((SELECT count(*) FROM loyalty.rollup_changes()), 0::bigint, 'nothing is left uncounted');
 SELECT is((SELECT count(*) FROM loyalty.rollup_account_changes() WHERE target = 'sums'), 0::bigint, '... no account either');
+SELECT ok((SELECT count(*) FROM loyalty.rollup_member_mix) > 0
+          AND NOT EXISTS (SELECT FROM loyalty.rollup_account_changes() WHERE target = 'mix'),
+          '... and member_mix from its rollup alone');
 SELECT ok((SELECT count(*) FROM loyalty.rollup_accounts) = (SELECT count(*) FROM loyalty.accounts)
           AND (SELECT count(*) FROM loyalty.rollup_vesting) > 0 AND (SELECT count(*) FROM loyalty.rollup_account_days) > 0,
           'the account rollups have every account, the points vesting and the days');
@@ -158,7 +171,14 @@ SELECT isnt((SELECT to_jsonb(k) FROM loyalty.kpi_monthly k WHERE program_id = :p
 SELECT loyalty.earn(:c, 33, 'phone', 'c-2', occurred_at => '2024-11-03 12:00+00');     -- c's cohort moves back a year
 SELECT loyalty.earn(:b, 5, 'web', 'b-3');
 SELECT loyalty.earn(:e, 1, NULL, 'e-3', occurred_at => '2025-03-12 12:00+00');
-SELECT loyalty.enroll(:q, 'web', 'g', joined_at => '2025-05-05') AS g \gset
+SELECT loyalty.enroll(:q, 'web', 'g', joined_at => '2025-05-05', region => 'west') AS g \gset
+-- regions set, moved and cleared (a with a purchase since, f without)
+SELECT pg_temp.account_changes() AS ac0 \gset
+SELECT loyalty.update_member(:f, region => 'north');
+SELECT loyalty.update_member(:a, clear => ARRAY['region']);
+SELECT loyalty.update_member(:e, birthday => '1990-04-01');
+SELECT is(pg_temp.account_changes() - :ac0, 2::bigint,
+          'a new region (set or cleared) is an account change for member_mix; a new birthday is not');
 SELECT loyalty.earn(:g, 44, 'web', 'g-1', occurred_at => '2025-05-06 12:00+00');
 -- a household pool (no member while a pool) dissolved: counted as joined then
 SELECT loyalty.set_household_rules(:q, pool_share => 0.5);
@@ -187,9 +207,10 @@ SELECT loyalty.assign_tier(:rk, '2:Gold', reason => 'goodwill');
 SELECT loyalty.erase_member(:rm);                                             -- no points: no ledger row
 SELECT loyalty.award(:b, 15, 'old', occurred_at => now() - interval '3 years');
 SELECT loyalty.expire_member(:b);
+SELECT loyalty.update_member(:rk, region => 'east');
 SELECT loyalty.merge_members(:rk, :rl);
-SELECT is((SELECT count(*) FROM loyalty.account_changes), 7::bigint,
-          'the status and tier changes are in account_changes (i''s upgrade, j, l, m twice, k, l merged away)');
+SELECT is((SELECT count(*) FROM loyalty.account_changes), 8::bigint,
+          'the status, tier and region changes are in account_changes (i''s upgrade, j, l, m twice, k twice, l merged away)');
 SELECT * FROM pg_temp.compare('after status and tier changes since the refresh');
 SELECT is((SELECT (done)::text FROM pg_temp.refresh()), 'true', 'a fourth refresh');
 SELECT is((SELECT count(*) FROM loyalty.account_changes), 0::bigint, '... deletes the account changes it counted');
@@ -215,7 +236,8 @@ SELECT is(pg_temp.rollup_writes(), :w0::bigint, '... writes no rollup row');
 DELETE FROM loyalty.rollup_days; DELETE FROM loyalty.rollup_channels; DELETE FROM loyalty.rollup_cohorts;
 DELETE FROM loyalty.rollup_point_months; DELETE FROM loyalty.rollup_returns;
 DELETE FROM loyalty.rollup_pools; DELETE FROM loyalty.rollup_accounts; DELETE FROM loyalty.rollup_vesting;
-DELETE FROM loyalty.rollup_account_sums; DELETE FROM loyalty.rollup_account_days; DELETE FROM loyalty.rollup_state;
+DELETE FROM loyalty.rollup_account_sums; DELETE FROM loyalty.rollup_account_days; DELETE FROM loyalty.rollup_member_mix;
+DELETE FROM loyalty.rollup_state;
 -- (batches of 3 ids; a gap of 50 ids rolled back lies in the history)
 CREATE FUNCTION pg_temp.refresh_in_batches(n bigint, OUT most bigint, OUT total bigint, OUT empty integer)
 LANGUAGE plpgsql AS $$

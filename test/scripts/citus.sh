@@ -125,16 +125,16 @@ check "per-member tables are distributed by member_id, co-located" \
      WHERE c.relnamespace = 'loyalty'::regnamespace AND p.partmethod = 'h'
        AND c.relname NOT IN ('identities', 'referral_codes')"
 check "the account rollups: per member distributed with the members, per program reference tables" \
-    "SELECT count(*) = 6
+    "SELECT count(*) = 7
             AND bool_and(CASE WHEN logicalrelid::text IN ('loyalty.rollup_account_sums', 'loyalty.rollup_account_days',
-                                                          'loyalty.rollup_rfm_counts')
+                                                          'loyalty.rollup_rfm_counts', 'loyalty.rollup_member_mix')
                               THEN partmethod = 'n'
                               ELSE partmethod = 'h' AND column_to_column_name(logicalrelid, partkey) = 'member_id'
                                    AND colocationid = (SELECT colocationid FROM pg_dist_partition
                                                        WHERE logicalrelid = 'loyalty.members'::regclass) END)
      FROM pg_dist_partition WHERE logicalrelid::text IN ('loyalty.rollup_accounts', 'loyalty.rollup_vesting',
          'loyalty.account_changes', 'loyalty.rollup_account_sums', 'loyalty.rollup_account_days',
-         'loyalty.rollup_rfm_counts')"
+         'loyalty.rollup_rfm_counts', 'loyalty.rollup_member_mix')"
 check "no loyalty table is left local" \
     "SELECT count(*) = 0 FROM pg_class c WHERE c.relnamespace = 'loyalty'::regnamespace
        AND c.relkind IN ('r', 'p') AND NOT c.relispartition

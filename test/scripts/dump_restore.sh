@@ -126,12 +126,14 @@ snapshot() {
 		-c "SELECT * FROM loyalty.rollup_account_sums ORDER BY program_id, tier, pool" \
 		-c "SELECT * FROM loyalty.rollup_account_days ORDER BY program_id, day" \
 		-c "SELECT * FROM loyalty.rollup_rfm_counts ORDER BY program_id, measure, bucket" \
+		-c "SELECT * FROM loyalty.rollup_member_mix ORDER BY program_id, source_channel, region" \
 		-c "SELECT * FROM loyalty.account_changes ORDER BY member_id, change_id" \
 		-c "SELECT * FROM loyalty.kpi_monthly ORDER BY program_id, month" \
 		-c "SELECT * FROM loyalty.channel_distribution ORDER BY program_id, channel" \
 		-c "SELECT * FROM loyalty.cohort_retention ORDER BY program_id, cohort_month, months_since_first" \
 		-c "SELECT * FROM loyalty.kpi_summary ORDER BY program_id" \
 		-c "SELECT * FROM loyalty.tier_distribution ORDER BY program_id, tier_rank, tier" \
+		-c "SELECT * FROM loyalty.member_mix ORDER BY program_id, source_channel, region" \
 		-c "SELECT * FROM loyalty.rfm_quintiles() ORDER BY program_id" \
 		-c "SELECT * FROM loyalty.member_rfm ORDER BY program_id, member_id" \
 		-c "SELECT 'violations', count(*) FROM loyalty.verify()" \
@@ -158,7 +160,9 @@ after_restore_writes() {
 		           AND NOT EXISTS (SELECT FROM loyalty.rollup_changes())
 		           AND NOT EXISTS (SELECT FROM loyalty.rollup_account_changes() WHERE target = 'sums')
 		           AND (SELECT sum(accounts) FROM loyalty.rollup_account_sums WHERE NOT pool)
-		               = (SELECT count(*) FROM loyalty.accounts WHERE status <> ALL (ARRAY['closed', 'pool']))" \
+		               = (SELECT count(*) FROM loyalty.accounts WHERE status <> ALL (ARRAY['closed', 'pool']))
+		           AND NOT EXISTS (SELECT FROM loyalty.rollup_account_changes() WHERE target = 'mix')
+		           AND (SELECT sum(members) FROM loyalty.rollup_member_mix WHERE region = 'after') = 1" \
 		-c "SELECT count(*) FROM loyalty.verify()"
 }
 snapshot $SRC >"$TMP/src.txt"

@@ -153,7 +153,7 @@ CREATE TABLE loyalty.account_changes (
     PRIMARY KEY (member_id, change_id)
 );
 CREATE INDEX account_changes_change_id_idx ON loyalty.account_changes (change_id);
-COMMENT ON TABLE loyalty.account_changes IS 'A change of an account''s status or tier (no ledger row shows it), for the rollups of kpi_summary and tier_distribution; the refresh deletes the rows it has counted';
+COMMENT ON TABLE loyalty.account_changes IS 'A change of an account''s status or tier, or of its member''s region (no ledger row shows it), for the rollups of kpi_summary, tier_distribution and member_mix; the refresh deletes the rows it has counted';
 
 CREATE TABLE loyalty.rollup_accounts (
     member_id       bigint PRIMARY KEY,
@@ -171,9 +171,13 @@ CREATE TABLE loyalty.rollup_accounts (
     -- the months (ascending, the first is its cohort) and channels of its
     -- purchases counted (NULL: none): what keeps distinct buyers exact
     months          date[],
-    channels        text[]
+    channels        text[],
+    -- its member's source channel and region as counted in
+    -- rollup_member_mix ('unknown' for none, as member_mix shows them)
+    source_channel  text NOT NULL,
+    region          text NOT NULL
 );
-COMMENT ON TABLE loyalty.rollup_accounts IS 'Per member, its account as last counted in rollup_account_sums and rollup_account_days: status, tier, points, purchase statistics; and the months and channels of its purchases counted in rollup_channels and rollup_cohorts';
+COMMENT ON TABLE loyalty.rollup_accounts IS 'Per member, its account as last counted in rollup_account_sums and rollup_account_days: status, tier, points, purchase statistics; the months and channels of its purchases counted in rollup_channels and rollup_cohorts; its source channel and region counted in rollup_member_mix';
 
 CREATE TABLE loyalty.rollup_vesting (
     member_id       bigint NOT NULL,
@@ -242,6 +246,16 @@ CREATE TABLE loyalty.rollup_account_days (
 );
 COMMENT ON TABLE loyalty.rollup_account_days IS 'Rollup per program and day (UTC) of rollup_accounts and rollup_vesting: accounts not closed whose last purchase was that day, points vesting that day';
 
+CREATE TABLE loyalty.rollup_member_mix (
+    program_id      bigint NOT NULL,
+    source_channel  text NOT NULL,
+    region          text NOT NULL,
+    members         bigint NOT NULL,
+    buyers          bigint NOT NULL,
+    PRIMARY KEY (program_id, source_channel, region)
+);
+COMMENT ON TABLE loyalty.rollup_member_mix IS 'Rollup per program, source channel and region (''unknown'' for none) of the members not closed and no household pool, as counted in rollup_accounts: members, and those with a purchase';
+
 #include "udfs/rollup_may_write/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollup_may_write(oid, text) IS
     'Internal: whether a session (its database and backend type) could write the rows the rollups count: the refresh waits only for those';
@@ -275,10 +289,12 @@ CREATE TYPE loyalty.rollup_account_change AS (
     active          bigint,
     pending         numeric,
     measure         text,
-    bucket          bigint
+    bucket          bigint,
+    source_channel  text,
+    region          text
 );
 COMMENT ON TYPE loyalty.rollup_account_change IS
-    'Internal: one change of the account rollups by the accounts changed since counted. target sums (program, tier, pool: the differences of rollup_account_sums), day (day, active, pending: of rollup_account_days), now (active, pending: the views'' active_members_90d and points_pending in all), account (member_id, status, tier, at = last purchase, the sums: the account now), vest (member_id, at = vests_at, pending = points), rfm (measure, bucket, accounts: the difference of rollup_rfm_counts)';
+    'Internal: one change of the account rollups by the accounts changed since counted. target sums (program, tier, pool: the differences of rollup_account_sums), day (day, active, pending: of rollup_account_days), now (active, pending: the views'' active_members_90d and points_pending in all), account (member_id, status, tier, at = last purchase, the sums: the account now), vest (member_id, at = vests_at, pending = points), rfm (measure, bucket, accounts: the difference of rollup_rfm_counts), mix (source_channel, region, accounts, buyers: the difference of rollup_member_mix); account rows carry the source channel and region too';
 
 #include "udfs/rollup_account_changes/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint) IS
@@ -291,7 +307,7 @@ COMMENT ON FUNCTION loyalty.refresh_rollups_batch(bigint, boolean) IS
 -- No SET search_path: the procedure commits (see loyalty.expire_points).
 #include "udfs/refresh_rollups/1.4.sql"
 COMMENT ON PROCEDURE loyalty.refresh_rollups(bigint, interval) IS
-    'Batch job (e.g. every few minutes with pg_cron): bring the rollups behind kpi_monthly, channel_distribution, cohort_retention, kpi_summary and tier_distribution up to the start of the run, batch_size ledger entries per commit, waiting at most max_wait for transactions running at the start';
+    'Batch job (e.g. every few minutes with pg_cron): bring the rollups behind kpi_monthly, channel_distribution, cohort_retention, kpi_summary, tier_distribution, member_mix and member_rfm up to the start of the run, batch_size ledger entries per commit, waiting at most max_wait for transactions running at the start';
 
 #include "udfs/rollups_as_of/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollups_as_of(bigint) IS
@@ -315,15 +331,16 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_vesting', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_sums', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_account_days', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_rfm_counts', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rollup_member_mix', '');
 
 REVOKE ALL ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
     loyalty.rollup_point_months, loyalty.rollup_returns, loyalty.rollup_pools,
     loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
-    loyalty.rollup_account_days, loyalty.rollup_rfm_counts FROM PUBLIC;
+    loyalty.rollup_account_days, loyalty.rollup_rfm_counts, loyalty.rollup_member_mix FROM PUBLIC;
 GRANT SELECT ON loyalty.rollup_state, loyalty.rollup_days, loyalty.rollup_channels, loyalty.rollup_cohorts,
     loyalty.rollup_point_months, loyalty.rollup_returns, loyalty.rollup_pools,
     loyalty.account_changes, loyalty.rollup_accounts, loyalty.rollup_vesting, loyalty.rollup_account_sums,
-    loyalty.rollup_account_days, loyalty.rollup_rfm_counts TO loyalty_admin;
+    loyalty.rollup_account_days, loyalty.rollup_rfm_counts, loyalty.rollup_member_mix TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz),
     loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.refresh_rollups_batch(bigint, boolean),
     loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint),

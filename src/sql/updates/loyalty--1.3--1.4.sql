@@ -643,6 +643,12 @@ COMMENT ON VIEW loyalty.tier_distribution IS 'Members per tier (exact to now: th
 ALTER TABLE loyalty.rollup_rfm_counts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.rollup_rfm_counts USING (loyalty.program_visible(program_id));
 #include-replace "udfs/member_rfm/1.4.sql"
+-- == member_mix on a rollup ========================================================
+-- (rollup_member_mix and rollup_accounts' source_channel and region came with
+-- parts/rollups.sql above, the view with the households)
+ALTER TABLE loyalty.rollup_member_mix ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.rollup_member_mix USING (loyalty.program_visible(program_id));
+COMMENT ON VIEW loyalty.member_mix IS 'Members by source channel and region (exact to now: the member mix rollup and the members changed since; see rollups_as_of)';
 -- == program_visible and member_visible without a SET clause =====================
 -- (views and row security call them per row; the C code pins search_path
 -- around the statements they run)

@@ -206,14 +206,28 @@ BEGIN
                                                       FROM loyalty_rollup_account_changes c
                                                       WHERE c.target OPERATOR(pg_catalog.=) 'rfm');
 
+        INSERT INTO loyalty.rollup_member_mix AS r (program_id, source_channel, region, members, buyers)
+        SELECT c.program_id, c.source_channel, c.region, c.accounts, c.buyers
+        FROM loyalty_rollup_account_changes c WHERE c.target OPERATOR(pg_catalog.=) 'mix'
+        ON CONFLICT (program_id, source_channel, region) DO UPDATE
+        SET members = r.members OPERATOR(pg_catalog.+) excluded.members,
+            buyers = r.buyers OPERATOR(pg_catalog.+) excluded.buyers;
+        -- (no member left: no buyer either)
+        DELETE FROM loyalty.rollup_member_mix r
+        WHERE r.members OPERATOR(pg_catalog.=) 0
+          AND (r.program_id, r.source_channel, r.region) IN (SELECT c.program_id, c.source_channel, c.region
+                                                             FROM loyalty_rollup_account_changes c
+                                                             WHERE c.target OPERATOR(pg_catalog.=) 'mix');
+
         -- each changed account, with its months and channels if they grew (a
         -- buyer has a purchase in the batch, so rollup_account_changes() read
         -- its account: every buyer row finds its account row)
         INSERT INTO loyalty.rollup_accounts AS r (member_id, program_id, status, tier, balance, held, earned, redeemed,
                                                   expired, purchase_count, purchase_amount, last_purchase_at, months,
-                                                  channels)
+                                                  channels, source_channel, region)
         SELECT c.member_id, c.program_id, c.status, NULLIF(c.tier, '')::loyalty.tier, c.balance, c.held,
-               c.issued, c.redeemed, c.expired, c.purchases, c.revenue, c.at, b.months, b.channels
+               c.issued, c.redeemed, c.expired, c.purchases, c.revenue, c.at, b.months, b.channels, c.source_channel,
+               c.region
         FROM loyalty_rollup_account_changes c
         LEFT JOIN loyalty_rollup_changes b
           ON b.target OPERATOR(pg_catalog.=) 'buyer' AND b.id OPERATOR(pg_catalog.=) c.member_id
@@ -223,12 +237,14 @@ BEGIN
             earned = excluded.earned, redeemed = excluded.redeemed, expired = excluded.expired,
             purchase_count = excluded.purchase_count, purchase_amount = excluded.purchase_amount,
             last_purchase_at = excluded.last_purchase_at, months = coalesce(excluded.months, r.months),
-            channels = coalesce(excluded.channels, r.channels)
+            channels = coalesce(excluded.channels, r.channels), source_channel = excluded.source_channel,
+            region = excluded.region
         WHERE (r.status, r.tier::text, r.balance, r.held, r.earned, r.redeemed, r.expired, r.purchase_count,
-               r.purchase_amount, r.last_purchase_at)
+               r.purchase_amount, r.last_purchase_at, r.source_channel, r.region)
               IS DISTINCT FROM
               (excluded.status, excluded.tier::text, excluded.balance, excluded.held, excluded.earned, excluded.redeemed,
-               excluded.expired, excluded.purchase_count, excluded.purchase_amount, excluded.last_purchase_at)
+               excluded.expired, excluded.purchase_count, excluded.purchase_amount, excluded.last_purchase_at,
+               excluded.source_channel, excluded.region)
            OR excluded.months IS NOT NULL;
         TRUNCATE loyalty_rollup_changes;
 

@@ -29,15 +29,25 @@ BEGIN
                sum(a.purchase_count)::numeric, sum(a.purchase_amount),
                sum(a.balance::bigint)::numeric, sum(a.held::bigint)::numeric, sum(a.lifetime_earned::bigint)::numeric,
                sum(a.lifetime_redeemed::bigint)::numeric, sum(a.lifetime_expired::bigint)::numeric,
-               NULL::bigint, NULL::numeric, NULL::text, NULL::bigint
+               NULL::bigint, NULL::numeric, NULL::text, NULL::bigint, NULL::text, NULL::text
         FROM loyalty.accounts a
         WHERE a.status OPERATOR(pg_catalog.<>) 'closed' AND loyalty.program_visible(a.program_id)
         GROUP BY a.program_id, a.tier, a.status OPERATOR(pg_catalog.=) 'pool';
         RETURN QUERY
+        SELECT 'mix'::text, a.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date,
+               NULL::timestamptz, count(*)::bigint,
+               count(*) FILTER (WHERE a.purchase_count OPERATOR(pg_catalog.>) 0)::bigint,
+               NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
+               NULL::numeric, NULL::bigint, NULL::numeric, NULL::text, NULL::bigint,
+               coalesce(m.source_channel, 'unknown'), coalesce(m.region, 'unknown')
+        FROM loyalty.accounts a JOIN loyalty.members m ON m.member_id OPERATOR(pg_catalog.=) a.member_id
+        WHERE a.status OPERATOR(pg_catalog.<>) ALL (ARRAY['closed', 'pool']) AND loyalty.program_visible(a.program_id)
+        GROUP BY a.program_id, 23, 24;
+        RETURN QUERY
         SELECT 'now'::text, a.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
                NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
                NULL::numeric, NULL::numeric, NULL::numeric,
-               count(*)::bigint, 0::numeric, NULL::text, NULL::bigint
+               count(*)::bigint, 0::numeric, NULL::text, NULL::bigint, NULL::text, NULL::text
         FROM loyalty.accounts a
         WHERE a.status OPERATOR(pg_catalog.<>) 'closed'
           AND a.last_purchase_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '90 days')
@@ -58,37 +68,47 @@ BEGIN
             -- counted: a ledger row of theirs, a new member, a status or tier
             -- change (account_changes); every write of a column the views sum
             -- is one of these.  probe: whether its points vesting may have
-            -- changed other than by a lot counted before (see nv)
-            SELECT x.member_id, pg_catalog.bool_or(x.probe) AS probe
-            FROM (SELECT l.member_id, l.kind OPERATOR(pg_catalog.<>) 'earn' AS probe FROM loyalty.ledger l
+            -- changed other than by a lot counted before (see nv); profile:
+            -- whether its source channel or region may have (a new member, or
+            -- an account change: update_member writes one for a new region)
+            SELECT x.member_id, pg_catalog.bool_or(x.probe) AS probe, pg_catalog.bool_or(x.profile) AS profile
+            FROM (SELECT l.member_id, l.kind OPERATOR(pg_catalog.<>) 'earn' AS probe, false AS profile FROM loyalty.ledger l
                   WHERE l.entry_id OPERATOR(pg_catalog.>) $1 AND l.entry_id OPERATOR(pg_catalog.<=) $2
                   UNION ALL
                   -- a lot takes the id of the entry that created it (a merge's,
                   -- one of the same sequence): the new lots still vesting
-                  SELECT t.member_id, true FROM loyalty.lots t
+                  SELECT t.member_id, true, false FROM loyalty.lots t
                   WHERE t.lot_id OPERATOR(pg_catalog.>) $1 AND t.lot_id OPERATOR(pg_catalog.<=) $2
                     AND t.is_open AND t.vests_at OPERATOR(pg_catalog.>) $7
                   UNION ALL
-                  SELECT m.member_id, false FROM loyalty.members m
+                  SELECT m.member_id, false, true FROM loyalty.members m
                   WHERE m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4
                   UNION ALL
-                  SELECT x.member_id, true FROM loyalty.account_changes x
+                  SELECT x.member_id, true, true FROM loyalty.account_changes x
                   WHERE x.change_id OPERATOR(pg_catalog.>) $5 AND x.change_id OPERATOR(pg_catalog.<=) $6) x
             GROUP BY x.member_id
-        ), n AS MATERIALIZED (
-            -- their accounts now
-            SELECT a.member_id, c.probe, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
-                   a.balance::bigint AS balance, a.held::bigint AS held, a.lifetime_earned::bigint AS earned,
-                   a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
-                   a.purchase_count, a.purchase_amount, a.last_purchase_at
-            FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
-            WHERE $10 OR loyalty.program_visible(a.program_id)
         ), o AS MATERIALIZED (
             -- as counted
             SELECT r.member_id, r.program_id, r.status, coalesce(r.tier::text, '') AS tier, r.balance, r.held,
-                   r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at
+                   r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at,
+                   r.source_channel, r.region
             FROM c JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
             WHERE $10 OR loyalty.program_visible(r.program_id)
+        ), n AS MATERIALIZED (
+            -- their accounts now; the source channel and region read from the
+            -- member only when they may have changed (or were never counted)
+            SELECT a.member_id, c.probe, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
+                   a.balance::bigint AS balance, a.held::bigint AS held, a.lifetime_earned::bigint AS earned,
+                   a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
+                   a.purchase_count, a.purchase_amount, a.last_purchase_at,
+                   coalesce(o.source_channel, p.source_channel) AS source_channel, coalesce(o.region, p.region) AS region
+            FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
+            LEFT JOIN o ON o.member_id OPERATOR(pg_catalog.=) c.member_id AND NOT c.profile
+            LEFT JOIN LATERAL (
+                SELECT coalesce(m.source_channel, 'unknown') AS source_channel, coalesce(m.region, 'unknown') AS region
+                FROM loyalty.members m
+                WHERE m.member_id OPERATOR(pg_catalog.=) c.member_id AND o.member_id IS NULL) p ON true
+            WHERE $10 OR loyalty.program_visible(a.program_id)
         ), ov AS MATERIALIZED (
             SELECT v.member_id, v.program_id, v.vests_at, v.points
             FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
@@ -116,7 +136,7 @@ BEGIN
             SELECT -1 AS sign, o.* FROM o
             UNION ALL
             SELECT 1, n.member_id, n.program_id, n.status, n.tier, n.balance, n.held, n.earned, n.redeemed, n.expired,
-                   n.purchase_count, n.purchase_amount, n.last_purchase_at
+                   n.purchase_count, n.purchase_amount, n.last_purchase_at, n.source_channel, n.region
             FROM n
         ), bounds AS (
             -- the views' time-dependent columns sum whole days after the day
@@ -172,14 +192,25 @@ BEGIN
                sum(d.sign OPERATOR(pg_catalog.*) d.purchase_amount),
                sum(d.sign OPERATOR(pg_catalog.*) d.balance)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.held)::numeric,
                sum(d.sign OPERATOR(pg_catalog.*) d.earned)::numeric, sum(d.sign OPERATOR(pg_catalog.*) d.redeemed)::numeric,
-               sum(d.sign OPERATOR(pg_catalog.*) d.expired)::numeric, NULL::bigint, NULL::numeric, NULL::text, NULL::bigint
+               sum(d.sign OPERATOR(pg_catalog.*) d.expired)::numeric, NULL::bigint, NULL::numeric, NULL::text, NULL::bigint,
+               NULL::text, NULL::text
         FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed'
         GROUP BY d.program_id, d.tier, d.status OPERATOR(pg_catalog.=) 'pool'
+        UNION ALL
+        -- member_mix's groups (not closed, no pool): the changed members' now
+        -- less as counted
+        SELECT 'mix', d.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(d.sign)::bigint,
+               coalesce(sum(d.sign) FILTER (WHERE d.purchase_count OPERATOR(pg_catalog.>) 0), 0)::bigint, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, d.source_channel, d.region
+        FROM d WHERE d.status OPERATOR(pg_catalog.<>) ALL (ARRAY['closed', 'pool'])
+        GROUP BY d.program_id, d.source_channel, d.region
+        HAVING sum(d.sign) OPERATOR(pg_catalog.<>) 0
+            OR sum(d.sign) FILTER (WHERE d.purchase_count OPERATOR(pg_catalog.>) 0) OPERATOR(pg_catalog.<>) 0
         UNION ALL
         -- per day (for the refresh): members by the day of their last purchase,
         -- points by the day they vest
         SELECT 'day', x.program_id, NULL, NULL, NULL, NULL, x.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, sum(x.active)::bigint, sum(x.pending), NULL, NULL
+               NULL, NULL, sum(x.active)::bigint, sum(x.pending), NULL, NULL, NULL, NULL
         FROM (SELECT d.program_id, (d.last_purchase_at AT TIME ZONE 'UTC')::date AS day, d.sign AS active, 0::numeric AS pending
               FROM d WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.last_purchase_at IS NOT NULL
               UNION ALL
@@ -192,24 +223,24 @@ BEGIN
         UNION ALL
         -- the views' time-dependent columns, in all
         SELECT 'now', r.program_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, r.active::bigint, r.pending, NULL, NULL
+               NULL, NULL, r.active::bigint, r.pending, NULL, NULL, NULL, NULL
         FROM now_rows r WHERE $9
         UNION ALL
         -- the accounts and vesting points as the refresh counts them
         SELECT 'account', n.program_id, n.member_id, n.tier, NULL, n.status, NULL, n.last_purchase_at, NULL, NULL, NULL,
                n.purchase_count::numeric, n.purchase_amount, n.balance::numeric, n.held::numeric, n.earned::numeric,
-               n.redeemed::numeric, n.expired::numeric, NULL, NULL, NULL, NULL
+               n.redeemed::numeric, n.expired::numeric, NULL, NULL, NULL, NULL, n.source_channel, n.region
         -- (a view's reader too: member_rfm's quintiles read the changed members' figures now)
         FROM n
         UNION ALL
         SELECT 'vest', nv.program_id, nv.member_id, NULL, NULL, NULL, NULL, nv.vests_at, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL, nv.points, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL, NULL, nv.points, NULL, NULL, NULL, NULL
         FROM nv WHERE NOT $9
         UNION ALL
         -- member_rfm's buckets (buyers not closed): the changed members' now less
         -- as counted
         SELECT 'rfm', d.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(d.sign)::bigint, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.measure, k.bucket
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.measure, k.bucket, NULL, NULL
         FROM d CROSS JOIN LATERAL (VALUES ('f', d.purchase_count::bigint),
                                           ('r', loyalty.rollup_rfm_day(d.last_purchase_at)::bigint),
                                           ('m', loyalty.rollup_rfm_band(d.purchase_amount))) k(measure, bucket)
@@ -233,7 +264,7 @@ BEGIN
         SELECT 'now'::text, x.program_id, NULL::bigint, NULL::text, NULL::boolean, NULL::text, NULL::date, NULL::timestamptz,
                NULL::bigint, NULL::bigint, NULL::bigint, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric,
                NULL::numeric, NULL::numeric, NULL::numeric,
-               0::bigint, sum(l.remaining::bigint), NULL::text, NULL::bigint
+               0::bigint, sum(l.remaining::bigint), NULL::text, NULL::bigint, NULL::text, NULL::text
         FROM loyalty.lots l JOIN loyalty.accounts x ON x.member_id OPERATOR(pg_catalog.=) l.member_id
         WHERE l.is_open AND l.vests_at OPERATOR(pg_catalog.>) pg_catalog.now() AND loyalty.program_visible(x.program_id)
         GROUP BY x.program_id;
