@@ -7,7 +7,9 @@
  * collation.  The refresh keeps each buyer's months and channels so and
  * merges a day's into them for tens of thousands of buyers at a time; the
  * same in SQL (unnest, DISTINCT, ORDER BY in a subquery per row) took most
- * of the time of the buyers' part of a refresh.
+ * of the time of the buyers' part of a refresh.  A day's arrays come in any
+ * order, with duplicates (array_agg without a sort per buyer), and are
+ * sorted here, also when the buyer had none before (a NULL side).
  */
 #include "postgres.h"
 
@@ -68,14 +70,14 @@ rollup_array_union(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) && PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	/* one side absent (a buyer not counted before): the other, as it is */
-	if (PG_ARGISNULL(0))
-		PG_RETURN_DATUM(PG_GETARG_DATUM(1));
-	if (PG_ARGISNULL(1))
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 
-	a = PG_GETARG_ARRAYTYPE_P(0);
-	b = PG_GETARG_ARRAYTYPE_P(1);
+	/*
+	 * One side absent (a buyer not counted before): the other, sorted and
+	 * without duplicates all the same (a day's months and channels come
+	 * unordered from a plain array_agg: a sort per buyer there cost more)
+	 */
+	a = PG_GETARG_ARRAYTYPE_P(PG_ARGISNULL(0) ? 1 : 0);
+	b = PG_GETARG_ARRAYTYPE_P(PG_ARGISNULL(1) ? 0 : 1);
 	elemtype = ARR_ELEMTYPE(a);
 	if (ARR_ELEMTYPE(b) != elemtype)
 		ereport(ERROR,
@@ -105,8 +107,15 @@ rollup_array_union(PG_FUNCTION_ARGS)
 
 	deconstruct_array(a, elemtype, typcache->typlen, typcache->typbyval, typcache->typalign,
 					  &av, &anulls, &na);
-	deconstruct_array(b, elemtype, typcache->typlen, typcache->typbyval, typcache->typalign,
-					  &bv, &bnulls, &nb);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	{
+		bv = NULL;
+		bnulls = NULL;
+		nb = 0;
+	}
+	else
+		deconstruct_array(b, elemtype, typcache->typlen, typcache->typbyval, typcache->typalign,
+						  &bv, &bnulls, &nb);
 	if (array_contains_nulls(a) || array_contains_nulls(b))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -118,6 +127,8 @@ rollup_array_union(PG_FUNCTION_ARGS)
 				 errmsg("merged array would be too large")));
 	out = palloc(sizeof(Datum) * Max(total, 1));
 
+	if (nb == 0 && strictly_ascending(av, na, &sortarg))
+		PG_RETURN_ARRAYTYPE_P(a);
 	if (strictly_ascending(av, na, &sortarg) && strictly_ascending(bv, nb, &sortarg))
 	{
 		/* the usual case: one merge pass */
@@ -145,9 +156,10 @@ rollup_array_union(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		/* arrays not built by the refresh: sort and drop duplicates */
+		/* a day's own, or arrays not built by the refresh: sort, drop duplicates */
 		memcpy(out, av, sizeof(Datum) * na);
-		memcpy(out + na, bv, sizeof(Datum) * nb);
+		if (nb > 0)
+			memcpy(out + na, bv, sizeof(Datum) * nb);
 		qsort_arg(out, total, sizeof(Datum), union_compare, &sortarg);
 		n = (int) qunique_arg(out, total, sizeof(Datum), union_compare, &sortarg);
 	}

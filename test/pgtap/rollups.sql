@@ -13,7 +13,7 @@
 -- writes nothing, and an earn writes no rollup row.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(112);
+SELECT plan(114);
 
 -- the views as they were (on the raw tables), shared with bench/scale.sh: the reference
 \ir ../../bench/raw_views.sql
@@ -273,6 +273,10 @@ SELECT is(loyalty.rollup_array_union('{pos,web}'::text[] COLLATE "C", '{app,web}
           'channels: merged in the collation''s order');
 SELECT is(loyalty.rollup_array_union(NULL::date[], '{2026-01-01}'), '{2026-01-01}'::date[], 'a buyer not counted yet: the new months');
 SELECT is(loyalty.rollup_array_union('{}'::text[], '{}'), '{}'::text[], 'two empty arrays: empty');
+SELECT is(loyalty.rollup_array_union(NULL, '{web,app,web}'::text[] COLLATE "C")
+          || loyalty.rollup_array_union('{web,app,web}'::text[] COLLATE "C", NULL),
+          '{app,web,app,web}'::text[], 'a day''s channels in any order, a buyer without any before: sorted, each once');
+SELECT is(loyalty.rollup_array_union(NULL::date[], NULL), NULL, 'two NULLs: NULL');
 SELECT is(loyalty.rollup_array_union('{c,a,c}'::text[] COLLATE "C", '{b,a}'), '{a,b,c}'::text[],
           'arrays not in order: sorted, each once');
 SELECT throws_ok($$SELECT loyalty.rollup_array_union('{a,NULL}'::text[], '{b}')$$, '22004', NULL, 'an array with a null is refused');

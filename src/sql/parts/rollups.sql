@@ -123,7 +123,7 @@ COMMENT ON TABLE loyalty.rollup_point_months IS 'Rollup per program and month in
 -- SQL, a sort in a subquery cost most of the buyers' part of a refresh)
 #include "udfs/rollup_array_union/1.4.sql"
 COMMENT ON FUNCTION loyalty.rollup_array_union(anyarray, anyarray) IS
-    'Internal: the union of two arrays, ascending and without duplicates (NULL: the other array); the refresh merges each buyer''s months and channels with it';
+    'Internal: the union of two arrays, ascending and without duplicates (a NULL side: the other, sorted likewise); the refresh merges each buyer''s months and channels with it';
 
 CREATE TABLE loyalty.rollup_returns (
     entry_id        bigint NOT NULL,

@@ -45,11 +45,12 @@ BEGIN
         WHERE ((m.member_id OPERATOR(pg_catalog.>) $3 AND m.member_id OPERATOR(pg_catalog.<=) $4)
                OR m.member_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.member_id FROM loyalty.rollup_pools x)))
     ), b AS (
-        -- each buyer's months and channels in these rows
+        -- each buyer's months and channels in these rows, in any order and
+        -- repeated (rollup_array_union sorts them: DISTINCT ... ORDER BY here
+        -- sorted per buyer)
         SELECT l.member_id, l.program_id,
-               pg_catalog.array_agg(DISTINCT pg_catalog.date_trunc('month', l.day::timestamp)::date
-                                    ORDER BY pg_catalog.date_trunc('month', l.day::timestamp)::date) AS months,
-               pg_catalog.array_agg(DISTINCT l.channel ORDER BY l.channel) AS channels
+               pg_catalog.array_agg(pg_catalog.date_trunc('month', l.day::timestamp)::date) AS months,
+               pg_catalog.array_agg(l.channel) AS channels
         FROM l WHERE l.kind OPERATOR(pg_catalog.=) 'earn' GROUP BY l.member_id, l.program_id
     ), bc AS MATERIALIZED (
         -- buyers whose months or channels grow: old and new state
