@@ -104,10 +104,12 @@ BEGIN
                    coalesce(o.source_channel, p.source_channel) AS source_channel, coalesce(o.region, p.region) AS region
             FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
             LEFT JOIN o ON o.member_id OPERATOR(pg_catalog.=) c.member_id AND NOT c.profile
+            -- (OFFSET 0: kept a subquery, whose test of o is made before the
+            -- look-up; pulled up into the join, every member was looked up)
             LEFT JOIN LATERAL (
                 SELECT coalesce(m.source_channel, 'unknown') AS source_channel, coalesce(m.region, 'unknown') AS region
                 FROM loyalty.members m
-                WHERE m.member_id OPERATOR(pg_catalog.=) c.member_id AND o.member_id IS NULL) p ON true
+                WHERE m.member_id OPERATOR(pg_catalog.=) c.member_id AND o.member_id IS NULL OFFSET 0) p ON true
             WHERE $10 OR loyalty.program_visible(a.program_id)
         ), ov AS MATERIALIZED (
             SELECT v.member_id, v.program_id, v.vests_at, v.points
@@ -239,15 +241,21 @@ BEGIN
         UNION ALL
         -- member_rfm's buckets (buyers not closed): the changed members' now less
         -- as counted
-        SELECT 'rfm', d.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(d.sign)::bigint, NULL, NULL, NULL, NULL,
+        -- (a pass over d per measure: a VALUES list joined per row of d cost
+        -- twice as much)
+        SELECT 'rfm', k.program_id, NULL, NULL, NULL, NULL, NULL, NULL, sum(k.sign)::bigint, NULL, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.measure, k.bucket, NULL, NULL
-        FROM d CROSS JOIN LATERAL (VALUES ('f', d.purchase_count::bigint),
-                                          ('r', loyalty.rollup_rfm_day(d.last_purchase_at)::bigint),
-                                          ('m', loyalty.rollup_rfm_band(d.purchase_amount))) k(measure, bucket)
-        WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0
-          AND k.bucket IS NOT NULL
-        GROUP BY d.program_id, k.measure, k.bucket
-        HAVING sum(d.sign) OPERATOR(pg_catalog.<>) 0
+        FROM (SELECT d.program_id, d.sign, 'f' AS measure, d.purchase_count::bigint AS bucket FROM d
+              WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0
+              UNION ALL
+              SELECT d.program_id, d.sign, 'r', loyalty.rollup_rfm_day(d.last_purchase_at)::bigint FROM d
+              WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0
+              UNION ALL
+              SELECT d.program_id, d.sign, 'm', loyalty.rollup_rfm_band(d.purchase_amount) FROM d
+              WHERE d.status OPERATOR(pg_catalog.<>) 'closed' AND d.purchase_count OPERATOR(pg_catalog.>) 0) k
+        WHERE k.bucket IS NOT NULL
+        GROUP BY k.program_id, k.measure, k.bucket
+        HAVING sum(k.sign) OPERATOR(pg_catalog.<>) 0
         $q$ USING s.last_entry, coalesce(upto_entry, 9223372036854775807),
                   s.last_member, coalesce(upto_member, 9223372036854775807),
                   s.last_change, coalesce(upto_change, 9223372036854775807),
