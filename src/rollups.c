@@ -156,7 +156,7 @@ rollup_array_union(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		/* a day's own, or arrays not built by the refresh: sort, drop duplicates */
+		/* a day's own, or arrays made elsewhere: sort, drop duplicates */
 		memcpy(out, av, sizeof(Datum) * na);
 		if (nb > 0)
 			memcpy(out + na, bv, sizeof(Datum) * nb);
