@@ -102,6 +102,10 @@ BEGIN
         END IF;
         INSERT INTO loyalty_rollup_changes
         SELECT * FROM loyalty.rollup_changes(s.last_entry, v_upto, s.last_member, s.safe_member_id);
+        -- (no autovacuum for temporary tables: without statistics the
+        -- planner took a few rows for each and joined the two below in a
+        -- nested loop, quadratic in the members of a large batch)
+        ANALYZE loyalty_rollup_changes (target, id);
 
         INSERT INTO loyalty.rollup_days AS r (program_id, day, entries, purchases, revenue, points_issued,
                                               points_redeemed, points_expired, new_members)
@@ -165,6 +169,7 @@ BEGIN
         INSERT INTO loyalty_rollup_account_changes
         SELECT * FROM loyalty.rollup_account_changes(s.last_entry, v_upto, s.last_member, s.safe_member_id,
                                                      s.last_change, s.safe_change_id);
+        ANALYZE loyalty_rollup_account_changes (target, member_id);
 
         INSERT INTO loyalty.rollup_account_sums AS r (program_id, tier, pool, accounts, buyers, repeat_buyers, purchases,
                                                       revenue, balance, held, issued, redeemed, expired)
