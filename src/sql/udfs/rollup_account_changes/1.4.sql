@@ -87,30 +87,49 @@ BEGIN
                   SELECT x.member_id, true, true FROM loyalty.account_changes x
                   WHERE x.change_id OPERATOR(pg_catalog.>) $5 AND x.change_id OPERATOR(pg_catalog.<=) $6) x
             GROUP BY x.member_id
+        ), co AS MATERIALIZED (
+            -- their accounts now and as counted, read in one pass (each side
+            -- probed by its key: a join of two CTEs here was planned as a
+            -- nested loop, quadratic in the members of a batch)
+            SELECT c.member_id, c.probe, c.profile,
+                   a.member_id AS a_member, a.program_id AS a_program, a.status AS a_status,
+                   coalesce(a.tier::text, '') AS a_tier, a.balance::bigint AS a_balance, a.held::bigint AS a_held,
+                   a.lifetime_earned::bigint AS a_earned, a.lifetime_redeemed::bigint AS a_redeemed,
+                   a.lifetime_expired::bigint AS a_expired, a.purchase_count AS a_purchase_count,
+                   a.purchase_amount AS a_purchase_amount, a.last_purchase_at AS a_last_purchase_at,
+                   r.member_id AS r_member, r.program_id AS r_program, r.status AS r_status,
+                   coalesce(r.tier::text, '') AS r_tier, r.balance AS r_balance, r.held AS r_held, r.earned AS r_earned,
+                   r.redeemed AS r_redeemed, r.expired AS r_expired, r.purchase_count AS r_purchase_count,
+                   r.purchase_amount AS r_purchase_amount, r.last_purchase_at AS r_last_purchase_at,
+                   r.source_channel AS r_source_channel, r.region AS r_region
+            FROM c LEFT JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
+            LEFT JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
         ), o AS MATERIALIZED (
             -- as counted
-            SELECT r.member_id, r.program_id, r.status, coalesce(r.tier::text, '') AS tier, r.balance, r.held,
-                   r.earned, r.redeemed, r.expired, r.purchase_count, r.purchase_amount, r.last_purchase_at,
-                   r.source_channel, r.region
-            FROM c JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
-            WHERE $10 OR loyalty.program_visible(r.program_id)
+            SELECT co.r_member AS member_id, co.r_program AS program_id, co.r_status AS status, co.r_tier AS tier,
+                   co.r_balance AS balance, co.r_held AS held, co.r_earned AS earned, co.r_redeemed AS redeemed,
+                   co.r_expired AS expired, co.r_purchase_count AS purchase_count,
+                   co.r_purchase_amount AS purchase_amount, co.r_last_purchase_at AS last_purchase_at,
+                   co.r_source_channel AS source_channel, co.r_region AS region
+            FROM co
+            WHERE co.r_member IS NOT NULL AND ($10 OR loyalty.program_visible(co.r_program))
         ), n AS MATERIALIZED (
-            -- their accounts now; the source channel and region read from the
-            -- member only when they may have changed (or were never counted)
-            SELECT a.member_id, c.probe, a.program_id, a.status, coalesce(a.tier::text, '') AS tier,
-                   a.balance::bigint AS balance, a.held::bigint AS held, a.lifetime_earned::bigint AS earned,
-                   a.lifetime_redeemed::bigint AS redeemed, a.lifetime_expired::bigint AS expired,
-                   a.purchase_count, a.purchase_amount, a.last_purchase_at,
-                   coalesce(o.source_channel, p.source_channel) AS source_channel, coalesce(o.region, p.region) AS region
-            FROM c JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
-            LEFT JOIN o ON o.member_id OPERATOR(pg_catalog.=) c.member_id AND NOT c.profile
-            -- (OFFSET 0: kept a subquery, whose test of o is made before the
+            -- now; the source channel and region read from the member only
+            -- when they may have changed (or were never counted)
+            SELECT co.a_member AS member_id, co.probe, co.a_program AS program_id, co.a_status AS status,
+                   co.a_tier AS tier, co.a_balance AS balance, co.a_held AS held, co.a_earned AS earned,
+                   co.a_redeemed AS redeemed, co.a_expired AS expired, co.a_purchase_count AS purchase_count,
+                   co.a_purchase_amount AS purchase_amount, co.a_last_purchase_at AS last_purchase_at,
+                   coalesce(p.source_channel, co.r_source_channel) AS source_channel, coalesce(p.region, co.r_region) AS region
+            FROM co
+            -- (OFFSET 0: kept a subquery, whose test is made before the
             -- look-up; pulled up into the join, every member was looked up)
             LEFT JOIN LATERAL (
                 SELECT coalesce(m.source_channel, 'unknown') AS source_channel, coalesce(m.region, 'unknown') AS region
                 FROM loyalty.members m
-                WHERE m.member_id OPERATOR(pg_catalog.=) c.member_id AND o.member_id IS NULL OFFSET 0) p ON true
-            WHERE $10 OR loyalty.program_visible(a.program_id)
+                WHERE m.member_id OPERATOR(pg_catalog.=) co.member_id AND (co.profile OR co.r_member IS NULL)
+                OFFSET 0) p ON true
+            WHERE co.a_member IS NOT NULL AND ($10 OR loyalty.program_visible(co.a_program))
         ), ov AS MATERIALIZED (
             SELECT v.member_id, v.program_id, v.vests_at, v.points
             FROM c JOIN loyalty.rollup_vesting v ON v.member_id OPERATOR(pg_catalog.=) c.member_id
