@@ -104,8 +104,8 @@ BEGIN
                    r.source_channel AS r_source_channel, r.region AS r_region
             FROM c LEFT JOIN loyalty.accounts a ON a.member_id OPERATOR(pg_catalog.=) c.member_id
             LEFT JOIN loyalty.rollup_accounts r ON r.member_id OPERATOR(pg_catalog.=) c.member_id
-        ), o AS MATERIALIZED (
-            -- as counted
+        ), o AS (
+            -- as counted (read once, by d: a projection, not a copy)
             SELECT co.r_member AS member_id, co.r_program AS program_id, co.r_status AS status, co.r_tier AS tier,
                    co.r_balance AS balance, co.r_held AS held, co.r_earned AS earned, co.r_redeemed AS redeemed,
                    co.r_expired AS expired, co.r_purchase_count AS purchase_count,
