@@ -161,37 +161,61 @@ ALTER TABLE accounts REPLICA IDENTITY DEFAULT;
 DROP PUBLICATION dba_pub;
 
 -- == challenge progress ====================================================
--- a purchase writes its challenges' progress and facts through the same
--- stores: an AFTER ROW trigger fires in both, a CHECK a DBA adds holds, and
--- a column the store does not write sends the rows to an INSERT (its
--- default filled)
+-- a purchase writes its challenges' progress (the member's state row: the
+-- latest period of each challenge) and facts through the same stores: an
+-- AFTER ROW trigger fires in both, a CHECK a DBA adds holds, and a column the
+-- store does not write sends the rows to an INSERT (its default filled)
 SELECT create_challenge(:p, 'dba-three', 'Three purchases', 'purchases', 3, 'campaign', badge => 'dba') AS ch \gset
 SELECT enroll(:p, 'pos', 'dba-3') AS m3 \gset
-CREATE TRIGGER progress_row AFTER INSERT OR UPDATE ON challenge_progress
-    FOR EACH ROW EXECUTE FUNCTION public.dba_audit('value');
+CREATE FUNCTION public.dba_audit_state() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.dba_audit (what, n) VALUES (TG_NAME, NEW.period_values[1]);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER progress_row AFTER INSERT OR UPDATE ON challenge_state
+    FOR EACH ROW EXECUTE FUNCTION public.dba_audit_state();
 TRUNCATE public.dba_audit;
 SELECT table_name, pg_temp.fast_unless_off(table_name) FROM write_store()
-WHERE table_name IN ('challenge_progress', 'challenge_facts') ORDER BY 1;
+WHERE table_name IN ('challenge_state', 'challenge_periods', 'challenge_facts') ORDER BY 1;
 SELECT earn(:m3, 10), earn(:m3, 10);
 SELECT what, n FROM public.dba_audit ORDER BY seq;
-DROP TRIGGER progress_row ON challenge_progress;
-ALTER TABLE challenge_progress ADD CONSTRAINT dba_at_most_two CHECK (value <= 2);
+DROP TRIGGER progress_row ON challenge_state;
+ALTER TABLE challenge_state ADD CONSTRAINT dba_at_most_two CHECK (period_values[1] <= 2);
 SELECT earn(:m3, 10);
 SELECT value, completed_at IS NOT NULL AS completed FROM challenge_progress WHERE member_id = :m3;
-ALTER TABLE challenge_progress DROP CONSTRAINT dba_at_most_two;
-ALTER TABLE challenge_progress ADD COLUMN dba_note text DEFAULT 'noted';
+ALTER TABLE challenge_state DROP CONSTRAINT dba_at_most_two;
+ALTER TABLE challenge_state ADD COLUMN dba_note text DEFAULT 'noted';
 ALTER TABLE challenge_facts ADD COLUMN dba_note text DEFAULT 'noted';
 SELECT table_name, store, reason FROM write_store()
-WHERE table_name IN ('challenge_progress', 'challenge_facts') ORDER BY 1;
+WHERE table_name IN ('challenge_state', 'challenge_facts') ORDER BY 1;
 SELECT enroll(:p, 'pos', 'dba-4') AS m4 \gset
 SELECT earn(:m4, 10);
-SELECT p.value, p.dba_note, f.dba_note AS fact_note
-FROM challenge_progress p JOIN challenge_facts f USING (member_id) WHERE p.member_id = :m4;
+SELECT p.value, s.dba_note, f.dba_note AS fact_note
+FROM challenge_progress p JOIN challenge_state s USING (member_id) JOIN challenge_facts f USING (member_id)
+WHERE p.member_id = :m4;
 SELECT earn(:m3, 10);
 SELECT value, completed_at IS NOT NULL AS completed FROM challenge_progress WHERE member_id = :m3;
-ALTER TABLE challenge_progress DROP COLUMN dba_note;
+ALTER TABLE challenge_state DROP COLUMN dba_note;
 ALTER TABLE challenge_facts DROP COLUMN dba_note;
 SELECT set_challenge_active(:ch, false);
+-- a period that a later one replaces moves to challenge_periods, and a fact
+-- dated in it moves it there, through the same stores: a DBA's trigger on
+-- that table sees both rows
+SELECT create_challenge(:p, 'dba-monthly', 'Five purchases a month', 'purchases', 5, 'month', repeating => true,
+                        badge => 'dba-monthly') AS chm \gset
+SELECT enroll(:p, 'pos', 'dba-5') AS m5 \gset
+CREATE TRIGGER period_row AFTER INSERT OR UPDATE ON challenge_periods
+    FOR EACH ROW EXECUTE FUNCTION public.dba_audit('value');
+TRUNCATE public.dba_audit;
+SELECT earn(:m5, 10, reference => 'm5a', occurred_at => date_trunc('month', now()) - interval '10 days');
+SELECT earn(:m5, 10, reference => 'm5b');
+SELECT earn(:m5, 10, reference => 'm5c', occurred_at => date_trunc('month', now()) - interval '9 days');
+SELECT what, n FROM public.dba_audit ORDER BY seq;
+SELECT p.value, EXISTS (SELECT FROM challenge_periods h
+                        WHERE h.member_id = p.member_id AND h.period_start = p.period_start) AS in_periods
+FROM challenge_progress p WHERE p.member_id = :m5 ORDER BY p.period_start;
+DROP TRIGGER period_row ON challenge_periods;
+SELECT set_challenge_active(:chm, false);
 
 -- == a rule on members ====================================================
 -- the fast store reads nothing of a table with rules: a challenge of the
@@ -229,5 +253,5 @@ SELECT * FROM verify();
 -- back to an unaltered installation for the tests that follow
 DROP EXTENSION loyalty CASCADE;
 DROP TABLE public.dba_audit;
-DROP FUNCTION public.dba_audit(), public.dba_cap();
+DROP FUNCTION public.dba_audit(), public.dba_audit_state(), public.dba_cap();
 CREATE EXTENSION loyalty;

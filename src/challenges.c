@@ -13,6 +13,14 @@
  * the ledger store (store.h): the row routines where the tables are as
  * created, statements otherwise.  Completion (points through the write path,
  * a badge, events) is rare and stays in loyalty.challenge_complete.
+ *
+ * Where a period is kept is decided here, once, for the write path and for
+ * the SQL writers (loyalty.challenge_progress_put): the latest period of each
+ * challenge is an element of the member's one loyalty.challenge_state row,
+ * so that a purchase moving many challenges reads and writes one row; a
+ * period that a later one of its challenge replaces moves to
+ * loyalty.challenge_periods, where a fact dated before the latest period
+ * reads and writes it.
  */
 #include "postgres.h"
 
@@ -20,6 +28,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -39,6 +48,7 @@
 
 PG_FUNCTION_INFO_V1(loyalty_challenge_move);
 PG_FUNCTION_INFO_V1(loyalty_challenge_period);
+PG_FUNCTION_INFO_V1(loyalty_challenge_progress_put);
 
 typedef enum Metric
 {
@@ -293,6 +303,23 @@ ProgramChallengesGet(int64 program_id, int64 version)
 	return pc;
 }
 
+/* 0 and 1, made once (numerics are never changed in place). */
+static Numeric
+num_const(int v)
+{
+	static Numeric made[2];
+
+	Assert(v == 0 || v == 1);
+	if (made[v] == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		made[v] = int64_to_numeric(v);
+		MemoryContextSwitchTo(old);
+	}
+	return made[v];
+}
+
 static int
 num_cmp(Numeric a, Numeric b)
 {
@@ -302,7 +329,7 @@ num_cmp(Numeric a, Numeric b)
 static bool
 num_positive(Numeric a)
 {
-	return !numeric_is_nan(a) && num_cmp(a, int64_to_numeric(0)) > 0;
+	return !numeric_is_nan(a) && num_cmp(a, num_const(0)) > 0;
 }
 
 /* A local date (in the program's time zone) as the key of a day or week. */
@@ -314,7 +341,26 @@ date_key(int julian)
 				d;
 
 	j2date(julian, &y, &m, &d);
-	return psprintf("%04d-%02d-%02d", y, m, d);
+	if (y < 0 || y > 9999)
+		return psprintf("%04d-%02d-%02d", y, m, d);
+	else
+	{
+		/* per purchase and challenge: no format string */
+		char	   *k = palloc(11);
+
+		k[0] = '0' + y / 1000;
+		k[1] = '0' + y / 100 % 10;
+		k[2] = '0' + y / 10 % 10;
+		k[3] = '0' + y % 10;
+		k[4] = '-';
+		k[5] = '0' + m / 10;
+		k[6] = '0' + m % 10;
+		k[7] = '-';
+		k[8] = '0' + d / 10;
+		k[9] = '0' + d % 10;
+		k[10] = '\0';
+		return k;
+	}
 }
 
 /* The instant a local (wall-clock) date begins in the time zone. */
@@ -487,6 +533,20 @@ period_of(Period period, int32 period_days, bool has_from, TimestampTz valid_fro
  * of a 'days' challenge it falls in, and the unfinished streak whose last
  * week is this week or the one before.  rows: by challenge, latest first.
  */
+static bool
+PeriodContinues(const Move *m, const ProgressRow *p, TimestampTz at, const char *prev_week)
+{
+	if (m->c->period == P_DAYS)
+		return !p->end_null && p->period_start <= at && at < p->period_end;
+	if (m->c->period == P_STREAK && !p->completed && p->last_item != NULL)
+	{
+		char	   *last = text_to_cstring(p->last_item);
+
+		return strcmp(last, prev_week) >= 0;
+	}
+	return false;
+}
+
 static void
 ContinuePeriod(Move *m, const ProgressRow *rows, int nrows, TimestampTz at, const char *prev_week)
 {
@@ -506,15 +566,8 @@ ContinuePeriod(Move *m, const ProgressRow *rows, int nrows, TimestampTz at, cons
 		if (m->row)
 			continue;			/* the latest match is taken; look on for
 								 * completions */
-		if (m->c->period == P_DAYS && !p->end_null && p->period_start <= at && at < p->period_end)
+		if (PeriodContinues(m, p, at, prev_week))
 			m->row = (ProgressRow *) p;
-		else if (m->c->period == P_STREAK && !p->completed && p->last_item != NULL)
-		{
-			char	   *last = text_to_cstring(p->last_item);
-
-			if (strcmp(last, prev_week) >= 0)
-				m->row = (ProgressRow *) p;
-		}
 	}
 	if (m->row)
 	{
@@ -567,7 +620,7 @@ items_add(Datum old_items, char **keys, int nkeys, int *added)
 		JsonbValue *v = old && JB_ROOT_IS_OBJECT(old) ?
 		getKeyJsonValueFromContainer(&old->root, keys[i], strlen(keys[i]), &res) : NULL;
 
-		counts[i] = int64_to_numeric(1);
+		counts[i] = num_const(1);
 		if (v != NULL && v->type == jbvNumeric)
 			counts[i] = numeric_add_opt_error(v->val.numeric, counts[i], NULL);
 		else
@@ -608,6 +661,322 @@ items_add(Datum old_items, char **keys, int nkeys, int *added)
 		}
 		return JsonbPGetDatum(JsonbValueToJsonb(res));
 	}
+}
+
+/* A member's latest periods (its loyalty.challenge_state row), unpacked. */
+typedef struct MemberState
+{
+	int64		member_id;
+	int64		program_id;
+	StateRow	row;			/* as read (row.found: it exists) */
+	int			n;
+	int			max;
+	ProgressRow *slots;			/* slots[i].slot == i */
+	bool		has_joined;		/* joined_at is kept in the row */
+	TimestampTz joined;
+	int			ndone;			/* earlier_done */
+	int64	   *done;
+	bool		changed;		/* values, items, last items, update times */
+	bool		reshaped;		/* anything else: every array is rebuilt */
+	bool		extra_changed;	/* joined_at or earlier_done */
+} MemberState;
+
+/* The element types of challenge_state's arrays, by SS_ column. */
+typedef struct ElemType
+{
+	Oid			type;
+	int16		len;
+	bool		byval;
+	char		align;
+} ElemType;
+
+static const ElemType elem_types[SS_NCOLS] = {
+	[SS_IDS] = {INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_STARTS] = {TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_ENDS] = {TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_VALUES] = {NUMERICOID, -1, false, TYPALIGN_INT},
+	[SS_ITEMS] = {JSONBOID, -1, false, TYPALIGN_INT},
+	[SS_LAST] = {TEXTOID, -1, false, TYPALIGN_INT},
+	[SS_COMPLETED] = {TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_COMPLETIONS] = {INT4OID, 4, true, TYPALIGN_INT},
+	[SS_AWARD] = {INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_AWARD_MEMBER] = {INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_CLAWED] = {TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	[SS_UPDATED] = {TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+};
+
+static void
+state_corrupt(int64 member_id, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("the challenge state of member %lld is not valid", (long long) member_id),
+			 errdetail("%s", why),
+			 errhint("Its arrays must be one-dimensional, of one length, with no NULL where its columns in loyalty.challenge_progress are NOT NULL.")));
+}
+
+/* Read the member's latest periods (under its lock). */
+static void
+StateLoad(StoreWriter *w, int64 member_id, int64 program_id, MemberState *ms)
+{
+	Datum	   *el[SS_NCOLS];
+	bool	   *nl[SS_NCOLS];
+	int			c,
+				i,
+				n = -1;
+
+	memset(ms, 0, sizeof(MemberState));
+	ms->member_id = member_id;
+	ms->program_id = program_id;
+	if (!store_read_state(w, member_id, &ms->row))
+		return;
+	ms->program_id = DatumGetInt64(ms->row.cols[SS_PROGRAM]);
+	ms->has_joined = !ms->row.nulls[SS_JOINED];
+	ms->joined = ms->has_joined ? DatumGetTimestampTz(ms->row.cols[SS_JOINED]) : 0;
+	if (ms->row.nulls[SS_EARLIER_DONE])
+		state_corrupt(member_id, "earlier_done is NULL.");
+	else
+	{
+		ArrayType  *a = DatumGetArrayTypeP(ms->row.cols[SS_EARLIER_DONE]);
+		Datum	   *d;
+		bool	   *dn;
+
+		if (ARR_NDIM(a) > 1 || ARR_ELEMTYPE(a) != INT8OID)
+			state_corrupt(member_id, "earlier_done is not a one-dimensional bigint array.");
+		deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &d, &dn, &ms->ndone);
+		ms->done = palloc(sizeof(int64) * Max(ms->ndone, 1));
+		for (i = 0; i < ms->ndone; i++)
+		{
+			if (dn[i])
+				state_corrupt(member_id, "earlier_done holds a NULL.");
+			ms->done[i] = DatumGetInt64(d[i]);
+		}
+	}
+	for (c = SS_IDS; c <= SS_UPDATED; c++)
+	{
+		const ElemType *t = &elem_types[c];
+		ArrayType  *a;
+		int			k;
+
+		if (ms->row.nulls[c])
+			state_corrupt(member_id, "An array is NULL.");
+		a = DatumGetArrayTypeP(ms->row.cols[c]);
+		if (ARR_NDIM(a) > 1 || ARR_ELEMTYPE(a) != t->type)
+			state_corrupt(member_id, "An array is not a one-dimensional array of its type.");
+		deconstruct_array(a, t->type, t->len, t->byval, t->align, &el[c], &nl[c], &k);
+		if (n >= 0 && k != n)
+			state_corrupt(member_id, "The arrays differ in length.");
+		n = k;
+	}
+	ms->n = n;
+	ms->max = Max(n, 4);
+	ms->slots = palloc0(sizeof(ProgressRow) * ms->max);
+	for (i = 0; i < n; i++)
+	{
+		ProgressRow *p = &ms->slots[i];
+
+		if (nl[SS_IDS][i] || nl[SS_STARTS][i] || nl[SS_VALUES][i] || nl[SS_COMPLETIONS][i] ||
+			nl[SS_UPDATED][i])
+			state_corrupt(member_id, "A challenge, period start, value, completion count or update time is NULL.");
+		p->challenge_id = DatumGetInt64(el[SS_IDS][i]);
+		p->period_start = DatumGetTimestampTz(el[SS_STARTS][i]);
+		p->end_null = nl[SS_ENDS][i];
+		p->period_end = p->end_null ? 0 : DatumGetTimestampTz(el[SS_ENDS][i]);
+		p->value = el[SS_VALUES][i];
+		p->items = nl[SS_ITEMS][i] ? (Datum) 0 : el[SS_ITEMS][i];
+		p->last_item = nl[SS_LAST][i] ? NULL : DatumGetTextPP(el[SS_LAST][i]);
+		p->completed = !nl[SS_COMPLETED][i];
+		p->completed_at = p->completed ? DatumGetTimestampTz(el[SS_COMPLETED][i]) : 0;
+		p->completions = DatumGetInt32(el[SS_COMPLETIONS][i]);
+		p->award_null = nl[SS_AWARD][i];
+		p->award_entry = p->award_null ? 0 : DatumGetInt64(el[SS_AWARD][i]);
+		p->award_member_null = nl[SS_AWARD_MEMBER][i];
+		p->award_member = p->award_member_null ? 0 : DatumGetInt64(el[SS_AWARD_MEMBER][i]);
+		p->clawed_null = nl[SS_CLAWED][i];
+		p->clawed_back_at = p->clawed_null ? 0 : DatumGetTimestampTz(el[SS_CLAWED][i]);
+		p->updated_at = DatumGetTimestampTz(el[SS_UPDATED][i]);
+		p->slot = i;
+		ItemPointerSetInvalid(&p->tid);
+		p->tuple = NULL;
+	}
+}
+
+/* Write the member's latest periods back, when they changed. */
+static void
+StateSave(StoreWriter *w, MemberState *ms)
+{
+	StateRow	r = ms->row;
+	Datum	   *el[SS_NCOLS];
+	bool	   *nl[SS_NCOLS];
+	int			dims[1] = {ms->n};
+	int			lbs[1] = {1};
+	int			c,
+				i;
+
+	if (!ms->changed && !ms->reshaped && !ms->extra_changed)
+		return;
+	for (c = SS_IDS; c <= SS_UPDATED; c++)
+	{
+		el[c] = palloc(sizeof(Datum) * Max(ms->n, 1));
+		nl[c] = palloc0(sizeof(bool) * Max(ms->n, 1));
+	}
+	for (i = 0; i < ms->n; i++)
+	{
+		const ProgressRow *p = &ms->slots[i];
+
+		el[SS_IDS][i] = Int64GetDatum(p->challenge_id);
+		el[SS_STARTS][i] = TimestampTzGetDatum(p->period_start);
+		el[SS_ENDS][i] = TimestampTzGetDatum(p->period_end);
+		nl[SS_ENDS][i] = p->end_null;
+		el[SS_VALUES][i] = p->value;
+		el[SS_ITEMS][i] = p->items;
+		nl[SS_ITEMS][i] = p->items == (Datum) 0;
+		el[SS_LAST][i] = PointerGetDatum(p->last_item);
+		nl[SS_LAST][i] = p->last_item == NULL;
+		el[SS_COMPLETED][i] = TimestampTzGetDatum(p->completed_at);
+		nl[SS_COMPLETED][i] = !p->completed;
+		el[SS_COMPLETIONS][i] = Int32GetDatum(p->completions);
+		el[SS_AWARD][i] = Int64GetDatum(p->award_entry);
+		nl[SS_AWARD][i] = p->award_null;
+		el[SS_AWARD_MEMBER][i] = Int64GetDatum(p->award_member);
+		nl[SS_AWARD_MEMBER][i] = p->award_member_null;
+		el[SS_CLAWED][i] = TimestampTzGetDatum(p->clawed_back_at);
+		nl[SS_CLAWED][i] = p->clawed_null;
+		el[SS_UPDATED][i] = TimestampTzGetDatum(p->updated_at);
+	}
+	for (c = SS_IDS; c <= SS_UPDATED; c++)
+	{
+		const ElemType *t = &elem_types[c];
+
+		/* a purchase's moves change four arrays; the others are kept */
+		if (!ms->reshaped && ms->row.found &&
+			c != SS_VALUES && c != SS_ITEMS && c != SS_LAST && c != SS_UPDATED)
+			continue;
+		r.cols[c] = PointerGetDatum(construct_md_array(el[c], nl[c], 1, dims, lbs, t->type, t->len,
+													   t->byval, t->align));
+		r.nulls[c] = false;
+	}
+	r.cols[SS_JOINED] = TimestampTzGetDatum(ms->joined);
+	r.nulls[SS_JOINED] = !ms->has_joined;
+	if (ms->extra_changed || !ms->row.found)
+	{
+		Datum	   *d = palloc(sizeof(Datum) * Max(ms->ndone, 1));
+
+		for (i = 0; i < ms->ndone; i++)
+			d[i] = Int64GetDatum(ms->done[i]);
+		r.cols[SS_EARLIER_DONE] = PointerGetDatum(construct_array(d, ms->ndone, INT8OID, 8, FLOAT8PASSBYVAL,
+																  TYPALIGN_DOUBLE));
+		r.nulls[SS_EARLIER_DONE] = false;
+	}
+	r.cols[SS_MEMBER] = Int64GetDatum(ms->member_id);
+	r.nulls[SS_MEMBER] = false;
+	r.cols[SS_PROGRAM] = Int64GetDatum(ms->program_id);
+	r.nulls[SS_PROGRAM] = false;
+	store_write_state(w, ms->member_id, &r);
+	ms->changed = ms->reshaped = ms->extra_changed = false;
+}
+
+/* The member's latest period of a challenge, or NULL. */
+static ProgressRow *
+SlotOf(MemberState *ms, int64 challenge_id)
+{
+	int			i;
+
+	for (i = 0; i < ms->n; i++)
+		if (ms->slots[i].challenge_id == challenge_id)
+			return &ms->slots[i];
+	return NULL;
+}
+
+/* Whether a period of the challenge in challenge_periods is completed. */
+static bool
+EarlierDone(const MemberState *ms, int64 challenge_id)
+{
+	int			i;
+
+	for (i = 0; i < ms->ndone; i++)
+		if (ms->done[i] == challenge_id)
+			return true;
+	return false;
+}
+
+static void
+SetEarlierDone(MemberState *ms, int64 challenge_id, bool done)
+{
+	if (EarlierDone(ms, challenge_id) == done)
+		return;
+	if (done)
+	{
+		ms->done = ms->done ? repalloc(ms->done, sizeof(int64) * (ms->ndone + 1)) : palloc(sizeof(int64));
+		ms->done[ms->ndone++] = challenge_id;
+	}
+	else
+	{
+		int			i;
+
+		for (i = 0; i < ms->ndone; i++)
+			if (ms->done[i] == challenge_id)
+				ms->done[i--] = ms->done[--ms->ndone];
+	}
+	ms->extra_changed = true;
+}
+
+/*
+ * A slot written over with p's columns (it stays where it is); `moved`:
+ * only its value, items, last item and update time differ.
+ */
+static void
+SlotSet(MemberState *ms, ProgressRow *slot, const ProgressRow *p, bool moved)
+{
+	int			i = slot->slot;
+
+	*slot = *p;
+	slot->slot = i;
+	ItemPointerSetInvalid(&slot->tid);
+	slot->tuple = NULL;
+	ms->changed = true;
+	if (!moved)
+		ms->reshaped = true;
+}
+
+/*
+ * Keep a period that is not stored yet: the latest of its challenge becomes
+ * the challenge's slot (the period it replaces moves to challenge_periods),
+ * an earlier one a row of challenge_periods.
+ */
+static void
+PlaceNew(StoreWriter *w, MemberState *ms, const ProgressRow *p)
+{
+	ProgressRow *slot = SlotOf(ms, p->challenge_id);
+
+	if (slot == NULL)
+	{
+		if (ms->n == ms->max)
+		{
+			ms->max = ms->max > 0 ? ms->max * 2 : 8;
+			ms->slots = ms->slots ? repalloc(ms->slots, sizeof(ProgressRow) * ms->max)
+				: palloc(sizeof(ProgressRow) * ms->max);
+		}
+		slot = &ms->slots[ms->n];
+		slot->slot = ms->n++;
+		SlotSet(ms, slot, p, false);
+	}
+	else if (slot->period_start < p->period_start)
+	{
+		store_insert_progress(w, ms->member_id, ms->program_id, slot);
+		if (slot->completed)
+			SetEarlierDone(ms, slot->challenge_id, true);
+		SlotSet(ms, slot, p, false);
+	}
+	else if (slot->period_start > p->period_start)
+	{
+		store_insert_progress(w, ms->member_id, ms->program_id, p);
+		if (p->completed)
+			SetEarlierDone(ms, p->challenge_id, true);
+	}
+	else
+		elog(ERROR, "loyalty: challenge %lld's period of member %lld is stored already",
+			 (long long) p->challenge_id, (long long) ms->member_id);
 }
 
 static int
@@ -666,6 +1035,9 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	bool	   *req_every;
 	ProgressRow *rows;
 	int			nrows;
+	int			nreq;
+	bool		need;
+	MemberState ms;
 	int			nmoved = 0;
 	int			ndone = 0;
 	int			i,
@@ -690,9 +1062,9 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 			nlines = 1;
 			cats = palloc0(sizeof(char *));
 			amounts = palloc(sizeof(Numeric));
-			amounts[0] = f->amount ? f->amount : int64_to_numeric(0);
+			amounts[0] = f->amount ? f->amount : num_const(0);
 		}
-		total = int64_to_numeric(0);
+		total = num_const(0);
 		for (i = 0; i < nlines; i++)
 			if (num_positive(amounts[i]))
 				total = numeric_add_opt_error(total, amounts[i], NULL);
@@ -733,7 +1105,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 				spend = total;
 			else
 			{
-				spend = int64_to_numeric(0);
+				spend = num_const(0);
 				for (j = 0; j < nlines; j++)
 					if (num_positive(amounts[j]) && strlist_has(&c->categories, cats[j]))
 						spend = numeric_add_opt_error(spend, amounts[j], NULL);
@@ -770,41 +1142,95 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	/*
 	 * Each one's period: from the calendar, the membership or the campaign,
 	 * or (days, streaks, challenges done once) from the member's earlier
-	 * periods, read with the others' in one go.
+	 * periods.  The latest period of each challenge is in the member's state
+	 * row; the earlier ones are read (in one go) only for those that depend
+	 * on them, and for a fact dated before the latest period.
 	 */
 	day = local_day(f->at, f->time_zone, f->purchase ? &f->purchase->lt : NULL);
 	prev_week = date_key(day.monday - 7);
+	StateLoad(f->w, f->member_id, f->program_id, &ms);
 	req_ids = palloc(sizeof(int64) * nmv);
 	req_starts = palloc0(sizeof(TimestampTz) * nmv);
 	req_every = palloc(sizeof(bool) * nmv);
+	rows = palloc(sizeof(ProgressRow) * nmv);
+	nrows = 0;
+	nreq = 0;
 	for (i = 0; i < nmv; i++)
 	{
 		Move	   *m = &mv[i];
 		const Challenge *c = m->c;
+		ProgressRow *slot = SlotOf(&ms, c->id);
 
 		m->every = c->period == P_DAYS || c->period == P_STREAK || !c->repeating;
 		if (c->period != P_DAYS && c->period != P_STREAK)
 		{
 			if (c->period == P_JOINING && !joined_read)
 			{
-				/* through the store's row routines, not a statement */
-				joined = store_read_joined(f->w, f->member_id);
+				/*
+				 * kept in the state row (joined_at never changes), else read
+				 * through the store's row routines, not a statement
+				 */
+				if (!ms.has_joined)
+				{
+					ms.joined = store_read_joined(f->w, f->member_id);
+					ms.has_joined = true;
+					ms.extra_changed |= ms.row.found;
+				}
+				joined = ms.joined;
 				joined_read = true;
 			}
 			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
 					  f->at, &day, joined, &m->start, &m->end, &m->open_ended);
 		}
-		req_ids[i] = c->id;
-		req_starts[i] = m->start;
-		req_every[i] = m->every;
+		if (slot == NULL)
+			continue;			/* no period at all */
+		rows[nrows++] = *slot;
+
+		/*
+		 * The earlier periods are needed by a challenge done once (whether
+		 * one of them is completed: earlier_done says), by a period that
+		 * continues an earlier one (when the latest does not), and by a fact
+		 * dated before the latest period.
+		 */
+		if (!c->repeating && (slot->completed || EarlierDone(&ms, c->id)))
+		{
+			m->dropped = true;	/* done */
+			continue;
+		}
+		else if (c->period == P_DAYS || c->period == P_STREAK)
+			need = !PeriodContinues(m, slot, f->at, prev_week);
+		else
+			need = slot->period_start > m->start;
+		if (need)
+		{
+			req_ids[nreq] = c->id;
+			req_starts[nreq] = m->start;
+			req_every[nreq] = c->period == P_DAYS || c->period == P_STREAK;
+			nreq++;
+		}
 	}
-	nrows = store_read_progress(f->w, f->member_id, req_ids, req_starts, req_every, nmv, &rows);
+	if (nreq > 0)
+	{
+		ProgressRow *earlier;
+		int			nearlier = store_read_progress(f->w, f->member_id, req_ids, req_starts, req_every, nreq,
+												   &earlier);
+
+		/* after the slots: each challenge's latest period comes first */
+		if (nearlier > 0)
+		{
+			rows = repalloc(rows, sizeof(ProgressRow) * (nrows + nearlier));
+			memcpy(&rows[nrows], earlier, sizeof(ProgressRow) * nearlier);
+			nrows += nearlier;
+		}
+	}
 
 	for (i = 0; i < nmv; i++)
 	{
 		Move	   *m = &mv[i];
 		const Challenge *c = m->c;
 
+		if (m->dropped)
+			continue;
 		if (m->every)
 			ContinuePeriod(m, rows, nrows, f->at, prev_week);
 		if (m->dropped)
@@ -858,7 +1284,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 					break;
 				}
 			default:
-				m->delta = NumericGetDatum(int64_to_numeric(1));
+				m->delta = NumericGetDatum(num_const(1));
 				m->has_delta = true;
 		}
 		if (m->nkeys > 0)
@@ -877,33 +1303,37 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 			continue;
 		for (j = 0; j < m->nkeys; j++)
 			last = text_greater(last, cstring_to_text(m->keys[j]));
-		next.challenge_id = m->c->id;
-		next.period_start = m->start;
-		next.period_end = m->end;
-		next.end_null = m->open_ended;
 		if (m->row)
 		{
 			int			added = 0;
 
-			next.items = m->row->items;
+			next = *m->row;
 			if (m->nkeys > 0)
 				next.items = items_add(m->row->items, m->keys, m->nkeys, &added);
 			next.value = m->has_delta ?
 				NumericGetDatum(numeric_add_opt_error(DatumGetNumeric(m->row->value), DatumGetNumeric(m->delta), NULL)) :
 				NumericGetDatum(numeric_add_opt_error(DatumGetNumeric(m->row->value), int64_to_numeric(added), NULL));
 			next.last_item = text_greater(m->row->last_item, last);
-			next.tid = m->row->tid;
-			next.tuple = m->row->tuple;
+			next.updated_at = GetCurrentTransactionStartTimestamp();
 			completed = m->row->completed;
-			store_update_progress(f->w, f->member_id, &next);
+			if (m->row->slot >= 0)
+				SlotSet(&ms, &ms.slots[m->row->slot], &next, true);
+			else
+				store_update_progress(f->w, f->member_id, &next);
 		}
 		else
 		{
+			next.challenge_id = m->c->id;
+			next.period_start = m->start;
+			next.period_end = m->end;
+			next.end_null = m->open_ended;
 			next.items = m->items;
 			next.value = m->has_delta ? m->delta : NumericGetDatum(int64_to_numeric(m->nkeys));
 			next.last_item = last;
+			next.award_null = next.award_member_null = next.clawed_null = true;
+			next.updated_at = GetCurrentTransactionStartTimestamp();
 			completed = false;
-			store_insert_progress(f->w, f->member_id, f->program_id, &next);
+			PlaceNew(f->w, &ms, &next);
 		}
 		if (!completed && num_cmp(DatumGetNumeric(next.value), m->c->goal) >= 0)
 		{
@@ -915,6 +1345,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 		}
 		mv[nmoved++] = *m;
 	}
+	StateSave(f->w, &ms);
 	if (nmoved == 0)
 		return 0;
 
@@ -1094,4 +1525,109 @@ loyalty_challenge_period(PG_FUNCTION_ARGS)
 #else
 	PG_RETURN_RANGE_P(make_range(typcache, &lower, &upper, false));
 #endif
+}
+
+/* A column of a challenge_progress row, or an error when it is NULL but must not be. */
+static Datum
+period_column(HeapTupleHeader t, const char *name, bool required, bool *isnull)
+{
+	Datum		d = GetAttributeByName(t, name, isnull);
+
+	if (*isnull && required)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a challenge period's %s must not be null", name)));
+	return d;
+}
+
+/*
+ * loyalty.challenge_progress_put(period): store a member's period as given,
+ * for the SQL writers (completion, refund, merge), under the member's lock:
+ * over the period with its member, challenge and start, or as a new one,
+ * where it belongs (the same decision as the write path's).
+ */
+Datum
+loyalty_challenge_progress_put(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader t = PG_GETARG_HEAPTUPLEHEADER(0);
+	ProgressRow p = {0};
+	ProgressRow *slot;
+	MemberState ms;
+	StoreWriter *w;
+	int64		member_id;
+	int64		program_id;
+	bool		isnull;
+	Datum		d;
+
+	member_id = DatumGetInt64(period_column(t, "member_id", true, &isnull));
+	program_id = DatumGetInt64(period_column(t, "program_id", true, &isnull));
+	p.challenge_id = DatumGetInt64(period_column(t, "challenge_id", true, &isnull));
+	p.period_start = DatumGetTimestampTz(period_column(t, "period_start", true, &isnull));
+	d = period_column(t, "period_end", false, &p.end_null);
+	p.period_end = p.end_null ? 0 : DatumGetTimestampTz(d);
+	p.value = PointerGetDatum(PG_DETOAST_DATUM_COPY(period_column(t, "value", true, &isnull)));
+	d = period_column(t, "items", false, &isnull);
+	p.items = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+	d = period_column(t, "last_item", false, &isnull);
+	p.last_item = isnull ? NULL : DatumGetTextPCopy(d);
+	d = period_column(t, "completed_at", false, &isnull);
+	p.completed = !isnull;
+	p.completed_at = isnull ? 0 : DatumGetTimestampTz(d);
+	p.completions = DatumGetInt32(period_column(t, "completions", true, &isnull));
+	d = period_column(t, "award_entry", false, &p.award_null);
+	p.award_entry = p.award_null ? 0 : DatumGetInt64(d);
+	d = period_column(t, "award_member", false, &p.award_member_null);
+	p.award_member = p.award_member_null ? 0 : DatumGetInt64(d);
+	d = period_column(t, "clawed_back_at", false, &p.clawed_null);
+	p.clawed_back_at = p.clawed_null ? 0 : DatumGetTimestampTz(d);
+	p.updated_at = DatumGetTimestampTz(period_column(t, "updated_at", true, &isnull));
+	p.slot = -1;
+
+	SPI_connect();
+	w = store_begin();
+	StateLoad(w, member_id, program_id, &ms);
+	slot = SlotOf(&ms, p.challenge_id);
+	if (slot != NULL && slot->period_start == p.period_start)
+		SlotSet(&ms, slot, &p, false);
+	else if (slot == NULL || slot->period_start < p.period_start)
+		PlaceNew(w, &ms, &p);
+	else
+	{
+		/* an earlier period: over its row, or a new row */
+		ProgressRow *rows;
+		bool		every = false;
+
+		if (store_read_progress(w, member_id, &p.challenge_id, &p.period_start, &every, 1, &rows) > 0)
+		{
+			bool		was_done = rows[0].completed;
+			bool		done = p.completed;
+
+			p.tid = rows[0].tid;
+			p.tuple = rows[0].tuple;
+			store_update_progress(w, member_id, &p);
+			if (was_done && !done)
+			{
+				int			n,
+							i;
+
+				/* undone: is another earlier period of it completed? */
+				every = true;
+				n = store_read_progress(w, member_id, &p.challenge_id, &p.period_start, &every, 1, &rows);
+				for (i = 0; i < n && !done; i++)
+					done = rows[i].completed;
+			}
+			if (was_done || done)
+				SetEarlierDone(&ms, p.challenge_id, done);
+		}
+		else
+		{
+			store_insert_progress(w, member_id, ms.program_id, &p);
+			if (p.completed)
+				SetEarlierDone(&ms, p.challenge_id, true);
+		}
+	}
+	StateSave(w, &ms);
+	store_end(w);
+	SPI_finish();
+	PG_RETURN_VOID();
 }

@@ -121,12 +121,21 @@ const StoreTableDef store_tables[ST_COUNT] = {
 			COL("rules_version", INT8), COL("tier_metric", TEXT), OPT("household_pool_share", NUMERIC),
 	OPT("max_earn_multiplier", NUMERIC), OPT("has_challenges", "pg_catalog.bool")},
 	ACL_SELECT, true},
-	[ST_PROGRESS] = {"challenge_progress", PR_NCOLS, {
+	[ST_PROGRESS] = {"challenge_periods", PR_NCOLS, {
 			COL("member_id", INT8), COL("challenge_id", INT8), COL("period_start", TSTZ),
 			COL("period_end", TSTZ), COL("program_id", INT8), COL("value", NUMERIC),
 			COL("items", "pg_catalog.jsonb"), COL("last_item", TEXT), COL("completed_at", TSTZ),
 			COL("completions", "pg_catalog.int4"), COL("award_entry", INT8), COL("award_member", INT8),
 	COL("clawed_back_at", TSTZ), COL("updated_at", TSTZ)}, ACL_INSERT | ACL_UPDATE | ACL_SELECT, false},
+	[ST_STATE] = {"challenge_state", SS_NCOLS, {
+			COL("member_id", INT8), COL("program_id", INT8), COL("challenge_ids", "pg_catalog._int8"),
+			COL("period_starts", "pg_catalog._timestamptz"), COL("period_ends", "pg_catalog._timestamptz"),
+			COL("period_values", "pg_catalog._numeric"), COL("period_items", "pg_catalog._jsonb"),
+			COL("last_items", "pg_catalog._text"), COL("completed_ats", "pg_catalog._timestamptz"),
+			COL("completion_counts", "pg_catalog._int4"), COL("award_entries", "pg_catalog._int8"),
+			COL("award_members", "pg_catalog._int8"), COL("clawed_back_ats", "pg_catalog._timestamptz"),
+			COL("updated_ats", "pg_catalog._timestamptz"), COL("joined_at", TSTZ),
+	COL("earlier_done", "pg_catalog._int8")}, ACL_INSERT | ACL_UPDATE | ACL_SELECT, false},
 	[ST_FACTS] = {"challenge_facts", CF_NCOLS, {
 			COL("member_id", INT8), COL("entry_id", INT8), COL("program_id", INT8),
 			COL("challenge_ids", "pg_catalog._int8"), COL("period_starts", "pg_catalog._timestamptz"),
@@ -519,14 +528,17 @@ ComputeShape(StoreTable t, Oid relid, TableShape *s)
 		case ST_ACCOUNTS:
 		case ST_PROGRAMS:
 		case ST_MEMBERS:
+		case ST_STATE:
 			{
 				static const int acc_key[] = {A_MEMBER};
 				static const int prog_key[] = {P_PROGRAM};
 				static const int member_key[] = {M_MEMBER};
+				static const int state_key[] = {SS_MEMBER};
 
 				if (!s->fast)
 					break;
-				s->key_index = FindIndex(s, rel, t == ST_ACCOUNTS ? acc_key : t == ST_PROGRAMS ? prog_key : member_key,
+				s->key_index = FindIndex(s, rel, t == ST_ACCOUNTS ? acc_key : t == ST_PROGRAMS ? prog_key :
+										 t == ST_STATE ? state_key : member_key,
 										 1, true, -1, &max);
 				if (!OidIsValid(s->key_index))
 					NotFast(s, "loyalty.%s has no valid unique index on %s", def->name,
@@ -550,7 +562,7 @@ ComputeShape(StoreTable t, Oid relid, TableShape *s)
 					break;
 				s->key_index = FindIndex(s, rel, key, 3, true, -1, &max);
 				if (!OidIsValid(s->key_index))
-					NotFast(s, "loyalty.challenge_progress has no valid unique index on (member_id, challenge_id, period_start)");
+					NotFast(s, "loyalty.challenge_periods has no valid unique index on (member_id, challenge_id, period_start)");
 			}
 			break;
 		case ST_ALLOC:
@@ -859,10 +871,10 @@ store_next_entry_id(StoreWriter *w)
 }
 
 /*
- * A member's challenge periods (the caller holds the member's lock): for
- * each i, every period of challenge ids[i] when every[i], else its period
- * starting at starts[i]; by challenge, the latest period first.  One store
- * reads and writes a call's progress rows.
+ * A member's earlier challenge periods (loyalty.challenge_periods; the caller
+ * holds the member's lock): for each i, every period of challenge ids[i]
+ * when every[i], else its period starting at starts[i]; by challenge, the
+ * latest period first.  One store reads and writes a call's progress rows.
  */
 #define PROGRESS_MODE (ACL_SELECT | ACL_INSERT | ACL_UPDATE)
 int
@@ -872,18 +884,35 @@ store_read_progress(StoreWriter *w, int64 member_id, const int64 *ids, const Tim
 	return Choose(w, ST_PROGRESS, PROGRESS_MODE)->read_progress(w, member_id, ids, starts, every, n, out);
 }
 
-/* A new period's row (not completed, no award). */
+/* A period's row, as given. */
 void
 store_insert_progress(StoreWriter *w, int64 member_id, int64 program_id, const ProgressRow *r)
 {
 	Choose(w, ST_PROGRESS, PROGRESS_MODE)->insert_progress(w, member_id, program_id, r);
 }
 
-/* A period read by store_read_progress: its value, items and last item. */
+/* A period read by store_read_progress, written over with r's columns. */
 void
 store_update_progress(StoreWriter *w, int64 member_id, const ProgressRow *r)
 {
 	Choose(w, ST_PROGRESS, PROGRESS_MODE)->update_progress(w, member_id, r);
+}
+
+/* The member's latest periods (loyalty.challenge_state), if it has any. */
+bool
+store_read_state(StoreWriter *w, int64 member_id, StateRow *out)
+{
+	return Choose(w, ST_STATE, PROGRESS_MODE)->read_state(w, member_id, out);
+}
+
+/*
+ * The member's latest periods written: over the row store_read_state found
+ * (r->found), or a new one.
+ */
+void
+store_write_state(StoreWriter *w, int64 member_id, const StateRow *r)
+{
+	Choose(w, ST_STATE, PROGRESS_MODE)->write_state(w, member_id, r);
 }
 
 /* What a purchase moved, for its refund. */

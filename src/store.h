@@ -45,6 +45,7 @@ typedef enum StoreTable
 	ST_ALLOC,
 	ST_PROGRAMS,
 	ST_PROGRESS,
+	ST_STATE,
 	ST_FACTS,
 	ST_MEMBERS,
 	ST_COUNT
@@ -88,6 +89,11 @@ enum
 {
 	PR_MEMBER, PR_CHALLENGE, PR_START, PR_END, PR_PROGRAM, PR_VALUE, PR_ITEMS, PR_LAST,
 	PR_COMPLETED, PR_COMPLETIONS, PR_AWARD, PR_AWARD_MEMBER, PR_CLAWED, PR_UPDATED, PR_NCOLS
+};
+enum
+{
+	SS_MEMBER, SS_PROGRAM, SS_IDS, SS_STARTS, SS_ENDS, SS_VALUES, SS_ITEMS, SS_LAST, SS_COMPLETED,
+	SS_COMPLETIONS, SS_AWARD, SS_AWARD_MEMBER, SS_CLAWED, SS_UPDATED, SS_JOINED, SS_EARLIER_DONE, SS_NCOLS
 };
 enum
 {
@@ -285,8 +291,10 @@ typedef struct Allocation
 } Allocation;
 
 /*
- * One period of a member's challenge (loyalty.challenge_progress), as far as
- * moving it needs: its progress and whether it is completed.
+ * One period of a member's challenge (a row of loyalty.challenge_progress):
+ * the latest of its challenge is an element of the member's
+ * loyalty.challenge_state row (slot >= 0), an earlier one a row of
+ * loyalty.challenge_periods (slot -1).
  */
 typedef struct ProgressRow
 {
@@ -297,11 +305,35 @@ typedef struct ProgressRow
 	Datum		value;			/* numeric */
 	Datum		items;			/* jsonb; (Datum) 0: NULL */
 	text	   *last_item;		/* NULL: none */
-	bool		completed;
+	bool		completed;		/* completed_at is not NULL */
+	TimestampTz completed_at;
+	int32		completions;
+	bool		award_null;
+	int64		award_entry;
+	bool		award_member_null;
+	int64		award_member;
+	bool		clawed_null;
+	TimestampTz clawed_back_at;
+	TimestampTz updated_at;
+	int			slot;			/* index in the state row's arrays, or -1 */
 	ItemPointerData tid;		/* the fast store's row */
 	struct HeapTupleData *tuple;	/* the fast store's copy of the row read,
 									 * or NULL */
 } ProgressRow;
+
+/*
+ * A member's loyalty.challenge_state row: its columns by SS_ index (the
+ * arrays detoasted, in the caller's memory context).
+ */
+typedef struct StateRow
+{
+	bool		found;
+	Datum		cols[SS_NCOLS];
+	bool		nulls[SS_NCOLS];
+	ItemPointerData tid;		/* the fast store's row */
+	struct HeapTupleData *tuple;	/* the fast store's copy of the row read,
+									 * or NULL */
+} StateRow;
 
 /* What a purchase moved in its member's challenges (loyalty.challenge_facts). */
 typedef struct ChallengeFactsRow
@@ -358,6 +390,8 @@ typedef struct StoreRoutine
 	void		(*insert_progress) (StoreWriter *w, int64 member_id, int64 program_id,
 									const ProgressRow *r);
 	void		(*update_progress) (StoreWriter *w, int64 member_id, const ProgressRow *r);
+	bool		(*read_state) (StoreWriter *w, int64 member_id, StateRow *out);
+	void		(*write_state) (StoreWriter *w, int64 member_id, const StateRow *r);
 	void		(*insert_challenge_facts) (StoreWriter *w, const ChallengeFactsRow *f);
 	bool		(*read_joined) (StoreWriter *w, int64 member_id, TimestampTz *joined);
 } StoreRoutine;
@@ -419,6 +453,8 @@ extern int	store_read_progress(StoreWriter *w, int64 member_id, const int64 *ids
 extern void store_insert_progress(StoreWriter *w, int64 member_id, int64 program_id,
 								  const ProgressRow *r);
 extern void store_update_progress(StoreWriter *w, int64 member_id, const ProgressRow *r);
+extern bool store_read_state(StoreWriter *w, int64 member_id, StateRow *out);
+extern void store_write_state(StoreWriter *w, int64 member_id, const StateRow *r);
 extern void store_insert_challenge_facts(StoreWriter *w, const ChallengeFactsRow *f);
 extern TimestampTz store_read_joined(StoreWriter *w, int64 member_id);
 extern void store_take_from_lot(StoreWriter *w, int64 member_id, int64 entry_id, int64 lot_id,

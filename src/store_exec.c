@@ -292,7 +292,10 @@ static const int referral_cols[] = {A_REFERRAL, -1};
 static const int segment_cols[] = {A_SEGMENT, A_RISK_BAND, A_SEGMENT_SINCE, -1};
 static const int lot_cols[] = {T_REMAINING, T_REVERSED, T_REVERSED_AMOUNT, -1};
 static const int alloc_cols[] = {X_RETURNED, -1};
-static const int progress_cols[] = {PR_VALUE, PR_ITEMS, PR_LAST, PR_UPDATED, -1};
+static const int progress_cols[] = {PR_END, PR_VALUE, PR_ITEMS, PR_LAST, PR_COMPLETED, PR_COMPLETIONS, PR_AWARD,
+PR_AWARD_MEMBER, PR_CLAWED, PR_UPDATED, -1};
+static const int state_cols[] = {SS_IDS, SS_STARTS, SS_ENDS, SS_VALUES, SS_ITEMS, SS_LAST, SS_COMPLETED,
+SS_COMPLETIONS, SS_AWARD, SS_AWARD_MEMBER, SS_CLAWED, SS_UPDATED, SS_JOINED, SS_EARLIER_DONE, -1};
 
 static Bitmapset *
 ColumnSet(const TableShape *s, const int *cols)
@@ -1549,6 +1552,16 @@ FastReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timest
 		p->last_item = slot->tts_isnull[a[PR_LAST]] ? NULL :
 			DatumGetTextPP(CopyVarlena(slot, a[PR_LAST]));
 		p->completed = !slot->tts_isnull[a[PR_COMPLETED]];
+		p->completed_at = p->completed ? DatumGetTimestampTz(slot->tts_values[a[PR_COMPLETED]]) : 0;
+		p->completions = DatumGetInt32(slot->tts_values[a[PR_COMPLETIONS]]);
+		p->award_null = slot->tts_isnull[a[PR_AWARD]];
+		p->award_entry = p->award_null ? 0 : DatumGetInt64(slot->tts_values[a[PR_AWARD]]);
+		p->award_member_null = slot->tts_isnull[a[PR_AWARD_MEMBER]];
+		p->award_member = p->award_member_null ? 0 : DatumGetInt64(slot->tts_values[a[PR_AWARD_MEMBER]]);
+		p->clawed_null = slot->tts_isnull[a[PR_CLAWED]];
+		p->clawed_back_at = p->clawed_null ? 0 : DatumGetTimestampTz(slot->tts_values[a[PR_CLAWED]]);
+		p->updated_at = DatumGetTimestampTz(slot->tts_values[a[PR_UPDATED]]);
+		p->slot = -1;
 		p->tid = slot->tts_tid;
 		/* what update_progress writes over, without fetching it again */
 		p->tuple = ExecCopySlotHeapTuple(slot);
@@ -1563,7 +1576,55 @@ FastReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timest
 	return nrows;
 }
 
-/* insert_progress: a new period, not completed. */
+/*
+ * Into the table's slot, the version of a row that a read of this call found
+ * at `tid` (the member's lock keeps it where it was and as it was): its copy
+ * `tuple`, or fetched again; false when it is gone (a version changed
+ * meanwhile would fail the update).
+ */
+static bool
+ReadVersion(FastState *f, StoreTable t, HeapTuple tuple, ItemPointer tid)
+{
+	TupleTableSlot *old = f->slot[t];
+	bool		found;
+
+	if (tuple != NULL && ItemPointerEquals(&tuple->t_self, tid))
+	{
+		ExecForceStoreHeapTuple(tuple, old, false);
+		old->tts_tid = tuple->t_self;
+		old->tts_tableOid = tuple->t_tableOid;
+		found = true;
+	}
+	else
+	{
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+		found = ItemPointerIsValid(tid) &&
+			table_tuple_fetch_row_version(f->rri[t]->ri_RelationDesc, tid, snap, old);
+		UnregisterSnapshot(snap);
+	}
+	if (found)
+		slot_getallattrs(old);
+	return found;
+}
+
+/* A period's columns into a row of challenge_periods. */
+static void
+SetProgress(TupleTableSlot *slot, const TableShape *s, const ProgressRow *p)
+{
+	Set(slot, s, PR_END, TimestampTzGetDatum(p->period_end), p->end_null);
+	Set(slot, s, PR_VALUE, p->value, false);
+	Set(slot, s, PR_ITEMS, p->items, p->items == (Datum) 0);
+	Set(slot, s, PR_LAST, PointerGetDatum(p->last_item), p->last_item == NULL);
+	Set(slot, s, PR_COMPLETED, TimestampTzGetDatum(p->completed_at), !p->completed);
+	Set(slot, s, PR_COMPLETIONS, Int32GetDatum(p->completions), false);
+	Set(slot, s, PR_AWARD, Int64GetDatum(p->award_entry), p->award_null);
+	Set(slot, s, PR_AWARD_MEMBER, Int64GetDatum(p->award_member), p->award_member_null);
+	Set(slot, s, PR_CLAWED, TimestampTzGetDatum(p->clawed_back_at), p->clawed_null);
+	Set(slot, s, PR_UPDATED, TimestampTzGetDatum(p->updated_at), false);
+}
+
+/* insert_progress: a period's row of challenge_periods, as given. */
 static void
 FastInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const ProgressRow *p)
 {
@@ -1576,63 +1637,117 @@ FastInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const Prog
 	Set(slot, s, PR_MEMBER, Int64GetDatum(member_id), false);
 	Set(slot, s, PR_CHALLENGE, Int64GetDatum(p->challenge_id), false);
 	Set(slot, s, PR_START, TimestampTzGetDatum(p->period_start), false);
-	Set(slot, s, PR_END, TimestampTzGetDatum(p->period_end), p->end_null);
 	Set(slot, s, PR_PROGRAM, Int64GetDatum(program_id), false);
-	Set(slot, s, PR_VALUE, p->value, false);
-	Set(slot, s, PR_ITEMS, p->items, p->items == (Datum) 0);
-	Set(slot, s, PR_LAST, PointerGetDatum(p->last_item), p->last_item == NULL);
-	Set(slot, s, PR_COMPLETIONS, Int32GetDatum(0), false);
-	Set(slot, s, PR_UPDATED, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	SetProgress(slot, s, p);
 	InsertRow(f, ST_PROGRESS, slot);
 }
 
 /*
- * update_progress: a period's value, items and last item, on the row
- * read_progress found (the member's lock keeps it where it was and as it
- * was: its copy is the version written over; a version changed meanwhile
- * would fail the update).
+ * update_progress: a period's columns written over the row read_progress
+ * found (the member's lock keeps it where it was and as it was: its copy is
+ * the version written over; a version changed meanwhile would fail the
+ * update).
  */
 static void
 FastUpdateProgress(StoreWriter *w, int64 member_id, const ProgressRow *p)
 {
 	FastState  *f = State(w);
-	const AttrNumber *a = store_shape(ST_PROGRESS)->attno;
+	const TableShape *s = store_shape(ST_PROGRESS);
 	TupleTableSlot *old;
 	TupleTableSlot *new;
 	ItemPointerData tid = p->tid;
-	bool		found;
 
 	Open(w, ST_PROGRESS);
 	old = f->slot[ST_PROGRESS];
-	if (p->tuple != NULL && ItemPointerEquals(&p->tuple->t_self, &tid))
-	{
-		ExecForceStoreHeapTuple(p->tuple, old, false);
-		old->tts_tid = p->tuple->t_self;
-		old->tts_tableOid = p->tuple->t_tableOid;
-		found = true;
-	}
-	else
-	{
-		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-
-		found = ItemPointerIsValid(&tid) &&
-			table_tuple_fetch_row_version(f->rri[ST_PROGRESS]->ri_RelationDesc, &tid, snap, old);
-		UnregisterSnapshot(snap);
-	}
-	if (!found)
+	if (!ReadVersion(f, ST_PROGRESS, p->tuple, &tid))
 		elog(ERROR, "loyalty: challenge %lld's progress row of member %lld moved while locked",
 			 (long long) p->challenge_id, (long long) member_id);
-	slot_getallattrs(old);
 	new = CopyRow(f, ST_PROGRESS, old);
-	new->tts_values[a[PR_VALUE]] = p->value;
-	new->tts_isnull[a[PR_VALUE]] = false;
-	new->tts_values[a[PR_ITEMS]] = p->items;
-	new->tts_isnull[a[PR_ITEMS]] = p->items == (Datum) 0;
-	new->tts_values[a[PR_LAST]] = PointerGetDatum(p->last_item);
-	new->tts_isnull[a[PR_LAST]] = p->last_item == NULL;
-	new->tts_values[a[PR_UPDATED]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	new->tts_isnull[a[PR_UPDATED]] = false;
+	SetProgress(new, s, p);
 	UpdateRow(f, ST_PROGRESS, old, new, progress_cols);
+}
+
+/*
+ * read_state: the member's challenge_state row, as a fresh snapshot sees it
+ * (the member is locked), its arrays detoasted in the caller's context.
+ */
+static bool
+FastReadState(StoreWriter *w, int64 member_id, StateRow *out)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_STATE);
+	Relation	rel;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	Datum		key = Int64GetDatum(member_id);
+
+	Open(w, ST_STATE);
+	rel = f->rri[ST_STATE]->ri_RelationDesc;
+	slot = f->slot[ST_STATE];
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	out->found = FetchByKey(rel, s->key_index, snap, &key, 1, NULL, slot);
+	UnregisterSnapshot(snap);
+	out->tuple = NULL;
+	ItemPointerSetInvalid(&out->tid);
+	if (!out->found)
+		return false;
+	out->tid = slot->tts_tid;
+
+	/*
+	 * One copy of the row: what write_state writes over, without fetching it
+	 * again, and where the columns returned point (an array stored compressed
+	 * or with a short header is detoasted when it is read)
+	 */
+	out->tuple = ExecCopySlotHeapTuple(slot);
+	out->tuple->t_tableOid = RelationGetRelid(rel);
+	ExecClearTuple(slot);
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+		bool	   *isnull = palloc(sizeof(bool) * desc->natts);
+
+		heap_deform_tuple(out->tuple, desc, values, isnull);
+		for (int c = 0; c < SS_NCOLS; c++)
+		{
+			out->nulls[c] = isnull[s->attno[c]];
+			out->cols[c] = out->nulls[c] ? (Datum) 0 : values[s->attno[c]];
+		}
+		pfree(values);
+		pfree(isnull);
+	}
+	return true;
+}
+
+/* write_state: over the row read_state found, or a new row. */
+static void
+FastWriteState(StoreWriter *w, int64 member_id, const StateRow *r)
+{
+	FastState  *f = State(w);
+	const TableShape *s = store_shape(ST_STATE);
+	TupleTableSlot *old;
+	TupleTableSlot *new;
+	ItemPointerData tid;
+	int			c;
+
+	Open(w, ST_STATE);
+	if (!r->found)
+	{
+		new = NewRow(f, ST_STATE);
+		for (c = 0; c < SS_NCOLS; c++)
+			Set(new, s, c, r->cols[c], r->nulls[c]);
+		Set(new, s, SS_MEMBER, Int64GetDatum(member_id), false);
+		InsertRow(f, ST_STATE, new);
+		return;
+	}
+	old = f->slot[ST_STATE];
+	tid = r->tid;
+	if (!ReadVersion(f, ST_STATE, r->tuple, &tid))
+		elog(ERROR, "loyalty: the challenge state row of member %lld moved while locked",
+			 (long long) member_id);
+	new = CopyRow(f, ST_STATE, old);
+	for (c = SS_IDS; c < SS_NCOLS; c++)
+		Set(new, s, c, r->cols[c], r->nulls[c]);
+	UpdateRow(f, ST_STATE, old, new, state_cols);
 }
 
 /* insert_challenge_facts: what a purchase moved (standing 1: not refunded). */
@@ -1706,6 +1821,8 @@ const StoreRoutine fast_store = {
 	.read_progress = FastReadProgress,
 	.insert_progress = FastInsertProgress,
 	.update_progress = FastUpdateProgress,
+	.read_state = FastReadState,
+	.write_state = FastWriteState,
 	.insert_challenge_facts = FastInsertChallengeFacts,
 	.read_joined = FastReadJoined,
 };

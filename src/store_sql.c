@@ -171,6 +171,9 @@ typedef enum SqlStmt
 	Q_PROGRESS_GET,
 	Q_PROGRESS_INS,
 	Q_PROGRESS_UPD,
+	Q_STATE_GET,
+	Q_STATE_INS,
+	Q_STATE_UPD,
 	Q_FACTS_INS,
 	Q_JOINED,
 	NUM_SQL_STMTS
@@ -360,24 +363,56 @@ BuildText(SqlStmt q)
 			appendStringInfoString(&b,
 								   "SELECT challenge_id" I8 ", period_start::pg_catalog.timestamptz,"
 								   " period_end::pg_catalog.timestamptz, value::pg_catalog.numeric,"
-								   " items::pg_catalog.jsonb, last_item::pg_catalog.text, completed_at IS NOT NULL"
-								   " FROM loyalty.challenge_progress"
+								   " items::pg_catalog.jsonb, last_item::pg_catalog.text,"
+								   " completed_at::pg_catalog.timestamptz, completions::pg_catalog.int4,"
+								   " award_entry" I8 ", award_member" I8 ", clawed_back_at::pg_catalog.timestamptz,"
+								   " updated_at::pg_catalog.timestamptz"
+								   " FROM loyalty.challenge_periods"
 								   " WHERE member_id" EQ "$1 AND challenge_id" EQ "ANY ($2)"
 								   " AND (challenge_id" EQ "ANY ($3) OR period_start" EQ "ANY ($4))"
 								   " ORDER BY challenge_id, period_start DESC");
 			break;
 		case Q_PROGRESS_INS:
 			appendStringInfoString(&b,
-								   "INSERT INTO loyalty.challenge_progress (member_id, challenge_id, period_start,"
+								   "INSERT INTO loyalty.challenge_periods (member_id, challenge_id, period_start,"
 								   " period_end, program_id, value, items, last_item, completed_at, completions,"
 								   " award_entry, award_member, clawed_back_at, updated_at)"
-								   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, NULL, NULL, NULL, $9)");
+								   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
 			break;
 		case Q_PROGRESS_UPD:
 			appendStringInfoString(&b,
-								   "UPDATE loyalty.challenge_progress SET value = $4, items = $5, last_item = $6,"
-								   " updated_at = $7"
+								   "UPDATE loyalty.challenge_periods SET period_end = $4, value = $5, items = $6,"
+								   " last_item = $7, completed_at = $8, completions = $9, award_entry = $10,"
+								   " award_member = $11, clawed_back_at = $12, updated_at = $13"
 								   " WHERE member_id" EQ "$1 AND challenge_id" EQ "$2 AND period_start" EQ "$3");
+			break;
+		case Q_STATE_GET:
+			appendStringInfoString(&b,
+								   "SELECT program_id" I8 ", challenge_ids::pg_catalog._int8,"
+								   " period_starts::pg_catalog._timestamptz, period_ends::pg_catalog._timestamptz,"
+								   " period_values::pg_catalog._numeric, period_items::pg_catalog._jsonb,"
+								   " last_items::pg_catalog._text, completed_ats::pg_catalog._timestamptz,"
+								   " completion_counts::pg_catalog._int4, award_entries::pg_catalog._int8,"
+								   " award_members::pg_catalog._int8, clawed_back_ats::pg_catalog._timestamptz,"
+								   " updated_ats::pg_catalog._timestamptz, joined_at::pg_catalog.timestamptz,"
+								   " earlier_done::pg_catalog._int8"
+								   " FROM loyalty.challenge_state WHERE member_id" EQ "$1");
+			break;
+		case Q_STATE_INS:
+			appendStringInfoString(&b,
+								   "INSERT INTO loyalty.challenge_state (member_id, program_id, challenge_ids,"
+								   " period_starts, period_ends, period_values, period_items, last_items,"
+								   " completed_ats, completion_counts, award_entries, award_members,"
+								   " clawed_back_ats, updated_ats, joined_at, earlier_done)"
+								   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)");
+			break;
+		case Q_STATE_UPD:
+			appendStringInfoString(&b,
+								   "UPDATE loyalty.challenge_state SET challenge_ids = $2, period_starts = $3,"
+								   " period_ends = $4, period_values = $5, period_items = $6, last_items = $7,"
+								   " completed_ats = $8, completion_counts = $9, award_entries = $10,"
+								   " award_members = $11, clawed_back_ats = $12, updated_ats = $13, joined_at = $14,"
+								   " earlier_done = $15 WHERE member_id" EQ "$1");
 			break;
 		case Q_FACTS_INS:
 			appendStringInfoString(&b,
@@ -421,8 +456,16 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_IDEM_GET] = {INT8OID, TEXTOID},
 	[Q_PROGRESS_GET] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID},
 	[Q_PROGRESS_INS] = {INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, NUMERICOID, JSONBOID,
-	TEXTOID, TIMESTAMPTZOID},
-	[Q_PROGRESS_UPD] = {INT8OID, INT8OID, TIMESTAMPTZOID, NUMERICOID, JSONBOID, TEXTOID, TIMESTAMPTZOID},
+	TEXTOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	[Q_PROGRESS_UPD] = {INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, NUMERICOID, JSONBOID, TEXTOID,
+	TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	[Q_STATE_GET] = {INT8OID},
+	[Q_STATE_INS] = {INT8OID, INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID,
+		JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT8ARRAYOID},
+	[Q_STATE_UPD] = {INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID,
+		JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT8ARRAYOID},
 	[Q_FACTS_INS] = {INT8OID, INT8OID, INT8OID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID,
 	JSONBARRAYOID},
 	[Q_JOINED] = {INT8OID},
@@ -450,8 +493,11 @@ static const int q_nargs[NUM_SQL_STMTS] = {
 	[Q_IDEM_GET] = 2,
 	[Q_NEXT_ENTRY] = 0,
 	[Q_PROGRESS_GET] = 4,
-	[Q_PROGRESS_INS] = 9,
-	[Q_PROGRESS_UPD] = 7,
+	[Q_PROGRESS_INS] = 14,
+	[Q_PROGRESS_UPD] = 13,
+	[Q_STATE_GET] = 1,
+	[Q_STATE_INS] = 16,
+	[Q_STATE_UPD] = 15,
 	[Q_FACTS_INS] = 7,
 	[Q_JOINED] = 1,
 };
@@ -1128,7 +1174,18 @@ SqlReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timesta
 		p->items = CopyCol(r, 5, &isnull, cxt);
 		d = CopyCol(r, 6, &isnull, cxt);
 		p->last_item = isnull ? NULL : DatumGetTextPP(d);
-		p->completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 7, &isnull));
+		(void) SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 7, &isnull);
+		p->completed = !isnull;
+		p->completed_at = ColTime(r, 7, 0);
+		p->completions = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 8, &isnull));
+		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 9, &p->award_null);
+		p->award_entry = p->award_null ? 0 : DatumGetInt64(d);
+		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 10, &p->award_member_null);
+		p->award_member = p->award_member_null ? 0 : DatumGetInt64(d);
+		(void) SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 11, &p->clawed_null);
+		p->clawed_back_at = ColTime(r, 11, 0);
+		p->updated_at = ColTime(r, 12, 0);
+		p->slot = -1;
 		ItemPointerSetInvalid(&p->tid);
 		p->tuple = NULL;
 		nrows++;
@@ -1138,28 +1195,52 @@ SqlReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timesta
 	return nrows;
 }
 
+/* A period's columns from the 4th parameter on ($4 period_end ... $13 updated_at). */
+static void
+ProgressParams(const ProgressRow *p, Datum *values, char *nulls)
+{
+	values[0] = TimestampTzGetDatum(p->period_end);
+	nulls[0] = p->end_null ? 'n' : ' ';
+	values[1] = p->value;
+	values[2] = p->items;
+	nulls[2] = p->items ? ' ' : 'n';
+	values[3] = PointerGetDatum(p->last_item);
+	nulls[3] = p->last_item ? ' ' : 'n';
+	values[4] = TimestampTzGetDatum(p->completed_at);
+	nulls[4] = p->completed ? ' ' : 'n';
+	values[5] = Int32GetDatum(p->completions);
+	values[6] = Int64GetDatum(p->award_entry);
+	nulls[6] = p->award_null ? 'n' : ' ';
+	values[7] = Int64GetDatum(p->award_member);
+	nulls[7] = p->award_member_null ? 'n' : ' ';
+	values[8] = TimestampTzGetDatum(p->clawed_back_at);
+	nulls[8] = p->clawed_null ? 'n' : ' ';
+	values[9] = TimestampTzGetDatum(p->updated_at);
+}
+
 static void
 SqlInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const ProgressRow *p)
 {
 	SpiSaved	saved;
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[14];
+	char		nulls[14];
+	Datum		cols[10];
+	char		cnulls[10];
 
 	(void) w;
 	memset(nulls, ' ', sizeof(nulls));
-	Save(&saved);
+	memset(cnulls, ' ', sizeof(cnulls));
+	ProgressParams(p, cols, cnulls);
 	values[0] = Int64GetDatum(member_id);
 	values[1] = Int64GetDatum(p->challenge_id);
 	values[2] = TimestampTzGetDatum(p->period_start);
-	values[3] = TimestampTzGetDatum(p->period_end);
-	nulls[3] = p->end_null ? 'n' : ' ';
+	/* the insert's column order: period_end, program_id, then the rest */
+	values[3] = cols[0];
+	nulls[3] = cnulls[0];
 	values[4] = Int64GetDatum(program_id);
-	values[5] = p->value;
-	values[6] = p->items;
-	nulls[6] = p->items ? ' ' : 'n';
-	values[7] = PointerGetDatum(p->last_item);
-	nulls[7] = p->last_item ? ' ' : 'n';
-	values[8] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	memcpy(&values[5], &cols[1], sizeof(Datum) * 9);
+	memcpy(&nulls[5], &cnulls[1], 9);
+	Save(&saved);
 	Exec(Q_PROGRESS_INS, values, nulls, SPI_OK_INSERT);
 	RequireOneRow("challenge progress insert", member_id);
 	Restore(&saved);
@@ -1169,23 +1250,80 @@ static void
 SqlUpdateProgress(StoreWriter *w, int64 member_id, const ProgressRow *p)
 {
 	SpiSaved	saved;
-	Datum		values[7];
-	char		nulls[7];
+	Datum		values[13];
+	char		nulls[13];
 
 	(void) w;
 	memset(nulls, ' ', sizeof(nulls));
-	Save(&saved);
 	values[0] = Int64GetDatum(member_id);
 	values[1] = Int64GetDatum(p->challenge_id);
 	values[2] = TimestampTzGetDatum(p->period_start);
-	values[3] = p->value;
-	values[4] = p->items;
-	nulls[4] = p->items ? ' ' : 'n';
-	values[5] = PointerGetDatum(p->last_item);
-	nulls[5] = p->last_item ? ' ' : 'n';
-	values[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	ProgressParams(p, &values[3], &nulls[3]);
+	Save(&saved);
 	Exec(Q_PROGRESS_UPD, values, nulls, SPI_OK_UPDATE);
 	RequireOneRow("challenge progress update", member_id);
+	Restore(&saved);
+}
+
+/* read_state: the member's challenge_state row, its arrays in the caller's context. */
+static bool
+SqlReadState(StoreWriter *w, int64 member_id, StateRow *out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SpiSaved	saved;
+	Datum		values[1];
+
+	(void) w;
+	Save(&saved);
+	values[0] = Int64GetDatum(member_id);
+	Exec(Q_STATE_GET, values, NULL, SPI_OK_SELECT);
+	out->found = SPI_processed > 0;
+	out->tuple = NULL;
+	ItemPointerSetInvalid(&out->tid);
+	if (out->found)
+	{
+		out->cols[SS_MEMBER] = Int64GetDatum(member_id);
+		out->nulls[SS_MEMBER] = false;
+		out->cols[SS_PROGRAM] = Int64GetDatum(ColInt8(0, 1));
+		out->nulls[SS_PROGRAM] = false;
+		for (int c = SS_IDS; c < SS_NCOLS; c++)
+			out->cols[c] = CopyCol(0, c, &out->nulls[c], cxt);
+	}
+	Restore(&saved);
+	return out->found;
+}
+
+/* write_state: an UPDATE of the row read_state found, or an INSERT. */
+static void
+SqlWriteState(StoreWriter *w, int64 member_id, const StateRow *r)
+{
+	SpiSaved	saved;
+	Datum		values[SS_NCOLS];
+	char		nulls[SS_NCOLS];
+	int			c;
+
+	(void) w;
+	for (c = 0; c < SS_NCOLS; c++)
+	{
+		values[c] = r->cols[c];
+		nulls[c] = r->nulls[c] ? 'n' : ' ';
+	}
+	values[SS_MEMBER] = Int64GetDatum(member_id);
+	nulls[SS_MEMBER] = ' ';
+	Save(&saved);
+	if (r->found)
+	{
+		/* the UPDATE's parameters: member, then the arrays */
+		values[SS_PROGRAM] = values[SS_MEMBER];
+		nulls[SS_PROGRAM] = ' ';
+		Exec(Q_STATE_UPD, &values[SS_PROGRAM], &nulls[SS_PROGRAM], SPI_OK_UPDATE);
+		RequireOneRow("challenge state update", member_id);
+	}
+	else
+	{
+		Exec(Q_STATE_INS, values, nulls, SPI_OK_INSERT);
+		RequireOneRow("challenge state insert", member_id);
+	}
 	Restore(&saved);
 }
 
@@ -1255,6 +1393,8 @@ const StoreRoutine sql_store = {
 	.read_progress = SqlReadProgress,
 	.insert_progress = SqlInsertProgress,
 	.update_progress = SqlUpdateProgress,
+	.read_state = SqlReadState,
+	.write_state = SqlWriteState,
 	.insert_challenge_facts = SqlInsertChallengeFacts,
 	.read_joined = SqlReadJoined,
 };

@@ -1,10 +1,11 @@
--- Challenges on a Citus cluster: definitions are a reference table, progress,
--- facts and badges are per member on its shard; a purchase completes a
+-- Challenges on a Citus cluster: definitions are a reference table, progress
+-- (the state row of latest periods and the earlier periods), facts and
+-- badges are per member on its shard; a purchase completes a
 -- challenge (award and badge on the member's shard), a refund claws it back,
 -- and a referee's first purchase moves its referrer's challenge on the other
 -- shard.  Run by test/scripts/citus.sh after loyalty.distribute().
 BEGIN;
-SELECT plan(9);
+SELECT plan(13);
 
 SELECT loyalty.create_program('tap-challenges') AS p \gset
 CREATE TEMP TABLE chm AS SELECT loyalty.enroll(:p, 'app', 'ch-' || g) AS m FROM generate_series(1, 8) g;
@@ -42,6 +43,21 @@ SELECT count(*) AS tags FROM loyalty.member_tags WHERE member_id = :a \gset
 SELECT is(:v::numeric, 3::numeric, 'a merge across shards adds the progress up (1 + 2)');
 SELECT is(:badges::bigint, 1::bigint, '... the badge follows');
 SELECT is(:tags::bigint, 1::bigint, '... and the tag');
+-- an earlier month moves to challenge_periods, on the member's shard; the
+-- leaderboard and campaign_results read both across the shards
+SELECT loyalty.create_challenge(:p, 'monthly', 'Five a month', 'purchases', 5, 'month', repeating => true,
+                                reward_points => '1') AS monthly \gset
+SELECT min(m) AS c FROM chm WHERE m NOT IN (:a, :b) \gset
+SELECT loyalty.earn(:c, 10, reference => 'tch-c1', occurred_at => now() - interval '40 days');
+SELECT loyalty.earn(:c, 10, reference => 'tch-c2');
+SELECT count(*) AS earlier FROM loyalty.challenge_periods WHERE member_id = :c AND challenge_id = :monthly \gset
+SELECT count(*) AS periods FROM loyalty.challenge_progress WHERE member_id = :c AND challenge_id = :monthly \gset
+SELECT is(:earlier::bigint, 1::bigint, 'a purchase in a later month moves the earlier period to challenge_periods');
+SELECT is(:periods::bigint, 2::bigint, '... challenge_progress shows both');
+SELECT count(*) AS ranked FROM loyalty.challenge_leaderboard WHERE challenge_id = :monthly \gset
+SELECT is(:ranked::bigint, 2::bigint, 'the leaderboard ranks the periods');
+SELECT reached FROM loyalty.campaign_results WHERE kind = 'challenge' AND campaign_id = :two \gset
+SELECT is(:reached::bigint, 3::bigint, 'campaign_results counts the members a challenge reached across the shards');
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
 SELECT * FROM finish();
 ROLLBACK;

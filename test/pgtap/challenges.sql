@@ -214,9 +214,15 @@ SELECT throws_ok(format('SELECT loyalty.create_challenge(%s, %L, %L, %L, 3, %L, 
                  '23505', NULL, 'a code taken');
 
 SELECT is_empty('SELECT * FROM loyalty.verify()', 'verify() finds the books sound');
--- what verify() would find had the rows been changed by hand
-UPDATE challenge_progress SET award_entry = NULL WHERE member_id = :ann AND completed_at IS NOT NULL;
-DELETE FROM challenge_progress WHERE member_id = :cy AND challenge_id = :amb;
+-- what verify() would find had the rows been changed by hand (the latest
+-- period of each challenge is an element of the member's state row, the
+-- earlier ones rows of challenge_periods)
+UPDATE challenge_state SET award_entries = array_fill(NULL::bigint, ARRAY[cardinality(challenge_ids)])
+WHERE member_id = :ann;
+UPDATE challenge_periods SET award_entry = NULL WHERE member_id = :ann;
+UPDATE challenge_state SET completed_ats[array_position(challenge_ids, :amb::bigint)] = NULL
+WHERE member_id = :cy AND :amb = ANY (challenge_ids);
+UPDATE challenge_periods SET completed_at = NULL WHERE member_id = :cy AND challenge_id = :amb;
 SELECT is((SELECT count(*) FROM verify() WHERE invariant = 'a paid challenge completion names its award'), 1::bigint,
           'verify(): a paid completion without its award');
 SELECT is((SELECT count(*) FROM verify() WHERE invariant = 'a badge comes from a completed challenge period'), 1::bigint,

@@ -97,7 +97,9 @@ SELECT is((SELECT points_issued FROM campaign_results WHERE kind = 'challenge' A
           '... so campaign_results counts its points');
 SELECT is_empty('SELECT * FROM loyalty.verify()', '... and verify() accepts it');
 SAVEPOINT tamper;
-UPDATE challenge_progress SET award_member = :hal WHERE member_id = :gus AND challenge_id = :two;
+UPDATE challenge_state SET award_members[array_position(challenge_ids, :two::bigint)] = :hal
+WHERE member_id = :gus AND :two = ANY (challenge_ids);
+UPDATE challenge_periods SET award_member = :hal WHERE member_id = :gus AND challenge_id = :two;
 SELECT count(*) AS flagged FROM loyalty.verify() WHERE invariant = 'a paid challenge completion names its award' \gset
 ROLLBACK TO SAVEPOINT tamper;
 SELECT is(:flagged::bigint, 1::bigint, 'verify() finds a carried award that names a ledger without it');

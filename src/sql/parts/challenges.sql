@@ -48,12 +48,20 @@ COMMENT ON COLUMN loyalty.challenges.period IS
 COMMENT ON COLUMN loyalty.challenges.repeating IS
     'Completed again in each new period (month, week, days, streak); otherwise once per member';
 
--- No foreign keys or CHECK constraints on the per-fact tables: only
--- challenge_move and challenge_refund write them, under the member's lock,
--- for challenges that exist (there is no way to delete one), never below
--- zero; a key check would cost a purchase a query per row, and a CHECK its
+-- No foreign keys or CHECK constraints on the per-fact tables: only the
+-- write path (src/challenges.c) writes them, under the member's lock, for
+-- challenges that exist (there is no way to delete one), never below zero; a
+-- key check would cost a purchase a query per row, and a CHECK its
 -- expression prepared again for every statement.
-CREATE TABLE loyalty.challenge_progress (
+--
+-- A member's progress is kept in two places.  The latest period of each
+-- challenge the member has moved lives in one row per member
+-- (challenge_state, parallel arrays, one element per challenge), so a
+-- purchase that moves 20 challenges reads and writes one row, not 20;
+-- every earlier period is a row of challenge_periods, moved there when a
+-- later period of its challenge opens (or written there directly by a
+-- back-dated fact).  loyalty.challenge_progress shows both as one.
+CREATE TABLE loyalty.challenge_periods (
     member_id      bigint NOT NULL,
     challenge_id   bigint NOT NULL,
     period_start   timestamptz NOT NULL,
@@ -69,17 +77,62 @@ CREATE TABLE loyalty.challenge_progress (
     clawed_back_at timestamptz,
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, challenge_id, period_start)
+);
+CREATE INDEX challenge_periods_challenge_idx ON loyalty.challenge_periods (challenge_id, period_start);
+COMMENT ON TABLE loyalty.challenge_periods IS
+    'Each member''s earlier periods of each challenge (the latest one of each is in challenge_state); read them through challenge_progress';
+
+CREATE TABLE loyalty.challenge_state (
+    member_id         bigint NOT NULL PRIMARY KEY,
+    program_id        bigint NOT NULL,
+    challenge_ids     bigint[] NOT NULL,
+    period_starts     timestamptz[] NOT NULL,
+    period_ends       timestamptz[] NOT NULL,
+    period_values     numeric[] NOT NULL,
+    period_items      jsonb[] NOT NULL,
+    last_items        text[] NOT NULL,
+    completed_ats     timestamptz[] NOT NULL,
+    completion_counts integer[] NOT NULL,
+    award_entries     bigint[] NOT NULL,
+    award_members     bigint[] NOT NULL,
+    clawed_back_ats   timestamptz[] NOT NULL,
+    updated_ats       timestamptz[] NOT NULL,
+    joined_at         timestamptz,
+    earlier_done      bigint[] NOT NULL
 )
--- every purchase updates its member's rows: room on each page keeps the
--- update heap-only (no index entries), as for loyalty.accounts
-WITH (fillfactor = 70);
-CREATE INDEX challenge_progress_challenge_idx ON loyalty.challenge_progress (challenge_id, period_start);
-COMMENT ON TABLE loyalty.challenge_progress IS
-    'Each member''s progress in each period of a challenge, moved in the same transaction as the purchase, activity or referral (and back by a refund)';
-COMMENT ON COLUMN loyalty.challenge_progress.award_member IS
-    'Whose ledger award_entry is in when not this member''s: the member merged into this one (directly or through other merges) that was paid (a merge carries progress, not ledger entries)';
+-- every purchase rewrites its member's row: room on each page keeps the
+-- update heap-only, and a row of about 20 periods (2-4 kB) stays inline and
+-- uncompressed, where the default target would compress it on every write
+WITH (fillfactor = 50, toast_tuple_target = 8160);
+COMMENT ON TABLE loyalty.challenge_state IS
+    'Each member''s latest period of each challenge it has moved, one element per challenge in parallel arrays (the columns of challenge_progress); read them through challenge_progress';
+COMMENT ON COLUMN loyalty.challenge_state.joined_at IS
+    'The member''s joined_at (set at enrolment, never changed), kept when a challenge of the first days of membership first needs it, so that a purchase reads one row';
+COMMENT ON COLUMN loyalty.challenge_state.earlier_done IS
+    'The challenges with a completed period in challenge_periods: a challenge that does not repeat is done once completed, and a purchase need not read the earlier periods to know';
+
+-- (the arrays are unnested in the select list, in step: no join per row;
+-- as every view, it runs as the extension's owner and shows a role only the
+-- programs it may see)
+#include "udfs/challenge_progress/1.4.sql"
+COMMENT ON VIEW loyalty.challenge_progress IS
+    'Each member''s progress in each period of a challenge, moved in the same transaction as the purchase, activity or referral (and back by a refund): the latest period of each challenge (challenge_state) and the earlier ones (challenge_periods)';
+COMMENT ON COLUMN loyalty.challenge_progress.member_id IS 'Member';
+COMMENT ON COLUMN loyalty.challenge_progress.challenge_id IS 'Challenge';
+COMMENT ON COLUMN loyalty.challenge_progress.period_start IS 'Start of the period';
+COMMENT ON COLUMN loyalty.challenge_progress.period_end IS 'End of the period (NULL: open-ended)';
+COMMENT ON COLUMN loyalty.challenge_progress.program_id IS 'Program';
+COMMENT ON COLUMN loyalty.challenge_progress.value IS 'Progress in the period, towards the challenge''s goal';
 COMMENT ON COLUMN loyalty.challenge_progress.items IS
     'For visits, categories and streaks: each day, category or week counted, with the number of facts behind it (a refund takes its own away)';
+COMMENT ON COLUMN loyalty.challenge_progress.last_item IS 'The latest day, category or week counted';
+COMMENT ON COLUMN loyalty.challenge_progress.completed_at IS 'When the period reached its goal (NULL: not, or undone by a refund)';
+COMMENT ON COLUMN loyalty.challenge_progress.completions IS 'How many times the period was completed (a completion undone and made again counts again)';
+COMMENT ON COLUMN loyalty.challenge_progress.award_entry IS 'The ledger entry that paid the completion''s points';
+COMMENT ON COLUMN loyalty.challenge_progress.award_member IS
+    'Whose ledger award_entry is in when not this member''s: the member merged into this one (directly or through other merges) that was paid (a merge carries progress, not ledger entries)';
+COMMENT ON COLUMN loyalty.challenge_progress.clawed_back_at IS 'When a refund last undid the period''s completion';
+COMMENT ON COLUMN loyalty.challenge_progress.updated_at IS 'When the period last changed';
 
 -- (arrays, not a JSON document: a purchase moving 20 challenges writes a
 -- row small enough to stay uncompressed)
@@ -115,7 +168,8 @@ COMMENT ON TABLE loyalty.member_badges IS 'Badges members earned (once each), wi
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.challenges', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.challenges_challenge_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('loyalty.challenge_progress', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.challenge_periods', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.challenge_state', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.challenge_facts', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.member_badges', '');
 
@@ -132,6 +186,11 @@ ALTER TABLE loyalty.programs ALTER COLUMN event_kinds SET DEFAULT
 #include "udfs/challenge_period/1.4.sql"
 COMMENT ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz) IS
     'Internal: the period of a challenge a fact at a time falls in (or opens)';
+-- the one place a period is stored (the latest of its challenge in
+-- challenge_state, an earlier one in challenge_periods), for the SQL writers
+#include "udfs/challenge_progress_put/1.4.sql"
+COMMENT ON FUNCTION loyalty.challenge_progress_put(loyalty.challenge_progress) IS
+    'Internal, under the member''s lock: store a period of a member''s challenge as given (new, or replacing the one with its member, challenge and start) where it belongs';
 -- challenge_complete, challenge_move and challenge_refund run with their
 -- caller's rights, not as definers: they are granted to no one and called
 -- only by the extension's own functions (the write path, record_activity,
@@ -182,6 +241,7 @@ COMMENT ON COLUMN loyalty.badge_summary.first_earned_at IS 'First time it was ea
 COMMENT ON COLUMN loyalty.badge_summary.last_earned_at IS 'Last time it was earned';
 
 REVOKE ALL ON FUNCTION loyalty.challenge_period(text, integer, timestamptz, timestamptz, timestamptz, text, timestamptz),
+    loyalty.challenge_progress_put(loyalty.challenge_progress),
     loyalty.challenge_complete(bigint, bigint, timestamptz, timestamptz),
     loyalty.challenge_move(bigint, bigint, text, numeric, timestamptz, text, jsonb, text),
     loyalty.challenge_refund(bigint, bigint, numeric),
@@ -193,4 +253,4 @@ GRANT EXECUTE ON FUNCTION loyalty.create_challenge(bigint, text, text, text, any
         text, text[], text[], text[], anycompatible, text[], text[], integer, timestamptz, timestamptz),
     loyalty.set_challenge_active(bigint, boolean), loyalty.set_challenge_policy(bigint, boolean) TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.member_progress(bigint) TO loyalty_app, loyalty_admin;
-GRANT SELECT ON loyalty.challenge_leaderboard, loyalty.badge_summary TO loyalty_analyst, loyalty_admin;
+GRANT SELECT ON loyalty.challenge_progress, loyalty.challenge_leaderboard, loyalty.badge_summary TO loyalty_analyst, loyalty_admin;

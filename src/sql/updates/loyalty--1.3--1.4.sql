@@ -414,13 +414,16 @@ COMMENT ON COLUMN loyalty.programs.rules_version IS 'Bumped by every change of t
 #include "parts/challenges.sql"
 ALTER TABLE loyalty.challenges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.challenges USING (loyalty.program_visible(program_id));
-ALTER TABLE loyalty.challenge_progress ENABLE ROW LEVEL SECURITY;
-CREATE POLICY program_isolation ON loyalty.challenge_progress USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.challenge_state ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.challenge_state USING (loyalty.program_visible(program_id));
+ALTER TABLE loyalty.challenge_periods ENABLE ROW LEVEL SECURITY;
+CREATE POLICY program_isolation ON loyalty.challenge_periods USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.challenge_facts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.challenge_facts USING (loyalty.program_visible(program_id));
 ALTER TABLE loyalty.member_badges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY program_isolation ON loyalty.member_badges USING (loyalty.program_visible(program_id));
-GRANT SELECT ON loyalty.challenges, loyalty.challenge_progress, loyalty.challenge_facts, loyalty.member_badges TO loyalty_admin;
+GRANT SELECT ON loyalty.challenges, loyalty.challenge_state, loyalty.challenge_periods, loyalty.challenge_progress,
+    loyalty.challenge_facts, loyalty.member_badges TO loyalty_admin;
 REVOKE ALL ON SEQUENCE loyalty.challenges_challenge_id_seq FROM PUBLIC;
 
 -- == stored segments and bands that rules act on ================================

@@ -60,10 +60,13 @@ WITH c AS (
     FROM loyalty.coupon_redemptions r WHERE r.status = 'captured' GROUP BY r.campaign_id
     UNION ALL
     SELECT 'challenge', x.challenge_id, x.reached, x.completions, 0, coalesce(ap.points, 0)
-    FROM (SELECT h.challenge_id, count(DISTINCT p.member_id) AS reached,
+    -- (the periods counted on their own, then matched with the challenges:
+    -- on Citus the view is a union of two distributed tables, which joins
+    -- no reference table)
+    FROM (SELECT p.challenge_id, count(DISTINCT p.member_id) AS reached,
                  count(*) FILTER (WHERE p.completed_at IS NOT NULL) AS completions
-          FROM loyalty.challenges h JOIN loyalty.challenge_progress p ON p.challenge_id = h.challenge_id
-          GROUP BY h.challenge_id) x
+          FROM loyalty.challenge_progress p GROUP BY p.challenge_id) x
+    JOIN loyalty.challenges h ON h.challenge_id = x.challenge_id
     LEFT JOIN award_points ap ON ap.challenge_id = x.challenge_id
     UNION ALL
     SELECT 'journey', j.step_id, count(DISTINCT e.member_id), count(*), 0, 0

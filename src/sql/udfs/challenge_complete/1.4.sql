@@ -11,14 +11,15 @@ DECLARE
     v_badge boolean := false;
 BEGIN
     SELECT * INTO c FROM loyalty.challenges x WHERE x.challenge_id = challenge_complete.challenge;
-    UPDATE loyalty.challenge_progress x
-    SET completed_at = challenge_complete.at, completions = x.completions + 1, updated_at = now()
+    SELECT * INTO p FROM loyalty.challenge_progress x
     WHERE x.member_id = challenge_complete.member AND x.challenge_id = challenge_complete.challenge
-      AND x.period_start = challenge_complete.period_start AND x.completed_at IS NULL
-    RETURNING x.* INTO p;
+      AND x.period_start = challenge_complete.period_start AND x.completed_at IS NULL;
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    p.completed_at := challenge_complete.at;
+    p.completions := p.completions + 1;
+    p.updated_at := now();
     -- the award, once per completion: a completion undone and made again is
     -- a new completion with its own key
     IF c.reward_points IS NOT NULL THEN
@@ -27,10 +28,10 @@ BEGIN
                                  'challenge:' || c.challenge_id || ':' || extract(epoch FROM p.period_start)::text
                                      || ':' || p.completions,
                                  challenge_complete.at);
-        UPDATE loyalty.challenge_progress x SET award_entry = v_entry, award_member = NULL
-        WHERE x.member_id = challenge_complete.member AND x.challenge_id = challenge_complete.challenge
-          AND x.period_start = challenge_complete.period_start;
+        p.award_entry := v_entry;
+        p.award_member := NULL;
     END IF;
+    PERFORM loyalty.challenge_progress_put(p);
     -- a badge is earned once
     IF c.badge IS NOT NULL THEN
         INSERT INTO loyalty.member_badges (member_id, badge, program_id, challenge_id, period_start, earned_at)

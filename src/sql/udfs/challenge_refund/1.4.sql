@@ -27,26 +27,27 @@ BEGIN
               JOIN loyalty.challenges c ON c.challenge_id = x.challenge_id
               ORDER BY 1 LOOP
         CONTINUE WHEN mv.metric <> 'spend' AND challenge_refund.standing > 0;
-        UPDATE loyalty.challenge_progress x
-        -- an item (day, week, category) goes when its last fact does
-        SET items = CASE WHEN mv.items IS NULL THEN x.items
-                         ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value::numeric - coalesce((mv.items ->> e.key)::numeric, 0))
-                                                FILTER (WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)), '{}')
-                               FROM jsonb_each_text(x.items) e) END,
-            value = CASE WHEN mv.metric = 'spend' THEN greatest(x.value - mv.delta * v_share, 0)
-                         WHEN mv.items IS NULL THEN greatest(x.value - mv.delta, 0)
-                         ELSE (SELECT count(*) FROM jsonb_each_text(x.items) e
-                               WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)) END,
-            updated_at = now()
+        SELECT * INTO p FROM loyalty.challenge_progress x
         WHERE x.member_id = challenge_refund.member AND x.challenge_id = mv.challenge_id
-          AND x.period_start = mv.period_start
-        RETURNING x.* INTO p;
-        CONTINUE WHEN NOT FOUND OR p.completed_at IS NULL OR p.value >= mv.goal;
+          AND x.period_start = mv.period_start;
+        CONTINUE WHEN NOT FOUND;
+        -- an item (day, week, category) goes when its last fact does
+        SELECT CASE WHEN mv.items IS NULL THEN p.items
+                    ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value::numeric - coalesce((mv.items ->> e.key)::numeric, 0))
+                                           FILTER (WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)), '{}')
+                          FROM jsonb_each_text(p.items) e) END,
+               CASE WHEN mv.metric = 'spend' THEN greatest(p.value - mv.delta * v_share, 0)
+                    WHEN mv.items IS NULL THEN greatest(p.value - mv.delta, 0)
+                    ELSE (SELECT count(*) FROM jsonb_each_text(p.items) e
+                          WHERE e.value::numeric > coalesce((mv.items ->> e.key)::numeric, 0)) END
+        INTO p.items, p.value;
+        p.updated_at := now();
         -- the progress no longer reaches the goal: a completion that paid
         -- nothing is undone; one that paid points is undone and its points
         -- taken back by the refund policy when the program claws back,
         -- else it stands
-        IF p.award_entry IS NOT NULL AND NOT v_clawback THEN
+        IF p.completed_at IS NULL OR p.value >= mv.goal OR (p.award_entry IS NOT NULL AND NOT v_clawback) THEN
+            PERFORM loyalty.challenge_progress_put(p);
             CONTINUE;
         END IF;
         IF p.award_entry IS NOT NULL THEN
@@ -56,10 +57,11 @@ BEGIN
                                     'challenge:' || mv.code, 'challenge no longer completed (refund)',
                                     'challenge-clawback:' || p.award_entry);
         END IF;
-        UPDATE loyalty.challenge_progress x
-        SET completed_at = NULL, award_entry = NULL, award_member = NULL, clawed_back_at = now()
-        WHERE x.member_id = challenge_refund.member AND x.challenge_id = mv.challenge_id
-          AND x.period_start = mv.period_start;
+        p.completed_at := NULL;
+        p.award_entry := NULL;
+        p.award_member := NULL;
+        p.clawed_back_at := now();
+        PERFORM loyalty.challenge_progress_put(p);
         DELETE FROM loyalty.member_badges b
         WHERE b.member_id = challenge_refund.member AND b.challenge_id = mv.challenge_id
           AND b.period_start = mv.period_start;

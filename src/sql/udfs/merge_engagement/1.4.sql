@@ -6,6 +6,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     r record;
+    q loyalty.challenge_progress;
     v_items jsonb;
     v_goal numeric;
     v_metric text;
@@ -47,42 +48,43 @@ BEGIN
     -- progress does: a merge pays nothing.
     FOR r IN SELECT * FROM loyalty.challenge_progress p WHERE p.member_id = merge_engagement.absorbed
              ORDER BY p.challenge_id, p.period_start LOOP
-        UPDATE loyalty.challenge_progress p
-        SET items = CASE WHEN p.items IS NULL OR r.items IS NULL THEN coalesce(p.items, r.items)
-                         ELSE (SELECT jsonb_object_agg(k, coalesce((p.items ->> k)::numeric, 0) + coalesce((r.items ->> k)::numeric, 0))
-                               FROM (SELECT jsonb_object_keys(p.items) UNION SELECT jsonb_object_keys(r.items)) x(k)) END,
-            value = CASE WHEN p.items IS NULL OR r.items IS NULL THEN p.value + r.value
-                         ELSE (SELECT count(*) FROM (SELECT jsonb_object_keys(p.items) UNION SELECT jsonb_object_keys(r.items)) x) END,
-            last_item = greatest(p.last_item, r.last_item),
-            period_end = CASE WHEN p.period_end IS NULL OR r.period_end IS NULL THEN NULL
-                              ELSE greatest(p.period_end, r.period_end) END,
-            completed_at = CASE WHEN p.completed_at IS NULL OR r.completed_at < p.completed_at THEN r.completed_at
-                                ELSE p.completed_at END,
-            award_entry = CASE WHEN p.completed_at IS NULL OR r.completed_at < p.completed_at THEN r.award_entry
-                               ELSE p.award_entry END,
-            -- an award carried over stays in the ledger it was paid to: the
-            -- absorbed member's, or, carried to it by an earlier merge, the
-            -- one it names
-            award_member = CASE WHEN p.completed_at IS NULL OR r.completed_at < p.completed_at
-                                THEN CASE WHEN r.award_entry IS NOT NULL
-                                          THEN coalesce(r.award_member, merge_engagement.absorbed) END
-                                ELSE p.award_member END,
-            completions = p.completions + r.completions,
-            clawed_back_at = greatest(p.clawed_back_at, r.clawed_back_at),
-            updated_at = now()
+        SELECT * INTO q FROM loyalty.challenge_progress p
         WHERE p.member_id = merge_engagement.survivor AND p.challenge_id = r.challenge_id
           AND p.period_start = r.period_start;
         IF NOT FOUND THEN
-            INSERT INTO loyalty.challenge_progress (member_id, challenge_id, period_start, period_end, program_id, value,
-                                                    items, last_item, completed_at, completions, award_entry,
-                                                    award_member, clawed_back_at, updated_at)
-            VALUES (merge_engagement.survivor, r.challenge_id, r.period_start, r.period_end, r.program_id, r.value,
-                    r.items, r.last_item, r.completed_at, r.completions, r.award_entry,
-                    CASE WHEN r.award_entry IS NOT NULL THEN coalesce(r.award_member, merge_engagement.absorbed) END,
-                    r.clawed_back_at, now());
+            q := r;
+            q.member_id := merge_engagement.survivor;
+            q.award_member := CASE WHEN r.award_entry IS NOT NULL THEN coalesce(r.award_member, merge_engagement.absorbed) END;
+        ELSE
+            IF q.items IS NULL OR r.items IS NULL THEN
+                q.items := coalesce(q.items, r.items);
+                q.value := q.value + r.value;
+            ELSE
+                SELECT jsonb_object_agg(k, coalesce((q.items ->> k)::numeric, 0) + coalesce((r.items ->> k)::numeric, 0)),
+                       count(*)
+                INTO q.items, q.value
+                FROM (SELECT jsonb_object_keys(q.items) UNION SELECT jsonb_object_keys(r.items)) x(k);
+            END IF;
+            q.last_item := greatest(q.last_item, r.last_item);
+            q.period_end := CASE WHEN q.period_end IS NULL OR r.period_end IS NULL THEN NULL
+                                 ELSE greatest(q.period_end, r.period_end) END;
+            IF q.completed_at IS NULL OR r.completed_at < q.completed_at THEN
+                q.completed_at := r.completed_at;
+                q.award_entry := r.award_entry;
+                -- an award carried over stays in the ledger it was paid to: the
+                -- absorbed member's, or, carried to it by an earlier merge, the
+                -- one it names
+                q.award_member := CASE WHEN r.award_entry IS NOT NULL
+                                       THEN coalesce(r.award_member, merge_engagement.absorbed) END;
+            END IF;
+            q.completions := q.completions + r.completions;
+            q.clawed_back_at := greatest(q.clawed_back_at, r.clawed_back_at);
         END IF;
+        q.updated_at := now();
+        PERFORM loyalty.challenge_progress_put(q);
     END LOOP;
-    DELETE FROM loyalty.challenge_progress p WHERE p.member_id = merge_engagement.absorbed;
+    DELETE FROM loyalty.challenge_state s WHERE s.member_id = merge_engagement.absorbed;
+    DELETE FROM loyalty.challenge_periods p WHERE p.member_id = merge_engagement.absorbed;
     -- what the absorbed member's purchases moved, for their refunds (which
     -- the survivor now takes)
     FOR r IN SELECT * FROM loyalty.challenge_facts f WHERE f.member_id = merge_engagement.absorbed ORDER BY f.entry_id LOOP

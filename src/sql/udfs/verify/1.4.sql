@@ -9,7 +9,17 @@ SET search_path = pg_catalog, pg_temp
 -- at 300,000 rows (test/pgtap/plans.sql).
 SET enable_nestloop = off
 AS $$
-    WITH led AS (
+    WITH paid AS MATERIALIZED (
+        -- completed challenge periods, the latest (state rows) and earlier
+        -- ones, read once: on Citus each is a query of its own, not a
+        -- subquery correlated with the ledger
+        SELECT p.member_id, p.challenge_id, p.period_start, p.award_entry, p.award_member
+        FROM loyalty.challenge_progress p WHERE p.completed_at IS NOT NULL
+    ), awards AS (
+        SELECT l.member_id, l.entry_id, m.merged_into
+        FROM loyalty.ledger l JOIN loyalty.members m ON m.member_id = l.member_id
+        WHERE l.kind = 'award'
+    ), led AS (
         SELECT l.member_id, sum(l.points::bigint) AS points, sum(l.held_delta::bigint) AS held
         FROM loyalty.ledger l GROUP BY l.member_id
     ), lots AS (
@@ -182,19 +192,13 @@ AS $$
     UNION ALL
     SELECT 'a paid challenge completion names its award', p.member_id,
            format('challenge %s, period from %s: award entry %s', p.challenge_id, p.period_start, p.award_entry)
-    FROM loyalty.challenge_progress p JOIN loyalty.challenges c ON c.challenge_id = p.challenge_id
-    WHERE p.completed_at IS NOT NULL AND c.reward_points IS NOT NULL
-      AND CASE WHEN p.award_member IS NULL
-               THEN NOT EXISTS (SELECT 1 FROM loyalty.ledger l
-                                WHERE l.member_id = p.member_id AND l.entry_id = p.award_entry AND l.kind = 'award')
-               -- an award carried by merges is in the ledger of the member it
-               -- was paid to, merged into this one (after any number of
-               -- merges: merged_into names the last survivor).  Not
-               -- correlated: on Citus the two members live on any shards.
-               ELSE (p.award_member, p.award_entry, p.member_id) NOT IN
-                    (SELECT l.member_id, l.entry_id, m.merged_into
-                     FROM loyalty.ledger l JOIN loyalty.members m ON m.member_id = l.member_id
-                     WHERE l.kind = 'award' AND m.merged_into IS NOT NULL) END
+    FROM paid p JOIN loyalty.challenges c ON c.challenge_id = p.challenge_id
+    -- an award carried by merges is in the ledger of the member it was paid
+    -- to, merged into this one (after any number of merges: merged_into
+    -- names the last survivor)
+    LEFT JOIN awards a ON a.member_id = coalesce(p.award_member, p.member_id) AND a.entry_id = p.award_entry
+    WHERE c.reward_points IS NOT NULL
+      AND (a.member_id IS NULL OR (p.award_member IS NOT NULL AND a.merged_into IS DISTINCT FROM p.member_id))
     UNION ALL
     SELECT 'a badge comes from a completed challenge period', b.member_id, format('badge %s', b.badge)
     FROM loyalty.member_badges b
@@ -202,4 +206,44 @@ AS $$
       AND NOT EXISTS (SELECT 1 FROM loyalty.challenge_progress p
                       WHERE p.member_id = b.member_id AND p.challenge_id = b.challenge_id
                         AND p.period_start = b.period_start AND p.completed_at IS NOT NULL)
+    UNION ALL
+    -- a member's latest periods: parallel arrays of one length, each
+    -- challenge once, no NULL where a period needs a value
+    SELECT 'a challenge state row is well-formed', s.member_id,
+           format('%s challenges, array lengths %s', cardinality(s.challenge_ids), x.lengths)
+    FROM loyalty.challenge_state s
+    CROSS JOIN LATERAL (SELECT ARRAY[cardinality(s.period_starts), cardinality(s.period_ends),
+                                     cardinality(s.period_values), cardinality(s.period_items),
+                                     cardinality(s.last_items), cardinality(s.completed_ats),
+                                     cardinality(s.completion_counts), cardinality(s.award_entries),
+                                     cardinality(s.award_members), cardinality(s.clawed_back_ats),
+                                     cardinality(s.updated_ats)] AS lengths) x
+    WHERE cardinality(s.challenge_ids) <> ANY (x.lengths)
+       OR (SELECT count(DISTINCT c) FROM unnest(s.challenge_ids) c) <> cardinality(s.challenge_ids)
+       OR array_position(s.challenge_ids, NULL) IS NOT NULL OR array_position(s.period_starts, NULL) IS NOT NULL
+       OR array_position(s.period_values, NULL) IS NOT NULL OR array_position(s.completion_counts, NULL) IS NOT NULL
+       OR array_position(s.updated_ats, NULL) IS NOT NULL
+    UNION ALL
+    -- an earlier period is older than its challenge's latest one, which is
+    -- in the state row
+    SELECT 'an earlier challenge period is older than the latest, in the state row', h.member_id,
+           format('challenge %s, period from %s', h.challenge_id, h.period_start)
+    FROM loyalty.challenge_periods h
+    LEFT JOIN (SELECT s.member_id, unnest(s.challenge_ids) AS challenge_id, unnest(s.period_starts) AS period_start
+               FROM loyalty.challenge_state s) x
+           ON x.member_id = h.member_id AND x.challenge_id = h.challenge_id
+    WHERE x.period_start IS NULL OR x.period_start <= h.period_start
+    UNION ALL
+    SELECT 'earlier_done names the challenges with a completed earlier period', coalesce(d.member_id, e.member_id),
+           format('challenge %s', coalesce(d.challenge_id, e.challenge_id))
+    FROM (SELECT s.member_id, unnest(s.earlier_done) AS challenge_id FROM loyalty.challenge_state s) d
+    FULL JOIN (SELECT DISTINCT h.member_id, h.challenge_id FROM loyalty.challenge_periods h
+               WHERE h.completed_at IS NOT NULL) e
+           ON e.member_id = d.member_id AND e.challenge_id = d.challenge_id
+    WHERE d.member_id IS NULL OR e.member_id IS NULL
+    UNION ALL
+    SELECT 'the challenge state keeps the member''s joined_at', s.member_id,
+           format('%s, the member joined %s', s.joined_at, m.joined_at)
+    FROM loyalty.challenge_state s JOIN loyalty.members m ON m.member_id = s.member_id
+    WHERE s.joined_at <> m.joined_at
 $$;
