@@ -80,6 +80,12 @@ SELECT loyalty.renew_membership(20, 'pay-20b');
 SELECT loyalty.cancel_membership(21, at_period_end => false, refund_reference => 'refund-21', refund_amount => 4.99);
 SELECT * FROM loyalty.membership_batch();
 INSERT INTO loyalty.rfm_segments SELECT * FROM loyalty.rfm_segments_standard;
+-- challenge progress: each member's latest period in its state row, last
+-- month's in challenge_periods, a completion with its award and badge
+SELECT loyalty.create_challenge(1, 'three', 'Three a month', 'purchases', 3, 'month', repeating => true,
+                                reward_points => '5', badge => 'three');
+SELECT loyalty.earn(g, 5, reference => 'ch-old-' || g, occurred_at => now() - interval '40 days') FROM generate_series(3, 12) g WHERE g <> 8;
+SELECT loyalty.earn(g, 5, reference => 'ch-' || g || '-' || k) FROM generate_series(3, 12) g, generate_series(1, 3) k WHERE g <> 8;
 UPDATE loyalty.rfm_segments SET r_min = 3 WHERE segment = 'Champions';
 SQL
 
@@ -114,6 +120,11 @@ snapshot() {
 		-c "SELECT * FROM loyalty.subscriptions ORDER BY member_id, subscription_id" \
 		-c "SELECT * FROM loyalty.membership_payments ORDER BY member_id, payment_id" \
 		-c "SELECT * FROM loyalty.rfm_segment_map ORDER BY priority" \
+		-c "SELECT * FROM loyalty.challenge_state ORDER BY member_id" \
+		-c "SELECT * FROM loyalty.challenge_periods ORDER BY member_id, challenge_id, period_start" \
+		-c "SELECT * FROM loyalty.challenge_facts ORDER BY member_id, entry_id" \
+		-c "SELECT * FROM loyalty.member_badges ORDER BY member_id, badge" \
+		-c "SELECT * FROM loyalty.challenge_progress ORDER BY member_id, challenge_id, period_start" \
 		-c "SELECT * FROM loyalty.member_rfm ORDER BY member_id" \
 		-c "SELECT last_entry, last_member, as_of, refreshed_at, safe_entry_id, safe_member_id, safe_at, mark_at, last_change, safe_change_id, vesting_from FROM loyalty.rollup_state" \
 		-c "SELECT * FROM loyalty.rollup_days ORDER BY program_id, day" \
@@ -150,6 +161,8 @@ snapshot() {
 after_restore_writes() {
 	psql -d "$1" -At -c "SELECT loyalty.enroll(1, 'pos', 'new-after-restore') > 50" \
 		-c "SELECT loyalty.earn(3, 10)::bigint > 0" \
+		-c "SELECT loyalty.earn(4, 10, reference => 'ch-after') > 0" \
+		-c "SELECT max(value) = 4 FROM loyalty.challenge_progress WHERE member_id = 4" \
 		-c "SELECT loyalty.transfer(6, 7, 1) > 0" \
 		-c "SELECT loyalty.update_member(3, region => 'after') = 1" \
 		-c "SELECT loyalty.subscribe(30, 'PLUS', 'pay-after') > 0" \
@@ -187,7 +200,7 @@ snapshot ${SRC}_plain >"$TMP/plain.txt"
 
 for db in ${SRC}_fc ${SRC}_par ${SRC}_plain; do
 	got=$(after_restore_writes $db | tr '\n' ' ')
-	[ "$got" = "t t t t t t t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
+	[ "$got" = "t t t t t t t t t t 0 " ] || { echo "writes after restore into $db failed: $got"; exit 1; }
 done
 
 lines=$(wc -l <"$TMP/src.txt")
