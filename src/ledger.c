@@ -508,6 +508,20 @@ AccountChanged(int64 member_id)
 	ExecStmt(S_ACCOUNT_CHANGE, values, NULL, 0);
 }
 
+/*
+ * loyalty.account_changed(member): the same for the SQL writers (a region
+ * changed by update_member), under the member's lock.
+ */
+PG_FUNCTION_INFO_V1(loyalty_account_changed);
+Datum
+loyalty_account_changed(PG_FUNCTION_ARGS)
+{
+	SPI_connect();
+	AccountChanged(PG_GETARG_INT64(0));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
 /* Column `col` (1-based) of row `row` of the last result; *isnull set. */
 static Datum
 Col(int row, int col, bool *isnull)

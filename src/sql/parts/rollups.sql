@@ -153,6 +153,10 @@ CREATE TABLE loyalty.account_changes (
     PRIMARY KEY (member_id, change_id)
 );
 CREATE INDEX account_changes_change_id_idx ON loyalty.account_changes (change_id);
+-- the one way a change is recorded (the write path's own, for update_member)
+#include "udfs/account_changed/1.4.sql"
+COMMENT ON FUNCTION loyalty.account_changed(bigint) IS
+    'Internal: record that the member''s account is to be counted again by the rollups (an account_changes row; none on Citus, where the rollups are not refreshed)';
 COMMENT ON TABLE loyalty.account_changes IS 'A change of an account''s status or tier, or of its member''s region (no ledger row shows it), for the rollups of kpi_summary, tier_distribution and member_mix; the refresh deletes the rows it has counted';
 
 CREATE TABLE loyalty.rollup_accounts (
@@ -345,7 +349,8 @@ REVOKE ALL ON FUNCTION loyalty.rollup_mark_safe(text[], pg_snapshot, timestamptz
     loyalty.rollup_changes(bigint, bigint, bigint, bigint), loyalty.refresh_rollups_batch(bigint, boolean),
     loyalty.rollups_as_of(bigint), loyalty.rollup_account_changes(bigint, bigint, bigint, bigint, bigint, bigint),
     loyalty.rollup_rfm_day(timestamptz), loyalty.rollup_rfm_band(numeric), loyalty.rfm_quintiles(),
-    loyalty.rollup_array_union(anyarray, anyarray), loyalty.rollup_may_write(oid, text) FROM PUBLIC;
+    loyalty.rollup_array_union(anyarray, anyarray), loyalty.rollup_may_write(oid, text),
+    loyalty.account_changed(bigint) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE loyalty.refresh_rollups(bigint, interval) FROM PUBLIC;
 -- the views call rollup_changes(), rollup_account_changes() and (member_rfm)
 -- rfm_quintiles() as their reader

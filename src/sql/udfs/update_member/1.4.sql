@@ -81,10 +81,9 @@ BEGIN
         SET birthday = v_new.birthday, region = v_new.region, preferred_channel = v_new.preferred_channel,
             consent = v_new.consent, attributes = v_new.attributes, birthday_changed_at = v_new.birthday_changed_at
         WHERE x.member_id OPERATOR(pg_catalog.=) m.member_id;
-        -- member_mix's rollups count the member again (not on Citus, where
-        -- they are never refreshed and the view computes from the members)
-        IF v_new.region IS DISTINCT FROM m.region AND NOT loyalty.books_distributed() THEN
-            INSERT INTO loyalty.account_changes (member_id) VALUES (m.member_id);
+        -- member_mix's rollups count the member again
+        IF v_new.region IS DISTINCT FROM m.region THEN
+            PERFORM loyalty.account_changed(m.member_id);
         END IF;
     END IF;
     RETURN v_changed;
