@@ -7,7 +7,7 @@
 -- keep them apart and right, and verify() checks how they fit together.
 BEGIN;
 SET LOCAL search_path = public, loyalty;
-SELECT plan(40);
+SELECT plan(44);
 
 SELECT create_program('state') AS p \gset
 -- times in the program's months: this month (an hour ago at most, never
@@ -172,6 +172,50 @@ SELECT is((SELECT count(*) FROM verify() WHERE invariant = 'the challenge state 
 SELECT is((SELECT count(*) FROM verify() WHERE invariant = 'an earlier challenge period is older than the latest, in the state row'),
           1::bigint, 'verify(): an earlier period that is not older than the latest');
 ROLLBACK TO SAVEPOINT tamper;
+SELECT is_empty('SELECT * FROM verify()', 'verify() finds the books sound');
+
+-- against an oracle: 300 purchases of five members in random order over four
+-- months (most dated before the latest period of their challenge), then
+-- refunds in full and in part; each month's purchase count (a purchase
+-- counts until refunded in full) and spend (less what was refunded) equal
+-- the purchases' own, wherever the periods are kept
+SELECT create_program('oracle') AS q \gset
+SELECT create_challenge(:q, 'count', 'Purchases a month', 'purchases', 1000000, 'month', repeating => true,
+                        badge => 'never') AS qcount \gset
+SELECT create_challenge(:q, 'spend', 'Spend a month', 'spend', 1000000, 'month', repeating => true,
+                        badge => 'never') AS qspend \gset
+CREATE TEMP TABLE om AS SELECT enroll(:q, 'app', 'o' || g, joined_at => now() - interval '200 days') AS m
+FROM generate_series(1, 5) g;
+SELECT setseed(0.42);
+CREATE TEMP TABLE op AS
+SELECT g, (SELECT m FROM om ORDER BY m OFFSET g % 5 LIMIT 1) AS m, 'op' || g AS ref,
+       (5 + floor(random() * 9500) / 100)::numeric AS amount,
+       now() - interval '1 hour' - random() * interval '110 days' AS at,
+       random() AS r
+FROM generate_series(1, 300) g;
+SELECT count(earn(m, amount, reference => ref, occurred_at => at)) FROM (SELECT * FROM op ORDER BY g) x;
+-- a fifth refunded in full, another fifth in part
+CREATE TEMP TABLE orf AS
+SELECT ref, m, CASE WHEN r < 0.2 THEN amount ELSE round(amount * 0.3, 2) END AS refunded
+FROM op WHERE r < 0.4;
+SELECT count(refund(m, ref, CASE WHEN refunded < amount THEN refunded END))
+FROM (SELECT orf.*, op.amount FROM orf JOIN op USING (ref) ORDER BY ref) x;
+CREATE TEMP TABLE oracle AS
+SELECT op.m, date_trunc('month', op.at AT TIME ZONE p.time_zone) AT TIME ZONE p.time_zone AS period_start,
+       count(*) FILTER (WHERE coalesce(orf.refunded, 0) < op.amount)::numeric AS purchases,
+       sum(op.amount - coalesce(orf.refunded, 0)) AS spend
+FROM op LEFT JOIN orf USING (ref) JOIN programs p ON p.program_id = :q
+GROUP BY 1, 2;
+SELECT ok((SELECT count(*) FROM challenge_periods WHERE member_id IN (SELECT m FROM om)) > 20,
+          'the oracle''s purchases keep most periods in challenge_periods');
+SELECT set_eq(format('SELECT member_id, period_start, value FROM challenge_progress WHERE challenge_id = %s', :qcount),
+              'SELECT m, period_start, purchases FROM oracle',
+              'each month''s purchase count is the purchases not refunded in full');
+-- (a partial refund takes back its share of the purchase's spend, the share
+-- a quotient: to the cent)
+SELECT set_eq(format('SELECT member_id, period_start, round(value, 2) FROM challenge_progress WHERE challenge_id = %s', :qspend),
+              'SELECT m, period_start, spend FROM oracle',
+              'each month''s spend is the purchases'' amounts less the refunds, to the cent');
 SELECT is_empty('SELECT * FROM verify()', 'verify() finds the books sound');
 
 SELECT * FROM finish();
