@@ -145,7 +145,10 @@ CREATE TABLE loyalty.challenge_facts (
     deltas         numeric[] NOT NULL,
     items          jsonb[] NOT NULL,
     standing       numeric NOT NULL DEFAULT 1,
-    PRIMARY KEY (member_id, entry_id)
+    -- entry first: a purchase's entry id is the highest yet, so its key goes
+    -- to the index's rightmost page without a descent from the root (the
+    -- member's id, after it, keeps the key unique per shard on Citus)
+    PRIMARY KEY (entry_id, member_id)
 );
 COMMENT ON TABLE loyalty.challenge_facts IS
     'What each purchase added to which challenge period, and the share of it not refunded: a refund takes back exactly that';
