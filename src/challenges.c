@@ -801,13 +801,60 @@ StateLoad(StoreWriter *w, int64 member_id, int64 program_id, MemberState *ms)
 	}
 }
 
-/* Write the member's latest periods back, when they changed. */
+/* A slot's element of the state row's array `c`. */
+static Datum
+SlotElement(const ProgressRow *p, int c, bool *isnull)
+{
+	*isnull = false;
+	switch (c)
+	{
+		case SS_IDS:
+			return Int64GetDatum(p->challenge_id);
+		case SS_STARTS:
+			return TimestampTzGetDatum(p->period_start);
+		case SS_ENDS:
+			*isnull = p->end_null;
+			return TimestampTzGetDatum(p->period_end);
+		case SS_VALUES:
+			return p->value;
+		case SS_ITEMS:
+			*isnull = p->items == (Datum) 0;
+			return p->items;
+		case SS_LAST:
+			*isnull = p->last_item == NULL;
+			return PointerGetDatum(p->last_item);
+		case SS_COMPLETED:
+			*isnull = !p->completed;
+			return TimestampTzGetDatum(p->completed_at);
+		case SS_COMPLETIONS:
+			return Int32GetDatum(p->completions);
+		case SS_AWARD:
+			*isnull = p->award_null;
+			return Int64GetDatum(p->award_entry);
+		case SS_AWARD_MEMBER:
+			*isnull = p->award_member_null;
+			return Int64GetDatum(p->award_member);
+		case SS_CLAWED:
+			*isnull = p->clawed_null;
+			return TimestampTzGetDatum(p->clawed_back_at);
+		case SS_UPDATED:
+			return TimestampTzGetDatum(p->updated_at);
+	}
+	elog(ERROR, "loyalty: no state array %d", c);
+	return (Datum) 0;
+}
+
+/*
+ * Write the member's latest periods back, when they changed: a purchase's
+ * moves change four arrays (values, items, last items, update times) and
+ * the others are written as read; a new or reshaped row is built whole.
+ */
 static void
 StateSave(StoreWriter *w, MemberState *ms)
 {
 	StateRow	r = ms->row;
-	Datum	   *el[SS_NCOLS];
-	bool	   *nl[SS_NCOLS];
+	Datum	   *el = palloc(sizeof(Datum) * Max(ms->n, 1));
+	bool	   *nl = palloc(sizeof(bool) * Max(ms->n, 1));
 	int			dims[1] = {ms->n};
 	int			lbs[1] = {1};
 	int			c,
@@ -817,42 +864,14 @@ StateSave(StoreWriter *w, MemberState *ms)
 		return;
 	for (c = SS_IDS; c <= SS_UPDATED; c++)
 	{
-		el[c] = palloc(sizeof(Datum) * Max(ms->n, 1));
-		nl[c] = palloc0(sizeof(bool) * Max(ms->n, 1));
-	}
-	for (i = 0; i < ms->n; i++)
-	{
-		const ProgressRow *p = &ms->slots[i];
-
-		el[SS_IDS][i] = Int64GetDatum(p->challenge_id);
-		el[SS_STARTS][i] = TimestampTzGetDatum(p->period_start);
-		el[SS_ENDS][i] = TimestampTzGetDatum(p->period_end);
-		nl[SS_ENDS][i] = p->end_null;
-		el[SS_VALUES][i] = p->value;
-		el[SS_ITEMS][i] = p->items;
-		nl[SS_ITEMS][i] = p->items == (Datum) 0;
-		el[SS_LAST][i] = PointerGetDatum(p->last_item);
-		nl[SS_LAST][i] = p->last_item == NULL;
-		el[SS_COMPLETED][i] = TimestampTzGetDatum(p->completed_at);
-		nl[SS_COMPLETED][i] = !p->completed;
-		el[SS_COMPLETIONS][i] = Int32GetDatum(p->completions);
-		el[SS_AWARD][i] = Int64GetDatum(p->award_entry);
-		nl[SS_AWARD][i] = p->award_null;
-		el[SS_AWARD_MEMBER][i] = Int64GetDatum(p->award_member);
-		nl[SS_AWARD_MEMBER][i] = p->award_member_null;
-		el[SS_CLAWED][i] = TimestampTzGetDatum(p->clawed_back_at);
-		nl[SS_CLAWED][i] = p->clawed_null;
-		el[SS_UPDATED][i] = TimestampTzGetDatum(p->updated_at);
-	}
-	for (c = SS_IDS; c <= SS_UPDATED; c++)
-	{
 		const ElemType *t = &elem_types[c];
+		bool		moved = c == SS_VALUES || c == SS_ITEMS || c == SS_LAST || c == SS_UPDATED;
 
-		/* a purchase's moves change four arrays; the others are kept */
-		if (!ms->reshaped && ms->row.found &&
-			c != SS_VALUES && c != SS_ITEMS && c != SS_LAST && c != SS_UPDATED)
+		if (ms->row.found && !ms->reshaped && !(moved && ms->changed))
 			continue;
-		r.cols[c] = PointerGetDatum(construct_md_array(el[c], nl[c], 1, dims, lbs, t->type, t->len,
+		for (i = 0; i < ms->n; i++)
+			el[i] = SlotElement(&ms->slots[i], c, &nl[i]);
+		r.cols[c] = PointerGetDatum(construct_md_array(el, nl, 1, dims, lbs, t->type, t->len,
 													   t->byval, t->align));
 		r.nulls[c] = false;
 	}
