@@ -1047,8 +1047,6 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 	StrList		tags = {0, NULL};
 	LocalDay	day;
 	char	   *prev_week;
-	bool		joined_read = false;
-	TimestampTz joined = 0;
 	int64	   *req_ids;
 	TimestampTz *req_starts;
 	bool	   *req_every;
@@ -1183,23 +1181,18 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 		m->every = c->period == P_DAYS || c->period == P_STREAK || !c->repeating;
 		if (c->period != P_DAYS && c->period != P_STREAK)
 		{
-			if (c->period == P_JOINING && !joined_read)
+			if (c->period == P_JOINING && !ms.has_joined)
 			{
 				/*
 				 * kept in the state row (joined_at never changes), else read
-				 * through the store's row routines, not a statement
+				 * once through the store's row routines, not a statement
 				 */
-				if (!ms.has_joined)
-				{
-					ms.joined = store_read_joined(f->w, f->member_id);
-					ms.has_joined = true;
-					ms.extra_changed |= ms.row.found;
-				}
-				joined = ms.joined;
-				joined_read = true;
+				ms.joined = store_read_joined(f->w, f->member_id);
+				ms.has_joined = true;
+				ms.extra_changed |= ms.row.found;
 			}
 			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
-					  f->at, &day, joined, &m->start, &m->end, &m->open_ended);
+					  f->at, &day, ms.joined, &m->start, &m->end, &m->open_ended);
 		}
 		if (slot == NULL)
 			continue;			/* no period at all */
@@ -1256,7 +1249,7 @@ challenges_move(const ChallengeFact *f, ChallengeDone **done)
 			continue;
 		if (m->row == NULL && (c->period == P_DAYS || c->period == P_STREAK))
 			period_of(c->period, c->period_days, c->has_from, c->valid_from, c->has_until, c->valid_until,
-					  f->at, &day, joined, &m->start, &m->end, &m->open_ended);
+					  f->at, &day, ms.joined, &m->start, &m->end, &m->open_ended);
 		if (f->at < m->start || (!m->open_ended && f->at >= m->end))
 		{
 			m->dropped = true;

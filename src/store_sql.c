@@ -375,7 +375,7 @@ BuildText(SqlStmt q)
 		case Q_PROGRESS_INS:
 			appendStringInfoString(&b,
 								   "INSERT INTO loyalty.challenge_periods (member_id, challenge_id, period_start,"
-								   " period_end, program_id, value, items, last_item, completed_at, completions,"
+								   " program_id, period_end, value, items, last_item, completed_at, completions,"
 								   " award_entry, award_member, clawed_back_at, updated_at)"
 								   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
 			break;
@@ -455,7 +455,7 @@ static const Oid q_types[NUM_SQL_STMTS][17] = {
 	[Q_ACCOUNT_INS] = {INT8OID, INT8OID},
 	[Q_IDEM_GET] = {INT8OID, TEXTOID},
 	[Q_PROGRESS_GET] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID},
-	[Q_PROGRESS_INS] = {INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, NUMERICOID, JSONBOID,
+	[Q_PROGRESS_INS] = {INT8OID, INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, NUMERICOID, JSONBOID,
 	TEXTOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
 	[Q_PROGRESS_UPD] = {INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, NUMERICOID, JSONBOID, TEXTOID,
 	TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
@@ -1195,7 +1195,7 @@ SqlReadProgress(StoreWriter *w, int64 member_id, const int64 *ids, const Timesta
 	return nrows;
 }
 
-/* A period's columns from the 4th parameter on ($4 period_end ... $13 updated_at). */
+/* A period's columns from period_end to updated_at, as its statements' last ten parameters. */
 static void
 ProgressParams(const ProgressRow *p, Datum *values, char *nulls)
 {
@@ -1224,22 +1224,14 @@ SqlInsertProgress(StoreWriter *w, int64 member_id, int64 program_id, const Progr
 	SpiSaved	saved;
 	Datum		values[14];
 	char		nulls[14];
-	Datum		cols[10];
-	char		cnulls[10];
 
 	(void) w;
 	memset(nulls, ' ', sizeof(nulls));
-	memset(cnulls, ' ', sizeof(cnulls));
-	ProgressParams(p, cols, cnulls);
 	values[0] = Int64GetDatum(member_id);
 	values[1] = Int64GetDatum(p->challenge_id);
 	values[2] = TimestampTzGetDatum(p->period_start);
-	/* the insert's column order: period_end, program_id, then the rest */
-	values[3] = cols[0];
-	nulls[3] = cnulls[0];
-	values[4] = Int64GetDatum(program_id);
-	memcpy(&values[5], &cols[1], sizeof(Datum) * 9);
-	memcpy(&nulls[5], &cnulls[1], 9);
+	values[3] = Int64GetDatum(program_id);
+	ProgressParams(p, &values[4], &nulls[4]);
 	Save(&saved);
 	Exec(Q_PROGRESS_INS, values, nulls, SPI_OK_INSERT);
 	RequireOneRow("challenge progress insert", member_id);
